@@ -1,0 +1,1 @@
+//! Backtest: direction → positions → fills → equity, trades and metrics.

@@ -1,0 +1,68 @@
+//! Command-line interface: parse with clap, call the library, print.
+//!
+//! Exit codes: 0 success, 1 an error (printed to stderr with its causes),
+//! 2 a usage error (clap). A closed stdout (`atc-bt … | head`) is not an
+//! error.
+
+mod compute;
+mod params;
+
+use clap::{Parser, Subcommand};
+
+pub use compute::{read_close_csv, ComputeArgs};
+pub use params::AtcArgs;
+
+/// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
+///
+/// ATC runs 6 moving-average families × 9 lengths, turns each into a
+/// persistent cross signal, weights the signals by the equity they would
+/// have earned, repeats across families, and averages to a signal in
+/// [-1, 1] with a direction. Numbers follow spec/ATC.md (Pine-exact).
+#[derive(Debug, Parser)]
+#[command(name = "atc-bt", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the ATC engine on one close series and write every intermediate
+    /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
+    /// golden layout
+    Compute(ComputeArgs),
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(err) => report_error(&err),
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Compute(args) => compute::run(&args),
+    }
+}
+
+/// Prints an error with its chain of causes; a broken pipe exits quietly.
+fn report_error(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+        }
+    }
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    1
+}

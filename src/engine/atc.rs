@@ -1,0 +1,154 @@
+//! The full ATC pipeline for one close series: MAs → cross signals →
+//! layer-1 equities → family signals → layer-2 equities → average signal →
+//! direction (spec sec. 5–12).
+
+use super::equity::{equity_into, growth_scaled_returns, rate_of_change};
+use super::error::EngineError;
+use super::ma::moving_average;
+use super::params::{AtcParams, Family};
+use super::signal::{cross_signal, cut, direction};
+
+/// Number of MAs per family.
+pub const LENGTHS_PER_FAMILY: usize = 9;
+/// Number of MAs in total (6 families × 9 lengths).
+pub const MA_COUNT: usize = 54;
+
+/// Which intermediates [`compute`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Keep every column of the golden CSV (54 MAs, signals and equities).
+    Full,
+    /// Keep only what trading needs (`R`, layer 1 and 2, `avg`, `dir`):
+    /// the 54 per-MA vectors are dropped as soon as they are folded into
+    /// layer 1, so memory per series is a few vectors, not 162.
+    Signal,
+}
+
+/// Everything the engine computes for one series. Per-MA vectors are
+/// indexed `family.index() * 9 + k` (spec column order) and are empty with
+/// [`Detail::Signal`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtcOutput {
+    /// Rate of change `R` (NaN at bar 0).
+    pub r: Vec<f64>,
+    /// The 54 moving averages.
+    pub ma: Vec<Vec<f64>>,
+    /// The 54 persistent cross signals (-1, 0, 1).
+    pub sig: Vec<Vec<i8>>,
+    /// The 54 layer-1 equity curves.
+    pub eq: Vec<Vec<f64>>,
+    /// Layer-1 family signals (multiples of 0.01), one per family.
+    pub l1: Vec<Vec<f64>>,
+    /// Layer-2 family equities, one per family.
+    pub eq2: Vec<Vec<f64>>,
+    /// The average signal in [-1, 1] (NaN before `cutout`).
+    pub avg: Vec<f64>,
+    /// Direction: 1 long, -1 short, 0 none yet.
+    pub dir: Vec<i8>,
+}
+
+/// Pine `math.round(x, 2)`: nearest multiple of 0.01, ties toward +inf.
+#[inline]
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0 + 0.5).floor() / 100.0
+}
+
+/// Checks that every close is finite and > 0 and that there is at least one.
+pub fn validate_close(close: &[f64]) -> Result<(), EngineError> {
+    if close.is_empty() {
+        return Err(EngineError::EmptySeries);
+    }
+    match close.iter().position(|&c| !(c.is_finite() && c > 0.0)) {
+        Some(bar) => Err(EngineError::BadClose {
+            bar,
+            value: close[bar],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Runs the full ATC on `close` with `params`.
+///
+/// Validates the parameters and the series first; the numbers follow
+/// `spec/ATC.md` bar for bar. Pure: no I/O, no globals, deterministic.
+pub fn compute(
+    close: &[f64],
+    params: &AtcParams,
+    detail: Detail,
+) -> Result<AtcOutput, EngineError> {
+    params.validate()?;
+    validate_close(close)?;
+    Ok(compute_unchecked(close, params, detail))
+}
+
+/// [`compute`] without validation, for callers that validated the
+/// parameters and series once already. A bad input gives NaNs, never UB.
+pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> AtcOutput {
+    let n = close.len();
+    let cutout = params.cutout;
+    let d = params.decay_multiplier();
+    let r = rate_of_change(close);
+    let rg = growth_scaled_returns(&r, params.la(), cutout);
+    let keep = detail == Detail::Full;
+
+    let mut out = AtcOutput {
+        r: Vec::new(),
+        ma: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        sig: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        eq: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        l1: Vec::with_capacity(6),
+        eq2: Vec::with_capacity(6),
+        avg: Vec::new(),
+        dir: Vec::new(),
+    };
+
+    let mut eq = vec![0.0; n];
+    for family in Family::ALL {
+        // Validation guarantees the lengths; an invalid set yields NaNs.
+        let lens = params.lengths(family).unwrap_or([0; 9]);
+        let mut num = vec![0.0; n];
+        let mut den = vec![0.0; n];
+        for &len in &lens {
+            let ma = moving_average(family, close, len);
+            let sig = cross_signal(close, &ma);
+            equity_into(
+                &mut eq,
+                params.starting_equity,
+                |i| f64::from(sig[i]),
+                &rg,
+                d,
+                cutout,
+            );
+            for i in 0..n {
+                num[i] += f64::from(sig[i]) * eq[i];
+                den[i] += eq[i];
+            }
+            if keep {
+                out.ma.push(ma);
+                out.sig.push(sig);
+                out.eq.push(eq.clone());
+            }
+        }
+        let l1: Vec<f64> = num.iter().zip(&den).map(|(&a, &b)| round2(a / b)).collect();
+        let mut eq2 = vec![0.0; n];
+        equity_into(&mut eq2, params.weight(family), |i| l1[i], &rg, d, cutout);
+        out.l1.push(l1);
+        out.eq2.push(eq2);
+    }
+
+    let mut avg = vec![0.0; n];
+    for i in 0..n {
+        let mut num = 0.0;
+        let mut den = 0.0;
+        for f in 0..Family::ALL.len() {
+            let e2 = out.eq2[f][i];
+            num += cut(out.l1[f][i]) * e2;
+            den += e2;
+        }
+        avg[i] = num / den;
+    }
+    out.dir = direction(&avg, params.long_threshold, params.short_threshold);
+    out.avg = avg;
+    out.r = r;
+    out
+}

@@ -1,0 +1,21 @@
+//! The ATC engine: pure maths from `spec/ATC.md`.
+//!
+//! Slices in, vectors out; no I/O, no globals, no clocks, no logging, so the
+//! same code can be batched, cached, parallelised and ported to a GPU
+//! without changing a single bit of its results.
+
+mod atc;
+mod equity;
+mod error;
+pub mod ma;
+mod params;
+mod signal;
+
+pub use atc::{
+    compute, compute_unchecked, round2, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY,
+    MA_COUNT,
+};
+pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
+pub use error::EngineError;
+pub use params::{AtcParams, Family, Robustness};
+pub use signal::{cross_signal, cut, direction};
