@@ -137,7 +137,7 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
     }
 
     let mut avg = vec![0.0; n];
-    for i in 0..n {
+    for (i, slot) in avg.iter_mut().enumerate() {
         let mut num = 0.0;
         let mut den = 0.0;
         for f in 0..Family::ALL.len() {
@@ -145,7 +145,7 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
             num += cut(out.l1[f][i]) * e2;
             den += e2;
         }
-        avg[i] = num / den;
+        *slot = num / den;
     }
     out.dir = direction(&avg, params.long_threshold, params.short_threshold);
     out.avg = avg;
