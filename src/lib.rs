@@ -17,3 +17,4 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod synthetic;

@@ -81,20 +81,62 @@ pub fn compute(
     Ok(compute_unchecked(close, params, detail))
 }
 
-/// [`compute`] without validation, for callers that validated the
-/// parameters and series once already. A bad input gives NaNs, never UB.
-pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> AtcOutput {
-    let n = close.len();
+/// The part of ATC that depends only on the close series and the lengths
+/// (robustness and the six base lengths): the rate of change and the 54
+/// persistent cross signals. Everything after it (equities, layers,
+/// direction) depends on lambda, decay, cutout, weights and thresholds, so
+/// a parameter sweep computes a bank once per symbol and re-runs only
+/// [`layers`] per combination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalBank {
+    /// Rate of change `R` (NaN at bar 0).
+    pub r: Vec<f64>,
+    /// The 54 cross signals, indexed `family.index() * 9 + k`.
+    pub sig: Vec<Vec<i8>>,
+}
+
+/// Computes the [`SignalBank`] of `close`; with `keep_ma` the 54 MAs are
+/// returned too (for [`Detail::Full`]).
+pub fn signal_bank(
+    close: &[f64],
+    params: &AtcParams,
+    keep_ma: bool,
+) -> (SignalBank, Vec<Vec<f64>>) {
+    let mut sig = Vec::with_capacity(MA_COUNT);
+    let mut mas = Vec::with_capacity(if keep_ma { MA_COUNT } else { 0 });
+    for family in Family::ALL {
+        // Validation guarantees the lengths; an invalid set yields NaNs.
+        let lens = params.lengths(family).unwrap_or([0; 9]);
+        for &len in &lens {
+            let ma = moving_average(family, close, len);
+            sig.push(cross_signal(close, &ma));
+            if keep_ma {
+                mas.push(ma);
+            }
+        }
+    }
+    let bank = SignalBank {
+        r: rate_of_change(close),
+        sig,
+    };
+    (bank, mas)
+}
+
+/// Layers 1 and 2, the average signal and the direction from a bank.
+/// Uses `lambda`, `decay`, `cutout`, `starting_equity`, the weights and the
+/// thresholds of `params` (the lengths were used by [`signal_bank`]).
+/// Per-MA equities are kept only with [`Detail::Full`]; `ma` is left empty.
+pub fn layers(bank: &SignalBank, params: &AtcParams, detail: Detail) -> AtcOutput {
+    let n = bank.r.len();
     let cutout = params.cutout;
     let d = params.decay_multiplier();
-    let r = rate_of_change(close);
-    let rg = growth_scaled_returns(&r, params.la(), cutout);
+    let rg = growth_scaled_returns(&bank.r, params.la(), cutout);
     let keep = detail == Detail::Full;
 
     let mut out = AtcOutput {
         r: Vec::new(),
-        ma: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
-        sig: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        ma: Vec::new(),
+        sig: Vec::new(),
         eq: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
         l1: Vec::with_capacity(6),
         eq2: Vec::with_capacity(6),
@@ -103,14 +145,12 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
     };
 
     let mut eq = vec![0.0; n];
-    for family in Family::ALL {
-        // Validation guarantees the lengths; an invalid set yields NaNs.
-        let lens = params.lengths(family).unwrap_or([0; 9]);
-        let mut num = vec![0.0; n];
-        let mut den = vec![0.0; n];
-        for &len in &lens {
-            let ma = moving_average(family, close, len);
-            let sig = cross_signal(close, &ma);
+    let mut num = vec![0.0; n];
+    let mut den = vec![0.0; n];
+    for (fi, family) in Family::ALL.into_iter().enumerate() {
+        num.fill(0.0);
+        den.fill(0.0);
+        for sig in &bank.sig[fi * LENGTHS_PER_FAMILY..(fi + 1) * LENGTHS_PER_FAMILY] {
             equity_into(
                 &mut eq,
                 params.starting_equity,
@@ -124,8 +164,6 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
                 den[i] += eq[i];
             }
             if keep {
-                out.ma.push(ma);
-                out.sig.push(sig);
                 out.eq.push(eq.clone());
             }
         }
@@ -149,6 +187,20 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
     }
     out.dir = direction(&avg, params.long_threshold, params.short_threshold);
     out.avg = avg;
+    out
+}
+
+/// [`compute`] without validation, for callers that validated the
+/// parameters and series once already. A bad input gives NaNs, never UB.
+pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> AtcOutput {
+    let keep = detail == Detail::Full;
+    let (bank, mas) = signal_bank(close, params, keep);
+    let mut out = layers(&bank, params, detail);
+    out.ma = mas;
+    let SignalBank { r, sig } = bank;
+    if keep {
+        out.sig = sig;
+    }
     out.r = r;
     out
 }

@@ -12,8 +12,8 @@ mod params;
 mod signal;
 
 pub use atc::{
-    compute, compute_unchecked, round2, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY,
-    MA_COUNT,
+    compute, compute_unchecked, layers, round2, signal_bank, validate_close, AtcOutput, Detail,
+    SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
 };
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
