@@ -122,6 +122,74 @@ pub fn signal_bank(
     (bank, mas)
 }
 
+/// The nine layer-1 equities of one family, advanced bar by bar side by
+/// side, and the family's weighted-signal numerator and denominator.
+///
+/// Each equity is a dependent chain (`e = e_prev·d·(1+a)`), so computing the
+/// nine one after another is latency-bound; interleaving them gives the CPU
+/// nine independent chains. Every lane performs exactly the operations of
+/// [`equity_into`] in the same order, and `num`/`den` are summed in k order,
+/// so the results are bit-identical (tested against [`equity_into`]).
+/// `eqs` receives the per-MA equities when non-empty.
+#[allow(clippy::too_many_arguments)]
+fn family_layer1(
+    sigs: &[Vec<i8>],
+    start: f64,
+    rg: &[f64],
+    d: f64,
+    cutout: usize,
+    num: &mut [f64],
+    den: &mut [f64],
+    eqs: &mut [Vec<f64>],
+) {
+    const K: usize = LENGTHS_PER_FAMILY;
+    let n = rg.len();
+    let keep = !eqs.is_empty();
+    let mut a = [0.0f64; K];
+    let mut e = [f64::NAN; K];
+    for i in 0..cutout.min(n) {
+        num[i] = f64::NAN;
+        den[i] = f64::NAN;
+        for eq in eqs.iter_mut() {
+            eq[i] = f64::NAN;
+        }
+    }
+    for i in cutout..n {
+        let r = rg[i];
+        let mut nm = 0.0;
+        let mut dn = 0.0;
+        for k in 0..K {
+            let sig = &sigs[k];
+            if i > 0 {
+                let p = sig[i - 1];
+                if p > 0 {
+                    a[k] = r;
+                } else if p < 0 {
+                    a[k] = -r;
+                }
+            }
+            let mut v = if i == cutout {
+                start
+            } else {
+                (e[k] * d) * (1.0 + a[k])
+            };
+            if v < 0.25 {
+                v = 0.25;
+            }
+            e[k] = v;
+            nm += f64::from(sig[i]) * v;
+            dn += v;
+        }
+        num[i] = nm;
+        den[i] = dn;
+        if keep {
+            for k in 0..K {
+                eqs[k][i] = e[k];
+            }
+        }
+    }
+}
+
 /// Layers 1 and 2, the average signal and the direction from a bank.
 /// Uses `lambda`, `decay`, `cutout`, `starting_equity`, the weights and the
 /// thresholds of `params` (the lengths were used by [`signal_bank`]).
@@ -144,28 +212,27 @@ pub fn layers(bank: &SignalBank, params: &AtcParams, detail: Detail) -> AtcOutpu
         dir: Vec::new(),
     };
 
-    let mut eq = vec![0.0; n];
+    let mut eqs: Vec<Vec<f64>> = if keep {
+        vec![vec![0.0; n]; LENGTHS_PER_FAMILY]
+    } else {
+        Vec::new()
+    };
     let mut num = vec![0.0; n];
     let mut den = vec![0.0; n];
     for (fi, family) in Family::ALL.into_iter().enumerate() {
-        num.fill(0.0);
-        den.fill(0.0);
-        for sig in &bank.sig[fi * LENGTHS_PER_FAMILY..(fi + 1) * LENGTHS_PER_FAMILY] {
-            equity_into(
-                &mut eq,
-                params.starting_equity,
-                |i| f64::from(sig[i]),
-                &rg,
-                d,
-                cutout,
-            );
-            for i in 0..n {
-                num[i] += f64::from(sig[i]) * eq[i];
-                den[i] += eq[i];
-            }
-            if keep {
-                out.eq.push(eq.clone());
-            }
+        let sigs = &bank.sig[fi * LENGTHS_PER_FAMILY..(fi + 1) * LENGTHS_PER_FAMILY];
+        family_layer1(
+            sigs,
+            params.starting_equity,
+            &rg,
+            d,
+            cutout,
+            &mut num,
+            &mut den,
+            &mut eqs,
+        );
+        if keep {
+            out.eq.extend(eqs.iter().cloned());
         }
         let l1: Vec<f64> = num.iter().zip(&den).map(|(&a, &b)| round2(a / b)).collect();
         let mut eq2 = vec![0.0; n];
@@ -203,4 +270,37 @@ pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> A
     }
     out.r = r;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The interleaved layer-1 equities equal the one-at-a-time
+        /// reference [`equity_into`] bit for bit, for any cutout.
+        #[test]
+        fn interleaved_equities_equal_reference(
+            steps in prop::collection::vec(-0.05f64..0.05, 1..200),
+            cutout in 0usize..60,
+            lambda in 0.0f64..0.5,
+            decay in 0.0f64..1.0,
+        ) {
+            let mut p = 50.0;
+            let close: Vec<f64> = steps.iter().map(|s| { p *= 1.0 + s; p }).collect();
+            let params = AtcParams { cutout, lambda, decay, robustness: crate::engine::Robustness::Narrow,
+                ema_len: 6, hma_len: 6, wma_len: 6, dema_len: 6, lsma_len: 6, kama_len: 6, ..AtcParams::default() };
+            let out = compute(&close, &params, Detail::Full).unwrap();
+            let rg = growth_scaled_returns(&out.r, params.la(), cutout);
+            for (k, sig) in out.sig.iter().enumerate() {
+                let mut eq = vec![0.0; close.len()];
+                equity_into(&mut eq, params.starting_equity, |i| f64::from(sig[i]), &rg, params.decay_multiplier(), cutout);
+                let a: Vec<u64> = eq.iter().map(|v| v.to_bits()).collect();
+                let b: Vec<u64> = out.eq[k].iter().map(|v| v.to_bits()).collect();
+                prop_assert_eq!(a, b, "MA {}", k);
+            }
+        }
+    }
 }
