@@ -126,15 +126,21 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// Sum from +0.0 (std's `Sum` for f64 starts at −0.0, which would print
+/// "-0.0" for an empty set).
+fn total(it: impl IntoIterator<Item = f64>) -> f64 {
+    it.into_iter().fold(0.0, |a, b| a + b)
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    (!v.is_empty()).then(|| total(v.iter().copied()) / v.len() as f64)
 }
 
 /// Sample standard deviation (ddof = 1), as pandas.
 fn std(v: &[f64]) -> Option<f64> {
     let m = mean(v)?;
     (v.len() >= 2)
-        .then(|| (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64).sqrt())
+        .then(|| (total(v.iter().map(|x| (x - m) * (x - m))) / (v.len() - 1) as f64).sqrt())
 }
 
 /// Per-bar returns of a curve that started at `initial`; 0 after equity ≤ 0.
@@ -186,7 +192,7 @@ fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
         close_episode(c, equity.len() - 1, &mut episodes);
     }
     let k = episodes.len() as f64;
-    let sum = |f: fn(&(f64, usize, f64)) -> f64| episodes.iter().map(f).sum::<f64>();
+    let sum = |f: fn(&(f64, usize, f64)) -> f64| total(episodes.iter().map(f));
     Drawdowns {
         max,
         avg: if k > 0.0 { sum(|e| e.0) / k } else { 0.0 },
@@ -266,8 +272,8 @@ pub fn metrics(
     let k = r.len().min(rb.len());
     let (alpha, beta) = match (mean(&r[..k]), mean(&rb[..k])) {
         (Some(ms), Some(mb)) if k >= 2 => {
-            let cov: f64 = (0..k).map(|i| (r[i] - ms) * (rb[i] - mb)).sum();
-            let var: f64 = rb[..k].iter().map(|x| (x - mb) * (x - mb)).sum();
+            let cov = total((0..k).map(|i| (r[i] - ms) * (rb[i] - mb)));
+            let var = total(rb[..k].iter().map(|x| (x - mb) * (x - mb)));
             if var > 0.0 {
                 let beta = cov / var;
                 (finite((ms - beta * mb) * ppy), finite(beta))
@@ -277,8 +283,8 @@ pub fn metrics(
         }
         _ => (None, None),
     };
-    let gains: f64 = r.iter().filter(|&&x| x > 0.0).sum();
-    let losses: f64 = -r.iter().filter(|&&x| x < 0.0).sum::<f64>();
+    let gains = total(r.iter().copied().filter(|&x| x > 0.0));
+    let losses = -total(r.iter().copied().filter(|&x| x < 0.0));
     let omega = (losses > 0.0).then(|| finite(gains / losses)).flatten();
 
     let (exposure, max_gross_exposure) = match exposure {
@@ -310,8 +316,8 @@ pub fn metrics(
         .collect();
     let nt = closed.len();
     let win_rate = (nt > 0).then(|| wins.len() as f64 / nt as f64);
-    let gross_profit: f64 = pnls.iter().filter(|&&p| p > 0.0).sum();
-    let gross_loss: f64 = -pnls.iter().filter(|&&p| p < 0.0).sum::<f64>();
+    let gross_profit = total(pnls.iter().copied().filter(|&p| p > 0.0));
+    let gross_loss = -total(pnls.iter().copied().filter(|&p| p < 0.0));
     let profit_factor = (gross_loss > 0.0)
         .then(|| finite(gross_profit / gross_loss))
         .flatten();
@@ -369,7 +375,7 @@ pub fn metrics(
         max_trade_duration_days: durations.iter().copied().reduce(f64::max),
         total_fees,
         open_trades: open.len(),
-        open_trade_pnl: open.iter().map(|t| t.pnl).sum(),
+        open_trade_pnl: total(open.iter().map(|t| t.pnl)),
         final_equity,
         equity_peak: equity.iter().copied().fold(initial, f64::max),
     }
