@@ -439,3 +439,42 @@ fn make_trade(
         open: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gross_fraction_is_zero_flat_and_infinite_when_broke() {
+        let f = gross_fraction(&[0.0, 50.0, 10.0, 0.0], &[100.0, 100.0, -5.0, -5.0]);
+        assert_eq!(f, vec![0.0, 0.5, f64::INFINITY, 0.0]);
+    }
+
+    #[test]
+    fn mode_targets() {
+        assert_eq!(Mode::LongOnly.target(-1), 0);
+        assert_eq!(Mode::LongOnly.target(1), 1);
+        assert_eq!(Mode::LongShort.target(-1), -1);
+    }
+
+    #[test]
+    fn equity_exactly_zero_at_an_open_liquidates() {
+        // Short 10 units at 10 with cash 200; the open at 20 makes equity 0.
+        let ts = [0, 1, 2, 3];
+        let open = [10.0, 10.0, 20.0, 5.0];
+        let close = [10.0, 15.0, 20.0, 5.0];
+        let bars = Bars {
+            ts: &ts,
+            open: &open,
+            close: &close,
+        };
+        let cfg = ExecConfig {
+            mode: Mode::LongShort,
+            fee: 0.0,
+            slippage: 0.0,
+        };
+        let run = simulate("Z", bars, &[-1; 4], 0..4, 100.0, &cfg).unwrap();
+        assert_eq!(run.equity, vec![100.0, 50.0, 0.0, 0.0]);
+        assert_eq!(run.position[2..], [0.0, 0.0]);
+    }
+}

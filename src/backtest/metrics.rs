@@ -380,3 +380,36 @@ pub fn metrics(
         equity_peak: equity.iter().copied().fold(initial, f64::max),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_returns_start_from_initial_and_stop_after_ruin() {
+        let r = bar_returns(100.0, &[110.0, 0.0, 50.0, -10.0]);
+        assert_eq!(r[0], 0.10000000000000009); // 110/100 − 1 in f64
+        assert_eq!(r[1], -1.0);
+        assert_eq!(r[2], 0.0); // previous equity ≤ 0: no return
+        assert_eq!(r[3], -1.2); // 50 → −10
+    }
+
+    #[test]
+    fn empty_sums_are_positive_zero() {
+        assert!(total(std::iter::empty()).is_sign_positive());
+    }
+
+    #[test]
+    fn std_is_sample_std() {
+        assert_eq!(std(&[1.0, 3.0]), Some(2f64.sqrt()));
+        assert_eq!(std(&[1.0]), None);
+        assert_eq!(mean(&[]), None);
+    }
+
+    #[test]
+    fn empty_curve_reports_initial() {
+        let m = metrics(100.0, &[], &[], &[], &[], None, 0.0);
+        assert_eq!((m.bars, m.final_equity, m.total_return), (0, 100.0, 0.0));
+        assert_eq!((m.sharpe, m.cagr, m.exposure), (None, None, None));
+    }
+}
