@@ -3,8 +3,8 @@
 //! union with carry-forward; determinism.
 
 use atc_bt::backtest::{
-    metrics, periods_per_year, portfolio, simulate, BacktestError, Bars, Curve, ExecConfig,
-    Metrics, Mode, Side, SymbolRun, Trade,
+    benchmark_metrics, metrics, periods_per_year, portfolio, simulate, BacktestError, Bars, Curve,
+    ExecConfig, Metrics, Mode, Side, SymbolRun, Trade,
 };
 
 const DAY: i64 = 86_400_000_000;
@@ -104,6 +104,10 @@ fn long_only_fills_fees_and_marks_on_paper() {
     // Benchmark: 1000/100 units at bar 0's open, no fees.
     assert_eq!(run.benchmark, vec![1000.0, 1100.0, 1200.0, 1150.0, 1200.0]);
     assert_eq!(run.gross[4], q4 * 120.0);
+    let bm = benchmark_metrics(1000.0, &run.benchmark_curve());
+    assert_close!(bm.total_return, 0.2);
+    assert_eq!((bm.beta, bm.alpha, bm.trades), (Some(1.0), Some(0.0), 0));
+    assert_eq!((bm.exposure, bm.max_gross_exposure), (Some(1.0), Some(1.0)));
 
     assert_eq!(run.trades.len(), 2);
     let t = &run.trades[0];

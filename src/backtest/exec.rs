@@ -183,6 +183,17 @@ impl SymbolRun {
         gross_fraction(&self.gross, &self.equity)
     }
 
+    /// This symbol's buy & hold as a [`Curve`](super::Curve) (fully
+    /// invested: gross = equity), for
+    /// [`benchmark_metrics`](super::benchmark_metrics).
+    pub fn benchmark_curve(&self) -> super::Curve {
+        super::Curve {
+            ts: self.ts.clone(),
+            equity: self.benchmark.clone(),
+            gross: self.benchmark.iter().map(|b| b.abs()).collect(),
+        }
+    }
+
     /// All metrics of this symbol against its own buy & hold.
     pub fn metrics(&self) -> super::Metrics {
         super::metrics(

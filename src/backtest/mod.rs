@@ -32,5 +32,5 @@ pub use annualise::periods_per_year;
 pub use error::BacktestError;
 pub use exec::{simulate, Bars, ExecConfig, Mode, SymbolRun};
 pub use metrics::{metrics, Metrics};
-pub use portfolio::{portfolio, Curve};
+pub use portfolio::{benchmark_metrics, portfolio, Curve};
 pub use trade::{Side, Trade};

@@ -31,6 +31,22 @@ impl Curve {
     }
 }
 
+/// Metrics of a buy & hold curve against itself (beta 1, alpha 0, no
+/// trades): the benchmark row of the statistics table. Use it for the
+/// portfolio's benchmark curve from [`portfolio`] or a symbol's
+/// [`SymbolRun::benchmark_curve`].
+pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
+    super::metrics(
+        initial,
+        &bench.ts,
+        &bench.equity,
+        &bench.equity,
+        &[],
+        Some(&bench.exposure()),
+        0.0,
+    )
+}
+
 /// Sorted, de-duplicated union of all runs' timestamps.
 fn union_ts(runs: &[SymbolRun]) -> Vec<i64> {
     let mut ts: Vec<i64> = runs.iter().flat_map(|r| r.ts.iter().copied()).collect();
@@ -66,9 +82,10 @@ pub fn portfolio(runs: &[SymbolRun], capital_per_symbol: f64) -> (Curve, Curve) 
         let (mut eq, mut gross, mut b, mut bg) = (capital_per_symbol, 0.0, capital_per_symbol, 0.0);
         for (k, &t) in port.ts.iter().enumerate() {
             while j < run.ts.len() && run.ts[j] <= t {
-                eq = run.equity[j];
+                // `get`: a hand-built run with short vectors carries its last value.
+                eq = run.equity.get(j).copied().unwrap_or(eq);
                 gross = run.gross.get(j).copied().unwrap_or(0.0);
-                b = run.benchmark[j];
+                b = run.benchmark.get(j).copied().unwrap_or(b);
                 bg = b.abs();
                 j += 1;
             }
