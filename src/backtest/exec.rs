@@ -1,0 +1,491 @@
+//! Execution: direction → target position → fills at the next open →
+//! equity marked at every close, for one symbol.
+//!
+//! # Event order (why there is no look-ahead)
+//!
+//! For every window bar `i`, in this order:
+//!
+//! 1. **Open of bar `i`.** The target sign is decided from `dir[i−1]`, which
+//!    was known at the close of bar `i−1` (long-only: `max(dir, 0)`). If it
+//!    differs from the sign held, the position is closed and/or opened at
+//!    this open. The first window bar uses the last warm-up bar's `dir`; with
+//!    no warm-up (`window.start == 0`) nothing is held at bar 0.
+//! 2. **Close of bar `i`.** Equity is marked: `cash + units·close[i]`.
+//!
+//! Bar `i` reads only `dir[i−1]`, `open[i]` and `close[i]`, so changing any
+//! later bar cannot change anything up to bar `i` (tested).
+//!
+//! # Fills, fees, sizing
+//!
+//! * Buy price `open·(1+slippage)`, sell price `open·(1−slippage)`.
+//! * Fee `fee·|qty·fill price|`, paid from cash.
+//! * Full-equity sizing: an entry buys (or sells short) `qty = E / fill
+//!   price` units, where `E` is the cash available at that open after any
+//!   close at the same open (so a flip long → short is two ledger trades and
+//!   pays fees on both notionals, and the new position is sized from the
+//!   equity left after the first trade's costs). The entry fee comes on top,
+//!   so cash right after a long entry is `−fee·E`.
+//! * While the target sign does not change the position is held as is
+//!   (no rebalancing), as in backtesting.py.
+//! * A short sale adds its proceeds to cash; equity is still
+//!   `cash + units·close` with `units < 0`.
+//!
+//! # Ruin
+//!
+//! A short can lose more than the sub-account's equity. If at an open the
+//! equity `cash + units·open` is ≤ 0, the position is closed there (forced
+//! liquidation) and the sub-account is *ruined*: it stays flat for the rest
+//! of the window, and its equity (possibly negative) is carried unchanged.
+//! An entry is also skipped (and the account ruined) if the cash left after
+//! a close is ≤ 0. Equity is never capped, so the numbers stay honest, and
+//! every value stays finite.
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::BacktestError;
+use super::trade::{Side, Trade};
+
+/// Which directions may be held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Hold `max(dir, 0)`: long or flat. The default, because most users
+    /// cannot short what they backtest.
+    #[default]
+    LongOnly,
+    /// Hold `dir` itself: long, flat or short.
+    LongShort,
+}
+
+impl Mode {
+    /// The target sign for the next bar from a direction value.
+    pub fn target(self, dir: i8) -> i8 {
+        match self {
+            Mode::LongOnly => dir.max(0),
+            Mode::LongShort => dir,
+        }
+    }
+
+    /// The CLI/JSON spelling (`long-only`, `long-short`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::LongOnly => "long-only",
+            Mode::LongShort => "long-short",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = BacktestError;
+
+    /// Accepts `long-only` / `long-short` (any letter case, `_` for `-`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "long-only" => Ok(Mode::LongOnly),
+            "long-short" => Ok(Mode::LongShort),
+            _ => Err(BacktestError::BadMode {
+                value: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// Trading costs and the mode.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecConfig {
+    /// Long-only (default) or long-short.
+    pub mode: Mode,
+    /// Fee as a fraction of traded notional (0.0005 = 5 bp), in `[0, 1)`.
+    pub fee: f64,
+    /// Slippage as a fraction of the open price, in `[0, 1)`.
+    pub slippage: f64,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        ExecConfig {
+            mode: Mode::LongOnly,
+            fee: 0.0005,
+            slippage: 0.0,
+        }
+    }
+}
+
+impl ExecConfig {
+    /// Checks that fee and slippage are finite and in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), BacktestError> {
+        for (name, value) in [("fee", self.fee), ("slippage", self.slippage)] {
+            if !(value.is_finite() && (0.0..1.0).contains(&value)) {
+                return Err(BacktestError::BadConfig {
+                    name,
+                    value,
+                    range: "a fraction in [0, 1), e.g. 0.0005 for 5 bp",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One symbol's bars, columnar, borrowed from the data store.
+#[derive(Debug, Clone, Copy)]
+pub struct Bars<'a> {
+    /// Bar timestamps, µs since the Unix epoch, UTC, strictly increasing.
+    pub ts: &'a [i64],
+    /// Open prices (fills happen here).
+    pub open: &'a [f64],
+    /// Close prices (equity is marked here; the engine ran on these).
+    pub close: &'a [f64],
+}
+
+/// The result of simulating one symbol over its window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SymbolRun {
+    /// The symbol.
+    pub symbol: String,
+    /// Starting capital of this sub-account.
+    pub capital: f64,
+    /// Timestamps of the window bars.
+    pub ts: Vec<i64>,
+    /// Equity marked at each window close: `cash + units·close`.
+    pub equity: Vec<f64>,
+    /// Units held at each close, signed (negative = short).
+    pub position: Vec<f64>,
+    /// Gross exposure at each close in currency: `|units·close|`.
+    pub gross: Vec<f64>,
+    /// Buy & hold equity: `capital / open[first window bar]` units bought
+    /// without fees or slippage, marked at each close.
+    pub benchmark: Vec<f64>,
+    /// The trade ledger in entry order; an open trade (if any) comes last.
+    pub trades: Vec<Trade>,
+    /// Every fee paid in the window (entries and exits).
+    pub total_fees: f64,
+}
+
+impl SymbolRun {
+    /// Gross exposure as a fraction of equity at each close,
+    /// `|units·close| / equity`: the `exposure` argument of
+    /// [`metrics`](super::metrics). Where equity is ≤ 0 while a position is
+    /// held the fraction is undefined and written as `+∞` (counted as "in the
+    /// market", skipped by `max_gross_exposure`).
+    pub fn exposure(&self) -> Vec<f64> {
+        gross_fraction(&self.gross, &self.equity)
+    }
+
+    /// This symbol's buy & hold as a [`Curve`](super::Curve) (fully
+    /// invested: gross = equity), for
+    /// [`benchmark_metrics`](super::benchmark_metrics).
+    pub fn benchmark_curve(&self) -> super::Curve {
+        super::Curve {
+            ts: self.ts.clone(),
+            equity: self.benchmark.clone(),
+            gross: self.benchmark.iter().map(|b| b.abs()).collect(),
+        }
+    }
+
+    /// All metrics of this symbol against its own buy & hold.
+    pub fn metrics(&self) -> super::Metrics {
+        super::metrics(
+            self.capital,
+            &self.ts,
+            &self.equity,
+            &self.benchmark,
+            &self.trades,
+            Some(&self.exposure()),
+            self.total_fees,
+        )
+    }
+}
+
+/// `gross / equity` per bar; 0 when flat, `+∞` when exposed with equity ≤ 0.
+pub(crate) fn gross_fraction(gross: &[f64], equity: &[f64]) -> Vec<f64> {
+    gross
+        .iter()
+        .zip(equity)
+        .map(|(&g, &e)| {
+            if g == 0.0 {
+                0.0
+            } else if e > 0.0 {
+                g / e
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
+/// A position being held.
+struct Holding {
+    side: Side,
+    entry_bar: usize,
+    entry_price: f64,
+    qty: f64,
+    entry_fee: f64,
+}
+
+fn validate(
+    symbol: &str,
+    bars: &Bars<'_>,
+    dir: &[i8],
+    window: &Range<usize>,
+    capital: f64,
+    cfg: &ExecConfig,
+) -> Result<(), BacktestError> {
+    let n = bars.ts.len();
+    for (what, got) in [
+        ("open", bars.open.len()),
+        ("close", bars.close.len()),
+        ("dir", dir.len()),
+    ] {
+        if got != n {
+            return Err(BacktestError::LengthMismatch {
+                symbol: symbol.to_string(),
+                what,
+                expected: n,
+                got,
+            });
+        }
+    }
+    if window.end > n {
+        return Err(BacktestError::WindowOutOfRange {
+            symbol: symbol.to_string(),
+            start: window.start,
+            end: window.end,
+            len: n,
+        });
+    }
+    if window.is_empty() {
+        return Err(BacktestError::EmptyWindow {
+            symbol: symbol.to_string(),
+            start: window.start,
+            end: window.end,
+        });
+    }
+    if !(capital.is_finite() && capital > 0.0) {
+        return Err(BacktestError::BadCapital { value: capital });
+    }
+    cfg.validate()?;
+    for i in window.clone() {
+        for (field, value) in [("open", bars.open[i]), ("close", bars.close[i])] {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(BacktestError::BadPrice {
+                    symbol: symbol.to_string(),
+                    field,
+                    bar: i,
+                    ts: bars.ts[i],
+                    value,
+                });
+            }
+        }
+        if i > window.start && bars.ts[i] <= bars.ts[i - 1] {
+            return Err(BacktestError::UnsortedTs {
+                symbol: symbol.to_string(),
+                bar: i,
+                ts: bars.ts[i],
+                prev: bars.ts[i - 1],
+            });
+        }
+    }
+    // Only dir[start-1 .. end-1] is read; the last bar's dir would fill after the window.
+    let first_read = window.start.saturating_sub(1);
+    for (i, &d) in dir.iter().enumerate().take(window.end).skip(first_read) {
+        if !(-1..=1).contains(&d) {
+            return Err(BacktestError::BadDirection {
+                symbol: symbol.to_string(),
+                bar: i,
+                value: d,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Simulates one symbol; see the module docs for the event order, fills,
+/// sizing and ruin rule.
+///
+/// `bars` and `dir` are the full series the engine saw (warm-up + window,
+/// same length); `window` is the index range of traded and measured bars.
+/// Bars outside the window are not read, except `dir[window.start − 1]`
+/// (the decision for the first window open) when `window.start > 0`.
+pub fn simulate(
+    symbol: &str,
+    bars: Bars<'_>,
+    dir: &[i8],
+    window: Range<usize>,
+    capital: f64,
+    cfg: &ExecConfig,
+) -> Result<SymbolRun, BacktestError> {
+    validate(symbol, &bars, dir, &window, capital, cfg)?;
+    let len = window.len();
+    let mut run = SymbolRun {
+        symbol: symbol.to_string(),
+        capital,
+        ts: bars.ts[window.clone()].to_vec(),
+        equity: Vec::with_capacity(len),
+        position: Vec::with_capacity(len),
+        gross: Vec::with_capacity(len),
+        benchmark: Vec::with_capacity(len),
+        trades: Vec::new(),
+        total_fees: 0.0,
+    };
+    let bench_units = capital / bars.open[window.start];
+    let mut cash = capital;
+    let mut held: Option<Holding> = None;
+    let mut ruined = false;
+
+    for i in window.clone() {
+        let open = bars.open[i];
+        let close = bars.close[i];
+        // Decided at the close of bar i-1; nothing is held at bar 0 without warm-up.
+        let mut target = if i == 0 {
+            0
+        } else {
+            cfg.mode.target(dir[i - 1])
+        };
+        if let Some(h) = &held {
+            if cash + h.side.sign() * h.qty * open <= 0.0 {
+                ruined = true; // equity at this open is <= 0: forced liquidation
+            }
+        }
+        if ruined {
+            target = 0;
+        }
+        let held_sign = held.as_ref().map_or(0, |h| h.side.sign() as i8);
+        if held_sign != target {
+            if let Some(h) = held.take() {
+                let price = match h.side {
+                    Side::Long => open * (1.0 - cfg.slippage),
+                    Side::Short => open * (1.0 + cfg.slippage),
+                };
+                let notional = h.qty * price;
+                let exit_fee = cfg.fee * notional;
+                cash += h.side.sign() * notional - exit_fee;
+                run.total_fees += exit_fee;
+                run.trades.push(make_trade(
+                    symbol,
+                    &h,
+                    &run.ts,
+                    window.start,
+                    i,
+                    price,
+                    exit_fee,
+                ));
+            }
+            if target != 0 {
+                if cash > 0.0 {
+                    let side = if target > 0 { Side::Long } else { Side::Short };
+                    let price = match side {
+                        Side::Long => open * (1.0 + cfg.slippage),
+                        Side::Short => open * (1.0 - cfg.slippage),
+                    };
+                    let notional = cash;
+                    let fee = cfg.fee * notional;
+                    cash -= side.sign() * notional + fee;
+                    run.total_fees += fee;
+                    held = Some(Holding {
+                        side,
+                        entry_bar: i,
+                        entry_price: price,
+                        qty: notional / price,
+                        entry_fee: fee,
+                    });
+                } else {
+                    ruined = true;
+                }
+            }
+        }
+        let units = held.as_ref().map_or(0.0, |h| h.side.sign() * h.qty);
+        run.equity.push(cash + units * close);
+        run.position.push(units);
+        run.gross.push((units * close).abs());
+        run.benchmark.push(bench_units * close);
+    }
+
+    if let Some(h) = held {
+        let last = window.end - 1;
+        let price = bars.close[last];
+        let mut t = make_trade(symbol, &h, &run.ts, window.start, last + 1, price, 0.0);
+        t.exit_ts = None;
+        t.open = true;
+        run.trades.push(t);
+    }
+    Ok(run)
+}
+
+/// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked there).
+fn make_trade(
+    symbol: &str,
+    h: &Holding,
+    ts: &[i64],
+    start: usize,
+    exit_bar: usize,
+    exit_price: f64,
+    exit_fee: f64,
+) -> Trade {
+    let fees = h.entry_fee + exit_fee;
+    let pnl = h.side.sign() * h.qty * (exit_price - h.entry_price) - fees;
+    Trade {
+        symbol: symbol.to_string(),
+        side: h.side,
+        entry_ts: ts[h.entry_bar - start],
+        entry_price: h.entry_price,
+        exit_ts: ts.get(exit_bar - start).copied(),
+        exit_price,
+        qty: h.qty,
+        fees,
+        pnl,
+        ret: pnl / (h.qty * h.entry_price),
+        bars_held: exit_bar - h.entry_bar,
+        open: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gross_fraction_is_zero_flat_and_infinite_when_broke() {
+        let f = gross_fraction(&[0.0, 50.0, 10.0, 0.0], &[100.0, 100.0, -5.0, -5.0]);
+        assert_eq!(f, vec![0.0, 0.5, f64::INFINITY, 0.0]);
+    }
+
+    #[test]
+    fn mode_targets() {
+        assert_eq!(Mode::LongOnly.target(-1), 0);
+        assert_eq!(Mode::LongOnly.target(1), 1);
+        assert_eq!(Mode::LongShort.target(-1), -1);
+    }
+
+    #[test]
+    fn equity_exactly_zero_at_an_open_liquidates() {
+        // Short 10 units at 10 with cash 200; the open at 20 makes equity 0.
+        let ts = [0, 1, 2, 3];
+        let open = [10.0, 10.0, 20.0, 5.0];
+        let close = [10.0, 15.0, 20.0, 5.0];
+        let bars = Bars {
+            ts: &ts,
+            open: &open,
+            close: &close,
+        };
+        let cfg = ExecConfig {
+            mode: Mode::LongShort,
+            fee: 0.0,
+            slippage: 0.0,
+        };
+        let run = simulate("Z", bars, &[-1; 4], 0..4, 100.0, &cfg).unwrap();
+        assert_eq!(run.equity, vec![100.0, 50.0, 0.0, 0.0]);
+        assert_eq!(run.position[2..], [0.0, 0.0]);
+    }
+}

@@ -1,0 +1,99 @@
+//! The portfolio: the sum of the symbols' sub-accounts on the union of
+//! their timestamps.
+//!
+//! Every sub-account starts with `capital_per_symbol`. On a timestamp where
+//! a symbol has no bar its sub-account's last value carries forward; before
+//! its first bar it holds its starting cash (and no exposure). The sum runs
+//! over the runs in slice order, always, so the result is bit-identical
+//! however the runs were computed (any thread count) as long as the caller
+//! keeps the slice in a fixed order (e.g. the symbol order of the input).
+
+use serde::{Deserialize, Serialize};
+
+use super::exec::{gross_fraction, SymbolRun};
+
+/// An equity curve on its own timestamps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Curve {
+    /// Timestamps, µs since epoch, UTC, strictly increasing.
+    pub ts: Vec<i64>,
+    /// Equity at each timestamp.
+    pub equity: Vec<f64>,
+    /// Gross exposure in currency at each timestamp (`Σ |units·close|`).
+    pub gross: Vec<f64>,
+}
+
+impl Curve {
+    /// Gross exposure as a fraction of equity (the `exposure` argument of
+    /// [`metrics`](super::metrics)); `+∞` where exposed with equity ≤ 0.
+    pub fn exposure(&self) -> Vec<f64> {
+        gross_fraction(&self.gross, &self.equity)
+    }
+}
+
+/// Metrics of a buy & hold curve against itself (beta 1, alpha 0, no
+/// trades): the benchmark row of the statistics table. Use it for the
+/// portfolio's benchmark curve from [`portfolio`] or a symbol's
+/// [`SymbolRun::benchmark_curve`].
+pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
+    super::metrics(
+        initial,
+        &bench.ts,
+        &bench.equity,
+        &bench.equity,
+        &[],
+        Some(&bench.exposure()),
+        0.0,
+    )
+}
+
+/// Sorted, de-duplicated union of all runs' timestamps.
+fn union_ts(runs: &[SymbolRun]) -> Vec<i64> {
+    let mut ts: Vec<i64> = runs.iter().flat_map(|r| r.ts.iter().copied()).collect();
+    ts.sort_unstable();
+    ts.dedup();
+    ts
+}
+
+/// Portfolio and benchmark curves from per-symbol runs.
+///
+/// Returns `(portfolio, benchmark)` on the union of the runs' timestamps.
+/// The benchmark sums the runs' buy & hold curves the same way (cash before
+/// a symbol's first bar, carried forward after its last), so it is buy &
+/// hold under the same `1/N` split. `capital_per_symbol` is the cash a
+/// sub-account holds before its first bar.
+pub fn portfolio(runs: &[SymbolRun], capital_per_symbol: f64) -> (Curve, Curve) {
+    let ts = union_ts(runs);
+    let n = ts.len();
+    let mut port = Curve {
+        ts: ts.clone(),
+        equity: vec![0.0; n],
+        gross: vec![0.0; n],
+    };
+    let mut bench = Curve {
+        ts,
+        equity: vec![0.0; n],
+        gross: vec![0.0; n],
+    };
+    // One pass per run in slice order: each union bar receives its terms in
+    // that same order, so the floating-point sums are fixed.
+    for run in runs {
+        let mut j = 0; // next unread bar of this run
+        let (mut eq, mut gross, mut b, mut bg) = (capital_per_symbol, 0.0, capital_per_symbol, 0.0);
+        for (k, &t) in port.ts.iter().enumerate() {
+            while j < run.ts.len() && run.ts[j] <= t {
+                // `get`: a hand-built run with short vectors carries its last value.
+                eq = run.equity.get(j).copied().unwrap_or(eq);
+                gross = run.gross.get(j).copied().unwrap_or(0.0);
+                b = run.benchmark.get(j).copied().unwrap_or(b);
+                bg = b.abs();
+                j += 1;
+            }
+            port.equity[k] += eq;
+            port.gross[k] += gross;
+            bench.equity[k] += b;
+            bench.gross[k] += bg;
+        }
+    }
+    (port, bench)
+}
