@@ -4,6 +4,7 @@
 //! 2 a usage error (clap). A closed stdout (`atc-bt … | head`) is not an
 //! error.
 
+mod bench;
 mod compute;
 mod params;
 
@@ -33,6 +34,9 @@ pub enum Command {
     /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
     /// golden layout
     Compute(ComputeArgs),
+    /// Measure throughput (bars/s) of the full ATC or the backtest stage on a
+    /// seeded synthetic set, at N threads and 1 thread, with peak memory
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -48,6 +52,7 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Bench(args) => bench::execute(&args),
     }
 }
 
