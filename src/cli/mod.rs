@@ -5,11 +5,13 @@
 //! error.
 
 mod compute;
+mod data;
 mod params;
 
 use clap::{Parser, Subcommand};
 
 pub use compute::{read_close_csv, ComputeArgs};
+pub use data::{DataArgs, DataSourceArgs, SelectionArgs};
 pub use params::AtcArgs;
 
 /// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
@@ -33,6 +35,8 @@ pub enum Command {
     /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
     /// golden layout
     Compute(ComputeArgs),
+    /// Inspect and ingest Parquet market data (info, ingest, synth)
+    Data(DataArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -48,6 +52,7 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Data(args) => data::run(&args),
     }
 }
 
