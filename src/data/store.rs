@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -34,7 +34,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_buffer::{Buffer, NullBuffer};
-use arrow_ipc::reader::FileDecoder;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use memmap2::Mmap;
@@ -475,7 +474,7 @@ fn load(dir: &Path, current: &[SourceInfo]) -> Result<Dataset, String> {
     let mmap = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot mmap ({e})"))?;
     let mmap = Arc::new(mmap);
     let (batches, byte_ranges) =
-        decode(&mmap).map_err(|e| format!("{} does not decode ({e})", bars.display()))?;
+        decode(&mmap, &file).map_err(|e| format!("{} does not decode ({e})", bars.display()))?;
     let mut series = Vec::with_capacity(m.series.len());
     let mut batch_of = Vec::with_capacity(m.series.len());
     for e in m.series {
@@ -509,7 +508,7 @@ fn load(dir: &Path, current: &[SourceInfo]) -> Result<Dataset, String> {
 type Decoded = (Vec<RecordBatch>, Vec<(usize, usize)>);
 
 /// Zero-copy decode of an IPC file held in `mmap`.
-fn decode(mmap: &Arc<Mmap>) -> Result<Decoded, String> {
+fn decode(mmap: &Arc<Mmap>, file: &File) -> Result<Decoded, String> {
     let len = mmap.len();
     if len < 10 {
         return Err("too short".into());
@@ -531,23 +530,46 @@ fn decode(mmap: &Arc<Mmap>) -> Result<Decoded, String> {
     if schema.fields() != self::schema().fields() {
         return Err("unexpected schema".into());
     }
-    let decoder = FileDecoder::new(schema, footer.version());
+    // Each batch's small metadata message is read with a plain file read,
+    // not through the mapping: touching one header per series through the
+    // mmap makes the kernel map 64 KiB around each (fault-around), so opening
+    // a 600 MB store would make half of it resident. Only the bodies are
+    // mapped, zero-copy, and stay untouched until a series is viewed.
+    let mut file = file;
+    let no_dicts = HashMap::new();
     let mut batches = Vec::new();
     let mut ranges = Vec::new();
+    let mut meta = Vec::new();
     for block in footer.recordBatches().iter().flatten() {
         let off = usize::try_from(block.offset()).map_err(|_| "bad block offset")?;
-        let blen = usize::try_from(block.metaDataLength()).map_err(|_| "bad block")?
-            + usize::try_from(block.bodyLength()).map_err(|_| "bad block")?;
-        if blen < 8 || off.checked_add(blen).map_or(true, |end| end > len) {
+        let mlen = usize::try_from(block.metaDataLength()).map_err(|_| "bad block")?;
+        let blen = usize::try_from(block.bodyLength()).map_err(|_| "bad block")?;
+        let end = off.checked_add(mlen).and_then(|x| x.checked_add(blen));
+        if mlen < 8 || end.map_or(true, |end| end > len) {
             return Err("block outside the file".into());
         }
-        let data = buffer.slice_with_length(off, blen);
-        let batch = decoder
-            .read_record_batch(block, &data)
-            .map_err(|e| e.to_string())?
-            .ok_or("empty block")?;
+        meta.resize(mlen, 0);
+        file.seek(SeekFrom::Start(off as u64))
+            .map_err(|e| e.to_string())?;
+        file.read_exact(&mut meta).map_err(|e| e.to_string())?;
+        let skip = if meta[..4] == [0xff; 4] { 8 } else { 4 };
+        let message = arrow_ipc::root_as_message(&meta[skip..])
+            .map_err(|e| format!("bad batch header: {e}"))?;
+        let rb = message
+            .header_as_record_batch()
+            .ok_or("a block is not a record batch")?;
+        let body = buffer.slice_with_length(off + mlen, blen);
+        let batch = arrow_ipc::reader::read_record_batch(
+            &body,
+            rb,
+            schema.clone(),
+            &no_dicts,
+            None,
+            &message.version(),
+        )
+        .map_err(|e| e.to_string())?;
         batches.push(batch);
-        ranges.push((off, blen));
+        ranges.push((off, mlen + blen));
     }
     Ok((batches, ranges))
 }
