@@ -223,7 +223,10 @@ pub fn store_dir(opts: &DataOptions, base: &Path) -> Result<PathBuf, DataError> 
     let key = blake3::hash(abs.display().to_string().as_bytes()).to_hex();
     let key = &key.as_str()[..16];
     let local = base.join(".atc-store");
-    if writable(&local) {
+    // Respect a read-only data directory even when running as root (who
+    // could write anyway): shared data must not grow a store.
+    let base_ro = fs::metadata(base).map_or(true, |m| m.permissions().readonly());
+    if !base_ro && writable(&local) {
         return Ok(local.join(key));
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
