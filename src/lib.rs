@@ -7,6 +7,8 @@
 //!  Parquet files ─► data/      load, validate, select, memory-mapped store
 //!                   engine/    pure ATC maths (slices in, vectors out)
 //!                   backtest/  direction → positions → fills → equity, trades, metrics
+//!                   run/       the main job: data → engine → backtest → results
+//!                   sweep/     parameter grids with shared work
 //!  cli/             clap commands: parse, call the library, print
 //! ```
 //!
@@ -18,4 +20,6 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod run;
+pub mod sweep;
 pub mod synthetic;

@@ -6,11 +6,15 @@
 
 mod bench;
 mod compute;
+mod data;
 mod params;
+mod run;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
 pub use compute::{read_close_csv, ComputeArgs};
+pub use data::{DataArgs, DataSourceArgs, SelectionArgs};
 pub use params::AtcArgs;
 
 /// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
@@ -36,6 +40,15 @@ pub enum Command {
     /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
     /// golden layout
     Compute(ComputeArgs),
+    /// Backtest the ATC direction over many symbols (the main job): next-bar
+    /// fills, fees, slippage, per-symbol sub-accounts, metrics, Parquet/JSON
+    /// results
+    Run(Box<run::RunArgs>),
+    /// Sweep a parameter grid (lambda, decay, cutout, lengths, robustness,
+    /// thresholds) with shared work, ranking and in/out-of-sample metrics
+    Sweep(Box<sweep::SweepArgs>),
+    /// Inspect and ingest Parquet market data (info, ingest, synth)
+    Data(DataArgs),
     /// Measure throughput (bars/s) of the full ATC or the backtest stage on a
     /// seeded synthetic set, at N threads and 1 thread, with peak memory
     Bench(bench::BenchArgs),
@@ -54,6 +67,9 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Run(args) => run::execute(&args),
+        Command::Sweep(args) => sweep::execute(&args),
+        Command::Data(args) => data::run(&args),
         Command::Bench(args) => bench::execute(&args),
     }
 }

@@ -1,0 +1,362 @@
+//! `atc-bt run`: trade the ATC direction over many symbols.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::data::{DataSourceArgs, SelectionArgs};
+use super::params::AtcArgs;
+use crate::backtest::Mode;
+use crate::data::Dataset;
+use crate::run::output::{write_run_dir, RUN_FORMAT_VERSION};
+use crate::run::{fmt_ts, run, RunPlan, RunResult, Strategy};
+
+/// Arguments of `atc-bt run`.
+#[derive(Debug, Args)]
+#[command(after_long_help = EXECUTION_HELP)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub data: DataSourceArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Strategy file (TOML with [atc] and [execution]); flags override it
+    /// [default: strategies/atc_default.toml, the spec defaults]
+    #[arg(long, value_name = "FILE")]
+    pub strategy: Option<PathBuf>,
+    #[command(flatten)]
+    pub atc: AtcArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Output directory [default: reports/runs/<UTC time>-<hash of the inputs>/]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bar and no summary table (errors and warnings still print)
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Execution flags (override `[execution]` of the strategy file).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Execution")]
+pub struct ExecArgs {
+    /// long-only trades max(dir, 0); long-short trades dir [default: long-only]
+    #[arg(long, value_name = "long-only|long-short")]
+    pub mode: Option<Mode>,
+    /// Fee in basis points of traded notional [default: 5]
+    #[arg(long, value_name = "BPS")]
+    pub fee_bps: Option<f64>,
+    /// Slippage in basis points: buys at open·(1+s), sells at open·(1−s) [default: 0]
+    #[arg(long, value_name = "BPS")]
+    pub slippage_bps: Option<f64>,
+    /// Starting capital, split equally over the symbols with data in the window [default: 100000]
+    #[arg(long, value_name = "X")]
+    pub capital: Option<f64>,
+}
+
+const EXECUTION_HELP: &str = "\
+Execution model:
+  dir[t] is known at the close of bar t. The position held from the open of
+  bar t+1 is dir[t] (long-short) or max(dir[t], 0) (long-only); orders fill at
+  open[t+1]·(1±slippage) and pay fee × |notional| in cash. Each symbol is a
+  sub-account with capital/N that invests its whole equity; equity is marked
+  at every close. --from/--to select the traded window; the engine also sees
+  the history before --from (limited by --warmup-bars) so indicators are warm.
+  The benchmark is buy & hold under the same split.";
+
+/// Resolves the strategy: file (or the shipped default), then flags.
+pub fn resolve_strategy(
+    path: Option<&PathBuf>,
+    atc: &AtcArgs,
+    exec: &ExecArgs,
+) -> Result<Strategy> {
+    let mut s = match path {
+        Some(p) => Strategy::load(p)?,
+        None => Strategy::shipped_default()?,
+    };
+    s.atc = atc.apply(s.atc);
+    if let Some(m) = exec.mode {
+        s.execution.mode = m;
+    }
+    if let Some(v) = exec.fee_bps {
+        s.execution.fee_bps = v;
+    }
+    if let Some(v) = exec.slippage_bps {
+        s.execution.slippage_bps = v;
+    }
+    if let Some(v) = exec.capital {
+        s.execution.capital = v;
+    }
+    s.atc.validate()?;
+    s.execution.validate()?;
+    Ok(s)
+}
+
+pub fn progress_bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    if quiet || !std::io::stderr().is_terminal() {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+    )) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Prints the data warnings (bars kept or dropped), at most three in full,
+/// then a count with the command that lists them all.
+pub fn print_data_warnings(data: &Dataset) {
+    let w = data.warnings();
+    for x in w.iter().take(3) {
+        eprintln!("warning: {x}");
+    }
+    if w.len() > 3 {
+        eprintln!(
+            "warning: {} more data warnings; `atc-bt data info --all-warnings` lists them",
+            w.len() - 3
+        );
+    }
+}
+
+/// The series and window selected by the flags.
+pub fn resolve_plan(sel: &SelectionArgs, data: &Dataset) -> Result<RunPlan> {
+    Ok(RunPlan {
+        series: data.select(&sel.selection()?)?,
+        from: sel.from_us()?,
+        to: sel.to_us()?,
+        warmup_bars: sel.warmup_bars,
+    })
+}
+
+/// Runs `atc-bt run`.
+pub fn execute(args: &RunArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
+    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
+    let strict = args.data.strict;
+    print_data_warnings(&dataset);
+    for bad in dataset.invalid() {
+        if strict {
+            anyhow::bail!("{bad} (--strict)");
+        }
+        eprintln!("warning: skipped {bad}");
+    }
+    let plan = resolve_plan(&args.selection, &dataset)?;
+    let t_load = t0.elapsed();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("cannot start worker threads")?;
+    let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
+    let t1 = Instant::now();
+    let result = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| pb.inc(1)))?;
+    pb.finish_and_clear();
+    let t_compute = t1.elapsed();
+    crate::run::print_skipped(&result.skipped);
+
+    let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports/runs").join(format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &inputs_hash[..12]
+        ))
+    });
+    let t2 = Instant::now();
+    let mut run_json = run_json(
+        args,
+        &dataset,
+        &plan,
+        &strategy,
+        &result,
+        &inputs_hash,
+        pool.current_num_threads(),
+    );
+    run_json["timings_ms"] = serde_json::json!({
+        "load": t_load.as_secs_f64() * 1e3,
+        "compute": t_compute.as_secs_f64() * 1e3,
+    });
+    write_run_dir(&out, &result, &run_json)?;
+    let t_write = t2.elapsed();
+    if !args.quiet {
+        print_summary(
+            &result,
+            &out,
+            t_compute.as_secs_f64(),
+            t_write.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
+
+/// blake3 of everything that determines the results (parameters, selection,
+/// window, and the content of each selected series), never file names.
+fn inputs_hash(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(&RUN_FORMAT_VERSION.to_le_bytes());
+    h.update(
+        serde_json::to_string(strategy)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    h.update(format!("{:?}|{:?}|{:?}", plan.from, plan.to, plan.warmup_bars).as_bytes());
+    for &i in &plan.series {
+        let s = &data.series()[i];
+        h.update(s.name.as_bytes());
+        h.update(s.close_hash.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+fn run_json(
+    args: &RunArgs,
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    r: &RunResult,
+    inputs_hash: &str,
+    threads: usize,
+) -> serde_json::Value {
+    let series = data.series();
+    serde_json::json!({
+        "format_version": RUN_FORMAT_VERSION,
+        "atc_bt_version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "inputs_hash": inputs_hash,
+        "params": strategy,
+        "strategy_file": args.strategy.as_ref().map(|p| p.display().to_string()),
+        "window": {
+            "from": plan.from.map(fmt_ts),
+            "to": plan.to.map(fmt_ts),
+            "warmup_bars": plan.warmup_bars,
+        },
+        "data": {
+            "path": args.data.data.display().to_string(),
+            "sources": data.sources().iter().map(|s| serde_json::json!({
+                "path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "blake3": s.blake3,
+            })).collect::<Vec<_>>(),
+            "series": r.symbols.iter().map(|s| {
+                let info = plan.series.iter().map(|&i| &series[i]).find(|i| i.name == s.run.symbol);
+                serde_json::json!({
+                    "symbol": s.run.symbol,
+                    "close_hash": info.map(|i| i.close_hash.clone()),
+                    "engine_bars": s.engine_bars,
+                    "window_bars": s.run.ts.len(),
+                })
+            }).collect::<Vec<_>>(),
+        },
+        "skipped": r.skipped,
+        "symbols": r.symbols.len(),
+        "capital_per_symbol": r.capital_per_symbol,
+        "periods_per_year": r.portfolio_metrics.periods_per_year,
+        "engine_bars": r.engine_bars,
+        "threads": threads,
+    })
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:+.2}%", x * 100.0)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn num(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v.is_finite() => format!("{v:.2}"),
+        _ => "n/a".into(),
+    }
+}
+
+fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
+    let p = &r.portfolio_metrics;
+    let b = &r.benchmark_metrics;
+    println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");
+    println!(
+        "{:<16} {:>12} {:>12}",
+        "total return",
+        pct(p.total_return),
+        pct(b.total_return)
+    );
+    println!(
+        "{:<16} {:>12} {:>12}",
+        "CAGR",
+        pct(p.cagr.unwrap_or(f64::NAN)),
+        pct(b.cagr.unwrap_or(f64::NAN))
+    );
+    println!(
+        "{:<16} {:>12} {:>12}",
+        "max drawdown",
+        pct(-p.max_drawdown),
+        pct(-b.max_drawdown)
+    );
+    println!(
+        "{:<16} {:>12} {:>12}",
+        "sharpe",
+        num(p.sharpe),
+        num(b.sharpe)
+    );
+    println!(
+        "{:<16} {:>12} {:>12}",
+        "final equity",
+        format!("{:.2}", p.final_equity),
+        format!("{:.2}", b.final_equity)
+    );
+    println!("{:<16} {:>12}", "trades", p.trades);
+    let mut by_ret: Vec<_> = r.symbols.iter().collect();
+    by_ret.sort_by(|a, b| b.metrics.total_return.total_cmp(&a.metrics.total_return));
+    let k = by_ret.len().min(5);
+    if by_ret.len() <= 10 {
+        println!(
+            "by return: {}",
+            by_ret
+                .iter()
+                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!(
+            "top:    {}",
+            by_ret[..k]
+                .iter()
+                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "bottom: {}",
+            by_ret[by_ret.len() - k..]
+                .iter()
+                .rev()
+                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let rate = r.engine_bars as f64 / compute_s.max(1e-9);
+    println!(
+        "{} symbols, {} bars through the engine in {:.2} s ({:.2}M bars/s), written in {:.2} s{}",
+        r.symbols.len(),
+        r.engine_bars,
+        compute_s,
+        rate / 1e6,
+        write_s,
+        if r.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} skipped", r.skipped.len())
+        }
+    );
+    println!("results: {}", out.display());
+}

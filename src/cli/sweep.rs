@@ -1,0 +1,463 @@
+//! `atc-bt sweep`: parameter grids over lambda / decay / cutout (and the
+//! lengths, robustness and thresholds), ranked, with out-of-sample checks.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::data::{DataSourceArgs, SelectionArgs};
+use super::params::AtcArgs;
+use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs};
+use crate::data::{parse_date_bound, Dataset};
+use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
+use crate::run::{fmt_ts, run, RunPlan, Strategy};
+use crate::sweep::output::{
+    heatmap_json, metric_names, metric_value, rank, write_json, ResultsWriter,
+};
+use crate::sweep::{sweep, Grid};
+
+/// Arguments of `atc-bt sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub data: DataSourceArgs,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+    /// Grid file (TOML): optional `strategy = "file.toml"` (relative to the
+    /// grid file) and a `[grid]` table whose keys are parameters and whose
+    /// values are lists or "start:stop:step" ranges. Flags below add or
+    /// replace axes.
+    #[arg(long, value_name = "FILE")]
+    pub grid: Option<PathBuf>,
+    /// Base strategy (values of parameters the grid does not vary)
+    /// [default: the grid file's `strategy`, else strategies/atc_default.toml]
+    #[arg(long, value_name = "FILE")]
+    pub strategy: Option<PathBuf>,
+    #[command(flatten)]
+    pub axes: GridArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// Split date: metrics in sample (before it) and out of sample (from it on)
+    #[arg(long, value_name = "DATE", conflicts_with = "train_frac")]
+    pub split: Option<String>,
+    /// Split at this fraction of the window's time span instead of a date
+    #[arg(long, value_name = "F")]
+    pub train_frac: Option<f64>,
+    /// Metric to rank combinations by (any metric of `run`, e.g. sharpe,
+    /// total_return, calmar, cagr, sortino, max_drawdown)
+    #[arg(long, value_name = "METRIC", default_value = "sharpe")]
+    pub rank_by: String,
+    /// Refuse grids larger than this
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_combos: usize,
+    /// Combinations to print
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Worker threads [default: all cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bar and no ranking table
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Quick grid axes: a list `a,b,c`, a range `start:stop:step` (inclusive) or one value.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Grid axes (list a,b,c or range start:stop:step)")]
+pub struct GridArgs {
+    /// lambda values, e.g. 0.01:0.05:0.01
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub lambda: Option<String>,
+    /// decay values, e.g. 0.01,0.03,0.05
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub decay: Option<String>,
+    /// cutout values, e.g. 0:100:25
+    #[arg(long, value_name = "SPEC")]
+    pub cutout: Option<String>,
+    /// robustness values, e.g. narrow,medium,wide
+    #[arg(long, value_name = "SPEC")]
+    pub robustness: Option<String>,
+    /// EMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub ema_len: Option<String>,
+    /// HMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub hma_len: Option<String>,
+    /// WMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub wma_len: Option<String>,
+    /// DEMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub dema_len: Option<String>,
+    /// LSMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub lsma_len: Option<String>,
+    /// KAMA base lengths
+    #[arg(long, value_name = "SPEC")]
+    pub kama_len: Option<String>,
+    /// long threshold values
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub long_threshold: Option<String>,
+    /// short threshold values
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
+    pub short_threshold: Option<String>,
+}
+
+impl GridArgs {
+    fn pairs(&self) -> Vec<(&'static str, &Option<String>)> {
+        vec![
+            ("lambda", &self.lambda),
+            ("decay", &self.decay),
+            ("cutout", &self.cutout),
+            ("robustness", &self.robustness),
+            ("ema_len", &self.ema_len),
+            ("hma_len", &self.hma_len),
+            ("wma_len", &self.wma_len),
+            ("dema_len", &self.dema_len),
+            ("lsma_len", &self.lsma_len),
+            ("kama_len", &self.kama_len),
+            ("long_threshold", &self.long_threshold),
+            ("short_threshold", &self.short_threshold),
+        ]
+    }
+}
+
+/// Reads a grid file: returns the grid and its `strategy` path (resolved
+/// relative to the grid file).
+pub fn load_grid_file(path: &Path) -> Result<(Grid, Option<PathBuf>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read grid file", path.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    let mut grid = Grid::default();
+    let mut strategy = None;
+    for (key, value) in &doc {
+        match (key.as_str(), value) {
+            ("strategy", toml::Value::String(s)) => {
+                let p = PathBuf::from(s);
+                strategy = Some(if p.is_absolute() { p } else { path.parent().unwrap_or(Path::new(".")).join(p) });
+            }
+            ("grid", toml::Value::Table(t)) => {
+                for (axis, v) in t {
+                    let spec = match v {
+                        toml::Value::String(s) => s.clone(),
+                        toml::Value::Integer(i) => i.to_string(),
+                        toml::Value::Float(f) => f.to_string(),
+                        toml::Value::Array(a) => a
+                            .iter()
+                            .map(|x| match x {
+                                toml::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        other => bail!("{}: [grid] {axis} = {other}: expected a list or a \"start:stop:step\" string", path.display()),
+                    };
+                    grid.set_axis(axis, &spec).with_context(|| format!("{}: [grid]", path.display()))?;
+                }
+            }
+            (other, _) => bail!(
+                "{}: unknown key `{other}` (a grid file has `strategy = \"file.toml\"` and a [grid] table)",
+                path.display()
+            ),
+        }
+    }
+    Ok((grid, strategy))
+}
+
+/// Runs `atc-bt sweep`.
+pub fn execute(args: &SweepArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let (mut grid, grid_strategy) = match &args.grid {
+        Some(p) => load_grid_file(p)?,
+        None => (Grid::default(), None),
+    };
+    for (axis, spec) in args.axes.pairs() {
+        if let Some(spec) = spec {
+            grid.set_axis(axis, spec)
+                .with_context(|| format!("--{}", axis.replace('_', "-")))?;
+        }
+    }
+    if grid.axes.is_empty() {
+        bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");
+    }
+    let strategy_path = args.strategy.clone().or(grid_strategy);
+    let base = resolve_strategy(strategy_path.as_ref(), &AtcArgs::default(), &args.exec)?;
+    grid.validate(&base.atc, args.max_combos)?;
+    if let Some(f) = args.train_frac {
+        if !(f > 0.0 && f < 1.0) {
+            bail!("--train-frac {f}: valid range is 0 < F < 1");
+        }
+    }
+    let known = metric_names(&crate::backtest::metrics(
+        1.0,
+        &[0],
+        &[1.0],
+        &[1.0],
+        &[],
+        None,
+        0.0,
+    ));
+    if !known.contains(&args.rank_by) {
+        bail!(
+            "--rank-by {}: unknown metric; choose one of {}",
+            args.rank_by,
+            known.join(", ")
+        );
+    }
+
+    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
+    let strict = args.data.strict;
+    super::run::print_data_warnings(&dataset);
+    for bad in dataset.invalid() {
+        if strict {
+            bail!("{bad} (--strict)");
+        }
+        eprintln!("warning: skipped {bad}");
+    }
+    let plan = resolve_plan(&args.selection, &dataset)?;
+    let split = match (&args.split, args.train_frac) {
+        (Some(s), _) => Some(parse_date_bound(s, false).with_context(|| "--split")?),
+        (None, Some(f)) => {
+            let (lo, hi) = window_span(&dataset, &plan);
+            Some(lo + ((hi - lo) as f64 * f) as i64)
+        }
+        _ => None,
+    };
+
+    let mut h = blake3::Hasher::new();
+    h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
+    h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
+    h.update(
+        format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            plan.from, plan.to, plan.warmup_bars, split
+        )
+        .as_bytes(),
+    );
+    for &i in &plan.series {
+        h.update(dataset.series()[i].close_hash.as_bytes());
+    }
+    let inputs_hash = h.finalize().to_hex().to_string();
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("reports/sweeps").join(format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &inputs_hash[..12]
+        ))
+    });
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sweep".into());
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .context("cannot start worker threads")?;
+    let t_load = t0.elapsed();
+    let pb = progress_bar(grid.count() as usize, args.quiet, "combinations");
+    let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
+    let t1 = Instant::now();
+    let result = pool.install(|| {
+        sweep(
+            &dataset,
+            &plan,
+            &grid,
+            &base,
+            split,
+            strict,
+            &mut |rows| writer.write(&rows),
+            &|| pb.inc(1),
+        )
+    });
+    pb.finish_and_clear();
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            std::fs::remove_dir_all(&tmp).ok();
+            return Err(e.into());
+        }
+    };
+    writer.finish().map_err(anyhow::Error::msg)?;
+    let t_compute = t1.elapsed();
+    crate::run::print_skipped(&result.skipped);
+
+    let rank_k = if split.is_some() { 1 } else { 0 };
+    let order = rank(&result.combos, &args.rank_by, rank_k);
+    for (k, s) in result.samples.iter().enumerate() {
+        write_json(
+            &tmp.join(format!("heatmap_{}.json", s.name)),
+            &heatmap_json(&grid, &result.combos, &args.rank_by, s, k),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let best = order.first().map(|&i| &result.combos[i]);
+    let sweep_json = serde_json::json!({
+        "format_version": crate::run::output::RUN_FORMAT_VERSION,
+        "atc_bt_version": env!("CARGO_PKG_VERSION"),
+        "command": std::env::args().collect::<Vec<_>>(),
+        "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "inputs_hash": inputs_hash,
+        "grid": grid,
+        "combinations": grid.count() as u64,
+        "base": base,
+        "rank_by": args.rank_by,
+        "ranked_on_sample": result.samples[rank_k].name,
+        "samples": result.samples.iter().map(|s| serde_json::json!({"name": s.name, "from": s.from.map(fmt_ts), "to": s.to.map(fmt_ts)})).collect::<Vec<_>>(),
+        "split": split.map(fmt_ts),
+        "window": {"from": plan.from.map(fmt_ts), "to": plan.to.map(fmt_ts), "warmup_bars": plan.warmup_bars},
+        "data": {
+            "path": args.data.data.display().to_string(),
+            "sources": dataset.sources().iter().map(|s| serde_json::json!({"path": s.path, "size": s.size, "blake3": s.blake3})).collect::<Vec<_>>(),
+            "series": plan.series.iter().map(|&i| serde_json::json!({"symbol": dataset.series()[i].name, "close_hash": dataset.series()[i].close_hash})).collect::<Vec<_>>(),
+        },
+        "best": best.map(|b| serde_json::json!({"combo": b.combo, "params": b.params})),
+        "ranking": order.iter().take(100).map(|&i| result.combos[i].combo).collect::<Vec<_>>(),
+        "skipped": result.skipped,
+        "timings_ms": {"load": t_load.as_secs_f64() * 1e3, "compute": t_compute.as_secs_f64() * 1e3},
+        "combo_bars": result.combo_bars,
+        "threads": pool.current_num_threads(),
+    });
+    write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
+    if let Some(b) = best {
+        // The best combination once more through `run`, for its equity curve
+        // (a sweep keeps no curves: memory stays bounded by the grid size).
+        let strategy = Strategy {
+            atc: b.params.clone(),
+            execution: base.execution.clone(),
+        };
+        let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
+        write_curves_parquet(
+            &tmp.join("best_equity.parquet"),
+            &[(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)],
+        )?;
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
+    }
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("cannot move results to {}", out.display()))?;
+
+    if !args.quiet {
+        print_ranking(&grid, &result, &order, &args.rank_by, rank_k, args.top);
+        let secs = t_compute.as_secs_f64().max(1e-9);
+        println!(
+            "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
+            result.combos.len(),
+            plan.series.len(),
+            secs,
+            result.combo_bars as f64 / secs / 1e6
+        );
+        println!("results: {}", out.display());
+    }
+    Ok(())
+}
+
+/// The earliest and latest window bar over the selected series.
+fn window_span(data: &Dataset, plan: &RunPlan) -> (i64, i64) {
+    let mut lo = i64::MAX;
+    let mut hi = i64::MIN;
+    for &i in &plan.series {
+        let s = &data.series()[i];
+        lo = lo.min(plan.from.map_or(s.first_ts, |f| f.max(s.first_ts)));
+        hi = hi.max(plan.to.map_or(s.last_ts, |t| t.min(s.last_ts)));
+    }
+    (lo, hi)
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.3}"),
+        _ => "n/a".into(),
+    }
+}
+
+fn print_ranking(
+    grid: &Grid,
+    r: &crate::sweep::SweepResult,
+    order: &[usize],
+    metric: &str,
+    k: usize,
+    top: usize,
+) {
+    let axes: Vec<&str> = grid.axes.iter().map(|(a, _)| a.as_str()).collect();
+    let split = r.samples.len() > 1;
+    let mut header = format!("{:>4} {:>6}", "rank", "combo");
+    for a in &axes {
+        header.push_str(&format!(" {a:>10}"));
+    }
+    if split {
+        header.push_str(&format!(
+            " {:>12} {:>12} {:>12}",
+            format!("{metric} IS"),
+            format!("{metric} OOS"),
+            "B&H OOS"
+        ));
+    } else {
+        header.push_str(&format!(" {:>12} {:>12}", metric, "buy & hold"));
+    }
+    println!("{header}");
+    let value = |c: &crate::sweep::ComboSummary, k: usize, bench: bool| {
+        let m = if bench { &c.benchmark } else { &c.portfolio };
+        m.get(k)
+            .and_then(|m| m.as_ref())
+            .and_then(|m| metric_value(m, metric))
+    };
+    for (pos, &i) in order.iter().take(top).enumerate() {
+        let c = &r.combos[i];
+        let mut line = format!("{:>4} {:>6}", pos + 1, c.combo);
+        let p = serde_json::to_value(&c.params).unwrap_or_default();
+        for a in &axes {
+            let v = p
+                .get(*a)
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default();
+            line.push_str(&format!(" {v:>10}"));
+        }
+        if split {
+            line.push_str(&format!(
+                " {:>12} {:>12} {:>12}",
+                fmt_opt(value(c, 1, false)),
+                fmt_opt(value(c, 2, false)),
+                fmt_opt(value(c, 2, true))
+            ));
+        } else {
+            line.push_str(&format!(
+                " {:>12} {:>12}",
+                fmt_opt(value(c, k, false)),
+                fmt_opt(value(c, k, true))
+            ));
+        }
+        println!("{line}");
+    }
+    if split {
+        if let Some(&best) = order.first() {
+            let oos = rank(&r.combos, metric, 2);
+            let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
+            println!(
+                "in-sample best (combo {}) ranks #{} of {} out of sample",
+                r.combos[best].combo,
+                pos,
+                r.combos.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Validation of one series: the policy of what is an error and what is a
+//! warning.
+//!
+//! | problem | outcome |
+//! |---|---|
+//! | rows not sorted by time | sorted, silently (not a problem) |
+//! | null / NaN / ±inf / ≤ 0 open, high, low or close | series invalid |
+//! | null timestamp | series invalid |
+//! | high < low | series invalid |
+//! | two rows with the same timestamp and different values | series invalid |
+//! | two rows with the same timestamp and the same values | warning, the copy is dropped |
+//! | open or close outside [low, high] (real data has these) | warning, bar kept as is |
+//! | negative or infinite volume | warning, volume set to null |
+//!
+//! An invalid series is left out of the store and reported; `atc-bt data
+//! info`/`ingest` then exit with status 1, and `run` skips it with a
+//! warning. `--strict` turns every warning and invalid series into an error.
+//! File-level problems (not Parquet, truncated, empty, missing column,
+//! non-numeric column, null symbol) always fail the whole command.
+
+use super::columns::NULL_TS;
+use super::error::DataWarning;
+use super::parquet_read::RawSeries;
+
+/// A validated series: sorted by time, unique timestamps, positive prices.
+#[derive(Debug, Clone, Default)]
+pub struct CleanSeries {
+    /// Symbol as spelled in the file.
+    pub symbol: String,
+    /// µs UTC, strictly increasing.
+    pub ts: Vec<i64>,
+    /// Open.
+    pub open: Vec<f64>,
+    /// High.
+    pub high: Vec<f64>,
+    /// Low.
+    pub low: Vec<f64>,
+    /// Close.
+    pub close: Vec<f64>,
+    /// Volume, NaN = null.
+    pub volume: Vec<f64>,
+}
+
+/// Why a series is invalid: first bad row, its ts, the problem.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// 0-based file row.
+    pub row: u64,
+    /// Its timestamp.
+    pub ts: i64,
+    /// What is wrong.
+    pub problem: String,
+}
+
+fn price_problem(name: &str, v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some(format!("{name} is NaN or null"))
+    } else if v.is_infinite() {
+        Some(format!("{name} is {v}; prices must be finite"))
+    } else if v <= 0.0 {
+        Some(format!("{name} is {v}; prices must be > 0"))
+    } else {
+        None
+    }
+}
+
+fn same_bits(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Validates one series (see the module doc for the policy).
+pub fn validate(
+    file: &str,
+    raw: RawSeries,
+    warnings: &mut Vec<DataWarning>,
+) -> Result<CleanSeries, Problem> {
+    let n = raw.ts.len();
+    let sorted = raw.ts.windows(2).all(|w| w[0] <= w[1]);
+    let order: Vec<usize> = if sorted {
+        (0..n).collect()
+    } else {
+        let mut o: Vec<usize> = (0..n).collect();
+        o.sort_by_key(|&i| (raw.ts[i], raw.rows[i]));
+        o
+    };
+    let mut out = CleanSeries {
+        symbol: raw.symbol.clone(),
+        ts: Vec::with_capacity(n),
+        open: Vec::with_capacity(n),
+        high: Vec::with_capacity(n),
+        low: Vec::with_capacity(n),
+        close: Vec::with_capacity(n),
+        volume: Vec::with_capacity(n),
+    };
+    let mut prev: Option<usize> = None;
+    let warn = |warnings: &mut Vec<DataWarning>, i: usize, problem: String| {
+        warnings.push(DataWarning {
+            file: file.to_string(),
+            symbol: raw.symbol.clone(),
+            row: raw.rows[i],
+            ts: raw.ts[i],
+            problem,
+        })
+    };
+    for &i in &order {
+        let bad = |problem: String| Problem {
+            row: raw.rows[i],
+            ts: raw.ts[i],
+            problem,
+        };
+        if raw.ts[i] == NULL_TS {
+            return Err(bad("the timestamp is null".into()));
+        }
+        let (o, h, l, c) = (raw.open[i], raw.high[i], raw.low[i], raw.close[i]);
+        for (name, v) in [("open", o), ("high", h), ("low", l), ("close", c)] {
+            if let Some(p) = price_problem(name, v) {
+                return Err(bad(p));
+            }
+        }
+        if h < l {
+            return Err(bad(format!("high {h} is below low {l}")));
+        }
+        let mut vol = raw.volume[i];
+        if let Some(p) = prev {
+            if raw.ts[p] == raw.ts[i] {
+                let same = same_bits(raw.open[p], o)
+                    && same_bits(raw.high[p], h)
+                    && same_bits(raw.low[p], l)
+                    && same_bits(raw.close[p], c)
+                    && same_bits(raw.volume[p], vol);
+                if same {
+                    warn(
+                        warnings,
+                        i,
+                        format!("exact duplicate of row {}; dropped", raw.rows[p]),
+                    );
+                    continue;
+                }
+                return Err(bad(format!(
+                    "duplicate timestamp with different values (rows {} and {})",
+                    raw.rows[p], raw.rows[i]
+                )));
+            }
+        }
+        if o < l || o > h || c < l || c > h {
+            let which = if o < l || o > h { "open" } else { "close" };
+            let v = if which == "open" { o } else { c };
+            warn(
+                warnings,
+                i,
+                format!("{which} {v} is outside [low {l}, high {h}]; bar kept"),
+            );
+        }
+        if vol.is_infinite() || vol < 0.0 {
+            warn(
+                warnings,
+                i,
+                format!("volume {vol} is negative or infinite; set to null"),
+            );
+            vol = f64::NAN;
+        }
+        out.ts.push(raw.ts[i]);
+        out.open.push(o);
+        out.high.push(h);
+        out.low.push(l);
+        out.close.push(c);
+        out.volume.push(vol);
+        prev = Some(i);
+    }
+    Ok(out)
+}
+
+/// Median spacing between bars in µs; 0 with fewer than 2 bars.
+pub fn median_interval(ts: &[i64]) -> i64 {
+    if ts.len() < 2 {
+        return 0;
+    }
+    let mut d: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    let mid = d.len() / 2;
+    *d.select_nth_unstable(mid).1
+}
+
+/// blake3 hex of the little-endian bytes of `close`.
+pub fn close_hash(close: &[f64]) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(8 * 4096);
+    for chunk in close.chunks(4096) {
+        buf.clear();
+        for v in chunk {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        h.update(&buf);
+    }
+    h.finalize().to_hex().to_string()
+}

@@ -1,0 +1,230 @@
+//! Strategy files (`strategies/*.toml`): the ATC parameters under `[atc]`
+//! (the spec's names and defaults) and the execution settings under
+//! `[execution]`. Every key is optional; unknown keys and out-of-range
+//! values are errors naming the key and the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backtest::{ExecConfig, Mode};
+use crate::engine::{AtcParams, EngineError};
+
+/// The shipped default strategy; identical to the spec defaults, and used
+/// when no `--strategy` is given (embedded, so it works from any directory).
+pub const DEFAULT_STRATEGY_TOML: &str = include_str!("../../strategies/atc_default.toml");
+
+/// Execution settings of a strategy, in the units a trader types.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Execution {
+    /// `long-only` (default) trades `max(dir, 0)`; `long-short` trades `dir`.
+    pub mode: Mode,
+    /// Fee in basis points of traded notional (5 = 0.0005).
+    pub fee_bps: f64,
+    /// Slippage in basis points: buys fill at `open·(1+s)`, sells at `open·(1−s)`.
+    pub slippage_bps: f64,
+    /// Starting capital, split equally over the symbols with data in the window.
+    pub capital: f64,
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        Execution {
+            mode: Mode::LongOnly,
+            fee_bps: 5.0,
+            slippage_bps: 0.0,
+            capital: 100_000.0,
+        }
+    }
+}
+
+impl Execution {
+    /// The backtester's configuration (fractions, not basis points).
+    pub fn exec_config(&self) -> ExecConfig {
+        ExecConfig {
+            mode: self.mode,
+            fee: self.fee_bps / 10_000.0,
+            slippage: self.slippage_bps / 10_000.0,
+        }
+    }
+
+    /// Checks ranges: fees and slippage finite, >= 0 and below 100%;
+    /// capital finite and > 0.
+    pub fn validate(&self) -> Result<(), StrategyError> {
+        let bad = |key: &'static str, value: f64, range: &'static str| StrategyError::Invalid {
+            file: None,
+            key,
+            value: value.to_string(),
+            range,
+        };
+        if !(self.fee_bps.is_finite() && (0.0..10_000.0).contains(&self.fee_bps)) {
+            return Err(bad("fee_bps", self.fee_bps, "0 <= fee_bps < 10000"));
+        }
+        if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
+            return Err(bad(
+                "slippage_bps",
+                self.slippage_bps,
+                "0 <= slippage_bps < 10000",
+            ));
+        }
+        if !(self.capital.is_finite() && self.capital > 0.0) {
+            return Err(bad("capital", self.capital, "finite and > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// A whole strategy: ATC parameters plus execution settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Strategy {
+    /// ATC parameters (spec names and units).
+    pub atc: AtcParams,
+    /// How the direction is traded.
+    pub execution: Execution,
+}
+
+/// Errors reading or validating a strategy.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// The file could not be read.
+    #[error("{}: cannot read strategy file: {source}", path.display())]
+    Read {
+        /// The strategy file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key.
+    #[error("{}: {message}", path.display())]
+    Parse {
+        /// The strategy file.
+        path: PathBuf,
+        /// The parser's message (it names the key and the line).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{}invalid value {key} = {value}: valid range is {range}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+    Invalid {
+        /// The strategy file, if the value came from one.
+        file: Option<PathBuf>,
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The valid range in words.
+        range: &'static str,
+    },
+    /// An ATC parameter is out of range.
+    #[error("{}: [atc] {source}", path.display())]
+    Atc {
+        /// The strategy file.
+        path: PathBuf,
+        /// The engine's validation error.
+        source: EngineError,
+    },
+}
+
+impl Strategy {
+    /// Parses a strategy from TOML text; `path` names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Strategy, StrategyError> {
+        let s: Strategy = toml::from_str(text).map_err(|e| StrategyError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        s.atc.validate().map_err(|source| StrategyError::Atc {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        s.execution.validate().map_err(|e| match e {
+            StrategyError::Invalid {
+                key, value, range, ..
+            } => StrategyError::Invalid {
+                file: Some(path.to_path_buf()),
+                key,
+                value,
+                range,
+            },
+            other => other,
+        })?;
+        Ok(s)
+    }
+
+    /// Reads and validates a strategy file.
+    pub fn load(path: &Path) -> Result<Strategy, StrategyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StrategyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Strategy::from_toml(&text, path)
+    }
+
+    /// The shipped default (`strategies/atc_default.toml`).
+    pub fn shipped_default() -> Result<Strategy, StrategyError> {
+        Strategy::from_toml(
+            DEFAULT_STRATEGY_TOML,
+            Path::new("strategies/atc_default.toml"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_equals_spec_defaults() {
+        assert_eq!(Strategy::shipped_default().unwrap(), Strategy::default());
+    }
+
+    #[test]
+    fn shipped_variants_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("strategies");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml")
+                && !p
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("sweep")
+            {
+                Strategy::load(&p).unwrap();
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let err = Strategy::from_toml("[atc]\nlamda = 0.1\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml") && err.contains("lamda"), "{err}");
+        let err = Strategy::from_toml("[exec]\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exec"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_file() {
+        let err = Strategy::from_toml("[atc]\ndecay = 150\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml") && err.contains("decay = 150"),
+            "{err}"
+        );
+        let err = Strategy::from_toml("[execution]\ncapital = -1\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.toml") && err.contains("capital = -1"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Parameter sweeps (`atc-bt sweep`): every combination of a [`Grid`] over
+//! the selected symbols, with shared work planned so each distinct piece is
+//! computed once.
+//!
+//! - The moving averages and their cross signals depend only on the close
+//!   series and the lengths (robustness + six base lengths). Combinations
+//!   are grouped by their lengths; each group computes one
+//!   [`SignalBank`](crate::engine::SignalBank) per symbol and every
+//!   combination of the group re-runs only [`layers`] (equities, layer 1
+//!   and 2, average, direction) and the backtest.
+//! - A combination's results come from the same functions as `atc-bt run`
+//!   ([`trade_series`], [`aggregate`]): one combination of a sweep gives
+//!   exactly the metrics of `run` with the same parameters.
+//! - Memory is bounded independently of the grid: combinations are
+//!   processed in chunks sized to a memory budget, and their rows are
+//!   streamed to the results file before the next chunk starts.
+
+pub mod grid;
+pub mod output;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::backtest::Metrics;
+use crate::data::Dataset;
+use crate::engine::{layers, signal_bank, AtcParams, Detail, SignalBank};
+use crate::run::{
+    aggregate, collect, prepare, trade_series, ActiveSeries, RunError, RunPlan, Skipped, Strategy,
+};
+pub use grid::{Grid, GridError, Value};
+
+/// Bytes of per-symbol results one chunk of combinations may hold.
+const CHUNK_BUDGET_BYTES: usize = 256 << 20;
+/// Bytes of signal banks kept across chunks; above it banks are recomputed
+/// per chunk (CPU for memory).
+const BANK_BUDGET_BYTES: usize = 512 << 20;
+
+/// A named sub-window of the run window: `full`, or `in`/`out` of sample.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// `full`, `in` or `out`.
+    pub name: &'static str,
+    /// First traded bar time (µs UTC), inclusive.
+    pub from: Option<i64>,
+    /// Last traded bar time (µs UTC), inclusive.
+    pub to: Option<i64>,
+}
+
+/// Per-combination portfolio results, for ranking.
+#[derive(Debug, Clone)]
+pub struct ComboSummary {
+    /// Combination number (grid order).
+    pub combo: usize,
+    /// Its parameters.
+    pub params: AtcParams,
+    /// Portfolio metrics per sample (same order as the samples).
+    pub portfolio: Vec<Option<Metrics>>,
+    /// Benchmark metrics per sample.
+    pub benchmark: Vec<Option<Metrics>>,
+}
+
+/// One row of `results.parquet`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Combination number.
+    pub combo: usize,
+    /// Sample name.
+    pub sample: &'static str,
+    /// Series name, or `PORTFOLIO` / `BENCHMARK`.
+    pub symbol: String,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// What a sweep returns besides the streamed rows.
+#[derive(Debug, Clone)]
+pub struct SweepResult {
+    /// One summary per combination, in grid order.
+    pub combos: Vec<ComboSummary>,
+    /// The samples (`full`, and `in`/`out` with a split).
+    pub samples: Vec<Sample>,
+    /// Symbols skipped in some sample.
+    pub skipped: Vec<Skipped>,
+    /// Engine-bar × combination count processed (layer stage), for throughput.
+    pub combo_bars: u64,
+}
+
+/// Splits the run window at `split` (µs UTC): `in` is before it, `out` from it on.
+pub fn samples(from: Option<i64>, to: Option<i64>, split: Option<i64>) -> Vec<Sample> {
+    let mut v = vec![Sample {
+        name: "full",
+        from,
+        to,
+    }];
+    if let Some(s) = split {
+        v.push(Sample {
+            name: "in",
+            from,
+            to: Some(s - 1),
+        });
+        v.push(Sample {
+            name: "out",
+            from: Some(s),
+            to,
+        });
+    }
+    v
+}
+
+/// The lengths part of a parameter set: combinations that share it share
+/// their signal banks.
+fn lengths_key(p: &AtcParams) -> (u8, [usize; 6]) {
+    (
+        p.robustness as u8,
+        [
+            p.ema_len, p.hma_len, p.wma_len, p.dema_len, p.lsma_len, p.kama_len,
+        ],
+    )
+}
+
+/// Per symbol: its active window in each sample (None where it has no bars).
+struct SymbolPlan {
+    idx: usize,
+    per_sample: Vec<Option<ActiveSeries>>,
+}
+
+/// Distinct engine spans `(start, end)` of a symbol over its samples.
+fn spans(sp: &SymbolPlan) -> Vec<(usize, usize)> {
+    let mut by_start: BTreeMap<usize, usize> = BTreeMap::new();
+    for a in sp.per_sample.iter().flatten() {
+        let e = by_start.entry(a.start).or_insert(0);
+        *e = (*e).max(a.window.end);
+    }
+    by_start.into_iter().collect()
+}
+
+fn banks_for(data: &Dataset, sp: &SymbolPlan, p: &AtcParams) -> Vec<(usize, SignalBank)> {
+    let view = data.view(sp.idx);
+    spans(sp)
+        .into_iter()
+        .map(|(s, e)| (s, signal_bank(&view.close[s..e], p, false).0))
+        .collect()
+}
+
+/// Runs the sweep. `emit` receives each finished combination's rows (stream
+/// them out); combinations are processed group by group (groups of equal
+/// lengths, in a fixed order) and in grid order within a group, so the
+/// order is deterministic. `on_combo` is called once per combination.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep(
+    data: &Dataset,
+    plan: &RunPlan,
+    grid: &Grid,
+    base: &Strategy,
+    split: Option<i64>,
+    strict: bool,
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &(dyn Fn() + Sync),
+) -> Result<SweepResult, RunError> {
+    let samples = samples(plan.from, plan.to, split);
+    // Which symbols trade in which sample (and the capital split of each).
+    let mut per_sample_active = Vec::new();
+    let mut skipped = Vec::new();
+    for s in &samples {
+        let p = RunPlan {
+            from: s.from,
+            to: s.to,
+            ..plan.clone()
+        };
+        match prepare(data, &p) {
+            Ok((active, sk)) => {
+                if s.name == "full" {
+                    skipped.extend(sk);
+                }
+                per_sample_active.push(active);
+            }
+            Err(e) if s.name == "full" => return Err(e),
+            Err(_) => per_sample_active.push(Vec::new()),
+        }
+    }
+    let capital: Vec<f64> = per_sample_active
+        .iter()
+        .map(|a| base.execution.capital / a.len().max(1) as f64)
+        .collect();
+    let mut symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
+        .iter()
+        .map(|a| SymbolPlan {
+            idx: a.idx,
+            per_sample: Vec::with_capacity(samples.len()),
+        })
+        .collect();
+    for sp in &mut symbol_plans {
+        for active in &per_sample_active {
+            sp.per_sample
+                .push(active.iter().find(|a| a.idx == sp.idx).cloned());
+        }
+    }
+    let cfg = base.execution.exec_config();
+    let total_window_bars: usize = symbol_plans
+        .iter()
+        .flat_map(|sp| sp.per_sample.iter().flatten())
+        .map(|a| a.window.len())
+        .sum();
+    let engine_bars: usize = symbol_plans
+        .iter()
+        .flat_map(|sp| spans(sp).into_iter().map(|(s, e)| e - s))
+        .sum();
+    let chunk = (CHUNK_BUDGET_BYTES / (total_window_bars.max(1) * 64)).clamp(1, 4096);
+    let keep_banks = engine_bars * 62 <= BANK_BUDGET_BYTES;
+
+    // Group combinations by lengths, keeping grid order inside a group.
+    let count = grid.count() as usize;
+    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
+    for c in 0..count {
+        groups
+            .entry(lengths_key(&grid.combo(&base.atc, c)))
+            .or_default()
+            .push(c);
+    }
+
+    let mut summaries: Vec<Option<ComboSummary>> = vec![None; count];
+    let mut combo_bars = 0u64;
+    for combos in groups.values() {
+        let group_params = grid.combo(&base.atc, combos[0]);
+        let banks: Option<Vec<Vec<(usize, SignalBank)>>> = keep_banks.then(|| {
+            symbol_plans
+                .par_iter()
+                .map(|sp| banks_for(data, sp, &group_params))
+                .collect()
+        });
+        for chunk_combos in combos.chunks(chunk) {
+            let params: Vec<AtcParams> = chunk_combos
+                .iter()
+                .map(|&c| grid.combo(&base.atc, c))
+                .collect();
+            // [symbol][combo][sample]
+            let per_symbol: Vec<Vec<Vec<Option<Result<_, Skipped>>>>> = symbol_plans
+                .par_iter()
+                .enumerate()
+                .map(|(si, sp)| {
+                    let local;
+                    let banks_s: &Vec<(usize, SignalBank)> = match &banks {
+                        Some(b) => &b[si],
+                        None => {
+                            local = banks_for(data, sp, &group_params);
+                            &local
+                        }
+                    };
+                    params
+                        .iter()
+                        .map(|p| {
+                            let outs: Vec<(usize, _)> = banks_s
+                                .iter()
+                                .map(|(s, bank)| (*s, layers(bank, p, Detail::Signal)))
+                                .collect();
+                            sp.per_sample
+                                .iter()
+                                .enumerate()
+                                .map(|(k, a)| {
+                                    let a = a.as_ref()?;
+                                    let (_, out) = outs.iter().find(|(s, _)| *s == a.start)?;
+                                    let len = a.window.end - a.start;
+                                    Some(trade_series(
+                                        data,
+                                        a,
+                                        &out.avg[..len],
+                                        &out.dir[..len],
+                                        capital[k],
+                                        &cfg,
+                                    ))
+                                })
+                                .collect()
+                        })
+                        .collect()
+                })
+                .collect();
+            // Transpose to combos, aggregate each sample in symbol order.
+            let mut per_symbol: Vec<_> = per_symbol.into_iter().map(|v| v.into_iter()).collect();
+            for (ci, &c) in chunk_combos.iter().enumerate() {
+                let mut by_sample: Vec<Vec<Result<_, Skipped>>> = vec![Vec::new(); samples.len()];
+                for it in per_symbol.iter_mut() {
+                    if let Some(v) = it.next() {
+                        for (k, r) in v.into_iter().enumerate() {
+                            if let Some(r) = r {
+                                by_sample[k].push(r);
+                            }
+                        }
+                    }
+                }
+                let mut rows = Vec::new();
+                let mut port = Vec::new();
+                let mut bench = Vec::new();
+                for (k, outcomes) in by_sample.into_iter().enumerate() {
+                    let mut sk = Vec::new();
+                    let symbols = collect(outcomes, &mut sk, strict)?;
+                    if c == 0 && k == 0 {
+                        skipped.extend(sk);
+                    }
+                    if symbols.is_empty() {
+                        port.push(None);
+                        bench.push(None);
+                        continue;
+                    }
+                    let r = aggregate(symbols, Vec::new(), capital[k]);
+                    let sample = samples[k].name;
+                    for s in &r.symbols {
+                        rows.push(Row {
+                            combo: c,
+                            sample,
+                            symbol: s.run.symbol.clone(),
+                            metrics: s.metrics.clone(),
+                        });
+                    }
+                    for (name, m) in [
+                        (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
+                        (crate::run::output::BENCHMARK, &r.benchmark_metrics),
+                    ] {
+                        rows.push(Row {
+                            combo: c,
+                            sample,
+                            symbol: name.to_string(),
+                            metrics: m.clone(),
+                        });
+                    }
+                    port.push(Some(r.portfolio_metrics));
+                    bench.push(Some(r.benchmark_metrics));
+                }
+                summaries[c] = Some(ComboSummary {
+                    combo: c,
+                    params: params[ci].clone(),
+                    portfolio: port,
+                    benchmark: bench,
+                });
+                emit(rows).map_err(|message| RunError::Output { message })?;
+                combo_bars += engine_bars as u64;
+                on_combo();
+            }
+        }
+    }
+    Ok(SweepResult {
+        combos: summaries.into_iter().flatten().collect(),
+        samples,
+        skipped,
+        combo_bars,
+    })
+}

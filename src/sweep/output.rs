@@ -1,0 +1,280 @@
+//! Sweep output: `results.parquet` (one row per combination × sample ×
+//! symbol, plus `PORTFOLIO` and `BENCHMARK` rows: the parameters and every
+//! metric of `run`), `heatmap_<sample>.json` (the ranking metric as an
+//! n-dimensional array over the grid axes) and `sweep.json`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::{ComboSummary, Grid, Row, Sample};
+use crate::backtest::Metrics;
+use crate::engine::AtcParams;
+
+/// Metric names in column order (the field order of [`Metrics`]).
+pub fn metric_names(m: &Metrics) -> Vec<String> {
+    match serde_json::to_value(m) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A metric by name as f64 (None for null or unknown).
+pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
+    serde_json::to_value(m).ok()?.get(name)?.as_f64()
+}
+
+const PARAM_COLUMNS: [&str; 19] = [
+    "lambda",
+    "decay",
+    "cutout",
+    "robustness",
+    "ema_len",
+    "hma_len",
+    "wma_len",
+    "dema_len",
+    "lsma_len",
+    "kama_len",
+    "long_threshold",
+    "short_threshold",
+    "starting_equity",
+    "ema_w",
+    "hma_w",
+    "wma_w",
+    "dema_w",
+    "lsma_w",
+    "kama_w",
+];
+
+fn param_f64(p: &AtcParams, name: &str) -> f64 {
+    match name {
+        "lambda" => p.lambda,
+        "decay" => p.decay,
+        "cutout" => p.cutout as f64,
+        "ema_len" => p.ema_len as f64,
+        "hma_len" => p.hma_len as f64,
+        "wma_len" => p.wma_len as f64,
+        "dema_len" => p.dema_len as f64,
+        "lsma_len" => p.lsma_len as f64,
+        "kama_len" => p.kama_len as f64,
+        "long_threshold" => p.long_threshold,
+        "short_threshold" => p.short_threshold,
+        "starting_equity" => p.starting_equity,
+        "ema_w" => p.ema_w,
+        "hma_w" => p.hma_w,
+        "wma_w" => p.wma_w,
+        "dema_w" => p.dema_w,
+        "lsma_w" => p.lsma_w,
+        "kama_w" => p.kama_w,
+        _ => f64::NAN,
+    }
+}
+
+/// Streams rows into `results.parquet`, one row group per batch.
+pub struct ResultsWriter {
+    path: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    schema: Option<SchemaRef>,
+    metric_names: Vec<String>,
+    grid: Grid,
+    base: AtcParams,
+}
+
+impl ResultsWriter {
+    /// Creates the file (the schema is fixed by the first batch's metrics).
+    pub fn new(path: &Path, grid: &Grid, base: &AtcParams) -> ResultsWriter {
+        ResultsWriter {
+            path: path.to_path_buf(),
+            writer: None,
+            schema: None,
+            metric_names: Vec::new(),
+            grid: grid.clone(),
+            base: base.clone(),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> String {
+        format!("{}: {e}", self.path.display())
+    }
+
+    /// Appends rows.
+    pub fn write(&mut self, rows: &[Row]) -> Result<(), String> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if self.writer.is_none() {
+            self.metric_names = metric_names(&rows[0].metrics);
+            let mut fields = vec![
+                Field::new("combo", DataType::UInt32, false),
+                Field::new("sample", DataType::Utf8, false),
+                Field::new("symbol", DataType::Utf8, false),
+            ];
+            for p in PARAM_COLUMNS {
+                let dt = if p == "robustness" {
+                    DataType::Utf8
+                } else {
+                    DataType::Float64
+                };
+                fields.push(Field::new(p, dt, false));
+            }
+            for m in &self.metric_names {
+                fields.push(Field::new(m, DataType::Float64, true));
+            }
+            let schema = Arc::new(Schema::new(fields));
+            let file = File::create(&self.path).map_err(|e| self.err(e))?;
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            self.writer = Some(
+                ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| self.err(e))?,
+            );
+            self.schema = Some(schema);
+        }
+        let params: Vec<AtcParams> = rows
+            .iter()
+            .map(|r| self.grid.combo(&self.base, r.combo))
+            .collect();
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from_iter_values(
+                rows.iter().map(|r| r.combo as u32),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.sample))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.symbol.as_str()),
+            )),
+        ];
+        for p in PARAM_COLUMNS {
+            if p == "robustness" {
+                cols.push(Arc::new(StringArray::from_iter_values(
+                    params.iter().map(|x| x.robustness.name()),
+                )));
+            } else {
+                cols.push(Arc::new(Float64Array::from_iter_values(
+                    params.iter().map(|x| param_f64(x, p)),
+                )));
+            }
+        }
+        let values: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| serde_json::to_value(&r.metrics).unwrap_or_default())
+            .collect();
+        for m in &self.metric_names {
+            cols.push(Arc::new(Float64Array::from(
+                values
+                    .iter()
+                    .map(|v| v.get(m).and_then(|x| x.as_f64()))
+                    .collect::<Vec<_>>(),
+            )));
+        }
+        let schema = self.schema.clone().ok_or_else(|| self.err("no schema"))?;
+        let batch = RecordBatch::try_new(schema, cols).map_err(|e| self.err(e))?;
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| format!("{}: closed", self.path.display()))?;
+        w.write(&batch)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        w.flush()
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Finishes the file.
+    pub fn finish(self) -> Result<(), String> {
+        if let Some(w) = self.writer {
+            let f = w
+                .into_inner()
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            f.sync_all()
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Metrics where smaller is better (ranked ascending).
+pub fn lower_is_better(metric: &str) -> bool {
+    matches!(
+        metric,
+        "max_drawdown"
+            | "avg_drawdown"
+            | "volatility"
+            | "max_drawdown_duration"
+            | "max_drawdown_duration_days"
+            | "avg_drawdown_duration"
+            | "avg_drawdown_duration_days"
+            | "total_fees"
+    )
+}
+
+/// Combination numbers sorted best first by `metric` of sample `k` (None
+/// values last; ties by combination number, so the order is stable).
+pub fn rank(combos: &[ComboSummary], metric: &str, k: usize) -> Vec<usize> {
+    let mut order: Vec<(usize, Option<f64>)> = combos
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let v = c
+                .portfolio
+                .get(k)
+                .and_then(|m| m.as_ref())
+                .and_then(|m| metric_value(m, metric));
+            (i, v.filter(|x| x.is_finite()))
+        })
+        .collect();
+    let lower = lower_is_better(metric);
+    order.sort_by(|a, b| match (a.1, b.1) {
+        (Some(x), Some(y)) => {
+            let o = if lower {
+                x.total_cmp(&y)
+            } else {
+                y.total_cmp(&x)
+            };
+            o.then(a.0.cmp(&b.0))
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.0.cmp(&b.0),
+    });
+    order.into_iter().map(|(i, _)| i).collect()
+}
+
+/// The ranking metric of sample `k` as an n-dimensional array over the grid
+/// axes (row-major in axis order, which is combination order).
+pub fn heatmap_json(
+    grid: &Grid,
+    combos: &[ComboSummary],
+    metric: &str,
+    sample: &Sample,
+    k: usize,
+) -> serde_json::Value {
+    let mut values = vec![serde_json::Value::Null; grid.count() as usize];
+    for c in combos {
+        if let Some(v) = c
+            .portfolio
+            .get(k)
+            .and_then(|m| m.as_ref())
+            .and_then(|m| metric_value(m, metric))
+        {
+            values[c.combo] = serde_json::json!(v);
+        }
+    }
+    serde_json::json!({
+        "metric": metric,
+        "sample": sample.name,
+        "axes": grid.axes.iter().map(|(a, v)| serde_json::json!({"name": a, "values": v})).collect::<Vec<_>>(),
+        "shape": grid.axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(),
+        "values": values,
+    })
+}
+
+/// Writes `value` as pretty JSON.
+pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}

@@ -1,0 +1,142 @@
+//! `atc-bt sweep` end to end: the shipped grid on bundled data, one
+//! combination equals `atc-bt run`, and grid errors before any work.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use predicates::prelude::*;
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn shipped_grid_on_bundled_data_with_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    atc(&root())
+        .args([
+            "sweep",
+            "--grid",
+            "strategies/sweep_lambda_decay_cutout.toml",
+            "--from",
+            "2020",
+        ])
+        .args(["--split", "2021-01-01", "--store"])
+        .arg(tmp.path().join("store"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("in-sample best"));
+    let sweep = json(&out.join("sweep.json"));
+    assert_eq!(sweep["combinations"], 60);
+    assert_eq!(sweep["ranked_on_sample"], "in");
+    let heat = json(&out.join("heatmap_out.json"));
+    assert_eq!(heat["shape"], serde_json::json!([5, 4, 3]));
+    assert_eq!(heat["values"].as_array().unwrap().len(), 60);
+    let rows = read_parquet(&out.join("results.parquet"));
+    let symbols = str_col(&rows, "symbol");
+    let samples = str_col(&rows, "sample");
+    let portfolio_rows = (0..symbols.len())
+        .filter(|&i| symbols[i] == "PORTFOLIO")
+        .count();
+    assert_eq!(
+        portfolio_rows,
+        60 * 3,
+        "a portfolio row per combination and sample"
+    );
+    assert!(samples.iter().any(|s| s == "out"));
+    assert!(out.join("best_equity.parquet").is_file());
+}
+
+/// Any combination of a sweep gives exactly the metrics of `run`.
+#[test]
+fn one_combination_equals_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..4)
+        .map(|k| walk(&format!("S{k}"), 40 + k, 500))
+        .collect();
+    write_ohlcv(&data, &series);
+    let sweep_out = tmp.path().join("s");
+    atc(tmp.path())
+        .args([
+            "sweep",
+            "-q",
+            "--lambda",
+            "0.02,0.08",
+            "--decay",
+            "0.03,0.2",
+            "--cutout",
+            "0,30",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(&sweep_out)
+        .assert()
+        .success();
+    let run_out = tmp.path().join("r");
+    atc(tmp.path())
+        .args([
+            "run", "-q", "--lambda", "0.08", "--decay", "0.2", "--cutout", "30", "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(&run_out)
+        .assert()
+        .success();
+    let metrics = json(&run_out.join("metrics.json"));
+    let rows = read_parquet(&sweep_out.join("results.parquet"));
+    let sym = str_col(&rows, "symbol");
+    let lambda = f64_col(&rows, "lambda");
+    let decay = f64_col(&rows, "decay");
+    let cutout = f64_col(&rows, "cutout");
+    let mut checked = 0;
+    for i in 0..sym.len() {
+        if lambda[i] != Some(0.08) || decay[i] != Some(0.2) || cutout[i] != Some(30.0) {
+            continue;
+        }
+        let expected = match sym[i].as_str() {
+            "PORTFOLIO" => &metrics["portfolio"],
+            "BENCHMARK" => &metrics["benchmark"],
+            s => &metrics["symbols"][s],
+        };
+        for (k, v) in expected.as_object().unwrap() {
+            let got = f64_col(&rows, k)[i];
+            assert_eq!(got, v.as_f64(), "{} {k}", sym[i]);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4 + 2, "4 symbols + portfolio + benchmark");
+}
+
+#[test]
+fn bad_grids_fail_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--lambda", "0.05:0.01:0.01"], "lambda"),
+        (vec!["--decay", "0.01:0.05:0"], "step is zero"),
+        (vec!["--decay", "50:150:50"], "decay = 100"),
+        (
+            vec!["--lambda", "0:1:0.001", "--decay", "0:1:0.01"],
+            "--max-combos",
+        ),
+        (
+            vec!["--lambda", "0.02", "--rank-by", "luck"],
+            "unknown metric",
+        ),
+        (vec![], "grid is empty"),
+    ] {
+        // A missing data directory proves the error comes before any data is read.
+        atc(tmp.path())
+            .args(["sweep", "-q", "--data", "nowhere"])
+            .args(&args)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(needle));
+    }
+}
