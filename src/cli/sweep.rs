@@ -16,6 +16,7 @@ use crate::run::{fmt_ts, run, RunPlan, Strategy};
 use crate::sweep::output::{
     heatmap_json, metric_names, metric_value, rank, write_json, ResultsWriter,
 };
+use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
 use crate::sweep::{sweep, Grid};
 
 /// Arguments of `atc-bt sweep`.
@@ -45,6 +46,12 @@ pub struct SweepArgs {
     /// Split at this fraction of the window's time span instead of a date
     #[arg(long, value_name = "F")]
     pub train_frac: Option<f64>,
+    /// Walk-forward: `train=3y,test=1y[,step=1y]` (units y, m, w, d). At each
+    /// step the best combination of the training window (by --rank-by) is
+    /// traded in the next test window; the chained out-of-sample equity is
+    /// reported beside buy & hold
+    #[arg(long, value_name = "SPEC")]
+    pub walk_forward: Option<String>,
     /// Metric to rank combinations by (any metric of `run`, e.g. sharpe,
     /// total_return, calmar, cagr, sortino, max_drawdown)
     #[arg(long, value_name = "METRIC", default_value = "sharpe")]
@@ -230,6 +237,20 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         _ => None,
     };
 
+    let mut samples = crate::sweep::samples(plan.from, plan.to, split);
+    let wf = match &args.walk_forward {
+        Some(spec) => {
+            let spec: WalkForwardSpec = spec
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--walk-forward {spec}: {e}"))?;
+            let (lo, hi) = window_span(&dataset, &plan);
+            let folds = folds(&spec, lo, hi).map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
+            let first = samples.len();
+            samples.extend(train_samples(&folds));
+            Some((spec, folds, first))
+        }
+        None => None,
+    };
     let mut h = blake3::Hasher::new();
     h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
     h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
@@ -281,7 +302,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &plan,
             &grid,
             &base,
-            split,
+            &samples,
             strict,
             &mut |rows| writer.write(&rows),
             &|| pb.inc(1),
@@ -301,7 +322,12 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
 
     let rank_k = if split.is_some() { 1 } else { 0 };
     let order = rank(&result.combos, &args.rank_by, rank_k);
-    for (k, s) in result.samples.iter().enumerate() {
+    for (k, s) in result
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.name.starts_with("wf"))
+    {
         write_json(
             &tmp.join(format!("heatmap_{}.json", s.name)),
             &heatmap_json(&grid, &result.combos, &args.rank_by, s, k),
@@ -336,6 +362,46 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         "threads": pool.current_num_threads(),
     });
     write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
+    let walk = match &wf {
+        Some((spec, folds, first)) => {
+            let w = pool.install(|| {
+                walk_forward(
+                    &dataset,
+                    &plan,
+                    &base,
+                    folds,
+                    &result.combos,
+                    *first,
+                    &args.rank_by,
+                    strict,
+                )
+            })?;
+            write_json(
+                &tmp.join("walk_forward.json"),
+                &serde_json::json!({
+                    "spec": spec,
+                    "rank_by": args.rank_by,
+                    "folds": w.folds.iter().map(|f| serde_json::json!({
+                        "train": {"from": fmt_ts(f.fold.train_from), "to": fmt_ts(f.fold.train_to)},
+                        "test": {"from": fmt_ts(f.fold.test_from), "to": fmt_ts(f.fold.test_to)},
+                        "best_combo": f.best_combo,
+                        "params": f.best_combo.and_then(|c| result.combos.iter().find(|x| x.combo == c)).map(|c| &c.params),
+                        "train_metric": f.train_metric,
+                        "test": f.test,
+                    })).collect::<Vec<_>>(),
+                    "out_of_sample": w.metrics,
+                    "benchmark": w.benchmark_metrics,
+                }),
+            )
+            .map_err(anyhow::Error::msg)?;
+            write_curves_parquet(
+                &tmp.join("walk_forward_equity.parquet"),
+                &[("WALK_FORWARD", &w.curve), (BENCHMARK, &w.benchmark)],
+            )?;
+            Some(w)
+        }
+        None => None,
+    };
     if let Some(b) = best {
         // The best combination once more through `run`, for its equity curve
         // (a sweep keeps no curves: memory stays bounded by the grid size).
@@ -366,9 +432,43 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             secs,
             result.combo_bars as f64 / secs / 1e6
         );
+        if let Some(w) = &walk {
+            print_walk_forward(w, &args.rank_by);
+        }
         println!("results: {}", out.display());
     }
     Ok(())
+}
+
+fn print_walk_forward(w: &WalkForward, metric: &str) {
+    println!(
+        "walk-forward ({} folds, best by {metric} in each training window):",
+        w.folds.len()
+    );
+    for (k, f) in w.folds.iter().enumerate() {
+        println!(
+            "  fold {k}: train {}..{}  test {}..{}  combo {}  {metric} {}  test return {}",
+            fmt_ts(f.fold.train_from),
+            fmt_ts(f.fold.train_to),
+            fmt_ts(f.fold.test_from),
+            fmt_ts(f.fold.test_to),
+            f.best_combo.map_or("-".into(), |c| c.to_string()),
+            fmt_opt(f.train_metric),
+            f.test
+                .as_ref()
+                .map_or("n/a".into(), |m| format!("{:+.2}%", m.total_return * 100.0)),
+        );
+    }
+    let (m, b) = (&w.metrics, &w.benchmark_metrics);
+    println!(
+        "  out of sample: return {:+.2}% (buy & hold {:+.2}%), sharpe {} ({}), max drawdown {:.2}% ({:.2}%)",
+        m.total_return * 100.0,
+        b.total_return * 100.0,
+        fmt_opt(m.sharpe),
+        fmt_opt(b.sharpe),
+        m.max_drawdown * 100.0,
+        b.max_drawdown * 100.0
+    );
 }
 
 /// The earliest and latest window bar over the selected series.

@@ -17,6 +17,7 @@
 
 pub mod grid;
 pub mod output;
+pub mod walk;
 
 use std::collections::BTreeMap;
 
@@ -40,8 +41,8 @@ const BANK_BUDGET_BYTES: usize = 512 << 20;
 /// A named sub-window of the run window: `full`, or `in`/`out` of sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Sample {
-    /// `full`, `in` or `out`.
-    pub name: &'static str,
+    /// `full`, `in`, `out`, or `wf<k>-train` / `wf<k>-test` for walk-forward folds.
+    pub name: String,
     /// First traded bar time (µs UTC), inclusive.
     pub from: Option<i64>,
     /// Last traded bar time (µs UTC), inclusive.
@@ -67,7 +68,7 @@ pub struct Row {
     /// Combination number.
     pub combo: usize,
     /// Sample name.
-    pub sample: &'static str,
+    pub sample: String,
     /// Series name, or `PORTFOLIO` / `BENCHMARK`.
     pub symbol: String,
     /// Metrics.
@@ -90,18 +91,18 @@ pub struct SweepResult {
 /// Splits the run window at `split` (µs UTC): `in` is before it, `out` from it on.
 pub fn samples(from: Option<i64>, to: Option<i64>, split: Option<i64>) -> Vec<Sample> {
     let mut v = vec![Sample {
-        name: "full",
+        name: "full".into(),
         from,
         to,
     }];
     if let Some(s) = split {
         v.push(Sample {
-            name: "in",
+            name: "in".into(),
             from,
             to: Some(s - 1),
         });
         v.push(Sample {
-            name: "out",
+            name: "out".into(),
             from: Some(s),
             to,
         });
@@ -154,16 +155,15 @@ pub fn sweep(
     plan: &RunPlan,
     grid: &Grid,
     base: &Strategy,
-    split: Option<i64>,
+    samples: &[Sample],
     strict: bool,
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
-    let samples = samples(plan.from, plan.to, split);
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
     let mut skipped = Vec::new();
-    for s in &samples {
+    for s in samples {
         let p = RunPlan {
             from: s.from,
             to: s.to,
@@ -304,11 +304,11 @@ pub fn sweep(
                         continue;
                     }
                     let r = aggregate(symbols, Vec::new(), capital[k]);
-                    let sample = samples[k].name;
+                    let sample = &samples[k].name;
                     for s in &r.symbols {
                         rows.push(Row {
                             combo: c,
-                            sample,
+                            sample: sample.clone(),
                             symbol: s.run.symbol.clone(),
                             metrics: s.metrics.clone(),
                         });
@@ -319,7 +319,7 @@ pub fn sweep(
                     ] {
                         rows.push(Row {
                             combo: c,
-                            sample,
+                            sample: sample.clone(),
                             symbol: name.to_string(),
                             metrics: m.clone(),
                         });
@@ -341,7 +341,7 @@ pub fn sweep(
     }
     Ok(SweepResult {
         combos: summaries.into_iter().flatten().collect(),
-        samples,
+        samples: samples.to_vec(),
         skipped,
         combo_bars,
     })

@@ -144,7 +144,9 @@ impl ResultsWriter {
             Arc::new(UInt32Array::from_iter_values(
                 rows.iter().map(|r| r.combo as u32),
             )),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.sample))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.sample.as_str()),
+            )),
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.symbol.as_str()),
             )),
