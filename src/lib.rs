@@ -13,6 +13,7 @@
 //! Everything a command does is callable from Rust without the CLI.
 
 pub mod backtest;
+pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod engine;
