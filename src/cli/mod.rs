@@ -4,11 +4,13 @@
 //! 2 a usage error (clap). A closed stdout (`atc-bt … | head`) is not an
 //! error.
 
+mod cache;
 mod compute;
 mod params;
 
 use clap::{Parser, Subcommand};
 
+pub use cache::{parse_bytes, parse_duration, CacheArgs, CacheFlags};
 pub use compute::{read_close_csv, ComputeArgs};
 pub use params::AtcArgs;
 
@@ -33,6 +35,8 @@ pub enum Command {
     /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
     /// golden layout
     Compute(ComputeArgs),
+    /// Inspect and maintain the result cache: stats, gc, clear, verify
+    Cache(CacheArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -48,6 +52,7 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Cache(args) => cache::run(&args),
     }
 }
 
