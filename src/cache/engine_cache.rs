@@ -231,7 +231,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let rep = mem_cache(store.clone(), ttl, u64::MAX).gc().unwrap();
         assert_eq!(rep.expired, 2);
-        assert_eq!(store.disk_bytes() < 200, true);
+        assert!(store.disk_bytes() < 200);
     }
 
     #[test]

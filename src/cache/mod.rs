@@ -405,7 +405,7 @@ impl Cache {
                 .get(Tree::Info, b"total")?
                 .map(|b| stats::decode(&b))
                 .unwrap_or_default();
-            let total: stats::PerKind = [0, 1].map(|i| total[i].add(run[i]));
+            let total: stats::PerKind = [0, 1].map(|i| total[i].plus(run[i]));
             s.insert(Tree::Info, b"total", &stats::encode(&total))?;
             s.insert(Tree::Info, b"last_run", &stats::encode(&run))?;
             s.insert(Tree::Info, b"last_run_l1", &stats::encode_usage(&l1))?;
@@ -423,7 +423,7 @@ impl Cache {
         &self,
         s: &dyn KvStore,
         now: u64,
-        mut report: Option<&mut Maintenance>,
+        report: Option<&mut Maintenance>,
     ) -> Result<(u64, u64), CacheError> {
         let mut cands = Vec::new();
         let mut live = 0u64;
@@ -441,7 +441,7 @@ impl Cache {
                 ));
             }
         })?;
-        if let Some(r) = report.as_deref_mut() {
+        if let Some(r) = report {
             r.checked = cands.len() as u64;
         }
         let disk = s.disk_bytes();

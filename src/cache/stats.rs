@@ -72,7 +72,7 @@ impl KindStats {
     }
 
     /// Sum of two counts.
-    pub fn add(self, o: KindStats) -> KindStats {
+    pub fn plus(self, o: KindStats) -> KindStats {
         let (a, b) = (self.to_array(), o.to_array());
         KindStats::from_array(std::array::from_fn(|i| a[i].saturating_add(b[i])))
     }

@@ -58,17 +58,19 @@ pub trait KvStore: Send + Sync {
     fn disk_bytes(&self) -> u64;
 }
 
+type MemTrees = HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>;
+
 /// An in-memory [`KvStore`] for tests; it can be told to fail writes, like
 /// a full disk.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    trees: Mutex<HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    trees: Mutex<MemTrees>,
     /// When set, every write fails.
     pub fail_writes: AtomicBool,
 }
 
 impl MemStore {
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut MemTrees) -> T) -> T {
         let mut g = self.trees.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
     }

@@ -499,7 +499,7 @@ fn print_stats(s: &CacheStats) {
         println!("{title}:");
         let mut all = KindStats::default();
         for k in Kind::ALL {
-            all = all.add(per[k.index()]);
+            all = all.plus(per[k.index()]);
             println!("  {}", kind_line(k, &per[k.index()]));
         }
         println!(
