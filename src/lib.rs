@@ -16,6 +16,7 @@
 
 pub mod backtest;
 pub mod bench;
+pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod engine;

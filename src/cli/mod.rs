@@ -5,6 +5,7 @@
 //! error.
 
 mod bench;
+mod cache;
 mod compute;
 mod data;
 mod params;
@@ -13,6 +14,7 @@ mod sweep;
 
 use clap::{Parser, Subcommand};
 
+pub use cache::{parse_bytes, parse_duration, CacheArgs, CacheFlags};
 pub use compute::{read_close_csv, ComputeArgs};
 pub use data::{DataArgs, DataSourceArgs, SelectionArgs};
 pub use params::AtcArgs;
@@ -52,6 +54,8 @@ pub enum Command {
     /// Measure throughput (bars/s) of the full ATC or the backtest stage on a
     /// seeded synthetic set, at N threads and 1 thread, with peak memory
     Bench(bench::BenchArgs),
+    /// Inspect and maintain the result cache: stats, gc, clear, verify
+    Cache(CacheArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep(args) => sweep::execute(&args),
         Command::Data(args) => data::run(&args),
         Command::Bench(args) => bench::execute(&args),
+        Command::Cache(args) => cache::run(&args),
     }
 }
 

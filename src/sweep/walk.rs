@@ -35,7 +35,7 @@ pub enum Span {
 
 impl Span {
     /// `t` (µs UTC) moved forward by this span; None past the calendar's end.
-    pub fn add(self, t: i64) -> Option<i64> {
+    pub fn after(self, t: i64) -> Option<i64> {
         let dt = DateTime::from_timestamp_micros(t)?;
         let moved = match self {
             Span::Years(y) => dt.checked_add_months(Months::new(y.checked_mul(12)?))?,
@@ -121,19 +121,19 @@ pub fn folds(spec: &WalkForwardSpec, start: i64, end: i64) -> Result<Vec<Fold>, 
     let mut out = Vec::new();
     let mut train_from = start;
     loop {
-        let test_from = spec.train.add(train_from).ok_or("date overflow")?;
+        let test_from = spec.train.after(train_from).ok_or("date overflow")?;
         if test_from > end {
             break;
         }
-        let test_end = spec.test.add(test_from).ok_or("date overflow")?;
+        let test_end = spec.test.after(test_from).ok_or("date overflow")?;
         out.push(Fold {
             train_from,
             train_to: test_from - 1,
             test_from,
             test_to: (test_end - 1).min(end),
         });
-        let next = spec.step.add(train_from).ok_or("date overflow")?;
-        if spec.step.add(0).unwrap_or(0) < spec.test.add(0).unwrap_or(0) {
+        let next = spec.step.after(train_from).ok_or("date overflow")?;
+        if spec.step.after(0).unwrap_or(0) < spec.test.after(0).unwrap_or(0) {
             return Err(
                 "step must be at least as long as test (test windows must not overlap)".into(),
             );

@@ -1,0 +1,368 @@
+//! Compact value encoding with a checksum verified on every read.
+//!
+//! Layout of every stored value (little endian):
+//!
+//! ```text
+//! "AC" | format u8 | kind u8 | created_ms u64 | bars u32 | body … | checksum [u8; 8]
+//! ```
+//!
+//! The checksum is the first 8 bytes of blake3 over the *key* and every
+//! byte before it, so a flipped bit, a truncated value and a value stored
+//! under the wrong key are all detected. Signals (-1, 0, 1) are stored per
+//! series either run-length encoded (cross signals persist, so a series is
+//! a few dozen runs) or packed four to a byte, whichever is smaller; the
+//! 54 signals of a bank travel as one value (few large values suit sled
+//! better than many tiny ones). `f64`s are stored as raw bits, so decoding
+//! is bit-identical.
+
+use super::key::{Key, Kind, FORMAT_VERSION};
+
+/// Bytes before the body.
+pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 4;
+/// Bytes of the trailing checksum.
+pub const CHECKSUM_LEN: usize = 8;
+
+/// Why a stored value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// Shorter than a header and a checksum.
+    #[error("value truncated ({0} bytes)")]
+    Truncated(usize),
+    /// The magic or the format byte is wrong.
+    #[error("bad magic or format byte")]
+    BadMagic,
+    /// The checksum does not match the bytes.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The kind byte is unknown or not the kind asked for.
+    #[error("unexpected kind tag {0}")]
+    BadKind(u8),
+    /// The body does not decode to the announced shape.
+    #[error("malformed body: {0}")]
+    Body(&'static str),
+}
+
+/// The checked header of a stored value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the value holds.
+    pub kind: Kind,
+    /// When it was written (ms since the Unix epoch).
+    pub created_ms: u64,
+    /// Length of every series in it.
+    pub bars: usize,
+}
+
+fn checksum(key: &Key, bytes: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut h = blake3::Hasher::new();
+    h.update(&key.0);
+    h.update(bytes);
+    let mut out = [0u8; CHECKSUM_LEN];
+    out.copy_from_slice(&h.finalize().as_bytes()[..CHECKSUM_LEN]);
+    out
+}
+
+fn begin(kind: Kind, created_ms: u64, bars: usize, capacity: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER_LEN + capacity + CHECKSUM_LEN);
+    v.extend_from_slice(b"AC");
+    v.push(FORMAT_VERSION as u8);
+    v.push(kind.tag());
+    v.extend_from_slice(&created_ms.to_le_bytes());
+    v.extend_from_slice(&(bars.min(u32::MAX as usize) as u32).to_le_bytes());
+    v
+}
+
+fn finish(key: &Key, mut v: Vec<u8>) -> Vec<u8> {
+    let c = checksum(key, &v);
+    v.extend_from_slice(&c);
+    v
+}
+
+/// Checks length, magic and checksum; returns the header and the body.
+pub fn open<'a>(key: &Key, bytes: &'a [u8]) -> Result<(Header, &'a [u8]), CodecError> {
+    if bytes.len() < HEADER_LEN + CHECKSUM_LEN {
+        return Err(CodecError::Truncated(bytes.len()));
+    }
+    let (data, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+    if &data[..2] != b"AC" || data[2] != FORMAT_VERSION as u8 {
+        return Err(CodecError::BadMagic);
+    }
+    if checksum(key, data) != sum {
+        return Err(CodecError::Checksum);
+    }
+    let kind = Kind::from_tag(data[3]).ok_or(CodecError::BadKind(data[3]))?;
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&data[4..12]);
+    let mut bars = [0u8; 4];
+    bars.copy_from_slice(&data[12..16]);
+    let header = Header {
+        kind,
+        created_ms: u64::from_le_bytes(created),
+        bars: u32::from_le_bytes(bars) as usize,
+    };
+    Ok((header, &data[HEADER_LEN..]))
+}
+
+/// Reads only the creation time and kind, without verifying (for stats
+/// and eviction scans; a read for use always goes through [`open`]).
+pub fn peek(bytes: &[u8]) -> Option<(Kind, u64)> {
+    if bytes.len() < HEADER_LEN + CHECKSUM_LEN || &bytes[..2] != b"AC" {
+        return None;
+    }
+    let kind = Kind::from_tag(bytes[3])?;
+    let mut created = [0u8; 8];
+    created.copy_from_slice(&bytes[4..12]);
+    Some((kind, u64::from_le_bytes(created)))
+}
+
+const ENC_PACKED: u8 = 0;
+const ENC_RLE: u8 = 1;
+const ENC_RAW: u8 = 2;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Result<u64, CodecError> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos).ok_or(CodecError::Body("varint past end"))?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(CodecError::Body("varint too long"))
+}
+
+/// Appends one i8 series (values -1, 0, 1 expected) in its smallest form.
+fn put_i8s(out: &mut Vec<u8>, s: &[i8]) {
+    if s.iter().any(|&x| !(-1..=1).contains(&x)) {
+        out.push(ENC_RAW);
+        out.extend(s.iter().map(|&x| x as u8));
+        return;
+    }
+    let mut rle = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        let v = s[i];
+        let mut j = i + 1;
+        while j < s.len() && s[j] == v {
+            j += 1;
+        }
+        rle.push((v + 1) as u8);
+        put_varint(&mut rle, (j - i) as u64);
+        i = j;
+    }
+    let packed_len = s.len().div_ceil(4);
+    if rle.len() < packed_len {
+        out.push(ENC_RLE);
+        put_varint(out, rle.len() as u64);
+        out.extend_from_slice(&rle);
+    } else {
+        out.push(ENC_PACKED);
+        for chunk in s.chunks(4) {
+            let mut b = 0u8;
+            for (k, &x) in chunk.iter().enumerate() {
+                b |= ((x + 1) as u8) << (2 * k);
+            }
+            out.push(b);
+        }
+    }
+}
+
+fn get_i8s(b: &[u8], pos: &mut usize, n: usize) -> Result<Vec<i8>, CodecError> {
+    let tag = *b.get(*pos).ok_or(CodecError::Body("series tag past end"))?;
+    *pos += 1;
+    match tag {
+        ENC_RAW => {
+            let s = b
+                .get(*pos..*pos + n)
+                .ok_or(CodecError::Body("raw series past end"))?;
+            *pos += n;
+            Ok(s.iter().map(|&x| x as i8).collect())
+        }
+        ENC_PACKED => {
+            let len = n.div_ceil(4);
+            let s = b
+                .get(*pos..*pos + len)
+                .ok_or(CodecError::Body("packed series past end"))?;
+            *pos += len;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let code = (s[i / 4] >> (2 * (i % 4))) & 3;
+                if code > 2 {
+                    return Err(CodecError::Body("packed code out of range"));
+                }
+                out.push(code as i8 - 1);
+            }
+            Ok(out)
+        }
+        ENC_RLE => {
+            let len = get_varint(b, pos)? as usize;
+            let end = pos
+                .checked_add(len)
+                .filter(|&e| e <= b.len())
+                .ok_or(CodecError::Body("rle series past end"))?;
+            let mut out = Vec::with_capacity(n);
+            while *pos < end {
+                let v = b[*pos];
+                *pos += 1;
+                if v > 2 {
+                    return Err(CodecError::Body("rle value out of range"));
+                }
+                let run = get_varint(b, pos)? as usize;
+                if run > n - out.len() {
+                    return Err(CodecError::Body("rle run too long"));
+                }
+                out.resize(out.len() + run, v as i8 - 1);
+            }
+            if out.len() != n || *pos != end {
+                return Err(CodecError::Body("rle length mismatch"));
+            }
+            Ok(out)
+        }
+        _ => Err(CodecError::Body("unknown series encoding")),
+    }
+}
+
+/// Encodes the cross signals of a bank (every series of length `bars`).
+pub fn encode_bank(key: &Key, created_ms: u64, bars: usize, sig: &[Vec<i8>]) -> Vec<u8> {
+    let mut v = begin(Kind::Bank, created_ms, bars, sig.len() * bars / 8);
+    v.push(sig.len().min(255) as u8);
+    for s in sig {
+        put_i8s(&mut v, s);
+    }
+    finish(key, v)
+}
+
+/// Decodes the body of a [`Kind::Bank`] value.
+pub fn decode_bank(header: &Header, body: &[u8]) -> Result<Vec<Vec<i8>>, CodecError> {
+    if header.kind != Kind::Bank {
+        return Err(CodecError::BadKind(header.kind.tag()));
+    }
+    let count = *body.first().ok_or(CodecError::Body("empty bank"))? as usize;
+    let mut pos = 1;
+    let mut sig = Vec::with_capacity(count);
+    for _ in 0..count {
+        sig.push(get_i8s(body, &mut pos, header.bars)?);
+    }
+    if pos != body.len() {
+        return Err(CodecError::Body("trailing bytes"));
+    }
+    Ok(sig)
+}
+
+/// Encodes an average signal and a direction of equal length.
+pub fn encode_signals(key: &Key, created_ms: u64, avg: &[f64], dir: &[i8]) -> Vec<u8> {
+    let mut v = begin(Kind::Signals, created_ms, avg.len(), avg.len() * 8 + 16);
+    for x in avg {
+        v.extend_from_slice(&x.to_bits().to_le_bytes());
+    }
+    put_varint(&mut v, dir.len() as u64);
+    put_i8s(&mut v, dir);
+    finish(key, v)
+}
+
+/// Decodes the body of a [`Kind::Signals`] value.
+pub fn decode_signals(header: &Header, body: &[u8]) -> Result<(Vec<f64>, Vec<i8>), CodecError> {
+    if header.kind != Kind::Signals {
+        return Err(CodecError::BadKind(header.kind.tag()));
+    }
+    let n = header.bars;
+    let raw = body.get(..n * 8).ok_or(CodecError::Body("avg past end"))?;
+    let avg = raw
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            f64::from_bits(u64::from_le_bytes(b))
+        })
+        .collect();
+    let mut pos = n * 8;
+    let dlen = get_varint(body, &mut pos)? as usize;
+    if dlen > n {
+        return Err(CodecError::Body("dir longer than avg"));
+    }
+    let dir = get_i8s(body, &mut pos, dlen)?;
+    if pos != body.len() {
+        return Err(CodecError::Body("trailing bytes"));
+    }
+    Ok((avg, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> Key {
+        Key([7; 32])
+    }
+
+    fn sample_bank() -> Vec<Vec<i8>> {
+        let mut rng = crate::synthetic::SplitMix64::new(3);
+        (0..54)
+            .map(|k| {
+                (0..300)
+                    .map(|i| {
+                        if k % 2 == 0 {
+                            ((i / 37) % 3) as i8 - 1
+                        } else {
+                            (rng.next_u64() % 3) as i8 - 1
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bank_round_trip_and_compact() {
+        let sig = sample_bank();
+        let v = encode_bank(&key(), 5, 300, &sig);
+        assert!(v.len() < 54 * 300 / 3, "{} bytes", v.len());
+        let (h, body) = open(&key(), &v).unwrap();
+        assert_eq!(h.created_ms, 5);
+        assert_eq!(decode_bank(&h, body).unwrap(), sig);
+    }
+
+    #[test]
+    fn checksum_detects_every_flipped_bit_and_truncation() {
+        let avg = vec![f64::NAN, 0.5, -0.25, 1.0];
+        let v = encode_signals(&key(), 1, &avg, &[0, 1, 1, -1]);
+        for byte in 0..v.len() {
+            for bit in 0..8 {
+                let mut bad = v.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(open(&key(), &bad).is_err(), "byte {byte} bit {bit}");
+            }
+        }
+        for len in 0..v.len() {
+            assert!(open(&key(), &v[..len]).is_err(), "truncated to {len}");
+        }
+        assert_eq!(open(&Key([8; 32]), &v).unwrap_err(), CodecError::Checksum);
+    }
+
+    proptest! {
+        #[test]
+        fn signals_round_trip_bitwise(
+            avg in prop::collection::vec(prop::num::f64::ANY, 0..200),
+            seed in any::<u64>(),
+        ) {
+            let mut rng = crate::synthetic::SplitMix64::new(seed);
+            let dir: Vec<i8> = avg.iter().map(|_| (rng.next_u64() % 3) as i8 - 1).collect();
+            let v = encode_signals(&key(), 9, &avg, &dir);
+            let (h, body) = open(&key(), &v).unwrap();
+            let (a, d) = decode_signals(&h, body).unwrap();
+            let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&a), bits(&avg));
+            prop_assert_eq!(d, dir);
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! `atc-bt cache stats|gc|clear|verify`, and [`CacheFlags`], the cache
+//! options every computing command flattens.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use rayon::prelude::*;
+
+use crate::cache::{self, Cache, CacheConfig, CacheStats, Kind, KindStats};
+use crate::engine::AtcParams;
+
+/// Cache options shared by every computing command (`--no-cache`, …).
+#[derive(Debug, Clone, Args)]
+pub struct CacheFlags {
+    /// Cache directory [default: $ATC_CACHE_DIR, else <data dir>/.atc-cache
+    /// if writable, else the per-user cache directory]
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory for the in-process cache (L1), e.g. 256MiB, 1GiB
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, global = true)]
+    pub cache_mem: u64,
+    /// Disk budget of the on-disk cache (L2), measured on disk, e.g. 2GiB
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_bytes, global = true)]
+    pub cache_size: u64,
+    /// Entries older than this are never used: 30d, 12h, 15m, 10s, 500ms
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration, global = true)]
+    pub cache_ttl: Duration,
+    /// Compute everything, read and write no cache
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+}
+
+impl CacheFlags {
+    /// The cache configuration for a run over data in `data_dir`.
+    pub fn config(&self, data_dir: &Path) -> CacheConfig {
+        CacheConfig {
+            dir: self.dir(data_dir),
+            mem_bytes: self.cache_mem,
+            disk_bytes: self.cache_size,
+            ttl: self.cache_ttl,
+            enabled: !self.no_cache,
+        }
+    }
+
+    /// `--cache-dir`, else `$ATC_CACHE_DIR`, else `<data_dir>/.atc-cache`
+    /// when that can be created and written, else the per-user cache dir.
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        if let Some(d) = &self.cache_dir {
+            return d.clone();
+        }
+        if let Some(d) = std::env::var_os("ATC_CACHE_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+        let local = data_dir.join(".atc-cache");
+        if writable(&local) {
+            return local;
+        }
+        user_cache_dir()
+    }
+}
+
+fn writable(dir: &Path) -> bool {
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}
+
+/// `$XDG_CACHE_HOME/atc-bt`, else `~/.cache/atc-bt`, else the temp dir.
+fn user_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(x).join("atc-bt");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("atc-bt");
+    }
+    std::env::temp_dir().join("atc-bt-cache")
+}
+
+/// Parses a byte size: `123`, `64KiB`, `256MiB`, `2GiB`, `1.5G`, `10MB`
+/// (KB/MB/GB are decimal, K/M/G and KiB/MiB/GiB binary).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; use e.g. 512MiB, 2GiB or 1000000"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB)"
+            ))
+        }
+    };
+    let v = n * mult;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// Parses a duration: a number followed by `ms`, `s`, `m`, `h`, `d` or
+/// `w` (`30d`, `12h`, `10s`); parts may be chained (`1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || format!("{s:?} is not a duration; use e.g. 30d, 12h, 15m, 10s or 500ms");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (num, tail) = rest.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let ulen = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(ulen);
+        let secs = match unit.trim() {
+            "ms" => 1e-3,
+            "s" | "sec" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            _ => return Err(bad()),
+        };
+        total += n * secs;
+        rest = next;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+/// Arguments of `atc-bt cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// What to do with the cache.
+    #[command(subcommand)]
+    pub action: CacheAction,
+    #[command(flatten)]
+    pub flags: CacheFlags,
+}
+
+/// The `cache` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Entries and bytes per tier and kind, hits/misses and hit rate of the
+    /// last run and in total, the oldest entry
+    Stats,
+    /// Remove expired entries and evict down to --cache-size
+    Gc,
+    /// Delete the on-disk cache
+    Clear,
+    /// Check every stored value's checksum; remove and list the bad ones
+    Verify,
+    /// Test driver: cached signals for N seeded synthetic series; prints a
+    /// digest and hit/miss counts
+    #[command(hide = true)]
+    Selftest(SelftestArgs),
+    /// Test hook: damage N stored values
+    #[command(hide = true)]
+    Corrupt {
+        /// How many values to damage.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
+}
+
+/// Arguments of the hidden `cache selftest`.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Number of synthetic series (seeds 0..N)
+    #[arg(long, default_value_t = 10)]
+    pub symbols: u64,
+    /// Bars per series
+    #[arg(long, default_value_t = 1500)]
+    pub bars: usize,
+    /// Parameter sets per series (lambda varied: shares each bank)
+    #[arg(long, default_value_t = 1)]
+    pub params: usize,
+    /// Instead, measure fetch vs recompute per kind on one series
+    #[arg(long)]
+    pub measure: bool,
+}
+
+/// Runs `atc-bt cache …`.
+pub fn run(args: &CacheArgs) -> Result<()> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut cfg = args.flags.config(&cwd);
+    match &args.action {
+        CacheAction::Clear => {
+            let cache = open_for_maintenance(&cfg)?;
+            drop(cache);
+            let freed = cache::clear(&cfg.dir)
+                .with_context(|| format!("cannot clear the cache in {}", cfg.dir.display()))?;
+            println!("cleared {} ({})", cfg.dir.display(), human_bytes(freed));
+            Ok(())
+        }
+        CacheAction::Stats => {
+            let cache = open_for_maintenance(&cfg)?;
+            print_stats(&cache.stats());
+            Ok(())
+        }
+        CacheAction::Gc => {
+            let cache = open_for_maintenance(&cfg)?;
+            let r = cache.gc().context("cache gc failed")?;
+            println!(
+                "checked {} entries: removed {} expired, evicted {}; on disk {} -> {}",
+                r.checked,
+                r.expired,
+                r.evicted,
+                human_bytes(r.disk_before),
+                human_bytes(r.disk_after)
+            );
+            Ok(())
+        }
+        CacheAction::Verify => {
+            let cache = open_for_maintenance(&cfg)?;
+            let r = cache.verify().context("cache verify failed")?;
+            for k in &r.corrupt {
+                println!("bad value {k}: removed");
+            }
+            println!("checked {} values: {} bad", r.checked, r.corrupt.len());
+            Ok(())
+        }
+        CacheAction::Corrupt { count } => {
+            let cache = open_for_maintenance(&cfg)?;
+            println!("damaged {}", cache.corrupt_values_for_test(*count));
+            Ok(())
+        }
+        CacheAction::Selftest(s) if s.measure => measure(&cfg, s.bars),
+        CacheAction::Selftest(s) => {
+            if cfg.dir.as_os_str().is_empty() {
+                cfg.dir = cwd.join(".atc-cache");
+            }
+            selftest(&cfg, s)
+        }
+    }
+}
+
+fn open_for_maintenance(cfg: &CacheConfig) -> Result<Cache> {
+    let cache = Cache::open(&CacheConfig {
+        enabled: true,
+        ..cfg.clone()
+    });
+    if !cache.has_l2() {
+        bail!(
+            "cannot open the cache in {}: {}",
+            cfg.dir.display(),
+            cache.warnings().join("; ")
+        );
+    }
+    for w in cache.warnings() {
+        eprintln!("{w}");
+    }
+    Ok(cache)
+}
+
+fn series_hash(close: &[f64]) -> String {
+    let mut h = blake3::Hasher::new();
+    for c in close {
+        h.update(&c.to_bits().to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let cache = Cache::open(cfg);
+    let shown = cache.warnings().len();
+    for w in cache.warnings() {
+        eprintln!("{w}");
+    }
+    let sets: Vec<AtcParams> = (0..s.params.max(1))
+        .map(|i| AtcParams {
+            lambda: 0.02 + 0.01 * i as f64,
+            ..AtcParams::default()
+        })
+        .collect();
+    let results: Vec<Vec<(Vec<f64>, Vec<i8>)>> = (0..s.symbols)
+        .into_par_iter()
+        .map(|seed| {
+            let close = crate::synthetic::random_walk(seed, s.bars);
+            let h = series_hash(&close);
+            sets.iter()
+                .map(|p| cache::cached_signals(&cache, &h, &close, p))
+                .collect()
+        })
+        .collect();
+    let mut d = blake3::Hasher::new();
+    for (avg, dir) in results.iter().flatten() {
+        for a in avg {
+            d.update(&a.to_bits().to_le_bytes());
+        }
+        d.update(&dir.iter().map(|&x| x as u8).collect::<Vec<_>>());
+    }
+    cache.flush();
+    for w in cache.warnings().iter().skip(shown) {
+        eprintln!("{w}");
+    }
+    println!("digest {}", d.finalize().to_hex());
+    let st = cache.stats();
+    for k in Kind::ALL {
+        println!("{}", kind_line(k, &st.this_run[k.index()]));
+    }
+    println!("l2 {}", if cache.has_l2() { "on" } else { "off" });
+    println!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+fn kind_line(k: Kind, s: &KindStats) -> String {
+    format!(
+        "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
+        k.name(),
+        s.hits_l1 + s.hits_l2,
+        s.hits_l1,
+        s.hits_l2,
+        s.misses,
+        s.corrupt,
+        s.expired,
+        s.inserts,
+        s.hit_rate()
+            .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+    )
+}
+
+fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// Fetch vs recompute per kind on one series of `bars` bars.
+fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
+    let close = crate::synthetic::random_walk(42, bars);
+    let h = series_hash(&close);
+    let p = AtcParams::default();
+    let reps = 31;
+    let warm = Cache::open(cfg);
+    if !warm.has_l2() {
+        bail!(
+            "measure needs the on-disk cache: {}",
+            warm.warnings().join("; ")
+        );
+    }
+    cache::cached_signals(&warm, &h, &close, &p);
+    warm.flush();
+    let store = cache::store::open_sled(&cfg.dir, Duration::from_secs(1))
+        .store
+        .context("cannot reopen the store")?;
+    let no_l1 = Cache::with_store(
+        Some(store as std::sync::Arc<dyn cache::store::KvStore>),
+        &CacheConfig {
+            mem_bytes: 0,
+            ..cfg.clone()
+        },
+    );
+    let bank = crate::engine::signal_bank(&close, &p, false).0;
+    let rows = [
+        (
+            "bank recompute (54 MAs + signals)",
+            median_us(reps, || {
+                std::hint::black_box(crate::engine::signal_bank(&close, &p, false));
+            }),
+        ),
+        (
+            "bank fetch L2 (sled get + verify + decode)",
+            median_us(reps, || {
+                std::hint::black_box(cache::cached_signal_bank(&no_l1, &h, &close, &p));
+            }),
+        ),
+        (
+            "bank fetch L1 (clone)",
+            median_us(reps, || {
+                std::hint::black_box(cache::cached_signal_bank(&warm, &h, &close, &p));
+            }),
+        ),
+        (
+            "signals recompute from bank (layers)",
+            median_us(reps, || {
+                std::hint::black_box(crate::engine::layers(
+                    &bank,
+                    &p,
+                    crate::engine::Detail::Signal,
+                ));
+            }),
+        ),
+        (
+            "signals recompute from close (bank + layers)",
+            median_us(reps, || {
+                let b = crate::engine::signal_bank(&close, &p, false).0;
+                std::hint::black_box(crate::engine::layers(&b, &p, crate::engine::Detail::Signal));
+            }),
+        ),
+        (
+            "signals fetch L2",
+            median_us(reps, || {
+                std::hint::black_box(cache::cached_signals(&no_l1, &h, &close, &p));
+            }),
+        ),
+        (
+            "signals fetch L1",
+            median_us(reps, || {
+                std::hint::black_box(cache::cached_signals(&warm, &h, &close, &p));
+            }),
+        ),
+        (
+            "one EMA (len 28)",
+            median_us(reps, || {
+                std::hint::black_box(crate::engine::ma::ema(&close, 28));
+            }),
+        ),
+    ];
+    println!("bars {bars}, median of {reps} (µs):");
+    for (name, us) in rows {
+        println!("  {name:<48} {us:>10.1}");
+    }
+    Ok(())
+}
+
+/// `1.5 MiB`-style sizes.
+fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+fn print_stats(s: &CacheStats) {
+    let when = |ms: u64| {
+        let age = cache::now_ms().saturating_sub(ms) / 1000;
+        format!("{}d {}h ago", age / 86400, age % 86400 / 3600)
+    };
+    if let Some(l2) = &s.l2 {
+        println!(
+            "on disk (L2): {}  {} measured",
+            l2.path.display(),
+            human_bytes(l2.disk_bytes)
+        );
+        for k in Kind::ALL {
+            let u = l2.usage[k.index()];
+            println!(
+                "  {:<8} {:>8} entries {:>12}",
+                k.name(),
+                u.entries,
+                human_bytes(u.bytes)
+            );
+        }
+        match l2.oldest_ms {
+            Some(ms) => println!("  oldest entry written {}", when(ms)),
+            None => println!("  empty"),
+        }
+    }
+    println!("in memory (L1) at the end of the last run:");
+    for k in Kind::ALL {
+        let u = s.last_run_l1[k.index()];
+        println!(
+            "  {:<8} {:>8} entries {:>12}",
+            k.name(),
+            u.entries,
+            human_bytes(u.bytes)
+        );
+    }
+    for (title, per) in [("last run", &s.last_run), ("total", &s.total)] {
+        println!("{title}:");
+        let mut all = KindStats::default();
+        for k in Kind::ALL {
+            all = all.plus(per[k.index()]);
+            println!("  {}", kind_line(k, &per[k.index()]));
+        }
+        println!(
+            "  all: hit-rate {}",
+            all.hit_rate()
+                .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_durations() {
+        assert_eq!(parse_bytes("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("10MB"), Ok(10_000_000));
+        assert_eq!(parse_bytes("123"), Ok(123));
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+}
