@@ -17,4 +17,5 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod report;
 pub mod synthetic;

@@ -6,11 +6,13 @@
 
 mod compute;
 mod params;
+mod report;
 
 use clap::{Parser, Subcommand};
 
 pub use compute::{read_close_csv, ComputeArgs};
 pub use params::AtcArgs;
+pub use report::ReportArgs;
 
 /// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
 ///
@@ -33,6 +35,9 @@ pub enum Command {
     /// (54 MAs, signals, equities, layer 1 and 2, avg, dir) as CSV in the
     /// golden layout
     Compute(ComputeArgs),
+    /// Render report.html and PNG charts from a saved run or sweep
+    /// directory, without recomputing anything
+    Report(ReportArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -48,6 +53,7 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Compute(args) => compute::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }
 
