@@ -601,7 +601,7 @@ impl Chart for GridChart {
             .collect();
         let (lo, hi) = finite_range(vals.iter().copied()).unwrap_or((0.0, 1.0));
         let scale = lo.abs().max(hi.abs());
-        let label_size = (ch.min(cw) / 3).clamp(8, 13) as u32;
+        let label_size = (ch.min(cw) / 2).clamp(9, 14) as u32;
         for (r, row) in self.values.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {
                 let x = left + c as i32 * cw;
@@ -627,7 +627,7 @@ impl Chart for GridChart {
                         let text = if self.percent {
                             format!("{:.1}%", v * 100.0)
                         } else {
-                            super::html::fmt_num((v * 1000.0).round() / 1000.0)
+                            super::html::fmt_compact(v, 3)
                         };
                         let dark = !self.diverging && {
                             let t = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };

@@ -57,7 +57,37 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
     if is_percent(metric) {
         return format!("{:.2}%", v * 100.0);
     }
-    fmt_num(v)
+    if matches!(
+        metric,
+        "trades" | "bars" | "periods_per_year" | "max_drawdown_duration"
+    ) {
+        return fmt_num(v);
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e7).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// A short number for parameters and heatmap cells: at most `decimals`
+/// decimals, trailing zeros dropped (`0.0300` → `0.03`).
+pub fn fmt_compact(v: f64, decimals: usize) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
 }
 
 /// A plain number for display (deterministic, no locale).
@@ -254,6 +284,10 @@ mod tests {
         assert_eq!(fmt_metric("sharpe", 1.23456), "1.2346");
         assert_eq!(fmt_metric("trades", 12.0), "12");
         assert_eq!(fmt_metric("sharpe", f64::NAN), "n/a");
+        assert_eq!(fmt_metric("sharpe", 1.0), "1.0000");
+        assert_eq!(fmt_compact(0.0300, 4), "0.03");
+        assert_eq!(fmt_compact(10.0, 4), "10");
+        assert_eq!(fmt_compact(-0.00001, 3), "0");
     }
 
     #[test]

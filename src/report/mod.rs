@@ -754,11 +754,7 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
             SymbolsInReport::All => "Every symbol".to_string(),
             SymbolsInReport::Top(n) => format!("Best and worst {n} symbols by total return"),
         };
-        body.push_str(&section(
-            "symbols",
-            &heading,
-            &format!("<div class=\"grid2\">\n{figs}</div>\n"),
-        ));
+        body.push_str(&section("symbols", &heading, &figs));
     }
 
     // Per-symbol table.
@@ -897,7 +893,7 @@ fn sweep_heatmaps(
                 if let Some(b) = best {
                     let is_best = (0..n).all(|a| {
                         b.get(&h.axes[a].0)
-                            .is_some_and(|v| *v == h.axes[a].1[idx[a]])
+                            .is_some_and(|v| same_label(v, &h.axes[a].1[idx[a]]))
                     });
                     if is_best {
                         highlight = Some((r, c));
@@ -942,6 +938,11 @@ fn sweep_heatmaps(
         });
     }
     out
+}
+
+/// Whether two parameter labels name the same value (`0` and `0.0` do).
+fn same_label(a: &str, b: &str) -> bool {
+    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Renders the report of a sweep directory.
@@ -1002,7 +1003,7 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
             }
             if opts.format.html() {
                 let svg = w.svg(&stem, c)?;
-                figs.push_str(&figure(&svg, &c.title));
+                figs.push_str(&figure(&svg, ""));
             }
         }
     }
@@ -1069,7 +1070,7 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
                             t,
                             "<td data-v=\"{}\">{}</td>",
                             serde_json::json!(x),
-                            html::fmt_num(x)
+                            html::fmt_compact(x, 6)
                         );
                     }
                     _ => t.push_str("<td class=\"na\">n/a</td>"),
