@@ -342,12 +342,18 @@ fn chromium_screenshot() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-screenshots");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let run = tmp.path().join("run");
+    // The rendered directories stay in target/ so a person can open them.
+    let run = out_dir.join("run");
+    let sweep = out_dir.join("sweep");
+    for d in [&run, &sweep] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
     small_run(&run);
-    render_run_report(&run, &opts(Format::Html, SymbolsInReport::Top(1))).unwrap();
-    let sweep = tmp.path().join("sweep");
+    render_run_report(&run, &opts(Format::Both, SymbolsInReport::Top(1))).unwrap();
     write_sweep_dir(&sweep);
-    render_report(&sweep, &opts(Format::Html, SymbolsInReport::Top(5))).unwrap();
+    render_report(&sweep, &opts(Format::Both, SymbolsInReport::Top(5))).unwrap();
     for (name, dir) in [("run", &run), ("sweep", &sweep)] {
         let shot = out_dir.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&shot);
@@ -366,7 +372,10 @@ fn chromium_screenshot() {
                     tmp.path().join("chromium-profile").display()
                 ),
                 &format!("--screenshot={}", shot.display()),
-                "--window-size=1400,2000",
+                &format!(
+                    "--window-size=1400,{}",
+                    if name == "run" { 5200 } else { 3000 }
+                ),
                 &format!("file://{}", dir.join("report.html").display()),
             ])
             .output()

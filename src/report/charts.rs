@@ -440,14 +440,18 @@ impl Chart for SymbolChart {
                     .label("long entry")
                     .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, GREEN_.filled()));
                 chart
-                    .draw_series(
-                        short_in
-                            .iter()
-                            .map(|&p| TriangleMarker::new(p, 6, RED_.filled())),
-                    )
+                    .draw_series(short_in.iter().map(|&p| {
+                        EmptyElement::at(p)
+                            + Polygon::new(vec![(-6, -5), (6, -5), (0, 6)], RED_.filled())
+                    }))
                     .map_err(err)?
                     .label("short entry")
-                    .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, RED_.filled()));
+                    .legend(|(x, y)| {
+                        Polygon::new(
+                            vec![(x + 4, y - 4), (x + 16, y - 4), (x + 10, y + 6)],
+                            RED_.filled(),
+                        )
+                    });
                 chart
                     .draw_series(
                         exits
