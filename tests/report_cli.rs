@@ -358,7 +358,15 @@ fn chromium_screenshot() {
         let shot = out_dir.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&shot);
         let t = Instant::now();
-        let status = Command::new(chromium)
+        // Bounded: a hung browser must not hang the test suite.
+        let mut cmd = if Path::new("/usr/bin/timeout").exists() {
+            let mut c = Command::new("/usr/bin/timeout");
+            c.args(["120", chromium]);
+            c
+        } else {
+            Command::new(chromium)
+        };
+        let status = cmd
             .args([
                 "--headless",
                 "--no-sandbox",

@@ -199,7 +199,7 @@ where
         .x_labels(8)
         .y_labels(8)
         .x_label_formatter(&|x| date_label(*x, span))
-        .y_label_formatter(&|y| super::html::fmt_num(*y))
+        .y_label_formatter(&|y| super::html::fmt_axis(*y))
         .light_line_style(WHITE)
         .bold_line_style(GRID)
         .label_style(font(12))
@@ -393,7 +393,7 @@ impl Chart for SymbolChart {
                     .x_labels(8)
                     .y_labels(6)
                     .x_label_formatter(&|x| date_label(*x, span))
-                    .y_label_formatter(&|y| super::html::fmt_num(*y))
+                    .y_label_formatter(&|y| super::html::fmt_axis(*y))
                     .light_line_style(WHITE)
                     .bold_line_style(GRID)
                     .label_style(font(12))
@@ -629,7 +629,7 @@ impl Chart for GridChart {
                 if let Some(v) = v.filter(|v| v.is_finite()) {
                     if cw >= 34 && ch >= 14 {
                         let text = if self.percent {
-                            format!("{:.1}%", v * 100.0)
+                            super::html::fmt_pct(v, 1)
                         } else {
                             super::html::fmt_compact(v, 3)
                         };

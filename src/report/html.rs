@@ -55,7 +55,12 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
         return "n/a".into();
     }
     if is_percent(metric) {
-        return format!("{:.2}%", v * 100.0);
+        let p = v * 100.0;
+        return if p.abs() >= 1e6 {
+            format!("{p:.3e}%")
+        } else {
+            format!("{p:.2}%")
+        };
     }
     if matches!(
         metric,
@@ -69,6 +74,32 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
     } else {
         format!("{v:.4}")
     }
+}
+
+/// An axis tick label: compact, with k/M/G suffixes for large values
+/// (`20000000` → `20M`).
+pub fn fmt_axis(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{}G", fmt_compact(v / 1e9, 2))
+    } else if a >= 1e6 {
+        format!("{}M", fmt_compact(v / 1e6, 2))
+    } else if a >= 1e4 {
+        format!("{}k", fmt_compact(v / 1e3, 1))
+    } else {
+        fmt_compact(v, 4)
+    }
+}
+
+/// A percentage with `decimals` decimals; never `-0.0%`.
+pub fn fmt_pct(fraction: f64, decimals: usize) -> String {
+    let s = format!("{:.decimals$}", fraction * 100.0);
+    let s = if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
+    } else {
+        s
+    };
+    format!("{s}%")
 }
 
 /// A short number for parameters and heatmap cells: at most `decimals`
@@ -288,6 +319,11 @@ mod tests {
         assert_eq!(fmt_compact(0.0300, 4), "0.03");
         assert_eq!(fmt_compact(10.0, 4), "10");
         assert_eq!(fmt_compact(-0.00001, 3), "0");
+        assert_eq!(fmt_axis(20_000_000.0), "20M");
+        assert_eq!(fmt_axis(12_500.0), "12.5k");
+        assert_eq!(fmt_axis(950.5), "950.5");
+        assert_eq!(fmt_pct(-0.0001, 1), "0.0%");
+        assert_eq!(fmt_pct(-0.012, 1), "-1.2%");
     }
 
     #[test]

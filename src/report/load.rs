@@ -172,8 +172,24 @@ impl Batch<'_> {
     ) -> Result<Vec<usize>, ReportError> {
         let a = self.col(name, &DataType::Utf8)?;
         let s = a.as_string::<i32>();
+        // Rows of one symbol are contiguous: remember the last decision so
+        // a 100-million-row file costs one short string compare per row.
+        let mut last: Option<(&str, bool)> = None;
         Ok((0..s.len())
-            .filter(|&i| !s.is_null(i) && keep(s.value(i)))
+            .filter(|&i| {
+                if s.is_null(i) {
+                    return false;
+                }
+                let v = s.value(i);
+                match last {
+                    Some((l, k)) if l == v => k,
+                    _ => {
+                        let k = keep(v);
+                        last = Some((v, k));
+                        k
+                    }
+                }
+            })
             .collect())
     }
 

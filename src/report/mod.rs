@@ -378,7 +378,12 @@ pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
     let mut gaps: Vec<i64> = s.ts.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
-    let yearly = median >= 20 * 86_400_000_000;
+    // Monthly or coarser bars, or more than 40 years of them: by year.
+    let years = match (s.ts.first(), s.ts.last()) {
+        (Some(a), Some(b)) => (b - a) / (365 * 86_400_000_000),
+        _ => 0,
+    };
+    let yearly = median >= 20 * 86_400_000_000 || years > 40;
     let mut out: BTreeMap<i32, BTreeMap<u32, f64>> = BTreeMap::new();
     let mut prev_end: Option<f64> = None;
     let mut i = 0;
@@ -419,21 +424,30 @@ fn returns_chart(s: &Series) -> Option<GridChart> {
     }
     let years: Vec<i32> = r.keys().copied().collect();
     if yearly {
+        // One row per decade, one column per year of the decade.
+        let first = years[0].div_euclid(10);
+        let last = years[years.len() - 1].div_euclid(10);
+        let decades: Vec<i32> = (first..=last).collect();
+        let h = (70 + 26 * decades.len() as u32).clamp(140, 1400);
         return Some(GridChart {
             title: "Yearly returns of the portfolio".into(),
-            x_labels: years.iter().map(|y| y.to_string()).collect(),
-            y_labels: vec![String::new()],
+            x_labels: (0..10).map(|y| format!("+{y}")).collect(),
+            y_labels: decades.iter().map(|d| format!("{}s", d * 10)).collect(),
             x_name: String::new(),
             y_name: String::new(),
-            values: vec![years
+            values: decades
                 .iter()
-                .map(|y| r.get(y).and_then(|m| m.get(&0)).copied())
-                .collect()],
+                .map(|d| {
+                    (0..10)
+                        .map(|y| r.get(&(d * 10 + y)).and_then(|m| m.get(&0)).copied())
+                        .collect()
+                })
+                .collect(),
             diverging: true,
             lower_is_better: false,
             percent: true,
             highlight: None,
-            size: (1200, 150),
+            size: (1200, h),
         });
     }
     const MONTHS: [&str; 12] = [
