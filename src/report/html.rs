@@ -80,7 +80,9 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
 /// (`20000000` → `20M`).
 pub fn fmt_axis(v: f64) -> String {
     let a = v.abs();
-    if a >= 1e9 {
+    if a >= 1e12 {
+        format!("{v:.2e}")
+    } else if a >= 1e9 {
         format!("{}G", fmt_compact(v / 1e9, 2))
     } else if a >= 1e6 {
         format!("{}M", fmt_compact(v / 1e6, 2))
@@ -320,6 +322,7 @@ mod tests {
         assert_eq!(fmt_compact(10.0, 4), "10");
         assert_eq!(fmt_compact(-0.00001, 3), "0");
         assert_eq!(fmt_axis(20_000_000.0), "20M");
+        assert_eq!(fmt_axis(1.2e21), "1.20e21");
         assert_eq!(fmt_axis(12_500.0), "12.5k");
         assert_eq!(fmt_axis(950.5), "950.5");
         assert_eq!(fmt_pct(-0.0001, 1), "0.0%");
