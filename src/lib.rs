@@ -21,6 +21,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod report;
 pub mod run;
 pub mod sweep;
 pub mod synthetic;

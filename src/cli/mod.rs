@@ -9,6 +9,7 @@ mod cache;
 mod compute;
 mod data;
 mod params;
+mod report;
 mod run;
 mod sweep;
 
@@ -18,6 +19,7 @@ pub use cache::{parse_bytes, parse_duration, CacheArgs, CacheFlags};
 pub use compute::{read_close_csv, ComputeArgs};
 pub use data::{DataArgs, DataSourceArgs, SelectionArgs};
 pub use params::AtcArgs;
+pub use report::ReportArgs;
 
 /// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
 ///
@@ -56,6 +58,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Inspect and maintain the result cache: stats, gc, clear, verify
     Cache(CacheArgs),
+    /// Render report.html and PNG charts from a saved run or sweep
+    /// directory, without recomputing anything
+    Report(ReportArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -76,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(args) => data::run(&args),
         Command::Bench(args) => bench::execute(&args),
         Command::Cache(args) => cache::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }
 

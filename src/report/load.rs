@@ -1,0 +1,718 @@
+//! Reading a run or sweep directory: only the files in it, never the data
+//! they came from. Parquet files are streamed batch by batch and only the
+//! rows the report draws are kept (the portfolio and benchmark curves, and
+//! the symbols chosen for the report), so a 100-million-row run renders in
+//! bounded memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde_json::Value;
+
+use super::memory::{MemorySample, MemoryTimeline};
+use super::ReportError;
+
+/// The run-directory layout version this reader understands.
+pub const SUPPORTED_FORMAT_VERSION: u64 = 1;
+
+/// Name of the portfolio rows.
+pub const PORTFOLIO: &str = "PORTFOLIO";
+/// Name of the benchmark rows.
+pub const BENCHMARK: &str = "BENCHMARK";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn pq(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Reads a JSON file.
+pub fn read_json(path: &Path) -> Result<Value, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    serde_json::from_str(&text).map_err(|e| ReportError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Checks `format_version` of a `run.json` / `sweep.json`.
+pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
+    match v.get("format_version").and_then(Value::as_u64) {
+        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
+        other => Err(ReportError::Version {
+            path: path.to_path_buf(),
+            found: other.map_or_else(
+                || {
+                    v.get("format_version")
+                        .map_or("none".to_string(), |x| x.to_string())
+                },
+                |x| x.to_string(),
+            ),
+            written_by: v
+                .get("atc_bt_version")
+                .and_then(Value::as_str)
+                .unwrap_or("an unknown version")
+                .to_string(),
+        }),
+    }
+}
+
+/// Writes `batch` to `path` as zstd-compressed Parquet.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), ReportError> {
+    let file = File::create(path).map_err(io(path))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| pq(path, e))?;
+    w.write(batch).map_err(|e| pq(path, e))?;
+    w.close().map_err(|e| pq(path, e))?;
+    Ok(())
+}
+
+/// One batch of a Parquet file with typed, name-based column access (any
+/// numeric column reads as f64, any timestamp as microseconds).
+pub struct Batch<'a> {
+    path: &'a Path,
+    batch: RecordBatch,
+}
+
+impl Batch<'_> {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.batch.num_rows() == 0
+    }
+
+    /// Whether the batch has column `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.batch.schema().index_of(name).is_ok()
+    }
+
+    fn col(&self, name: &str, to: &DataType) -> Result<ArrayRef, ReportError> {
+        let c = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| ReportError::Missing {
+                path: self.path.to_path_buf(),
+                what: format!("column `{name}`"),
+            })?;
+        if c.data_type() == to {
+            return Ok(c.clone());
+        }
+        arrow_cast::cast(c, to).map_err(|e| pq(self.path, format!("column `{name}`: {e}")))
+    }
+
+    /// Column `name` as f64 (null → None).
+    pub fn f64s(&self, name: &str) -> Result<Vec<Option<f64>>, ReportError> {
+        let a = self.col(name, &DataType::Float64)?;
+        Ok(a.as_primitive::<Float64Type>().iter().collect())
+    }
+
+    /// Column `name` as timestamps in microseconds since the epoch.
+    pub fn ts(&self, name: &str) -> Result<Vec<Option<i64>>, ReportError> {
+        let c = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| ReportError::Missing {
+                path: self.path.to_path_buf(),
+                what: format!("column `{name}`"),
+            })?;
+        let tz = match c.data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let a = self.col(name, &DataType::Timestamp(TimeUnit::Microsecond, tz))?;
+        Ok(a.as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .collect())
+    }
+
+    /// Column `name` as strings (null → empty), calling `f` per row.
+    pub fn strs(&self, name: &str) -> Result<Vec<String>, ReportError> {
+        let a = self.col(name, &DataType::Utf8)?;
+        let s = a.as_string::<i32>();
+        Ok((0..s.len())
+            .map(|i| {
+                if s.is_null(i) {
+                    String::new()
+                } else {
+                    s.value(i).to_string()
+                }
+            })
+            .collect())
+    }
+
+    /// Row indices whose string column `name` satisfies `keep`, without
+    /// allocating a string per row.
+    pub fn rows_where(
+        &self,
+        name: &str,
+        mut keep: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<usize>, ReportError> {
+        let a = self.col(name, &DataType::Utf8)?;
+        let s = a.as_string::<i32>();
+        // Rows of one symbol are contiguous: remember the last decision so
+        // a 100-million-row file costs one short string compare per row.
+        let mut last: Option<(&str, bool)> = None;
+        Ok((0..s.len())
+            .filter(|&i| {
+                if s.is_null(i) {
+                    return false;
+                }
+                let v = s.value(i);
+                match last {
+                    Some((l, k)) if l == v => k,
+                    _ => {
+                        let k = keep(v);
+                        last = Some((v, k));
+                        k
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Names of all columns, in file order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// Whether column `name` holds strings.
+    pub fn is_string(&self, name: &str) -> bool {
+        self.batch.column_by_name(name).is_some_and(|c| {
+            matches!(
+                c.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        })
+    }
+}
+
+/// Streams `path` batch by batch, reading only `columns` (all when empty);
+/// columns the file lacks are skipped (callers check with [`Batch::has`]).
+pub fn for_each_batch(
+    path: &Path,
+    columns: &[&str],
+    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| pq(path, e))?
+        .with_batch_size(64 * 1024);
+    if !columns.is_empty() {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| pq(path, e))?;
+    for b in reader {
+        let batch = b.map_err(|e| pq(path, e))?;
+        f(&Batch { path, batch })?;
+    }
+    Ok(())
+}
+
+/// A time series (timestamps in microseconds since the epoch, UTC).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// Bar times.
+    pub ts: Vec<i64>,
+    /// Values.
+    pub values: Vec<f64>,
+}
+
+/// An equity curve with its drawdown.
+#[derive(Debug, Clone, Default)]
+pub struct Curve {
+    /// Equity by bar.
+    pub equity: Series,
+    /// Drawdown below the running peak (positive fraction) by bar.
+    pub drawdown: Vec<f64>,
+}
+
+/// One trade of a symbol drawn in the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trade {
+    /// `long` or `short`.
+    pub side: String,
+    /// Entry time (µs).
+    pub entry_ts: i64,
+    /// Entry price.
+    pub entry_price: f64,
+    /// Exit time (µs); None while open.
+    pub exit_ts: Option<i64>,
+    /// Exit price.
+    pub exit_price: f64,
+}
+
+/// What the report draws for one symbol.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolPanel {
+    /// Close prices (empty when `signals.parquet` has no `close` column).
+    pub close: Series,
+    /// The ATC average signal (NaN while warming up).
+    pub avg: Series,
+    /// The symbol's trades.
+    pub trades: Vec<Trade>,
+}
+
+/// A loaded run directory.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// `run.json`.
+    pub run: Value,
+    /// `metrics.json` portfolio metrics (name → JSON value).
+    pub portfolio_metrics: BTreeMap<String, Value>,
+    /// `metrics.json` benchmark metrics.
+    pub benchmark_metrics: BTreeMap<String, Value>,
+    /// `metrics.json` per-symbol metrics.
+    pub symbol_metrics: BTreeMap<String, BTreeMap<String, Value>>,
+    /// The portfolio curve.
+    pub portfolio: Curve,
+    /// Buy & hold.
+    pub benchmark: Curve,
+    /// Panels of the symbols chosen for the report.
+    pub panels: BTreeMap<String, SymbolPanel>,
+    /// `memory.parquet`, when present.
+    pub memory: Option<MemoryTimeline>,
+}
+
+fn object(
+    path: &Path,
+    v: Option<&Value>,
+    key: &str,
+) -> Result<BTreeMap<String, Value>, ReportError> {
+    match v {
+        Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(_) => Err(ReportError::Json {
+            path: path.to_path_buf(),
+            message: format!("`{key}` is not an object"),
+        }),
+    }
+}
+
+/// Reads `run.json` and `metrics.json` (small) and checks the version.
+pub fn load_run_meta(dir: &Path) -> Result<RunData, ReportError> {
+    let run_path = dir.join("run.json");
+    let run = read_json(&run_path)?;
+    check_version(&run_path, &run)?;
+    let mpath = dir.join("metrics.json");
+    let metrics = read_json(&mpath)?;
+    let portfolio_metrics = object(&mpath, metrics.get("portfolio"), "portfolio")?;
+    let benchmark_metrics = object(&mpath, metrics.get("benchmark"), "benchmark")?;
+    let mut symbol_metrics = BTreeMap::new();
+    for (sym, m) in object(&mpath, metrics.get("symbols"), "symbols")? {
+        let key = format!("symbols.{sym}");
+        symbol_metrics.insert(sym, object(&mpath, Some(&m), &key)?);
+    }
+    Ok(RunData {
+        run,
+        portfolio_metrics,
+        benchmark_metrics,
+        symbol_metrics,
+        portfolio: Curve::default(),
+        benchmark: Curve::default(),
+        panels: BTreeMap::new(),
+        memory: None,
+    })
+}
+
+/// Reads the curves, the panels of `symbols`, and `memory.parquet`.
+pub fn load_run_series(
+    dir: &Path,
+    data: &mut RunData,
+    symbols: &BTreeSet<String>,
+) -> Result<(), ReportError> {
+    let epath = dir.join("equity.parquet");
+    for_each_batch(&epath, &["ts", "symbol", "equity", "drawdown"], |b| {
+        let rows = b.rows_where("symbol", |s| s == PORTFOLIO || s == BENCHMARK)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sym = b.strs("symbol")?;
+        let ts = b.ts("ts")?;
+        let eq = b.f64s("equity")?;
+        let dd = if b.has("drawdown") {
+            b.f64s("drawdown")?
+        } else {
+            vec![None; b.len()]
+        };
+        for i in rows {
+            let c = if sym[i] == PORTFOLIO {
+                &mut data.portfolio
+            } else {
+                &mut data.benchmark
+            };
+            if let Some(t) = ts[i] {
+                c.equity.ts.push(t);
+                c.equity.values.push(eq[i].unwrap_or(f64::NAN));
+                c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+            }
+        }
+        Ok(())
+    })?;
+    if symbols.is_empty() {
+        return load_memory(dir, data);
+    }
+    let spath = dir.join("signals.parquet");
+    for_each_batch(&spath, &["ts", "symbol", "close", "avg"], |b| {
+        let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sym = b.strs("symbol")?;
+        let ts = b.ts("ts")?;
+        let avg = b.f64s("avg")?;
+        let close = if b.has("close") {
+            Some(b.f64s("close")?)
+        } else {
+            None
+        };
+        for i in rows {
+            let Some(t) = ts[i] else { continue };
+            let p = data.panels.entry(sym[i].clone()).or_default();
+            p.avg.ts.push(t);
+            p.avg.values.push(avg[i].unwrap_or(f64::NAN));
+            if let Some(c) = &close {
+                p.close.ts.push(t);
+                p.close.values.push(c[i].unwrap_or(f64::NAN));
+            }
+        }
+        Ok(())
+    })?;
+    let tpath = dir.join("trades.parquet");
+    if tpath.exists() {
+        for_each_batch(
+            &tpath,
+            &[
+                "symbol",
+                "side",
+                "entry_ts",
+                "entry_price",
+                "exit_ts",
+                "exit_price",
+            ],
+            |b| {
+                let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let sym = b.strs("symbol")?;
+                let side = b.strs("side")?;
+                let ets = b.ts("entry_ts")?;
+                let ep = b.f64s("entry_price")?;
+                let xts = b.ts("exit_ts")?;
+                let xp = b.f64s("exit_price")?;
+                for i in rows {
+                    let Some(entry_ts) = ets[i] else { continue };
+                    data.panels
+                        .entry(sym[i].clone())
+                        .or_default()
+                        .trades
+                        .push(Trade {
+                            side: side[i].clone(),
+                            entry_ts,
+                            entry_price: ep[i].unwrap_or(f64::NAN),
+                            exit_ts: xts[i],
+                            exit_price: xp[i].unwrap_or(f64::NAN),
+                        });
+                }
+                Ok(())
+            },
+        )?;
+    }
+    load_memory(dir, data)
+}
+
+fn load_memory(dir: &Path, data: &mut RunData) -> Result<(), ReportError> {
+    data.memory = read_memory(&dir.join("memory.parquet"))?;
+    Ok(())
+}
+
+/// Reads `memory.parquet` if it exists.
+pub fn read_memory(path: &Path) -> Result<Option<MemoryTimeline>, ReportError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut t = MemoryTimeline::default();
+    for_each_batch(path, &[], |b| {
+        let tm = b.f64s("t_ms")?;
+        let rss = b.f64s("rss_bytes")?;
+        let phase = b.strs("phase")?;
+        let opt = |name: &str| -> Result<Vec<Option<f64>>, ReportError> {
+            if b.has(name) {
+                b.f64s(name)
+            } else {
+                Ok(vec![None; b.len()])
+            }
+        };
+        let (bars, hits, misses) = (opt("bars_done")?, opt("cache_hits")?, opt("cache_misses")?);
+        for i in 0..b.len() {
+            t.samples.push(MemorySample {
+                t_ms: tm[i].unwrap_or(f64::NAN),
+                rss_bytes: rss[i].unwrap_or(0.0) as u64,
+                phase: phase[i].clone(),
+                bars_done: bars[i].unwrap_or(0.0) as u64,
+                cache_hits: hits[i].unwrap_or(0.0) as u64,
+                cache_misses: misses[i].unwrap_or(0.0) as u64,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(Some(t))
+}
+
+/// One heatmap file `heatmap_<sample>.json`.
+#[derive(Debug, Clone)]
+pub struct HeatmapFile {
+    /// Ranking metric.
+    pub metric: String,
+    /// Sample name.
+    pub sample: String,
+    /// Axes `(name, value labels)`.
+    pub axes: Vec<(String, Vec<String>)>,
+    /// Values, row-major over the axes (None = no value).
+    pub values: Vec<Option<f64>>,
+}
+
+/// A row of `results.parquet` for the portfolio.
+#[derive(Debug, Clone)]
+pub struct ComboRow {
+    /// Combination number.
+    pub combo: u64,
+    /// Sample name.
+    pub sample: String,
+    /// Numeric columns (parameters and metrics).
+    pub nums: BTreeMap<String, Option<f64>>,
+    /// String columns (robustness).
+    pub strs: BTreeMap<String, String>,
+}
+
+/// A loaded sweep directory.
+#[derive(Debug, Clone)]
+pub struct SweepData {
+    /// `sweep.json`.
+    pub sweep: Value,
+    /// Heatmaps, one per sample, in `sweep.json` sample order.
+    pub heatmaps: Vec<HeatmapFile>,
+    /// Portfolio rows of `results.parquet`.
+    pub rows: Vec<ComboRow>,
+    /// Metric column names in file order.
+    pub metric_columns: Vec<String>,
+    /// Best combination's equity.
+    pub best: Curve,
+    /// Buy & hold over the same bars.
+    pub benchmark: Curve,
+    /// `memory.parquet`, when present.
+    pub memory: Option<MemoryTimeline>,
+}
+
+/// Formats a JSON scalar for a label.
+pub fn label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Columns of `results.parquet` that are not metrics.
+pub const RESULT_KEY_COLUMNS: [&str; 3] = ["combo", "sample", "symbol"];
+
+/// Reads a sweep directory.
+pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, ReportError> {
+    let spath = dir.join("sweep.json");
+    let sweep = read_json(&spath)?;
+    check_version(&spath, &sweep)?;
+    let samples: Vec<String> = sweep
+        .get("samples")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_else(|| vec!["full".to_string()]);
+    let mut heatmaps = Vec::new();
+    for s in &samples {
+        let hpath = dir.join(format!("heatmap_{s}.json"));
+        if !hpath.exists() {
+            continue;
+        }
+        let h = read_json(&hpath)?;
+        let bad = |m: &str| ReportError::Json {
+            path: hpath.clone(),
+            message: m.to_string(),
+        };
+        let axes = h
+            .get("axes")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("missing `axes`"))?
+            .iter()
+            .map(|a| {
+                let name = a
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string();
+                let values = a
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().map(label).collect())
+                    .unwrap_or_default();
+                (name, values)
+            })
+            .collect::<Vec<(String, Vec<String>)>>();
+        let values: Vec<Option<f64>> = h
+            .get("values")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("missing `values`"))?
+            .iter()
+            .map(Value::as_f64)
+            .collect();
+        let expected: usize = axes.iter().map(|a| a.1.len()).product();
+        if values.len() != expected {
+            return Err(bad(&format!(
+                "{} values for a grid of {expected}",
+                values.len()
+            )));
+        }
+        heatmaps.push(HeatmapFile {
+            metric: h
+                .get("metric")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            sample: s.clone(),
+            axes,
+            values,
+        });
+    }
+    let rpath = dir.join("results.parquet");
+    let mut rows = Vec::new();
+    let mut metric_columns = Vec::new();
+    for_each_batch(&rpath, &[], |b| {
+        if metric_columns.is_empty() {
+            metric_columns = b
+                .column_names()
+                .into_iter()
+                .filter(|c| {
+                    !RESULT_KEY_COLUMNS.contains(&c.as_str())
+                        && !param_columns.contains(&c.as_str())
+                })
+                .collect();
+        }
+        let keep = b.rows_where("symbol", |s| s == PORTFOLIO)?;
+        if keep.is_empty() {
+            return Ok(());
+        }
+        let combo = b.f64s("combo")?;
+        let sample = b.strs("sample")?;
+        let names = b.column_names();
+        let mut nums = BTreeMap::new();
+        let mut strs = BTreeMap::new();
+        for n in &names {
+            if RESULT_KEY_COLUMNS.contains(&n.as_str()) {
+                continue;
+            }
+            if b.is_string(n) {
+                strs.insert(n.clone(), b.strs(n)?);
+            } else {
+                nums.insert(n.clone(), b.f64s(n)?);
+            }
+        }
+        for i in keep {
+            rows.push(ComboRow {
+                combo: combo[i].unwrap_or(f64::NAN) as u64,
+                sample: sample[i].clone(),
+                nums: nums.iter().map(|(k, v)| (k.clone(), v[i])).collect(),
+                strs: strs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v[i].clone()))
+                    .collect(),
+            });
+        }
+        Ok(())
+    })?;
+    let mut best = Curve::default();
+    let mut benchmark = Curve::default();
+    let bpath = dir.join("best_equity.parquet");
+    if bpath.exists() {
+        for_each_batch(&bpath, &["ts", "symbol", "equity"], |b| {
+            let sym = b.strs("symbol")?;
+            let ts = b.ts("ts")?;
+            let eq = b.f64s("equity")?;
+            for i in 0..b.len() {
+                let c = match sym[i].as_str() {
+                    PORTFOLIO => &mut best,
+                    BENCHMARK => &mut benchmark,
+                    _ => continue,
+                };
+                if let Some(t) = ts[i] {
+                    c.equity.ts.push(t);
+                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
+                }
+            }
+            Ok(())
+        })?;
+        for c in [&mut best, &mut benchmark] {
+            c.drawdown = drawdowns(&c.equity.values);
+        }
+    }
+    let memory = read_memory(&dir.join("memory.parquet"))?;
+    Ok(SweepData {
+        sweep,
+        heatmaps,
+        rows,
+        metric_columns,
+        best,
+        benchmark,
+        memory,
+    })
+}
+
+/// Drawdown as a positive fraction below the running peak.
+pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
+    let mut peak = f64::NEG_INFINITY;
+    equity
+        .iter()
+        .map(|&e| {
+            peak = peak.max(e);
+            if peak > 0.0 {
+                1.0 - e / peak
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// The path of `name` inside `dir`, for messages.
+pub fn file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

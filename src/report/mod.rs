@@ -1,0 +1,1204 @@
+//! Reports: `report.html` and PNG charts rendered from a saved run or sweep
+//! directory, without recomputing anything.
+//!
+//! * [`load`] reads the directory (only the files in it).
+//! * [`charts`] draws with plotters (SVG for the page, PNG files).
+//! * [`downsample`] keeps charts readable and small for any run size.
+//! * [`html`] is the page template and escaping.
+//! * [`memory`] is the RSS sampler behind `memory.parquet`.
+//!
+//! Layout written into the directory:
+//!
+//! ```text
+//! report.html                 the index page (inline SVG, offline)
+//! report_files/               per-symbol charts (SVG for the page, PNG)
+//!   equity.png monthly_returns.png memory.png   (with --format png|both)
+//!   sym-0001-AAPL.svg sym-0001-AAPL.png ...
+//! ```
+//!
+//! A report carries no clock, no random id and iterates in sorted order:
+//! rendering the same directory twice gives the same bytes. `report_files/`
+//! is recreated on every render so no stale chart survives.
+
+pub mod charts;
+pub mod downsample;
+pub mod html;
+pub mod load;
+pub mod memory;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use charts::{Chart, EquityChart, GridChart, Line, MemoryChart, SymbolChart};
+use html::{escape, figure, section};
+use load::{Curve, RunData, Series, SweepData};
+pub use memory::{write_memory_parquet, MemorySample, MemorySampler, MemoryTimeline};
+
+/// Errors rendering a report. Each names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A JSON file is malformed.
+    #[error("{}: invalid JSON: {message}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A Parquet file could not be read or written.
+    #[error("{}: {message}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Something the report needs is missing from a file.
+    #[error("{}: missing {what}; was this directory written by `atc-bt run` or `atc-bt sweep`?", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        what: String,
+    },
+    /// The directory was written by an incompatible version.
+    #[error(
+        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version {}. \
+         Render it with the atc-bt version that wrote it, or rerun the backtest",
+        path.display(), env!("CARGO_PKG_VERSION"), load::SUPPORTED_FORMAT_VERSION
+    )]
+    Version {
+        /// `run.json` or `sweep.json`.
+        path: PathBuf,
+        /// The version found.
+        found: String,
+        /// `atc_bt_version` in the file.
+        written_by: String,
+    },
+    /// The directory holds neither `run.json` nor `sweep.json`.
+    #[error("{}: not a run or sweep directory (no run.json or sweep.json); pass the directory `atc-bt run --out` or `atc-bt sweep --out` wrote", path.display())]
+    NotAResultDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A chart could not be drawn.
+    #[error("{}: cannot draw chart: {message}", path.display())]
+    Chart {
+        /// The output file.
+        path: PathBuf,
+        /// The plotting error.
+        message: String,
+    },
+}
+
+/// What to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `report.html` (charts inline as SVG, per-symbol charts as SVG files).
+    Html,
+    /// PNG files only.
+    Png,
+    /// Both.
+    Both,
+}
+
+impl Format {
+    fn html(self) -> bool {
+        matches!(self, Format::Html | Format::Both)
+    }
+    fn png(self) -> bool {
+        matches!(self, Format::Png | Format::Both)
+    }
+}
+
+/// Which symbols get their own chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymbolsInReport {
+    /// The best N and the worst N by total return.
+    Top(usize),
+    /// Every symbol.
+    All,
+}
+
+/// Report options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// HTML, PNG or both.
+    pub format: Format,
+    /// Symbols with their own chart.
+    pub symbols_in_report: SymbolsInReport,
+    /// Log scale for equity curves.
+    pub log_scale: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            format: Format::Both,
+            symbols_in_report: SymbolsInReport::Top(5),
+            log_scale: false,
+        }
+    }
+}
+
+/// What a render wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSummary {
+    /// Every file written, sorted.
+    pub files: Vec<PathBuf>,
+    /// `report.html`, when written.
+    pub html: Option<PathBuf>,
+    /// Size of `report.html` in bytes (0 without HTML).
+    pub html_bytes: u64,
+    /// Total bytes written.
+    pub total_bytes: u64,
+}
+
+/// Directory of the per-chart files, inside the run or sweep directory.
+pub const FILES_DIR: &str = "report_files";
+
+/// Renders the report of `dir`, a run or a sweep directory.
+pub fn render_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    if dir.join("run.json").exists() {
+        render_run_report(dir, opts)
+    } else if dir.join("sweep.json").exists() {
+        render_sweep_report(dir, opts)
+    } else {
+        Err(ReportError::NotAResultDir {
+            path: dir.to_path_buf(),
+        })
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    total: u64,
+}
+
+impl Writer {
+    fn new(dir: &Path) -> Result<Writer, ReportError> {
+        let files_dir = dir.join(FILES_DIR);
+        if files_dir.is_dir() {
+            std::fs::remove_dir_all(&files_dir).map_err(|source| ReportError::Io {
+                path: files_dir.clone(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(&files_dir).map_err(|source| ReportError::Io {
+            path: files_dir.clone(),
+            source,
+        })?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            files: Vec::new(),
+            total: 0,
+        })
+    }
+
+    /// Writes `bytes` at `rel` (relative to the directory).
+    fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ReportError> {
+        let path = self.dir.join(rel);
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        self.total += bytes.len() as u64;
+        self.files.push(path);
+        Ok(())
+    }
+
+    fn svg(&self, rel: &str, c: &impl Chart) -> Result<String, ReportError> {
+        charts::to_svg(c).map_err(|message| ReportError::Chart {
+            path: self.dir.join(rel),
+            message,
+        })
+    }
+
+    fn png(&mut self, rel: &str, c: &impl Chart) -> Result<(), ReportError> {
+        let bytes = charts::to_png(c).map_err(|message| ReportError::Chart {
+            path: self.dir.join(rel),
+            message,
+        })?;
+        self.write(rel, &bytes)
+    }
+
+    fn finish(mut self, html: Option<&str>) -> Result<ReportSummary, ReportError> {
+        let mut summary = ReportSummary::default();
+        if let Some(h) = html {
+            self.write("report.html", h.as_bytes())?;
+            summary.html = Some(self.dir.join("report.html"));
+            summary.html_bytes = h.len() as u64;
+        }
+        self.files.sort();
+        summary.files = self.files;
+        summary.total_bytes = self.total;
+        Ok(summary)
+    }
+}
+
+/// A file-name-safe form of a symbol, prefixed by its index so that two
+/// symbols never share a file.
+fn symbol_file_stem(index: usize, symbol: &str) -> String {
+    let safe: String = symbol
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("sym-{:04}-{}", index + 1, safe.trim_matches('.'))
+}
+
+fn metric_f64(m: &BTreeMap<String, Value>, name: &str) -> Option<f64> {
+    m.get(name)
+        .and_then(Value::as_f64)
+        .filter(|v| v.is_finite())
+}
+
+/// Symbols chosen for their own chart: the best and worst N by total
+/// return (ties and missing values ordered by name), in ranking order.
+pub fn choose_symbols(
+    metrics: &BTreeMap<String, BTreeMap<String, Value>>,
+    which: SymbolsInReport,
+) -> Vec<String> {
+    let mut ranked: Vec<(&String, Option<f64>)> = metrics
+        .iter()
+        .map(|(s, m)| (s, metric_f64(m, "total_return")))
+        .collect();
+    ranked.sort_by(|a, b| match (a.1, b.1) {
+        (Some(x), Some(y)) => y.total_cmp(&x).then(a.0.cmp(b.0)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.0.cmp(b.0),
+    });
+    let n = match which {
+        SymbolsInReport::All => ranked.len(),
+        SymbolsInReport::Top(n) => n,
+    };
+    if 2 * n >= ranked.len() {
+        return ranked.into_iter().map(|r| r.0.clone()).collect();
+    }
+    ranked[..n]
+        .iter()
+        .chain(&ranked[ranked.len() - n..])
+        .map(|r| r.0.clone())
+        .collect()
+}
+
+/// Metric names in a sensible reading order: known ones first, then any
+/// others alphabetically.
+const METRIC_ORDER: [&str; 35] = [
+    "total_return",
+    "benchmark_return",
+    "cagr",
+    "volatility",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "avg_drawdown",
+    "max_drawdown_duration",
+    "max_drawdown_duration_days",
+    "avg_drawdown_duration",
+    "avg_drawdown_duration_days",
+    "alpha",
+    "beta",
+    "omega",
+    "exposure",
+    "max_gross_exposure",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "sqn",
+    "kelly",
+    "avg_trade_return",
+    "best_trade",
+    "worst_trade",
+    "avg_winning_trade",
+    "avg_losing_trade",
+    "avg_trade_duration",
+    "avg_trade_duration_days",
+    "total_fees",
+    "bars",
+    "days",
+    "periods_per_year",
+];
+
+fn ordered_metrics<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let set: BTreeSet<&String> = keys.collect();
+    let mut out: Vec<String> = METRIC_ORDER
+        .iter()
+        .filter(|k| set.iter().any(|s| s.as_str() == **k))
+        .map(|k| k.to_string())
+        .collect();
+    for k in set {
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+/// Columns of the per-symbol table (a subset keeps a 1,000-symbol page
+/// small; `metrics.json` has them all).
+const SYMBOL_COLUMNS: [&str; 9] = [
+    "total_return",
+    "cagr",
+    "sharpe",
+    "max_drawdown",
+    "volatility",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+];
+
+/// Period returns of an equity curve: by calendar month, or by year when
+/// bars are monthly or coarser. Returns (yearly?, year → period → return).
+pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
+    use chrono::Datelike;
+    let n = s.ts.len();
+    let mut gaps: Vec<i64> = s.ts.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_unstable();
+    let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
+    // Monthly or coarser bars, or more than 40 years of them: by year.
+    let years = match (s.ts.first(), s.ts.last()) {
+        (Some(a), Some(b)) => (b - a) / (365 * 86_400_000_000),
+        _ => 0,
+    };
+    let yearly = median >= 20 * 86_400_000_000 || years > 40;
+    let mut out: BTreeMap<i32, BTreeMap<u32, f64>> = BTreeMap::new();
+    let mut prev_end: Option<f64> = None;
+    let mut i = 0;
+    while i < n {
+        let Some(t) = chrono::DateTime::from_timestamp_micros(s.ts[i]) else {
+            i += 1;
+            continue;
+        };
+        let key = (t.year(), if yearly { 0 } else { t.month() });
+        let start_value = s.values[i];
+        let mut j = i;
+        while j + 1 < n {
+            let Some(u) = chrono::DateTime::from_timestamp_micros(s.ts[j + 1]) else {
+                break;
+            };
+            if (u.year(), if yearly { 0 } else { u.month() }) != key {
+                break;
+            }
+            j += 1;
+        }
+        let end = s.values[j];
+        let base = prev_end.unwrap_or(start_value);
+        if base.is_finite() && base != 0.0 && end.is_finite() {
+            out.entry(key.0)
+                .or_default()
+                .insert(key.1, end / base - 1.0);
+        }
+        prev_end = Some(end);
+        i = j + 1;
+    }
+    (yearly, out)
+}
+
+fn returns_chart(s: &Series) -> Option<GridChart> {
+    let (yearly, r) = period_returns(s);
+    if r.is_empty() {
+        return None;
+    }
+    let years: Vec<i32> = r.keys().copied().collect();
+    if yearly {
+        // One row per decade, one column per year of the decade.
+        let first = years[0].div_euclid(10);
+        let last = years[years.len() - 1].div_euclid(10);
+        let decades: Vec<i32> = (first..=last).collect();
+        let h = (70 + 26 * decades.len() as u32).clamp(140, 1400);
+        return Some(GridChart {
+            title: "Yearly returns of the portfolio".into(),
+            x_labels: (0..10).map(|y| format!("+{y}")).collect(),
+            y_labels: decades.iter().map(|d| format!("{}s", d * 10)).collect(),
+            x_name: String::new(),
+            y_name: String::new(),
+            values: decades
+                .iter()
+                .map(|d| {
+                    (0..10)
+                        .map(|y| r.get(&(d * 10 + y)).and_then(|m| m.get(&0)).copied())
+                        .collect()
+                })
+                .collect(),
+            diverging: true,
+            lower_is_better: false,
+            percent: true,
+            highlight: None,
+            size: (1200, h),
+        });
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let h = (70 + 26 * years.len() as u32).clamp(140, 1400);
+    Some(GridChart {
+        title: "Monthly returns of the portfolio".into(),
+        x_labels: MONTHS.iter().map(|m| m.to_string()).collect(),
+        y_labels: years.iter().map(|y| y.to_string()).collect(),
+        x_name: String::new(),
+        y_name: String::new(),
+        values: years
+            .iter()
+            .map(|y| {
+                (1..=12)
+                    .map(|m| r.get(y).and_then(|x| x.get(&m)).copied())
+                    .collect()
+            })
+            .collect(),
+        diverging: true,
+        lower_is_better: false,
+        percent: true,
+        highlight: None,
+        size: (1200, h),
+    })
+}
+
+fn downsample_caption(bars: usize, width: u32) -> String {
+    if bars > 4 * width as usize {
+        format!(
+            "Drawn from {bars} bars downsampled for display to min/max per pixel column ({width} columns): every peak and drawdown stays visible; the Parquet files keep every bar."
+        )
+    } else {
+        format!("{bars} bars, every bar drawn.")
+    }
+}
+
+fn json_str(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        match cur.get(p) {
+            Some(x) => cur = x,
+            None => return String::new(),
+        }
+    }
+    match cur {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn details_html(meta: &Value) -> String {
+    let mut s = String::from("<dl class=\"dl\">\n");
+    let command = meta
+        .get("command")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(load::label).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let timings = meta
+        .get("timings_ms")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k} {}",
+                        v.as_f64().map_or("n/a".into(), |x| format!("{x:.1} ms"))
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    for (k, v) in [
+        ("atc-bt version", json_str(meta, &["atc_bt_version"])),
+        ("format version", json_str(meta, &["format_version"])),
+        ("started at", json_str(meta, &["started_at"])),
+        ("command", command),
+        ("timings", timings),
+        ("inputs hash", json_str(meta, &["inputs_hash"])),
+        ("window from", json_str(meta, &["window", "from"])),
+        ("window to", json_str(meta, &["window", "to"])),
+        ("warm-up bars", json_str(meta, &["window", "warmup_bars"])),
+        ("data", json_str(meta, &["data", "path"])),
+        ("threads", json_str(meta, &["threads"])),
+    ] {
+        if !v.is_empty() {
+            let _ = writeln!(s, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(&v));
+        }
+    }
+    s.push_str("</dl>\n");
+    if let Some(src) = meta.pointer("/data/sources").and_then(Value::as_array) {
+        s.push_str("<h3>Data sources</h3>\n<div class=\"scroll\"><table><thead><tr><th>path</th><th>bytes</th><th>blake3</th></tr></thead><tbody>\n");
+        for x in src {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&json_str(x, &["path"])),
+                escape(&json_str(x, &["size"])),
+                escape(&json_str(x, &["blake3"]))
+            );
+        }
+        s.push_str("</tbody></table></div>\n");
+    }
+    for key in ["params", "grid", "base"] {
+        if let Some(p) = meta.get(key) {
+            let text = serde_json::to_string_pretty(p).unwrap_or_default();
+            let _ = writeln!(s, "<h3>{}</h3>\n<pre>{}</pre>", escape(key), escape(&text));
+        }
+    }
+    s
+}
+
+fn memory_section(
+    w: &mut Writer,
+    mem: Option<&MemoryTimeline>,
+    opts: &ReportOptions,
+) -> Result<String, ReportError> {
+    let Some(t) = mem.filter(|t| !t.samples.is_empty()) else {
+        return Ok(section(
+            "memory",
+            "Memory timeline",
+            "<p class=\"caption\">No memory.parquet in this directory (the sampler runs on Linux only).</p>\n",
+        ));
+    };
+    let c = MemoryChart {
+        timeline: t,
+        size: (1200, 380),
+    };
+    if opts.format.png() {
+        w.png(&format!("{FILES_DIR}/memory.png"), &c)?;
+    }
+    if !opts.format.html() {
+        return Ok(String::new());
+    }
+    let svg = w.svg("memory", &c)?;
+    let peak = t.peak().map_or(String::new(), |p| {
+        format!(
+            " Peak {:.1} MiB at {:.2} s in phase {}; {} samples; last sample: {} bars done, cache {} hits / {} misses.",
+            p.rss_bytes as f64 / 1048576.0,
+            p.t_ms / 1e3,
+            p.phase,
+            t.samples.len(),
+            t.samples.last().map_or(0, |s| s.bars_done),
+            t.samples.last().map_or(0, |s| s.cache_hits),
+            t.samples.last().map_or(0, |s| s.cache_misses),
+        )
+    });
+    Ok(section(
+        "memory",
+        "Memory timeline",
+        &figure(
+            &svg,
+            &format!("Resident set size sampled at a fixed interval, phases shaded.{peak}"),
+        ),
+    ))
+}
+
+fn curve_line(name: &str, c: &Curve) -> Line {
+    Line {
+        name: name.to_string(),
+        series: c.equity.clone(),
+        drawdown: c.drawdown.clone(),
+    }
+}
+
+/// Renders the report of a run directory.
+pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    let mut data: RunData = load::load_run_meta(dir)?;
+    let chosen = choose_symbols(&data.symbol_metrics, opts.symbols_in_report);
+    let set: BTreeSet<String> = chosen.iter().cloned().collect();
+    load::load_run_series(dir, &mut data, &set)?;
+    let mut w = Writer::new(dir)?;
+    let mut body = String::new();
+
+    // Key figures.
+    let pm = &data.portfolio_metrics;
+    let bm = &data.benchmark_metrics;
+    body.push_str("<div class=\"kpis\">\n");
+    for k in ["total_return", "cagr", "sharpe", "max_drawdown", "trades"] {
+        let v = pm.get(k);
+        let text = v
+            .and_then(Value::as_f64)
+            .map_or("n/a".to_string(), |x| html::fmt_metric(k, x));
+        let _ = writeln!(
+            body,
+            "<div class=\"kpi\" data-metric=\"{k}\" data-v=\"{}\"><b>{}</b><span>{}</span></div>",
+            v.map(html::data_value).unwrap_or_default(),
+            escape(&text),
+            escape(&k.replace('_', " "))
+        );
+    }
+    let bh = bm.get("total_return").and_then(Value::as_f64);
+    let _ = writeln!(
+        body,
+        "<div class=\"kpi\"><b>{}</b><span>buy &amp; hold return</span></div>\n</div>",
+        bh.map_or("n/a".into(), |x| html::fmt_metric("total_return", x))
+    );
+
+    // Equity.
+    let eq = EquityChart {
+        title: "Portfolio equity vs buy & hold".into(),
+        strategy: curve_line("Portfolio (ATC)", &data.portfolio),
+        benchmark: (!data.benchmark.equity.ts.is_empty())
+            .then(|| curve_line("Buy & hold", &data.benchmark)),
+        log_scale: opts.log_scale,
+        size: (1200, 620),
+    };
+    if opts.format.png() {
+        w.png(&format!("{FILES_DIR}/equity.png"), &eq)?;
+    }
+    if opts.format.html() {
+        let svg = w.svg("equity", &eq)?;
+        let mut cap = downsample_caption(data.portfolio.equity.ts.len(), 1200);
+        if opts.log_scale && !eq.log_ok() {
+            cap.push_str(" Log scale requested but an equity value is not positive: drawn linear.");
+        }
+        body.push_str(&section(
+            "equity",
+            "Equity and drawdown",
+            &figure(&svg, &cap),
+        ));
+    }
+
+    // Statistics.
+    let mut t = String::from(
+        "<table id=\"stats\"><thead><tr><th>metric</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n",
+    );
+    for k in ordered_metrics(pm.keys().chain(bm.keys())) {
+        let _ = writeln!(
+            t,
+            "<tr data-metric=\"{}\"><td>{}</td>{}{}</tr>",
+            escape(&k),
+            escape(&k),
+            html::metric_cell(&k, pm.get(&k)),
+            html::metric_cell(&k, bm.get(&k))
+        );
+    }
+    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json; percentages are fractions × 100.</p>\n");
+    body.push_str(&section("statistics", "Statistics", &t));
+
+    // Period returns.
+    if let Some(c) = returns_chart(&data.portfolio.equity) {
+        if opts.format.png() {
+            w.png(&format!("{FILES_DIR}/returns.png"), &c)?;
+        }
+        if opts.format.html() {
+            let svg = w.svg("returns", &c)?;
+            body.push_str(&section(
+                "returns",
+                "Period returns",
+                &figure(
+                    &svg,
+                    "Return of each calendar period, from the last equity of the previous period.",
+                ),
+            ));
+        }
+    }
+
+    // Per-symbol charts.
+    let long_th = data
+        .run
+        .pointer("/params/atc/long_threshold")
+        .and_then(Value::as_f64);
+    let short_th = data
+        .run
+        .pointer("/params/atc/short_threshold")
+        .and_then(Value::as_f64);
+    let index: BTreeMap<&String, usize> = data
+        .symbol_metrics
+        .keys()
+        .enumerate()
+        .map(|(i, s)| (s, i))
+        .collect();
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let mut figs = String::new();
+    for sym in &chosen {
+        let panel = data.panels.remove(sym).unwrap_or_default();
+        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(0), sym);
+        let bars = panel.avg.ts.len();
+        let c = SymbolChart {
+            symbol: sym.clone(),
+            close: panel.close,
+            avg: panel.avg,
+            trades: panel.trades,
+            long_threshold: long_th,
+            short_threshold: short_th,
+            size: (1200, 560),
+        };
+        if opts.format.png() {
+            w.png(&format!("{FILES_DIR}/{stem}.png"), &c)?;
+        }
+        if opts.format.html() {
+            let rel = format!("{FILES_DIR}/{stem}.svg");
+            let svg = w.svg(&rel, &c)?;
+            w.write(&rel, svg.as_bytes())?;
+            links.insert(sym.clone(), rel.clone());
+            let ret = data
+                .symbol_metrics
+                .get(sym)
+                .and_then(|m| metric_f64(m, "total_return"))
+                .map_or("n/a".into(), |x| html::fmt_metric("total_return", x));
+            let _ = writeln!(
+                figs,
+                "<figure><a href=\"{0}\"><img loading=\"lazy\" src=\"{0}\" alt=\"{1}\" width=\"1200\" height=\"560\"></a>\
+                 <figcaption class=\"caption\">{1}: total return {2}. {3}</figcaption></figure>",
+                escape(&rel),
+                escape(sym),
+                escape(&ret),
+                escape(&downsample_caption(bars, 1200))
+            );
+        }
+    }
+    if opts.format.html() && !chosen.is_empty() {
+        let heading = match opts.symbols_in_report {
+            SymbolsInReport::All => "Every symbol".to_string(),
+            SymbolsInReport::Top(n) => format!("Best and worst {n} symbols by total return"),
+        };
+        body.push_str(&section("symbols", &heading, &figs));
+    }
+
+    // Per-symbol table.
+    if opts.format.html() {
+        let mut t = String::from("<div class=\"scroll\"><table id=\"symbols-table\" class=\"sortable\"><thead><tr><th>symbol</th>");
+        for c in SYMBOL_COLUMNS {
+            let _ = write!(t, "<th>{}</th>", escape(c));
+        }
+        t.push_str("</tr></thead><tbody>\n");
+        for (sym, m) in &data.symbol_metrics {
+            let name = match links.get(sym) {
+                Some(l) => format!("<a href=\"{}\">{}</a>", escape(l), escape(sym)),
+                None => escape(sym),
+            };
+            let _ = write!(t, "<tr><td data-v=\"{}\">{name}</td>", escape(sym));
+            for c in SYMBOL_COLUMNS {
+                t.push_str(&html::metric_cell(c, m.get(c)));
+            }
+            t.push_str("</tr>\n");
+        }
+        t.push_str("</tbody></table></div>\n<p class=\"caption\">Click a column to sort. Linked symbols have a chart. All metrics per symbol are in metrics.json.</p>\n");
+        body.push_str(&section(
+            "per-symbol",
+            &format!("Per-symbol results ({} symbols)", data.symbol_metrics.len()),
+            &t,
+        ));
+    }
+
+    body.push_str(&memory_section(&mut w, data.memory.as_ref(), opts)?);
+    if opts.format.html() {
+        body.push_str(&section("details", "Run details", &details_html(&data.run)));
+    }
+    let html = opts.format.html().then(|| {
+        let subtitle = format!(
+            "{} symbols · {} bars · window {} to {} · atc-bt {}",
+            data.symbol_metrics.len(),
+            data.portfolio.equity.ts.len(),
+            data.portfolio
+                .equity
+                .ts
+                .first()
+                .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
+            data.portfolio
+                .equity
+                .ts
+                .last()
+                .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
+            json_str(&data.run, &["atc_bt_version"]),
+        );
+        html::page("ATC backtest report", &subtitle, &body)
+    });
+    w.finish(html.as_deref())
+}
+
+/// Parameter columns of `results.parquet` (not metrics).
+const PARAM_COLUMNS: [&str; 19] = [
+    "lambda",
+    "decay",
+    "cutout",
+    "robustness",
+    "ema_len",
+    "hma_len",
+    "wma_len",
+    "dema_len",
+    "lsma_len",
+    "kama_len",
+    "long_threshold",
+    "short_threshold",
+    "starting_equity",
+    "ema_w",
+    "hma_w",
+    "wma_w",
+    "dema_w",
+    "lsma_w",
+    "kama_w",
+];
+
+/// Metrics where smaller is better.
+fn lower_is_better(metric: &str) -> bool {
+    matches!(
+        metric,
+        "max_drawdown"
+            | "avg_drawdown"
+            | "volatility"
+            | "max_drawdown_duration"
+            | "max_drawdown_duration_days"
+            | "avg_drawdown_duration"
+            | "avg_drawdown_duration_days"
+            | "total_fees"
+    )
+}
+
+/// Heatmaps of one sample: x = lambda, y = decay (or the first axes), one
+/// panel per value combination of the other axes (cutout, …).
+fn sweep_heatmaps(
+    h: &load::HeatmapFile,
+    best: Option<&BTreeMap<String, String>>,
+) -> Vec<GridChart> {
+    let n = h.axes.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let find = |name: &str| h.axes.iter().position(|a| a.0 == name);
+    let xi = find("lambda").unwrap_or(0);
+    let yi = find("decay")
+        .filter(|&i| i != xi)
+        .or_else(|| (0..n).find(|&i| i != xi));
+    let others: Vec<usize> = (0..n).filter(|&i| i != xi && Some(i) != yi).collect();
+    let strides: Vec<usize> = (0..n)
+        .map(|i| h.axes[i + 1..].iter().map(|a| a.1.len()).product())
+        .collect();
+    let other_count: usize = others.iter().map(|&i| h.axes[i].1.len()).product();
+    let mut out = Vec::new();
+    for k in 0..other_count.min(48) {
+        let mut rem = k;
+        let mut fixed = vec![0usize; n];
+        for &i in others.iter().rev() {
+            let len = h.axes[i].1.len().max(1);
+            fixed[i] = rem % len;
+            rem /= len;
+        }
+        let xs = &h.axes[xi].1;
+        let ys: Vec<String> = yi.map_or(vec![String::new()], |i| h.axes[i].1.clone());
+        let mut values = Vec::new();
+        let mut highlight = None;
+        for (r, _) in ys.iter().enumerate() {
+            let mut row = Vec::new();
+            for (c, _) in xs.iter().enumerate() {
+                let mut idx = fixed.clone();
+                idx[xi] = c;
+                if let Some(i) = yi {
+                    idx[i] = r;
+                }
+                let flat: usize = idx.iter().zip(&strides).map(|(a, b)| a * b).sum();
+                row.push(h.values.get(flat).copied().flatten());
+                if let Some(b) = best {
+                    let is_best = (0..n).all(|a| {
+                        b.get(&h.axes[a].0)
+                            .is_some_and(|v| same_label(v, &h.axes[a].1[idx[a]]))
+                    });
+                    if is_best {
+                        highlight = Some((r, c));
+                    }
+                }
+            }
+            values.push(row);
+        }
+        let fixed_text: Vec<String> = others
+            .iter()
+            .map(|&i| {
+                format!(
+                    "{} = {}",
+                    h.axes[i].0,
+                    h.axes[i].1.get(fixed[i]).cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        let title = if fixed_text.is_empty() {
+            format!("{} ({} sample)", h.metric, h.sample)
+        } else {
+            format!(
+                "{} ({} sample), {}",
+                h.metric,
+                h.sample,
+                fixed_text.join(", ")
+            )
+        };
+        let height = (90 + 30 * ys.len() as u32).clamp(160, 900);
+        out.push(GridChart {
+            title,
+            x_labels: xs.clone(),
+            y_labels: ys,
+            x_name: h.axes[xi].0.clone(),
+            y_name: yi.map_or(String::new(), |i| h.axes[i].0.clone()),
+            values,
+            diverging: false,
+            lower_is_better: lower_is_better(&h.metric),
+            percent: html::is_percent(&h.metric),
+            highlight,
+            size: (640, height),
+        });
+    }
+    out
+}
+
+/// Whether two parameter labels name the same value (`0` and `0.0` do).
+fn same_label(a: &str, b: &str) -> bool {
+    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Renders the report of a sweep directory.
+pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    let data: SweepData = load::load_sweep(dir, &PARAM_COLUMNS)?;
+    let mut w = Writer::new(dir)?;
+    let mut body = String::new();
+    let rank_by = json_str(&data.sweep, &["rank_by"]);
+    let ranked_on = {
+        let s = json_str(&data.sweep, &["ranked_on_sample"]);
+        if s.is_empty() {
+            "full".to_string()
+        } else {
+            s
+        }
+    };
+    let axes: Vec<String> = data
+        .heatmaps
+        .first()
+        .map(|h| h.axes.iter().map(|a| a.0.clone()).collect())
+        .unwrap_or_default();
+    // Best combination's parameter values, as axis labels.
+    let best_combo = data.sweep.pointer("/best/combo").and_then(Value::as_u64);
+    let best_labels: Option<BTreeMap<String, String>> = best_combo.and_then(|b| {
+        let row = data.rows.iter().find(|r| r.combo == b)?;
+        Some(
+            axes.iter()
+                .map(|a| {
+                    let v = row
+                        .strs
+                        .get(a)
+                        .cloned()
+                        .or_else(|| {
+                            row.nums
+                                .get(a)
+                                .copied()
+                                .flatten()
+                                .map(|x| load::label(&serde_json::json!(x)))
+                        })
+                        .unwrap_or_default();
+                    (a.clone(), v)
+                })
+                .collect(),
+        )
+    });
+
+    // Heatmaps.
+    let mut figs = String::new();
+    for h in &data.heatmaps {
+        for (k, c) in sweep_heatmaps(h, best_labels.as_ref()).iter().enumerate() {
+            let stem = format!(
+                "heatmap-{}-{:02}",
+                h.sample.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                k + 1
+            );
+            if opts.format.png() {
+                w.png(&format!("{FILES_DIR}/{stem}.png"), c)?;
+            }
+            if opts.format.html() {
+                let svg = w.svg(&stem, c)?;
+                figs.push_str(&figure(&svg, ""));
+            }
+        }
+    }
+    if opts.format.html() {
+        body.push_str(&section(
+            "heatmaps",
+            &format!("Ranking metric: {rank_by}"),
+            &format!(
+                "<div class=\"grid2\">\n{figs}</div>\n<p class=\"caption\">Brighter is better; the best combination is outlined in red; grey cells have no value.</p>\n"
+            ),
+        ));
+    }
+
+    // Top-N table.
+    if opts.format.html() {
+        let top = match opts.symbols_in_report {
+            SymbolsInReport::All => usize::MAX,
+            SymbolsInReport::Top(n) => n.max(20),
+        };
+        let ranking: Vec<u64> = data
+            .sweep
+            .get("ranking")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        let samples: Vec<String> = data.heatmaps.iter().map(|h| h.sample.clone()).collect();
+        let by: BTreeMap<(u64, &str), &load::ComboRow> = data
+            .rows
+            .iter()
+            .map(|r| ((r.combo, r.sample.as_str()), r))
+            .collect();
+        let extra: Vec<&str> = ["total_return", "sharpe", "max_drawdown", "trades"]
+            .into_iter()
+            .filter(|m| *m != rank_by && data.metric_columns.iter().any(|c| c == m))
+            .collect();
+        let mut t = String::from("<div class=\"scroll\"><table id=\"top-table\" class=\"sortable\"><thead><tr><th>rank</th><th>combo</th>");
+        for a in &axes {
+            let _ = write!(t, "<th>{}</th>", escape(a));
+        }
+        for s in &samples {
+            let _ = write!(t, "<th>{} ({})</th>", escape(&rank_by), escape(s));
+        }
+        for m in &extra {
+            let _ = write!(t, "<th>{} ({})</th>", escape(m), escape(&ranked_on));
+        }
+        t.push_str("</tr></thead><tbody>\n");
+        for (i, combo) in ranking.iter().take(top).enumerate() {
+            let Some(row) = by.get(&(*combo, ranked_on.as_str())) else {
+                continue;
+            };
+            let _ = write!(
+                t,
+                "<tr><td data-v=\"{}\">{}</td><td data-v=\"{combo}\">{combo}</td>",
+                i + 1,
+                i + 1
+            );
+            for a in &axes {
+                match (row.strs.get(a), row.nums.get(a).copied().flatten()) {
+                    (Some(s), _) => {
+                        let _ = write!(t, "<td>{}</td>", escape(s));
+                    }
+                    (None, Some(x)) => {
+                        let _ = write!(
+                            t,
+                            "<td data-v=\"{}\">{}</td>",
+                            serde_json::json!(x),
+                            html::fmt_compact(x, 6)
+                        );
+                    }
+                    _ => t.push_str("<td class=\"na\">n/a</td>"),
+                }
+            }
+            for s in &samples {
+                let v = by
+                    .get(&(*combo, s.as_str()))
+                    .and_then(|r| r.nums.get(&rank_by).copied().flatten())
+                    .map(|x| serde_json::json!(x));
+                t.push_str(&html::metric_cell(&rank_by, v.as_ref()));
+            }
+            for m in &extra {
+                let v = row
+                    .nums
+                    .get(*m)
+                    .copied()
+                    .flatten()
+                    .map(|x| serde_json::json!(x));
+                t.push_str(&html::metric_cell(m, v.as_ref()));
+            }
+            t.push_str("</tr>\n");
+        }
+        t.push_str(&format!(
+            "</tbody></table></div>\n<p class=\"caption\">Portfolio rows of results.parquet, ranked by {} on the {} sample. Click a column to sort.</p>\n",
+            escape(&rank_by),
+            escape(&ranked_on)
+        ));
+        body.push_str(&section("top", "Top combinations", &t));
+    }
+
+    // Best equity.
+    if !data.best.equity.ts.is_empty() {
+        let eq = EquityChart {
+            title: format!(
+                "Best combination{} vs buy & hold",
+                best_combo.map_or(String::new(), |b| format!(" (#{b})"))
+            ),
+            strategy: curve_line("Best combination", &data.best),
+            benchmark: (!data.benchmark.equity.ts.is_empty())
+                .then(|| curve_line("Buy & hold", &data.benchmark)),
+            log_scale: opts.log_scale,
+            size: (1200, 620),
+        };
+        if opts.format.png() {
+            w.png(&format!("{FILES_DIR}/best_equity.png"), &eq)?;
+        }
+        if opts.format.html() {
+            let svg = w.svg("best_equity", &eq)?;
+            body.push_str(&section(
+                "best",
+                "Best combination",
+                &figure(&svg, &downsample_caption(data.best.equity.ts.len(), 1200)),
+            ));
+        }
+    }
+    body.push_str(&memory_section(&mut w, data.memory.as_ref(), opts)?);
+    if opts.format.html() {
+        body.push_str(&section(
+            "details",
+            "Sweep details",
+            &details_html(&data.sweep),
+        ));
+    }
+    let html = opts.format.html().then(|| {
+        let subtitle = format!(
+            "{} combinations · ranked by {} on the {} sample · atc-bt {}",
+            json_str(&data.sweep, &["combinations"]),
+            rank_by,
+            ranked_on,
+            json_str(&data.sweep, &["atc_bt_version"]),
+        );
+        html::page("ATC sweep report", &subtitle, &body)
+    });
+    w.finish(html.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbol_files_are_safe_and_unique() {
+        assert_eq!(
+            symbol_file_stem(0, "<script>alert(1)</script>"),
+            "sym-0001-_script_alert_1___script_"
+        );
+        assert_eq!(symbol_file_stem(9, "BTC/USDT"), "sym-0010-BTC_USDT");
+    }
+
+    #[test]
+    fn chooses_best_and_worst() {
+        let mut m = BTreeMap::new();
+        for (s, r) in [("A", 0.1), ("B", -0.2), ("C", 0.3), ("D", 0.0), ("E", 0.2)] {
+            let mut x = BTreeMap::new();
+            x.insert("total_return".to_string(), serde_json::json!(r));
+            m.insert(s.to_string(), x);
+        }
+        assert_eq!(choose_symbols(&m, SymbolsInReport::Top(1)), vec!["C", "B"]);
+        assert_eq!(choose_symbols(&m, SymbolsInReport::All).len(), 5);
+    }
+
+    #[test]
+    fn monthly_returns_chain_from_previous_month_end() {
+        let day = 86_400_000_000i64;
+        // 2024-01-01 .. 2024-03-01 daily-ish.
+        let t0 = 1_704_067_200_000_000i64;
+        let ts: Vec<i64> = (0..61).map(|i| t0 + i * day).collect();
+        let values: Vec<f64> = (0..61).map(|i| 100.0 + i as f64).collect();
+        let (yearly, r) = period_returns(&Series { ts, values });
+        assert!(!yearly);
+        let jan = r[&2024][&1];
+        let feb = r[&2024][&2];
+        assert!((jan - (130.0 / 100.0 - 1.0)).abs() < 1e-12);
+        assert!((feb - (159.0 / 130.0 - 1.0)).abs() < 1e-12);
+    }
+}
