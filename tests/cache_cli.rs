@@ -175,7 +175,9 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
     let t = tempfile::tempdir().unwrap();
     let t2 = tempfile::tempdir().unwrap();
     let want = digest(&selftest_n(t2.path(), 200, &["--no-cache"]));
-    let spawn = || {
+    // The first process holds the database for a while after computing, so
+    // the second always finds it locked, however fast the machine.
+    let spawn = |hold: &str| {
         bin()
             .env("ATC_CACHE_LOCK_WAIT_MS", "100")
             .args([
@@ -185,6 +187,8 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
                 "200",
                 "--bars",
                 "600",
+                "--hold-ms",
+                hold,
                 "--cache-dir",
             ])
             .arg(t.path())
@@ -193,9 +197,9 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
             .spawn()
             .unwrap()
     };
-    let a = spawn();
+    let a = spawn("3000");
     std::thread::sleep(Duration::from_millis(300));
-    let b = spawn();
+    let b = spawn("0");
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success());
     assert_eq!(digest(&a), want);

@@ -57,6 +57,8 @@ fn run_on_bundled_data_from_2020() {
     atc(&root())
         .args(["run", "--from", "2020", "--symbols", "all", "--store"])
         .arg(tmp.path().join("store"))
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
         .arg("--out")
         .arg(&out)
         .assert()
@@ -406,4 +408,79 @@ fn killed_run_leaves_no_complete_looking_directory() {
             "a result directory without run.json"
         );
     }
+}
+
+/// Cold cache, warm cache and `--no-cache` give byte-identical results, and
+/// the warm run reports 100% hits.
+#[test]
+fn cache_cold_warm_and_disabled_are_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..5)
+        .map(|k| walk(&format!("C{k}"), 200 + k, 600))
+        .collect();
+    write_ohlcv(&data, &series);
+    let mut outs = Vec::new();
+    for (name, extra) in [("cold", None), ("warm", None), ("off", Some("--no-cache"))] {
+        let out = tmp.path().join(name);
+        let mut cmd = atc(tmp.path());
+        cmd.args(["run", "--no-report", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out);
+        if let Some(x) = extra {
+            cmd.arg(x);
+        }
+        let assert = cmd.assert().success();
+        let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+        if name == "warm" {
+            assert!(stdout.contains("100% hit rate"), "{stdout}");
+        }
+        outs.push(out);
+    }
+    for f in [
+        "metrics.json",
+        "equity.parquet",
+        "trades.parquet",
+        "signals.parquet",
+    ] {
+        let a = std::fs::read(outs[0].join(f)).unwrap();
+        for o in &outs[1..] {
+            assert!(
+                a == std::fs::read(o.join(f)).unwrap(),
+                "{f} differs in {}",
+                o.display()
+            );
+        }
+    }
+}
+
+/// `run` renders its report by default; `atc-bt report` regenerates it
+/// byte for byte from the saved files.
+#[test]
+fn run_renders_report_and_report_regenerates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    write_ohlcv(&data, &[walk("R1", 7, 400), walk("R2", 8, 400)]);
+    let out = tmp.path().join("r");
+    atc(tmp.path())
+        .args(["run", "-q", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let html = std::fs::read(out.join("report.html")).unwrap();
+    assert!(out.join("memory.parquet").is_file());
+    let mem = read_parquet(&out.join("memory.parquet"));
+    assert!(mem.iter().map(|b| b.num_rows()).sum::<usize>() >= 1);
+    atc(tmp.path())
+        .args(["report", "-q"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(
+        html == std::fs::read(out.join("report.html")).unwrap(),
+        "report not byte-identical"
+    );
 }

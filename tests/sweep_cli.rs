@@ -24,8 +24,16 @@ fn shipped_grid_on_bundled_data_with_split() {
             "--from",
             "2020",
         ])
-        .args(["--split", "2021-01-01", "--store"])
+        .args([
+            "--split",
+            "2021-01-01",
+            "--walk-forward",
+            "train=6m,test=6m",
+            "--store",
+        ])
         .arg(tmp.path().join("store"))
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
         .arg("--out")
         .arg(&out)
         .assert()
@@ -50,6 +58,14 @@ fn shipped_grid_on_bundled_data_with_split() {
     );
     assert!(samples.iter().any(|s| s == "out"));
     assert!(out.join("best_equity.parquet").is_file());
+    assert!(out.join("report.html").is_file());
+    let wf = json(&out.join("walk_forward.json"));
+    let folds = wf["folds"].as_array().unwrap();
+    assert!(folds.len() >= 5, "{}", folds.len());
+    assert!(wf["out_of_sample"]["total_return"].is_number());
+    let curve = read_parquet(&out.join("walk_forward_equity.parquet"));
+    let names = str_col(&curve, "symbol");
+    assert!(names.iter().any(|n| n == "WALK_FORWARD") && names.iter().any(|n| n == "BENCHMARK"));
 }
 
 /// Any combination of a sweep gives exactly the metrics of `run`.

@@ -201,6 +201,9 @@ pub struct SelftestArgs {
     /// Instead, measure fetch vs recompute per kind on one series
     #[arg(long)]
     pub measure: bool,
+    /// Keep the cache open this long after computing (tests of concurrent processes)
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub hold_ms: u64,
 }
 
 /// Runs `atc-bt cache …`.
@@ -314,6 +317,7 @@ fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
         }
         d.update(&dir.iter().map(|&x| x as u8).collect::<Vec<_>>());
     }
+    std::thread::sleep(std::time::Duration::from_millis(s.hold_ms));
     cache.flush();
     for w in cache.warnings().iter().skip(shown) {
         eprintln!("{w}");

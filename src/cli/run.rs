@@ -8,12 +8,17 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
 use crate::backtest::Mode;
+use crate::cache::Cache;
 use crate::data::Dataset;
-use crate::run::output::{write_run_dir, RUN_FORMAT_VERSION};
-use crate::run::{fmt_ts, run, RunPlan, RunResult, Strategy};
+use crate::report::{
+    render_report, write_memory_parquet, Format, MemorySampler, ReportOptions, SymbolsInReport,
+};
+use crate::run::output::{write_run_dir_with, OutputError, RUN_FORMAT_VERSION};
+use crate::run::{fmt_ts, run_with_cache, RunPlan, RunResult, Strategy};
 
 /// Arguments of `atc-bt run`.
 #[derive(Debug, Args)]
@@ -31,6 +36,10 @@ pub struct RunArgs {
     pub atc: AtcArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
+    pub report: ReportFlags,
     /// Output directory [default: reports/runs/<UTC time>-<hash of the inputs>/]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -40,6 +49,48 @@ pub struct RunArgs {
     /// No progress bar and no summary table (errors and warnings still print)
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Report flags shared by `run` and `sweep`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Report")]
+pub struct ReportFlags {
+    /// Do not render report.html and the PNG charts (`atc-bt report DIR` can later)
+    #[arg(long)]
+    pub no_report: bool,
+    /// Symbols with their own chart: the best and worst N by total return, or `all`
+    #[arg(long, value_name = "N|all", default_value = "5", value_parser = crate::cli::report::parse_symbols_in_report)]
+    pub symbols_in_report: SymbolsInReport,
+    /// Draw equity curves on a log scale
+    #[arg(long)]
+    pub log_scale: bool,
+}
+
+impl ReportFlags {
+    /// Renders the report of `dir` unless `--no-report`; prints where it is.
+    pub fn render(&self, dir: &std::path::Path, quiet: bool) -> Result<()> {
+        if self.no_report {
+            return Ok(());
+        }
+        let opts = ReportOptions {
+            format: Format::Both,
+            symbols_in_report: self.symbols_in_report,
+            log_scale: self.log_scale,
+        };
+        let summary = render_report(dir, &opts).with_context(|| {
+            format!(
+                "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+        if !quiet {
+            if let Some(html) = summary.html {
+                println!("report: {}", html.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Execution flags (override `[execution]` of the strategy file).
@@ -139,8 +190,14 @@ pub fn resolve_plan(sel: &SelectionArgs, data: &Dataset) -> Result<RunPlan> {
 /// Runs `atc-bt run`.
 pub fn execute(args: &RunArgs) -> Result<()> {
     let t0 = Instant::now();
+    let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
+    sampler.phase("load");
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
     let dataset = Dataset::open(&args.data.options(!args.quiet))?;
+    let cache = Cache::open(&args.cache.config(dataset.dir()));
+    for w in cache.warnings() {
+        eprintln!("warning: {w}");
+    }
     let strict = args.data.strict;
     print_data_warnings(&dataset);
     for bad in dataset.invalid() {
@@ -157,9 +214,19 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .context("cannot start worker threads")?;
     let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
     let t1 = Instant::now();
-    let result = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| pb.inc(1)))?;
+    sampler.phase("compute");
+    let result = pool.install(|| {
+        run_with_cache(&dataset, &plan, &strategy, strict, &cache, &|bars| {
+            pb.inc(1);
+            sampler.add_bars(bars as u64);
+        })
+    })?;
     pb.finish_and_clear();
     let t_compute = t1.elapsed();
+    cache.flush();
+    let stats = cache.stats();
+    let (hits, misses) = cache_counts(&stats);
+    sampler.set_cache(hits, misses);
     crate::run::print_skipped(&result.skipped);
 
     let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
@@ -171,6 +238,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         ))
     });
     let t2 = Instant::now();
+    sampler.phase("write");
     let mut run_json = run_json(
         args,
         &dataset,
@@ -184,7 +252,18 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "load": t_load.as_secs_f64() * 1e3,
         "compute": t_compute.as_secs_f64() * 1e3,
     });
-    write_run_dir(&out, &result, &run_json)?;
+    run_json["cache"] = serde_json::json!({
+        "enabled": stats.enabled,
+        "hits": hits,
+        "misses": misses,
+    });
+    write_run_dir_with(&out, &result, &run_json, |tmp| {
+        let path = tmp.join("memory.parquet");
+        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    })?;
     let t_write = t2.elapsed();
     if !args.quiet {
         print_summary(
@@ -193,8 +272,21 @@ pub fn execute(args: &RunArgs) -> Result<()> {
             t_compute.as_secs_f64(),
             t_write.as_secs_f64(),
         );
+        if stats.enabled && hits + misses > 0 {
+            println!(
+                "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
+                100.0 * hits as f64 / (hits + misses) as f64
+            );
+        }
     }
-    Ok(())
+    args.report.render(&out, args.quiet)
+}
+
+/// Hits and misses of this process over every cached kind.
+pub fn cache_counts(stats: &crate::cache::CacheStats) -> (u64, u64) {
+    stats.this_run.iter().fold((0, 0), |(h, m), k| {
+        (h + k.hits_l1 + k.hits_l2, m + k.misses)
+    })
 }
 
 /// blake3 of everything that determines the results (parameters, selection,

@@ -7,10 +7,13 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs};
+use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, ReportFlags};
+use crate::cache::Cache;
 use crate::data::{parse_date_bound, Dataset};
+use crate::report::{write_memory_parquet, MemorySampler};
 use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
 use crate::run::{fmt_ts, run, RunPlan, Strategy};
 use crate::sweep::output::{
@@ -62,6 +65,10 @@ pub struct SweepArgs {
     /// Combinations to print
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
+    pub report: ReportFlags,
     /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -218,7 +225,13 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         );
     }
 
+    let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
+    sampler.phase("load");
     let dataset = Dataset::open(&args.data.options(!args.quiet))?;
+    let cache = Cache::open(&args.cache.config(dataset.dir()));
+    for w in cache.warnings() {
+        eprintln!("warning: {w}");
+    }
     let strict = args.data.strict;
     super::run::print_data_warnings(&dataset);
     for bad in dataset.invalid() {
@@ -294,8 +307,14 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         .context("cannot start worker threads")?;
     let t_load = t0.elapsed();
     let pb = progress_bar(grid.count() as usize, args.quiet, "combinations");
+    let bars_per_combo: u64 = plan
+        .series
+        .iter()
+        .map(|&i| dataset.series()[i].bars as u64)
+        .sum();
     let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
     let t1 = Instant::now();
+    sampler.phase("compute");
     let result = pool.install(|| {
         sweep(
             &dataset,
@@ -304,8 +323,12 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &base,
             &samples,
             strict,
+            &cache,
             &mut |rows| writer.write(&rows),
-            &|| pb.inc(1),
+            &|| {
+                pb.inc(1);
+                sampler.add_bars(bars_per_combo);
+            },
         )
     });
     pb.finish_and_clear();
@@ -318,6 +341,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     };
     writer.finish().map_err(anyhow::Error::msg)?;
     let t_compute = t1.elapsed();
+    cache.flush();
+    let (hits, misses) = super::run::cache_counts(&cache.stats());
+    sampler.set_cache(hits, misses);
+    sampler.phase("write");
     crate::run::print_skipped(&result.skipped);
 
     let rank_k = if split.is_some() { 1 } else { 0 };
@@ -415,6 +442,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &[(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)],
         )?;
     }
+    write_memory_parquet(&tmp.join("memory.parquet"), &sampler.finish())?;
     if out.exists() {
         std::fs::remove_dir_all(&out)
             .with_context(|| format!("cannot replace {}", out.display()))?;
@@ -436,8 +464,14 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             print_walk_forward(w, &args.rank_by);
         }
         println!("results: {}", out.display());
+        if hits + misses > 0 {
+            println!(
+                "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
+                100.0 * hits as f64 / (hits + misses) as f64
+            );
+        }
     }
-    Ok(())
+    args.report.render(&out, args.quiet)
 }
 
 fn print_walk_forward(w: &WalkForward, metric: &str) {

@@ -16,8 +16,9 @@ use serde::Serialize;
 use crate::backtest::{
     benchmark_metrics, metrics, portfolio, simulate, Bars, Curve, ExecConfig, Metrics, SymbolRun,
 };
+use crate::cache::{cached_signals, Cache};
 use crate::data::{window, Dataset};
-use crate::engine::{compute, Detail};
+use crate::engine::validate_close;
 pub use strategy::{Execution, Strategy, StrategyError};
 
 /// What to trade: series indices into [`Dataset::series`] and the window.
@@ -105,6 +106,9 @@ pub enum RunError {
         /// What went wrong.
         reason: String,
     },
+    /// A parameter is out of range.
+    #[error(transparent)]
+    Params(#[from] crate::engine::EngineError),
     /// Writing streamed results failed.
     #[error("cannot write results: {message}")]
     Output {
@@ -301,7 +305,8 @@ pub fn collect(
     Ok(symbols)
 }
 
-/// Runs the plan. `on_done` is called once per finished symbol (progress).
+/// Runs the plan without the result cache. `on_done` is called once per
+/// finished symbol (progress).
 pub fn run(
     data: &Dataset,
     plan: &RunPlan,
@@ -309,6 +314,35 @@ pub fn run(
     strict: bool,
     on_done: &(dyn Fn() + Sync),
 ) -> Result<RunResult, RunError> {
+    run_with_cache(data, plan, strategy, strict, &Cache::disabled(), &|_| {
+        on_done()
+    })
+}
+
+/// A content hash of the exact bars the engine sees for one series: the
+/// series' close hash (computed once by the data store) with the span, so
+/// the price data is never rehashed per result.
+pub fn span_hash(close_hash: &str, start: usize, end: usize) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(close_hash.as_bytes());
+    h.update(&(start as u64).to_le_bytes());
+    h.update(&(end as u64).to_le_bytes());
+    h.finalize().to_hex().to_string()
+}
+
+/// Runs the plan, taking the engine's per-symbol signals from `cache` when
+/// present (bit-identical to computing them). `on_done(bars)` is called once
+/// per finished symbol with the bars the engine saw.
+pub fn run_with_cache(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    strict: bool,
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+) -> Result<RunResult, RunError> {
+    // The cached engine skips validation; parameters are checked once here.
+    strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     let capital_per_symbol = strategy.execution.capital / active.len() as f64;
     let cfg = strategy.execution.exec_config();
@@ -316,19 +350,22 @@ pub fn run(
         .par_iter()
         .map(|a| {
             let view = data.view(a.idx);
+            let info = &data.series()[a.idx];
             let close = &view.close[a.start..a.window.end];
-            let result = compute(close, &strategy.atc, Detail::Signal)
+            let result = validate_close(close)
+                .map(|()| {
+                    let hash = span_hash(&info.close_hash, a.start, a.window.end);
+                    cached_signals(cache, &hash, close, &strategy.atc)
+                })
                 .map_err(|e| Skipped {
-                    symbol: data.series()[a.idx].name.clone(),
+                    symbol: info.name.clone(),
                     reason: e.to_string(),
                 })
-                .and_then(|out| {
-                    trade_series(data, a, &out.avg, &out.dir, capital_per_symbol, &cfg)
-                });
+                .and_then(|(avg, dir)| trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg));
             // Done with this series: let the kernel drop its mapped pages, so
             // resident memory does not grow with the number of symbols.
             data.release(a.idx);
-            on_done();
+            on_done(close.len());
             result
         })
         .collect();

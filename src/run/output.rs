@@ -265,6 +265,17 @@ pub fn write_run_dir(
     r: &RunResult,
     run_json: &serde_json::Value,
 ) -> Result<(), OutputError> {
+    write_run_dir_with(out, r, run_json, |_| Ok(()))
+}
+
+/// [`write_run_dir`] with `extra` called on the temporary directory after
+/// the result files and before `run.json` (e.g. to add `memory.parquet`).
+pub fn write_run_dir_with(
+    out: &Path,
+    r: &RunResult,
+    run_json: &serde_json::Value,
+    extra: impl FnOnce(&Path) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -283,6 +294,7 @@ pub fn write_run_dir(
     write_equity(&tmp.join("equity.parquet"), r)?;
     write_trades(&tmp.join("trades.parquet"), r)?;
     write_signals(&tmp.join("signals.parquet"), r)?;
+    extra(&tmp)?;
     // run.json last: its presence marks a complete directory.
     write_json(&tmp.join("run.json"), run_json)?;
     if out.exists() {

@@ -25,10 +25,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::Metrics;
+use crate::cache::{cached_signal_bank, Cache};
 use crate::data::Dataset;
-use crate::engine::{layers, signal_bank, AtcParams, Detail, SignalBank};
+use crate::engine::{layers, signal_bank, validate_close, AtcParams, Detail, SignalBank};
 use crate::run::{
-    aggregate, collect, prepare, trade_series, ActiveSeries, RunError, RunPlan, Skipped, Strategy,
+    aggregate, collect, prepare, span_hash, trade_series, ActiveSeries, RunError, RunPlan, Skipped,
+    Strategy,
 };
 pub use grid::{Grid, GridError, Value};
 
@@ -137,11 +139,28 @@ fn spans(sp: &SymbolPlan) -> Vec<(usize, usize)> {
     by_start.into_iter().collect()
 }
 
-fn banks_for(data: &Dataset, sp: &SymbolPlan, p: &AtcParams) -> Vec<(usize, SignalBank)> {
+/// The signal banks of a symbol's engine spans, from the result cache when
+/// present: a second sweep over the same lengths reuses them.
+fn banks_for(
+    data: &Dataset,
+    sp: &SymbolPlan,
+    p: &AtcParams,
+    cache: &Cache,
+) -> Vec<(usize, SignalBank)> {
     let view = data.view(sp.idx);
+    let hash = &data.series()[sp.idx].close_hash;
     spans(sp)
         .into_iter()
-        .map(|(s, e)| (s, signal_bank(&view.close[s..e], p, false).0))
+        .map(|(s, e)| {
+            let close = &view.close[s..e];
+            let bank = if validate_close(close).is_ok() {
+                cached_signal_bank(cache, &span_hash(hash, s, e), close, p)
+            } else {
+                // trade_series/collect report the bad series; the bank is unused.
+                signal_bank(close, p, false).0
+            };
+            (s, bank)
+        })
         .collect()
 }
 
@@ -157,6 +176,7 @@ pub fn sweep(
     base: &Strategy,
     samples: &[Sample],
     strict: bool,
+    cache: &Cache,
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
@@ -227,7 +247,7 @@ pub fn sweep(
         let banks: Option<Vec<Vec<(usize, SignalBank)>>> = keep_banks.then(|| {
             symbol_plans
                 .par_iter()
-                .map(|sp| banks_for(data, sp, &group_params))
+                .map(|sp| banks_for(data, sp, &group_params, cache))
                 .collect()
         });
         for chunk_combos in combos.chunks(chunk) {
@@ -244,7 +264,7 @@ pub fn sweep(
                     let banks_s: &Vec<(usize, SignalBank)> = match &banks {
                         Some(b) => &b[si],
                         None => {
-                            local = banks_for(data, sp, &group_params);
+                            local = banks_for(data, sp, &group_params, cache);
                             &local
                         }
                     };
