@@ -49,7 +49,9 @@ fn shipped_grid_on_bundled_data_with_split() {
     let symbols = str_col(&rows, "symbol");
     let samples = str_col(&rows, "sample");
     let portfolio_rows = (0..symbols.len())
-        .filter(|&i| symbols[i] == "PORTFOLIO")
+        .filter(|&i| {
+            symbols[i] == "PORTFOLIO" && ["full", "in", "out"].contains(&samples[i].as_str())
+        })
         .count();
     assert_eq!(
         portfolio_rows,
@@ -57,6 +59,10 @@ fn shipped_grid_on_bundled_data_with_split() {
         "a portfolio row per combination and sample"
     );
     assert!(samples.iter().any(|s| s == "out"));
+    assert!(
+        samples.iter().any(|s| s == "wf0-train"),
+        "walk-forward training rows"
+    );
     assert!(out.join("best_equity.parquet").is_file());
     assert!(out.join("report.html").is_file());
     let wf = json(&out.join("walk_forward.json"));
