@@ -21,5 +21,6 @@ pub mod data;
 pub mod engine;
 pub mod export;
 pub mod run;
+pub mod shard;
 pub mod sweep;
 pub mod synthetic;

@@ -40,6 +40,12 @@ pub struct RunArgs {
     /// No progress bar and no summary table (errors and warnings still print)
     #[arg(long, short)]
     pub quiet: bool,
+    /// Process only shard I of N (the symbols with blake3(name) mod N = I)
+    /// and write a part `part-I-of-N/` into --out (default
+    /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
+    /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// Execution flags (override `[execution]` of the strategy file).
@@ -139,6 +145,11 @@ pub fn resolve_plan(sel: &SelectionArgs, data: &Dataset) -> Result<RunPlan> {
 /// Runs `atc-bt run`.
 pub fn execute(args: &RunArgs) -> Result<()> {
     let t0 = Instant::now();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(crate::shard::ShardSpec::from_arg)
+        .transpose()?;
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
     let dataset = Dataset::open(&args.data.options(!args.quiet))?;
     let strict = args.data.strict;
@@ -155,6 +166,9 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("cannot start worker threads")?;
+    if let Some(spec) = shard {
+        return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool);
+    }
     let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
     let t1 = Instant::now();
     let result = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| pb.inc(1)))?;
@@ -199,7 +213,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
 
 /// blake3 of everything that determines the results (parameters, selection,
 /// window, and the content of each selected series), never file names.
-fn inputs_hash(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
+pub(super) fn inputs_hash(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
     let mut h = blake3::Hasher::new();
     h.update(&RUN_FORMAT_VERSION.to_le_bytes());
     h.update(
@@ -278,7 +292,7 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
+pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
     let p = &r.portfolio_metrics;
     let b = &r.benchmark_metrics;
     println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");

@@ -64,6 +64,12 @@ pub struct SweepArgs {
     /// No progress bar and no ranking table
     #[arg(long, short)]
     pub quiet: bool,
+    /// Process only shard I of N (the symbols with blake3(name) mod N = I)
+    /// and write a part `part-I-of-N/` into --out (default
+    /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
+    /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// Quick grid axes: a list `a,b,c`, a range `start:stop:step` (inclusive) or one value.
@@ -173,6 +179,11 @@ pub fn load_grid_file(path: &Path) -> Result<(Grid, Option<PathBuf>)> {
 /// Runs `atc-bt sweep`.
 pub fn execute(args: &SweepArgs) -> Result<()> {
     let t0 = Instant::now();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(crate::shard::ShardSpec::from_arg)
+        .transpose()?;
     let (mut grid, grid_strategy) = match &args.grid {
         Some(p) => load_grid_file(p)?,
         None => (Grid::default(), None),
@@ -244,6 +255,18 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         h.update(dataset.series()[i].close_hash.as_bytes());
     }
     let inputs_hash = h.finalize().to_hex().to_string();
+    if let Some(spec) = shard {
+        return super::merge::sweep_shard(
+            args,
+            spec,
+            &dataset,
+            &plan,
+            &grid,
+            &base,
+            split,
+            &inputs_hash,
+        );
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/sweeps").join(format!(
             "{}-{}",
@@ -390,7 +413,7 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-fn print_ranking(
+pub(super) fn print_ranking(
     grid: &Grid,
     r: &crate::sweep::SweepResult,
     order: &[usize],

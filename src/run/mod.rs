@@ -309,8 +309,24 @@ pub fn run(
     strict: bool,
     on_done: &(dyn Fn() + Sync),
 ) -> Result<RunResult, RunError> {
+    run_with(data, plan, strategy, strict, None, on_done)
+}
+
+/// [`run`] with the capital split given: `capital_symbols` is the number
+/// of sub-accounts the capital is divided by (a shard passes the whole
+/// selection's count of symbols with data in the window; `None` counts the
+/// plan's own).
+pub fn run_with(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    strict: bool,
+    capital_symbols: Option<usize>,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<RunResult, RunError> {
     let (active, mut skipped) = prepare(data, plan)?;
-    let capital_per_symbol = strategy.execution.capital / active.len() as f64;
+    let capital_per_symbol =
+        strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let cfg = strategy.execution.exec_config();
     let outcomes: Vec<Result<SymbolResult, Skipped>> = active
         .par_iter()
