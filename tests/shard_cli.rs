@@ -268,7 +268,10 @@ fn a_retried_shard_replaces_its_part() {
         .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
         .assert()
         .success();
-    assert_eq!(before, bytes(&parts.join("part-1-of-2").join("curves.parquet")));
+    assert_eq!(
+        before,
+        bytes(&parts.join("part-1-of-2").join("curves.parquet"))
+    );
     let names: Vec<String> = std::fs::read_dir(&parts)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -150,11 +150,11 @@ fn kubernetes_manifests_validate() {
     let broken = tmp.path().join("broken.yaml");
     std::fs::write(
         &broken,
-        text.replace(
-            &format!("completions: {completions}"),
-            "completions: eight",
-        )
-        .replace("restartPolicy: Never", "restartPolicy: Never\n      restartPolcy: Never"),
+        text.replace(&format!("completions: {completions}"), "completions: eight")
+            .replace(
+                "restartPolicy: Never",
+                "restartPolicy: Never\n      restartPolcy: Never",
+            ),
     )
     .unwrap();
     assert!(!validate(&[&broken]).status.success());

@@ -10,7 +10,9 @@ use clap::Args;
 use super::run::{progress_bar, RunArgs};
 use super::sweep::SweepArgs;
 use crate::data::Dataset;
-use crate::run::output::{write_curves_parquet, write_run_dir, BENCHMARK, PORTFOLIO, RUN_FORMAT_VERSION};
+use crate::run::output::{
+    write_curves_parquet, write_run_dir, BENCHMARK, PORTFOLIO, RUN_FORMAT_VERSION,
+};
 use crate::run::{fmt_ts, prepare, run_with, RunPlan, Skipped, Strategy};
 use crate::shard::merge::{check_parts, discover, kind, merge_run, merge_sweep, sweep_curves};
 use crate::shard::part::{PartHeader, PartKind, PartSkipped, PartWriter, PART_FORMAT_VERSION};
@@ -61,7 +63,11 @@ fn selection_json(data: &Dataset, plan: &RunPlan) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn owned_skipped(spec: ShardSpec, skipped: &[Skipped], pos_of: &dyn Fn(&str) -> u32) -> Vec<PartSkipped> {
+fn owned_skipped(
+    spec: ShardSpec,
+    skipped: &[Skipped],
+    pos_of: &dyn Fn(&str) -> u32,
+) -> Vec<PartSkipped> {
     skipped
         .iter()
         .filter(|s| spec.owns(&s.symbol))
@@ -252,9 +258,7 @@ pub(super) fn sweep_shard(
                 &mut |_| Ok(()),
                 &|| pb.inc(1),
                 &mut |c, k, done, failed| {
-                    writer
-                        .write(c, k, done, failed)
-                        .map_err(|e| e.to_string())
+                    writer.write(c, k, done, failed).map_err(|e| e.to_string())
                 },
             )
         });
@@ -484,7 +488,8 @@ fn merge_sweep_dir(
         }
     };
     if out.exists() {
-        std::fs::remove_dir_all(out).with_context(|| format!("cannot replace {}", out.display()))?;
+        std::fs::remove_dir_all(out)
+            .with_context(|| format!("cannot replace {}", out.display()))?;
     }
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot move results to {}", out.display()))?;

@@ -171,7 +171,10 @@ fn difference(a: &PartHeader, b: &PartHeader) -> String {
         );
     }
     if a.kind != b.kind {
-        return format!("a {:?} part where the others are {:?} parts", a.kind, b.kind);
+        return format!(
+            "a {:?} part where the others are {:?} parts",
+            a.kind, b.kind
+        );
     }
     if a.shards != b.shards {
         return format!(

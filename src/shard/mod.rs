@@ -89,12 +89,18 @@ impl fmt::Display for ShardSpec {
 impl ShardSpec {
     /// Parses `i/N` or `auto/N`; `auto` reads the index from the first of
     /// [`INDEX_ENV_VARS`] that `env` returns.
-    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<ShardSpec, ShardError> {
+    pub fn parse(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ShardSpec, ShardError> {
         let syntax = |why: &str| ShardError::Syntax {
             text: text.to_string(),
             why: why.to_string(),
         };
-        let (i, n) = text.trim().split_once('/').ok_or_else(|| syntax("no '/'"))?;
+        let (i, n) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| syntax("no '/'"))?;
         let count: u32 = n
             .trim()
             .parse()

@@ -163,7 +163,9 @@ impl PartHeader {
 
     /// Capital per sub-account of sample `k`.
     pub fn capital(&self, k: usize) -> f64 {
-        self.capital_bits.get(k).map_or(f64::NAN, |&b| f64::from_bits(b))
+        self.capital_bits
+            .get(k)
+            .map_or(f64::NAN, |&b| f64::from_bits(b))
     }
 }
 
@@ -403,10 +405,18 @@ impl PartWriter {
             let p = self.pos(&s.run.symbol)?;
             let r = &s.run;
             let len = r.ts.len();
-            if [r.equity.len(), r.position.len(), r.gross.len(), r.benchmark.len()]
-                .iter()
-                .any(|&l| l != len)
-                || (self.detail && [s.close.len(), s.avg.len(), s.dir.len()].iter().any(|&l| l != len))
+            if [
+                r.equity.len(),
+                r.position.len(),
+                r.gross.len(),
+                r.benchmark.len(),
+            ]
+            .iter()
+            .any(|&l| l != len)
+                || (self.detail
+                    && [s.close.len(), s.avg.len(), s.dir.len()]
+                        .iter()
+                        .any(|&l| l != len))
             {
                 return Err(PartError::Corrupt {
                     path: self.curves.path.clone(),
@@ -728,7 +738,15 @@ impl PartReader {
                             trades: vec![],
                             total_fees: fees.value(i),
                         },
-                        metrics: crate::backtest::metrics(1.0, &[0], &[1.0], &[1.0], &[], None, 0.0),
+                        metrics: crate::backtest::metrics(
+                            1.0,
+                            &[0],
+                            &[1.0],
+                            &[1.0],
+                            &[],
+                            None,
+                            0.0,
+                        ),
                         close: vec![],
                         avg: vec![],
                         dir: vec![],
@@ -799,7 +817,11 @@ impl PartReader {
                 let symbol = s.run.symbol.clone();
                 s.run.trades.push(Trade {
                     symbol,
-                    side: if long.value(i) { Side::Long } else { Side::Short },
+                    side: if long.value(i) {
+                        Side::Long
+                    } else {
+                        Side::Short
+                    },
                     entry_ts: entry_ts.value(i),
                     entry_price: ep.value(i),
                     exit_ts: (!exit_ts.is_null(i)).then(|| exit_ts.value(i)),
