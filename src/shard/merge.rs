@@ -162,6 +162,30 @@ fn name_claims(p: &Path) -> (String, String) {
     }
 }
 
+/// The first leaf where two JSON values differ: `(path, a, b)`.
+fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: String,
+) -> Option<(String, String, String)> {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let null = serde_json::Value::Null;
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), p)
+            })
+        }
+        _ if a == b => None,
+        _ => Some((path, a.to_string(), b.to_string())),
+    }
+}
+
 /// What differs between two headers, in words.
 fn difference(a: &PartHeader, b: &PartHeader) -> String {
     if a.format_version != b.format_version {
@@ -183,28 +207,9 @@ fn difference(a: &PartHeader, b: &PartHeader) -> String {
         );
     }
     if a.params != b.params {
-        let (pa, pb) = (&a.params, &b.params);
-        let keys: Vec<String> = match (pa.as_object(), pb.as_object()) {
-            (Some(x), Some(y)) => x
-                .keys()
-                .chain(y.keys())
-                .filter(|k| x.get(*k) != y.get(*k))
-                .cloned()
-                .collect(),
-            _ => vec!["params".into()],
-        };
-        let mut keys = keys;
-        keys.dedup();
-        return format!(
-            "different parameters ({}: {} vs {})",
-            keys.join(", "),
-            keys.first()
-                .and_then(|k| pa.get(k))
-                .map_or("-".into(), |v| v.to_string()),
-            keys.first()
-                .and_then(|k| pb.get(k))
-                .map_or("-".into(), |v| v.to_string()),
-        );
+        let (path, x, y) = first_difference(&a.params, &b.params, String::new())
+            .unwrap_or_else(|| ("params".into(), "-".into(), "-".into()));
+        return format!("different parameters ({path} = {x} where the others have {y})");
     }
     if a.inputs_hash != b.inputs_hash || a.selection != b.selection {
         return format!(

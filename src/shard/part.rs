@@ -657,6 +657,16 @@ impl Stored {
     }
 }
 
+/// A symbol's result while its rows are read.
+struct Partial {
+    run: SymbolRun,
+    close: Vec<f64>,
+    avg: Vec<f64>,
+    dir: Vec<i8>,
+    window: std::ops::Range<usize>,
+    engine_bars: usize,
+}
+
 /// Reads a complete part's tables in lockstep with the other parts.
 pub struct PartReader {
     /// The part directory.
@@ -692,7 +702,7 @@ impl PartReader {
             path: path.to_path_buf(),
             why,
         };
-        let mut runs: BTreeMap<(u32, u32), SymbolResult> = BTreeMap::new();
+        let mut runs: BTreeMap<(u32, u32), Partial> = BTreeMap::new();
         let p = self.symbols.path.clone();
         for b in self.symbols.take(combo)? {
             let sample = u32_col(&p, &b, "sample")?;
@@ -726,7 +736,7 @@ impl PartReader {
                 let (a, e) = (ws.value(i) as usize, we.value(i) as usize);
                 runs.insert(
                     key,
-                    SymbolResult {
+                    Partial {
                         run: SymbolRun {
                             symbol,
                             capital: cap.value(i),
@@ -738,15 +748,6 @@ impl PartReader {
                             trades: vec![],
                             total_fees: fees.value(i),
                         },
-                        metrics: crate::backtest::metrics(
-                            1.0,
-                            &[0],
-                            &[1.0],
-                            &[1.0],
-                            &[],
-                            None,
-                            0.0,
-                        ),
                         close: vec![],
                         avg: vec![],
                         dir: vec![],
@@ -835,10 +836,20 @@ impl PartReader {
                 });
             }
         }
-        for (key, mut s) in runs {
-            // The same call as `trade_series`, on the same numbers.
-            s.metrics = s.run.metrics();
-            into.insert(key, Stored::Done(Box::new(s)));
+        for (key, s) in runs {
+            into.insert(
+                key,
+                Stored::Done(Box::new(SymbolResult {
+                    // The same call as `trade_series`, on the same numbers.
+                    metrics: s.run.metrics(),
+                    run: s.run,
+                    close: s.close,
+                    avg: s.avg,
+                    dir: s.dir,
+                    window: s.window,
+                    engine_bars: s.engine_bars,
+                })),
+            );
         }
         Ok(())
     }
