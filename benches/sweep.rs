@@ -34,7 +34,9 @@ fn sweep_vs_runs(c: &mut Criterion) {
             let mut n = 0usize;
             for close in &series {
                 for p in &combos {
-                    n += compute_unchecked(black_box(close), p, Detail::Signal).dir.len();
+                    n += compute_unchecked(black_box(close), p, Detail::Signal)
+                        .dir
+                        .len();
                 }
             }
             n
@@ -57,9 +59,19 @@ fn sweep_vs_runs(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BARS as u64));
     let (bank, _) = signal_bank(&series[0], &combos[0], false);
     g.bench_function("full_compute", |b| {
-        b.iter(|| compute_unchecked(black_box(&series[0]), &combos[1], Detail::Signal).dir.len())
+        b.iter(|| {
+            compute_unchecked(black_box(&series[0]), &combos[1], Detail::Signal)
+                .dir
+                .len()
+        })
     });
-    g.bench_function("layers_only", |b| b.iter(|| layers(black_box(&bank), &combos[1], Detail::Signal).dir.len()));
+    g.bench_function("layers_only", |b| {
+        b.iter(|| {
+            layers(black_box(&bank), &combos[1], Detail::Signal)
+                .dir
+                .len()
+        })
+    });
     g.finish();
 }
 

@@ -23,5 +23,6 @@ pub mod engine;
 pub mod export;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod sweep;
 pub mod synthetic;

@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod compute;
 mod data;
+mod merge;
 mod params;
 mod report;
 mod run;
@@ -51,6 +52,10 @@ pub enum Command {
     /// Sweep a parameter grid (lambda, decay, cutout, lengths, robustness,
     /// thresholds) with shared work, ranking and in/out-of-sample metrics
     Sweep(Box<sweep::SweepArgs>),
+    /// Merge the parts of a sharded `run --shard`/`sweep --shard` into the
+    /// results one machine would write (byte-identical metrics.json /
+    /// results.parquet)
+    Merge(merge::MergeArgs),
     /// Inspect and ingest Parquet market data (info, ingest, synth)
     Data(DataArgs),
     /// Measure throughput (bars/s) of the full ATC or the backtest stage on a
@@ -78,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compute(args) => compute::run(&args),
         Command::Run(args) => run::execute(&args),
         Command::Sweep(args) => sweep::execute(&args),
+        Command::Merge(args) => merge::execute(&args),
         Command::Data(args) => data::run(&args),
         Command::Bench(args) => bench::execute(&args),
         Command::Cache(args) => cache::run(&args),

@@ -49,6 +49,12 @@ pub struct RunArgs {
     /// No progress bar and no summary table (errors and warnings still print)
     #[arg(long, short)]
     pub quiet: bool,
+    /// Process only shard I of N (the symbols with blake3(name) mod N = I)
+    /// and write a part `part-I-of-N/` into --out (default
+    /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
+    /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// Report flags shared by `run` and `sweep`.
@@ -192,9 +198,19 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     let t0 = Instant::now();
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
+    let shard = args
+        .shard
+        .as_deref()
+        .map(crate::shard::ShardSpec::from_arg)
+        .transpose()?;
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
     let dataset = Dataset::open(&args.data.options(!args.quiet))?;
-    let cache = Cache::open(&args.cache.config(dataset.dir()));
+    let mut cache_cfg = args.cache.config(dataset.dir());
+    if let Some(spec) = &shard {
+        // sled allows one process per database: each shard has its own.
+        cache_cfg.dir = spec.cache_dir(&cache_cfg.dir);
+    }
+    let cache = Cache::open(&cache_cfg);
     for w in cache.warnings() {
         eprintln!("warning: {w}");
     }
@@ -212,11 +228,14 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("cannot start worker threads")?;
+    if let Some(spec) = shard {
+        return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
+    }
     let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
     let t1 = Instant::now();
     sampler.phase("compute");
     let result = pool.install(|| {
-        run_with_cache(&dataset, &plan, &strategy, strict, &cache, &|bars| {
+        run_with_cache(&dataset, &plan, &strategy, strict, None, &cache, &|bars| {
             pb.inc(1);
             sampler.add_bars(bars as u64);
         })
@@ -291,7 +310,7 @@ pub fn cache_counts(stats: &crate::cache::CacheStats) -> (u64, u64) {
 
 /// blake3 of everything that determines the results (parameters, selection,
 /// window, and the content of each selected series), never file names.
-fn inputs_hash(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
+pub(super) fn inputs_hash(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
     let mut h = blake3::Hasher::new();
     h.update(&RUN_FORMAT_VERSION.to_le_bytes());
     h.update(
@@ -370,7 +389,7 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
+pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
     let p = &r.portfolio_metrics;
     let b = &r.benchmark_metrics;
     println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");

@@ -78,6 +78,12 @@ pub struct SweepArgs {
     /// No progress bar and no ranking table
     #[arg(long, short)]
     pub quiet: bool,
+    /// Process only shard I of N (the symbols with blake3(name) mod N = I)
+    /// and write a part `part-I-of-N/` into --out (default
+    /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
+    /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
 }
 
 /// Quick grid axes: a list `a,b,c`, a range `start:stop:step` (inclusive) or one value.
@@ -187,6 +193,11 @@ pub fn load_grid_file(path: &Path) -> Result<(Grid, Option<PathBuf>)> {
 /// Runs `atc-bt sweep`.
 pub fn execute(args: &SweepArgs) -> Result<()> {
     let t0 = Instant::now();
+    let shard = args
+        .shard
+        .as_deref()
+        .map(crate::shard::ShardSpec::from_arg)
+        .transpose()?;
     let (mut grid, grid_strategy) = match &args.grid {
         Some(p) => load_grid_file(p)?,
         None => (Grid::default(), None),
@@ -278,6 +289,25 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         h.update(dataset.series()[i].close_hash.as_bytes());
     }
     let inputs_hash = h.finalize().to_hex().to_string();
+    if let Some(spec) = shard {
+        if args.walk_forward.is_some() {
+            bail!("--walk-forward cannot be sharded yet: run the walk-forward on one machine");
+        }
+        let mut cfg = args.cache.config(dataset.dir());
+        cfg.dir = spec.cache_dir(&cfg.dir);
+        let shard_cache = Cache::open(&cfg);
+        return super::merge::sweep_shard(
+            args,
+            spec,
+            &dataset,
+            &plan,
+            &grid,
+            &base,
+            (&samples, split),
+            &inputs_hash,
+            &shard_cache,
+        );
+    }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/sweeps").join(format!(
             "{}-{}",
@@ -524,7 +554,7 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-fn print_ranking(
+pub(super) fn print_ranking(
     grid: &Grid,
     r: &crate::sweep::SweepResult,
     order: &[usize],

@@ -314,9 +314,15 @@ pub fn run(
     strict: bool,
     on_done: &(dyn Fn() + Sync),
 ) -> Result<RunResult, RunError> {
-    run_with_cache(data, plan, strategy, strict, &Cache::disabled(), &|_| {
-        on_done()
-    })
+    run_with_cache(
+        data,
+        plan,
+        strategy,
+        strict,
+        None,
+        &Cache::disabled(),
+        &|_| on_done(),
+    )
 }
 
 /// A content hash of the exact bars the engine sees for one series: the
@@ -330,21 +336,47 @@ pub fn span_hash(close_hash: &str, start: usize, end: usize) -> String {
     h.finalize().to_hex().to_string()
 }
 
+/// [`run`] with the capital split given: `capital_symbols` is the number
+/// of sub-accounts the capital is divided by (a shard passes the whole
+/// selection's count of symbols with data in the window; `None` counts the
+/// plan's own).
+pub fn run_with(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    strict: bool,
+    capital_symbols: Option<usize>,
+    on_done: &(dyn Fn() + Sync),
+) -> Result<RunResult, RunError> {
+    run_with_cache(
+        data,
+        plan,
+        strategy,
+        strict,
+        capital_symbols,
+        &Cache::disabled(),
+        &|_| on_done(),
+    )
+}
+
 /// Runs the plan, taking the engine's per-symbol signals from `cache` when
-/// present (bit-identical to computing them). `on_done(bars)` is called once
-/// per finished symbol with the bars the engine saw.
+/// present (bit-identical to computing them), with the capital split of
+/// [`run_with`]. `on_done(bars)` is called once per finished symbol with
+/// the bars the engine saw.
 pub fn run_with_cache(
     data: &Dataset,
     plan: &RunPlan,
     strategy: &Strategy,
     strict: bool,
+    capital_symbols: Option<usize>,
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> Result<RunResult, RunError> {
     // The cached engine skips validation; parameters are checked once here.
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
-    let capital_per_symbol = strategy.execution.capital / active.len() as f64;
+    let capital_per_symbol =
+        strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let cfg = strategy.execution.exec_config();
     let outcomes: Vec<Result<SymbolResult, Skipped>> = active
         .par_iter()

@@ -180,6 +180,57 @@ pub fn sweep(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
+    sweep_with(
+        data,
+        plan,
+        grid,
+        base,
+        samples,
+        strict,
+        cache,
+        None,
+        emit,
+        on_combo,
+        &mut |_, _, _, _| Ok(()),
+    )
+}
+
+/// What [`sweep_with`] shows per (combination, sample): the symbols that
+/// traded, in plan order, and those that failed.
+pub type Observer<'a> =
+    dyn FnMut(usize, usize, &[crate::run::SymbolResult], &[Skipped]) -> Result<(), String> + 'a;
+
+/// The order in which [`sweep`] processes (and emits) combinations: groups
+/// of equal lengths in a fixed order, grid order inside a group.
+pub fn combo_order(grid: &Grid, base: &AtcParams) -> Vec<usize> {
+    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
+    for c in 0..grid.count() as usize {
+        groups
+            .entry(lengths_key(&grid.combo(base, c)))
+            .or_default()
+            .push(c);
+    }
+    groups.into_values().flatten().collect()
+}
+
+/// [`sweep`] with the capital split given per sample (`capital_symbols[k]`
+/// sub-accounts; a shard passes the whole selection's counts) and an
+/// observer that sees every (combination, sample)'s per-symbol results
+/// before they are aggregated (a shard writes them to its part).
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_with(
+    data: &Dataset,
+    plan: &RunPlan,
+    grid: &Grid,
+    base: &Strategy,
+    samples: &[Sample],
+    strict: bool,
+    cache: &Cache,
+    capital_symbols: Option<&[usize]>,
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &(dyn Fn() + Sync),
+    observe: &mut Observer<'_>,
+) -> Result<SweepResult, RunError> {
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
     let mut skipped = Vec::new();
@@ -202,7 +253,13 @@ pub fn sweep(
     }
     let capital: Vec<f64> = per_sample_active
         .iter()
-        .map(|a| base.execution.capital / a.len().max(1) as f64)
+        .enumerate()
+        .map(|(k, a)| {
+            let n = capital_symbols
+                .and_then(|c| c.get(k).copied())
+                .unwrap_or(a.len());
+            base.execution.capital / n.max(1) as f64
+        })
         .collect();
     let mut symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
         .iter()
@@ -315,6 +372,7 @@ pub fn sweep(
                 for (k, outcomes) in by_sample.into_iter().enumerate() {
                     let mut sk = Vec::new();
                     let symbols = collect(outcomes, &mut sk, strict)?;
+                    observe(c, k, &symbols, &sk).map_err(|message| RunError::Output { message })?;
                     if c == 0 && k == 0 {
                         skipped.extend(sk);
                     }

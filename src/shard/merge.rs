@@ -1,0 +1,520 @@
+//! `atc-bt merge`: check a set of parts and rebuild the single-machine
+//! results from them.
+//!
+//! Checks, before anything is written: every path is a complete part
+//! (header and `_SUCCESS`), all parts come from the same inputs and
+//! parameters (same inputs hash, shard count, capital split and resolved
+//! parameters; the odd part is named), no index appears twice and none of
+//! `0..N` is missing. Then the parts are read in lockstep, one combination
+//! at a time, and each symbol's stored results are put back in the order of
+//! the whole selection, so [`aggregate`] sums the portfolio in exactly the
+//! single-machine order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::part::{read_header, PartError, PartHeader, PartKind, PartReader, Stored, SUCCESS};
+use crate::backtest::Curve;
+use crate::run::{aggregate, collect, RunError, RunResult, Skipped, Strategy, SymbolResult};
+use crate::sweep::{combo_order, samples, ComboSummary, Grid, Row, Sample, SweepResult, Value};
+
+/// Errors of `merge`.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no parts found in {}; give the part directories (part-<i>-of-<N>) or the directory that holds them", path.display())]
+    NoParts {
+        /// Where we looked.
+        path: PathBuf,
+    },
+    /// A path that is not a part.
+    #[error("{}: not a part (no readable part.json: {why}); give directories written by `run --shard`/`sweep --shard`", path.display())]
+    NotAPart {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A part without its success marker.
+    #[error("{}: half-written part (no {SUCCESS} marker): the shard did not finish; rerun shard {index} of {count}", path.display())]
+    HalfWritten {
+        /// The part.
+        path: PathBuf,
+        /// Its index, as its name says.
+        index: String,
+        /// The count, as its name says.
+        count: String,
+    },
+    /// A part from other inputs or parameters than the rest.
+    #[error("{}: foreign part: {why} (the other parts, e.g. {}, agree); rerun it with the same data and parameters", path.display(), reference.display())]
+    Foreign {
+        /// The odd part.
+        path: PathBuf,
+        /// A part of the majority.
+        reference: PathBuf,
+        /// What differs.
+        why: String,
+    },
+    /// Two parts with the same index.
+    #[error("{} and {}: both are part {index} of {count}; keep one", first.display(), second.display())]
+    Duplicate {
+        /// The index.
+        index: u32,
+        /// The count.
+        count: u32,
+        /// One.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+    /// Parts missing.
+    #[error("missing part(s) {} of {count}: expected part-<i>-of-{count} for every i in 0..{count}; run the missing shard(s) with --shard <i>/{count}", missing.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))]
+    Missing {
+        /// Missing indices.
+        missing: Vec<u32>,
+        /// The count.
+        count: u32,
+    },
+    /// A part's header does not describe what merge needs.
+    #[error("{}: {why}", path.display())]
+    BadParams {
+        /// The part.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Reading a part failed.
+    #[error(transparent)]
+    Part(#[from] PartError),
+    /// Aggregation failed.
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+/// A checked part: its directory and header.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its header.
+    pub header: PartHeader,
+}
+
+fn looks_like_part(p: &Path) -> bool {
+    p.join(super::part::PART_JSON).exists()
+        || p.join(SUCCESS).exists()
+        || p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("part-"))
+}
+
+/// Expands the arguments: a part directory is taken as is; any other
+/// directory stands for the `part-*` directories in it (temporary
+/// `.part-*.partial-*` directories of running or killed shards are ignored).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, MergeError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if looks_like_part(p) || !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(p).map_err(|source| PartError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|c| {
+                c.is_dir()
+                    && c.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("part-"))
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(MergeError::NoParts { path: p.clone() });
+        }
+        found.sort();
+        out.extend(found);
+    }
+    if out.is_empty() {
+        return Err(MergeError::NoParts {
+            path: PathBuf::from("."),
+        });
+    }
+    Ok(out)
+}
+
+/// The `(i, N)` a part's directory name claims, as text.
+fn name_claims(p: &Path) -> (String, String) {
+    let name = p
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    match name
+        .strip_prefix("part-")
+        .and_then(|r| r.split_once("-of-"))
+    {
+        Some((i, n)) => (i.to_string(), n.to_string()),
+        None => ("?".into(), "?".into()),
+    }
+}
+
+/// The first leaf where two JSON values differ: `(path, a, b)`.
+fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: String,
+) -> Option<(String, String, String)> {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let null = serde_json::Value::Null;
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                first_difference(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), p)
+            })
+        }
+        _ if a == b => None,
+        _ => Some((path, a.to_string(), b.to_string())),
+    }
+}
+
+/// What differs between two headers, in words.
+fn difference(a: &PartHeader, b: &PartHeader) -> String {
+    if a.format_version != b.format_version {
+        return format!(
+            "part format {} where the others have {}",
+            a.format_version, b.format_version
+        );
+    }
+    if a.kind != b.kind {
+        return format!(
+            "a {:?} part where the others are {:?} parts",
+            a.kind, b.kind
+        );
+    }
+    if a.shards != b.shards {
+        return format!(
+            "one of {} shards where the others are of {}",
+            a.shards, b.shards
+        );
+    }
+    if a.params != b.params {
+        let (path, x, y) = first_difference(&a.params, &b.params, String::new())
+            .unwrap_or_else(|| ("params".into(), "-".into(), "-".into()));
+        return format!("different parameters ({path} = {x} where the others have {y})");
+    }
+    if a.inputs_hash != b.inputs_hash || a.selection != b.selection {
+        return format!(
+            "different input data or selection (inputs hash {} vs {})",
+            &a.inputs_hash[..a.inputs_hash.len().min(12)],
+            &b.inputs_hash[..b.inputs_hash.len().min(12)]
+        );
+    }
+    "a different capital split (symbols with data in the window)".into()
+}
+
+/// Reads and checks the parts (see the module doc); returns them sorted by
+/// index. Nothing is written.
+pub fn check_parts(paths: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
+    let mut parts = Vec::new();
+    for p in paths {
+        let hp = p.join(super::part::PART_JSON);
+        if !p.is_dir() || !hp.exists() {
+            if p.is_dir() && !p.join(SUCCESS).exists() {
+                let (index, count) = name_claims(p);
+                return Err(MergeError::HalfWritten {
+                    path: p.clone(),
+                    index,
+                    count,
+                });
+            }
+            return Err(MergeError::NotAPart {
+                path: p.clone(),
+                why: if p.exists() {
+                    "no part.json".into()
+                } else {
+                    "no such directory".into()
+                },
+            });
+        }
+        if !p.join(SUCCESS).exists() {
+            let (index, count) = name_claims(p);
+            return Err(MergeError::HalfWritten {
+                path: p.clone(),
+                index,
+                count,
+            });
+        }
+        let header = read_header(p).map_err(|e| MergeError::NotAPart {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        parts.push(Part {
+            dir: p.clone(),
+            header,
+        });
+    }
+    // The majority defines the merge; ties go to the group of the first part.
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let id = p.header.identity();
+        match groups.iter_mut().find(|(g, _)| *g == id) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((id, vec![i])),
+        }
+    }
+    if groups.len() > 1 {
+        let best = groups
+            .iter()
+            .enumerate()
+            .max_by_key(|(gi, (_, v))| (v.len(), std::cmp::Reverse(*gi)))
+            .map(|(gi, _)| gi)
+            .unwrap_or(0);
+        let reference = &parts[groups[best].1[0]];
+        let odd = groups
+            .iter()
+            .enumerate()
+            .filter(|(gi, _)| *gi != best)
+            .flat_map(|(_, (_, v))| v.iter().copied())
+            .min()
+            .unwrap_or(0);
+        let odd = &parts[odd];
+        return Err(MergeError::Foreign {
+            path: odd.dir.clone(),
+            reference: reference.dir.clone(),
+            why: difference(&odd.header, &reference.header),
+        });
+    }
+    parts.sort_by_key(|p| p.header.shard);
+    for w in parts.windows(2) {
+        if w[0].header.shard == w[1].header.shard {
+            return Err(MergeError::Duplicate {
+                index: w[0].header.shard,
+                count: w[0].header.shards,
+                first: w[0].dir.clone(),
+                second: w[1].dir.clone(),
+            });
+        }
+    }
+    let count = parts[0].header.shards;
+    let missing: Vec<u32> = (0..count)
+        .filter(|i| !parts.iter().any(|p| p.header.shard == *i))
+        .collect();
+    if !missing.is_empty() {
+        return Err(MergeError::Missing { missing, count });
+    }
+    Ok(parts)
+}
+
+fn open_readers(parts: &[Part]) -> Result<Vec<PartReader>, MergeError> {
+    parts
+        .iter()
+        .map(|p| PartReader::open(&p.dir, p.header.clone()).map_err(MergeError::from))
+        .collect()
+}
+
+/// The selection's window-skipped symbols over all parts, in selection order.
+fn window_skipped(parts: &[Part]) -> Vec<Skipped> {
+    let mut v: Vec<_> = parts
+        .iter()
+        .flat_map(|p| p.header.skipped_window.iter().cloned())
+        .collect();
+    v.sort_by_key(|s| s.pos);
+    v.into_iter()
+        .map(|s| Skipped {
+            symbol: s.symbol,
+            reason: s.reason,
+        })
+        .collect()
+}
+
+/// Rebuilds the result of a sharded `run` exactly as the single run
+/// computes it.
+pub fn merge_run(parts: &[Part]) -> Result<RunResult, MergeError> {
+    let mut skipped = window_skipped(parts);
+    let mut map = BTreeMap::new();
+    for mut r in open_readers(parts)? {
+        r.take_combo(0, &mut map)?;
+        r.check_exhausted()?;
+    }
+    let outcomes: Vec<Result<SymbolResult, Skipped>> =
+        map.into_values().map(Stored::into_outcome).collect();
+    let symbols = collect(outcomes, &mut skipped, false)?;
+    Ok(aggregate(symbols, skipped, parts[0].header.capital(0)))
+}
+
+fn bad(parts: &[Part], why: impl Into<String>) -> MergeError {
+    MergeError::BadParams {
+        path: parts[0].dir.join(super::part::PART_JSON),
+        why: why.into(),
+    }
+}
+
+/// The grid, base strategy and samples of a sweep part.
+pub fn sweep_setup(parts: &[Part]) -> Result<(Grid, Strategy, Vec<Sample>), MergeError> {
+    let p = &parts[0].header.params;
+    let base: Strategy = serde_json::from_value(p["base"].clone())
+        .map_err(|e| bad(parts, format!("base strategy: {e}")))?;
+    let mut grid = Grid::default();
+    let axes = p["grid"]["axes"]
+        .as_array()
+        .ok_or_else(|| bad(parts, "no grid axes"))?;
+    for a in axes {
+        let name = a[0]
+            .as_str()
+            .ok_or_else(|| bad(parts, "grid axis without a name"))?;
+        let vals = a[1]
+            .as_array()
+            .ok_or_else(|| bad(parts, format!("grid axis {name} without values")))?;
+        let mut values = Vec::with_capacity(vals.len());
+        for v in vals {
+            let value = if let Some(s) = v.as_str() {
+                Value::Robustness(
+                    s.parse()
+                        .map_err(|e| bad(parts, format!("grid axis {name}: {e}")))?,
+                )
+            } else if let Some(i) = v.as_u64() {
+                Value::Int(i as usize)
+            } else if let Some(f) = v.as_f64() {
+                Value::Real(f)
+            } else {
+                return Err(bad(parts, format!("grid axis {name}: value {v}")));
+            };
+            values.push(value);
+        }
+        grid.set_values(name, values);
+    }
+    let i = |k: &str| p[k].as_i64();
+    Ok((grid, base, samples(i("from_us"), i("to_us"), i("split_us"))))
+}
+
+/// Rebuilds a sharded sweep: `emit` receives each combination's rows in
+/// the single-machine order (write them with the same
+/// [`ResultsWriter`](crate::sweep::output::ResultsWriter)).
+pub fn merge_sweep(
+    parts: &[Part],
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+) -> Result<SweepResult, MergeError> {
+    let (grid, base, samples) = sweep_setup(parts)?;
+    let capital: Vec<f64> = (0..samples.len())
+        .map(|k| parts[0].header.capital(k))
+        .collect();
+    let mut skipped = window_skipped(parts);
+    let mut readers = open_readers(parts)?;
+    let count = grid.count() as usize;
+    let mut summaries: Vec<Option<ComboSummary>> = vec![None; count];
+    let mut combo_bars = 0u64;
+    for c in combo_order(&grid, &base.atc) {
+        let mut map = BTreeMap::new();
+        for r in &mut readers {
+            r.take_combo(c, &mut map)?;
+        }
+        let mut by_sample: Vec<Vec<Result<SymbolResult, Skipped>>> =
+            vec![Vec::new(); samples.len()];
+        for ((k, _), st) in map {
+            by_sample
+                .get_mut(k as usize)
+                .ok_or_else(|| bad(parts, format!("sample {k} out of range")))?
+                .push(st.into_outcome());
+        }
+        // The same steps as `sweep_with` after its per-symbol work.
+        let mut rows = Vec::new();
+        let mut port = Vec::new();
+        let mut bench = Vec::new();
+        for (k, outcomes) in by_sample.into_iter().enumerate() {
+            let mut sk = Vec::new();
+            let symbols = collect(outcomes, &mut sk, false)?;
+            if c == 0 && k == 0 {
+                skipped.extend(sk);
+            }
+            if symbols.is_empty() {
+                port.push(None);
+                bench.push(None);
+                continue;
+            }
+            let r = aggregate(symbols, Vec::new(), capital[k]);
+            if k == 0 {
+                combo_bars += r.engine_bars as u64;
+            }
+            let sample = &samples[k].name;
+            for s in &r.symbols {
+                rows.push(Row {
+                    combo: c,
+                    sample: sample.clone(),
+                    symbol: s.run.symbol.clone(),
+                    metrics: s.metrics.clone(),
+                });
+            }
+            for (name, m) in [
+                (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
+                (crate::run::output::BENCHMARK, &r.benchmark_metrics),
+            ] {
+                rows.push(Row {
+                    combo: c,
+                    sample: sample.clone(),
+                    symbol: name.to_string(),
+                    metrics: m.clone(),
+                });
+            }
+            port.push(Some(r.portfolio_metrics));
+            bench.push(Some(r.benchmark_metrics));
+        }
+        summaries[c] = Some(ComboSummary {
+            combo: c,
+            params: grid.combo(&base.atc, c),
+            portfolio: port,
+            benchmark: bench,
+        });
+        emit(rows).map_err(|message| RunError::Output { message })?;
+    }
+    for r in &mut readers {
+        r.check_exhausted()?;
+    }
+    Ok(SweepResult {
+        combos: summaries.into_iter().flatten().collect(),
+        samples,
+        skipped,
+        combo_bars,
+    })
+}
+
+/// The portfolio and benchmark curves of combination `combo` over the full
+/// window (what a single-machine sweep writes to `best_equity.parquet`).
+pub fn sweep_curves(parts: &[Part], combo: usize) -> Result<Option<(Curve, Curve)>, MergeError> {
+    let (grid, base, _) = sweep_setup(parts)?;
+    let mut readers = open_readers(parts)?;
+    for c in combo_order(&grid, &base.atc) {
+        let mut map = BTreeMap::new();
+        for r in &mut readers {
+            r.take_combo(c, &mut map)?;
+        }
+        if c != combo {
+            continue;
+        }
+        let outcomes: Vec<_> = map
+            .into_iter()
+            .filter(|((k, _), _)| *k == 0)
+            .map(|(_, s)| s.into_outcome())
+            .collect();
+        let symbols = collect(outcomes, &mut Vec::new(), false)?;
+        if symbols.is_empty() {
+            return Ok(None);
+        }
+        let r = aggregate(symbols, Vec::new(), parts[0].header.capital(0));
+        return Ok(Some((r.portfolio, r.benchmark)));
+    }
+    Ok(None)
+}
+
+/// Whether the parts are of a run or a sweep.
+pub fn kind(parts: &[Part]) -> PartKind {
+    parts[0].header.kind
+}

@@ -1,0 +1,870 @@
+//! A shard's part directory: everything `merge` needs to rebuild the
+//! single-machine results exactly.
+//!
+//! ```text
+//! part-<i>-of-<N>/
+//!   part.json        PartHeader: shard, inputs hash, resolved parameters,
+//!                    capital split (f64 bits), window-skipped symbols
+//!   symbols.parquet  one row per (combo, sample, symbol): capital,
+//!                    total_fees, window, engine bars, or the error
+//!   curves.parquet   one row per (combo, sample, symbol, bar): ts, equity,
+//!                    position, gross, benchmark (+ close, avg, dir for run)
+//!   trades.parquet   one row per (combo, sample, symbol, trade)
+//!   _SUCCESS         written last: a part without it is half-written
+//! ```
+//!
+//! Rows are written in the shard's processing order, one row group per
+//! (combination, sample); combinations come in the same order in every part
+//! (the sweep's fixed group order), so `merge` streams all parts in lockstep
+//! one combination at a time and its memory is bounded by one combination's
+//! curves. Floats are stored as Parquet doubles (bit-exact, NaN included);
+//! header floats as their IEEE bits.
+//!
+//! Size: a `run` part holds about 9 values per bar per symbol (≈ 70 bytes
+//! before compression). A sweep part holds ts, equity, position, gross and
+//! benchmark for every (combination, sample, symbol, bar), ≈ 40 bytes per
+//! combination-bar before zstd: 10,000 symbols × 1,500 bars × 1,000
+//! combinations is ≈ 600 GB over all parts. The portfolio metrics need the
+//! per-symbol curves because the floating-point sum must run in the
+//! single-machine symbol order, which interleaves the shards.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, Int8Array, RecordBatch, StringArray,
+    UInt32Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::ShardSpec;
+use crate::backtest::{Side, SymbolRun, Trade};
+use crate::run::{Skipped, SymbolResult};
+
+/// Version of the part layout; `merge` refuses other versions.
+pub const PART_FORMAT_VERSION: u32 = 1;
+/// The header file of a part.
+pub const PART_JSON: &str = "part.json";
+/// The success marker, written last.
+pub const SUCCESS: &str = "_SUCCESS";
+
+/// Errors writing or reading a part.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    /// File-system error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Parquet encoding or decoding error.
+    #[error("{}: {message}", path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// `part.json` missing or unreadable.
+    #[error("{}: not a readable part header ({why}); rerun the shard that wrote it", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A table that does not have the layout this version writes.
+    #[error("{}: corrupt part table: {why}; rerun the shard that wrote it", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What produced a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartKind {
+    /// `atc-bt run --shard`.
+    Run,
+    /// `atc-bt sweep --shard`.
+    Sweep,
+}
+
+/// A symbol of the whole selection with no bars in the window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartSkipped {
+    /// Position in the whole selection.
+    pub pos: u32,
+    /// Series name.
+    pub symbol: String,
+    /// Why, as shown to the user.
+    pub reason: String,
+}
+
+/// `part.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartHeader {
+    /// [`PART_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// `run` or `sweep`.
+    pub kind: PartKind,
+    /// This shard's index.
+    pub shard: u32,
+    /// Number of shards.
+    pub shards: u32,
+    /// Hash of the whole selection's inputs (as the single-machine command
+    /// computes it): parameters, window and every series' content.
+    pub inputs_hash: String,
+    /// Series in the whole selection.
+    pub selection: usize,
+    /// Per sample: symbols of the whole selection with bars in the window.
+    pub active_symbols: Vec<usize>,
+    /// Per sample: capital of each sub-account, as `f64::to_bits`.
+    pub capital_bits: Vec<u64>,
+    /// Resolved parameters (strategy, grid, window, split, …): all parts of
+    /// one merge must agree on them.
+    pub params: serde_json::Value,
+    /// This shard's symbols without bars in the window (run only).
+    pub skipped_window: Vec<PartSkipped>,
+    /// Symbols this shard processed.
+    pub symbols: usize,
+    /// The single-machine description (`run.json`/`sweep.json`) as this
+    /// shard would write it; `merge` completes it. Not compared.
+    pub context: serde_json::Value,
+}
+
+impl PartHeader {
+    /// What must be equal across the parts of one merge, as text.
+    pub fn identity(&self) -> String {
+        serde_json::json!({
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "shards": self.shards,
+            "inputs_hash": self.inputs_hash,
+            "selection": self.selection,
+            "active_symbols": self.active_symbols,
+            "capital_bits": self.capital_bits,
+            "params": self.params,
+        })
+        .to_string()
+    }
+
+    /// Capital per sub-account of sample `k`.
+    pub fn capital(&self, k: usize) -> f64 {
+        self.capital_bits
+            .get(k)
+            .map_or(f64::NAN, |&b| f64::from_bits(b))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PartError + '_ {
+    move |source| PartError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn pq(path: &Path, e: impl std::fmt::Display) -> PartError {
+    PartError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn key_fields() -> Vec<Field> {
+    vec![
+        Field::new("combo", DataType::UInt32, false),
+        Field::new("sample", DataType::UInt32, false),
+        Field::new("pos", DataType::UInt32, false),
+    ]
+}
+
+fn symbols_schema() -> SchemaRef {
+    let mut f = key_fields();
+    f.extend([
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("capital", DataType::Float64, false),
+        Field::new("total_fees", DataType::Float64, false),
+        Field::new("window_start", DataType::UInt64, false),
+        Field::new("window_end", DataType::UInt64, false),
+        Field::new("engine_bars", DataType::UInt64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+fn curves_schema() -> SchemaRef {
+    let mut f = key_fields();
+    f.extend([
+        Field::new("ts", DataType::Int64, false),
+        Field::new("equity", DataType::Float64, false),
+        Field::new("position", DataType::Float64, false),
+        Field::new("gross", DataType::Float64, false),
+        Field::new("benchmark", DataType::Float64, false),
+        Field::new("close", DataType::Float64, true),
+        Field::new("avg", DataType::Float64, true),
+        Field::new("dir", DataType::Int8, true),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+fn trades_schema() -> SchemaRef {
+    let mut f = key_fields();
+    f.extend([
+        Field::new("long", DataType::Boolean, false),
+        Field::new("entry_ts", DataType::Int64, false),
+        Field::new("entry_price", DataType::Float64, false),
+        Field::new("exit_ts", DataType::Int64, true),
+        Field::new("exit_price", DataType::Float64, false),
+        Field::new("qty", DataType::Float64, false),
+        Field::new("fees", DataType::Float64, false),
+        Field::new("pnl", DataType::Float64, false),
+        Field::new("ret", DataType::Float64, false),
+        Field::new("bars_held", DataType::UInt64, false),
+        Field::new("open", DataType::Boolean, false),
+    ]);
+    Arc::new(Schema::new(f))
+}
+
+struct Table {
+    path: PathBuf,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+}
+
+impl Table {
+    fn create(path: PathBuf, schema: SchemaRef) -> Result<Table, PartError> {
+        let file = File::create(&path).map_err(io(&path))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| pq(&path, e))?;
+        Ok(Table {
+            path,
+            schema,
+            writer,
+        })
+    }
+
+    fn write(&mut self, cols: Vec<ArrayRef>) -> Result<(), PartError> {
+        let b = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| pq(&self.path, e))?;
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        self.writer.write(&b).map_err(|e| pq(&self.path, e))?;
+        self.writer.flush().map_err(|e| pq(&self.path, e))
+    }
+
+    fn finish(self) -> Result<(), PartError> {
+        let f = self.writer.into_inner().map_err(|e| pq(&self.path, e))?;
+        f.sync_all().map_err(io(&self.path))
+    }
+}
+
+/// Writes one part: rows go to a temporary sibling directory, which
+/// [`PartWriter::finish`] completes with `part.json` and `_SUCCESS` and
+/// renames into place.
+pub struct PartWriter {
+    out: PathBuf,
+    tmp: PathBuf,
+    detail: bool,
+    pos_of: HashMap<String, u32>,
+    symbols: Table,
+    curves: Table,
+    trades: Table,
+}
+
+fn keys(n: usize, combo: usize, sample: usize) -> (ArrayRef, ArrayRef) {
+    (
+        Arc::new(UInt32Array::from(vec![combo as u32; n])),
+        Arc::new(UInt32Array::from(vec![sample as u32; n])),
+    )
+}
+
+impl PartWriter {
+    /// Starts the part of `spec` under `parts_dir`. `selection` is the whole
+    /// selection's series names in order (a symbol's position is its index
+    /// there). `detail` keeps close, avg and dir (run) or leaves them null
+    /// (sweep).
+    pub fn create(
+        parts_dir: &Path,
+        spec: ShardSpec,
+        selection: &[String],
+        detail: bool,
+    ) -> Result<PartWriter, PartError> {
+        std::fs::create_dir_all(parts_dir).map_err(io(parts_dir))?;
+        let out = parts_dir.join(spec.part_name());
+        let tmp = parts_dir.join(format!(
+            ".{}.partial-{}",
+            spec.part_name(),
+            std::process::id()
+        ));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        Ok(PartWriter {
+            detail,
+            pos_of: selection
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i as u32))
+                .collect(),
+            symbols: Table::create(tmp.join("symbols.parquet"), symbols_schema())?,
+            curves: Table::create(tmp.join("curves.parquet"), curves_schema())?,
+            trades: Table::create(tmp.join("trades.parquet"), trades_schema())?,
+            out,
+            tmp,
+        })
+    }
+
+    fn pos(&self, name: &str) -> Result<u32, PartError> {
+        self.pos_of
+            .get(name)
+            .copied()
+            .ok_or_else(|| PartError::Corrupt {
+                path: self.tmp.clone(),
+                why: format!("{name} is not in the selection"),
+            })
+    }
+
+    /// Appends one (combination, sample): the symbols that traded and those
+    /// that failed.
+    pub fn write(
+        &mut self,
+        combo: usize,
+        sample: usize,
+        done: &[SymbolResult],
+        failed: &[Skipped],
+    ) -> Result<(), PartError> {
+        // symbols.parquet
+        let n = done.len() + failed.len();
+        let mut pos = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        let (mut cap, mut fees, mut ws, mut we, mut eb, mut err) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for s in done {
+            pos.push(self.pos(&s.run.symbol)?);
+            names.push(s.run.symbol.as_str());
+            cap.push(s.run.capital);
+            fees.push(s.run.total_fees);
+            ws.push(s.window.start as u64);
+            we.push(s.window.end as u64);
+            eb.push(s.engine_bars as u64);
+            err.push(None);
+        }
+        for f in failed {
+            pos.push(self.pos(&f.symbol)?);
+            names.push(f.symbol.as_str());
+            cap.push(f64::NAN);
+            fees.push(f64::NAN);
+            ws.push(0);
+            we.push(0);
+            eb.push(0);
+            err.push(Some(f.reason.as_str()));
+        }
+        let (c, k) = keys(n, combo, sample);
+        self.symbols.write(vec![
+            c,
+            k,
+            Arc::new(UInt32Array::from(pos)),
+            Arc::new(StringArray::from(names)),
+            Arc::new(Float64Array::from(cap)),
+            Arc::new(Float64Array::from(fees)),
+            Arc::new(UInt64Array::from(ws)),
+            Arc::new(UInt64Array::from(we)),
+            Arc::new(UInt64Array::from(eb)),
+            Arc::new(StringArray::from(err)),
+        ])?;
+
+        // curves.parquet
+        let bars: usize = done.iter().map(|s| s.run.ts.len()).sum();
+        let mut pos = Vec::with_capacity(bars);
+        let (mut ts, mut eq, mut po, mut gr, mut be) = (
+            Vec::with_capacity(bars),
+            Vec::with_capacity(bars),
+            Vec::with_capacity(bars),
+            Vec::with_capacity(bars),
+            Vec::with_capacity(bars),
+        );
+        let (mut close, mut avg, mut dir) = (vec![], vec![], vec![]);
+        for s in done {
+            let p = self.pos(&s.run.symbol)?;
+            let r = &s.run;
+            let len = r.ts.len();
+            if [
+                r.equity.len(),
+                r.position.len(),
+                r.gross.len(),
+                r.benchmark.len(),
+            ]
+            .iter()
+            .any(|&l| l != len)
+                || (self.detail
+                    && [s.close.len(), s.avg.len(), s.dir.len()]
+                        .iter()
+                        .any(|&l| l != len))
+            {
+                return Err(PartError::Corrupt {
+                    path: self.curves.path.clone(),
+                    why: format!("{}: columns of different lengths", r.symbol),
+                });
+            }
+            pos.extend(std::iter::repeat_n(p, len));
+            ts.extend_from_slice(&r.ts);
+            eq.extend_from_slice(&r.equity);
+            po.extend_from_slice(&r.position);
+            gr.extend_from_slice(&r.gross);
+            be.extend_from_slice(&r.benchmark);
+            if self.detail {
+                close.extend(s.close.iter().map(|&x| Some(x)));
+                avg.extend(s.avg.iter().map(|&x| Some(x)));
+                dir.extend(s.dir.iter().map(|&x| Some(x)));
+            } else {
+                close.extend(std::iter::repeat_n(None, len));
+                avg.extend(std::iter::repeat_n(None, len));
+                dir.extend(std::iter::repeat_n(None, len));
+            }
+        }
+        let (c, k) = keys(bars, combo, sample);
+        self.curves.write(vec![
+            c,
+            k,
+            Arc::new(UInt32Array::from(pos)),
+            Arc::new(Int64Array::from(ts)),
+            Arc::new(Float64Array::from(eq)),
+            Arc::new(Float64Array::from(po)),
+            Arc::new(Float64Array::from(gr)),
+            Arc::new(Float64Array::from(be)),
+            Arc::new(Float64Array::from(close)),
+            Arc::new(Float64Array::from(avg)),
+            Arc::new(Int8Array::from(dir)),
+        ])?;
+
+        // trades.parquet
+        let mut pos = vec![];
+        let mut t: Vec<&Trade> = vec![];
+        for s in done {
+            let p = self.pos(&s.run.symbol)?;
+            for tr in &s.run.trades {
+                pos.push(p);
+                t.push(tr);
+            }
+        }
+        let (c, k) = keys(t.len(), combo, sample);
+        let f = |g: fn(&Trade) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(t.iter().map(|x| g(x))))
+        };
+        self.trades.write(vec![
+            c,
+            k,
+            Arc::new(UInt32Array::from(pos)),
+            Arc::new(BooleanArray::from(
+                t.iter().map(|x| x.side == Side::Long).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from_iter_values(t.iter().map(|x| x.entry_ts))),
+            f(|x| x.entry_price),
+            Arc::new(Int64Array::from(
+                t.iter().map(|x| x.exit_ts).collect::<Vec<_>>(),
+            )),
+            f(|x| x.exit_price),
+            f(|x| x.qty),
+            f(|x| x.fees),
+            f(|x| x.pnl),
+            f(|x| x.ret),
+            Arc::new(UInt64Array::from_iter_values(
+                t.iter().map(|x| x.bars_held as u64),
+            )),
+            Arc::new(BooleanArray::from(
+                t.iter().map(|x| x.open).collect::<Vec<_>>(),
+            )),
+        ])
+    }
+
+    /// Completes the part: closes the tables, writes `part.json`, then
+    /// `_SUCCESS`, and renames the directory into place (replacing an older
+    /// attempt of the same shard only once the new one is complete).
+    pub fn finish(self, header: &PartHeader) -> Result<PathBuf, PartError> {
+        self.symbols.finish()?;
+        self.curves.finish()?;
+        self.trades.finish()?;
+        let hp = self.tmp.join(PART_JSON);
+        let text = serde_json::to_string_pretty(header).map_err(|e| PartError::Header {
+            path: hp.clone(),
+            why: e.to_string(),
+        })?;
+        write_synced(&hp, text.as_bytes())?;
+        write_synced(
+            &self.tmp.join(SUCCESS),
+            format!("{}\n", blake3::hash(text.as_bytes()).to_hex()).as_bytes(),
+        )?;
+        if self.out.exists() {
+            let parent = self.out.parent().unwrap_or(Path::new("."));
+            let old = parent.join(format!(
+                ".{}.old-{}",
+                self.out
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            std::fs::rename(&self.out, &old).map_err(io(&self.out))?;
+            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        } else {
+            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
+        }
+        Ok(self.out)
+    }
+
+    /// Gives up: removes the temporary directory (the old part, if any,
+    /// stays).
+    pub fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PartError> {
+    use std::io::Write;
+    let mut f = File::create(path).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// Reads a part's header; errors if the success marker is missing.
+pub fn read_header(dir: &Path) -> Result<PartHeader, PartError> {
+    let hp = dir.join(PART_JSON);
+    let text = std::fs::read_to_string(&hp).map_err(|e| PartError::Header {
+        path: hp.clone(),
+        why: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| PartError::Header {
+        path: hp,
+        why: e.to_string(),
+    })
+}
+
+/// Streams one table's rows combination by combination.
+struct Cursor {
+    path: PathBuf,
+    reader: ParquetRecordBatchReader,
+    buf: Option<RecordBatch>,
+    off: usize,
+}
+
+impl Cursor {
+    fn open(path: PathBuf) -> Result<Cursor, PartError> {
+        let f = File::open(&path).map_err(io(&path))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+            .and_then(|b| b.with_batch_size(65_536).build())
+            .map_err(|e| pq(&path, e))?;
+        Ok(Cursor {
+            path,
+            reader,
+            buf: None,
+            off: 0,
+        })
+    }
+
+    /// The rows of `combo` at the front of the table (none if the next row
+    /// belongs to another combination).
+    fn take(&mut self, combo: u32) -> Result<Vec<RecordBatch>, PartError> {
+        let mut out = Vec::new();
+        loop {
+            if self.buf.as_ref().is_none_or(|b| self.off >= b.num_rows()) {
+                match self.reader.next() {
+                    None => {
+                        self.buf = None;
+                        break;
+                    }
+                    Some(b) => {
+                        self.buf = Some(b.map_err(|e| pq(&self.path, e))?);
+                        self.off = 0;
+                    }
+                }
+            }
+            let Some(b) = &self.buf else { break };
+            let col = u32_col(&self.path, b, "combo")?;
+            let start = self.off;
+            while self.off < b.num_rows() && col.value(self.off) == combo {
+                self.off += 1;
+            }
+            if self.off > start {
+                out.push(b.slice(start, self.off - start));
+            }
+            if self.off < b.num_rows() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether every row was taken.
+    fn exhausted(&mut self) -> Result<bool, PartError> {
+        if self.buf.as_ref().is_some_and(|b| self.off < b.num_rows()) {
+            return Ok(false);
+        }
+        match self.reader.next() {
+            None => Ok(true),
+            Some(Ok(b)) => Ok(b.num_rows() == 0),
+            Some(Err(e)) => Err(pq(&self.path, e)),
+        }
+    }
+}
+
+fn col<'a, T: 'static>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a T, PartError> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| PartError::Corrupt {
+            path: path.to_path_buf(),
+            why: format!("column {name} missing or of the wrong type"),
+        })
+}
+
+fn u32_col<'a>(path: &Path, b: &'a RecordBatch, name: &str) -> Result<&'a UInt32Array, PartError> {
+    col::<UInt32Array>(path, b, name)
+}
+
+/// One symbol's stored outcome in one (combination, sample).
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// It traded.
+    Done(Box<SymbolResult>),
+    /// It failed (engine or backtester), with the reason.
+    Failed(Skipped),
+}
+
+impl Stored {
+    /// As the outcome [`crate::run::collect`] takes.
+    pub fn into_outcome(self) -> Result<SymbolResult, Skipped> {
+        match self {
+            Stored::Done(s) => Ok(*s),
+            Stored::Failed(s) => Err(s),
+        }
+    }
+}
+
+/// A symbol's result while its rows are read.
+struct Partial {
+    run: SymbolRun,
+    close: Vec<f64>,
+    avg: Vec<f64>,
+    dir: Vec<i8>,
+    window: std::ops::Range<usize>,
+    engine_bars: usize,
+}
+
+/// Reads a complete part's tables in lockstep with the other parts.
+pub struct PartReader {
+    /// The part directory.
+    pub dir: PathBuf,
+    /// Its header.
+    pub header: PartHeader,
+    symbols: Cursor,
+    curves: Cursor,
+    trades: Cursor,
+}
+
+impl PartReader {
+    /// Opens a part whose header was already read.
+    pub fn open(dir: &Path, header: PartHeader) -> Result<PartReader, PartError> {
+        Ok(PartReader {
+            dir: dir.to_path_buf(),
+            header,
+            symbols: Cursor::open(dir.join("symbols.parquet"))?,
+            curves: Cursor::open(dir.join("curves.parquet"))?,
+            trades: Cursor::open(dir.join("trades.parquet"))?,
+        })
+    }
+
+    /// Reads the rows of `combo` into `into`, keyed by (sample, position in
+    /// the selection): iterating the map gives the single-machine order.
+    pub fn take_combo(
+        &mut self,
+        combo: usize,
+        into: &mut BTreeMap<(u32, u32), Stored>,
+    ) -> Result<(), PartError> {
+        let combo = combo as u32;
+        let corrupt = |path: &Path, why: String| PartError::Corrupt {
+            path: path.to_path_buf(),
+            why,
+        };
+        let mut runs: BTreeMap<(u32, u32), Partial> = BTreeMap::new();
+        let p = self.symbols.path.clone();
+        for b in self.symbols.take(combo)? {
+            let sample = u32_col(&p, &b, "sample")?;
+            let pos = u32_col(&p, &b, "pos")?;
+            let name = col::<StringArray>(&p, &b, "symbol")?;
+            let cap = col::<Float64Array>(&p, &b, "capital")?;
+            let fees = col::<Float64Array>(&p, &b, "total_fees")?;
+            let ws = col::<UInt64Array>(&p, &b, "window_start")?;
+            let we = col::<UInt64Array>(&p, &b, "window_end")?;
+            let eb = col::<UInt64Array>(&p, &b, "engine_bars")?;
+            let err = col::<StringArray>(&p, &b, "error")?;
+            for i in 0..b.num_rows() {
+                let key = (sample.value(i), pos.value(i));
+                let symbol = name.value(i).to_string();
+                if into.contains_key(&key) || runs.contains_key(&key) {
+                    return Err(corrupt(
+                        &p,
+                        format!("{symbol} appears twice in combination {combo}"),
+                    ));
+                }
+                if !err.is_null(i) {
+                    into.insert(
+                        key,
+                        Stored::Failed(Skipped {
+                            symbol,
+                            reason: err.value(i).to_string(),
+                        }),
+                    );
+                    continue;
+                }
+                let (a, e) = (ws.value(i) as usize, we.value(i) as usize);
+                runs.insert(
+                    key,
+                    Partial {
+                        run: SymbolRun {
+                            symbol,
+                            capital: cap.value(i),
+                            ts: vec![],
+                            equity: vec![],
+                            position: vec![],
+                            gross: vec![],
+                            benchmark: vec![],
+                            trades: vec![],
+                            total_fees: fees.value(i),
+                        },
+                        close: vec![],
+                        avg: vec![],
+                        dir: vec![],
+                        window: a..e,
+                        engine_bars: eb.value(i) as usize,
+                    },
+                );
+            }
+        }
+        let p = self.curves.path.clone();
+        for b in self.curves.take(combo)? {
+            let sample = u32_col(&p, &b, "sample")?;
+            let pos = u32_col(&p, &b, "pos")?;
+            let ts = col::<Int64Array>(&p, &b, "ts")?;
+            let eq = col::<Float64Array>(&p, &b, "equity")?;
+            let po = col::<Float64Array>(&p, &b, "position")?;
+            let gr = col::<Float64Array>(&p, &b, "gross")?;
+            let be = col::<Float64Array>(&p, &b, "benchmark")?;
+            let close = col::<Float64Array>(&p, &b, "close")?;
+            let avg = col::<Float64Array>(&p, &b, "avg")?;
+            let dir = col::<Int8Array>(&p, &b, "dir")?;
+            let mut i = 0;
+            while i < b.num_rows() {
+                let key = (sample.value(i), pos.value(i));
+                let mut j = i;
+                while j < b.num_rows() && (sample.value(j), pos.value(j)) == key {
+                    j += 1;
+                }
+                let s = runs.get_mut(&key).ok_or_else(|| {
+                    corrupt(&p, format!("curve rows of an unknown symbol {key:?}"))
+                })?;
+                s.run.ts.extend_from_slice(&ts.values()[i..j]);
+                s.run.equity.extend_from_slice(&eq.values()[i..j]);
+                s.run.position.extend_from_slice(&po.values()[i..j]);
+                s.run.gross.extend_from_slice(&gr.values()[i..j]);
+                s.run.benchmark.extend_from_slice(&be.values()[i..j]);
+                if close.null_count() == 0 {
+                    s.close.extend_from_slice(&close.values()[i..j]);
+                    s.avg.extend_from_slice(&avg.values()[i..j]);
+                    s.dir.extend_from_slice(&dir.values()[i..j]);
+                }
+                i = j;
+            }
+        }
+        let p = self.trades.path.clone();
+        for b in self.trades.take(combo)? {
+            let sample = u32_col(&p, &b, "sample")?;
+            let pos = u32_col(&p, &b, "pos")?;
+            let long = col::<BooleanArray>(&p, &b, "long")?;
+            let entry_ts = col::<Int64Array>(&p, &b, "entry_ts")?;
+            let exit_ts = col::<Int64Array>(&p, &b, "exit_ts")?;
+            let f = |n: &str| col::<Float64Array>(&p, &b, n);
+            let (ep, xp, qty, fees, pnl, ret) = (
+                f("entry_price")?,
+                f("exit_price")?,
+                f("qty")?,
+                f("fees")?,
+                f("pnl")?,
+                f("ret")?,
+            );
+            let held = col::<UInt64Array>(&p, &b, "bars_held")?;
+            let open = col::<BooleanArray>(&p, &b, "open")?;
+            for i in 0..b.num_rows() {
+                let key = (sample.value(i), pos.value(i));
+                let s = runs.get_mut(&key).ok_or_else(|| {
+                    corrupt(&p, format!("trade rows of an unknown symbol {key:?}"))
+                })?;
+                let symbol = s.run.symbol.clone();
+                s.run.trades.push(Trade {
+                    symbol,
+                    side: if long.value(i) {
+                        Side::Long
+                    } else {
+                        Side::Short
+                    },
+                    entry_ts: entry_ts.value(i),
+                    entry_price: ep.value(i),
+                    exit_ts: (!exit_ts.is_null(i)).then(|| exit_ts.value(i)),
+                    exit_price: xp.value(i),
+                    qty: qty.value(i),
+                    fees: fees.value(i),
+                    pnl: pnl.value(i),
+                    ret: ret.value(i),
+                    bars_held: held.value(i) as usize,
+                    open: open.value(i),
+                });
+            }
+        }
+        for (key, s) in runs {
+            into.insert(
+                key,
+                Stored::Done(Box::new(SymbolResult {
+                    // The same call as `trade_series`, on the same numbers.
+                    metrics: s.run.metrics(),
+                    run: s.run,
+                    close: s.close,
+                    avg: s.avg,
+                    dir: s.dir,
+                    window: s.window,
+                    engine_bars: s.engine_bars,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    /// Errors if rows are left after the last combination (a part out of
+    /// order with the others).
+    pub fn check_exhausted(&mut self) -> Result<(), PartError> {
+        for c in [&mut self.symbols, &mut self.curves, &mut self.trades] {
+            if !c.exhausted()? {
+                return Err(PartError::Corrupt {
+                    path: c.path.clone(),
+                    why: "rows left after the last combination (written in another order)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
