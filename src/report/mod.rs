@@ -823,28 +823,8 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
     w.finish(html.as_deref())
 }
 
-/// Parameter columns of `results.parquet` (not metrics).
-const PARAM_COLUMNS: [&str; 19] = [
-    "lambda",
-    "decay",
-    "cutout",
-    "robustness",
-    "ema_len",
-    "hma_len",
-    "wma_len",
-    "dema_len",
-    "lsma_len",
-    "kama_len",
-    "long_threshold",
-    "short_threshold",
-    "starting_equity",
-    "ema_w",
-    "hma_w",
-    "wma_w",
-    "dema_w",
-    "lsma_w",
-    "kama_w",
-];
+/// Parameter columns of `results.parquet` (not metrics), as the sweep writes them.
+use crate::sweep::output::PARAM_COLUMNS;
 
 /// Metrics where smaller is better.
 fn lower_is_better(metric: &str) -> bool {

@@ -444,26 +444,7 @@ pub fn merge_sweep(
             if k == 0 {
                 combo_bars += r.engine_bars as u64;
             }
-            let sample = &samples[k].name;
-            for s in &r.symbols {
-                rows.push(Row {
-                    combo: c,
-                    sample: sample.clone(),
-                    symbol: s.run.symbol.clone(),
-                    metrics: s.metrics.clone(),
-                });
-            }
-            for (name, m) in [
-                (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
-                (crate::run::output::BENCHMARK, &r.benchmark_metrics),
-            ] {
-                rows.push(Row {
-                    combo: c,
-                    sample: sample.clone(),
-                    symbol: name.to_string(),
-                    metrics: m.clone(),
-                });
-            }
+            crate::sweep::push_rows(&mut rows, c, &samples[k].name, &r);
             port.push(Some(r.portfolio_metrics));
             bench.push(Some(r.benchmark_metrics));
         }

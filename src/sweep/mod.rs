@@ -90,6 +90,31 @@ pub struct SweepResult {
     pub combo_bars: u64,
 }
 
+/// Appends the rows of one (combination, sample): each symbol, then the
+/// `PORTFOLIO` and `BENCHMARK` rows. Shared by `sweep` and `merge`, so a
+/// merged sweep writes exactly the rows of a single-machine one.
+pub fn push_rows(rows: &mut Vec<Row>, combo: usize, sample: &str, r: &crate::run::RunResult) {
+    for s in &r.symbols {
+        rows.push(Row {
+            combo,
+            sample: sample.to_string(),
+            symbol: s.run.symbol.clone(),
+            metrics: s.metrics.clone(),
+        });
+    }
+    for (name, m) in [
+        (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
+        (crate::run::output::BENCHMARK, &r.benchmark_metrics),
+    ] {
+        rows.push(Row {
+            combo,
+            sample: sample.to_string(),
+            symbol: name.to_string(),
+            metrics: m.clone(),
+        });
+    }
+}
+
 /// Splits the run window at `split` (µs UTC): `in` is before it, `out` from it on.
 pub fn samples(from: Option<i64>, to: Option<i64>, split: Option<i64>) -> Vec<Sample> {
     let mut v = vec![Sample {
@@ -382,26 +407,7 @@ pub fn sweep_with(
                         continue;
                     }
                     let r = aggregate(symbols, Vec::new(), capital[k]);
-                    let sample = &samples[k].name;
-                    for s in &r.symbols {
-                        rows.push(Row {
-                            combo: c,
-                            sample: sample.clone(),
-                            symbol: s.run.symbol.clone(),
-                            metrics: s.metrics.clone(),
-                        });
-                    }
-                    for (name, m) in [
-                        (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
-                        (crate::run::output::BENCHMARK, &r.benchmark_metrics),
-                    ] {
-                        rows.push(Row {
-                            combo: c,
-                            sample: sample.clone(),
-                            symbol: name.to_string(),
-                            metrics: m.clone(),
-                        });
-                    }
+                    push_rows(&mut rows, c, &samples[k].name, &r);
                     port.push(Some(r.portfolio_metrics));
                     bench.push(Some(r.benchmark_metrics));
                 }

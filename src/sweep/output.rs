@@ -30,7 +30,8 @@ pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
     serde_json::to_value(m).ok()?.get(name)?.as_f64()
 }
 
-const PARAM_COLUMNS: [&str; 19] = [
+/// Parameter columns of `results.parquet`, in order (the report reads them too).
+pub const PARAM_COLUMNS: [&str; 19] = [
     "lambda",
     "decay",
     "cutout",
