@@ -88,38 +88,66 @@ pub fn cached_signals(
         let out = layers(&bank, params, Detail::Signal);
         return (out.avg, out.dir);
     }
+    if let Some(hit) = lookup_signals(cache, close_hash, close.len(), params) {
+        return hit;
+    }
     let bkey = bank_key(close_hash, close.len(), params);
-    let key = signals_key(&bkey, params);
+    let bank = bank_arc(cache, &bkey, close, params);
+    let out = layers(&bank, params, Detail::Signal);
+    store_signals(cache, close_hash, params, &out.avg, &out.dir);
+    (out.avg, out.dir)
+}
+
+/// The cached average signal and direction of a series of `bars` bars
+/// identified by `close_hash`, or None (counted as a miss). Callers that
+/// compute misses themselves (the batched engine in `run`) pair it with
+/// [`store_signals`].
+pub fn lookup_signals(
+    cache: &Cache,
+    close_hash: &str,
+    bars: usize,
+    params: &AtcParams,
+) -> Option<(Vec<f64>, Vec<i8>)> {
+    if !cache.is_enabled() {
+        return None;
+    }
+    let key = signals_key(&bank_key(close_hash, bars, params), params);
     if let Some(L1Value::Signals(s)) = cache.l1_get(&key, Kind::Signals) {
-        return (s.0.clone(), s.1.clone());
+        return Some((s.0.clone(), s.1.clone()));
     }
     if let Some((h, bytes)) = cache.l2_get(&key, Kind::Signals) {
         let decoded =
             codec::open(&key, &bytes).and_then(|(h, body)| codec::decode_signals(&h, body));
         match decoded {
-            Ok((avg, dir)) if avg.len() == close.len() && dir.len() == close.len() => {
+            Ok((avg, dir)) if avg.len() == bars && dir.len() == bars => {
                 cache.bump(Kind::Signals, Counter::HitL2);
                 cache.note_l2_use(&key);
                 let s = Arc::new((avg, dir));
                 cache.l1_put(key, L1Value::Signals(s.clone()), h.created_ms);
-                return (s.0.clone(), s.1.clone());
+                return Some((s.0.clone(), s.1.clone()));
             }
             _ => cache.drop_corrupt(&key, Kind::Signals),
         }
     }
     cache.bump(Kind::Signals, Counter::Miss);
-    let bank = bank_arc(cache, &bkey, close, params);
-    let out = layers(&bank, params, Detail::Signal);
+    None
+}
+
+/// Stores a series' average signal and direction (computed by the caller
+/// with the engine, bit-identical to [`cached_signals`]).
+pub fn store_signals(cache: &Cache, close_hash: &str, params: &AtcParams, avg: &[f64], dir: &[i8]) {
+    if !cache.is_enabled() {
+        return;
+    }
+    let key = signals_key(&bank_key(close_hash, avg.len(), params), params);
     let created = now_ms();
     cache.l2_put(
         &key,
         Kind::Signals,
         created,
-        &codec::encode_signals(&key, created, &out.avg, &out.dir),
+        &codec::encode_signals(&key, created, avg, dir),
     );
-    let s = Arc::new((out.avg, out.dir));
-    cache.l1_put(key, L1Value::Signals(s.clone()), created);
-    (s.0.clone(), s.1.clone())
+    cache.l1_put(key, L1Value::Signals(Arc::new((avg.to_vec(), dir.to_vec()))), created);
 }
 
 #[cfg(test)]
