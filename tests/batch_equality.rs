@@ -14,8 +14,7 @@ use atc_bt::synthetic::SplitMix64;
 
 fn same(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
 }
@@ -27,7 +26,10 @@ fn assert_same(batched: &AtcOutput, single: &AtcOutput, what: &str) {
     assert_eq!(batched.l1.len(), 6, "{what}");
     for f in 0..6 {
         assert!(same(&batched.l1[f], &single.l1[f]), "{what}: l1 family {f}");
-        assert!(same(&batched.eq2[f], &single.eq2[f]), "{what}: eq2 family {f}");
+        assert!(
+            same(&batched.eq2[f], &single.eq2[f]),
+            "{what}: eq2 family {f}"
+        );
     }
 }
 
@@ -121,7 +123,13 @@ fn batched_equals_single_on_equal_lengths_and_defaults() {
             cutout,
             ..AtcParams::default()
         };
-        check(&closes, &p, 2, Isa::Auto, &format!("defaults, cutout {cutout}"));
+        check(
+            &closes,
+            &p,
+            2,
+            Isa::Auto,
+            &format!("defaults, cutout {cutout}"),
+        );
     }
 }
 
@@ -170,7 +178,8 @@ fn golden_cases_through_the_batched_engine() {
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let p: AtcParams = serde_json::from_value(meta["params"].clone()).unwrap();
-        let text = std::fs::read_to_string(golden_dir().join(meta["csv"].as_str().unwrap())).unwrap();
+        let text =
+            std::fs::read_to_string(golden_dir().join(meta["csv"].as_str().unwrap())).unwrap();
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
@@ -207,13 +216,20 @@ fn golden_cases_through_the_batched_engine() {
                 }
             };
             check("avg", &b.avg);
-            for (f, fam) in ["EMA", "HMA", "WMA", "DEMA", "LSMA", "KAMA"].iter().enumerate() {
+            for (f, fam) in ["EMA", "HMA", "WMA", "DEMA", "LSMA", "KAMA"]
+                .iter()
+                .enumerate()
+            {
                 check(&format!("L1.{fam}"), &b.l1[f]);
                 check(&format!("eq2.{fam}"), &b.eq2[f]);
             }
             let jd = col("dir");
             for (i, r) in rows.iter().enumerate() {
-                assert_eq!(r[jd].trim().parse::<i8>().unwrap(), b.dir[i], "{name} dir {i}");
+                assert_eq!(
+                    r[jd].trim().parse::<i8>().unwrap(),
+                    b.dir[i],
+                    "{name} dir {i}"
+                );
             }
         }
     }

@@ -43,7 +43,7 @@
 
 use rayon::prelude::*;
 
-use super::atc::{validate_close, AtcOutput, LENGTHS_PER_FAMILY};
+use super::atc::{compute_unchecked, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
 use super::error::EngineError;
 use super::ma::{KAMA_FAST, KAMA_SLOW};
 use super::params::{AtcParams, Family};
@@ -127,18 +127,22 @@ pub fn compute_batch_isa(
         .map(|t| (kp.la * t as f64).exp())
         .collect();
     let avx2 = isa == Isa::Auto && has_avx2();
-    let results: Vec<(usize, AtcOutput)> = ok
+    let results: Vec<Vec<(usize, AtcOutput)>> = ok
         .par_chunks(BATCH_LANES)
-        .flat_map_iter(|chunk| {
+        .map_init(Scratch::default, |scratch, chunk| {
             let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
             let outs = if series.len() == 1 {
-                run_kernel::<1>(&series, &growth, &kp, avx2)
+                // A lone series would fill one lane of four; the
+                // single-series engine (lane-parallel across bars) gives
+                // the same bits faster.
+                vec![single(series[0], params, kp.keep)]
             } else {
-                run_kernel::<BATCH_LANES>(&series, &growth, &kp, avx2)
+                run_kernel::<BATCH_LANES>(&series, &growth, &kp, avx2, scratch)
             };
-            chunk.iter().copied().zip(outs).collect::<Vec<_>>()
+            chunk.iter().copied().zip(outs).collect()
         })
         .collect();
+    let results = results.into_iter().flatten();
     for (i, o) in results {
         out[i] = Some(Ok(o));
     }
@@ -146,6 +150,36 @@ pub fn compute_batch_isa(
         .into_iter()
         .map(|o| o.unwrap_or(Err(EngineError::EmptySeries)))
         .collect())
+}
+
+/// The single-series engine's output, trimmed to what `keep` asks for.
+fn single(close: &[f64], params: &AtcParams, keep: bool) -> AtcOutput {
+    let mut o = compute_unchecked(close, params, Detail::Signal);
+    if !keep {
+        o.r = Vec::new();
+        o.l1 = Vec::new();
+        o.eq2 = Vec::new();
+    }
+    o
+}
+
+/// Buffers a worker reuses from batch to batch: the per-family MA rows are
+/// large enough that fresh allocations would be fresh pages, and faulting
+/// them in cost about 15% of the kernel's time.
+struct Scratch<const W: usize> {
+    mas: Vec<[f64; W]>,
+    tmp: Vec<[f64; W]>,
+    tmp2: Vec<[f64; W]>,
+}
+
+impl<const W: usize> Default for Scratch<W> {
+    fn default() -> Self {
+        Scratch {
+            mas: Vec::new(),
+            tmp: Vec::new(),
+            tmp2: Vec::new(),
+        }
+    }
 }
 
 fn has_avx2() -> bool {
@@ -203,6 +237,7 @@ fn run_kernel<const W: usize>(
     growth: &[f64],
     kp: &KernelParams,
     avx2: bool,
+    scratch: &mut Scratch<W>,
 ) -> Vec<AtcOutput> {
     let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut x = vec![[0.0f64; W]; n];
@@ -214,7 +249,7 @@ fn run_kernel<const W: usize>(
             v[l] = s.get(i).copied().unwrap_or(last);
         }
     }
-    let k = dispatch::<W>(&x, growth, kp, avx2);
+    let k = dispatch::<W>(&x, growth, kp, avx2, scratch);
     series
         .iter()
         .enumerate()
@@ -255,14 +290,15 @@ fn dispatch<const W: usize>(
     growth: &[f64],
     kp: &KernelParams,
     avx2: bool,
+    sc: &mut Scratch<W>,
 ) -> KernelOut<W> {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` is only true when the CPU reports AVX2.
-        return unsafe { kernel_avx2::<W>(x, growth, kp) };
+        return unsafe { kernel_avx2::<W>(x, growth, kp, sc) };
     }
     let _ = avx2;
-    kernel::<W>(x, growth, kp)
+    kernel::<W>(x, growth, kp, sc)
 }
 
 /// The same kernel compiled with AVX2 enabled. AVX2 has no instruction that
@@ -274,8 +310,9 @@ unsafe fn kernel_avx2<const W: usize>(
     x: &[[f64; W]],
     growth: &[f64],
     kp: &KernelParams,
+    sc: &mut Scratch<W>,
 ) -> KernelOut<W> {
-    kernel::<W>(x, growth, kp)
+    kernel::<W>(x, growth, kp, sc)
 }
 
 /// `floor(y)` exactly, without a libm call (SSE2 has no rounding
@@ -299,7 +336,12 @@ fn floor_exact(y: f64) -> f64 {
 /// The whole ATC for `W` lanes of equal length. `inline(always)` so that
 /// [`kernel_avx2`] gets its own AVX2 copy of everything.
 #[inline(always)]
-fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> KernelOut<W> {
+fn kernel<const W: usize>(
+    x: &[[f64; W]],
+    growth: &[f64],
+    kp: &KernelParams,
+    sc: &mut Scratch<W>,
+) -> KernelOut<W> {
     let n = x.len();
     let nan = [f64::NAN; W];
     let cutout = kp.cutout;
@@ -319,9 +361,15 @@ fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> 
         }
     }
 
-    let mut mas = vec![nan; K * n];
-    let mut tmp = vec![nan; K * n];
-    let mut tmp2 = vec![nan; K * n];
+    for v in [&mut sc.mas, &mut sc.tmp, &mut sc.tmp2] {
+        v.clear();
+        v.resize(K * n, nan);
+    }
+    let (mas, tmp, tmp2) = (
+        sc.mas.as_mut_slice(),
+        sc.tmp.as_mut_slice(),
+        sc.tmp2.as_mut_slice(),
+    );
     let mut avg_num = vec![[0.0; W]; n];
     let mut avg_den = vec![[0.0; W]; n];
     let mut l1_rows = Vec::new();
@@ -344,9 +392,9 @@ fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> 
         let lens = &kp.lens[f.index()];
         mas.fill(nan);
         match f {
-            Family::Ema => ema_rows(&|_| x, &[0; K], lens, &mut mas, n),
+            Family::Ema => ema_rows(&|_| x, &[0; K], lens, &mut *mas, n),
             Family::Hma => {
-                prefix_sums::<W, false>(x, lens, &mut tmp, &mut [], n);
+                prefix_sums::<W, false>(x, lens, &mut *tmp, &mut [], n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
                     for i in len.saturating_sub(1)..n {
@@ -363,10 +411,10 @@ fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> 
             }
             Family::Dema => {
                 tmp.fill(nan);
-                ema_rows(&|_| x, &[0; K], lens, &mut tmp, n);
+                ema_rows(&|_| x, &[0; K], lens, &mut *tmp, n);
                 tmp2.fill(nan);
                 let starts = lens.map(|l| l - 1);
-                ema_rows(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut tmp2, n);
+                ema_rows(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
                 for i in 0..K * n {
                     for l in 0..W {
                         mas[i][l] = 2.0 * tmp[i][l] - tmp2[i][l];
@@ -374,7 +422,7 @@ fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> 
                 }
             }
             Family::Lsma => {
-                prefix_sums::<W, true>(x, lens, &mut tmp, &mut tmp2, n);
+                prefix_sums::<W, true>(x, lens, &mut *tmp, &mut *tmp2, n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
                     let sx = (len * (len - 1) / 2) as f64;
@@ -393,14 +441,14 @@ fn kernel<const W: usize>(x: &[[f64; W]], growth: &[f64], kp: &KernelParams) -> 
             Family::Kama => {
                 // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
                 // the window of `len` diffs ending at diff index i − 1.
-                prefix_sums::<W, false>(&diffs, lens, &mut tmp, &mut [], n);
-                kama_rows(x, lens, &tmp, &mut mas, n);
+                prefix_sums::<W, false>(&diffs, lens, &mut *tmp, &mut [], n);
+                kama_rows(x, lens, &*tmp, &mut *mas, n);
             }
         }
         family_layers(
             x,
             &rg,
-            &mas,
+            &*mas,
             kp,
             f,
             &mut l1,
@@ -772,13 +820,29 @@ mod tests {
     #[test]
     fn floor_exact_equals_floor() {
         let mut vals = vec![
-            0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 0.49999999999999994, -0.49999999999999994, 100.5,
-            -100.5, 1e300, -1e300, 4503599627370495.5, -4503599627370495.5, 9e15, f64::INFINITY,
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.0,
+            -1.0,
+            0.49999999999999994,
+            -0.49999999999999994,
+            100.5,
+            -100.5,
+            1e300,
+            -1e300,
+            4503599627370495.5,
+            -4503599627370495.5,
+            9e15,
+            f64::INFINITY,
             f64::NEG_INFINITY,
         ];
         let mut z = 0x1234_5678_9abc_def0u64;
         for _ in 0..100_000 {
-            z = z.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            z = z
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             vals.push(((z >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 203.0);
             vals.push(f64::from_bits(z));
         }

@@ -17,7 +17,7 @@ use crate::backtest::{
     benchmark_metrics, metrics, portfolio, simulate, Bars, Curve, ExecConfig, Metrics, SymbolRun,
 };
 use crate::data::{window, Dataset};
-use crate::engine::{compute, Detail};
+use crate::engine::{compute_batch, AtcOutput, BatchDetail};
 pub use strategy::{Execution, Strategy, StrategyError};
 
 /// What to trade: series indices into [`Dataset::series`] and the window.
@@ -301,6 +301,11 @@ pub fn collect(
     Ok(symbols)
 }
 
+/// Symbols per engine call in [`run`]: enough batches of
+/// [`crate::engine::BATCH_LANES`] to keep every thread busy, few enough that
+/// the engine's outputs in flight stay small.
+const RUN_CHUNK: usize = 256;
+
 /// Runs the plan. `on_done` is called once per finished symbol (progress).
 pub fn run(
     data: &Dataset,
@@ -312,26 +317,45 @@ pub fn run(
     let (active, mut skipped) = prepare(data, plan)?;
     let capital_per_symbol = strategy.execution.capital / active.len() as f64;
     let cfg = strategy.execution.exec_config();
-    let outcomes: Vec<Result<SymbolResult, Skipped>> = active
-        .par_iter()
-        .map(|a| {
-            let view = data.view(a.idx);
-            let close = &view.close[a.start..a.window.end];
-            let result = compute(close, &strategy.atc, Detail::Signal)
-                .map_err(|e| Skipped {
-                    symbol: data.series()[a.idx].name.clone(),
-                    reason: e.to_string(),
-                })
-                .and_then(|out| {
-                    trade_series(data, a, &out.avg, &out.dir, capital_per_symbol, &cfg)
-                });
-            // Done with this series: let the kernel drop its mapped pages, so
-            // resident memory does not grow with the number of symbols.
-            data.release(a.idx);
-            on_done();
-            result
-        })
-        .collect();
+    // Symbols stream through the batched engine a chunk at a time, so the
+    // engine's working set stays a few chunks whatever the symbol count;
+    // results keep plan order, so any thread count gives the same bits.
+    let mut outcomes: Vec<Result<SymbolResult, Skipped>> = Vec::with_capacity(active.len());
+    for chunk in active.chunks(RUN_CHUNK) {
+        let closes: Vec<&[f64]> = chunk
+            .iter()
+            .map(|a| &data.view(a.idx).close[a.start..a.window.end])
+            .collect();
+        let engine: Vec<Result<AtcOutput, String>> =
+            match compute_batch(&closes, &strategy.atc, BatchDetail::Direction) {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|r| r.map_err(|e| e.to_string()))
+                    .collect(),
+                Err(e) => chunk.iter().map(|_| Err(e.to_string())).collect(),
+            };
+        let part: Vec<Result<SymbolResult, Skipped>> = chunk
+            .par_iter()
+            .zip(engine.into_par_iter())
+            .map(|(a, out)| {
+                let result = out
+                    .map_err(|reason| Skipped {
+                        symbol: data.series()[a.idx].name.clone(),
+                        reason,
+                    })
+                    .and_then(|out| {
+                        trade_series(data, a, &out.avg, &out.dir, capital_per_symbol, &cfg)
+                    });
+                // Done with this series: let the kernel drop its mapped
+                // pages, so resident memory does not grow with the number
+                // of symbols.
+                data.release(a.idx);
+                on_done();
+                result
+            })
+            .collect();
+        outcomes.extend(part);
+    }
     let symbols = collect(outcomes, &mut skipped, strict)?;
     Ok(aggregate(symbols, skipped, capital_per_symbol))
 }
