@@ -1,7 +1,7 @@
-//! Single-series engine benchmarks (criterion): full ATC on seeded synthetic
+//! Engine benchmarks (criterion), single-series and batched: full ATC on seeded synthetic
 //! prices. Throughput is reported in bars (elements) per second.
 
-use atc_bt::engine::{compute, AtcParams, Detail};
+use atc_bt::engine::{compute, compute_batch, AtcParams, BatchDetail, Detail};
 use atc_bt::synthetic::random_walk;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -35,6 +35,14 @@ fn many_series(c: &mut Criterion) {
                         .unwrap_or(0)
                 })
                 .sum::<usize>()
+        })
+    });
+    let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
+    g.bench_function("1000x1500_batched_current_pool", |b| {
+        b.iter(|| {
+            compute_batch(black_box(&refs), &params, BatchDetail::Direction)
+                .map(|v| v.len())
+                .unwrap_or(0)
         })
     });
     g.finish();

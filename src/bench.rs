@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{simulate, Bars, ExecConfig};
-use crate::engine::{compute_unchecked, AtcParams, Detail};
+use crate::engine::{compute_batch, compute_unchecked, AtcParams, BatchDetail, Detail};
 use crate::synthetic::random_walk;
 
 /// What to measure.
@@ -20,6 +20,17 @@ pub enum Stage {
     /// Positions, fills, equity, trades and every metric, from a given
     /// direction series.
     Backtest,
+}
+
+/// Which ATC engine the `full` stage times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// [`compute_batch`]: symbols in SIMD lanes, batches in parallel (what
+    /// `run` uses).
+    Batched,
+    /// [`compute_unchecked`] once per symbol, symbols in parallel.
+    Single,
 }
 
 /// Benchmark settings.
@@ -35,6 +46,11 @@ pub struct BenchConfig {
     pub repeat: usize,
     /// Stage to time.
     pub stage: Stage,
+    /// Engine for the `full` stage.
+    pub engine: EngineKind,
+    /// Also time the other engine in the same run (`full` stage only), so
+    /// the ratio between them is measured under the same machine load.
+    pub compare: bool,
 }
 
 /// Figures of one benchmark run.
@@ -62,6 +78,12 @@ pub struct BenchReport {
     pub speedup_vs_1_thread: f64,
     /// Peak resident memory of the process (VmHWM), MiB.
     pub peak_rss_mib: f64,
+    /// Engine timed (`full` stage).
+    pub engine: EngineKind,
+    /// With `compare`: the other engine's median bars/s at `threads`.
+    pub other_engine_bars_per_s_median: Option<f64>,
+    /// With `compare`: `bars_per_s_median / other_engine_bars_per_s_median`.
+    pub ratio_vs_other_engine: Option<f64>,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
@@ -116,44 +138,69 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuil
         Vec::new()
     };
     let exec = ExecConfig::default();
-    let work = |i: usize| -> usize {
-        match cfg.stage {
-            Stage::Full => compute_unchecked(&closes[i], &params, Detail::Signal)
-                .dir
-                .len(),
-            Stage::Backtest => {
-                let bars = Bars {
-                    ts: &ts,
-                    open: &opens[i],
-                    close: &closes[i],
-                };
-                simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec)
-                    .map(|r| r.metrics().trades)
+    let refs: Vec<&[f64]> = closes.iter().map(|c| c.as_slice()).collect();
+    // One pass over the whole set; returns a checksum so nothing is elided.
+    let pass = |engine: EngineKind| -> usize {
+        match (cfg.stage, engine) {
+            (Stage::Full, EngineKind::Batched) => {
+                compute_batch(&refs, &params, BatchDetail::Direction)
+                    .map(|v| v.iter().flatten().map(|o| o.dir.len()).sum())
                     .unwrap_or(0)
             }
+            (Stage::Full, EngineKind::Single) => (0..cfg.symbols)
+                .into_par_iter()
+                .map(|i| {
+                    compute_unchecked(&closes[i], &params, Detail::Signal)
+                        .dir
+                        .len()
+                })
+                .sum(),
+            (Stage::Backtest, _) => (0..cfg.symbols)
+                .into_par_iter()
+                .map(|i| {
+                    let bars = Bars {
+                        ts: &ts,
+                        open: &opens[i],
+                        close: &closes[i],
+                    };
+                    simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec)
+                        .map(|r| r.metrics().trades)
+                        .unwrap_or(0)
+                })
+                .sum(),
         }
     };
     let total = (cfg.symbols * cfg.bars) as f64;
-    let measure = |threads: usize| -> Result<Vec<f64>, rayon::ThreadPoolBuildError> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?;
-        // One untimed pass warms caches and the allocator.
-        pool.install(|| (0..cfg.symbols).into_par_iter().map(work).sum::<usize>());
-        Ok((0..cfg.repeat.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                let n = pool.install(|| (0..cfg.symbols).into_par_iter().map(work).sum::<usize>());
-                std::hint::black_box(n);
-                total / t.elapsed().as_secs_f64().max(1e-12)
-            })
-            .collect())
-    };
-    let mut many = measure(cfg.threads)?;
+    let measure =
+        |threads: usize, engine: EngineKind| -> Result<Vec<f64>, rayon::ThreadPoolBuildError> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            // One untimed pass warms caches and the allocator.
+            pool.install(|| pass(engine));
+            Ok((0..cfg.repeat.max(1))
+                .map(|_| {
+                    let t = Instant::now();
+                    let n = pool.install(|| pass(engine));
+                    std::hint::black_box(n);
+                    total / t.elapsed().as_secs_f64().max(1e-12)
+                })
+                .collect())
+        };
+    let mut many = measure(cfg.threads, cfg.engine)?;
     let mut one = if cfg.threads == 1 {
         many.clone()
     } else {
-        measure(1)?
+        measure(1, cfg.engine)?
+    };
+    let other = if cfg.compare && cfg.stage == Stage::Full {
+        let kind = match cfg.engine {
+            EngineKind::Batched => EngineKind::Single,
+            EngineKind::Single => EngineKind::Batched,
+        };
+        Some(median(&mut measure(cfg.threads, kind)?))
+    } else {
+        None
     };
     let med = median(&mut many);
     let med1 = median(&mut one);
@@ -169,5 +216,8 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuil
         bars_per_s_1_thread_median: med1,
         speedup_vs_1_thread: if med1 > 0.0 { med / med1 } else { 0.0 },
         peak_rss_mib: peak_rss_mib(),
+        engine: cfg.engine,
+        other_engine_bars_per_s_median: other,
+        ratio_vs_other_engine: other.filter(|&o| o > 0.0).map(|o| med / o),
     })
 }

@@ -147,7 +147,11 @@ pub fn store_signals(cache: &Cache, close_hash: &str, params: &AtcParams, avg: &
         created,
         &codec::encode_signals(&key, created, avg, dir),
     );
-    cache.l1_put(key, L1Value::Signals(Arc::new((avg.to_vec(), dir.to_vec()))), created);
+    cache.l1_put(
+        key,
+        L1Value::Signals(Arc::new((avg.to_vec(), dir.to_vec()))),
+        created,
+    );
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::bench::{run_bench, BenchConfig, Stage};
+use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
 
 /// Arguments of `atc-bt bench`.
 #[derive(Debug, Args)]
@@ -23,6 +23,12 @@ pub struct BenchArgs {
     /// full: the whole ATC engine; backtest: fills, equity, trades and metrics only
     #[arg(long, value_enum, default_value_t = Stage::Full)]
     pub stage: Stage,
+    /// Engine for the full stage: batched (symbols in SIMD lanes, what `run` uses) or single (one series at a time)
+    #[arg(long, value_enum, default_value_t = EngineKind::Batched)]
+    pub engine: EngineKind,
+    /// Also time the other engine in the same run and print the ratio
+    #[arg(long)]
+    pub compare: bool,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -39,14 +45,16 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         threads: threads.max(1),
         repeat: args.repeat.max(1),
         stage: args.stage,
+        engine: args.engine,
+        compare: args.compare,
     };
     let r = run_bench(&cfg).context("cannot start worker threads")?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "stage {:?}: {} symbols × {} bars, {} threads, {} repeats",
-            r.stage, r.symbols, r.bars, r.threads, r.repeat
+            "stage {:?} ({:?} engine): {} symbols × {} bars, {} threads, {} repeats",
+            r.stage, r.engine, r.symbols, r.bars, r.threads, r.repeat
         );
         println!(
             "  {:.2}M bars/s median (min {:.2}M, max {:.2}M)",
@@ -59,6 +67,13 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
             r.bars_per_s_1_thread_median / 1e6,
             r.speedup_vs_1_thread
         );
+        if let (Some(o), Some(x)) = (r.other_engine_bars_per_s_median, r.ratio_vs_other_engine) {
+            println!(
+                "  other engine: {:.2}M bars/s median; ratio {:.2}×",
+                o / 1e6,
+                x
+            );
+        }
         println!("  peak RSS {:.1} MiB", r.peak_rss_mib);
     }
     Ok(())

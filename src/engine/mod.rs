@@ -5,6 +5,7 @@
 //! without changing a single bit of its results.
 
 mod atc;
+pub mod batch;
 mod equity;
 mod error;
 pub mod ma;
@@ -15,6 +16,7 @@ pub use atc::{
     compute, compute_unchecked, layers, round2, signal_bank, validate_close, AtcOutput, Detail,
     SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
 };
+pub use batch::{compute_batch, BatchDetail, BATCH_LANES};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};

@@ -16,9 +16,9 @@ use serde::Serialize;
 use crate::backtest::{
     benchmark_metrics, metrics, portfolio, simulate, Bars, Curve, ExecConfig, Metrics, SymbolRun,
 };
-use crate::cache::{cached_signals, Cache};
+use crate::cache::{lookup_signals, store_signals, Cache};
 use crate::data::{window, Dataset};
-use crate::engine::validate_close;
+use crate::engine::{compute_batch, BatchDetail};
 pub use strategy::{Execution, Strategy, StrategyError};
 
 /// What to trade: series indices into [`Dataset::series`] and the window.
@@ -305,6 +305,14 @@ pub fn collect(
     Ok(symbols)
 }
 
+/// A series' average signal and direction over the bars the engine saw.
+type Signals = (Vec<f64>, Vec<i8>);
+
+/// Symbols per engine call in [`run`]: enough batches of
+/// [`crate::engine::BATCH_LANES`] to keep every thread busy, few enough that
+/// the engine's outputs in flight stay small.
+const RUN_CHUNK: usize = 256;
+
 /// Runs the plan without the result cache. `on_done` is called once per
 /// finished symbol (progress).
 pub fn run(
@@ -378,29 +386,69 @@ pub fn run_with_cache(
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let cfg = strategy.execution.exec_config();
-    let outcomes: Vec<Result<SymbolResult, Skipped>> = active
-        .par_iter()
-        .map(|a| {
-            let view = data.view(a.idx);
-            let info = &data.series()[a.idx];
-            let close = &view.close[a.start..a.window.end];
-            let result = validate_close(close)
-                .map(|()| {
-                    let hash = span_hash(&info.close_hash, a.start, a.window.end);
-                    cached_signals(cache, &hash, close, &strategy.atc)
-                })
-                .map_err(|e| Skipped {
-                    symbol: info.name.clone(),
-                    reason: e.to_string(),
-                })
-                .and_then(|(avg, dir)| trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg));
-            // Done with this series: let the kernel drop its mapped pages, so
-            // resident memory does not grow with the number of symbols.
-            data.release(a.idx);
-            on_done(close.len());
-            result
-        })
-        .collect();
+    // Symbols stream through the batched engine a chunk at a time, so the
+    // engine's working set stays a few chunks whatever the symbol count;
+    // results keep plan order, so any thread count gives the same bits.
+    // Signals found in the cache skip the engine; the misses of a chunk are
+    // computed in one batch and stored.
+    let mut outcomes: Vec<Result<SymbolResult, Skipped>> = Vec::with_capacity(active.len());
+    for chunk in active.chunks(RUN_CHUNK) {
+        let hashes: Vec<String> = chunk
+            .iter()
+            .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
+            .collect();
+        let mut signals: Vec<Option<Result<Signals, String>>> = chunk
+            .par_iter()
+            .zip(&hashes)
+            .map(|(a, h)| lookup_signals(cache, h, a.window.end - a.start, &strategy.atc).map(Ok))
+            .collect();
+        let missing: Vec<usize> = (0..chunk.len()).filter(|&i| signals[i].is_none()).collect();
+        if !missing.is_empty() {
+            let closes: Vec<&[f64]> = missing
+                .iter()
+                .map(|&i| &data.view(chunk[i].idx).close[chunk[i].start..chunk[i].window.end])
+                .collect();
+            match compute_batch(&closes, &strategy.atc, BatchDetail::Direction) {
+                Ok(v) => {
+                    for (&i, r) in missing.iter().zip(v) {
+                        signals[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
+                    }
+                }
+                Err(e) => {
+                    for &i in &missing {
+                        signals[i] = Some(Err(e.to_string()));
+                    }
+                }
+            }
+            missing.par_iter().for_each(|&i| {
+                if let Some(Ok((avg, dir))) = &signals[i] {
+                    store_signals(cache, &hashes[i], &strategy.atc, avg, dir);
+                }
+            });
+        }
+        let part: Vec<Result<SymbolResult, Skipped>> = chunk
+            .par_iter()
+            .zip(signals.into_par_iter())
+            .map(|(a, sig)| {
+                let sig = sig.unwrap_or_else(|| Err("no engine result".into()));
+                let result = sig
+                    .map_err(|reason| Skipped {
+                        symbol: data.series()[a.idx].name.clone(),
+                        reason,
+                    })
+                    .and_then(|(avg, dir)| {
+                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg)
+                    });
+                // Done with this series: let the kernel drop its mapped
+                // pages, so resident memory does not grow with the number
+                // of symbols.
+                data.release(a.idx);
+                on_done(a.window.end - a.start);
+                result
+            })
+            .collect();
+        outcomes.extend(part);
+    }
     let symbols = collect(outcomes, &mut skipped, strict)?;
     Ok(aggregate(symbols, skipped, capital_per_symbol))
 }
