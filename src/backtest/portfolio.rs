@@ -8,6 +8,8 @@
 //! however the runs were computed (any thread count) as long as the caller
 //! keeps the slice in a fixed order (e.g. the symbol order of the input).
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 
 use super::exec::{gross_fraction, SymbolRun};
@@ -48,8 +50,11 @@ pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
 }
 
 /// Sorted, de-duplicated union of all runs' timestamps.
-fn union_ts(runs: &[SymbolRun]) -> Vec<i64> {
-    let mut ts: Vec<i64> = runs.iter().flat_map(|r| r.ts.iter().copied()).collect();
+fn union_ts<R: Borrow<SymbolRun>>(runs: &[R]) -> Vec<i64> {
+    let mut ts: Vec<i64> = runs
+        .iter()
+        .flat_map(|r| r.borrow().ts.iter().copied())
+        .collect();
     ts.sort_unstable();
     ts.dedup();
     ts
@@ -62,7 +67,10 @@ fn union_ts(runs: &[SymbolRun]) -> Vec<i64> {
 /// a symbol's first bar, carried forward after its last), so it is buy &
 /// hold under the same `1/N` split. `capital_per_symbol` is the cash a
 /// sub-account holds before its first bar.
-pub fn portfolio(runs: &[SymbolRun], capital_per_symbol: f64) -> (Curve, Curve) {
+///
+/// Takes owned runs or references (`&[SymbolRun]` or `&[&SymbolRun]`), so a
+/// caller holding runs inside larger results need not clone them.
+pub fn portfolio<R: Borrow<SymbolRun>>(runs: &[R], capital_per_symbol: f64) -> (Curve, Curve) {
     let ts = union_ts(runs);
     let n = ts.len();
     let mut port = Curve {
@@ -78,6 +86,7 @@ pub fn portfolio(runs: &[SymbolRun], capital_per_symbol: f64) -> (Curve, Curve) 
     // One pass per run in slice order: each union bar receives its terms in
     // that same order, so the floating-point sums are fixed.
     for run in runs {
+        let run: &SymbolRun = run.borrow();
         let mut j = 0; // next unread bar of this run
         let (mut eq, mut gross, mut b, mut bg) = (capital_per_symbol, 0.0, capital_per_symbol, 0.0);
         for (k, &t) in port.ts.iter().enumerate() {

@@ -254,7 +254,7 @@ pub fn aggregate(
     skipped: Vec<Skipped>,
     capital_per_symbol: f64,
 ) -> RunResult {
-    let runs: Vec<SymbolRun> = symbols.iter().map(|s| s.run.clone()).collect();
+    let runs: Vec<&SymbolRun> = symbols.iter().map(|s| &s.run).collect();
     let (portfolio_curve, benchmark_curve) = portfolio(&runs, capital_per_symbol);
     let trades: Vec<_> = runs.iter().flat_map(|r| r.trades.iter().cloned()).collect();
     // The portfolio starts with the capital of the sub-accounts it sums.

@@ -74,6 +74,55 @@ pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), OutputError
     file.sync_all().map_err(io_err(path))
 }
 
+/// A Parquet file written batch by batch, so a large result is never held
+/// as whole-file columns.
+struct ParquetSink {
+    path: PathBuf,
+    schema: Arc<Schema>,
+    writer: ArrowWriter<File>,
+}
+
+impl ParquetSink {
+    fn create(path: &Path, schema: Arc<Schema>) -> Result<ParquetSink, OutputError> {
+        let file = File::create(path).map_err(io_err(path))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
+            OutputError::Parquet {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(ParquetSink {
+            path: path.to_path_buf(),
+            schema,
+            writer,
+        })
+    }
+
+    fn write(&mut self, cols: Vec<ArrayRef>) -> Result<(), OutputError> {
+        let perr = |e: &dyn std::fmt::Display| OutputError::Parquet {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let b = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| perr(&e))?;
+        self.writer.write(&b).map_err(|e| perr(&e))
+    }
+
+    fn finish(self) -> Result<(), OutputError> {
+        let path = self.path;
+        let file = self.writer.into_inner().map_err(|e| OutputError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        file.sync_all().map_err(io_err(&path))
+    }
+}
+
+/// Symbols per record batch of the per-bar files.
+const SYMBOLS_PER_BATCH: usize = 256;
+
 fn ts_field(name: &str, nullable: bool) -> Field {
     Field::new(
         name,
@@ -110,39 +159,41 @@ fn drawdowns(equity: &[f64]) -> Vec<f64> {
 }
 
 fn write_equity(path: &Path, r: &RunResult) -> Result<(), OutputError> {
-    let (mut ts, mut sym, mut eq, mut pos, mut dd) = (vec![], vec![], vec![], vec![], vec![]);
-    for s in &r.symbols {
-        ts.extend_from_slice(&s.run.ts);
-        sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
-        eq.extend_from_slice(&s.run.equity);
-        pos.extend(s.run.position.iter().map(|&p| Some(p)));
-        dd.extend(drawdowns(&s.run.equity));
-    }
-    for (name, c) in [(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)] {
-        ts.extend_from_slice(&c.ts);
-        sym.extend(std::iter::repeat_n(name, c.ts.len()));
-        eq.extend_from_slice(&c.equity);
-        pos.extend(std::iter::repeat_n(None, c.ts.len()));
-        dd.extend(drawdowns(&c.equity));
-    }
-    let b = batch(
-        path,
-        vec![
-            ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
-            Field::new("equity", DataType::Float64, false),
-            Field::new("position", DataType::Float64, true),
-            Field::new("drawdown", DataType::Float64, false),
-        ],
-        vec![
+    let schema = Arc::new(Schema::new(vec![
+        ts_field("ts", false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("equity", DataType::Float64, false),
+        Field::new("position", DataType::Float64, true),
+        Field::new("drawdown", DataType::Float64, false),
+    ]));
+    let mut sink = ParquetSink::create(path, schema)?;
+    for chunk in r.symbols.chunks(SYMBOLS_PER_BATCH) {
+        let (mut ts, mut sym, mut eq, mut pos, mut dd) = (vec![], vec![], vec![], vec![], vec![]);
+        for s in chunk {
+            ts.extend_from_slice(&s.run.ts);
+            sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
+            eq.extend_from_slice(&s.run.equity);
+            pos.extend(s.run.position.iter().map(|&p| Some(p)));
+            dd.extend(drawdowns(&s.run.equity));
+        }
+        sink.write(vec![
             ts_array(ts),
             Arc::new(StringArray::from(sym)),
             Arc::new(Float64Array::from(eq)),
             Arc::new(Float64Array::from(pos)),
             Arc::new(Float64Array::from(dd)),
-        ],
-    )?;
-    write_parquet(path, &b)
+        ])?;
+    }
+    for (name, c) in [(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)] {
+        sink.write(vec![
+            ts_array(c.ts.clone()),
+            Arc::new(StringArray::from(vec![name; c.ts.len()])),
+            Arc::new(Float64Array::from(c.equity.clone())),
+            Arc::new(Float64Array::from(vec![None::<f64>; c.ts.len()])),
+            Arc::new(Float64Array::from(drawdowns(&c.equity))),
+        ])?;
+    }
+    sink.finish()
 }
 
 fn write_trades(path: &Path, r: &RunResult) -> Result<(), OutputError> {
@@ -204,32 +255,33 @@ fn write_trades(path: &Path, r: &RunResult) -> Result<(), OutputError> {
 }
 
 fn write_signals(path: &Path, r: &RunResult) -> Result<(), OutputError> {
-    let (mut ts, mut sym, mut close, mut avg, mut dir) = (vec![], vec![], vec![], vec![], vec![]);
-    for s in &r.symbols {
-        ts.extend_from_slice(&s.run.ts);
-        sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
-        close.extend_from_slice(&s.close);
-        avg.extend(s.avg.iter().map(|&a| (!a.is_nan()).then_some(a)));
-        dir.extend_from_slice(&s.dir);
-    }
-    let b = batch(
-        path,
-        vec![
-            ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
-            Field::new("close", DataType::Float64, false),
-            Field::new("avg", DataType::Float64, true),
-            Field::new("dir", DataType::Int8, false),
-        ],
-        vec![
+    let schema = Arc::new(Schema::new(vec![
+        ts_field("ts", false),
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("close", DataType::Float64, false),
+        Field::new("avg", DataType::Float64, true),
+        Field::new("dir", DataType::Int8, false),
+    ]));
+    let mut sink = ParquetSink::create(path, schema)?;
+    for chunk in r.symbols.chunks(SYMBOLS_PER_BATCH) {
+        let (mut ts, mut sym, mut close, mut avg, mut dir) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for s in chunk {
+            ts.extend_from_slice(&s.run.ts);
+            sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
+            close.extend_from_slice(&s.close);
+            avg.extend(s.avg.iter().map(|&a| (!a.is_nan()).then_some(a)));
+            dir.extend_from_slice(&s.dir);
+        }
+        sink.write(vec![
             ts_array(ts),
             Arc::new(StringArray::from(sym)),
             Arc::new(Float64Array::from(close)),
             Arc::new(Float64Array::from(avg)),
             Arc::new(Int8Array::from(dir)),
-        ],
-    )?;
-    write_parquet(path, &b)
+        ])?;
+    }
+    sink.finish()
 }
 
 /// `metrics.json`: `{"portfolio": {...}, "benchmark": {...}, "symbols": {...}}`.
