@@ -46,10 +46,6 @@ const METRICS: [&str; 33] = [
     "equity_peak",
 ];
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn run_on_bundled_data_from_2020() {
     let tmp = tempfile::tempdir().unwrap();

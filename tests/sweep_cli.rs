@@ -3,14 +3,9 @@
 
 mod common;
 
-use std::path::Path;
 
 use common::*;
 use predicates::prelude::*;
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn shipped_grid_on_bundled_data_with_split() {

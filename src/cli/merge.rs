@@ -1,7 +1,7 @@
 //! `atc-bt merge`, and the `--shard` paths of `run` and `sweep`: each shard
 //! writes a part, `merge` writes what the single-machine command writes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -417,21 +417,7 @@ fn merge_sweep_dir(
     let (grid, base, _) = crate::shard::merge::sweep_setup(parts)?;
     let rank_by = h.params["rank_by"].as_str().unwrap_or("sharpe").to_string();
     let out = &args.out;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sweep".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).ok();
-    }
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let tmp = crate::run::output::partial_dir(out)?;
     let result = (|| -> Result<_> {
         let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
         let r = merge_sweep(parts, &mut |rows| writer.write(&rows))?;

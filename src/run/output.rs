@@ -309,6 +309,27 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
     f.sync_all().map_err(io_err(path))
 }
 
+/// Creates (empty) the temporary sibling `.<name>.partial-<pid>` of `out`
+/// that a result directory is written into before it is renamed to `out`;
+/// a leftover from a crashed process with the same pid is cleared first.
+pub fn partial_dir(out: &Path) -> Result<PathBuf, OutputError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
 /// Writes the whole run directory at `out` atomically: everything goes to a
 /// temporary sibling first, which is renamed to `out` when complete. An
 /// existing `out` is replaced only after the new one is complete.
@@ -328,20 +349,12 @@ pub fn write_run_dir_with(
     run_json: &serde_json::Value,
     extra: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let tmp = partial_dir(out)?;
+    let parent = tmp.parent().unwrap_or(Path::new("."));
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
     write_json(&tmp.join("metrics.json"), &metrics_json(r))?;
     write_equity(&tmp.join("equity.parquet"), r)?;
     write_trades(&tmp.join("trades.parquet"), r)?;

@@ -23,6 +23,11 @@ pub fn atc(dir: &Path) -> assert_cmd::Command {
     c
 }
 
+/// A JSON file, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// All record batches of a Parquet file, concatenated by column name.
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
     let f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
