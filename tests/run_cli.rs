@@ -377,32 +377,53 @@ fn bad_series_is_skipped_or_fails_with_strict() {
 fn killed_run_leaves_no_complete_looking_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..150)
+    let series: Vec<Series> = (0..300)
         .map(|k| walk(&format!("S{k:03}"), k, 2000))
         .collect();
     write_ohlcv(&data, &series);
-    let out = tmp.path().join("r");
     let bin = assert_cmd::cargo::cargo_bin("atc-bt");
-    let mut child = std::process::Command::new(bin)
-        .current_dir(tmp.path())
-        .args(["run", "-q", "--threads", "1", "--data"])
+    let mut killed_before_done = 0;
+    // Kill at several moments (store build, compute, write); whatever the
+    // moment, the result directory is either absent or complete.
+    for (k, delay) in [30u64, 120, 300, 700].into_iter().enumerate() {
+        let out = tmp.path().join(format!("r{k}"));
+        let mut child = std::process::Command::new(&bin)
+            .current_dir(tmp.path())
+            .args(["run", "-q", "--no-cache", "--threads", "1", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            killed_before_done += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if out.exists() {
+            assert!(
+                out.join("run.json").is_file(),
+                "{}: no run.json",
+                out.display()
+            );
+            json(&out.join("metrics.json"));
+        }
+    }
+    assert!(
+        killed_before_done > 0,
+        "every run finished before its kill: the test proves nothing"
+    );
+    // The next run over the same data and store succeeds.
+    atc(tmp.path())
+        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
         .arg(&data)
         .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let _ = child.kill();
-    let _ = child.wait();
-    // Either the run finished (complete directory) or nothing is there.
-    if out.exists() {
-        assert!(
-            out.join("run.json").is_file(),
-            "a result directory without run.json"
-        );
-    }
+        .arg(tmp.path().join("after"))
+        .assert()
+        .success();
 }
 
 /// Cold cache, warm cache and `--no-cache` give byte-identical results, and
