@@ -50,13 +50,19 @@ pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
 }
 
 /// Sorted, de-duplicated union of all runs' timestamps.
+///
+/// Sized exactly up front and shrunk after de-duplication: the
+/// concatenation is symbols × bars long, the union only as long as the
+/// calendar, and the curves keep it for the rest of the run.
 fn union_ts<R: Borrow<SymbolRun>>(runs: &[R]) -> Vec<i64> {
-    let mut ts: Vec<i64> = runs
-        .iter()
-        .flat_map(|r| r.borrow().ts.iter().copied())
-        .collect();
+    let total = runs.iter().map(|r| r.borrow().ts.len()).sum();
+    let mut ts: Vec<i64> = Vec::with_capacity(total);
+    for r in runs {
+        ts.extend_from_slice(&r.borrow().ts);
+    }
     ts.sort_unstable();
     ts.dedup();
+    ts.shrink_to_fit();
     ts
 }
 
