@@ -355,10 +355,23 @@ pub fn write_run_dir_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    write_json(&tmp.join("metrics.json"), &metrics_json(r))?;
-    write_equity(&tmp.join("equity.parquet"), r)?;
-    write_trades(&tmp.join("trades.parquet"), r)?;
-    write_signals(&tmp.join("signals.parquet"), r)?;
+    // The files are independent: encode them on all cores (each file's bytes
+    // do not depend on the order).
+    let ((a, b), (c, d)) = rayon::join(
+        || {
+            rayon::join(
+                || write_json(&tmp.join("metrics.json"), &metrics_json(r)),
+                || write_equity(&tmp.join("equity.parquet"), r),
+            )
+        },
+        || {
+            rayon::join(
+                || write_trades(&tmp.join("trades.parquet"), r),
+                || write_signals(&tmp.join("signals.parquet"), r),
+            )
+        },
+    );
+    a.and(b).and(c).and(d)?;
     extra(&tmp)?;
     // run.json last: its presence marks a complete directory.
     write_json(&tmp.join("run.json"), run_json)?;
