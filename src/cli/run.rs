@@ -276,11 +276,14 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "hits": hits,
         "misses": misses,
     });
-    write_run_dir_with(&out, &result, &run_json, |tmp| {
-        let path = tmp.join("memory.parquet");
-        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
+    // On the run's own pool, so --threads also bounds the parallel writers.
+    pool.install(|| {
+        write_run_dir_with(&out, &result, &run_json, |tmp| {
+            let path = tmp.join("memory.parquet");
+            write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+                path: path.clone(),
+                message: e.to_string(),
+            })
         })
     })?;
     let t_write = t2.elapsed();
