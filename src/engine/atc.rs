@@ -154,31 +154,43 @@ fn family_layer1(
             eq[i] = f64::NAN;
         }
     }
+    // Signals transposed to one row of nine per bar, so each bar reads two
+    // small contiguous rows instead of nine vectors; the per-lane updates
+    // below are branch-free selects the compiler can vectorise.
+    let rows: Vec<[i8; K]> = (0..n)
+        .map(|i| std::array::from_fn(|k| sigs[k][i]))
+        .collect();
     for i in cutout..n {
         let r = rg[i];
+        let neg_r = -r;
+        // A previous signal of 0 (or none, at bar 0) keeps `a` (Pine `var`).
+        let prev = if i > 0 { rows[i - 1] } else { [0; K] };
+        for k in 0..K {
+            let p = prev[k];
+            a[k] = if p > 0 {
+                r
+            } else if p < 0 {
+                neg_r
+            } else {
+                a[k]
+            };
+        }
+        if i == cutout {
+            e = [start; K];
+        } else {
+            for k in 0..K {
+                e[k] = (e[k] * d) * (1.0 + a[k]);
+            }
+        }
+        for v in e.iter_mut() {
+            *v = if *v < 0.25 { 0.25 } else { *v };
+        }
+        let cur = rows[i];
         let mut nm = 0.0;
         let mut dn = 0.0;
         for k in 0..K {
-            let sig = &sigs[k];
-            if i > 0 {
-                let p = sig[i - 1];
-                if p > 0 {
-                    a[k] = r;
-                } else if p < 0 {
-                    a[k] = -r;
-                }
-            }
-            let mut v = if i == cutout {
-                start
-            } else {
-                (e[k] * d) * (1.0 + a[k])
-            };
-            if v < 0.25 {
-                v = 0.25;
-            }
-            e[k] = v;
-            nm += f64::from(sig[i]) * v;
-            dn += v;
+            nm += f64::from(cur[k]) * e[k];
+            dn += e[k];
         }
         num[i] = nm;
         den[i] = dn;
