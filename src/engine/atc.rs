@@ -50,7 +50,8 @@ pub struct AtcOutput {
 /// Pine `math.round(x, 2)`: nearest multiple of 0.01, ties toward +inf.
 #[inline]
 pub fn round2(x: f64) -> f64 {
-    (x * 100.0 + 0.5).floor() / 100.0
+    // floor_exact equals f64::floor bit for bit (tested) without a libm call.
+    super::batch::floor_exact(x * 100.0 + 0.5) / 100.0
 }
 
 /// Checks that every close is finite and > 0 and that there is at least one.

@@ -321,7 +321,7 @@ unsafe fn kernel_avx2<const W: usize>(
 /// lies above `y` gives the floor, signed zeros included. Larger values,
 /// infinities and NaN are returned as they are, like `floor`.
 #[inline(always)]
-fn floor_exact(y: f64) -> f64 {
+pub(crate) fn floor_exact(y: f64) -> f64 {
     const TWO52: f64 = 4_503_599_627_370_496.0;
     let a = y.abs();
     let t = ((a + TWO52) - TWO52).copysign(y);
