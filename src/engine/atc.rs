@@ -4,7 +4,7 @@
 
 use super::equity::{equity_into, growth_scaled_returns, rate_of_change};
 use super::error::EngineError;
-use super::ma::moving_average;
+use super::ma::family_moving_averages;
 use super::params::{AtcParams, Family};
 use super::signal::{cross_signal, cut, direction};
 
@@ -108,8 +108,7 @@ pub fn signal_bank(
     for family in Family::ALL {
         // Validation guarantees the lengths; an invalid set yields NaNs.
         let lens = params.lengths(family).unwrap_or([0; 9]);
-        for &len in &lens {
-            let ma = moving_average(family, close, len);
+        for ma in family_moving_averages(family, close, &lens) {
             sig.push(cross_signal(close, &ma));
             if keep_ma {
                 mas.push(ma);

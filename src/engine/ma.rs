@@ -208,8 +208,6 @@ pub fn lsma(x: &[f64], len: usize) -> Vec<f64> {
 /// noise window still holds bar 0's na difference (spec sec. 5 and 13.1).
 pub fn kama(x: &[f64], len: usize) -> Vec<f64> {
     let n = x.len();
-    let mut out = vec![f64::NAN; n];
-    let span = KAMA_FAST - KAMA_SLOW;
     // |x[j] - x[j-1]| for j >= 1; noise[i] is the window sum of these over
     // j = i-len+1 ..= i, oldest first, which for i >= len never touches the
     // na difference of bar 0.
@@ -219,6 +217,14 @@ pub fn kama(x: &[f64], len: usize) -> Vec<f64> {
         // diffs[j-1] = |x[j] - x[j-1]|, so noise[i] = window sum ending at diffs[i-1].
         window_sums(&diffs, len, &mut noise[1..]);
     }
+    kama_with_noise(x, len, &noise)
+}
+
+/// The KAMA recursion given `noise[i]` (used only for `i >= len`).
+fn kama_with_noise(x: &[f64], len: usize, noise: &[f64]) -> Vec<f64> {
+    let n = x.len();
+    let mut out = vec![f64::NAN; n];
+    let span = KAMA_FAST - KAMA_SLOW;
     let mut k = 0.0; // nz(K[-1])
     for i in 0..n {
         let ratio = if i >= len && len > 0 {
@@ -238,6 +244,139 @@ pub fn kama(x: &[f64], len: usize) -> Vec<f64> {
         out[i] = k;
     }
     out
+}
+
+/// The nine MAs of a family at once. For the SMA (HMA family), LSMA and the
+/// KAMA's noise, windows that start on the same bar share their running
+/// sum: the sum of a window of length `L` starting at bar `s`, accumulated
+/// oldest to newest, is a prefix of the sum of any longer window starting
+/// at `s`, so one pass of `max(L)` additions per start bar serves all nine
+/// lengths with exactly the additions (and order) of the per-length code.
+/// Starts are processed [`LANES`] at a time. Bit-identical to calling
+/// [`moving_average`] per length (tested).
+pub fn family_moving_averages(family: Family, x: &[f64], lens: &[usize]) -> Vec<Vec<f64>> {
+    let n = x.len();
+    let valid = !lens.is_empty() && lens.iter().all(|&l| l >= 1);
+    match family {
+        Family::Hma if valid => {
+            let mut outs = vec![vec![f64::NAN; n]; lens.len()];
+            shared_prefix_sums(x, lens, &mut outs, None);
+            for (out, &l) in outs.iter_mut().zip(lens) {
+                let lf = l as f64;
+                for v in out.iter_mut().filter(|v| !v.is_nan()) {
+                    *v /= lf;
+                }
+            }
+            outs
+        }
+        Family::Lsma if valid => {
+            let mut sy = vec![vec![f64::NAN; n]; lens.len()];
+            let mut sxy = vec![vec![f64::NAN; n]; lens.len()];
+            shared_prefix_sums(x, lens, &mut sy, Some(&mut sxy));
+            sy.iter()
+                .zip(&sxy)
+                .zip(lens)
+                .map(|((sy, sxy), &len)| {
+                    let l = len as f64;
+                    let sx = (len * (len - 1) / 2) as f64;
+                    let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
+                    let den = l * sxx - sx * sx;
+                    sy.iter()
+                        .zip(sxy)
+                        .map(|(&sy, &sxy)| {
+                            if sy.is_nan() {
+                                return f64::NAN;
+                            }
+                            let slope = (l * sxy - sx * sy) / den;
+                            let intercept = (sy - slope * sx) / l;
+                            intercept + slope * (l - 1.0)
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+        Family::Kama if valid && n > 1 => {
+            let diffs: Vec<f64> = x.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+            let mut sums = vec![vec![f64::NAN; n - 1]; lens.len()];
+            shared_prefix_sums(&diffs, lens, &mut sums, None);
+            sums.iter()
+                .zip(lens)
+                .map(|(s, &len)| {
+                    // noise[i] = s[i - 1]: the window of diffs ending at bar i.
+                    let mut noise = vec![f64::NAN; n];
+                    noise[1..].copy_from_slice(s);
+                    kama_with_noise(x, len, &noise)
+                })
+                .collect()
+        }
+        _ => lens.iter().map(|&l| moving_average(family, x, l)).collect(),
+    }
+}
+
+/// For every start bar `s` and every length `L` of `lens` whose window fits,
+/// writes `Σ_{j<L} y[s+j]` (and, with `sxy`, `Σ_{j<L} j·y[s+j]`), summed
+/// from `j = 0` up, at index `s + L - 1` of the matching output.
+fn shared_prefix_sums(
+    y: &[f64],
+    lens: &[usize],
+    sy: &mut [Vec<f64>],
+    mut sxy: Option<&mut [Vec<f64>]>,
+) {
+    let n = y.len();
+    let mut order: Vec<(usize, usize)> = lens.iter().enumerate().map(|(k, &l)| (l, k)).collect();
+    order.sort_unstable();
+    let lmax = order.last().map_or(0, |o| o.0);
+    if lmax == 0 {
+        return;
+    }
+    let with_xy = sxy.is_some();
+    let mut s = 0;
+    // Lane blocks where every lane's longest window fits.
+    while s + LANES + lmax - 1 <= n {
+        let mut acc = [0.0f64; LANES];
+        let mut accxy = [0.0f64; LANES];
+        let mut next = 0;
+        for j in 0..lmax {
+            let w = &y[s + j..s + j + LANES];
+            for l in 0..LANES {
+                acc[l] += w[l];
+            }
+            if with_xy {
+                let jf = j as f64;
+                for l in 0..LANES {
+                    accxy[l] += jf * w[l];
+                }
+            }
+            while next < order.len() && order[next].0 == j + 1 {
+                let (len, k) = order[next];
+                sy[k][s + len - 1..s + len - 1 + LANES].copy_from_slice(&acc);
+                if let Some(sxy) = sxy.as_deref_mut() {
+                    sxy[k][s + len - 1..s + len - 1 + LANES].copy_from_slice(&accxy);
+                }
+                next += 1;
+            }
+        }
+        s += LANES;
+    }
+    // The remaining starts, one at a time, as far as the series goes.
+    for s in s..n {
+        let (mut acc, mut accxy) = (0.0f64, 0.0f64);
+        let mut next = 0;
+        for j in 0..lmax.min(n - s) {
+            acc += y[s + j];
+            if with_xy {
+                accxy += j as f64 * y[s + j];
+            }
+            while next < order.len() && order[next].0 == j + 1 {
+                let (len, k) = order[next];
+                sy[k][s + len - 1] = acc;
+                if let Some(sxy) = sxy.as_deref_mut() {
+                    sxy[k][s + len - 1] = accxy;
+                }
+                next += 1;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +470,26 @@ mod tests {
             prop_assert_eq!(bits(&wma(&x, len)), bits(&wma_ref(&x, len)));
             prop_assert_eq!(bits(&lsma(&x, len)), bits(&lsma_ref(&x, len)));
             prop_assert_eq!(bits(&kama(&x, len)), bits(&kama_ref(&x, len)));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn family_shared_sums_equal_per_length(
+            x in prop::collection::vec(1.0f64..1000.0, 1..160),
+            base in 9usize..40,
+            wide in any::<bool>(),
+        ) {
+            let o = if wide { [1, 3, 5, 7] } else { [1, 2, 4, 6] };
+            let lens = [base, base + o[0], base + o[1], base + o[2], base + o[3],
+                        base - o[0], base - o[1], base - o[2], base - o[3]];
+            for family in Family::ALL {
+                let joint = family_moving_averages(family, &x, &lens);
+                for (k, &len) in lens.iter().enumerate() {
+                    prop_assert_eq!(bits(&joint[k]), bits(&moving_average(family, &x, len)),
+                        "{} len {}", family, len);
+                }
+            }
         }
     }
 
