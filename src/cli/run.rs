@@ -22,7 +22,7 @@ use crate::run::{fmt_ts, run_with_cache, RunPlan, RunResult, Strategy};
 
 /// Arguments of `atc-bt run`.
 #[derive(Debug, Args)]
-#[command(after_long_help = EXECUTION_HELP)]
+#[command(after_long_help = format!("{EXECUTION_HELP}\n\n{}\n\n{}", crate::data::INPUT_HELP, super::data::POLICY_HELP))]
 pub struct RunArgs {
     #[command(flatten)]
     pub data: DataSourceArgs,

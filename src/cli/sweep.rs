@@ -24,6 +24,7 @@ use crate::sweep::{sweep, Grid};
 
 /// Arguments of `atc-bt sweep`.
 #[derive(Debug, Args)]
+#[command(after_long_help = format!("{}\n\n{}", crate::data::INPUT_HELP, super::data::POLICY_HELP))]
 pub struct SweepArgs {
     #[command(flatten)]
     pub data: DataSourceArgs,
