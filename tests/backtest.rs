@@ -390,6 +390,31 @@ fn portfolio_sums_in_slice_order() {
     assert_eq!(p2.equity, vec![1.0]);
 }
 
+#[test]
+fn streamed_portfolio_on_a_superset_timeline_equals_the_union() {
+    use atc_bt::backtest::PortfolioSum;
+    // Irregular calendars, values whose sums round: any change in which
+    // terms a bar receives, or their order, shows in the bits.
+    let a = curve_run("A", &[1, 3, 4], &[1e16, 3.0, 0.1], &[0.7, 0.2, 1e-3]);
+    let b = curve_run("B", &[2, 4, 6], &[1.0, -1e16, 0.3], &[9.1, 0.3, 7.7]);
+    let c = curve_run("C", &[3, 6, 7], &[0.1, 0.2, 1e16], &[1.5, 2.5, 3.5]);
+    let runs = [a, b, c];
+    let want = portfolio(&runs, 100.0);
+    // The timeline of every window, including a refused symbol's bars (5, 8).
+    let mut acc = PortfolioSum::new(vec![1, 2, 3, 4, 5, 6, 7, 8], 100.0);
+    for r in &runs {
+        acc.add(r);
+    }
+    let got = acc.finish();
+    assert_eq!(got.0.ts, vec![1, 2, 3, 4, 6, 7]);
+    for (g, w) in [(&got.0, &want.0), (&got.1, &want.1)] {
+        assert_eq!(g.ts, w.ts);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&g.equity), bits(&w.equity));
+        assert_eq!(bits(&g.gross), bits(&w.gross));
+    }
+}
+
 /// `(ts, open, close, dir)` of one symbol.
 type Series = (Vec<i64>, Vec<f64>, Vec<f64>, Vec<i8>);
 

@@ -228,6 +228,55 @@ pub fn metrics(
     exposure: Option<&[f64]>,
     total_fees: f64,
 ) -> Metrics {
+    let stats: Vec<TradeStat> = trades.iter().map(TradeStat::of).collect();
+    metrics_of_stats(initial, ts, equity, benchmark, &stats, exposure, total_fees)
+}
+
+/// What the metrics need of one trade: 40 bytes instead of a [`Trade`]
+/// with its symbol, so a run over thousands of symbols can keep every
+/// trade of the portfolio for its statistics after writing the ledger.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TradeStat {
+    /// [`Trade::ret`].
+    pub ret: f64,
+    /// [`Trade::pnl`].
+    pub pnl: f64,
+    /// [`Trade::bars_held`].
+    pub bars_held: usize,
+    /// `exit_ts − entry_ts` in µs, if the trade has an exit.
+    pub span_us: Option<i64>,
+    /// [`Trade::open`].
+    pub open: bool,
+}
+
+impl TradeStat {
+    /// The statistics of `t`.
+    pub fn of(t: &Trade) -> TradeStat {
+        TradeStat {
+            ret: t.ret,
+            pnl: t.pnl,
+            bars_held: t.bars_held,
+            span_us: t.exit_ts.map(|x| x - t.entry_ts),
+            open: t.open,
+        }
+    }
+
+    /// [`Trade::duration_days`], bit for bit.
+    fn duration_days(&self) -> Option<f64> {
+        self.span_us.map(|d| d as f64 / DAY_US as f64)
+    }
+}
+
+/// [`metrics`] from the trades' [`TradeStat`]s (same order, same bits).
+pub fn metrics_of_stats(
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    benchmark: &[f64],
+    trades: &[TradeStat],
+    exposure: Option<&[f64]>,
+    total_fees: f64,
+) -> Metrics {
     let ppy = periods_per_year(ts);
     let n = equity.len().min(ts.len());
     let (ts, equity) = (&ts[..n], &equity[..n]);
@@ -301,7 +350,7 @@ pub fn metrics(
     };
 
     // Trade statistics: closed trades only.
-    let closed: Vec<&Trade> = trades.iter().filter(|t| !t.open).collect();
+    let closed: Vec<&TradeStat> = trades.iter().filter(|t| !t.open).collect();
     let rets: Vec<f64> = closed.iter().map(|t| t.ret).collect();
     let pnls: Vec<f64> = closed.iter().map(|t| t.pnl).collect();
     let wins: Vec<f64> = closed
@@ -334,7 +383,7 @@ pub fn metrics(
     };
     let bars_held: Vec<f64> = closed.iter().map(|t| t.bars_held as f64).collect();
     let durations: Vec<f64> = closed.iter().filter_map(|t| t.duration_days()).collect();
-    let open: Vec<&Trade> = trades.iter().filter(|t| t.open).collect();
+    let open: Vec<&TradeStat> = trades.iter().filter(|t| t.open).collect();
 
     Metrics {
         periods_per_year: ppy,

@@ -31,6 +31,6 @@ mod trade;
 pub use annualise::periods_per_year;
 pub use error::BacktestError;
 pub use exec::{simulate, Bars, ExecConfig, Mode, SymbolRun};
-pub use metrics::{metrics, Metrics};
-pub use portfolio::{benchmark_metrics, portfolio, Curve};
+pub use metrics::{metrics, metrics_of_stats, Metrics, TradeStat};
+pub use portfolio::{benchmark_metrics, portfolio, Curve, PortfolioSum};
 pub use trade::{Side, Trade};

@@ -77,38 +77,100 @@ fn union_ts<R: Borrow<SymbolRun>>(runs: &[R]) -> Vec<i64> {
 /// Takes owned runs or references (`&[SymbolRun]` or `&[&SymbolRun]`), so a
 /// caller holding runs inside larger results need not clone them.
 pub fn portfolio<R: Borrow<SymbolRun>>(runs: &[R], capital_per_symbol: f64) -> (Curve, Curve) {
-    let ts = union_ts(runs);
-    let n = ts.len();
-    let mut port = Curve {
-        ts: ts.clone(),
-        equity: vec![0.0; n],
-        gross: vec![0.0; n],
-    };
-    let mut bench = Curve {
-        ts,
-        equity: vec![0.0; n],
-        gross: vec![0.0; n],
-    };
-    // One pass per run in slice order: each union bar receives its terms in
-    // that same order, so the floating-point sums are fixed.
+    let mut acc = PortfolioSum::new(union_ts(runs), capital_per_symbol);
     for run in runs {
-        let run: &SymbolRun = run.borrow();
+        acc.add(run.borrow());
+    }
+    acc.finish()
+}
+
+/// [`portfolio`] one run at a time, so a caller streaming thousands of
+/// symbols never holds their per-bar vectors together.
+///
+/// The timeline is given up front and may be a superset of the runs'
+/// timestamps (e.g. every window bar of the selection, before knowing
+/// which symbols the backtester will refuse): a run's contribution at a
+/// timestamp depends only on its own bars up to it, so [`finish`] dropping
+/// the timestamps no added run has gives bit for bit what [`portfolio`]
+/// gives on the exact union, as long as runs are added in the same order.
+///
+/// [`finish`]: PortfolioSum::finish
+#[derive(Debug, Clone)]
+pub struct PortfolioSum {
+    capital_per_symbol: f64,
+    port: Curve,
+    bench: Curve,
+    /// Whether an added run has a bar at each timeline timestamp.
+    covered: Vec<bool>,
+}
+
+impl PortfolioSum {
+    /// An empty sum over `timeline` (sorted, de-duplicated µs timestamps).
+    pub fn new(timeline: Vec<i64>, capital_per_symbol: f64) -> PortfolioSum {
+        let n = timeline.len();
+        PortfolioSum {
+            capital_per_symbol,
+            port: Curve {
+                ts: timeline.clone(),
+                equity: vec![0.0; n],
+                gross: vec![0.0; n],
+            },
+            bench: Curve {
+                ts: timeline,
+                equity: vec![0.0; n],
+                gross: vec![0.0; n],
+            },
+            covered: vec![false; n],
+        }
+    }
+
+    /// Adds one sub-account. Each timeline bar receives its terms in the
+    /// order runs are added, so the floating-point sums are fixed by that
+    /// order alone.
+    pub fn add(&mut self, run: &SymbolRun) {
+        let cap = self.capital_per_symbol;
         let mut j = 0; // next unread bar of this run
-        let (mut eq, mut gross, mut b, mut bg) = (capital_per_symbol, 0.0, capital_per_symbol, 0.0);
-        for (k, &t) in port.ts.iter().enumerate() {
+        let (mut eq, mut gross, mut b, mut bg) = (cap, 0.0, cap, 0.0);
+        for (k, &t) in self.port.ts.iter().enumerate() {
             while j < run.ts.len() && run.ts[j] <= t {
                 // `get`: a hand-built run with short vectors carries its last value.
                 eq = run.equity.get(j).copied().unwrap_or(eq);
                 gross = run.gross.get(j).copied().unwrap_or(0.0);
                 b = run.benchmark.get(j).copied().unwrap_or(b);
                 bg = b.abs();
+                if run.ts[j] == t {
+                    self.covered[k] = true;
+                }
                 j += 1;
             }
-            port.equity[k] += eq;
-            port.gross[k] += gross;
-            bench.equity[k] += b;
-            bench.gross[k] += bg;
+            self.port.equity[k] += eq;
+            self.port.gross[k] += gross;
+            self.bench.equity[k] += b;
+            self.bench.gross[k] += bg;
         }
     }
-    (port, bench)
+
+    /// `(portfolio, benchmark)` on the timestamps some added run has.
+    pub fn finish(self) -> (Curve, Curve) {
+        let PortfolioSum {
+            mut port,
+            mut bench,
+            covered,
+            ..
+        } = self;
+        if covered.iter().all(|&c| c) {
+            return (port, bench);
+        }
+        for c in [&mut port, &mut bench] {
+            let keep = |v: &mut Vec<f64>| {
+                let mut it = covered.iter();
+                v.retain(|_| it.next().copied().unwrap_or(false));
+            };
+            keep(&mut c.equity);
+            keep(&mut c.gross);
+            let mut it = covered.iter();
+            c.ts.retain(|_| it.next().copied().unwrap_or(false));
+        }
+        (port, bench)
+    }
 }

@@ -108,6 +108,28 @@ pub fn lookup_signals(
     bars: usize,
     params: &AtcParams,
 ) -> Option<(Vec<f64>, Vec<i8>)> {
+    lookup(cache, close_hash, bars, params, true)
+}
+
+/// [`lookup_signals`] for a caller that uses the result once (`run`): an
+/// L2 hit is not copied into the memory tier, which would only grow with
+/// the number of symbols.
+pub fn lookup_signals_once(
+    cache: &Cache,
+    close_hash: &str,
+    bars: usize,
+    params: &AtcParams,
+) -> Option<(Vec<f64>, Vec<i8>)> {
+    lookup(cache, close_hash, bars, params, false)
+}
+
+fn lookup(
+    cache: &Cache,
+    close_hash: &str,
+    bars: usize,
+    params: &AtcParams,
+    keep_in_l1: bool,
+) -> Option<(Vec<f64>, Vec<i8>)> {
     if !cache.is_enabled() {
         return None;
     }
@@ -122,6 +144,9 @@ pub fn lookup_signals(
             Ok((avg, dir)) if avg.len() == bars && dir.len() == bars => {
                 cache.bump(Kind::Signals, Counter::HitL2);
                 cache.note_l2_use(&key);
+                if !keep_in_l1 {
+                    return Some((avg, dir));
+                }
                 let s = Arc::new((avg, dir));
                 cache.l1_put(key, L1Value::Signals(s.clone()), h.created_ms);
                 return Some((s.0.clone(), s.1.clone()));
@@ -136,6 +161,29 @@ pub fn lookup_signals(
 /// Stores a series' average signal and direction (computed by the caller
 /// with the engine, bit-identical to [`cached_signals`]).
 pub fn store_signals(cache: &Cache, close_hash: &str, params: &AtcParams, avg: &[f64], dir: &[i8]) {
+    store(cache, close_hash, params, avg, dir, true)
+}
+
+/// [`store_signals`] to the on-disk tier only (with [`lookup_signals_once`];
+/// when there is no on-disk tier the memory tier still keeps them).
+pub fn store_signals_once(
+    cache: &Cache,
+    close_hash: &str,
+    params: &AtcParams,
+    avg: &[f64],
+    dir: &[i8],
+) {
+    store(cache, close_hash, params, avg, dir, !cache.has_l2())
+}
+
+fn store(
+    cache: &Cache,
+    close_hash: &str,
+    params: &AtcParams,
+    avg: &[f64],
+    dir: &[i8],
+    keep_in_l1: bool,
+) {
     if !cache.is_enabled() {
         return;
     }
@@ -147,11 +195,13 @@ pub fn store_signals(cache: &Cache, close_hash: &str, params: &AtcParams, avg: &
         created,
         &codec::encode_signals(&key, created, avg, dir),
     );
-    cache.l1_put(
-        key,
-        L1Value::Signals(Arc::new((avg.to_vec(), dir.to_vec()))),
-        created,
-    );
+    if keep_in_l1 {
+        cache.l1_put(
+            key,
+            L1Value::Signals(Arc::new((avg.to_vec(), dir.to_vec()))),
+            created,
+        );
+    }
 }
 
 #[cfg(test)]

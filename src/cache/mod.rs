@@ -30,7 +30,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use engine_cache::{cached_signal_bank, cached_signals, lookup_signals, store_signals};
+pub use engine_cache::{
+    cached_signal_bank, cached_signals, lookup_signals, lookup_signals_once, store_signals,
+    store_signals_once,
+};
 pub use error::CacheError;
 pub use key::{Key, Kind};
 pub use stats::{CacheStats, KindStats, L2Stats, Usage};

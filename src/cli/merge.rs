@@ -389,7 +389,7 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
             write_run_dir(&args.out, &r, &run_json)?;
             if !args.quiet {
                 super::run::print_summary(
-                    &r,
+                    &r.summary(),
                     &args.out,
                     t_merge.as_secs_f64(),
                     (t0.elapsed() - t_merge).as_secs_f64(),

@@ -17,8 +17,8 @@ use crate::data::Dataset;
 use crate::report::{
     render_report, write_memory_parquet, Format, MemorySampler, ReportOptions, SymbolsInReport,
 };
-use crate::run::output::{write_run_dir_with, OutputError, RUN_FORMAT_VERSION};
-use crate::run::{fmt_ts, run_with_cache, RunPlan, RunResult, Strategy};
+use crate::run::output::{commit_run_dir, partial_dir, OutputError, RUN_FORMAT_VERSION};
+use crate::run::{fmt_ts, run_to_dir, RunPlan, RunSummary, Strategy};
 
 /// Arguments of `atc-bt run`.
 #[derive(Debug, Args)]
@@ -231,23 +231,6 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     if let Some(spec) = shard {
         return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
     }
-    let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
-    let t1 = Instant::now();
-    sampler.phase("compute");
-    let result = pool.install(|| {
-        run_with_cache(&dataset, &plan, &strategy, strict, None, &cache, &|bars| {
-            pb.inc(1);
-            sampler.add_bars(bars as u64);
-        })
-    })?;
-    pb.finish_and_clear();
-    let t_compute = t1.elapsed();
-    cache.flush();
-    let stats = cache.stats();
-    let (hits, misses) = cache_counts(&stats);
-    sampler.set_cache(hits, misses);
-    crate::run::print_skipped(&result.skipped);
-
     let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/runs").join(format!(
@@ -256,6 +239,42 @@ pub fn execute(args: &RunArgs) -> Result<()> {
             &inputs_hash[..12]
         ))
     });
+    let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
+    let t1 = Instant::now();
+    sampler.phase("compute");
+    // Results stream into a temporary sibling of --out as symbols finish
+    // (memory holds one chunk of bars); it becomes --out only when complete.
+    let tmp = partial_dir(&out)?;
+    let result = pool.install(|| {
+        run_to_dir(
+            &dataset,
+            &plan,
+            &strategy,
+            strict,
+            None,
+            &cache,
+            &|bars| {
+                pb.inc(1);
+                sampler.add_bars(bars as u64);
+            },
+            &tmp,
+        )
+    });
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+    };
+    pb.finish_and_clear();
+    let t_compute = t1.elapsed();
+    cache.flush();
+    let stats = cache.stats();
+    let (hits, misses) = cache_counts(&stats);
+    sampler.set_cache(hits, misses);
+    crate::run::print_skipped(&result.skipped);
+
     let t2 = Instant::now();
     sampler.phase("write");
     let mut run_json = run_json(
@@ -276,16 +295,17 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "hits": hits,
         "misses": misses,
     });
-    // On the run's own pool, so --threads also bounds the parallel writers.
-    pool.install(|| {
-        write_run_dir_with(&out, &result, &run_json, |tmp| {
-            let path = tmp.join("memory.parquet");
-            write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
-                path: path.clone(),
-                message: e.to_string(),
-            })
+    let committed = commit_run_dir(&tmp, &out, &run_json, |tmp| {
+        let path = tmp.join("memory.parquet");
+        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
         })
-    })?;
+    });
+    if let Err(e) = committed {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.into());
+    }
     let t_write = t2.elapsed();
     if !args.quiet {
         print_summary(
@@ -335,11 +355,16 @@ fn run_json(
     data: &Dataset,
     plan: &RunPlan,
     strategy: &Strategy,
-    r: &RunResult,
+    r: &RunSummary,
     inputs_hash: &str,
     threads: usize,
 ) -> serde_json::Value {
     let series = data.series();
+    let by_name: std::collections::HashMap<&str, &crate::data::SeriesInfo> = plan
+        .series
+        .iter()
+        .map(|&i| (series[i].name.as_str(), &series[i]))
+        .collect();
     serde_json::json!({
         "format_version": RUN_FORMAT_VERSION,
         "atc_bt_version": env!("CARGO_PKG_VERSION"),
@@ -359,12 +384,12 @@ fn run_json(
                 "path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "blake3": s.blake3,
             })).collect::<Vec<_>>(),
             "series": r.symbols.iter().map(|s| {
-                let info = plan.series.iter().map(|&i| &series[i]).find(|i| i.name == s.run.symbol);
+                let info = by_name.get(s.symbol.as_str());
                 serde_json::json!({
-                    "symbol": s.run.symbol,
+                    "symbol": s.symbol,
                     "close_hash": info.map(|i| i.close_hash.clone()),
                     "engine_bars": s.engine_bars,
-                    "window_bars": s.run.ts.len(),
+                    "window_bars": s.window_bars,
                 })
             }).collect::<Vec<_>>(),
         },
@@ -392,7 +417,7 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64, write_s: f64) {
+pub(super) fn print_summary(r: &RunSummary, out: &std::path::Path, compute_s: f64, write_s: f64) {
     let p = &r.portfolio_metrics;
     let b = &r.benchmark_metrics;
     println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");
@@ -435,7 +460,7 @@ pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64
             "by return: {}",
             by_ret
                 .iter()
-                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -444,7 +469,7 @@ pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64
             "top:    {}",
             by_ret[..k]
                 .iter()
-                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -453,7 +478,7 @@ pub(super) fn print_summary(r: &RunResult, out: &std::path::Path, compute_s: f64
             by_ret[by_ret.len() - k..]
                 .iter()
                 .rev()
-                .map(|s| format!("{} {}", s.run.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

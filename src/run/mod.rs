@@ -13,10 +13,13 @@ use std::ops::Range;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use std::path::Path;
+
 use crate::backtest::{
-    benchmark_metrics, metrics, portfolio, simulate, Bars, Curve, ExecConfig, Metrics, SymbolRun,
+    benchmark_metrics, metrics_of_stats, portfolio, simulate, Bars, Curve, ExecConfig, Metrics,
+    SymbolRun, TradeStat,
 };
-use crate::cache::{lookup_signals, store_signals, Cache};
+use crate::cache::{lookup_signals_once, store_signals_once, Cache};
 use crate::data::{window, Dataset};
 use crate::engine::{compute_batch, BatchDetail};
 pub use strategy::{Execution, Strategy, StrategyError};
@@ -81,6 +84,72 @@ pub struct RunResult {
     pub capital_per_symbol: f64,
     /// Engine bars processed (warm-up included), for throughput.
     pub engine_bars: usize,
+}
+
+/// What a run keeps of one symbol once its bars are written: enough for
+/// `run.json`, `metrics.json` and the terminal summary.
+#[derive(Debug, Clone)]
+pub struct SymbolSummary {
+    /// Series name.
+    pub symbol: String,
+    /// Its metrics.
+    pub metrics: Metrics,
+    /// Bars the engine saw (warm-up + window).
+    pub engine_bars: usize,
+    /// Bars traded (the window).
+    pub window_bars: usize,
+}
+
+impl SymbolSummary {
+    /// The summary of a symbol's full result.
+    pub fn of(s: &SymbolResult) -> SymbolSummary {
+        SymbolSummary {
+            symbol: s.run.symbol.clone(),
+            metrics: s.metrics.clone(),
+            engine_bars: s.engine_bars,
+            window_bars: s.run.ts.len(),
+        }
+    }
+}
+
+/// A run streamed to its directory by [`run_to_dir`]: everything of
+/// [`RunResult`] except the per-bar vectors of each symbol, which are
+/// already on disk.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Per-symbol summaries in plan order.
+    pub symbols: Vec<SymbolSummary>,
+    /// Symbols left out (no data in the window, engine refused).
+    pub skipped: Vec<Skipped>,
+    /// Portfolio equity curve.
+    pub portfolio: Curve,
+    /// Buy & hold benchmark under the same split.
+    pub benchmark: Curve,
+    /// Portfolio metrics (alpha/beta against the benchmark).
+    pub portfolio_metrics: Metrics,
+    /// Benchmark metrics.
+    pub benchmark_metrics: Metrics,
+    /// Capital of each sub-account.
+    pub capital_per_symbol: f64,
+    /// Engine bars processed (warm-up included), for throughput.
+    pub engine_bars: usize,
+}
+
+impl RunResult {
+    /// The summary of an in-memory result (what [`run_to_dir`] returns for
+    /// the same run).
+    pub fn summary(&self) -> RunSummary {
+        RunSummary {
+            symbols: self.symbols.iter().map(SymbolSummary::of).collect(),
+            skipped: self.skipped.clone(),
+            portfolio: self.portfolio.clone(),
+            benchmark: self.benchmark.clone(),
+            portfolio_metrics: self.portfolio_metrics.clone(),
+            benchmark_metrics: self.benchmark_metrics.clone(),
+            capital_per_symbol: self.capital_per_symbol,
+            engine_bars: self.engine_bars,
+        }
+    }
 }
 
 /// Errors of a run.
@@ -256,19 +325,18 @@ pub fn aggregate(
 ) -> RunResult {
     let runs: Vec<&SymbolRun> = symbols.iter().map(|s| &s.run).collect();
     let (portfolio_curve, benchmark_curve) = portfolio(&runs, capital_per_symbol);
-    let trades: Vec<_> = runs.iter().flat_map(|r| r.trades.iter().cloned()).collect();
-    // The portfolio starts with the capital of the sub-accounts it sums.
-    let initial = capital_per_symbol * runs.len() as f64;
-    let portfolio_metrics = metrics(
-        initial,
-        &portfolio_curve.ts,
-        &portfolio_curve.equity,
-        &benchmark_curve.equity,
+    let trades: Vec<TradeStat> = runs
+        .iter()
+        .flat_map(|r| r.trades.iter().map(TradeStat::of))
+        .collect();
+    let fees: Vec<f64> = runs.iter().map(|r| r.total_fees).collect();
+    let (portfolio_metrics, benchmark_metrics) = portfolio_metrics(
+        &portfolio_curve,
+        &benchmark_curve,
         &trades,
-        Some(&portfolio_curve.exposure()),
-        runs.iter().map(|r| r.total_fees).sum(),
+        &fees,
+        capital_per_symbol,
     );
-    let benchmark_metrics = benchmark_metrics(initial, &benchmark_curve);
     let engine_bars = symbols.iter().map(|s| s.engine_bars).sum();
     RunResult {
         symbols,
@@ -280,6 +348,29 @@ pub fn aggregate(
         capital_per_symbol,
         engine_bars,
     }
+}
+
+/// The portfolio's and the benchmark's metrics, from the summed curves, every
+/// trade and each sub-account's fees (one entry per sub-account, in order).
+pub fn portfolio_metrics(
+    portfolio_curve: &Curve,
+    benchmark_curve: &Curve,
+    trades: &[TradeStat],
+    fees: &[f64],
+    capital_per_symbol: f64,
+) -> (Metrics, Metrics) {
+    // The portfolio starts with the capital of the sub-accounts it sums.
+    let initial = capital_per_symbol * fees.len() as f64;
+    let m = metrics_of_stats(
+        initial,
+        &portfolio_curve.ts,
+        &portfolio_curve.equity,
+        &benchmark_curve.equity,
+        trades,
+        Some(&portfolio_curve.exposure()),
+        fees.iter().sum(),
+    );
+    (m, benchmark_metrics(initial, benchmark_curve))
 }
 
 /// Collects per-symbol outcomes: failures are skipped, or end the run with
@@ -370,7 +461,8 @@ pub fn run_with(
 /// Runs the plan, taking the engine's per-symbol signals from `cache` when
 /// present (bit-identical to computing them), with the capital split of
 /// [`run_with`]. `on_done(bars)` is called once per finished symbol with
-/// the bars the engine saw.
+/// the bars the engine saw. Holds every symbol's per-bar result in memory;
+/// [`run_to_dir`] streams them to disk instead.
 pub fn run_with_cache(
     data: &Dataset,
     plan: &RunPlan,
@@ -380,27 +472,171 @@ pub fn run_with_cache(
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> Result<RunResult, RunError> {
-    // The cached engine skips validation; parameters are checked once here.
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
-    let cfg = strategy.execution.exec_config();
-    // Symbols stream through the batched engine a chunk at a time, so the
-    // engine's working set stays a few chunks whatever the symbol count;
-    // results keep plan order, so any thread count gives the same bits.
-    // Signals found in the cache skip the engine; the misses of a chunk are
-    // computed in one batch and stored.
     let mut outcomes: Vec<Result<SymbolResult, Skipped>> = Vec::with_capacity(active.len());
+    run_chunks(
+        data,
+        &active,
+        strategy,
+        capital_per_symbol,
+        cache,
+        on_done,
+        &mut |part| {
+            outcomes.extend(part);
+            Ok(())
+        },
+    )?;
+    let symbols = collect(outcomes, &mut skipped, strict)?;
+    Ok(aggregate(symbols, skipped, capital_per_symbol))
+}
+
+/// [`run_with_cache`] streamed into the run directory being written at
+/// `dir` (the temporary directory of [`output::partial_dir`]): each chunk
+/// of symbols is written as soon as it is traded and the portfolio is
+/// summed as it goes, so memory holds one chunk of per-bar results however
+/// many symbols run. The files are byte-identical to
+/// [`output::write_run_dir`] of [`run_with_cache`]'s result; `run.json`
+/// is the caller's (see [`output::commit_run_dir`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_to_dir(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    strict: bool,
+    capital_symbols: Option<usize>,
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    dir: &Path,
+) -> Result<RunSummary, RunError> {
+    strategy.atc.validate()?;
+    let (active, mut skipped) = prepare(data, plan)?;
+    let capital_per_symbol =
+        strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
+    let timeline = window_timeline(data, &active);
+    let out_err = |e: output::OutputError| RunError::Output {
+        message: e.to_string(),
+    };
+    let mut writer =
+        output::RunWriter::create(dir, timeline, capital_per_symbol).map_err(out_err)?;
+    run_chunks(
+        data,
+        &active,
+        strategy,
+        capital_per_symbol,
+        cache,
+        on_done,
+        &mut |part| {
+            for o in part {
+                match o {
+                    Ok(r) => writer.push(&r).map_err(out_err)?,
+                    Err(s) if strict => {
+                        return Err(RunError::Strict {
+                            symbol: s.symbol,
+                            reason: s.reason,
+                        })
+                    }
+                    Err(s) => skipped.push(s),
+                }
+            }
+            Ok(())
+        },
+    )?;
+    writer.finish(skipped).map_err(out_err)
+}
+
+/// Every timestamp of the active windows, sorted and de-duplicated: a
+/// superset of the portfolio's timeline (a symbol the backtester refuses
+/// drops out later). Built by merging one window at a time, so memory is
+/// the calendar, never symbols × bars; each series' pages are released
+/// after reading.
+fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
+    let mut timeline: Vec<i64> = Vec::new();
+    for a in active {
+        let ts = &data.view(a.idx).ts[a.window.clone()];
+        if !is_subset(ts, &timeline) {
+            timeline = merge_sorted(&timeline, ts);
+        }
+        data.release(a.idx);
+    }
+    data.release_all();
+    timeline
+}
+
+/// Whether every element of sorted `a` is in sorted `b`.
+fn is_subset(a: &[i64], b: &[i64]) -> bool {
+    let mut j = match a.first() {
+        Some(f) => b.partition_point(|x| x < f),
+        None => return true,
+    };
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j == b.len() || b[j] != x {
+            return false;
+        }
+    }
+    true
+}
+
+/// The sorted union of two sorted, de-duplicated slices.
+fn merge_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// Streams the active series through the batched engine and the
+/// backtester a chunk at a time, handing each chunk's outcomes (in plan
+/// order) to `each`, so the engine's working set stays a few chunks
+/// whatever the symbol count and any thread count gives the same bits.
+/// Signals found in the cache skip the engine; the misses of a chunk are
+/// computed in one batch and stored.
+fn run_chunks(
+    data: &Dataset,
+    active: &[ActiveSeries],
+    strategy: &Strategy,
+    capital_per_symbol: f64,
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    each: &mut dyn FnMut(Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError>,
+) -> Result<(), RunError> {
+    let cfg = strategy.execution.exec_config();
     for chunk in active.chunks(RUN_CHUNK) {
         let hashes: Vec<String> = chunk
             .iter()
             .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
             .collect();
+        // A run uses each series' signals once: the cache's memory tier
+        // would only hold them until the process exits.
         let mut signals: Vec<Option<Result<Signals, String>>> = chunk
             .par_iter()
             .zip(&hashes)
-            .map(|(a, h)| lookup_signals(cache, h, a.window.end - a.start, &strategy.atc).map(Ok))
+            .map(|(a, h)| {
+                lookup_signals_once(cache, h, a.window.end - a.start, &strategy.atc).map(Ok)
+            })
             .collect();
         let missing: Vec<usize> = (0..chunk.len()).filter(|&i| signals[i].is_none()).collect();
         if !missing.is_empty() {
@@ -422,7 +658,7 @@ pub fn run_with_cache(
             }
             missing.par_iter().for_each(|&i| {
                 if let Some(Ok((avg, dir))) = &signals[i] {
-                    store_signals(cache, &hashes[i], &strategy.atc, avg, dir);
+                    store_signals_once(cache, &hashes[i], &strategy.atc, avg, dir);
                 }
             });
         }
@@ -447,8 +683,24 @@ pub fn run_with_cache(
                 result
             })
             .collect();
-        outcomes.extend(part);
+        data.release_all();
+        each(part)?;
     }
-    let symbols = collect(outcomes, &mut skipped, strict)?;
-    Ok(aggregate(symbols, skipped, capital_per_symbol))
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_merge_is_the_sorted_union() {
+        assert!(is_subset(&[], &[]));
+        assert!(is_subset(&[2, 3], &[1, 2, 3, 4]));
+        assert!(!is_subset(&[2, 5], &[1, 2, 3, 4]));
+        assert!(!is_subset(&[0], &[1, 2]));
+        assert!(!is_subset(&[5], &[1, 2]));
+        assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 6]), vec![1, 2, 3, 5, 6]);
+        assert_eq!(merge_sorted(&[], &[2, 3]), vec![2, 3]);
+    }
 }

@@ -19,8 +19,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use super::RunResult;
-use crate::backtest::Side;
+use super::{RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
+use crate::backtest::{PortfolioSum, Side, Trade, TradeStat};
 
 /// Name of the portfolio rows in `equity.parquet` and `metrics.json`.
 pub const PORTFOLIO: &str = "PORTFOLIO";
@@ -158,138 +158,271 @@ fn drawdowns(equity: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn write_equity(path: &Path, r: &RunResult) -> Result<(), OutputError> {
-    let schema = Arc::new(Schema::new(vec![
+fn equity_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
         ts_field("ts", false),
         Field::new("symbol", DataType::Utf8, false),
         Field::new("equity", DataType::Float64, false),
         Field::new("position", DataType::Float64, true),
         Field::new("drawdown", DataType::Float64, false),
-    ]));
-    let mut sink = ParquetSink::create(path, schema)?;
-    for chunk in r.symbols.chunks(SYMBOLS_PER_BATCH) {
-        let (mut ts, mut sym, mut eq, mut pos, mut dd) = (vec![], vec![], vec![], vec![], vec![]);
-        for s in chunk {
-            ts.extend_from_slice(&s.run.ts);
-            sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
-            eq.extend_from_slice(&s.run.equity);
-            pos.extend(s.run.position.iter().map(|&p| Some(p)));
-            dd.extend(drawdowns(&s.run.equity));
-        }
-        sink.write(vec![
-            ts_array(ts),
-            Arc::new(StringArray::from(sym)),
-            Arc::new(Float64Array::from(eq)),
-            Arc::new(Float64Array::from(pos)),
-            Arc::new(Float64Array::from(dd)),
-        ])?;
-    }
-    for (name, c) in [(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)] {
-        sink.write(vec![
-            ts_array(c.ts.clone()),
-            Arc::new(StringArray::from(vec![name; c.ts.len()])),
-            Arc::new(Float64Array::from(c.equity.clone())),
-            Arc::new(Float64Array::from(vec![None::<f64>; c.ts.len()])),
-            Arc::new(Float64Array::from(drawdowns(&c.equity))),
-        ])?;
-    }
-    sink.finish()
+    ]))
 }
 
-fn write_trades(path: &Path, r: &RunResult) -> Result<(), OutputError> {
-    let trades: Vec<_> = r.symbols.iter().flat_map(|s| &s.run.trades).collect();
-    let b = batch(
-        path,
-        vec![
-            Field::new("symbol", DataType::Utf8, false),
-            Field::new("side", DataType::Utf8, false),
-            ts_field("entry_ts", false),
-            Field::new("entry_price", DataType::Float64, false),
-            ts_field("exit_ts", true),
-            Field::new("exit_price", DataType::Float64, false),
-            Field::new("qty", DataType::Float64, false),
-            Field::new("fees", DataType::Float64, false),
-            Field::new("pnl", DataType::Float64, false),
-            Field::new("return", DataType::Float64, false),
-            Field::new("bars_held", DataType::UInt64, false),
-            Field::new("open", DataType::Boolean, false),
-        ],
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                trades.iter().map(|t| t.symbol.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(trades.iter().map(
-                |t| match t.side {
-                    Side::Long => "long",
-                    Side::Short => "short",
-                },
-            ))),
-            ts_array(trades.iter().map(|t| t.entry_ts).collect()),
-            Arc::new(Float64Array::from_iter_values(
-                trades.iter().map(|t| t.entry_price),
-            )),
-            Arc::new(
-                TimestampMicrosecondArray::from(
-                    trades.iter().map(|t| t.exit_ts).collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(Float64Array::from_iter_values(
-                trades.iter().map(|t| t.exit_price),
-            )),
-            Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.qty))),
-            Arc::new(Float64Array::from_iter_values(
-                trades.iter().map(|t| t.fees),
-            )),
-            Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.pnl))),
-            Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.ret))),
-            Arc::new(UInt64Array::from_iter_values(
-                trades.iter().map(|t| t.bars_held as u64),
-            )),
-            Arc::new(BooleanArray::from(
-                trades.iter().map(|t| t.open).collect::<Vec<_>>(),
-            )),
-        ],
-    )?;
-    write_parquet(path, &b)
-}
-
-fn write_signals(path: &Path, r: &RunResult) -> Result<(), OutputError> {
-    let schema = Arc::new(Schema::new(vec![
+fn signals_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
         ts_field("ts", false),
         Field::new("symbol", DataType::Utf8, false),
         Field::new("close", DataType::Float64, false),
         Field::new("avg", DataType::Float64, true),
         Field::new("dir", DataType::Int8, false),
-    ]));
-    let mut sink = ParquetSink::create(path, schema)?;
-    for chunk in r.symbols.chunks(SYMBOLS_PER_BATCH) {
-        let (mut ts, mut sym, mut close, mut avg, mut dir) =
-            (vec![], vec![], vec![], vec![], vec![]);
-        for s in chunk {
-            ts.extend_from_slice(&s.run.ts);
-            sym.extend(std::iter::repeat_n(s.run.symbol.as_str(), s.run.ts.len()));
-            close.extend_from_slice(&s.close);
-            avg.extend(s.avg.iter().map(|&a| (!a.is_nan()).then_some(a)));
-            dir.extend_from_slice(&s.dir);
-        }
-        sink.write(vec![
-            ts_array(ts),
-            Arc::new(StringArray::from(sym)),
-            Arc::new(Float64Array::from(close)),
-            Arc::new(Float64Array::from(avg)),
-            Arc::new(Int8Array::from(dir)),
-        ])?;
+    ]))
+}
+
+/// The rows of [`SYMBOLS_PER_BATCH`] symbols waiting to be encoded.
+#[derive(Default)]
+struct PendingRows {
+    symbols: usize,
+    ts: Vec<i64>,
+    sym: Vec<String>,
+    sym_len: Vec<usize>,
+    equity: Vec<f64>,
+    position: Vec<Option<f64>>,
+    drawdown: Vec<f64>,
+    close: Vec<f64>,
+    avg: Vec<Option<f64>>,
+    dir: Vec<i8>,
+    trades: Vec<Trade>,
+}
+
+impl PendingRows {
+    fn push(&mut self, s: &SymbolResult) {
+        let r = &s.run;
+        self.symbols += 1;
+        self.ts.extend_from_slice(&r.ts);
+        self.sym.push(r.symbol.clone());
+        self.sym_len.push(r.ts.len());
+        self.equity.extend_from_slice(&r.equity);
+        self.position.extend(r.position.iter().map(|&p| Some(p)));
+        self.drawdown.extend(drawdowns(&r.equity));
+        self.close.extend_from_slice(&s.close);
+        self.avg
+            .extend(s.avg.iter().map(|&a| (!a.is_nan()).then_some(a)));
+        self.dir.extend_from_slice(&s.dir);
+        self.trades.extend(r.trades.iter().cloned());
     }
-    sink.finish()
+
+    fn symbol_array(&self) -> ArrayRef {
+        let mut v: Vec<&str> = Vec::with_capacity(self.ts.len());
+        for (s, &n) in self.sym.iter().zip(&self.sym_len) {
+            v.extend(std::iter::repeat_n(s.as_str(), n));
+        }
+        Arc::new(StringArray::from(v))
+    }
+}
+
+/// Writes a run directory's result files while the run streams symbols
+/// through it: `equity.parquet` and `signals.parquet` a batch of
+/// [`SYMBOLS_PER_BATCH`] symbols at a time, the portfolio summed as the
+/// symbols arrive ([`PortfolioSum`]), `trades.parquet` with the same
+/// batches, and `metrics.json` at [`RunWriter::finish`]. Memory holds one batch of
+/// per-bar rows, the trades and the per-symbol metrics, never every
+/// symbol's bars.
+///
+/// The bytes depend only on the symbols pushed and their order (batches
+/// always hold the same symbols), so a streamed run, [`write_run_dir`] of
+/// an in-memory result and a merge of shards give identical files.
+pub struct RunWriter {
+    dir: PathBuf,
+    equity: ParquetSink,
+    signals: ParquetSink,
+    trade_sink: ParquetSink,
+    pending: PendingRows,
+    portfolio: PortfolioSum,
+    capital_per_symbol: f64,
+    trades: Vec<TradeStat>,
+    fees: Vec<f64>,
+    symbols: Vec<SymbolSummary>,
+    engine_bars: usize,
+}
+
+impl RunWriter {
+    /// Starts the result files in `dir` (an existing, empty directory).
+    /// `timeline` must contain every timestamp of the runs to be pushed
+    /// (it may hold more; see [`PortfolioSum`]).
+    pub fn create(
+        dir: &Path,
+        timeline: Vec<i64>,
+        capital_per_symbol: f64,
+    ) -> Result<RunWriter, OutputError> {
+        Ok(RunWriter {
+            dir: dir.to_path_buf(),
+            equity: ParquetSink::create(&dir.join("equity.parquet"), equity_schema())?,
+            signals: ParquetSink::create(&dir.join("signals.parquet"), signals_schema())?,
+            trade_sink: ParquetSink::create(&dir.join("trades.parquet"), trades_schema())?,
+            pending: PendingRows::default(),
+            portfolio: PortfolioSum::new(timeline, capital_per_symbol),
+            capital_per_symbol,
+            trades: Vec::new(),
+            fees: Vec::new(),
+            symbols: Vec::new(),
+            engine_bars: 0,
+        })
+    }
+
+    /// Adds the next symbol (in output order).
+    pub fn push(&mut self, s: &SymbolResult) -> Result<(), OutputError> {
+        self.portfolio.add(&s.run);
+        // The portfolio's trade statistics need every trade, but only
+        // what they use (the ledger itself goes to disk with the batch).
+        self.trades.extend(s.run.trades.iter().map(TradeStat::of));
+        self.fees.push(s.run.total_fees);
+        self.symbols.push(SymbolSummary::of(s));
+        self.engine_bars += s.engine_bars;
+        self.pending.push(s);
+        if self.pending.symbols == SYMBOLS_PER_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the pending rows into the three files (in parallel: they
+    /// are independent).
+    fn flush(&mut self) -> Result<(), OutputError> {
+        let p = std::mem::take(&mut self.pending);
+        if p.symbols == 0 {
+            return Ok(());
+        }
+        let sym = p.symbol_array();
+        let ts = ts_array(p.ts);
+        let equity_cols = vec![
+            ts.clone(),
+            sym.clone(),
+            Arc::new(Float64Array::from(p.equity)) as ArrayRef,
+            Arc::new(Float64Array::from(p.position)),
+            Arc::new(Float64Array::from(p.drawdown)),
+        ];
+        let signal_cols = vec![
+            ts,
+            sym,
+            Arc::new(Float64Array::from(p.close)) as ArrayRef,
+            Arc::new(Float64Array::from(p.avg)),
+            Arc::new(Int8Array::from(p.dir)),
+        ];
+        let trade_cols = trade_columns(&p.trades);
+        let (equity, signals, trades) = (&mut self.equity, &mut self.signals, &mut self.trade_sink);
+        let (a, (b, c)) = rayon::join(
+            || equity.write(equity_cols),
+            || rayon::join(|| signals.write(signal_cols), || trades.write(trade_cols)),
+        );
+        a.and(b).and(c)
+    }
+
+    /// Writes the last batch, the portfolio and benchmark rows and
+    /// `metrics.json`, closes the files and returns the run's summary.
+    pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
+        self.flush()?;
+        let (portfolio, benchmark) = self.portfolio.finish();
+        let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
+            &portfolio,
+            &benchmark,
+            &self.trades,
+            &self.fees,
+            self.capital_per_symbol,
+        );
+        for (name, c) in [(PORTFOLIO, &portfolio), (BENCHMARK, &benchmark)] {
+            self.equity.write(vec![
+                ts_array(c.ts.clone()),
+                Arc::new(StringArray::from(vec![name; c.ts.len()])),
+                Arc::new(Float64Array::from(c.equity.clone())),
+                Arc::new(Float64Array::from(vec![None::<f64>; c.ts.len()])),
+                Arc::new(Float64Array::from(drawdowns(&c.equity))),
+            ])?;
+        }
+        let summary = RunSummary {
+            symbols: self.symbols,
+            skipped,
+            portfolio,
+            benchmark,
+            portfolio_metrics,
+            benchmark_metrics,
+            capital_per_symbol: self.capital_per_symbol,
+            engine_bars: self.engine_bars,
+        };
+        let (equity, signals, trades, dir) = (self.equity, self.signals, self.trade_sink, self.dir);
+        let ((a, b), (c, d)) = rayon::join(
+            || rayon::join(|| equity.finish(), || signals.finish()),
+            || {
+                rayon::join(
+                    || trades.finish(),
+                    || write_json(&dir.join("metrics.json"), &metrics_json(&summary)),
+                )
+            },
+        );
+        a.and(b).and(c).and(d)?;
+        Ok(summary)
+    }
+}
+
+fn trades_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("side", DataType::Utf8, false),
+        ts_field("entry_ts", false),
+        Field::new("entry_price", DataType::Float64, false),
+        ts_field("exit_ts", true),
+        Field::new("exit_price", DataType::Float64, false),
+        Field::new("qty", DataType::Float64, false),
+        Field::new("fees", DataType::Float64, false),
+        Field::new("pnl", DataType::Float64, false),
+        Field::new("return", DataType::Float64, false),
+        Field::new("bars_held", DataType::UInt64, false),
+        Field::new("open", DataType::Boolean, false),
+    ]))
+}
+
+fn trade_columns(trades: &[Trade]) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(StringArray::from_iter_values(
+            trades.iter().map(|t| t.symbol.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(trades.iter().map(
+            |t| match t.side {
+                Side::Long => "long",
+                Side::Short => "short",
+            },
+        ))),
+        ts_array(trades.iter().map(|t| t.entry_ts).collect()),
+        Arc::new(Float64Array::from_iter_values(
+            trades.iter().map(|t| t.entry_price),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from(trades.iter().map(|t| t.exit_ts).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Float64Array::from_iter_values(
+            trades.iter().map(|t| t.exit_price),
+        )),
+        Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.qty))),
+        Arc::new(Float64Array::from_iter_values(
+            trades.iter().map(|t| t.fees),
+        )),
+        Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.pnl))),
+        Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.ret))),
+        Arc::new(UInt64Array::from_iter_values(
+            trades.iter().map(|t| t.bars_held as u64),
+        )),
+        Arc::new(BooleanArray::from(
+            trades.iter().map(|t| t.open).collect::<Vec<_>>(),
+        )),
+    ]
 }
 
 /// `metrics.json`: `{"portfolio": {...}, "benchmark": {...}, "symbols": {...}}`.
-pub fn metrics_json(r: &RunResult) -> serde_json::Value {
+pub fn metrics_json(r: &RunSummary) -> serde_json::Value {
     let symbols: BTreeMap<&str, &crate::backtest::Metrics> = r
         .symbols
         .iter()
-        .map(|s| (s.run.symbol.as_str(), &s.metrics))
+        .map(|s| (s.symbol.as_str(), &s.metrics))
         .collect();
     serde_json::json!({
         "portfolio": r.portfolio_metrics,
@@ -338,50 +471,45 @@ pub fn write_run_dir(
     r: &RunResult,
     run_json: &serde_json::Value,
 ) -> Result<(), OutputError> {
-    write_run_dir_with(out, r, run_json, |_| Ok(()))
+    let tmp = partial_dir(out)?;
+    let written = (|| {
+        let mut w = RunWriter::create(&tmp, r.portfolio.ts.clone(), r.capital_per_symbol)?;
+        for s in &r.symbols {
+            w.push(s)?;
+        }
+        w.finish(r.skipped.clone())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    commit_run_dir(&tmp, out, run_json, |_| Ok(()))
 }
 
-/// [`write_run_dir`] with `extra` called on the temporary directory after
-/// the result files and before `run.json` (e.g. to add `memory.parquet`).
-pub fn write_run_dir_with(
+/// Completes a run directory whose result files are in `tmp` (from
+/// [`partial_dir`]): calls `extra` on it (e.g. to add `memory.parquet`),
+/// writes `run.json` last (its presence marks a complete directory) and
+/// renames `tmp` to `out`, replacing an existing `out` only then.
+pub fn commit_run_dir(
+    tmp: &Path,
     out: &Path,
-    r: &RunResult,
     run_json: &serde_json::Value,
     extra: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    let tmp = partial_dir(out)?;
     let parent = tmp.parent().unwrap_or(Path::new("."));
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
-    // The files are independent: encode them on all cores (each file's bytes
-    // do not depend on the order).
-    let ((a, b), (c, d)) = rayon::join(
-        || {
-            rayon::join(
-                || write_json(&tmp.join("metrics.json"), &metrics_json(r)),
-                || write_equity(&tmp.join("equity.parquet"), r),
-            )
-        },
-        || {
-            rayon::join(
-                || write_trades(&tmp.join("trades.parquet"), r),
-                || write_signals(&tmp.join("signals.parquet"), r),
-            )
-        },
-    );
-    a.and(b).and(c).and(d)?;
-    extra(&tmp)?;
-    // run.json last: its presence marks a complete directory.
+    extra(tmp)?;
     write_json(&tmp.join("run.json"), run_json)?;
     if out.exists() {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(out, &old).map_err(io_err(out))?;
-        std::fs::rename(&tmp, out).map_err(io_err(out))?;
+        std::fs::rename(tmp, out).map_err(io_err(out))?;
         std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
     } else {
-        std::fs::rename(&tmp, out).map_err(io_err(out))?;
+        std::fs::rename(tmp, out).map_err(io_err(out))?;
     }
     Ok(())
 }
