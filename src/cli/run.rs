@@ -239,12 +239,33 @@ pub fn execute(args: &RunArgs) -> Result<()> {
             &inputs_hash[..12]
         ))
     });
-    let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
-    let t1 = Instant::now();
-    sampler.phase("compute");
-    // Results stream into a temporary sibling of --out as symbols finish
-    // (memory holds one chunk of bars); it becomes --out only when complete.
+    // Results are written into a temporary sibling of --out, which becomes
+    // --out only when complete.
     let tmp = partial_dir(&out)?;
+    let t1 = Instant::now();
+    // The same run on the same bars was done before: restore its files.
+    let run_key = cache
+        .has_l2()
+        .then(|| run_cache_key(&dataset, &plan, &strategy, strict));
+    if let Some(key) = &run_key {
+        if cache.restore_run(key, &tmp).is_some() {
+            let t_restore = t1.elapsed();
+            return finish_restored(
+                args,
+                &dataset,
+                &cache,
+                &sampler,
+                &tmp,
+                &out,
+                pool.current_num_threads(),
+                (t_load, t_restore),
+            );
+        }
+    }
+    let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
+    sampler.phase("compute");
+    // Results stream into `tmp` as symbols finish (memory holds one chunk
+    // of bars).
     let result = pool.install(|| {
         run_to_dir(
             &dataset,
@@ -269,7 +290,6 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     };
     pb.finish_and_clear();
     let t_compute = t1.elapsed();
-    cache.flush();
     let stats = cache.stats();
     let (hits, misses) = cache_counts(&stats);
     sampler.set_cache(hits, misses);
@@ -290,11 +310,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "load": t_load.as_secs_f64() * 1e3,
         "compute": t_compute.as_secs_f64() * 1e3,
     });
-    run_json["cache"] = serde_json::json!({
-        "enabled": stats.enabled,
-        "hits": hits,
-        "misses": misses,
-    });
+    run_json["cache"] = cache_json(&stats);
     let committed = commit_run_dir(&tmp, &out, &run_json, |tmp| {
         let path = tmp.join("memory.parquet");
         write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
@@ -306,6 +322,10 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e.into());
     }
+    if let Some(key) = &run_key {
+        cache.store_run(key, &out, &RUN_FILES);
+    }
+    cache.flush();
     let t_write = t2.elapsed();
     if !args.quiet {
         print_summary(
@@ -314,14 +334,197 @@ pub fn execute(args: &RunArgs) -> Result<()> {
             t_compute.as_secs_f64(),
             t_write.as_secs_f64(),
         );
-        if stats.enabled && hits + misses > 0 {
-            println!(
-                "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
-                100.0 * hits as f64 / (hits + misses) as f64
-            );
-        }
+        print_cache_line(&stats);
     }
     args.report.render(&out, args.quiet)
+}
+
+/// The result files a cached run restores; `memory.parquet` (this
+/// process's timeline) and the report are made anew.
+const RUN_FILES: [&str; 5] = [
+    "run.json",
+    "metrics.json",
+    "equity.parquet",
+    "signals.parquet",
+    "trades.parquet",
+];
+
+/// The run cache's key: everything that determines the result files
+/// (program and layout version, parameters, window, `--strict`, and the
+/// name and content hash of each selected series, in order), never file
+/// names or times.
+fn run_cache_key(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    strict: bool,
+) -> crate::cache::Key {
+    let text = |v: &str| v.as_bytes().to_vec();
+    let mut parts: Vec<Vec<u8>> = vec![
+        text(env!("CARGO_PKG_VERSION")),
+        RUN_FORMAT_VERSION.to_le_bytes().to_vec(),
+        text(&serde_json::to_string(strategy).unwrap_or_default()),
+        text(&format!(
+            "{:?}|{:?}|{:?}|{strict}",
+            plan.from, plan.to, plan.warmup_bars
+        )),
+    ];
+    for &i in &plan.series {
+        let s = &data.series()[i];
+        parts.push(text(&s.name));
+        parts.push(text(&s.bars_hash));
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    crate::cache::run_key(&refs)
+}
+
+/// Completes a run whose result files were restored from the cache into
+/// `tmp`: `run.json` keeps the result's fields and takes this invocation's
+/// (command, time, paths, threads, timings, cache counts).
+#[allow(clippy::too_many_arguments)]
+fn finish_restored(
+    args: &RunArgs,
+    dataset: &Dataset,
+    cache: &Cache,
+    sampler: &MemorySampler,
+    tmp: &std::path::Path,
+    out: &std::path::Path,
+    threads: usize,
+    (t_load, t_restore): (std::time::Duration, std::time::Duration),
+) -> Result<()> {
+    let t2 = Instant::now();
+    let restored = (|| -> Result<(serde_json::Value, RunSummary)> {
+        let mut run_json = crate::report::read_json(&tmp.join("run.json"))?;
+        let summary = summary_from_dir(tmp, &run_json)?;
+        let stats = cache.stats();
+        run_json["command"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
+        run_json["started_at"] = serde_json::json!(
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        run_json["strategy_file"] =
+            serde_json::json!(args.strategy.as_ref().map(|p| p.display().to_string()));
+        run_json["data"]["path"] = serde_json::json!(args.data.data.display().to_string());
+        run_json["data"]["sources"] = sources_json(dataset);
+        run_json["threads"] = serde_json::json!(threads);
+        run_json["timings_ms"] = serde_json::json!({
+            "load": t_load.as_secs_f64() * 1e3,
+            "restore": t_restore.as_secs_f64() * 1e3,
+        });
+        run_json["cache"] = cache_json(&stats);
+        Ok((run_json, summary))
+    })();
+    let (run_json, summary) = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(tmp);
+            return Err(e.context("cannot read the results restored from the cache (`atc-bt cache verify` checks it; --no-cache skips it)"));
+        }
+    };
+    crate::run::print_skipped(&summary.skipped);
+    let stats = cache.stats();
+    let (hits, misses) = cache_counts(&stats);
+    sampler.set_cache(hits, misses);
+    sampler.phase("write");
+    let committed = commit_run_dir(tmp, out, &run_json, |tmp| {
+        let path = tmp.join("memory.parquet");
+        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    });
+    if let Err(e) = committed {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(e.into());
+    }
+    cache.flush();
+    if !args.quiet {
+        print_summary(
+            &summary,
+            out,
+            t_restore.as_secs_f64(),
+            t2.elapsed().as_secs_f64(),
+        );
+        print_cache_line(&stats);
+    }
+    args.report.render(out, args.quiet)
+}
+
+/// The summary of a complete run directory's `metrics.json` and `run.json`
+/// (what the terminal shows; the curves are left empty).
+fn summary_from_dir(dir: &std::path::Path, run_json: &serde_json::Value) -> Result<RunSummary> {
+    use crate::backtest::Metrics;
+    let metrics = crate::report::read_json(&dir.join("metrics.json"))?;
+    let m = |v: &serde_json::Value| -> Result<Metrics> { Ok(serde_json::from_value(v.clone())?) };
+    let mut symbols = Vec::new();
+    for s in run_json["data"]["series"].as_array().into_iter().flatten() {
+        let name = s["symbol"].as_str().unwrap_or_default().to_string();
+        symbols.push(crate::run::SymbolSummary {
+            metrics: m(&metrics["symbols"][&name])?,
+            symbol: name,
+            engine_bars: s["engine_bars"].as_u64().unwrap_or(0) as usize,
+            window_bars: s["window_bars"].as_u64().unwrap_or(0) as usize,
+        });
+    }
+    let empty = crate::backtest::Curve {
+        ts: vec![],
+        equity: vec![],
+        gross: vec![],
+    };
+    Ok(RunSummary {
+        symbols,
+        skipped: serde_json::from_value(run_json["skipped"].clone())?,
+        portfolio: empty.clone(),
+        benchmark: empty,
+        portfolio_metrics: m(&metrics["portfolio"])?,
+        benchmark_metrics: m(&metrics["benchmark"])?,
+        capital_per_symbol: run_json["capital_per_symbol"].as_f64().unwrap_or(f64::NAN),
+        engine_bars: run_json["engine_bars"].as_u64().unwrap_or(0) as usize,
+    })
+}
+
+/// `run.json`'s `cache` object: this process's hits and misses, in all and
+/// per kind.
+fn cache_json(stats: &crate::cache::CacheStats) -> serde_json::Value {
+    let (hits, misses) = cache_counts(stats);
+    let kinds: serde_json::Map<String, serde_json::Value> = crate::cache::Kind::ALL
+        .iter()
+        .zip(&stats.this_run)
+        .map(|(k, s)| {
+            (
+                k.name().to_string(),
+                serde_json::json!({"hits": s.hits_l1 + s.hits_l2, "misses": s.misses}),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "enabled": stats.enabled,
+        "hits": hits,
+        "misses": misses,
+        "kinds": kinds,
+    })
+}
+
+/// One line per cached kind this process looked up.
+fn print_cache_line(stats: &crate::cache::CacheStats) {
+    if !stats.enabled {
+        return;
+    }
+    let parts: Vec<String> = crate::cache::Kind::ALL
+        .iter()
+        .zip(&stats.this_run)
+        .filter(|(_, s)| s.hits_l1 + s.hits_l2 + s.misses > 0)
+        .map(|(k, s)| {
+            let hits = s.hits_l1 + s.hits_l2;
+            format!(
+                "{k} {hits}/{} hits ({:.0}%)",
+                hits + s.misses,
+                100.0 * hits as f64 / (hits + s.misses) as f64
+            )
+        })
+        .collect();
+    if !parts.is_empty() {
+        println!("cache: {}", parts.join(", "));
+    }
 }
 
 /// Hits and misses of this process over every cached kind.
@@ -380,9 +583,7 @@ fn run_json(
         },
         "data": {
             "path": args.data.data.display().to_string(),
-            "sources": data.sources().iter().map(|s| serde_json::json!({
-                "path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "blake3": s.blake3,
-            })).collect::<Vec<_>>(),
+            "sources": sources_json(data),
             "series": r.symbols.iter().map(|s| {
                 let info = by_name.get(s.symbol.as_str());
                 serde_json::json!({
@@ -400,6 +601,18 @@ fn run_json(
         "engine_bars": r.engine_bars,
         "threads": threads,
     })
+}
+
+/// `run.json`'s `data.sources`: each source file with its size, time and
+/// content hash.
+fn sources_json(data: &Dataset) -> serde_json::Value {
+    serde_json::json!(data
+        .sources()
+        .iter()
+        .map(|s| serde_json::json!({
+            "path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "blake3": s.blake3,
+        }))
+        .collect::<Vec<_>>())
 }
 
 fn pct(x: f64) -> String {

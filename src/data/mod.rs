@@ -75,6 +75,9 @@ pub struct SeriesInfo {
     /// blake3 hex of the close column's little-endian bytes: the key the
     /// result cache uses.
     pub close_hash: String,
+    /// blake3 hex of the ts, open and close columns: everything a run reads
+    /// of the series, so a cached run result is keyed by it.
+    pub bars_hash: String,
 }
 
 /// Zero-copy columns of one series (slices into the memory-mapped store).

@@ -45,7 +45,7 @@ use super::validate::{self, CleanSeries};
 use super::{DataOptions, SeriesInfo, SeriesView, SourceInfo, SymbolSelection};
 
 /// Version of the store layout; another value rebuilds.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 const BARS: &str = "bars.arrow";
 const MANIFEST: &str = "manifest.json";
 
@@ -381,6 +381,7 @@ fn build(
                             last_ts: clean.ts.last().copied().unwrap_or(0),
                             interval_us: validate::median_interval(&clean.ts),
                             close_hash: validate::close_hash(&clean.close),
+                            bars_hash: validate::bars_hash(&clean.ts, &clean.open, &clean.close),
                         };
                         let batch = to_batch(&schema, clean).map_err(|e| store_err(dir, e))?;
                         w.write(&batch).map_err(|e| store_err(dir, e))?;

@@ -183,13 +183,33 @@ pub fn median_interval(ts: &[i64]) -> i64 {
 /// blake3 hex of the little-endian bytes of `close`.
 pub fn close_hash(close: &[f64]) -> String {
     let mut h = blake3::Hasher::new();
-    let mut buf = Vec::with_capacity(8 * 4096);
-    for chunk in close.chunks(4096) {
-        buf.clear();
-        for v in chunk {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
-        h.update(&buf);
-    }
+    put_le(&mut h, close.iter().map(|v| v.to_le_bytes()));
     h.finalize().to_hex().to_string()
+}
+
+/// blake3 hex of the little-endian bytes of `ts`, then `open`, then
+/// `close` (each column length-prefixed, so no two inputs collide).
+pub fn bars_hash(ts: &[i64], open: &[f64], close: &[f64]) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"atc-bt bars: ts, open, close\0");
+    h.update(&(ts.len() as u64).to_le_bytes());
+    put_le(&mut h, ts.iter().map(|v| v.to_le_bytes()));
+    h.update(&(open.len() as u64).to_le_bytes());
+    put_le(&mut h, open.iter().map(|v| v.to_le_bytes()));
+    h.update(&(close.len() as u64).to_le_bytes());
+    put_le(&mut h, close.iter().map(|v| v.to_le_bytes()));
+    h.finalize().to_hex().to_string()
+}
+
+/// Feeds 8-byte values to `h` in blocks (one `update` per value is slow).
+fn put_le(h: &mut blake3::Hasher, values: impl Iterator<Item = [u8; 8]>) {
+    let mut buf = Vec::with_capacity(8 * 4096);
+    for v in values {
+        buf.extend_from_slice(&v);
+        if buf.len() == buf.capacity() {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
 }

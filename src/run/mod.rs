@@ -11,7 +11,7 @@ pub mod strategy;
 use std::ops::Range;
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
@@ -38,7 +38,7 @@ pub struct RunPlan {
 }
 
 /// A symbol left out of the run, with why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Skipped {
     /// Series name.
     pub symbol: String,
