@@ -84,6 +84,9 @@ fn rerun_hits_every_entry_with_the_same_digest() {
     assert!(st.status.success());
     let s = stdout(&st);
     assert!(s.contains("signals        12 entries"), "{s}");
+    // Whole-run entries are listed too (none stored by selftest).
+    assert!(s.contains("run             0 entries"), "{s}");
+    assert!(s.contains("  run: hits 0"), "{s}");
     assert!(s.contains("all: hit-rate"), "{s}");
 }
 

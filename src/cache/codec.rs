@@ -14,6 +14,11 @@
 //! 54 signals of a bank travel as one value (few large values suit sled
 //! better than many tiny ones). `f64`s are stored as raw bits, so decoding
 //! is bit-identical.
+//!
+//! A [`Kind::Run`] value is a manifest of the run's files (the files
+//! themselves live outside the store): `count` in the header's `bars`
+//! field, then per file `name_len varint | name utf-8 | size u64 |
+//! blake3 [u8; 32]`.
 
 use super::key::{Key, Kind, FORMAT_VERSION};
 
@@ -296,6 +301,80 @@ pub fn decode_signals(header: &Header, body: &[u8]) -> Result<(Vec<f64>, Vec<i8>
     Ok((avg, dir))
 }
 
+/// One file of a cached run, as its manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFile {
+    /// The file's name inside the run directory (no path separators).
+    pub name: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// blake3 of its content.
+    pub hash: [u8; 32],
+}
+
+/// Whether `name` is a plain file name that stays inside the directory it
+/// is joined to: a manifest (or a caller) can never make the cache read or
+/// write elsewhere.
+pub fn valid_run_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+}
+
+/// Encodes the manifest of a run's files.
+pub fn encode_run(key: &Key, created_ms: u64, files: &[RunFile]) -> Vec<u8> {
+    let cap = files.iter().map(|f| f.name.len() + 42).sum();
+    let mut v = begin(Kind::Run, created_ms, files.len(), cap);
+    for f in files {
+        put_varint(&mut v, f.name.len() as u64);
+        v.extend_from_slice(f.name.as_bytes());
+        v.extend_from_slice(&f.size.to_le_bytes());
+        v.extend_from_slice(&f.hash);
+    }
+    finish(key, v)
+}
+
+/// Decodes the body of a [`Kind::Run`] value; rejects names that are not
+/// plain file names and duplicates.
+pub fn decode_run(header: &Header, body: &[u8]) -> Result<Vec<RunFile>, CodecError> {
+    if header.kind != Kind::Run {
+        return Err(CodecError::BadKind(header.kind.tag()));
+    }
+    let mut pos = 0;
+    let mut files: Vec<RunFile> = Vec::new();
+    for _ in 0..header.bars {
+        let len = get_varint(body, &mut pos)? as usize;
+        let name = pos
+            .checked_add(len)
+            .and_then(|end| body.get(pos..end))
+            .ok_or(CodecError::Body("run file name past end"))?;
+        pos += len;
+        let name = std::str::from_utf8(name).map_err(|_| CodecError::Body("run file name"))?;
+        if !valid_run_file_name(name) || files.iter().any(|f| f.name == name) {
+            return Err(CodecError::Body("run file name"));
+        }
+        let fixed = body
+            .get(pos..pos + 40)
+            .ok_or(CodecError::Body("run file record past end"))?;
+        pos += 40;
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&fixed[..8]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&fixed[8..]);
+        files.push(RunFile {
+            name: name.to_string(),
+            size: u64::from_le_bytes(size),
+            hash,
+        });
+    }
+    if pos != body.len() {
+        return Err(CodecError::Body("trailing bytes"));
+    }
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +426,41 @@ mod tests {
             assert!(open(&key(), &v[..len]).is_err(), "truncated to {len}");
         }
         assert_eq!(open(&Key([8; 32]), &v).unwrap_err(), CodecError::Checksum);
+    }
+
+    #[test]
+    fn run_manifest_round_trips_and_rejects_bad_names() {
+        let files = vec![
+            RunFile {
+                name: "equity.parquet".into(),
+                size: 12345,
+                hash: [3; 32],
+            },
+            RunFile {
+                name: "run.json".into(),
+                size: 0,
+                hash: [9; 32],
+            },
+        ];
+        let v = encode_run(&key(), 4, &files);
+        let (h, body) = open(&key(), &v).unwrap();
+        assert_eq!((h.kind, h.bars), (Kind::Run, 2));
+        assert_eq!(decode_run(&h, body).unwrap(), files);
+        assert!(decode_run(&h, &body[..body.len() - 1]).is_err());
+        for bad in ["", ".", "..", "../x", "a/b", "a\\b", "a\0b"] {
+            assert!(!valid_run_file_name(bad), "{bad:?}");
+            let f = [RunFile {
+                name: bad.into(),
+                ..files[0].clone()
+            }];
+            let v = encode_run(&key(), 4, &f);
+            let (h, body) = open(&key(), &v).unwrap();
+            assert!(decode_run(&h, body).is_err(), "{bad:?}");
+        }
+        let dup = [files[0].clone(), files[0].clone()];
+        let v = encode_run(&key(), 4, &dup);
+        let (h, body) = open(&key(), &v).unwrap();
+        assert!(decode_run(&h, body).is_err());
     }
 
     proptest! {

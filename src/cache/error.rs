@@ -45,6 +45,22 @@ pub enum CacheError {
         /// The store's own message.
         message: String,
     },
+    /// A file of a run entry could not be read, written or removed.
+    #[error("cache run files: {path}: {source}")]
+    RunFiles {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A run file name given to [`super::Cache::store_run`] is not a plain,
+    /// unique file name (it would escape or clash inside the entry).
+    #[error("cannot cache run file {name:?}: not a plain, unique file name")]
+    RunFileName {
+        /// The name.
+        name: String,
+    },
     /// A stored value failed its checks; it is dropped and recomputed.
     #[error("corrupt cache value: {0}")]
     Corrupt(#[from] super::codec::CodecError),

@@ -20,7 +20,11 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// The schema and store version written into the store; a database with
 /// another value is moved aside and the run starts cold.
-pub const STORE_FORMAT: &str = "atc-bt-cache/1 sled/0.34";
+///
+/// Version 2 added [`Kind::Run`]: the persisted counters grew a third kind
+/// and run entries own files under `<cache dir>/runs/`, which a version 1
+/// build would neither account for nor delete.
+pub const STORE_FORMAT: &str = "atc-bt-cache/2 sled/0.34";
 
 /// The kinds of cached results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,17 +35,25 @@ pub enum Kind {
     /// The average signal and the direction of a series for one full
     /// parameter set.
     Signals,
+    /// The finished result files of a whole run (`atc-bt run`), keyed by a
+    /// content key the caller derives with [`run_key`]; the value is a
+    /// manifest, the files live under `<cache dir>/runs/<key hex>/`.
+    Run,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 2] = [Kind::Bank, Kind::Signals];
+    pub const ALL: [Kind; Kind::COUNT] = [Kind::Bank, Kind::Signals, Kind::Run];
+
+    /// Number of kinds: the length of every per-kind array.
+    pub const COUNT: usize = 3;
 
     /// The name shown by `cache stats`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Bank => "bank",
             Kind::Signals => "signals",
+            Kind::Run => "run",
         }
     }
 
@@ -50,6 +62,7 @@ impl Kind {
         match self {
             Kind::Bank => 1,
             Kind::Signals => 2,
+            Kind::Run => 3,
         }
     }
 
@@ -58,6 +71,7 @@ impl Kind {
         match tag {
             1 => Some(Kind::Bank),
             2 => Some(Kind::Signals),
+            3 => Some(Kind::Run),
             _ => None,
         }
     }
@@ -98,7 +112,39 @@ impl Key {
     pub fn from_slice(bytes: &[u8]) -> Option<Key> {
         bytes.try_into().ok().map(Key)
     }
+
+    /// All 32 bytes as 64 lowercase hex digits (the name of a run entry's
+    /// directory; [`fmt::Display`] shows only the first 8 bytes).
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in &self.0 {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        s
+    }
+
+    /// The key written by [`Key::to_hex`]; `None` unless `s` is exactly 64
+    /// lowercase hex digits (so a stray directory name never parses).
+    pub fn from_hex(s: &str) -> Option<Key> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = (digit(b[2 * i])? << 4) | digit(b[2 * i + 1])?;
+        }
+        Some(Key(out))
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A hasher with the common prefix of every key.
 fn start(kind: Kind) -> blake3::Hasher {
@@ -157,6 +203,58 @@ pub fn signals_key(bank: &Key, params: &AtcParams) -> Key {
     Key(*h.finalize().as_bytes())
 }
 
+/// Builds a [`Kind::Run`] key from canonical bytes fed part by part (the
+/// strategy, the window, each series' content hash, …).
+///
+/// Every part is length-prefixed and the number of parts is hashed at the
+/// end, so `["ab", "c"]` and `["a", "bc"]` give different keys: the caller
+/// only has to make each part canonical, not the joins between them.
+#[derive(Debug, Clone)]
+pub struct RunKeyHasher {
+    h: blake3::Hasher,
+    parts: u64,
+}
+
+impl Default for RunKeyHasher {
+    fn default() -> Self {
+        RunKeyHasher::new()
+    }
+}
+
+impl RunKeyHasher {
+    /// A hasher with the common key prefix (format version, [`Kind::Run`]).
+    pub fn new() -> RunKeyHasher {
+        RunKeyHasher {
+            h: start(Kind::Run),
+            parts: 0,
+        }
+    }
+
+    /// Adds one part.
+    pub fn part(&mut self, bytes: &[u8]) -> &mut RunKeyHasher {
+        put_usize(&mut self.h, bytes.len());
+        self.h.update(bytes);
+        self.parts += 1;
+        self
+    }
+
+    /// The key of the parts added so far.
+    pub fn finish(&self) -> Key {
+        let mut h = self.h.clone();
+        h.update(&self.parts.to_le_bytes());
+        Key(*h.finalize().as_bytes())
+    }
+}
+
+/// The [`Kind::Run`] key of `parts` (see [`RunKeyHasher`]).
+pub fn run_key(parts: &[&[u8]]) -> Key {
+    let mut h = RunKeyHasher::new();
+    for p in parts {
+        h.part(p);
+    }
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +283,41 @@ mod tests {
             ..p.clone()
         };
         assert_ne!(signals_key(&b, &p), signals_key(&b, &p4));
+    }
+
+    #[test]
+    fn run_keys_separate_parts_and_kinds() {
+        let k = run_key(&[b"ab", b"c"]);
+        assert_eq!(k, run_key(&[b"ab", b"c"]));
+        assert_ne!(k, run_key(&[b"a", b"bc"]));
+        assert_ne!(k, run_key(&[b"ab", b"c", b""]));
+        assert_ne!(run_key(&[]), run_key(&[b""]));
+        let mut h = RunKeyHasher::new();
+        h.part(b"ab").part(b"c");
+        assert_eq!(h.finish(), k);
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        let k = run_key(&[b"x"]);
+        let hex = k.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.starts_with(&k.to_string()));
+        assert_eq!(Key::from_hex(&hex), Some(k));
+        assert_eq!(Key::from_hex(&hex.to_uppercase()), None);
+        assert_eq!(Key::from_hex(&hex[..63]), None);
+        assert_eq!(Key::from_hex(&format!("{}g", &hex[..63])), None);
+        assert_eq!(Key::from_hex(".tmp-1-ab"), None);
+    }
+
+    #[test]
+    fn kind_tags_round_trip() {
+        for (i, k) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(Kind::from_tag(k.tag()), Some(k));
+        }
+        assert_eq!(Kind::Run.tag(), 3);
+        assert_eq!(Kind::Run.name(), "run");
+        assert_eq!(Kind::from_tag(4), None);
     }
 }

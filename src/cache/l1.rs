@@ -137,9 +137,9 @@ impl L1 {
     }
 
     /// Entries and bytes per kind.
-    pub fn usage(&self) -> [(u64, u64); 2] {
+    pub fn usage(&self) -> [(u64, u64); Kind::COUNT] {
         let g = self.lock();
-        let mut out = [(0, 0); 2];
+        let mut out = [(0, 0); Kind::COUNT];
         for e in g.map.values() {
             let slot = &mut out[e.value.kind().index()];
             slot.0 += 1;

@@ -8,6 +8,8 @@
 //!   and the "never fail a run" open logic.
 //! - [`l1`], [`evict`]: the memory tier and the eviction score.
 //! - [`engine_cache`]: the cached engine entry points.
+//! - [`run_files`]: whole-run entries ([`Kind::Run`]): a run's finished
+//!   result files, stored beside the database under `<dir>/runs/`.
 //!
 //! A [`Cache`] never fails: a store that cannot be opened, is locked by
 //! another process, is corrupt or runs out of disk degrades to less caching
@@ -21,6 +23,7 @@ mod error;
 pub mod evict;
 pub mod key;
 pub mod l1;
+pub mod run_files;
 pub mod stats;
 pub mod store;
 
@@ -35,7 +38,7 @@ pub use engine_cache::{
     store_signals_once,
 };
 pub use error::CacheError;
-pub use key::{Key, Kind};
+pub use key::{run_key, Key, Kind, RunKeyHasher};
 pub use stats::{CacheStats, KindStats, L2Stats, Usage};
 
 use codec::Header;
@@ -54,7 +57,8 @@ pub fn now_ms() -> u64 {
 /// How to open the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Cache directory; the sled database lives in `dir/db`.
+    /// Cache directory; the sled database lives in `dir/db`, the files of
+    /// run entries in `dir/runs`.
     pub dir: PathBuf,
     /// L1 budget in bytes (decoded results in memory).
     pub mem_bytes: u64,
@@ -132,6 +136,10 @@ pub struct Maintenance {
     pub evicted: u64,
     /// Corrupt entries removed (keys, shortened).
     pub corrupt: Vec<String>,
+    /// Run directories without a manifest (a crash between their rename
+    /// and the manifest's insert, or a lost database) and stale temporary
+    /// directories removed.
+    pub orphans: u64,
     /// Disk bytes before and after.
     pub disk_before: u64,
     /// Disk bytes after.
@@ -145,6 +153,8 @@ pub struct Cache {
     l2: Option<Arc<dyn KvStore>>,
     l2_live: AtomicBool,
     l2_path: PathBuf,
+    /// Where run entries keep their files (`<dir>/runs`).
+    runs_dir: PathBuf,
     ttl_ms: u64,
     disk_cap: u64,
     counters: Counters,
@@ -196,6 +206,7 @@ impl Cache {
             l2_live: AtomicBool::new(l2.is_some()),
             l2,
             l2_path: cfg.dir.clone(),
+            runs_dir: cfg.dir.join(run_files::RUNS_DIR),
             ttl_ms: cfg.ttl.as_millis().min(u128::from(u64::MAX)) as u64,
             disk_cap: cfg.disk_bytes,
             counters: Counters::default(),
@@ -280,12 +291,14 @@ impl Cache {
         };
         match codec::open(key, &bytes) {
             Ok((h, _)) if h.kind != kind => {
-                self.drop_corrupt(key, kind);
+                // Removed as what it is, so a run entry takes its files along.
+                self.bump(kind, Counter::Corrupt);
+                self.remove_l2(key, h.kind);
                 None
             }
             Ok((h, _)) if now_ms().saturating_sub(h.created_ms) > self.ttl_ms => {
                 self.bump(kind, Counter::Expired);
-                self.remove_l2(key);
+                self.remove_l2(key, kind);
                 None
             }
             Ok((h, _)) => Some((h, bytes)),
@@ -299,13 +312,18 @@ impl Cache {
     /// Counts and removes a value that failed its checks.
     pub(crate) fn drop_corrupt(&self, key: &Key, kind: Kind) {
         self.bump(kind, Counter::Corrupt);
-        self.remove_l2(key);
+        self.remove_l2(key, kind);
     }
 
-    fn remove_l2(&self, key: &Key) {
+    /// Removes an entry; a [`Kind::Run`] entry's files go after its
+    /// manifest, so no manifest ever points at a half-deleted directory.
+    fn remove_l2(&self, key: &Key, kind: Kind) {
         if let Some(s) = self.live_l2() {
             let _ = s.remove(Tree::Values, &key.0);
             let _ = s.remove(Tree::Meta, &key.0);
+            if kind == Kind::Run {
+                self.remove_run_dir(key);
+            }
         }
     }
 
@@ -328,33 +346,28 @@ impl Cache {
     /// Writes an encoded value (and its meta record) to L2.
     pub(crate) fn l2_put(&self, key: &Key, kind: Kind, created_ms: u64, encoded: &[u8]) {
         let Some(s) = self.live_l2() else { return };
-        let meta = Meta {
-            kind,
-            created_ms,
-            last_ms: created_ms,
-            crf: 1.0,
-            size: encoded.len() as u64,
-        };
-        let r = s
-            .insert(Tree::Values, &key.0, encoded)
-            .and_then(|()| s.insert(Tree::Meta, &key.0, &meta.encode()));
-        match r {
+        match put_entry(&**s, key, kind, created_ms, encoded, encoded.len() as u64) {
             Ok(()) => self.bump(kind, Counter::Insert),
             Err(e) => self.l2_failed(&e),
         }
     }
 
+    /// Entries and bytes per kind in L1.
+    fn l1_usage(&self) -> [Usage; Kind::COUNT] {
+        let l1 = self.l1.usage();
+        std::array::from_fn(|i| Usage {
+            entries: l1[i].0,
+            bytes: l1[i].1,
+        })
+    }
+
     /// This process's counts, the persisted last-run and total counts, and
     /// what each tier holds.
     pub fn stats(&self) -> CacheStats {
-        let l1 = self.l1.usage();
         let mut out = CacheStats {
             enabled: self.enabled,
             this_run: self.counters.snapshot(),
-            l1: [0, 1].map(|i| Usage {
-                entries: l1[i].0,
-                bytes: l1[i].1,
-            }),
+            l1: self.l1_usage(),
             ..Default::default()
         };
         if let Some(s) = &self.l2 {
@@ -364,7 +377,7 @@ impl Cache {
             out.last_run_l1 = stats::decode_usage(&info(b"last_run_l1"));
             let mut l2 = L2Stats {
                 path: self.l2_path.clone(),
-                disk_bytes: s.disk_bytes(),
+                disk_bytes: self.disk_usage(&**s),
                 ..Default::default()
             };
             let _ = s.scan(Tree::Meta, &mut |_, v| {
@@ -395,7 +408,7 @@ impl Cache {
             .drain()
             .collect();
         let run = self.counters.snapshot();
-        let l1 = self.stats().l1;
+        let l1 = self.l1_usage();
         let r = (|| -> Result<(), CacheError> {
             for (key, uses) in touched {
                 if let Some(mut m) = s.get(Tree::Meta, &key.0)?.as_deref().and_then(Meta::decode) {
@@ -408,7 +421,7 @@ impl Cache {
                 .get(Tree::Info, b"total")?
                 .map(|b| stats::decode(&b))
                 .unwrap_or_default();
-            let total: stats::PerKind = [0, 1].map(|i| total[i].plus(run[i]));
+            let total: stats::PerKind = std::array::from_fn(|i| total[i].plus(run[i]));
             s.insert(Tree::Info, b"total", &stats::encode(&total))?;
             s.insert(Tree::Info, b"last_run", &stats::encode(&run))?;
             s.insert(Tree::Info, b"last_run_l1", &stats::encode_usage(&l1))?;
@@ -430,9 +443,13 @@ impl Cache {
     ) -> Result<(u64, u64), CacheError> {
         let mut cands = Vec::new();
         let mut live = 0u64;
+        let mut runs = std::collections::HashSet::new();
         s.scan(Tree::Meta, &mut |k, v| {
             if let (Some(key), Some(m)) = (Key::from_slice(k), Meta::decode(v)) {
                 live += m.size;
+                if m.kind == Kind::Run {
+                    runs.insert(key);
+                }
                 cands.push((
                     evict::Candidate {
                         key,
@@ -447,7 +464,7 @@ impl Cache {
         if let Some(r) = report {
             r.checked = cands.len() as u64;
         }
-        let disk = s.disk_bytes();
+        let disk = self.disk_usage(s);
         // The store's overhead (sled keeps ~2x the live bytes) scales the
         // live-byte target so that the *measured* usage lands under the cap
         // with 20% headroom.
@@ -466,28 +483,49 @@ impl Cache {
         for k in &victims {
             s.remove(Tree::Values, &k.0)?;
             s.remove(Tree::Meta, &k.0)?;
+            if runs.contains(k) {
+                self.remove_run_dir(k);
+            }
         }
         Ok((n_exp, victims.len() as u64 - n_exp))
     }
 
     /// `cache gc`: removes expired entries, values without a meta record
-    /// get one, and evicts down to the size cap.
+    /// get one, run entries whose directory is gone are dropped, run
+    /// directories without a manifest and stale temporary ones are deleted,
+    /// and evicts down to the size cap.
     pub fn gc(&self) -> Result<Maintenance, CacheError> {
         let mut rep = Maintenance::default();
         let Some(s) = self.live_l2().cloned() else {
             return Ok(rep);
         };
-        rep.disk_before = s.disk_bytes();
+        rep.disk_before = self.disk_usage(&*s);
         let mut missing = Vec::new();
         let mut keys = std::collections::HashSet::new();
+        let mut runs = Vec::new();
         s.scan(Tree::Values, &mut |k, v| {
             if let Some(key) = Key::from_slice(k) {
                 keys.insert(key);
                 if let Some((kind, created)) = codec::peek(v) {
-                    missing.push((key, kind, created, v.len() as u64));
+                    let size = if kind == Kind::Run {
+                        runs.push(key);
+                        run_files::entry_size(&key, v)
+                    } else {
+                        v.len() as u64
+                    };
+                    missing.push((key, kind, created, size));
                 }
             }
         })?;
+        for key in runs {
+            if !self.run_dir(&key).is_dir() {
+                s.remove(Tree::Values, &key.0)?;
+                s.remove(Tree::Meta, &key.0)?;
+                keys.remove(&key);
+                missing.retain(|m| m.0 != key);
+                rep.corrupt.push(key.to_string());
+            }
+        }
         let mut orphans = Vec::new();
         s.scan(Tree::Meta, &mut |k, _| {
             if let Some(key) = Key::from_slice(k) {
@@ -511,29 +549,37 @@ impl Cache {
                 s.insert(Tree::Meta, &key.0, &m.encode())?;
             }
         }
+        // Before eviction, so the measured usage it works from is real.
+        rep.orphans = self.sweep_runs_dir(&*s)?;
         let (e, v) = self.evict_l2(&*s, now_ms(), Some(&mut rep))?;
         rep.expired = e;
         rep.evicted = v;
         s.flush()?;
-        rep.disk_after = s.disk_bytes();
+        rep.disk_after = self.disk_usage(&*s);
         Ok(rep)
     }
 
-    /// `cache verify`: checks every value's checksum and body, removes the
-    /// bad ones and reports them.
+    /// `cache verify`: checks every value's checksum and body, re-hashes
+    /// the files of every run entry, removes the bad ones and reports them.
     pub fn verify(&self) -> Result<Maintenance, CacheError> {
         let mut rep = Maintenance::default();
         let Some(s) = self.live_l2().cloned() else {
             return Ok(rep);
         };
-        rep.disk_before = s.disk_bytes();
+        rep.disk_before = self.disk_usage(&*s);
         let mut bad = Vec::new();
+        let mut runs = Vec::new();
         s.scan(Tree::Values, &mut |k, v| {
             rep.checked += 1;
             let ok = Key::from_slice(k).is_some_and(|key| match codec::open(&key, v) {
                 Ok((h, body)) => match h.kind {
                     Kind::Bank => codec::decode_bank(&h, body).is_ok(),
                     Kind::Signals => codec::decode_signals(&h, body).is_ok(),
+                    // The files are hashed after the scan, outside the
+                    // store's iterator.
+                    Kind::Run => codec::decode_run(&h, body)
+                        .map(|files| runs.push((key, files)))
+                        .is_ok(),
                 },
                 Err(_) => false,
             });
@@ -541,16 +587,26 @@ impl Cache {
                 bad.push(k.to_vec());
             }
         })?;
+        for (key, files) in runs {
+            if !self.run_files_intact(&key, &files) {
+                bad.push(key.0.to_vec());
+            }
+        }
         for k in bad {
             s.remove(Tree::Values, &k)?;
             s.remove(Tree::Meta, &k)?;
+            // Whatever kind it claimed: a damaged manifest's files are
+            // unreachable too.
+            if let Some(key) = Key::from_slice(&k) {
+                self.remove_run_dir(&key);
+            }
             rep.corrupt.push(
                 Key::from_slice(&k)
                     .map_or_else(|| format!("{} bytes key", k.len()), |key| key.to_string()),
             );
         }
         s.flush()?;
-        rep.disk_after = s.disk_bytes();
+        rep.disk_after = self.disk_usage(&*s);
         Ok(rep)
     }
 
@@ -578,14 +634,36 @@ impl Cache {
     }
 }
 
-/// Removes the whole cache directory's database (and moved-aside copies).
+/// Writes a value and its meta record; `size` is what eviction counts for
+/// it (a run entry counts its files too).
+fn put_entry(
+    s: &dyn KvStore,
+    key: &Key,
+    kind: Kind,
+    created_ms: u64,
+    encoded: &[u8],
+    size: u64,
+) -> Result<(), CacheError> {
+    let meta = Meta {
+        kind,
+        created_ms,
+        last_ms: created_ms,
+        crf: 1.0,
+        size,
+    };
+    s.insert(Tree::Values, &key.0, encoded)?;
+    s.insert(Tree::Meta, &key.0, &meta.encode())
+}
+
+/// Removes the whole cache directory's database (and moved-aside copies)
+/// and the files of run entries.
 pub fn clear(dir: &std::path::Path) -> std::io::Result<u64> {
     let before = store::dir_bytes(dir);
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name == "db" || name.starts_with("broken-") {
+        if name == "db" || name == run_files::RUNS_DIR || name.starts_with("broken-") {
             std::fs::remove_dir_all(entry.path())?;
         }
     }

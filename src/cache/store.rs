@@ -317,8 +317,9 @@ pub fn db_path(cache_dir: &Path) -> PathBuf {
 ///   (the caller runs with L1 only);
 /// - unwritable directory: gives up;
 /// - any other open error, corruption or format mismatch: moves the
-///   database aside to `cache_dir/broken-<ms>` (removing older ones) and
-///   opens a fresh one.
+///   database aside to `cache_dir/broken-<ms>` (removing older ones and
+///   the run entries' files, which only it referenced) and opens a fresh
+///   one.
 pub fn open_sled(cache_dir: &Path, lock_wait: Duration) -> Opened {
     let db_dir = db_path(cache_dir);
     let key = std::fs::canonicalize(cache_dir).unwrap_or_else(|_| cache_dir.to_path_buf());
@@ -405,5 +406,8 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     }
     let to = cache_dir.join(format!("broken-{}", super::now_ms()));
     std::fs::rename(db_dir, &to)?;
+    // The manifests that owned the run entries' files went with the old
+    // database: nothing could ever read those files again.
+    let _ = std::fs::remove_dir_all(cache_dir.join(super::run_files::RUNS_DIR));
     Ok(to)
 }

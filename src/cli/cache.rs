@@ -167,11 +167,13 @@ pub enum CacheAction {
     /// Entries and bytes per tier and kind, hits/misses and hit rate of the
     /// last run and in total, the oldest entry
     Stats,
-    /// Remove expired entries and evict down to --cache-size
+    /// Remove expired entries, orphaned run directories and evict down to
+    /// --cache-size
     Gc,
     /// Delete the on-disk cache
     Clear,
-    /// Check every stored value's checksum; remove and list the bad ones
+    /// Check every stored value's checksum and re-hash the files of cached
+    /// runs; remove and list the bad ones
     Verify,
     /// Test driver: cached signals for N seeded synthetic series; prints a
     /// digest and hit/miss counts
@@ -227,11 +229,15 @@ pub fn run(args: &CacheArgs) -> Result<()> {
         CacheAction::Gc => {
             let cache = open_for_maintenance(&cfg)?;
             let r = cache.gc().context("cache gc failed")?;
+            for k in &r.corrupt {
+                println!("run entry {k} had lost its files: removed");
+            }
             println!(
-                "checked {} entries: removed {} expired, evicted {}; on disk {} -> {}",
+                "checked {} entries: removed {} expired, evicted {}, {} orphaned run directories; on disk {} -> {}",
                 r.checked,
                 r.expired,
                 r.evicted,
+                r.orphans,
                 human_bytes(r.disk_before),
                 human_bytes(r.disk_after)
             );
@@ -490,7 +496,9 @@ fn print_stats(s: &CacheStats) {
         }
     }
     println!("in memory (L1) at the end of the last run:");
-    for k in Kind::ALL {
+    // Run entries are files on disk only; an always-empty L1 line would
+    // suggest otherwise.
+    for k in Kind::ALL.into_iter().filter(|&k| k != Kind::Run) {
         let u = s.last_run_l1[k.index()];
         println!(
             "  {:<8} {:>8} entries {:>12}",
