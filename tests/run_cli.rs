@@ -426,8 +426,10 @@ fn killed_run_leaves_no_complete_looking_directory() {
         .success();
 }
 
-/// Cold cache, warm cache and `--no-cache` give byte-identical results, and
-/// the warm run reports 100% hits.
+/// Cold cache, warm cache and `--no-cache` give byte-identical results; the
+/// warm rerun is restored from the run cache (100% hits), and a rerun with
+/// other execution flags recomputes the trades from cached signals (100%
+/// signal hits).
 #[test]
 fn cache_cold_warm_and_disabled_are_identical() {
     let tmp = tempfile::tempdir().unwrap();
@@ -450,10 +452,28 @@ fn cache_cold_warm_and_disabled_are_identical() {
         let assert = cmd.assert().success();
         let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
         if name == "warm" {
-            assert!(stdout.contains("100% hit rate"), "{stdout}");
+            assert!(stdout.contains("cache: run 1/1 hits (100%)"), "{stdout}");
+            assert!(stdout.contains("restored from the run cache"), "{stdout}");
+            let run = json(&out.join("run.json"));
+            assert_eq!(run["cache"]["kinds"]["run"]["hits"], 1, "{run}");
+            assert!(run["timings_ms"]["restore"].is_number(), "{run}");
         }
         outs.push(out);
     }
+    // Other fees: a different run (a run-cache miss) on the same signals.
+    let fee = tmp.path().join("fee");
+    let assert = atc(tmp.path())
+        .args(["run", "--no-report", "--fee-bps", "7", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&fee)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("signals 5/5 hits (100%), run 0/1 hits (0%)"),
+        "{stdout}"
+    );
     for f in [
         "metrics.json",
         "equity.parquet",
@@ -499,4 +519,122 @@ fn run_renders_report_and_report_regenerates_it() {
         html == std::fs::read(out.join("report.html")).unwrap(),
         "report not byte-identical"
     );
+}
+
+/// A damaged run-cache entry (one flipped byte in a stored result file) is
+/// detected by its checksum, never restored: the run recomputes from the
+/// cached signals, gives the same bytes, and stores a good entry again.
+#[test]
+fn damaged_run_cache_entry_is_recomputed_not_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..4)
+        .map(|k| walk(&format!("D{k}"), 300 + k, 400))
+        .collect();
+    write_ohlcv(&data, &series);
+    let cache = tmp.path().join("cache");
+    let run = |name: &str| {
+        let out = tmp.path().join(name);
+        let assert = atc(tmp.path())
+            .args(["run", "--no-report", "--data"])
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+        (out, stdout)
+    };
+    let (cold, _) = run("cold");
+    let entries: Vec<_> = std::fs::read_dir(cache.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let victim = entries[0].join("equity.parquet");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&victim, bytes).unwrap();
+
+    let (again, stdout) = run("again");
+    assert!(stdout.contains("run 0/1 hits"), "{stdout}");
+    assert!(stdout.contains("signals 4/4 hits"), "{stdout}");
+    let (third, stdout) = run("third");
+    assert!(stdout.contains("cache: run 1/1 hits (100%)"), "{stdout}");
+    for f in [
+        "metrics.json",
+        "equity.parquet",
+        "trades.parquet",
+        "signals.parquet",
+    ] {
+        let a = std::fs::read(cold.join(f)).unwrap();
+        assert!(a == std::fs::read(again.join(f)).unwrap(), "{f} (again)");
+        assert!(a == std::fs::read(third.join(f)).unwrap(), "{f} (third)");
+    }
+}
+
+/// `run` killed with SIGKILL at any moment (computing, writing, storing its
+/// run-cache entry) leaves a cache the next run opens and uses, with the
+/// same result bytes as an uncached run.
+#[test]
+fn run_killed_mid_way_leaves_a_usable_run_cache() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("k.parquet");
+    let series: Vec<Series> = (0..300)
+        .map(|k| walk(&format!("K{k:03}"), 500 + k, 500))
+        .collect();
+    write_ohlcv(&data, &series);
+    let cache = tmp.path().join("cache");
+    let reference = tmp.path().join("reference");
+    atc(tmp.path())
+        .args(["run", "--no-report", "--no-cache", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&reference)
+        .assert()
+        .success();
+    let bin = assert_cmd::cargo::cargo_bin("atc-bt");
+    for delay_ms in [50u64, 150, 300, 600] {
+        let mut child = std::process::Command::new(&bin)
+            .current_dir(tmp.path())
+            .args(["run", "--no-report", "-q", "--data"])
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--out")
+            .arg(tmp.path().join("killed"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL; it may have finished already
+        child.wait().unwrap();
+        let out = tmp.path().join(format!("after-{delay_ms}"));
+        atc(tmp.path())
+            .args(["run", "--no-report", "-q", "--data"])
+            .arg(&data)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        for f in [
+            "metrics.json",
+            "equity.parquet",
+            "trades.parquet",
+            "signals.parquet",
+        ] {
+            assert!(
+                std::fs::read(reference.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
+                "{f} after a kill at {delay_ms} ms"
+            );
+        }
+    }
 }

@@ -393,6 +393,7 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
                     &args.out,
                     t_merge.as_secs_f64(),
                     (t0.elapsed() - t_merge).as_secs_f64(),
+                    false,
                 );
             }
         }

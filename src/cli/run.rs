@@ -254,7 +254,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
                 args,
                 &dataset,
                 &cache,
-                &sampler,
+                sampler,
                 &tmp,
                 &out,
                 pool.current_num_threads(),
@@ -333,6 +333,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
             &out,
             t_compute.as_secs_f64(),
             t_write.as_secs_f64(),
+            false,
         );
         print_cache_line(&stats);
     }
@@ -386,7 +387,7 @@ fn finish_restored(
     args: &RunArgs,
     dataset: &Dataset,
     cache: &Cache,
-    sampler: &MemorySampler,
+    sampler: MemorySampler,
     tmp: &std::path::Path,
     out: &std::path::Path,
     threads: usize,
@@ -394,7 +395,7 @@ fn finish_restored(
 ) -> Result<()> {
     let t2 = Instant::now();
     let restored = (|| -> Result<(serde_json::Value, RunSummary)> {
-        let mut run_json = crate::report::read_json(&tmp.join("run.json"))?;
+        let mut run_json = crate::report::load::read_json(&tmp.join("run.json"))?;
         let summary = summary_from_dir(tmp, &run_json)?;
         let stats = cache.stats();
         run_json["command"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
@@ -443,6 +444,7 @@ fn finish_restored(
             out,
             t_restore.as_secs_f64(),
             t2.elapsed().as_secs_f64(),
+            true,
         );
         print_cache_line(&stats);
     }
@@ -453,7 +455,7 @@ fn finish_restored(
 /// (what the terminal shows; the curves are left empty).
 fn summary_from_dir(dir: &std::path::Path, run_json: &serde_json::Value) -> Result<RunSummary> {
     use crate::backtest::Metrics;
-    let metrics = crate::report::read_json(&dir.join("metrics.json"))?;
+    let metrics = crate::report::load::read_json(&dir.join("metrics.json"))?;
     let m = |v: &serde_json::Value| -> Result<Metrics> { Ok(serde_json::from_value(v.clone())?) };
     let mut symbols = Vec::new();
     for s in run_json["data"]["series"].as_array().into_iter().flatten() {
@@ -630,7 +632,15 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-pub(super) fn print_summary(r: &RunSummary, out: &std::path::Path, compute_s: f64, write_s: f64) {
+/// The terminal summary. `compute_s` is the engine + backtest + streamed
+/// writing time, or the restore time when `restored` (from the run cache).
+pub(super) fn print_summary(
+    r: &RunSummary,
+    out: &std::path::Path,
+    compute_s: f64,
+    write_s: f64,
+    restored: bool,
+) {
     let p = &r.portfolio_metrics;
     let b = &r.benchmark_metrics;
     println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");
@@ -696,19 +706,29 @@ pub(super) fn print_summary(r: &RunSummary, out: &std::path::Path, compute_s: f6
                 .join(", ")
         );
     }
-    let rate = r.engine_bars as f64 / compute_s.max(1e-9);
-    println!(
-        "{} symbols, {} bars through the engine in {:.2} s ({:.2}M bars/s), written in {:.2} s{}",
-        r.symbols.len(),
-        r.engine_bars,
-        compute_s,
-        rate / 1e6,
-        write_s,
-        if r.skipped.is_empty() {
-            String::new()
-        } else {
-            format!(", {} skipped", r.skipped.len())
-        }
-    );
+    let skipped = if r.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(", {} skipped", r.skipped.len())
+    };
+    if restored {
+        println!(
+            "{} symbols ({} engine bars) restored from the run cache in {:.2} s, written in {:.2} s{skipped}",
+            r.symbols.len(),
+            r.engine_bars,
+            compute_s,
+            write_s,
+        );
+    } else {
+        let rate = r.engine_bars as f64 / compute_s.max(1e-9);
+        println!(
+            "{} symbols, {} bars through the engine (and written) in {:.2} s ({:.2}M bars/s), finished in {:.2} s{skipped}",
+            r.symbols.len(),
+            r.engine_bars,
+            compute_s,
+            rate / 1e6,
+            write_s,
+        );
+    }
     println!("results: {}", out.display());
 }
