@@ -263,12 +263,7 @@ fn results_identical_for_any_thread_count() {
             .success();
         outputs.push(out);
     }
-    for f in [
-        "metrics.json",
-        "equity.parquet",
-        "trades.parquet",
-        "signals.parquet",
-    ] {
+    for f in RESULT_FILES {
         let a = std::fs::read(outputs[0].join(f)).unwrap();
         let b = std::fs::read(outputs[1].join(f)).unwrap();
         assert!(a == b, "{f} differs between 1 and 2 threads");
@@ -426,6 +421,14 @@ fn killed_run_leaves_no_complete_looking_directory() {
         .success();
 }
 
+/// The files whose bytes a run's result is judged by.
+const RESULT_FILES: [&str; 4] = [
+    "metrics.json",
+    "equity.parquet",
+    "trades.parquet",
+    "signals.parquet",
+];
+
 /// Cold cache, warm cache and `--no-cache` give byte-identical results; the
 /// warm rerun is restored from the run cache (100% hits), and a rerun with
 /// other execution flags recomputes the trades from cached signals (100%
@@ -474,12 +477,7 @@ fn cache_cold_warm_and_disabled_are_identical() {
         stdout.contains("signals 5/5 hits (100%), run 0/1 hits (0%)"),
         "{stdout}"
     );
-    for f in [
-        "metrics.json",
-        "equity.parquet",
-        "trades.parquet",
-        "signals.parquet",
-    ] {
+    for f in RESULT_FILES {
         let a = std::fs::read(outs[0].join(f)).unwrap();
         for o in &outs[1..] {
             assert!(
@@ -565,12 +563,7 @@ fn damaged_run_cache_entry_is_recomputed_not_restored() {
     assert!(stdout.contains("signals 4/4 hits"), "{stdout}");
     let (third, stdout) = run("third");
     assert!(stdout.contains("cache: run 1/1 hits (100%)"), "{stdout}");
-    for f in [
-        "metrics.json",
-        "equity.parquet",
-        "trades.parquet",
-        "signals.parquet",
-    ] {
+    for f in RESULT_FILES {
         let a = std::fs::read(cold.join(f)).unwrap();
         assert!(a == std::fs::read(again.join(f)).unwrap(), "{f} (again)");
         assert!(a == std::fs::read(third.join(f)).unwrap(), "{f} (third)");
@@ -625,12 +618,7 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
             .arg(&out)
             .assert()
             .success();
-        for f in [
-            "metrics.json",
-            "equity.parquet",
-            "trades.parquet",
-            "signals.parquet",
-        ] {
+        for f in RESULT_FILES {
             assert!(
                 std::fs::read(reference.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
                 "{f} after a kill at {delay_ms} ms"
