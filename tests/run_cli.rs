@@ -255,7 +255,7 @@ fn results_identical_for_any_thread_count() {
     for threads in ["1", "2"] {
         let out = tmp.path().join(format!("t{threads}"));
         atc(tmp.path())
-            .args(["run", "-q", "--threads", threads, "--data"])
+            .args(["run", "-q", "--no-cache", "--threads", threads, "--data"])
             .arg(&data)
             .arg("--out")
             .arg(&out)
