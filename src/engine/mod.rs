@@ -8,6 +8,7 @@ mod atc;
 pub mod batch;
 mod equity;
 mod error;
+mod lanes;
 pub mod ma;
 mod params;
 mod signal;
