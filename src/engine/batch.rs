@@ -45,7 +45,7 @@
 
 use rayon::prelude::*;
 
-use super::atc::{compute_unchecked, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
+use super::atc::{compute_unchecked_par, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
 use super::error::EngineError;
 #[cfg(target_arch = "x86_64")]
 use super::lanes::Avx;
@@ -155,7 +155,9 @@ pub fn compute_batch_isa(
             let outs = if series.len() == 1 {
                 // A lone series would fill one lane of four; the
                 // single-series engine (lane-parallel across bars) gives
-                // the same bits faster.
+                // the same bits faster, and runs its six families as
+                // parallel tasks, so one long series still uses every
+                // thread (idle ones steal them; busy ones run them inline).
                 vec![single(series[0], params, kp.keep)]
             } else {
                 run_kernel(&series, &growth, &kp, avx2, scratch)
@@ -175,7 +177,7 @@ pub fn compute_batch_isa(
 
 /// The single-series engine's output, trimmed to what `keep` asks for.
 fn single(close: &[f64], params: &AtcParams, keep: bool) -> AtcOutput {
-    let mut o = compute_unchecked(close, params, Detail::Signal);
+    let mut o = compute_unchecked_par(close, params, Detail::Signal);
     if !keep {
         o.r = Vec::new();
         o.l1 = Vec::new();

@@ -14,8 +14,8 @@ mod params;
 mod signal;
 
 pub use atc::{
-    compute, compute_unchecked, layers, round2, signal_bank, validate_close, AtcOutput, Detail,
-    SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
+    compute, compute_unchecked, compute_unchecked_par, layers, round2, signal_bank, validate_close,
+    AtcOutput, Detail, SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
 };
 pub use batch::{compute_batch, BatchDetail, BATCH_LANES};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
