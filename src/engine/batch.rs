@@ -7,13 +7,14 @@
 //! decision downstream, depends on the exact bits of the single-series
 //! engine. Reordering a sum or fusing a multiply-add would change them. So
 //! the batch never changes *which* operations a series sees or their order;
-//! it only runs [`BATCH_LANES`] series side by side: the state of the
+//! it only runs [`BATCH_LANES`] series side by side ([`BATCH_LANES_AVX512`]
+//! on a CPU with AVX-512F): the state of the
 //! engine becomes `[f64; W]` instead of `f64`, and every step is a plain
 //! loop over the lanes that LLVM turns into vector instructions, or, where
 //! its vectoriser gave up (selects, divisions), the same operations written
 //! on the explicit vectors of `lanes.rs` (SSE2 on the baseline target, AVX2
-//! when the CPU has it, chosen at run time; both paths perform the same
-//! IEEE operations, so they give the same bits). Branches
+//! or AVX-512F when the CPU has it, chosen at run time; every path performs
+//! the same IEEE operations per lane, so they give the same bits). Branches
 //! that depend on a value (crosses, equity returns, the floor) become
 //! per-lane selects; branches that depend only on the bar index stay
 //! branches.
@@ -47,16 +48,20 @@ use rayon::prelude::*;
 
 use super::atc::{compute_unchecked_par, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
 use super::error::EngineError;
-#[cfg(target_arch = "x86_64")]
-use super::lanes::Avx;
 use super::lanes::{Arr, Lanes};
+#[cfg(target_arch = "x86_64")]
+use super::lanes::{Avx, Avx512};
 use super::ma::{KAMA_FAST, KAMA_SLOW};
 use super::params::{AtcParams, Family};
 
-/// Symbols per batch: one f64 lane each. Four lanes are one AVX2 register
-/// (two SSE2 registers); more lanes would only add register pressure to the
-/// nine-way interleaved recurrences.
+/// Symbols per batch on the AVX2 and baseline paths: one f64 lane each.
+/// Four lanes are one AVX2 register (two SSE2 registers); more lanes would
+/// only add register pressure to the nine-way interleaved recurrences.
 pub const BATCH_LANES: usize = 4;
+
+/// Symbols per batch on the AVX-512 path: one 512-bit register, and
+/// AVX-512's 32 vector registers hold the wider recurrence state.
+pub const BATCH_LANES_AVX512: usize = 8;
 
 /// Window start bars summed side by side in the shared-prefix sums, so each
 /// lane has several independent addition chains in flight. The LSMA keeps
@@ -80,14 +85,45 @@ fn nan_prefix<const W: usize>(rows: &mut [[f64; W]], n: usize, warm: usize) {
 
 const K: usize = LENGTHS_PER_FAMILY;
 
-/// Which instruction set the kernels may use. Both give identical bits;
-/// the choice only exists so tests can prove it.
+/// Which instruction set the kernels may use. Every path gives identical
+/// bits; the choice only exists so tests can prove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// The best the running CPU supports (AVX2 if detected, else baseline).
+    /// The best the running CPU supports: AVX-512F ([`BATCH_LANES_AVX512`]
+    /// lanes), else AVX2, else the baseline.
     Auto,
+    /// AVX2 ([`BATCH_LANES`] lanes) even where AVX-512F is available; the
+    /// baseline where AVX2 is not.
+    Avx2,
     /// The baseline target only (SSE2 on x86-64).
     Baseline,
+}
+
+/// The kernel a call runs on, resolved from [`Isa`] and the CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Path {
+    fn resolve(isa: Isa) -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2");
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            match isa {
+                Isa::Auto if avx512 => return Path::Avx512,
+                Isa::Auto | Isa::Avx2 if avx2 => return Path::Avx2,
+                _ => {}
+            }
+        }
+        let _ = isa;
+        Path::Baseline
+    }
 }
 
 /// What the batched engine returns per symbol.
@@ -102,7 +138,7 @@ pub enum BatchDetail {
 }
 
 /// Runs the full ATC on every series of `closes` (any lengths), batching
-/// [`BATCH_LANES`] symbols per SIMD pass and batches in parallel on the
+/// [`BATCH_LANES`] (with AVX-512F [`BATCH_LANES_AVX512`]) symbols per SIMD pass and batches in parallel on the
 /// current rayon pool. Results are in input order and bit-identical to
 /// [`super::compute`] with [`super::Detail::Signal`] (restricted to the
 /// fields `detail` keeps), whatever the thread count or batch grouping.
@@ -147,24 +183,41 @@ pub fn compute_batch_isa(
     let growth: Vec<f64> = (0..longest.saturating_sub(kp.cutout))
         .map(|t| (kp.la * t as f64).exp())
         .collect();
-    let avx2 = isa == Isa::Auto && has_avx2();
-    let results: Vec<Vec<(usize, AtcOutput)>> = ok
-        .par_chunks(BATCH_LANES)
-        .map_init(Scratch::default, |scratch, chunk| {
-            let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
-            let outs = if series.len() == 1 {
-                // A lone series would fill one lane of four; the
-                // single-series engine (lane-parallel across bars) gives
-                // the same bits faster, and runs its six families as
-                // parallel tasks, so one long series still uses every
-                // thread (idle ones steal them; busy ones run them inline).
-                vec![single(series[0], params, kp.keep)]
-            } else {
-                run_kernel(&series, &growth, &kp, avx2, scratch)
-            };
-            chunk.iter().copied().zip(outs).collect()
-        })
-        .collect();
+    let run = |chunk: &[usize]| -> Option<Vec<(usize, AtcOutput)>> {
+        // A lone series would fill one lane of four or eight; the
+        // single-series engine (lane-parallel across bars) gives the same
+        // bits faster, and runs its six families as parallel tasks, so one
+        // long series still uses every thread (idle ones steal them; busy
+        // ones run them inline).
+        (chunk.len() == 1).then(|| vec![(chunk[0], single(closes[chunk[0]], params, kp.keep))])
+    };
+    let results: Vec<Vec<(usize, AtcOutput)>> = match Path::resolve(isa) {
+        // SAFETY (both arms): `Path::resolve` picks these paths only when
+        // the CPU reports the kernel's target features.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => batches::<BATCH_LANES_AVX512, _>(
+            &ok,
+            closes,
+            &growth,
+            &kp,
+            &run,
+            &|x, g, kp, sc| unsafe { kernel_avx512(x, g, kp, sc) },
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => {
+            batches::<BATCH_LANES, _>(&ok, closes, &growth, &kp, &run, &|x, g, kp, sc| unsafe {
+                kernel_avx2(x, g, kp, sc)
+            })
+        }
+        Path::Baseline => batches::<BATCH_LANES, _>(
+            &ok,
+            closes,
+            &growth,
+            &kp,
+            &run,
+            &kernel::<BATCH_LANES, Arr<BATCH_LANES>>,
+        ),
+    };
     let results = results.into_iter().flatten();
     for (i, o) in results {
         out[i] = Some(Ok(o));
@@ -173,6 +226,36 @@ pub fn compute_batch_isa(
         .into_iter()
         .map(|o| o.unwrap_or(Err(EngineError::EmptySeries)))
         .collect())
+}
+
+/// A kernel entry point for `W` lanes.
+type KernelFn<const W: usize> =
+    dyn Fn(&[[f64; W]], &[f64], &KernelParams, &mut Scratch<W>) -> KernelOut<W> + Sync;
+
+/// Cuts the validated, length-sorted series `ok` into batches of `W` and
+/// runs them in parallel on the current rayon pool, each with its worker's
+/// scratch buffers; `lone` handles a batch of one series.
+fn batches<const W: usize, L>(
+    ok: &[usize],
+    closes: &[&[f64]],
+    growth: &[f64],
+    kp: &KernelParams,
+    lone: &L,
+    kern: &KernelFn<W>,
+) -> Vec<Vec<(usize, AtcOutput)>>
+where
+    L: Fn(&[usize]) -> Option<Vec<(usize, AtcOutput)>> + Sync,
+{
+    ok.par_chunks(W)
+        .map_init(Scratch::<W>::default, |scratch, chunk| {
+            if let Some(o) = lone(chunk) {
+                return o;
+            }
+            let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
+            let outs = run_kernel::<W>(&series, growth, kp, kern, scratch);
+            chunk.iter().copied().zip(outs).collect()
+        })
+        .collect()
 }
 
 /// The single-series engine's output, trimmed to what `keep` asks for.
@@ -202,17 +285,6 @@ impl<const W: usize> Default for Scratch<W> {
             tmp: Vec::new(),
             tmp2: Vec::new(),
         }
-    }
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -255,14 +327,13 @@ impl KernelParams {
 
 /// Packs up to `W` series into lanes (padding as the module doc explains),
 /// runs the kernel and unpacks one output per series.
-fn run_kernel(
+fn run_kernel<const W: usize>(
     series: &[&[f64]],
     growth: &[f64],
     kp: &KernelParams,
-    avx2: bool,
-    scratch: &mut Scratch<BATCH_LANES>,
+    kern: &KernelFn<W>,
+    scratch: &mut Scratch<W>,
 ) -> Vec<AtcOutput> {
-    const W: usize = BATCH_LANES;
     let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut x = vec![[0.0f64; W]; n];
     for l in 0..W {
@@ -273,7 +344,7 @@ fn run_kernel(
             v[l] = s.get(i).copied().unwrap_or(last);
         }
     }
-    let k = dispatch(&x, growth, kp, avx2, scratch);
+    let k = kern(&x, growth, kp, scratch);
     series
         .iter()
         .enumerate()
@@ -309,22 +380,6 @@ struct KernelOut<const W: usize> {
     dir: Vec<[f64; W]>,
 }
 
-fn dispatch(
-    x: &[[f64; 4]],
-    growth: &[f64],
-    kp: &KernelParams,
-    avx2: bool,
-    sc: &mut Scratch<4>,
-) -> KernelOut<4> {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is only true when the CPU reports AVX2.
-        return unsafe { kernel_avx2(x, growth, kp, sc) };
-    }
-    let _ = avx2;
-    kernel::<4, Arr<4>>(x, growth, kp, sc)
-}
-
 /// The same kernel compiled with AVX2 enabled, with [`Avx`] vectors for
 /// the steps written on [`Lanes`]. AVX2 has no instruction that changes an
 /// IEEE result (Rust never contracts to FMA), so the bits match the
@@ -338,6 +393,20 @@ unsafe fn kernel_avx2(
     sc: &mut Scratch<4>,
 ) -> KernelOut<4> {
     kernel::<4, Avx>(x, growth, kp, sc)
+}
+
+/// The kernel compiled with AVX-512F enabled, eight lanes, with [`Avx512`]
+/// vectors for the steps written on [`Lanes`]. Like AVX2, AVX-512F changes
+/// no IEEE result (no FMA contraction), so the bits match the other paths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(
+    x: &[[f64; 8]],
+    growth: &[f64],
+    kp: &KernelParams,
+    sc: &mut Scratch<8>,
+) -> KernelOut<8> {
+    kernel::<8, Avx512>(x, growth, kp, sc)
 }
 
 /// `floor(y)` exactly, without a libm call (SSE2 has no rounding
@@ -433,7 +502,7 @@ fn kernel<const W: usize, V: Lanes<W>>(
         let warm = 2 * lens.iter().copied().max().unwrap_or(0);
         nan_prefix(mas, n, warm);
         match f {
-            Family::Ema => ema_rows(&|_| x, &[0; K], lens, &mut *mas, n),
+            Family::Ema => ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *mas, n),
             Family::Hma => {
                 prefix_sums::<W, false, WIDE_STARTS>(x, lens, &mut *tmp, &mut [], n);
                 for (k, &len) in lens.iter().enumerate() {
@@ -454,10 +523,10 @@ fn kernel<const W: usize, V: Lanes<W>>(
             }
             Family::Dema => {
                 nan_prefix(tmp, n, warm);
-                ema_rows(&|_| x, &[0; K], lens, &mut *tmp, n);
+                ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
                 nan_prefix(tmp2, n, warm);
                 let starts = lens.map(|l| l - 1);
-                ema_rows(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
+                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
                 let two = V::splat(2.0);
                 for ((o, e1), e2) in mas.iter_mut().zip(&*tmp).zip(&*tmp2) {
                     *o = two.mul(V::load(e1)).sub(V::load(e2)).store();
@@ -491,7 +560,7 @@ fn kernel<const W: usize, V: Lanes<W>>(
                 // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
                 // the window of `len` diffs ending at diff index i − 1.
                 prefix_sums::<W, false, WIDE_STARTS>(&diffs, lens, &mut *tmp, &mut [], n);
-                kama_rows(x, lens, &*tmp, &mut *mas, n);
+                kama_rows::<W, V>(x, lens, &*tmp, &mut *mas, n);
             }
         }
         family_layers::<W, V>(
@@ -549,7 +618,7 @@ fn kernel<const W: usize, V: Lanes<W>>(
 /// values, then recurses `alpha·x + beta·prev` exactly like `ema_from`.
 /// The bars of a row before its seed must be NaN-filled by the caller.
 #[inline(always)]
-fn ema_rows<'a, const W: usize>(
+fn ema_rows<'a, const W: usize, V: Lanes<W>>(
     input: &dyn Fn(usize) -> &'a [[f64; W]],
     starts: &[usize; K],
     lens: &[usize; K],
@@ -583,15 +652,28 @@ fn ema_rows<'a, const W: usize>(
         first = first.min(seed[k] + 1);
     }
     let inputs: [&[[f64; W]]; K] = std::array::from_fn(input);
-    for i in first..n {
+    let (av, bv): ([V; K], [V; K]) = (alpha.map(V::splat), beta.map(V::splat));
+    let mut pv: [V; K] = std::array::from_fn(|k| V::load(&prev[k]));
+    // From the last seed on, every row advances: no per-row test. (A row
+    // that never seeds has seed usize::MAX, so `all` is then n.)
+    let all = seed
+        .iter()
+        .copied()
+        .max()
+        .map_or(n, |s| s.saturating_add(1))
+        .min(n);
+    for i in first..all {
         for k in 0..K {
             if i > seed[k] {
-                let xi = inputs[k][i];
-                for l in 0..W {
-                    prev[k][l] = alpha[k] * xi[l] + beta[k] * prev[k][l];
-                }
-                out[k * n + i] = prev[k];
+                pv[k] = av[k].mul(V::load(&inputs[k][i])).add(bv[k].mul(pv[k]));
+                out[k * n + i] = pv[k].store();
             }
+        }
+    }
+    for i in all..n {
+        for k in 0..K {
+            pv[k] = av[k].mul(V::load(&inputs[k][i])).add(bv[k].mul(pv[k]));
+            out[k * n + i] = pv[k].store();
         }
     }
 }
@@ -722,33 +804,34 @@ fn wma_row<const W: usize>(x: &[[f64; W]], len: usize, out: &mut [[f64; W]]) {
 /// The script's KAMA for nine lengths advanced together; `noise` holds the
 /// diff window sums from [`prefix_sums`] (row k, indexed by diff index).
 #[inline(always)]
-fn kama_rows<const W: usize>(
+fn kama_rows<const W: usize, V: Lanes<W>>(
     x: &[[f64; W]],
     lens: &[usize; K],
     noise: &[[f64; W]],
     out: &mut [[f64; W]],
     n: usize,
 ) {
-    let span = KAMA_FAST - KAMA_SLOW;
-    let mut kv = [[0.0f64; W]; K];
+    let (zero, span, slow) = (
+        V::splat(0.0),
+        V::splat(KAMA_FAST - KAMA_SLOW),
+        V::splat(KAMA_SLOW),
+    );
+    let mut kv = [zero; K];
     for i in 0..n {
+        let xi = V::load(&x[i]);
         for k in 0..K {
             let len = lens[k];
-            let mut ratio = [0.0; W];
+            let mut ratio = zero;
             if i >= len && len > 0 {
-                let nz = noise[k * n + i - 1];
-                for l in 0..W {
-                    let signal = (x[i][l] - x[i - len][l]).abs();
-                    let q = signal / nz[l];
-                    ratio[l] = if nz[l] != 0.0 { q } else { 0.0 };
-                }
+                let nz = V::load(&noise[k * n + i - 1]);
+                let signal = xi.sub(V::load(&x[i - len])).abs();
+                // noise != 0 ? signal / noise : 0 (NaN noise takes the quotient).
+                ratio = V::select(nz.eq(zero), zero, signal.div(nz));
             }
-            for l in 0..W {
-                let sc = ratio[l] * span + KAMA_SLOW;
-                let smooth = sc * sc;
-                kv[k][l] += smooth * (x[i][l] - kv[k][l]);
-            }
-            out[k * n + i] = kv[k];
+            let sc = ratio.mul(span).add(slow);
+            let smooth = sc.mul(sc);
+            kv[k] = kv[k].add(smooth.mul(xi.sub(kv[k])));
+            out[k * n + i] = kv[k].store();
         }
     }
 }

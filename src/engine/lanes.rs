@@ -4,7 +4,8 @@
 //! on its own, but the per-lane selects of the signal/equity pass
 //! (crosses, the sign of the previous signal, the 0.25 floor, `Cut`,
 //! `floor`) defeated its SLP vectoriser: it emitted one scalar compare and
-//! branch per lane. So did the divisions that finish the SMA and LSMA. This trait states the operations once; [`Arr`] runs
+//! branch per lane. So did the divisions that finish the SMA and LSMA, and
+//! the nine-row EMA and KAMA recurrences ran partly scalar with 8 lanes. This trait states the operations once; [`Arr`] runs
 //! them lane by lane (the baseline path) and [`Avx`] as AVX instructions.
 //! Both perform the same IEEE operation on every lane, so they give the
 //! same bits.
@@ -33,6 +34,10 @@ pub(crate) unsafe trait Lanes<const W: usize>: Copy {
     fn mul(self, o: Self) -> Self;
     /// `self / o`.
     fn div(self, o: Self) -> Self;
+    /// `|self|`.
+    fn abs(self) -> Self;
+    /// `self == o` (false with a NaN operand).
+    fn eq(self, o: Self) -> Self::M;
     /// `self > o` (false with a NaN operand).
     fn gt(self, o: Self) -> Self::M;
     /// `self < o` (false with a NaN operand).
@@ -98,6 +103,14 @@ unsafe impl<const W: usize> Lanes<W> for Arr<W> {
         self.map(o, |a, b| a / b)
     }
     #[inline(always)]
+    fn abs(self) -> Self {
+        Arr(self.0.map(f64::abs))
+    }
+    #[inline(always)]
+    fn eq(self, o: Self) -> [bool; W] {
+        self.test(o, |a, b| a == b)
+    }
+    #[inline(always)]
     fn gt(self, o: Self) -> [bool; W] {
         self.test(o, |a, b| a > b)
     }
@@ -132,7 +145,7 @@ unsafe impl<const W: usize> Lanes<W> for Arr<W> {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use avx::Avx;
+pub(crate) use avx::{Avx, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
@@ -184,6 +197,14 @@ mod avx {
         // Ordered, quiet predicates: false when either operand is NaN,
         // exactly Rust's (and Pine's) comparison semantics.
         #[inline(always)]
+        fn abs(self) -> Self {
+            unsafe { Avx(_mm256_andnot_pd(_mm256_set1_pd(-0.0), self.0)) }
+        }
+        #[inline(always)]
+        fn eq(self, o: Self) -> __m256d {
+            unsafe { _mm256_cmp_pd::<_CMP_EQ_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
         fn gt(self, o: Self) -> __m256d {
             unsafe { _mm256_cmp_pd::<_CMP_GT_OQ>(self.0, o.0) }
         }
@@ -229,6 +250,112 @@ mod avx {
                 let t = _mm256_blendv_pd(t, t1, _mm256_cmp_pd::<_CMP_GT_OQ>(t, y));
                 let small = _mm256_cmp_pd::<_CMP_LT_OQ>(a, two52);
                 Avx(_mm256_blendv_pd(y, t, small))
+            }
+        }
+    }
+
+    /// Eight lanes in one AVX-512 register. Only valid where the CPU has
+    /// AVX-512F (used only inside the AVX-512 kernel, which runs only after
+    /// AVX-512F was detected).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512(__m512d);
+
+    // SAFETY: every method executes AVX-512F instructions; the only caller
+    // is the AVX-512 kernel, entered only when the CPU reports AVX-512F.
+    // The loads and stores go through `[f64; 8]` references, valid for 64
+    // bytes.
+    unsafe impl Lanes<8> for Avx512 {
+        type M = __mmask8;
+        #[inline(always)]
+        fn load(a: &[f64; 8]) -> Self {
+            unsafe { Avx512(_mm512_loadu_pd(a.as_ptr())) }
+        }
+        #[inline(always)]
+        fn store(self) -> [f64; 8] {
+            let mut a = [0.0; 8];
+            unsafe { _mm512_storeu_pd(a.as_mut_ptr(), self.0) };
+            a
+        }
+        #[inline(always)]
+        fn splat(x: f64) -> Self {
+            unsafe { Avx512(_mm512_set1_pd(x)) }
+        }
+        #[inline(always)]
+        fn add(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_add_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_sub_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn mul(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_mul_pd(self.0, o.0)) }
+        }
+        #[inline(always)]
+        fn div(self, o: Self) -> Self {
+            unsafe { Avx512(_mm512_div_pd(self.0, o.0)) }
+        }
+        // Ordered, quiet predicates, as for `Avx`.
+        #[inline(always)]
+        fn abs(self) -> Self {
+            unsafe {
+                let sign = _mm512_set1_epi64(i64::MIN);
+                let v = _mm512_andnot_si512(sign, _mm512_castpd_si512(self.0));
+                Avx512(_mm512_castsi512_pd(v))
+            }
+        }
+        #[inline(always)]
+        fn eq(self, o: Self) -> __mmask8 {
+            unsafe { _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
+        fn gt(self, o: Self) -> __mmask8 {
+            unsafe { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
+        fn lt(self, o: Self) -> __mmask8 {
+            unsafe { _mm512_cmp_pd_mask::<_CMP_LT_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
+        fn le(self, o: Self) -> __mmask8 {
+            unsafe { _mm512_cmp_pd_mask::<_CMP_LE_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
+        fn ge(self, o: Self) -> __mmask8 {
+            unsafe { _mm512_cmp_pd_mask::<_CMP_GE_OQ>(self.0, o.0) }
+        }
+        #[inline(always)]
+        fn and(a: __mmask8, b: __mmask8) -> __mmask8 {
+            a & b
+        }
+        #[inline(always)]
+        fn select(m: __mmask8, a: Self, b: Self) -> Self {
+            // mask_blend takes the second source where the mask bit is set.
+            unsafe { Avx512(_mm512_mask_blend_pd(m, b.0, a.0)) }
+        }
+        #[inline(always)]
+        fn floor_at(self, lo: Self) -> Self {
+            // vmaxpd(a, b) is `a > b ? a : b` here too (see `Avx`).
+            unsafe { Avx512(_mm512_max_pd(lo.0, self.0)) }
+        }
+        #[inline(always)]
+        fn floor_exact(self) -> Self {
+            // The operations of `batch::floor_exact`, lane-wise; the sign
+            // bit is handled with integer ops (AVX-512F has no `andpd`).
+            unsafe {
+                let two52 = _mm512_set1_pd(4_503_599_627_370_496.0);
+                let sign = _mm512_set1_epi64(i64::MIN);
+                let y = self.0;
+                let yi = _mm512_castpd_si512(y);
+                let a = _mm512_castsi512_pd(_mm512_andnot_si512(sign, yi));
+                let r = _mm512_sub_pd(_mm512_add_pd(a, two52), two52);
+                let ri = _mm512_andnot_si512(sign, _mm512_castpd_si512(r));
+                let t = _mm512_castsi512_pd(_mm512_or_si512(ri, _mm512_and_si512(sign, yi)));
+                let t1 = _mm512_sub_pd(t, _mm512_set1_pd(1.0));
+                let t = _mm512_mask_blend_pd(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(t, y), t, t1);
+                let small = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, two52);
+                Avx512(_mm512_mask_blend_pd(small, y, t))
             }
         }
     }
