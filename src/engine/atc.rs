@@ -2,6 +2,8 @@
 //! layer-1 equities → family signals → layer-2 equities → average signal →
 //! direction (spec sec. 5–12).
 
+use rayon::prelude::*;
+
 use super::equity::{equity_into, growth_scaled_returns, rate_of_change};
 use super::error::EngineError;
 use super::ma::family_moving_averages;
@@ -202,17 +204,72 @@ fn family_layer1(
     }
 }
 
+/// Layer 1, the family signal and layer 2 of one family from its nine
+/// cross signals (spec sec. 8, 9, 11): returns the nine layer-1 equities
+/// (only when `keep_eq`), `L1` and `eq2`.
+fn family_tail(
+    sigs: &[Vec<i8>],
+    family: Family,
+    params: &AtcParams,
+    rg: &[f64],
+    keep_eq: bool,
+) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
+    let n = rg.len();
+    let cutout = params.cutout;
+    let d = params.decay_multiplier();
+    let mut eqs: Vec<Vec<f64>> = if keep_eq {
+        vec![vec![0.0; n]; LENGTHS_PER_FAMILY]
+    } else {
+        Vec::new()
+    };
+    let mut num = vec![0.0; n];
+    let mut den = vec![0.0; n];
+    family_layer1(
+        sigs,
+        params.starting_equity,
+        rg,
+        d,
+        cutout,
+        &mut num,
+        &mut den,
+        &mut eqs,
+    );
+    let l1: Vec<f64> = num.iter().zip(&den).map(|(&a, &b)| round2(a / b)).collect();
+    let mut eq2 = den;
+    equity_into(&mut eq2, params.weight(family), |i| l1[i], rg, d, cutout);
+    (eqs, l1, eq2)
+}
+
+/// The average signal and the direction (spec sec. 12) from the six
+/// families' `L1` and `eq2`, summed in family order.
+fn average_and_direction(
+    l1: &[Vec<f64>],
+    eq2: &[Vec<f64>],
+    params: &AtcParams,
+) -> (Vec<f64>, Vec<i8>) {
+    let n = l1.first().map_or(0, |v| v.len());
+    let mut avg = vec![0.0; n];
+    for (i, slot) in avg.iter_mut().enumerate() {
+        let mut num = 0.0;
+        let mut den = 0.0;
+        for f in 0..Family::ALL.len() {
+            let e2 = eq2[f][i];
+            num += cut(l1[f][i]) * e2;
+            den += e2;
+        }
+        *slot = num / den;
+    }
+    let dir = direction(&avg, params.long_threshold, params.short_threshold);
+    (avg, dir)
+}
+
 /// Layers 1 and 2, the average signal and the direction from a bank.
 /// Uses `lambda`, `decay`, `cutout`, `starting_equity`, the weights and the
 /// thresholds of `params` (the lengths were used by [`signal_bank`]).
 /// Per-MA equities are kept only with [`Detail::Full`]; `ma` is left empty.
 pub fn layers(bank: &SignalBank, params: &AtcParams, detail: Detail) -> AtcOutput {
-    let n = bank.r.len();
-    let cutout = params.cutout;
-    let d = params.decay_multiplier();
-    let rg = growth_scaled_returns(&bank.r, params.la(), cutout);
+    let rg = growth_scaled_returns(&bank.r, params.la(), params.cutout);
     let keep = detail == Detail::Full;
-
     let mut out = AtcOutput {
         r: Vec::new(),
         ma: Vec::new(),
@@ -223,71 +280,158 @@ pub fn layers(bank: &SignalBank, params: &AtcParams, detail: Detail) -> AtcOutpu
         avg: Vec::new(),
         dir: Vec::new(),
     };
-
-    let mut eqs: Vec<Vec<f64>> = if keep {
-        vec![vec![0.0; n]; LENGTHS_PER_FAMILY]
-    } else {
-        Vec::new()
-    };
-    let mut num = vec![0.0; n];
-    let mut den = vec![0.0; n];
     for (fi, family) in Family::ALL.into_iter().enumerate() {
         let sigs = &bank.sig[fi * LENGTHS_PER_FAMILY..(fi + 1) * LENGTHS_PER_FAMILY];
-        family_layer1(
-            sigs,
-            params.starting_equity,
-            &rg,
-            d,
-            cutout,
-            &mut num,
-            &mut den,
-            &mut eqs,
-        );
-        if keep {
-            out.eq.extend(eqs.iter().cloned());
-        }
-        let l1: Vec<f64> = num.iter().zip(&den).map(|(&a, &b)| round2(a / b)).collect();
-        let mut eq2 = vec![0.0; n];
-        equity_into(&mut eq2, params.weight(family), |i| l1[i], &rg, d, cutout);
+        let (eqs, l1, eq2) = family_tail(sigs, family, params, &rg, keep);
+        out.eq.extend(eqs);
         out.l1.push(l1);
         out.eq2.push(eq2);
     }
+    (out.avg, out.dir) = average_and_direction(&out.l1, &out.eq2, params);
+    out
+}
 
-    let mut avg = vec![0.0; n];
-    for (i, slot) in avg.iter_mut().enumerate() {
-        let mut num = 0.0;
-        let mut den = 0.0;
-        for f in 0..Family::ALL.len() {
-            let e2 = out.eq2[f][i];
-            num += cut(out.l1[f][i]) * e2;
-            den += e2;
-        }
-        *slot = num / den;
+/// Everything one family contributes: its MAs, signals and layer-1
+/// equities (only for [`Detail::Full`]), `L1` and `eq2`.
+struct FamilyOut {
+    ma: Vec<Vec<f64>>,
+    sig: Vec<Vec<i8>>,
+    eq: Vec<Vec<f64>>,
+    l1: Vec<f64>,
+    eq2: Vec<f64>,
+}
+
+/// MAs, cross signals, layer 1 and layer 2 of one family: the families
+/// are independent until the average signal, so they can run in any order
+/// or at the same time with the same bits.
+fn family_pipeline(
+    family: Family,
+    close: &[f64],
+    params: &AtcParams,
+    rg: &[f64],
+    keep: bool,
+) -> FamilyOut {
+    // Validation guarantees the lengths; an invalid set yields NaNs.
+    let lens = params.lengths(family).unwrap_or([0; 9]);
+    let mas = family_moving_averages(family, close, &lens);
+    let sig: Vec<Vec<i8>> = mas.iter().map(|ma| cross_signal(close, ma)).collect();
+    let ma = if keep { mas } else { Vec::new() };
+    let (eq, l1, eq2) = family_tail(&sig, family, params, rg, keep);
+    FamilyOut {
+        ma,
+        sig: if keep { sig } else { Vec::new() },
+        eq,
+        l1,
+        eq2,
     }
-    out.dir = direction(&avg, params.long_threshold, params.short_threshold);
-    out.avg = avg;
+}
+
+/// [`compute_unchecked`], family by family on this thread, or with
+/// `parallel` the six families as tasks on the current rayon pool.
+fn compute_families(
+    close: &[f64],
+    params: &AtcParams,
+    detail: Detail,
+    parallel: bool,
+) -> AtcOutput {
+    let keep = detail == Detail::Full;
+    let r = rate_of_change(close);
+    let rg = growth_scaled_returns(&r, params.la(), params.cutout);
+    let run = |f: &Family| family_pipeline(*f, close, params, &rg, keep);
+    let fams: Vec<FamilyOut> = if parallel {
+        Family::ALL.par_iter().map(run).collect()
+    } else {
+        Family::ALL.iter().map(run).collect()
+    };
+    let mut out = AtcOutput {
+        r,
+        ma: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        sig: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        eq: Vec::with_capacity(if keep { MA_COUNT } else { 0 }),
+        l1: Vec::with_capacity(6),
+        eq2: Vec::with_capacity(6),
+        avg: Vec::new(),
+        dir: Vec::new(),
+    };
+    for f in fams {
+        out.ma.extend(f.ma);
+        out.sig.extend(f.sig);
+        out.eq.extend(f.eq);
+        out.l1.push(f.l1);
+        out.eq2.push(f.eq2);
+    }
+    (out.avg, out.dir) = average_and_direction(&out.l1, &out.eq2, params);
     out
 }
 
 /// [`compute`] without validation, for callers that validated the
 /// parameters and series once already. A bad input gives NaNs, never UB.
 pub fn compute_unchecked(close: &[f64], params: &AtcParams, detail: Detail) -> AtcOutput {
-    let keep = detail == Detail::Full;
-    let (bank, mas) = signal_bank(close, params, keep);
-    let mut out = layers(&bank, params, detail);
-    out.ma = mas;
-    let SignalBank { r, sig } = bank;
-    if keep {
-        out.sig = sig;
-    }
-    out.r = r;
-    out
+    compute_families(close, params, detail, false)
+}
+
+/// [`compute_unchecked`] with the six families as parallel tasks on the
+/// current rayon pool: for a lone long series, where there are no other
+/// series to spread over the threads. Same bits (the families only meet
+/// in the average signal, which is summed in family order as always).
+pub fn compute_unchecked_par(close: &[f64], params: &AtcParams, detail: Detail) -> AtcOutput {
+    compute_families(close, params, detail, true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        // NaN payloads carry no meaning; every other value bit for bit.
+        v.iter()
+            .map(|x| if x.is_nan() { u64::MAX } else { x.to_bits() })
+            .collect()
+    }
+
+    /// The families as parallel tasks give exactly the sequential output,
+    /// every column of `Detail::Full`, on 1 and 2 threads.
+    #[test]
+    fn parallel_families_equal_sequential() {
+        let mut p = 100.0;
+        let close: Vec<f64> = (0..3000)
+            .map(|i| {
+                p *= 1.0 + 0.03 * ((i as f64 * 0.7).sin() + 0.2 * (i as f64 * 0.13).cos());
+                p
+            })
+            .collect();
+        for cutout in [0, 7] {
+            let params = AtcParams {
+                cutout,
+                ..AtcParams::default()
+            };
+            let a = compute_unchecked(&close, &params, Detail::Full);
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let b = pool.install(|| compute_unchecked_par(&close, &params, Detail::Full));
+                assert_eq!(a.sig, b.sig);
+                assert_eq!(a.dir, b.dir);
+                let pairs = [
+                    (&a.ma, &b.ma),
+                    (&a.eq, &b.eq),
+                    (&a.l1, &b.l1),
+                    (&a.eq2, &b.eq2),
+                ];
+                for (x, y) in pairs {
+                    assert_eq!(x.len(), y.len());
+                    for (u, v) in x.iter().zip(y) {
+                        assert_eq!(bits(u), bits(v));
+                    }
+                }
+                assert_eq!(bits(&a.avg), bits(&b.avg));
+                assert_eq!(bits(&a.r), bits(&b.r));
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]

@@ -7,11 +7,14 @@
 //! decision downstream, depends on the exact bits of the single-series
 //! engine. Reordering a sum or fusing a multiply-add would change them. So
 //! the batch never changes *which* operations a series sees or their order;
-//! it only runs [`BATCH_LANES`] series side by side: the state of the
+//! it only runs [`BATCH_LANES`] series side by side ([`BATCH_LANES_AVX512`]
+//! on a CPU with AVX-512F): the state of the
 //! engine becomes `[f64; W]` instead of `f64`, and every step is a plain
-//! loop over the lanes that LLVM turns into vector instructions (SSE2 on the
-//! baseline target, AVX2 when the CPU has it, chosen at run time; both paths
-//! perform the same IEEE operations, so they give the same bits). Branches
+//! loop over the lanes that LLVM turns into vector instructions, or, where
+//! its vectoriser gave up (selects, divisions), the same operations written
+//! on the explicit vectors of `lanes.rs` (SSE2 on the baseline target, AVX2
+//! or AVX-512F when the CPU has it, chosen at run time; every path performs
+//! the same IEEE operations per lane, so they give the same bits). Branches
 //! that depend on a value (crosses, equity returns, the floor) become
 //! per-lane selects; branches that depend only on the bar index stay
 //! branches.
@@ -43,30 +46,84 @@
 
 use rayon::prelude::*;
 
-use super::atc::{compute_unchecked, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
+use super::atc::{compute_unchecked_par, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
 use super::error::EngineError;
+use super::lanes::{Arr, Lanes};
+#[cfg(target_arch = "x86_64")]
+use super::lanes::{Avx, Avx512};
 use super::ma::{KAMA_FAST, KAMA_SLOW};
 use super::params::{AtcParams, Family};
 
-/// Symbols per batch: one f64 lane each. Four lanes are one AVX2 register
-/// (two SSE2 registers); more lanes would only add register pressure to the
-/// nine-way interleaved recurrences.
+/// Symbols per batch on the AVX2 and baseline paths: one f64 lane each.
+/// Four lanes are one AVX2 register (two SSE2 registers); more lanes would
+/// only add register pressure to the nine-way interleaved recurrences.
 pub const BATCH_LANES: usize = 4;
 
+/// Symbols per batch on the AVX-512 path: one 512-bit register, and
+/// AVX-512's 32 vector registers hold the wider recurrence state.
+pub const BATCH_LANES_AVX512: usize = 8;
+
 /// Window start bars summed side by side in the shared-prefix sums, so each
-/// lane has several independent addition chains in flight.
+/// lane has several independent addition chains in flight. The LSMA keeps
+/// two sums per start, so four starts already give eight chains.
 const STARTS: usize = 4;
+
+/// Start bars side by side for one-sum windows (SMA, KAMA noise, WMA):
+/// an add has a latency of several cycles and two issue ports, so four
+/// chains left the adders idle about a third of the time; eight still fit
+/// in the sixteen vector registers.
+const WIDE_STARTS: usize = 8;
+
+/// Sets the first `warm` bars (at most `n`) of each of the nine rows of
+/// `rows` to NaN: the bars before an MA's first valid value.
+#[inline(always)]
+fn nan_prefix<const W: usize>(rows: &mut [[f64; W]], n: usize, warm: usize) {
+    for k in 0..K {
+        rows[k * n..k * n + warm.min(n)].fill([f64::NAN; W]);
+    }
+}
 
 const K: usize = LENGTHS_PER_FAMILY;
 
-/// Which instruction set the kernels may use. Both give identical bits;
-/// the choice only exists so tests can prove it.
+/// Which instruction set the kernels may use. Every path gives identical
+/// bits; the choice only exists so tests can prove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
-    /// The best the running CPU supports (AVX2 if detected, else baseline).
+    /// The best the running CPU supports: AVX-512F ([`BATCH_LANES_AVX512`]
+    /// lanes), else AVX2, else the baseline.
     Auto,
+    /// AVX2 ([`BATCH_LANES`] lanes) even where AVX-512F is available; the
+    /// baseline where AVX2 is not.
+    Avx2,
     /// The baseline target only (SSE2 on x86-64).
     Baseline,
+}
+
+/// The kernel a call runs on, resolved from [`Isa`] and the CPU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Path {
+    fn resolve(isa: Isa) -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = std::arch::is_x86_feature_detected!("avx2");
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+            match isa {
+                Isa::Auto if avx512 => return Path::Avx512,
+                Isa::Auto | Isa::Avx2 if avx2 => return Path::Avx2,
+                _ => {}
+            }
+        }
+        let _ = isa;
+        Path::Baseline
+    }
 }
 
 /// What the batched engine returns per symbol.
@@ -81,7 +138,7 @@ pub enum BatchDetail {
 }
 
 /// Runs the full ATC on every series of `closes` (any lengths), batching
-/// [`BATCH_LANES`] symbols per SIMD pass and batches in parallel on the
+/// [`BATCH_LANES`] (with AVX-512F [`BATCH_LANES_AVX512`]) symbols per SIMD pass and batches in parallel on the
 /// current rayon pool. Results are in input order and bit-identical to
 /// [`super::compute`] with [`super::Detail::Signal`] (restricted to the
 /// fields `detail` keeps), whatever the thread count or batch grouping.
@@ -126,22 +183,41 @@ pub fn compute_batch_isa(
     let growth: Vec<f64> = (0..longest.saturating_sub(kp.cutout))
         .map(|t| (kp.la * t as f64).exp())
         .collect();
-    let avx2 = isa == Isa::Auto && has_avx2();
-    let results: Vec<Vec<(usize, AtcOutput)>> = ok
-        .par_chunks(BATCH_LANES)
-        .map_init(Scratch::default, |scratch, chunk| {
-            let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
-            let outs = if series.len() == 1 {
-                // A lone series would fill one lane of four; the
-                // single-series engine (lane-parallel across bars) gives
-                // the same bits faster.
-                vec![single(series[0], params, kp.keep)]
-            } else {
-                run_kernel::<BATCH_LANES>(&series, &growth, &kp, avx2, scratch)
-            };
-            chunk.iter().copied().zip(outs).collect()
-        })
-        .collect();
+    let run = |chunk: &[usize]| -> Option<Vec<(usize, AtcOutput)>> {
+        // A lone series would fill one lane of four or eight; the
+        // single-series engine (lane-parallel across bars) gives the same
+        // bits faster, and runs its six families as parallel tasks, so one
+        // long series still uses every thread (idle ones steal them; busy
+        // ones run them inline).
+        (chunk.len() == 1).then(|| vec![(chunk[0], single(closes[chunk[0]], params, kp.keep))])
+    };
+    let results: Vec<Vec<(usize, AtcOutput)>> = match Path::resolve(isa) {
+        // SAFETY (both arms): `Path::resolve` picks these paths only when
+        // the CPU reports the kernel's target features.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => batches::<BATCH_LANES_AVX512, _>(
+            &ok,
+            closes,
+            &growth,
+            &kp,
+            &run,
+            &|x, g, kp, sc| unsafe { kernel_avx512(x, g, kp, sc) },
+        ),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => {
+            batches::<BATCH_LANES, _>(&ok, closes, &growth, &kp, &run, &|x, g, kp, sc| unsafe {
+                kernel_avx2(x, g, kp, sc)
+            })
+        }
+        Path::Baseline => batches::<BATCH_LANES, _>(
+            &ok,
+            closes,
+            &growth,
+            &kp,
+            &run,
+            &kernel::<BATCH_LANES, Arr<BATCH_LANES>>,
+        ),
+    };
     let results = results.into_iter().flatten();
     for (i, o) in results {
         out[i] = Some(Ok(o));
@@ -152,9 +228,39 @@ pub fn compute_batch_isa(
         .collect())
 }
 
+/// A kernel entry point for `W` lanes.
+type KernelFn<const W: usize> =
+    dyn Fn(&[[f64; W]], &[f64], &KernelParams, &mut Scratch<W>) -> KernelOut<W> + Sync;
+
+/// Cuts the validated, length-sorted series `ok` into batches of `W` and
+/// runs them in parallel on the current rayon pool, each with its worker's
+/// scratch buffers; `lone` handles a batch of one series.
+fn batches<const W: usize, L>(
+    ok: &[usize],
+    closes: &[&[f64]],
+    growth: &[f64],
+    kp: &KernelParams,
+    lone: &L,
+    kern: &KernelFn<W>,
+) -> Vec<Vec<(usize, AtcOutput)>>
+where
+    L: Fn(&[usize]) -> Option<Vec<(usize, AtcOutput)>> + Sync,
+{
+    ok.par_chunks(W)
+        .map_init(Scratch::<W>::default, |scratch, chunk| {
+            if let Some(o) = lone(chunk) {
+                return o;
+            }
+            let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
+            let outs = run_kernel::<W>(&series, growth, kp, kern, scratch);
+            chunk.iter().copied().zip(outs).collect()
+        })
+        .collect()
+}
+
 /// The single-series engine's output, trimmed to what `keep` asks for.
 fn single(close: &[f64], params: &AtcParams, keep: bool) -> AtcOutput {
-    let mut o = compute_unchecked(close, params, Detail::Signal);
+    let mut o = compute_unchecked_par(close, params, Detail::Signal);
     if !keep {
         o.r = Vec::new();
         o.l1 = Vec::new();
@@ -179,17 +285,6 @@ impl<const W: usize> Default for Scratch<W> {
             tmp: Vec::new(),
             tmp2: Vec::new(),
         }
-    }
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -236,7 +331,7 @@ fn run_kernel<const W: usize>(
     series: &[&[f64]],
     growth: &[f64],
     kp: &KernelParams,
-    avx2: bool,
+    kern: &KernelFn<W>,
     scratch: &mut Scratch<W>,
 ) -> Vec<AtcOutput> {
     let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -249,7 +344,7 @@ fn run_kernel<const W: usize>(
             v[l] = s.get(i).copied().unwrap_or(last);
         }
     }
-    let k = dispatch::<W>(&x, growth, kp, avx2, scratch);
+    let k = kern(&x, growth, kp, scratch);
     series
         .iter()
         .enumerate()
@@ -285,34 +380,33 @@ struct KernelOut<const W: usize> {
     dir: Vec<[f64; W]>,
 }
 
-fn dispatch<const W: usize>(
-    x: &[[f64; W]],
-    growth: &[f64],
-    kp: &KernelParams,
-    avx2: bool,
-    sc: &mut Scratch<W>,
-) -> KernelOut<W> {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is only true when the CPU reports AVX2.
-        return unsafe { kernel_avx2::<W>(x, growth, kp, sc) };
-    }
-    let _ = avx2;
-    kernel::<W>(x, growth, kp, sc)
-}
-
-/// The same kernel compiled with AVX2 enabled. AVX2 has no instruction that
-/// changes an IEEE result (Rust never contracts to FMA), so the bits match
-/// the baseline path.
+/// The same kernel compiled with AVX2 enabled, with [`Avx`] vectors for
+/// the steps written on [`Lanes`]. AVX2 has no instruction that changes an
+/// IEEE result (Rust never contracts to FMA), so the bits match the
+/// baseline path.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn kernel_avx2<const W: usize>(
-    x: &[[f64; W]],
+unsafe fn kernel_avx2(
+    x: &[[f64; 4]],
     growth: &[f64],
     kp: &KernelParams,
-    sc: &mut Scratch<W>,
-) -> KernelOut<W> {
-    kernel::<W>(x, growth, kp, sc)
+    sc: &mut Scratch<4>,
+) -> KernelOut<4> {
+    kernel::<4, Avx>(x, growth, kp, sc)
+}
+
+/// The kernel compiled with AVX-512F enabled, eight lanes, with [`Avx512`]
+/// vectors for the steps written on [`Lanes`]. Like AVX2, AVX-512F changes
+/// no IEEE result (no FMA contraction), so the bits match the other paths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(
+    x: &[[f64; 8]],
+    growth: &[f64],
+    kp: &KernelParams,
+    sc: &mut Scratch<8>,
+) -> KernelOut<8> {
+    kernel::<8, Avx512>(x, growth, kp, sc)
 }
 
 /// `floor(y)` exactly, without a libm call (SSE2 has no rounding
@@ -336,7 +430,7 @@ pub(crate) fn floor_exact(y: f64) -> f64 {
 /// The whole ATC for `W` lanes of equal length. `inline(always)` so that
 /// [`kernel_avx2`] gets its own AVX2 copy of everything.
 #[inline(always)]
-fn kernel<const W: usize>(
+fn kernel<const W: usize, V: Lanes<W>>(
     x: &[[f64; W]],
     growth: &[f64],
     kp: &KernelParams,
@@ -361,8 +455,22 @@ fn kernel<const W: usize>(
         }
     }
 
+    // The layer-1 and layer-2 equity factors `1 + a` for a = ±rg, shared
+    // by all 60 equity curves (see `family_layers`).
+    let mut up = vec![nan; n];
+    let mut down = vec![nan; n];
+    for i in cutout..n {
+        for l in 0..W {
+            up[i][l] = 1.0 + rg[i][l];
+            down[i][l] = 1.0 + (-rg[i][l]);
+        }
+    }
+
+    // The buffers keep whatever the previous batch left: every producer
+    // below writes each row from its first valid bar on, so only the
+    // warm-up prefix of a row must be NaN, refilled per family by
+    // `nan_prefix` (refilling whole rows cost ~3% of the kernel).
     for v in [&mut sc.mas, &mut sc.tmp, &mut sc.tmp2] {
-        v.clear();
         v.resize(K * n, nan);
     }
     let (mas, tmp, tmp2) = (
@@ -390,17 +498,21 @@ fn kernel<const W: usize>(
 
     for f in Family::ALL {
         let lens = &kp.lens[f.index()];
-        mas.fill(nan);
+        // The longest warm-up of a row: DEMA's 2·len − 2 bars.
+        let warm = 2 * lens.iter().copied().max().unwrap_or(0);
+        nan_prefix(mas, n, warm);
         match f {
-            Family::Ema => ema_rows(&|_| x, &[0; K], lens, &mut *mas, n),
+            Family::Ema => ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *mas, n),
             Family::Hma => {
-                prefix_sums::<W, false>(x, lens, &mut *tmp, &mut [], n);
+                prefix_sums::<W, false, WIDE_STARTS>(x, lens, &mut *tmp, &mut [], n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
-                    for i in len.saturating_sub(1)..n {
-                        for l in 0..W {
-                            mas[k * n + i][l] = tmp[k * n + i][l] / lf;
-                        }
+                    let rows = mas[k * n..(k + 1) * n]
+                        .iter_mut()
+                        .zip(&tmp[k * n..(k + 1) * n]);
+                    let lfv = V::splat(lf);
+                    for (o, sum) in rows.skip(len.saturating_sub(1)) {
+                        *o = V::load(sum).div(lfv).store();
                     }
                 }
             }
@@ -410,44 +522,51 @@ fn kernel<const W: usize>(
                 }
             }
             Family::Dema => {
-                tmp.fill(nan);
-                ema_rows(&|_| x, &[0; K], lens, &mut *tmp, n);
-                tmp2.fill(nan);
+                nan_prefix(tmp, n, warm);
+                ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
+                nan_prefix(tmp2, n, warm);
                 let starts = lens.map(|l| l - 1);
-                ema_rows(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
-                for i in 0..K * n {
-                    for l in 0..W {
-                        mas[i][l] = 2.0 * tmp[i][l] - tmp2[i][l];
-                    }
+                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
+                let two = V::splat(2.0);
+                for ((o, e1), e2) in mas.iter_mut().zip(&*tmp).zip(&*tmp2) {
+                    *o = two.mul(V::load(e1)).sub(V::load(e2)).store();
                 }
             }
             Family::Lsma => {
-                prefix_sums::<W, true>(x, lens, &mut *tmp, &mut *tmp2, n);
+                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *tmp2, n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
                     let sx = (len * (len - 1) / 2) as f64;
                     let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
                     let den = lf * sxx - sx * sx;
-                    for i in len.saturating_sub(1)..n {
-                        let (sy, sxy) = (tmp[k * n + i], tmp2[k * n + i]);
-                        for l in 0..W {
-                            let slope = (lf * sxy[l] - sx * sy[l]) / den;
-                            let intercept = (sy[l] - slope * sx) / lf;
-                            mas[k * n + i][l] = intercept + slope * (lf - 1.0);
-                        }
+                    let row = k * n..(k + 1) * n;
+                    let rows = mas[row.clone()]
+                        .iter_mut()
+                        .zip(&tmp[row.clone()])
+                        .zip(&tmp2[row]);
+                    let (lfv, sxv, denv) = (V::splat(lf), V::splat(sx), V::splat(den));
+                    let lm1 = V::splat(lf - 1.0);
+                    for ((o, sy), sxy) in rows.skip(len.saturating_sub(1)) {
+                        let (sy, sxy) = (V::load(sy), V::load(sxy));
+                        // slope = (L·Sxy − Sx·Sy) / den; intercept =
+                        // (Sy − slope·Sx) / L; value = intercept + slope·(L − 1).
+                        let slope = lfv.mul(sxy).sub(sxv.mul(sy)).div(denv);
+                        let intercept = sy.sub(slope.mul(sxv)).div(lfv);
+                        *o = intercept.add(slope.mul(lm1)).store();
                     }
                 }
             }
             Family::Kama => {
                 // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
                 // the window of `len` diffs ending at diff index i − 1.
-                prefix_sums::<W, false>(&diffs, lens, &mut *tmp, &mut [], n);
-                kama_rows(x, lens, &*tmp, &mut *mas, n);
+                prefix_sums::<W, false, WIDE_STARTS>(&diffs, lens, &mut *tmp, &mut [], n);
+                kama_rows::<W, V>(x, lens, &*tmp, &mut *mas, n);
             }
         }
-        family_layers(
+        family_layers::<W, V>(
             x,
-            &rg,
+            &up,
+            &down,
             &*mas,
             kp,
             f,
@@ -497,9 +616,9 @@ fn kernel<const W: usize>(
 /// `ta.dema`): row k reads `input(k)` from bar `starts[k]`, is seeded at
 /// bar `starts[k] + len − 1` with the oldest-first mean of its first `len`
 /// values, then recurses `alpha·x + beta·prev` exactly like `ema_from`.
-/// Rows must be NaN-filled by the caller.
+/// The bars of a row before its seed must be NaN-filled by the caller.
 #[inline(always)]
-fn ema_rows<'a, const W: usize>(
+fn ema_rows<'a, const W: usize, V: Lanes<W>>(
     input: &dyn Fn(usize) -> &'a [[f64; W]],
     starts: &[usize; K],
     lens: &[usize; K],
@@ -533,15 +652,28 @@ fn ema_rows<'a, const W: usize>(
         first = first.min(seed[k] + 1);
     }
     let inputs: [&[[f64; W]]; K] = std::array::from_fn(input);
-    for i in first..n {
+    let (av, bv): ([V; K], [V; K]) = (alpha.map(V::splat), beta.map(V::splat));
+    let mut pv: [V; K] = std::array::from_fn(|k| V::load(&prev[k]));
+    // From the last seed on, every row advances: no per-row test. (A row
+    // that never seeds has seed usize::MAX, so `all` is then n.)
+    let all = seed
+        .iter()
+        .copied()
+        .max()
+        .map_or(n, |s| s.saturating_add(1))
+        .min(n);
+    for i in first..all {
         for k in 0..K {
             if i > seed[k] {
-                let xi = inputs[k][i];
-                for l in 0..W {
-                    prev[k][l] = alpha[k] * xi[l] + beta[k] * prev[k][l];
-                }
-                out[k * n + i] = prev[k];
+                pv[k] = av[k].mul(V::load(&inputs[k][i])).add(bv[k].mul(pv[k]));
+                out[k * n + i] = pv[k].store();
             }
+        }
+    }
+    for i in all..n {
+        for k in 0..K {
+            pv[k] = av[k].mul(V::load(&inputs[k][i])).add(bv[k].mul(pv[k]));
+            out[k * n + i] = pv[k].store();
         }
     }
 }
@@ -553,9 +685,9 @@ fn ema_rows<'a, const W: usize>(
 /// One running sum per start bar serves all nine lengths: the sum of the
 /// first m terms of a window is the same f64 whatever length the window
 /// finally has, because it is the same additions in the same order.
-/// [`STARTS`] consecutive start bars run side by side for parallelism.
+/// `S` consecutive start bars run side by side for parallelism.
 #[inline(always)]
-fn prefix_sums<const W: usize, const XY: bool>(
+fn prefix_sums<const W: usize, const XY: bool, const S: usize>(
     y: &[[f64; W]],
     lens: &[usize; K],
     sums: &mut [[f64; W]],
@@ -572,12 +704,12 @@ fn prefix_sums<const W: usize, const XY: bool>(
         }
     }
     let mut s = 0;
-    while s + STARTS + lmax <= m + 1 && lmax > 0 {
-        let mut acc = [[0.0f64; W]; STARTS];
-        let mut accxy = [[0.0f64; W]; STARTS];
+    while s + S + lmax <= m + 1 && lmax > 0 {
+        let mut acc = [[0.0f64; W]; S];
+        let mut accxy = [[0.0f64; W]; S];
         for (j, &mask) in ends.iter().enumerate() {
             let jf = j as f64;
-            for b in 0..STARTS {
+            for b in 0..S {
                 let v = y[s + b + j];
                 for l in 0..W {
                     acc[b][l] += v[l];
@@ -589,7 +721,7 @@ fn prefix_sums<const W: usize, const XY: bool>(
             if mask != 0 {
                 for k in 0..K {
                     if mask & (1 << k) != 0 {
-                        for b in 0..STARTS {
+                        for b in 0..S {
                             sums[k * n + s + b + j] = acc[b];
                             if XY {
                                 sxy[k * n + s + b + j] = accxy[b];
@@ -599,7 +731,7 @@ fn prefix_sums<const W: usize, const XY: bool>(
                 }
             }
         }
-        s += STARTS;
+        s += S;
     }
     // The last starts, whose longer windows run past the end.
     while s < m {
@@ -628,7 +760,7 @@ fn prefix_sums<const W: usize, const XY: bool>(
 }
 
 /// `ta.wma` for one length: newest weight `len`, summed newest first as
-/// the single-series engine does; [`STARTS`] bars side by side.
+/// the single-series engine does; [`WIDE_STARTS`] bars side by side.
 #[inline(always)]
 fn wma_row<const W: usize>(x: &[[f64; W]], len: usize, out: &mut [[f64; W]]) {
     let n = x.len();
@@ -637,23 +769,23 @@ fn wma_row<const W: usize>(x: &[[f64; W]], len: usize, out: &mut [[f64; W]]) {
     }
     let denom = (len * (len + 1) / 2) as f64;
     let mut i = len - 1;
-    while i + STARTS <= n {
-        let mut acc = [[0.0f64; W]; STARTS];
+    while i + WIDE_STARTS <= n {
+        let mut acc = [[0.0f64; W]; WIDE_STARTS];
         for j in 0..len {
             let wgt = (len - j) as f64;
-            for b in 0..STARTS {
+            for b in 0..WIDE_STARTS {
                 let v = x[i + b - j];
                 for l in 0..W {
                     acc[b][l] += wgt * v[l];
                 }
             }
         }
-        for b in 0..STARTS {
+        for b in 0..WIDE_STARTS {
             for l in 0..W {
                 out[i + b][l] = acc[b][l] / denom;
             }
         }
-        i += STARTS;
+        i += WIDE_STARTS;
     }
     for i in i..n {
         let mut acc = [0.0f64; W];
@@ -672,46 +804,100 @@ fn wma_row<const W: usize>(x: &[[f64; W]], len: usize, out: &mut [[f64; W]]) {
 /// The script's KAMA for nine lengths advanced together; `noise` holds the
 /// diff window sums from [`prefix_sums`] (row k, indexed by diff index).
 #[inline(always)]
-fn kama_rows<const W: usize>(
+fn kama_rows<const W: usize, V: Lanes<W>>(
     x: &[[f64; W]],
     lens: &[usize; K],
     noise: &[[f64; W]],
     out: &mut [[f64; W]],
     n: usize,
 ) {
-    let span = KAMA_FAST - KAMA_SLOW;
-    let mut kv = [[0.0f64; W]; K];
+    let (zero, span, slow) = (
+        V::splat(0.0),
+        V::splat(KAMA_FAST - KAMA_SLOW),
+        V::splat(KAMA_SLOW),
+    );
+    let mut kv = [zero; K];
     for i in 0..n {
+        let xi = V::load(&x[i]);
         for k in 0..K {
             let len = lens[k];
-            let mut ratio = [0.0; W];
+            let mut ratio = zero;
             if i >= len && len > 0 {
-                let nz = noise[k * n + i - 1];
-                for l in 0..W {
-                    let signal = (x[i][l] - x[i - len][l]).abs();
-                    let q = signal / nz[l];
-                    ratio[l] = if nz[l] != 0.0 { q } else { 0.0 };
-                }
+                let nz = V::load(&noise[k * n + i - 1]);
+                let signal = xi.sub(V::load(&x[i - len])).abs();
+                // noise != 0 ? signal / noise : 0 (NaN noise takes the quotient).
+                ratio = V::select(nz.eq(zero), zero, signal.div(nz));
             }
-            for l in 0..W {
-                let sc = ratio[l] * span + KAMA_SLOW;
-                let smooth = sc * sc;
-                kv[k][l] += smooth * (x[i][l] - kv[k][l]);
-            }
-            out[k * n + i] = kv[k];
+            let sc = ratio.mul(span).add(slow);
+            let smooth = sc.mul(sc);
+            kv[k] = kv[k].add(smooth.mul(xi.sub(kv[k])));
+            out[k * n + i] = kv[k].store();
         }
     }
+}
+
+/// Updates the nine persistent cross signals of a family at bar `i >= 1`
+/// (spec sec. 7, the operations of `cross_signal`).
+#[inline(always)]
+fn update_signals<const W: usize, V: Lanes<W>>(
+    s: &mut [V; K],
+    x: &[[f64; W]],
+    mas: &[[f64; W]],
+    i: usize,
+    n: usize,
+) {
+    let (xi, xp) = (V::load(&x[i]), V::load(&x[i - 1]));
+    let (one, minus_one) = (V::splat(1.0), V::splat(-1.0));
+    for (k, sk) in s.iter_mut().enumerate() {
+        let (m, mp) = (V::load(&mas[k * n + i]), V::load(&mas[k * n + i - 1]));
+        let over = V::and(xi.gt(m), xp.le(mp));
+        let under = V::and(xi.lt(m), xp.ge(mp));
+        *sk = V::select(under, minus_one, V::select(over, one, *sk));
+    }
+}
+
+/// Adds a family's term `Cut(L1)·eq2` and `eq2` to the average signal's
+/// numerator and denominator (spec sec. 12), families in spec order.
+#[inline(always)]
+fn add_avg_term<const W: usize, V: Lanes<W>>(l1: V, e2: V, num: &mut [f64; W], den: &mut [f64; W]) {
+    let (hi, lo) = (V::splat(0.49), V::splat(-0.49));
+    let c = V::select(
+        l1.gt(hi),
+        V::splat(1.0),
+        V::select(l1.lt(lo), V::splat(-1.0), V::splat(0.0)),
+    );
+    *num = V::load(num).add(c.mul(e2)).store();
+    *den = V::load(den).add(e2).store();
+}
+
+/// `round2` lane-wise: `floor(x·100 + 0.5) / 100`.
+#[inline(always)]
+fn round2_lanes<const W: usize, V: Lanes<W>>(x: V) -> V {
+    let h = V::splat(100.0);
+    x.mul(h).add(V::splat(0.5)).floor_exact().div(h)
 }
 
 /// Cross signals, layer-1 equities and family signal, layer-2 equity, and
 /// the family's term of the average signal, all in one pass over the bars
 /// (spec sec. 7–12), with the exact operations of `cross_signal`,
 /// `family_layer1`, `round2`, `equity_into` and `layers`.
+///
+/// The bars are split into three phases (before `cutout`, the first active
+/// bar, the rest) so the hot loop has no bar-index branches, and every
+/// per-lane decision is a select on [`Lanes`] vectors.
+///
+/// The equity factor `1 + a` is taken from the per-bar rows `up = 1 + rg`
+/// and `down = 1 + (−rg)`: in layer 1 `a` is `rg` or `−rg` after a ±1
+/// signal and still its initial `0.0` while the signal is 0 (a signal never
+/// returns to 0), so the factor is `up`, `down` or exactly `1.0`, the same
+/// f64 as `1.0 + a`. In layer 2 an L1 of 0 keeps the previous `a`, so the
+/// previous factor is kept instead (a pure function of `a`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn family_layers<const W: usize>(
+fn family_layers<const W: usize, V: Lanes<W>>(
     x: &[[f64; W]],
-    rg: &[[f64; W]],
+    up: &[[f64; W]],
+    down: &[[f64; W]],
     mas: &[[f64; W]],
     kp: &KernelParams,
     f: Family,
@@ -721,95 +907,69 @@ fn family_layers<const W: usize>(
     avg_den: &mut [[f64; W]],
 ) {
     let n = x.len();
-    let (d, cutout, start) = (kp.d, kp.cutout, kp.start);
+    let cutout = kp.cutout;
     let w = kp.weights[f.index()];
-    let nan = [f64::NAN; W];
-    let mut s = [[0.0f64; W]; K];
-    let mut a = [[0.0f64; W]; K];
-    let mut e = [nan; K];
-    let mut a2 = [0.0f64; W];
-    let mut e2 = nan;
-    for i in 0..n {
-        let xi = x[i];
-        let r = rg[i];
-        let mut nm = [0.0f64; W];
-        let mut dn = [0.0f64; W];
-        let active = i >= cutout;
+    let nan = V::splat(f64::NAN);
+    let (zero, one, minus_one) = (V::splat(0.0), V::splat(1.0), V::splat(-1.0));
+    let (d, quarter) = (V::splat(kp.d), V::splat(0.25));
+    let mut s = [zero; K];
+    let first = cutout.min(n);
+    // Before the first active bar: signals only; L1, eq2 and avg are na.
+    for i in 0..first {
+        if i >= 1 {
+            update_signals(&mut s, x, mas, i, n);
+        }
+        l1_out[i] = nan.store();
+        eq2_out[i] = nan.store();
+        add_avg_term(nan, nan, &mut avg_num[i], &mut avg_den[i]);
+    }
+    if first == n {
+        return;
+    }
+    // The first active bar: every equity is its (floored) start and layer
+    // 2 reads an na L1, so its `a` keeps the initial 0.0.
+    let i = cutout;
+    if i >= 1 {
+        update_signals(&mut s, x, mas, i, n);
+    }
+    let v0 = V::splat(kp.start).floor_at(quarter);
+    let mut e = [v0; K];
+    let (mut nm, mut dn) = (zero, zero);
+    for k in 0..K {
+        nm = nm.add(s[k].mul(e[k]));
+        dn = dn.add(e[k]);
+    }
+    let mut l1_prev = round2_lanes(nm.div(dn));
+    let mut e2 = V::splat(w).floor_at(quarter);
+    let mut f2 = one.add(zero);
+    l1_out[i] = l1_prev.store();
+    eq2_out[i] = e2.store();
+    add_avg_term(l1_prev, e2, &mut avg_num[i], &mut avg_den[i]);
+    for i in cutout + 1..n {
+        let (xi, xp) = (V::load(&x[i]), V::load(&x[i - 1]));
+        let (u, dw) = (V::load(&up[i]), V::load(&down[i]));
+        let (mut nm, mut dn) = (zero, zero);
         for k in 0..K {
+            let (m, mp) = (V::load(&mas[k * n + i]), V::load(&mas[k * n + i - 1]));
             let p = s[k];
-            if i >= 1 {
-                let (m, mp, xp) = (mas[k * n + i], mas[k * n + i - 1], x[i - 1]);
-                let mut sk = s[k];
-                for l in 0..W {
-                    if xi[l] > m[l] && xp[l] <= mp[l] {
-                        sk[l] = 1.0;
-                    }
-                    if xi[l] < m[l] && xp[l] >= mp[l] {
-                        sk[l] = -1.0;
-                    }
-                }
-                s[k] = sk;
-            }
-            if active {
-                let mut v = [0.0; W];
-                for l in 0..W {
-                    if i > 0 {
-                        let neg = -r[l];
-                        a[k][l] = if p[l] > 0.0 {
-                            r[l]
-                        } else if p[l] < 0.0 {
-                            neg
-                        } else {
-                            a[k][l]
-                        };
-                    }
-                    let grown = (e[k][l] * d) * (1.0 + a[k][l]);
-                    let vv = if i == cutout { start } else { grown };
-                    v[l] = if vv < 0.25 { 0.25 } else { vv };
-                    nm[l] += s[k][l] * v[l];
-                    dn[l] += v[l];
-                }
-                e[k] = v;
-            }
+            let over = V::and(xi.gt(m), xp.le(mp));
+            let under = V::and(xi.lt(m), xp.ge(mp));
+            let sk = V::select(under, minus_one, V::select(over, one, p));
+            let fac = V::select(p.gt(zero), u, V::select(p.lt(zero), dw, one));
+            let v = e[k].mul(d).mul(fac).floor_at(quarter);
+            nm = nm.add(sk.mul(v));
+            dn = dn.add(v);
+            s[k] = sk;
+            e[k] = v;
         }
         // Layer 2 reads the family signal of the previous bar.
-        let l1_prev = if i == 0 { nan } else { l1_out[i - 1] };
-        if active {
-            let mut l1 = [0.0; W];
-            let mut v = [0.0; W];
-            for l in 0..W {
-                l1[l] = floor_exact((nm[l] / dn[l]) * 100.0 + 0.5) / 100.0;
-                let p = l1_prev[l];
-                a2[l] = if p > 0.0 {
-                    r[l]
-                } else if p < 0.0 {
-                    -r[l]
-                } else {
-                    a2[l]
-                };
-                let grown = (e2[l] * d) * (1.0 + a2[l]);
-                let vv = if e2[l].is_nan() { w } else { grown };
-                v[l] = if vv < 0.25 { 0.25 } else { vv };
-            }
-            e2 = v;
-            l1_out[i] = l1;
-            eq2_out[i] = v;
-        } else {
-            l1_out[i] = nan;
-            eq2_out[i] = nan;
-        }
-        let (l1, e2v) = (l1_out[i], eq2_out[i]);
-        for l in 0..W {
-            let c = if l1[l] > 0.49 {
-                1.0
-            } else if l1[l] < -0.49 {
-                -1.0
-            } else {
-                0.0
-            };
-            avg_num[i][l] += c * e2v[l];
-            avg_den[i][l] += e2v[l];
-        }
+        let l1 = round2_lanes(nm.div(dn));
+        f2 = V::select(l1_prev.gt(zero), u, V::select(l1_prev.lt(zero), dw, f2));
+        e2 = e2.mul(d).mul(f2).floor_at(quarter);
+        l1_out[i] = l1.store();
+        eq2_out[i] = e2.store();
+        add_avg_term(l1, e2, &mut avg_num[i], &mut avg_den[i]);
+        l1_prev = l1;
     }
 }
 

@@ -153,7 +153,11 @@ pub fn dema(x: &[f64], len: usize) -> Vec<f64> {
     if len >= 1 && len <= n {
         ema_from(&e1, len - 1, len, &mut e2);
     }
-    e1.iter().zip(&e2).map(|(&a, &b)| 2.0 * a - b).collect()
+    // In place over e2: one n-vector less to allocate and fault in.
+    for (b, &a) in e2.iter_mut().zip(&e1) {
+        *b = 2.0 * a - *b;
+    }
+    e2
 }
 
 /// Least-squares MA (`ta.linreg(x, len, 0)`): the regression line through
@@ -217,10 +221,11 @@ pub fn kama(x: &[f64], len: usize) -> Vec<f64> {
         // diffs[j-1] = |x[j] - x[j-1]|, so noise[i] = window sum ending at diffs[i-1].
         window_sums(&diffs, len, &mut noise[1..]);
     }
-    kama_with_noise(x, len, &noise)
+    kama_with_noise(x, len, &noise[1.min(n)..])
 }
 
-/// The KAMA recursion given `noise[i]` (used only for `i >= len`).
+/// The KAMA recursion given the noise of bar `i` at `noise[i - 1]` (the
+/// window of diffs ending at diff index `i − 1`; used only for `i >= len`).
 fn kama_with_noise(x: &[f64], len: usize, noise: &[f64]) -> Vec<f64> {
     let n = x.len();
     let mut out = vec![f64::NAN; n];
@@ -228,7 +233,7 @@ fn kama_with_noise(x: &[f64], len: usize, noise: &[f64]) -> Vec<f64> {
     let mut k = 0.0; // nz(K[-1])
     for i in 0..n {
         let ratio = if i >= len && len > 0 {
-            let noise = noise[i];
+            let noise = noise[i - 1];
             let signal = (x[i] - x[i - len]).abs();
             if noise != 0.0 {
                 signal / noise
@@ -273,27 +278,23 @@ pub fn family_moving_averages(family: Family, x: &[f64], lens: &[usize]) -> Vec<
             let mut sy = vec![vec![f64::NAN; n]; lens.len()];
             let mut sxy = vec![vec![f64::NAN; n]; lens.len()];
             shared_prefix_sums(x, lens, &mut sy, Some(&mut sxy));
-            sy.iter()
-                .zip(&sxy)
-                .zip(lens)
-                .map(|((sy, sxy), &len)| {
-                    let l = len as f64;
-                    let sx = (len * (len - 1) / 2) as f64;
-                    let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
-                    let den = l * sxx - sx * sx;
-                    sy.iter()
-                        .zip(sxy)
-                        .map(|(&sy, &sxy)| {
-                            if sy.is_nan() {
-                                return f64::NAN;
-                            }
-                            let slope = (l * sxy - sx * sy) / den;
-                            let intercept = (sy - slope * sx) / l;
-                            intercept + slope * (l - 1.0)
-                        })
-                        .collect()
-                })
-                .collect()
+            // The line overwrites Sy in place: one n-vector per length less
+            // to allocate and fault in.
+            for ((sy, sxy), &len) in sy.iter_mut().zip(&sxy).zip(lens) {
+                let l = len as f64;
+                let sx = (len * (len - 1) / 2) as f64;
+                let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
+                let den = l * sxx - sx * sx;
+                for (v, &sxy) in sy.iter_mut().zip(sxy) {
+                    // NaN (no full window yet) stays NaN.
+                    if !v.is_nan() {
+                        let slope = (l * sxy - sx * *v) / den;
+                        let intercept = (*v - slope * sx) / l;
+                        *v = intercept + slope * (l - 1.0);
+                    }
+                }
+            }
+            sy
         }
         Family::Kama if valid && n > 1 => {
             let diffs: Vec<f64> = x.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
@@ -301,12 +302,8 @@ pub fn family_moving_averages(family: Family, x: &[f64], lens: &[usize]) -> Vec<
             shared_prefix_sums(&diffs, lens, &mut sums, None);
             sums.iter()
                 .zip(lens)
-                .map(|(s, &len)| {
-                    // noise[i] = s[i - 1]: the window of diffs ending at bar i.
-                    let mut noise = vec![f64::NAN; n];
-                    noise[1..].copy_from_slice(s);
-                    kama_with_noise(x, len, &noise)
-                })
+                // s[i - 1] is the window of diffs ending at bar i.
+                .map(|(s, &len)| kama_with_noise(x, len, s))
                 .collect()
         }
         _ => lens.iter().map(|&l| moving_average(family, x, l)).collect(),

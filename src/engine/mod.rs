@@ -8,15 +8,16 @@ mod atc;
 pub mod batch;
 mod equity;
 mod error;
+mod lanes;
 pub mod ma;
 mod params;
 mod signal;
 
 pub use atc::{
-    compute, compute_unchecked, layers, round2, signal_bank, validate_close, AtcOutput, Detail,
-    SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
+    compute, compute_unchecked, compute_unchecked_par, layers, round2, signal_bank, validate_close,
+    AtcOutput, Detail, SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
 };
-pub use batch::{compute_batch, BatchDetail, BATCH_LANES};
+pub use batch::{compute_batch, BatchDetail, BATCH_LANES, BATCH_LANES_AVX512};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};
