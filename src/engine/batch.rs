@@ -275,7 +275,6 @@ fn single(close: &[f64], params: &AtcParams, keep: bool) -> AtcOutput {
 struct Scratch<const W: usize> {
     mas: Vec<[f64; W]>,
     tmp: Vec<[f64; W]>,
-    tmp2: Vec<[f64; W]>,
 }
 
 impl<const W: usize> Default for Scratch<W> {
@@ -283,7 +282,6 @@ impl<const W: usize> Default for Scratch<W> {
         Scratch {
             mas: Vec::new(),
             tmp: Vec::new(),
-            tmp2: Vec::new(),
         }
     }
 }
@@ -447,22 +445,17 @@ fn kernel<const W: usize, V: Lanes<W>>(
             r[i][l] = (x[i][l] - x[i - 1][l]) / x[i - 1][l];
         }
     }
-    let mut rg = vec![nan; n];
-    for i in cutout..n {
-        let g = growth[i - cutout];
-        for l in 0..W {
-            rg[i][l] = r[i][l] * g;
-        }
-    }
-
-    // The layer-1 and layer-2 equity factors `1 + a` for a = ±rg, shared
-    // by all 60 equity curves (see `family_layers`).
+    // The layer-1 and layer-2 equity factors `1 + a` for a = ±rg, with
+    // rg = R·g the growth-scaled return, shared by all 60 equity curves
+    // (see `family_layers`); rg itself is not kept.
     let mut up = vec![nan; n];
     let mut down = vec![nan; n];
     for i in cutout..n {
+        let g = growth[i - cutout];
         for l in 0..W {
-            up[i][l] = 1.0 + rg[i][l];
-            down[i][l] = 1.0 + (-rg[i][l]);
+            let rg = r[i][l] * g;
+            up[i][l] = 1.0 + rg;
+            down[i][l] = 1.0 + (-rg);
         }
     }
 
@@ -470,14 +463,13 @@ fn kernel<const W: usize, V: Lanes<W>>(
     // below writes each row from its first valid bar on, so only the
     // warm-up prefix of a row must be NaN, refilled per family by
     // `nan_prefix` (refilling whole rows cost ~3% of the kernel).
-    for v in [&mut sc.mas, &mut sc.tmp, &mut sc.tmp2] {
+    // Two buffers of nine rows only (a third one pushed a worker's working
+    // set past its L2 with eight lanes): the DEMA's inner EMA and the LSMA's
+    // Σ j·y go to `mas` and are finished there in place.
+    for v in [&mut sc.mas, &mut sc.tmp] {
         v.resize(K * n, nan);
     }
-    let (mas, tmp, tmp2) = (
-        sc.mas.as_mut_slice(),
-        sc.tmp.as_mut_slice(),
-        sc.tmp2.as_mut_slice(),
-    );
+    let (mas, tmp) = (sc.mas.as_mut_slice(), sc.tmp.as_mut_slice());
     let mut avg_num = vec![[0.0; W]; n];
     let mut avg_den = vec![[0.0; W]; n];
     let mut l1_rows = Vec::new();
@@ -524,30 +516,28 @@ fn kernel<const W: usize, V: Lanes<W>>(
             Family::Dema => {
                 nan_prefix(tmp, n, warm);
                 ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
-                nan_prefix(tmp2, n, warm);
                 let starts = lens.map(|l| l - 1);
-                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
+                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *mas, n);
+                // mas holds e2; DEMA = 2·e1 − e2, in place.
                 let two = V::splat(2.0);
-                for ((o, e1), e2) in mas.iter_mut().zip(&*tmp).zip(&*tmp2) {
-                    *o = two.mul(V::load(e1)).sub(V::load(e2)).store();
+                for (o, e1) in mas.iter_mut().zip(&*tmp) {
+                    *o = two.mul(V::load(e1)).sub(V::load(o)).store();
                 }
             }
             Family::Lsma => {
-                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *tmp2, n);
+                // Σy to tmp, Σ j·y to mas; the line then replaces Σ j·y.
+                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *mas, n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
                     let sx = (len * (len - 1) / 2) as f64;
                     let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
                     let den = lf * sxx - sx * sx;
                     let row = k * n..(k + 1) * n;
-                    let rows = mas[row.clone()]
-                        .iter_mut()
-                        .zip(&tmp[row.clone()])
-                        .zip(&tmp2[row]);
+                    let rows = mas[row.clone()].iter_mut().zip(&tmp[row]);
                     let (lfv, sxv, denv) = (V::splat(lf), V::splat(sx), V::splat(den));
                     let lm1 = V::splat(lf - 1.0);
-                    for ((o, sy), sxy) in rows.skip(len.saturating_sub(1)) {
-                        let (sy, sxy) = (V::load(sy), V::load(sxy));
+                    for (o, sy) in rows.skip(len.saturating_sub(1)) {
+                        let (sy, sxy) = (V::load(sy), V::load(o));
                         // slope = (L·Sxy − Sx·Sy) / den; intercept =
                         // (Sy − slope·Sx) / L; value = intercept + slope·(L − 1).
                         let slope = lfv.mul(sxy).sub(sxv.mul(sy)).div(denv);
