@@ -269,13 +269,18 @@ fn single(close: &[f64], params: &AtcParams, keep: bool) -> AtcOutput {
     o
 }
 
-/// Buffers a worker reuses from batch to batch: the per-family MA rows are
-/// large enough that fresh allocations would be fresh pages, and faulting
-/// them in cost about 15% of the kernel's time.
+/// Buffers a worker reuses from batch to batch: fresh allocations would be
+/// fresh pages, and faulting them in cost about 15% of the kernel's time
+/// (and the page faults of two threads contend in one address space).
 struct Scratch<const W: usize> {
+    /// The nine MA rows of the current family.
     mas: Vec<[f64; W]>,
+    /// Nine rows of window sums or the DEMA's outer EMA.
     tmp: Vec<[f64; W]>,
-    tmp2: Vec<[f64; W]>,
+    /// The closes in lane layout.
+    x: Vec<[f64; W]>,
+    /// [`BAR_ROWS`] rows of one value per bar (see [`bar_rows`]).
+    bars: Vec<[f64; W]>,
 }
 
 impl<const W: usize> Default for Scratch<W> {
@@ -283,9 +288,28 @@ impl<const W: usize> Default for Scratch<W> {
         Scratch {
             mas: Vec::new(),
             tmp: Vec::new(),
-            tmp2: Vec::new(),
+            x: Vec::new(),
+            bars: Vec::new(),
         }
     }
+}
+
+/// Per-bar rows in [`Scratch::bars`]: R, up, down, the average signal's
+/// numerator and denominator, a family's L1 and eq2, the KAMA diffs, and
+/// the outputs avg and dir (the last two are read after the kernel).
+const BAR_ROWS: usize = 10;
+const AVG_ROW: usize = 8;
+const DIR_ROW: usize = 9;
+
+/// Splits `bars` (resized to [`BAR_ROWS`] rows of `n`) into its rows.
+fn bar_rows<const W: usize>(bars: &mut Vec<[f64; W]>, n: usize) -> [&mut [[f64; W]]; BAR_ROWS] {
+    bars.resize(BAR_ROWS * n, [f64::NAN; W]);
+    let mut rest = bars.as_mut_slice();
+    std::array::from_fn(|_| {
+        let (row, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        row
+    })
 }
 
 /// The parameters as the kernel uses them, scaled exactly as the
@@ -335,7 +359,8 @@ fn run_kernel<const W: usize>(
     scratch: &mut Scratch<W>,
 ) -> Vec<AtcOutput> {
     let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
-    let mut x = vec![[0.0f64; W]; n];
+    let mut x = std::mem::take(&mut scratch.x);
+    x.resize(n, [0.0; W]);
     for l in 0..W {
         // Empty lanes repeat the first series: wasted but harmless work.
         let s = series.get(l).unwrap_or(&series[0]);
@@ -345,6 +370,9 @@ fn run_kernel<const W: usize>(
         }
     }
     let k = kern(&x, growth, kp, scratch);
+    scratch.x = x;
+    let avg = &scratch.bars[AVG_ROW * n..(AVG_ROW + 1) * n];
+    let dir = &scratch.bars[DIR_ROW * n..(DIR_ROW + 1) * n];
     series
         .iter()
         .enumerate()
@@ -358,8 +386,8 @@ fn run_kernel<const W: usize>(
                 eq: Vec::new(),
                 l1: Vec::new(),
                 eq2: Vec::new(),
-                avg: col(&k.avg),
-                dir: k.dir[..m].iter().map(|e| e[l] as i8).collect(),
+                avg: col(avg),
+                dir: dir[..m].iter().map(|e| e[l] as i8).collect(),
             };
             if kp.keep {
                 o.r = col(&k.r);
@@ -371,13 +399,12 @@ fn run_kernel<const W: usize>(
         .collect()
 }
 
-/// Kernel outputs in lane layout.
+/// Kernel outputs in lane layout that only [`BatchDetail::Signal`] keeps
+/// (empty otherwise); avg and dir are left in the scratch rows.
 struct KernelOut<const W: usize> {
     r: Vec<[f64; W]>,
     l1: Vec<Vec<[f64; W]>>,
     eq2: Vec<Vec<[f64; W]>>,
-    avg: Vec<[f64; W]>,
-    dir: Vec<[f64; W]>,
 }
 
 /// The same kernel compiled with AVX2 enabled, with [`Avx`] vectors for
@@ -440,29 +467,25 @@ fn kernel<const W: usize, V: Lanes<W>>(
     let nan = [f64::NAN; W];
     let cutout = kp.cutout;
 
+    let [r, up, down, avg_num, avg_den, l1, eq2, diffs, avg, dir] = bar_rows(&mut sc.bars, n);
     // Rate of change and growth-scaled returns (spec sec. 6).
-    let mut r = vec![nan; n];
+    r[0] = nan;
     for i in 1..n {
         for l in 0..W {
             r[i][l] = (x[i][l] - x[i - 1][l]) / x[i - 1][l];
         }
     }
-    let mut rg = vec![nan; n];
+    // The layer-1 and layer-2 equity factors `1 + a` for a = ±rg, with
+    // rg = R·g the growth-scaled return, shared by all 60 equity curves
+    // (see `family_layers`); rg itself is not kept.
+    up[..cutout.min(n)].fill(nan);
+    down[..cutout.min(n)].fill(nan);
     for i in cutout..n {
         let g = growth[i - cutout];
         for l in 0..W {
-            rg[i][l] = r[i][l] * g;
-        }
-    }
-
-    // The layer-1 and layer-2 equity factors `1 + a` for a = ±rg, shared
-    // by all 60 equity curves (see `family_layers`).
-    let mut up = vec![nan; n];
-    let mut down = vec![nan; n];
-    for i in cutout..n {
-        for l in 0..W {
-            up[i][l] = 1.0 + rg[i][l];
-            down[i][l] = 1.0 + (-rg[i][l]);
+            let rg = r[i][l] * g;
+            up[i][l] = 1.0 + rg;
+            down[i][l] = 1.0 + (-rg);
         }
     }
 
@@ -470,31 +493,24 @@ fn kernel<const W: usize, V: Lanes<W>>(
     // below writes each row from its first valid bar on, so only the
     // warm-up prefix of a row must be NaN, refilled per family by
     // `nan_prefix` (refilling whole rows cost ~3% of the kernel).
-    for v in [&mut sc.mas, &mut sc.tmp, &mut sc.tmp2] {
+    // Two buffers of nine rows only (a third one pushed a worker's working
+    // set past its L2 with eight lanes): the DEMA's inner EMA and the LSMA's
+    // Σ j·y go to `mas` and are finished there in place.
+    for v in [&mut sc.mas, &mut sc.tmp] {
         v.resize(K * n, nan);
     }
-    let (mas, tmp, tmp2) = (
-        sc.mas.as_mut_slice(),
-        sc.tmp.as_mut_slice(),
-        sc.tmp2.as_mut_slice(),
-    );
-    let mut avg_num = vec![[0.0; W]; n];
-    let mut avg_den = vec![[0.0; W]; n];
+    let (mas, tmp) = (sc.mas.as_mut_slice(), sc.tmp.as_mut_slice());
+    avg_num.fill([0.0; W]);
+    avg_den.fill([0.0; W]);
     let mut l1_rows = Vec::new();
     let mut eq2_rows = Vec::new();
-    let mut l1 = vec![nan; n];
-    let mut eq2 = vec![nan; n];
     // |x[j+1] − x[j]| for the KAMA noise; computed once for nine lengths.
-    let diffs: Vec<[f64; W]> = x
-        .windows(2)
-        .map(|w| {
-            let mut o = [0.0; W];
-            for l in 0..W {
-                o[l] = (w[1][l] - w[0][l]).abs();
-            }
-            o
-        })
-        .collect();
+    let diffs = &mut diffs[..n - 1];
+    for (o, w) in diffs.iter_mut().zip(x.windows(2)) {
+        for l in 0..W {
+            o[l] = (w[1][l] - w[0][l]).abs();
+        }
+    }
 
     for f in Family::ALL {
         let lens = &kp.lens[f.index()];
@@ -524,30 +540,28 @@ fn kernel<const W: usize, V: Lanes<W>>(
             Family::Dema => {
                 nan_prefix(tmp, n, warm);
                 ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
-                nan_prefix(tmp2, n, warm);
                 let starts = lens.map(|l| l - 1);
-                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *tmp2, n);
+                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *mas, n);
+                // mas holds e2; DEMA = 2·e1 − e2, in place.
                 let two = V::splat(2.0);
-                for ((o, e1), e2) in mas.iter_mut().zip(&*tmp).zip(&*tmp2) {
-                    *o = two.mul(V::load(e1)).sub(V::load(e2)).store();
+                for (o, e1) in mas.iter_mut().zip(&*tmp) {
+                    *o = two.mul(V::load(e1)).sub(V::load(o)).store();
                 }
             }
             Family::Lsma => {
-                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *tmp2, n);
+                // Σy to tmp, Σ j·y to mas; the line then replaces Σ j·y.
+                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *mas, n);
                 for (k, &len) in lens.iter().enumerate() {
                     let lf = len as f64;
                     let sx = (len * (len - 1) / 2) as f64;
                     let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
                     let den = lf * sxx - sx * sx;
                     let row = k * n..(k + 1) * n;
-                    let rows = mas[row.clone()]
-                        .iter_mut()
-                        .zip(&tmp[row.clone()])
-                        .zip(&tmp2[row]);
+                    let rows = mas[row.clone()].iter_mut().zip(&tmp[row]);
                     let (lfv, sxv, denv) = (V::splat(lf), V::splat(sx), V::splat(den));
                     let lm1 = V::splat(lf - 1.0);
-                    for ((o, sy), sxy) in rows.skip(len.saturating_sub(1)) {
-                        let (sy, sxy) = (V::load(sy), V::load(sxy));
+                    for (o, sy) in rows.skip(len.saturating_sub(1)) {
+                        let (sy, sxy) = (V::load(sy), V::load(o));
                         // slope = (L·Sxy − Sx·Sy) / den; intercept =
                         // (Sy − slope·Sx) / L; value = intercept + slope·(L − 1).
                         let slope = lfv.mul(sxy).sub(sxv.mul(sy)).div(denv);
@@ -559,36 +573,24 @@ fn kernel<const W: usize, V: Lanes<W>>(
             Family::Kama => {
                 // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
                 // the window of `len` diffs ending at diff index i − 1.
-                prefix_sums::<W, false, WIDE_STARTS>(&diffs, lens, &mut *tmp, &mut [], n);
+                prefix_sums::<W, false, WIDE_STARTS>(diffs, lens, &mut *tmp, &mut [], n);
                 kama_rows::<W, V>(x, lens, &*tmp, &mut *mas, n);
             }
         }
-        family_layers::<W, V>(
-            x,
-            &up,
-            &down,
-            &*mas,
-            kp,
-            f,
-            &mut l1,
-            &mut eq2,
-            &mut avg_num,
-            &mut avg_den,
-        );
+        family_layers::<W, V>(x, up, down, &*mas, kp, f, l1, eq2, avg_num, avg_den);
         if kp.keep {
-            l1_rows.push(l1.clone());
-            eq2_rows.push(eq2.clone());
+            l1_rows.push(l1.to_vec());
+            eq2_rows.push(eq2.to_vec());
         }
     }
 
     // Average signal and direction (spec sec. 12).
-    let mut avg = vec![nan; n];
     for i in 0..n {
         for l in 0..W {
             avg[i][l] = avg_num[i][l] / avg_den[i][l];
         }
     }
-    let mut dir = vec![[0.0; W]; n];
+    dir[0] = [0.0; W];
     let (lt, st) = (kp.long_threshold, kp.short_threshold);
     let mut state = [0.0; W];
     for i in 1..n {
@@ -604,11 +606,9 @@ fn kernel<const W: usize, V: Lanes<W>>(
         dir[i] = state;
     }
     KernelOut {
-        r: if kp.keep { r } else { Vec::new() },
+        r: if kp.keep { r.to_vec() } else { Vec::new() },
         l1: l1_rows,
         eq2: eq2_rows,
-        avg,
-        dir,
     }
 }
 
