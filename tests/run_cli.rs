@@ -556,6 +556,9 @@ fn damaged_run_cache_entry_is_recomputed_not_restored() {
     let mut bytes = std::fs::read(&victim).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x20;
+    // The stored file may be a hard link to the cold run's own file: damage
+    // the cache's copy only.
+    std::fs::remove_file(&victim).unwrap();
     std::fs::write(&victim, bytes).unwrap();
 
     let (again, stdout) = run("again");

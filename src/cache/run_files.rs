@@ -102,6 +102,26 @@ fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), Copy
     Ok((n, *h.finalize().as_bytes()))
 }
 
+/// Stores `src` at `dst` as a hard link when both are on one file system
+/// (no bytes written: a cold run pays only the hash), else as a copy;
+/// returns the size and blake3 as [`copy_hashed`] does.
+///
+/// The run directory and the cache then share the files' inodes. atc-bt
+/// never writes a result file in place (a rerun writes a new directory and
+/// renames it; restores copy), so only an outside edit could change a
+/// stored file, and the checksum verified on every restore catches it.
+fn link_hashed(src: &Path, dst: &Path) -> Result<(u64, [u8; 32]), CopyError> {
+    if std::fs::hard_link(src, dst).is_ok() {
+        match hash_file(dst) {
+            Ok(v) => return Ok(v),
+            Err(_) => {
+                let _ = std::fs::remove_file(dst);
+            }
+        }
+    }
+    copy_hashed(src, dst, u64::MAX)
+}
+
 /// Size and blake3 of a file, streamed.
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     let mut r = File::open(path)?;
@@ -261,12 +281,12 @@ impl Cache {
         files: &[&str],
         tmp: &Path,
     ) -> Result<bool, StoreFail> {
-        // The files are independent: copy them on all cores.
+        // The files are independent: store them on all cores.
         let copied: Vec<Result<RunFile, StoreFail>> = files
             .par_iter()
             .map(|name| {
                 let (src, dst) = (src_dir.join(name), tmp.join(name));
-                match copy_hashed(&src, &dst, u64::MAX) {
+                match link_hashed(&src, &dst) {
                     Ok((size, hash)) => Ok(RunFile {
                         name: (*name).to_string(),
                         size,
@@ -747,12 +767,34 @@ mod tests {
         let blob = fx.runs().join(key(2).to_hex()).join("metrics.json");
         let mut b = fs::read(&blob).unwrap();
         b[100] ^= 0x80;
+        // Stored files may be hard links shared with the source and the
+        // other entry: damage this entry's copy only.
+        fs::remove_file(&blob).unwrap();
         fs::write(&blob, b).unwrap();
         let rep = c.verify().unwrap();
         assert_eq!(rep.checked, 2);
         assert_eq!(rep.corrupt, vec![key(2).to_string()]);
         assert_eq!(fx.runs_entries(), vec![key(1).to_hex()]);
         assert!(c.restore_run(&key(1), &fx.root.join("o")).is_some());
+    }
+
+    /// On one file system a stored file is the run's own file (no bytes
+    /// copied), and a restore is a copy (the run may rewrite `run.json`).
+    #[cfg(unix)]
+    #[test]
+    fn store_links_and_restore_copies() {
+        use std::os::unix::fs::MetadataExt;
+        let fx = Fixture::new();
+        fx.write_src(&FILES);
+        let c = fx.cache();
+        c.store_run(&key(1), &fx.src(), &NAMES);
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        let stored = fx.runs().join(key(1).to_hex()).join(NAMES[0]);
+        assert_eq!(ino(&stored), ino(&fx.src().join(NAMES[0])));
+        let o = fx.root.join("o");
+        fs::create_dir_all(&o).unwrap();
+        assert!(c.restore_run(&key(1), &o).is_some());
+        assert_ne!(ino(&o.join(NAMES[0])), ino(&stored));
     }
 
     #[test]
