@@ -3,7 +3,6 @@
 //! directory and renamed into place, so an interrupted run never leaves a
 //! half-written directory that looks complete.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -354,7 +353,7 @@ impl RunWriter {
             || {
                 rayon::join(
                     || trades.finish(),
-                    || write_json(&dir.join("metrics.json"), &metrics_json(&summary)),
+                    || write_json(&dir.join("metrics.json"), &MetricsDoc(&summary)),
                 )
             },
         );
@@ -417,28 +416,53 @@ fn trade_columns(trades: &[Trade]) -> Vec<ArrayRef> {
     ]
 }
 
-/// `metrics.json`: `{"portfolio": {...}, "benchmark": {...}, "symbols": {...}}`.
-pub fn metrics_json(r: &RunSummary) -> serde_json::Value {
-    let symbols: BTreeMap<&str, &crate::backtest::Metrics> = r
-        .symbols
-        .iter()
-        .map(|s| (s.symbol.as_str(), &s.metrics))
-        .collect();
-    serde_json::json!({
-        "portfolio": r.portfolio_metrics,
-        "benchmark": r.benchmark_metrics,
-        "symbols": symbols,
-    })
+/// `metrics.json`: `{"benchmark": {...}, "portfolio": {...}, "symbols":
+/// {...}}`, keys sorted at every level. Serialized straight to the file,
+/// one symbol's metrics in memory at a time: a `Value` of the whole
+/// document would cost a few KB per symbol at the end of a large run.
+struct MetricsDoc<'a>(&'a RunSummary);
+
+/// `metrics` as a JSON object with sorted keys.
+fn sorted_json<E: serde::ser::Error>(m: &crate::backtest::Metrics) -> Result<serde_json::Value, E> {
+    serde_json::to_value(m).map_err(E::custom)
+}
+
+impl Serialize for MetricsDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("benchmark", &sorted_json(&self.0.benchmark_metrics)?)?;
+        map.serialize_entry("portfolio", &sorted_json(&self.0.portfolio_metrics)?)?;
+        map.serialize_entry("symbols", &SymbolMetrics(self.0))?;
+        map.end()
+    }
+}
+
+/// The `symbols` object of [`MetricsDoc`], by name.
+struct SymbolMetrics<'a>(&'a RunSummary);
+
+impl Serialize for SymbolMetrics<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut by_name: Vec<&SymbolSummary> = self.0.symbols.iter().collect();
+        by_name.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        let mut map = s.serialize_map(Some(by_name.len()))?;
+        for x in by_name {
+            map.serialize_entry(&x.symbol, &sorted_json(&x.metrics)?)?;
+        }
+        map.end()
+    }
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
-    let mut f = File::create(path).map_err(io_err(path))?;
-    let text = serde_json::to_string_pretty(value).map_err(|e| OutputError::Io {
+    let f = File::create(path).map_err(io_err(path))?;
+    let mut w = std::io::BufWriter::new(f);
+    serde_json::to_writer_pretty(&mut w, value).map_err(|e| OutputError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
-    f.write_all(text.as_bytes()).map_err(io_err(path))?;
-    f.write_all(b"\n").map_err(io_err(path))?;
+    w.write_all(b"\n").map_err(io_err(path))?;
+    let f = w.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
     f.sync_all().map_err(io_err(path))
 }
 
