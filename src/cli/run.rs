@@ -632,8 +632,9 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
-/// The terminal summary. `compute_s` is the engine + backtest + streamed
-/// writing time, or the restore time when `restored` (from the run cache).
+/// The terminal summary. `compute_s + write_s` is the time from the first
+/// symbol to the complete directory (engine, backtest and the streamed
+/// files), or to the restored one when `restored` (from the run cache).
 pub(super) fn print_summary(
     r: &RunSummary,
     out: &std::path::Path,
@@ -711,23 +712,20 @@ pub(super) fn print_summary(
     } else {
         format!(", {} skipped", r.skipped.len())
     };
+    let total_s = compute_s + write_s;
     if restored {
         println!(
-            "{} symbols ({} engine bars) restored from the run cache in {:.2} s, written in {:.2} s{skipped}",
+            "{} symbols ({} engine bars) restored from the run cache in {total_s:.2} s{skipped}",
             r.symbols.len(),
             r.engine_bars,
-            compute_s,
-            write_s,
         );
     } else {
-        let rate = r.engine_bars as f64 / compute_s.max(1e-9);
+        let rate = r.engine_bars as f64 / total_s.max(1e-9);
         println!(
-            "{} symbols, {} bars through the engine (and written) in {:.2} s ({:.2}M bars/s), finished in {:.2} s{skipped}",
+            "{} symbols, {} bars through the engine, traded and written in {total_s:.2} s ({:.2}M bars/s){skipped}",
             r.symbols.len(),
             r.engine_bars,
-            compute_s,
             rate / 1e6,
-            write_s,
         );
     }
     println!("results: {}", out.display());
