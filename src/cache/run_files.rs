@@ -80,8 +80,27 @@ impl CopyError {
 /// pass so each file is read once; stops past `max` bytes. Returns the
 /// size and blake3 of what was copied.
 fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), CopyError> {
-    let mut r = File::open(src).map_err(CopyError::OpenSrc)?;
+    let r = File::open(src).map_err(CopyError::OpenSrc)?;
     let mut w = File::create(dst).map_err(CopyError::CreateDst)?;
+    read_hashed(r, max, &mut |b| w.write_all(b).map_err(CopyError::Write))
+}
+
+/// Size and blake3 of a file, streamed.
+fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
+    let r = File::open(path)?;
+    read_hashed(r, u64::MAX, &mut |_| Ok(())).map_err(|e| match e {
+        CopyError::Read(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    })
+}
+
+/// Reads `r` to the end in [`BUF`] blocks, hashing each and handing it to
+/// `sink`; stops past `max` bytes.
+fn read_hashed(
+    mut r: impl Read,
+    max: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<(), CopyError>,
+) -> Result<(u64, [u8; 32]), CopyError> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; BUF];
     let mut n = 0u64;
@@ -97,7 +116,7 @@ fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), Copy
             return Err(CopyError::TooLong);
         }
         h.update(&buf[..k]);
-        w.write_all(&buf[..k]).map_err(CopyError::Write)?;
+        sink(&buf[..k])?;
     }
     Ok((n, *h.finalize().as_bytes()))
 }
@@ -120,25 +139,6 @@ fn link_hashed(src: &Path, dst: &Path) -> Result<(u64, [u8; 32]), CopyError> {
         }
     }
     copy_hashed(src, dst, u64::MAX)
-}
-
-/// Size and blake3 of a file, streamed.
-fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
-    let mut r = File::open(path)?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; BUF];
-    let mut n = 0u64;
-    loop {
-        let k = match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        n += k as u64;
-        h.update(&buf[..k]);
-    }
-    Ok((n, *h.finalize().as_bytes()))
 }
 
 /// What eviction counts for a stored run value: the files' bytes (from
