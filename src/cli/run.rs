@@ -247,19 +247,24 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     let run_key = cache
         .has_l2()
         .then(|| run_cache_key(&dataset, &plan, &strategy, strict));
+    let mut tmp = tmp;
     if let Some(key) = &run_key {
         if cache.restore_run(key, &tmp).is_some() {
             let t_restore = t1.elapsed();
-            return finish_restored(
-                args,
-                &dataset,
-                &cache,
-                sampler,
-                &tmp,
-                &out,
-                pool.current_num_threads(),
-                (t_load, t_restore),
-            );
+            let threads = pool.current_num_threads();
+            match read_restored(args, &dataset, &cache, &tmp, threads, (t_load, t_restore)) {
+                Ok((run_json, summary)) => {
+                    return finish_restored(
+                        args, &cache, sampler, &tmp, &out, run_json, summary, t_restore,
+                    );
+                }
+                // Files that passed their checksums but do not parse (another
+                // build's layout): never fail the run for the cache.
+                Err(e) => {
+                    eprintln!("warning: cache: cannot read the restored run ({e:#}); recomputing");
+                    tmp = partial_dir(&out)?;
+                }
+            }
         }
     }
     let pb = progress_bar(plan.series.len(), args.quiet, "symbols");
@@ -311,17 +316,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "compute": t_compute.as_secs_f64() * 1e3,
     });
     run_json["cache"] = cache_json(&stats);
-    let committed = commit_run_dir(&tmp, &out, &run_json, |tmp| {
-        let path = tmp.join("memory.parquet");
-        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        })
-    });
-    if let Err(e) = committed {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.into());
-    }
+    commit_with_memory(&tmp, &out, &run_json, sampler)?;
     if let Some(key) = &run_key {
         cache.store_run(key, &out, &RUN_FILES);
     }
@@ -338,6 +333,28 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         print_cache_line(&stats);
     }
     args.report.render(&out, args.quiet)
+}
+
+/// Adds this process's `memory.parquet` and `run.json` to the result files
+/// in `tmp` and renames it to `out`; removes `tmp` if that fails.
+fn commit_with_memory(
+    tmp: &std::path::Path,
+    out: &std::path::Path,
+    run_json: &serde_json::Value,
+    sampler: MemorySampler,
+) -> Result<()> {
+    let committed = commit_run_dir(tmp, out, run_json, |tmp| {
+        let path = tmp.join("memory.parquet");
+        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    });
+    if let Err(e) = committed {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// The result files a cached run restores; `memory.parquet` (this
@@ -379,64 +396,55 @@ fn run_cache_key(
     crate::cache::run_key(&refs)
 }
 
+/// The `run.json` and summary of a run restored into `tmp`: `run.json`
+/// keeps the result's fields and takes this invocation's (command, time,
+/// paths, threads, timings, cache counts).
+fn read_restored(
+    args: &RunArgs,
+    dataset: &Dataset,
+    cache: &Cache,
+    tmp: &std::path::Path,
+    threads: usize,
+    (t_load, t_restore): (std::time::Duration, std::time::Duration),
+) -> Result<(serde_json::Value, RunSummary)> {
+    let mut run_json = crate::report::load::read_json(&tmp.join("run.json"))?;
+    let summary = summary_from_dir(tmp, &run_json)?;
+    run_json["command"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
+    run_json["started_at"] =
+        serde_json::json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    run_json["strategy_file"] =
+        serde_json::json!(args.strategy.as_ref().map(|p| p.display().to_string()));
+    run_json["data"]["path"] = serde_json::json!(args.data.data.display().to_string());
+    run_json["data"]["sources"] = sources_json(dataset);
+    run_json["threads"] = serde_json::json!(threads);
+    run_json["timings_ms"] = serde_json::json!({
+        "load": t_load.as_secs_f64() * 1e3,
+        "restore": t_restore.as_secs_f64() * 1e3,
+    });
+    run_json["cache"] = cache_json(&cache.stats());
+    Ok((run_json, summary))
+}
+
 /// Completes a run whose result files were restored from the cache into
-/// `tmp`: `run.json` keeps the result's fields and takes this invocation's
-/// (command, time, paths, threads, timings, cache counts).
+/// `tmp` (see [`read_restored`]).
 #[allow(clippy::too_many_arguments)]
 fn finish_restored(
     args: &RunArgs,
-    dataset: &Dataset,
     cache: &Cache,
     sampler: MemorySampler,
     tmp: &std::path::Path,
     out: &std::path::Path,
-    threads: usize,
-    (t_load, t_restore): (std::time::Duration, std::time::Duration),
+    run_json: serde_json::Value,
+    summary: RunSummary,
+    t_restore: std::time::Duration,
 ) -> Result<()> {
     let t2 = Instant::now();
-    let restored = (|| -> Result<(serde_json::Value, RunSummary)> {
-        let mut run_json = crate::report::load::read_json(&tmp.join("run.json"))?;
-        let summary = summary_from_dir(tmp, &run_json)?;
-        let stats = cache.stats();
-        run_json["command"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
-        run_json["started_at"] = serde_json::json!(
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
-        run_json["strategy_file"] =
-            serde_json::json!(args.strategy.as_ref().map(|p| p.display().to_string()));
-        run_json["data"]["path"] = serde_json::json!(args.data.data.display().to_string());
-        run_json["data"]["sources"] = sources_json(dataset);
-        run_json["threads"] = serde_json::json!(threads);
-        run_json["timings_ms"] = serde_json::json!({
-            "load": t_load.as_secs_f64() * 1e3,
-            "restore": t_restore.as_secs_f64() * 1e3,
-        });
-        run_json["cache"] = cache_json(&stats);
-        Ok((run_json, summary))
-    })();
-    let (run_json, summary) = match restored {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(tmp);
-            return Err(e.context("cannot read the results restored from the cache (`atc-bt cache verify` checks it; --no-cache skips it)"));
-        }
-    };
     crate::run::print_skipped(&summary.skipped);
     let stats = cache.stats();
     let (hits, misses) = cache_counts(&stats);
     sampler.set_cache(hits, misses);
     sampler.phase("write");
-    let committed = commit_run_dir(tmp, out, &run_json, |tmp| {
-        let path = tmp.join("memory.parquet");
-        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        })
-    });
-    if let Err(e) = committed {
-        let _ = std::fs::remove_dir_all(tmp);
-        return Err(e.into());
-    }
+    commit_with_memory(tmp, out, &run_json, sampler)?;
     cache.flush();
     if !args.quiet {
         print_summary(
