@@ -130,6 +130,50 @@ fn one_combination_equals_run() {
     assert_eq!(checked, 4 + 2, "4 symbols + portfolio + benchmark");
 }
 
+/// A sweep reuses the signals a run stored (one lookup per symbol and
+/// combination), computes the rest, and writes the bytes of an uncached
+/// sweep.
+#[test]
+fn sweep_reuses_the_signals_of_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..4)
+        .map(|k| walk(&format!("U{k}"), 70 + k, 400))
+        .collect();
+    write_ohlcv(&data, &series);
+    let cache = tmp.path().join("cache");
+    atc(tmp.path())
+        .args(["run", "-q", "--no-report", "--lambda", "0.05", "--data"])
+        .arg(&data)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--out")
+        .arg(tmp.path().join("r"))
+        .assert()
+        .success();
+    let sweep = |extra: &[&str], out: &str| {
+        let assert = atc(tmp.path())
+            .args(["sweep", "--no-report", "--lambda", "0.05,0.07", "--data"])
+            .arg(&data)
+            .args(extra)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .assert()
+            .success();
+        String::from_utf8_lossy(&assert.get_output().stdout).to_string()
+    };
+    let cache_arg = cache.display().to_string();
+    let stdout = sweep(&["--cache-dir", &cache_arg], "cached");
+    assert!(
+        stdout.contains("cache: 4 hits, 4 misses (50% hit rate)"),
+        "{stdout}"
+    );
+    sweep(&["--no-cache"], "uncached");
+    let a = std::fs::read(tmp.path().join("cached/results.parquet")).unwrap();
+    let b = std::fs::read(tmp.path().join("uncached/results.parquet")).unwrap();
+    assert!(a == b, "results.parquet differs with and without the cache");
+}
+
 #[test]
 fn bad_grids_fail_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
