@@ -726,58 +726,25 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
         .collect();
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut figs = String::new();
-    // The charts are independent: draw and encode them on all cores, then
-    // write them in the chosen order (the bytes do not depend on threads).
-    let jobs: Vec<(String, String, SymbolChart)> = chosen
-        .iter()
-        .map(|sym| {
-            let panel = data.panels.remove(sym).unwrap_or_default();
-            let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(0), sym);
-            let c = SymbolChart {
-                symbol: sym.clone(),
-                close: panel.close,
-                avg: panel.avg,
-                trades: panel.trades,
-                long_threshold: long_th,
-                short_threshold: short_th,
-                size: (1200, 560),
-            };
-            (sym.clone(), stem, c)
-        })
-        .collect();
-    let chart_err = |rel: &str| {
-        let path = dir.join(rel);
-        move |message| ReportError::Chart { path, message }
-    };
-    type Drawn = (Option<Vec<u8>>, Option<String>);
-    let drawn: Vec<Result<Drawn, ReportError>> = {
-        use rayon::prelude::*;
-        jobs.par_iter()
-            .map(|(_, stem, c)| {
-                let png_rel = format!("{FILES_DIR}/{stem}.png");
-                let svg_rel = format!("{FILES_DIR}/{stem}.svg");
-                let png = opts
-                    .format
-                    .png()
-                    .then(|| charts::to_png(c).map_err(chart_err(&png_rel)))
-                    .transpose()?;
-                let svg = opts
-                    .format
-                    .html()
-                    .then(|| charts::to_svg(c).map_err(chart_err(&svg_rel)))
-                    .transpose()?;
-                Ok((png, svg))
-            })
-            .collect()
-    };
-    for ((sym, stem, c), d) in jobs.iter().zip(drawn) {
-        let (png, svg) = d?;
-        let bars = c.avg.ts.len();
-        if let Some(bytes) = png {
-            w.write(&format!("{FILES_DIR}/{stem}.png"), &bytes)?;
+    for sym in &chosen {
+        let panel = data.panels.remove(sym).unwrap_or_default();
+        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(0), sym);
+        let bars = panel.avg.ts.len();
+        let c = SymbolChart {
+            symbol: sym.clone(),
+            close: panel.close,
+            avg: panel.avg,
+            trades: panel.trades,
+            long_threshold: long_th,
+            short_threshold: short_th,
+            size: (1200, 560),
+        };
+        if opts.format.png() {
+            w.png(&format!("{FILES_DIR}/{stem}.png"), &c)?;
         }
-        if let Some(svg) = svg {
+        if opts.format.html() {
             let rel = format!("{FILES_DIR}/{stem}.svg");
+            let svg = w.svg(&rel, &c)?;
             w.write(&rel, svg.as_bytes())?;
             links.insert(sym.clone(), rel.clone());
             let ret = data
