@@ -247,10 +247,7 @@ fn fills_fees_and_marks_follow_the_execution_model() {
 fn results_identical_for_any_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..6)
-        .map(|k| walk(&format!("S{k}"), 100 + k, 400))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "S", 6, 0, 100, 400);
     let mut outputs = Vec::new();
     for threads in ["1", "2"] {
         let out = tmp.path().join(format!("t{threads}"));
@@ -437,10 +434,7 @@ const RESULT_FILES: [&str; 4] = [
 fn cache_cold_warm_and_disabled_are_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..5)
-        .map(|k| walk(&format!("C{k}"), 200 + k, 600))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "C", 5, 0, 200, 600);
     let mut outs = Vec::new();
     for (name, extra) in [("cold", None), ("warm", None), ("off", Some("--no-cache"))] {
         let out = tmp.path().join(name);
@@ -526,10 +520,7 @@ fn run_renders_report_and_report_regenerates_it() {
 fn damaged_run_cache_entry_is_recomputed_not_restored() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..4)
-        .map(|k| walk(&format!("D{k}"), 300 + k, 400))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "D", 4, 0, 300, 400);
     let cache = tmp.path().join("cache");
     let run = |name: &str| {
         let out = tmp.path().join(name);
@@ -581,10 +572,7 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
     use std::process::Stdio;
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("k.parquet");
-    let series: Vec<Series> = (0..300)
-        .map(|k| walk(&format!("K{k:03}"), 500 + k, 500))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "K", 300, 3, 500, 500);
     let cache = tmp.path().join("cache");
     let reference = tmp.path().join("reference");
     atc(tmp.path())

@@ -73,10 +73,7 @@ fn shipped_grid_on_bundled_data_with_split() {
 fn one_combination_equals_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..4)
-        .map(|k| walk(&format!("S{k}"), 40 + k, 500))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "S", 4, 0, 40, 500);
     let sweep_out = tmp.path().join("s");
     atc(tmp.path())
         .args([
@@ -137,10 +134,7 @@ fn one_combination_equals_run() {
 fn sweep_reuses_the_signals_of_a_run() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..4)
-        .map(|k| walk(&format!("U{k}"), 70 + k, 400))
-        .collect();
-    write_ohlcv(&data, &series);
+    write_walks(&data, "U", 4, 0, 70, 400);
     let cache = tmp.path().join("cache");
     atc(tmp.path())
         .args(["run", "-q", "--no-report", "--lambda", "0.05", "--data"])

@@ -167,3 +167,12 @@ pub fn walk(symbol: &str, seed: u64, n: usize) -> Series {
         close,
     }
 }
+
+/// Writes `count` seeded random walks of `bars` bars to `path`, named
+/// `<prefix><k>` (`k` zero-padded to `width` digits), seeds `seed + k`.
+pub fn write_walks(path: &Path, prefix: &str, count: u64, width: usize, seed: u64, bars: usize) {
+    let series: Vec<Series> = (0..count)
+        .map(|k| walk(&format!("{prefix}{k:0width$}"), seed + k, bars))
+        .collect();
+    write_ohlcv(path, &series);
+}
