@@ -15,7 +15,7 @@
 //! better than many tiny ones). `f64`s are stored as raw bits, so decoding
 //! is bit-identical.
 //!
-//! A [`Kind::Run`] value is a manifest of the run's files (the files
+//! A [`Kind::Run`] or [`Kind::Report`] value is a manifest of the entry's files (the files
 //! themselves live outside the store): `count` in the header's `bars`
 //! field, then per file `name_len varint | name utf-8 | size u64 |
 //! blake3 [u8; 32]`.
@@ -323,10 +323,11 @@ pub fn valid_run_file_name(name: &str) -> bool {
         && !name.contains(['/', '\\', '\0'])
 }
 
-/// Encodes the manifest of a run's files.
-pub fn encode_run(key: &Key, created_ms: u64, files: &[RunFile]) -> Vec<u8> {
+/// Encodes the manifest of the files of an entry of `kind` (one with
+/// [`Kind::has_files`]).
+pub fn encode_run(key: &Key, kind: Kind, created_ms: u64, files: &[RunFile]) -> Vec<u8> {
     let cap = files.iter().map(|f| f.name.len() + 42).sum();
-    let mut v = begin(Kind::Run, created_ms, files.len(), cap);
+    let mut v = begin(kind, created_ms, files.len(), cap);
     for f in files {
         put_varint(&mut v, f.name.len() as u64);
         v.extend_from_slice(f.name.as_bytes());
@@ -336,10 +337,10 @@ pub fn encode_run(key: &Key, created_ms: u64, files: &[RunFile]) -> Vec<u8> {
     finish(key, v)
 }
 
-/// Decodes the body of a [`Kind::Run`] value; rejects names that are not
-/// plain file names and duplicates.
+/// Decodes the body of a files manifest ([`Kind::has_files`]); rejects
+/// names that are not plain file names and duplicates.
 pub fn decode_run(header: &Header, body: &[u8]) -> Result<Vec<RunFile>, CodecError> {
-    if header.kind != Kind::Run {
+    if !header.kind.has_files() {
         return Err(CodecError::BadKind(header.kind.tag()));
     }
     let mut pos = 0;
@@ -442,7 +443,7 @@ mod tests {
                 hash: [9; 32],
             },
         ];
-        let v = encode_run(&key(), 4, &files);
+        let v = encode_run(&key(), Kind::Run, 4, &files);
         let (h, body) = open(&key(), &v).unwrap();
         assert_eq!((h.kind, h.bars), (Kind::Run, 2));
         assert_eq!(decode_run(&h, body).unwrap(), files);
@@ -453,12 +454,12 @@ mod tests {
                 name: bad.into(),
                 ..files[0].clone()
             }];
-            let v = encode_run(&key(), 4, &f);
+            let v = encode_run(&key(), Kind::Run, 4, &f);
             let (h, body) = open(&key(), &v).unwrap();
             assert!(decode_run(&h, body).is_err(), "{bad:?}");
         }
         let dup = [files[0].clone(), files[0].clone()];
-        let v = encode_run(&key(), 4, &dup);
+        let v = encode_run(&key(), Kind::Run, 4, &dup);
         let (h, body) = open(&key(), &v).unwrap();
         assert!(decode_run(&h, body).is_err());
     }

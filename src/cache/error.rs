@@ -54,7 +54,7 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
-    /// A run file name given to [`super::Cache::store_run`] is not a plain,
+    /// A run file name given to [`super::Cache::store_files`] is not a plain,
     /// unique file name (it would escape or clash inside the entry).
     #[error("cannot cache run file {name:?}: not a plain, unique file name")]
     RunFileName {

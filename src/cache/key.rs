@@ -23,8 +23,10 @@ pub const FORMAT_VERSION: u32 = 1;
 ///
 /// Version 2 added [`Kind::Run`]: the persisted counters grew a third kind
 /// and run entries own files under `<cache dir>/runs/`, which a version 1
-/// build would neither account for nor delete.
-pub const STORE_FORMAT: &str = "atc-bt-cache/2 sled/0.34";
+/// build would neither account for nor delete. Version 3 added
+/// [`Kind::Report`] (a fourth counter) and a `.manifest` file inside every
+/// entry directory, which sled-free lookups read.
+pub const STORE_FORMAT: &str = "atc-bt-cache/3 sled/0.34";
 
 /// The kinds of cached results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,14 +41,24 @@ pub enum Kind {
     /// content key the caller derives with [`run_key`]; the value is a
     /// manifest, the files live under `<cache dir>/runs/<key hex>/`.
     Run,
+    /// The charts and result-derived HTML of a run's report, for one set of
+    /// report options; keyed by [`report_key`] from the run's key. Files
+    /// live like a run's, under `<cache dir>/runs/<key hex>/`.
+    Report,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; Kind::COUNT] = [Kind::Bank, Kind::Signals, Kind::Run];
+    pub const ALL: [Kind; Kind::COUNT] = [Kind::Bank, Kind::Signals, Kind::Run, Kind::Report];
 
     /// Number of kinds: the length of every per-kind array.
-    pub const COUNT: usize = 3;
+    pub const COUNT: usize = 4;
+
+    /// Whether an entry of this kind is a manifest of files kept under
+    /// `<cache dir>/runs/` (removed along with the entry).
+    pub fn has_files(self) -> bool {
+        matches!(self, Kind::Run | Kind::Report)
+    }
 
     /// The name shown by `cache stats`.
     pub fn name(self) -> &'static str {
@@ -54,6 +66,7 @@ impl Kind {
             Kind::Bank => "bank",
             Kind::Signals => "signals",
             Kind::Run => "run",
+            Kind::Report => "report",
         }
     }
 
@@ -63,6 +76,7 @@ impl Kind {
             Kind::Bank => 1,
             Kind::Signals => 2,
             Kind::Run => 3,
+            Kind::Report => 4,
         }
     }
 
@@ -72,6 +86,7 @@ impl Kind {
             1 => Some(Kind::Bank),
             2 => Some(Kind::Signals),
             3 => Some(Kind::Run),
+            4 => Some(Kind::Report),
             _ => None,
         }
     }
@@ -255,6 +270,17 @@ pub fn run_key(parts: &[&[u8]]) -> Key {
     h.finish()
 }
 
+/// The [`Kind::Report`] key of the report of the run `run` drawn with the
+/// options `options` (their canonical text; the caller includes its
+/// renderer's layout version there).
+pub fn report_key(run: &Key, options: &[u8]) -> Key {
+    let mut h = start(Kind::Report);
+    h.update(&run.0);
+    put_usize(&mut h, options.len());
+    h.update(options);
+    Key(*h.finalize().as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +344,9 @@ mod tests {
         }
         assert_eq!(Kind::Run.tag(), 3);
         assert_eq!(Kind::Run.name(), "run");
-        assert_eq!(Kind::from_tag(4), None);
+        assert_eq!(Kind::Report.tag(), 4);
+        assert!(Kind::Run.has_files() && Kind::Report.has_files());
+        assert!(!Kind::Bank.has_files() && !Kind::Signals.has_files());
+        assert_eq!(Kind::from_tag(5), None);
     }
 }

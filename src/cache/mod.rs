@@ -8,8 +8,11 @@
 //!   and the "never fail a run" open logic.
 //! - [`l1`], [`evict`]: the memory tier and the eviction score.
 //! - [`engine_cache`]: the cached engine entry points.
-//! - [`run_files`]: whole-run entries ([`Kind::Run`]): a run's finished
-//!   result files, stored beside the database under `<dir>/runs/`.
+//! - [`run_files`]: file entries ([`Kind::Run`], [`Kind::Report`]): a
+//!   run's finished result files or its report's charts, stored beside the
+//!   database under `<dir>/runs/`.
+//! - [`fast`]: memos and sled-free restores, so a warm rerun opens
+//!   neither this store nor the data store.
 //!
 //! A [`Cache`] never fails: a store that cannot be opened, is locked by
 //! another process, is corrupt or runs out of disk degrades to less caching
@@ -21,6 +24,7 @@ pub mod codec;
 pub mod engine_cache;
 mod error;
 pub mod evict;
+pub mod fast;
 pub mod key;
 pub mod l1;
 pub mod run_files;
@@ -38,7 +42,9 @@ pub use engine_cache::{
     store_signals_once,
 };
 pub use error::CacheError;
-pub use key::{run_key, Key, Kind, RunKeyHasher};
+pub use fast::{FastCache, Memo};
+pub use key::{report_key, run_key, Key, Kind, RunKeyHasher};
+pub use run_files::EntryFile;
 pub use stats::{CacheStats, KindStats, L2Stats, Usage};
 
 use codec::Header;
@@ -153,6 +159,8 @@ pub struct Cache {
     l2: Option<Arc<dyn KvStore>>,
     l2_live: AtomicBool,
     l2_path: PathBuf,
+    /// The cache directory (memos and the hit journal live here).
+    dir: PathBuf,
     /// Where run entries keep their files (`<dir>/runs`).
     runs_dir: PathBuf,
     ttl_ms: u64,
@@ -195,7 +203,71 @@ impl Cache {
         let mut c = Cache::with_store(l2, cfg);
         c.l2_path = store::db_path(&cfg.dir);
         c.warnings = Mutex::new(opened.warnings);
+        c.fold_uses();
         c
+    }
+
+    /// Applies the hits that sled-free restores ([`fast`]) journaled
+    /// since the store was last open: totals, last-run statistics and
+    /// eviction scores. The journal is deleted once applied and flushed, so
+    /// a crash in between counts a few hits twice, never loses the store.
+    fn fold_uses(&self) {
+        let Some(s) = self.live_l2().cloned() else {
+            return;
+        };
+        let taken = fast::take_uses(&self.dir);
+        if taken.is_empty() {
+            return;
+        }
+        let r = (|| -> Result<(), CacheError> {
+            let mut total = stats::decode(&s.get(Tree::Info, b"total")?.unwrap_or_default());
+            let mut last: Option<(u64, stats::PerKind)> = None;
+            for line in taken.iter().flat_map(|t| &t.1) {
+                let mut per = stats::PerKind::default();
+                for (kind, key) in &line.hits {
+                    per[kind.index()].hits_l2 += 1;
+                    if let Some(mut m) =
+                        s.get(Tree::Meta, &key.0)?.as_deref().and_then(Meta::decode)
+                    {
+                        m.crf = evict::touch(m.crf, m.last_ms, line.at_ms);
+                        m.last_ms = m.last_ms.max(line.at_ms);
+                        s.insert(Tree::Meta, &key.0, &m.encode())?;
+                    }
+                }
+                total = std::array::from_fn(|i| total[i].plus(per[i]));
+                if last.is_none_or(|(t, _)| line.at_ms >= t) {
+                    last = Some((line.at_ms, per));
+                }
+            }
+            s.insert(Tree::Info, b"total", &stats::encode(&total))?;
+            if let Some((_, per)) = last {
+                s.insert(Tree::Info, b"last_run", &stats::encode(&per))?;
+                s.insert(
+                    Tree::Info,
+                    b"last_run_l1",
+                    &stats::encode_usage(&Default::default()),
+                )?;
+            }
+            s.flush()
+        })();
+        match r {
+            Ok(()) => {
+                for (path, _) in taken {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Err(e) => self.l2_failed(&e),
+        }
+    }
+
+    /// Records that invocation key `key` produced the run entry `memo.run`
+    /// (see [`fast`]), so the next identical command restores it without
+    /// opening the store. Only the process holding the store writes memos;
+    /// a failure only costs that speed.
+    pub fn put_memo(&self, key: &Key, memo: &Memo) {
+        if self.enabled && self.live_l2().is_some() {
+            let _ = fast::write_memo(&self.dir, key, memo);
+        }
     }
 
     /// A cache over any [`KvStore`] (tests, another backend).
@@ -206,6 +278,7 @@ impl Cache {
             l2_live: AtomicBool::new(l2.is_some()),
             l2,
             l2_path: cfg.dir.clone(),
+            dir: cfg.dir.clone(),
             runs_dir: cfg.dir.join(run_files::RUNS_DIR),
             ttl_ms: cfg.ttl.as_millis().min(u128::from(u64::MAX)) as u64,
             disk_cap: cfg.disk_bytes,
@@ -321,7 +394,7 @@ impl Cache {
         if let Some(s) = self.live_l2() {
             let _ = s.remove(Tree::Values, &key.0);
             let _ = s.remove(Tree::Meta, &key.0);
-            if kind == Kind::Run {
+            if kind.has_files() {
                 self.remove_run_dir(key);
             }
         }
@@ -447,7 +520,7 @@ impl Cache {
         s.scan(Tree::Meta, &mut |k, v| {
             if let (Some(key), Some(m)) = (Key::from_slice(k), Meta::decode(v)) {
                 live += m.size;
-                if m.kind == Kind::Run {
+                if m.kind.has_files() {
                     runs.insert(key);
                 }
                 cands.push((
@@ -507,7 +580,7 @@ impl Cache {
             if let Some(key) = Key::from_slice(k) {
                 keys.insert(key);
                 if let Some((kind, created)) = codec::peek(v) {
-                    let size = if kind == Kind::Run {
+                    let size = if kind.has_files() {
                         runs.push(key);
                         run_files::entry_size(&key, v)
                     } else {
@@ -550,7 +623,7 @@ impl Cache {
             }
         }
         // Before eviction, so the measured usage it works from is real.
-        rep.orphans = self.sweep_runs_dir(&*s)?;
+        rep.orphans = self.sweep_runs_dir(&*s)? + fast::sweep_memos(&self.dir);
         let (e, v) = self.evict_l2(&*s, now_ms(), Some(&mut rep))?;
         rep.expired = e;
         rep.evicted = v;
@@ -577,7 +650,7 @@ impl Cache {
                     Kind::Signals => codec::decode_signals(&h, body).is_ok(),
                     // The files are hashed after the scan, outside the
                     // store's iterator.
-                    Kind::Run => codec::decode_run(&h, body)
+                    Kind::Run | Kind::Report => codec::decode_run(&h, body)
                         .map(|files| runs.push((key, files)))
                         .is_ok(),
                 },
@@ -663,8 +736,14 @@ pub fn clear(dir: &std::path::Path) -> std::io::Result<u64> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name == "db" || name == run_files::RUNS_DIR || name.starts_with("broken-") {
+        if name == "db"
+            || name == run_files::RUNS_DIR
+            || name == fast::MEMO_DIR
+            || name.starts_with("broken-")
+        {
             std::fs::remove_dir_all(entry.path())?;
+        } else if name.starts_with(fast::USES_LOG) {
+            std::fs::remove_file(entry.path())?;
         }
     }
     Ok(before)

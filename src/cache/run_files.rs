@@ -1,19 +1,23 @@
-//! Whole-run entries ([`Kind::Run`]): the finished result files of a run,
-//! so that a warm rerun copies them instead of recomputing and re-encoding
-//! them (writing ~40 MB of Parquet dominates a warm run otherwise).
+//! File entries ([`Kind::Run`], [`Kind::Report`]): the finished result
+//! files of a run, or the charts of its report, so that a warm rerun copies
+//! them instead of recomputing and re-encoding them (writing ~40 MB of
+//! Parquet dominates a warm run otherwise, and drawing PNGs a small one).
 //!
 //! Layout: the files of an entry live in `<cache dir>/runs/<64-hex key>/`;
 //! the store holds a checksummed manifest (name, size, blake3 of each
 //! file, see [`codec::encode_run`]) under the key, and a meta record whose
 //! size is the files' bytes plus the manifest's, so eviction and the disk
-//! budget see them.
+//! budget see them. The same manifest bytes are also written into the
+//! directory as [`MANIFEST_FILE`], for lookups that do not open the store
+//! ([`super::fast`]).
 //!
-//! Crash safety: [`Cache::store_run`] copies into `runs/.tmp-<pid>-<hex>`,
+//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<pid>-<hex>`,
 //! renames that to the final name, and only then inserts the manifest. A
 //! crash leaves at worst a temporary directory or a directory without a
-//! manifest, which no lookup ever reads and `cache gc` deletes. A lookup
-//! trusts nothing on disk: [`Cache::restore_run`] re-hashes every file
-//! while copying it out, and any mismatch drops the entry.
+//! manifest in the store, which no store lookup ever reads and `cache gc`
+//! deletes. A lookup trusts nothing on disk: [`Cache::restore_files`]
+//! re-hashes every file while copying it out, and any mismatch drops the
+//! entry.
 //!
 //! Only the process holding the database's lock has a live L2, so only it
 //! ever writes under `runs/`; an L1-only process neither stores nor
@@ -37,7 +41,11 @@ use super::{now_ms, put_entry, Cache};
 /// Directory of run entries inside the cache directory.
 pub const RUNS_DIR: &str = "runs";
 
-/// Prefix of a directory being filled by [`Cache::store_run`].
+/// The copy of an entry's manifest inside its directory (a name no entry
+/// file may take).
+pub const MANIFEST_FILE: &str = ".manifest";
+
+/// Prefix of a directory being filled by [`Cache::store_files`].
 const TMP_PREFIX: &str = ".tmp-";
 
 /// A temporary directory this old is stale whether or not its writer's pid
@@ -54,7 +62,7 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Why a streamed copy stopped. The variant says which side failed and
 /// whether the destination file was created (and must be cleaned up).
 #[derive(Debug)]
-enum CopyError {
+pub(super) enum CopyError {
     /// The source could not be opened (nothing created).
     OpenSrc(io::Error),
     /// The destination could not be created (nothing created).
@@ -68,7 +76,7 @@ enum CopyError {
 }
 
 impl CopyError {
-    fn created_dst(&self) -> bool {
+    pub(super) fn created_dst(&self) -> bool {
         matches!(
             self,
             CopyError::Read(_) | CopyError::Write(_) | CopyError::TooLong
@@ -79,7 +87,7 @@ impl CopyError {
 /// Copies `src` to `dst` (created or truncated), hashing the bytes as they
 /// pass so each file is read once; stops past `max` bytes. Returns the
 /// size and blake3 of what was copied.
-fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), CopyError> {
+pub(super) fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), CopyError> {
     let r = File::open(src).map_err(CopyError::OpenSrc)?;
     let mut w = File::create(dst).map_err(CopyError::CreateDst)?;
     read_hashed(r, max, &mut |b| w.write_all(b).map_err(CopyError::Write))
@@ -94,15 +102,18 @@ fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     })
 }
 
-/// Reads `r` to the end in [`BUF`] blocks, hashing each and handing it to
-/// `sink`; stops past `max` bytes.
+/// Reads `r` to the end in blocks of at most [`BUF`], hashing each and
+/// handing it to `sink`; stops past `max` bytes.
 fn read_hashed(
-    mut r: impl Read,
+    mut r: File,
     max: u64,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), CopyError>,
 ) -> Result<(u64, [u8; 32]), CopyError> {
     let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; BUF];
+    // Sized to the file: most result files are far smaller than BUF, and
+    // zeroing a fresh megabyte per file cost more than a small run's copy.
+    let len = r.metadata().map_or(BUF as u64, |m| m.len());
+    let mut buf = vec![0u8; (len.min(max).saturating_add(1)).clamp(4096, BUF as u64) as usize];
     let mut n = 0u64;
     loop {
         let k = match r.read(&mut buf) {
@@ -127,8 +138,10 @@ fn read_hashed(
 ///
 /// The run directory and the cache then share the files' inodes. atc-bt
 /// never writes a result file in place (a rerun writes a new directory and
-/// renames it; restores copy), so only an outside edit could change a
-/// stored file, and the checksum verified on every restore catches it.
+/// renames it; `run.json` and the report are replaced, not rewritten;
+/// restores copy, so a restored directory shares nothing with the cache),
+/// so only an outside edit could change a stored file, and the checksum
+/// verified on every restore catches it.
 fn link_hashed(src: &Path, dst: &Path) -> Result<(u64, [u8; 32]), CopyError> {
     if std::fs::hard_link(src, dst).is_ok() {
         match hash_file(dst) {
@@ -163,7 +176,7 @@ fn pid_alive(pid: u32) -> Option<bool> {
     }
 }
 
-/// Why [`Cache::store_run`] gave up: a problem with the caller's files (a
+/// Why [`Cache::store_files`] gave up: a problem with the caller's files (a
 /// warning; the cache stays usable) or with the cache's own disk (the
 /// on-disk tier is dropped for the rest of the run, as for other kinds).
 enum StoreFail {
@@ -176,6 +189,15 @@ fn run_io(path: &Path) -> impl Fn(io::Error) -> CacheError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Where the bytes of a file stored by [`Cache::store_entry`] come from.
+#[derive(Debug, Clone)]
+pub enum EntryFile<'a> {
+    /// A file: hard-linked into the cache where possible, else copied.
+    Path(PathBuf),
+    /// Bytes written as they are.
+    Bytes(&'a [u8]),
 }
 
 /// Why a file could not be restored: the cached copy is bad (the entry is
@@ -202,8 +224,9 @@ impl Cache {
         s.disk_bytes().saturating_add(dir_bytes(&self.runs_dir))
     }
 
-    /// Stores the finished result files `files` of a run, found in
-    /// `src_dir`, under `key` (from [`super::run_key`]).
+    /// Stores the files `files` found in `src_dir` as an entry of `kind`
+    /// (one with [`Kind::has_files`]) under `key` (from [`super::run_key`]
+    /// or [`super::report_key`]).
     ///
     /// Never fails the caller: an unreadable source file or an invalid
     /// name gives one warning; a failure to write the cache (full disk)
@@ -213,15 +236,25 @@ impl Cache {
     /// Names must be plain file names (no path separators). An entry
     /// already under `key` is replaced. Call [`Cache::flush`] at the end
     /// of the run, as for other kinds, so eviction keeps the budget.
-    pub fn store_run(&self, key: &Key, src_dir: &Path, files: &[&str]) {
-        if !self.enabled {
+    pub fn store_files(&self, kind: Kind, key: &Key, src_dir: &Path, files: &[&str]) {
+        let files: Vec<(&str, EntryFile<'_>)> = files
+            .iter()
+            .map(|n| (*n, EntryFile::Path(src_dir.join(n))))
+            .collect();
+        self.store_entry(kind, key, &files);
+    }
+
+    /// [`Cache::store_files`] with each file's source given on its own:
+    /// a file anywhere (linked or copied) or bytes from memory.
+    pub fn store_entry(&self, kind: Kind, key: &Key, files: &[(&str, EntryFile<'_>)]) {
+        if !self.enabled || !kind.has_files() {
             return;
         }
         let Some(s) = self.live_l2().cloned() else {
             return;
         };
-        match self.store_run_files(&*s, key, src_dir, files) {
-            Ok(true) => self.bump(Kind::Run, Counter::Insert),
+        match self.store_run_files(&*s, kind, key, files) {
+            Ok(true) => self.bump(kind, Counter::Insert),
             Ok(false) => {}
             Err(StoreFail::Source(e)) => self.warn_once(format!(
                 "warning: cache: not storing this run's result files: {e}"
@@ -233,12 +266,15 @@ impl Cache {
     fn store_run_files(
         &self,
         s: &dyn KvStore,
+        kind: Kind,
         key: &Key,
-        src_dir: &Path,
-        files: &[&str],
+        files: &[(&str, EntryFile<'_>)],
     ) -> Result<bool, StoreFail> {
-        for (i, name) in files.iter().enumerate() {
-            if !codec::valid_run_file_name(name) || files[..i].contains(name) {
+        for (i, (name, _)) in files.iter().enumerate() {
+            if !codec::valid_run_file_name(name)
+                || *name == MANIFEST_FILE
+                || files[..i].iter().any(|f| f.0 == *name)
+            {
                 return Err(StoreFail::Source(CacheError::RunFileName {
                     name: (*name).to_string(),
                 }));
@@ -247,10 +283,14 @@ impl Cache {
         // Sizes first: a run bigger than the whole budget would only be
         // evicted again at flush, after costing its copy.
         let mut total = 0u64;
-        for name in files {
-            let p = src_dir.join(name);
-            let md = fs::metadata(&p).map_err(|e| StoreFail::Source(run_io(&p)(e)))?;
-            total = total.saturating_add(md.len());
+        for (_, src) in files {
+            let len = match src {
+                EntryFile::Path(p) => fs::metadata(p)
+                    .map_err(|e| StoreFail::Source(run_io(p)(e)))?
+                    .len(),
+                EntryFile::Bytes(b) => b.len() as u64,
+            };
+            total = total.saturating_add(len);
         }
         if total > self.disk_cap {
             return Ok(false);
@@ -265,7 +305,7 @@ impl Cache {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp).map_err(|e| StoreFail::Cache(run_io(&tmp)(e)))?;
-        let r = self.fill_and_commit(s, key, src_dir, files, &tmp);
+        let r = self.fill_and_commit(s, kind, key, files, &tmp);
         // After a successful rename there is nothing left to remove here.
         if r.is_err() {
             let _ = fs::remove_dir_all(&tmp);
@@ -276,30 +316,43 @@ impl Cache {
     fn fill_and_commit(
         &self,
         s: &dyn KvStore,
+        kind: Kind,
         key: &Key,
-        src_dir: &Path,
-        files: &[&str],
+        files: &[(&str, EntryFile<'_>)],
         tmp: &Path,
     ) -> Result<bool, StoreFail> {
         // The files are independent: store them on all cores.
         let copied: Vec<Result<RunFile, StoreFail>> = files
             .par_iter()
-            .map(|name| {
-                let (src, dst) = (src_dir.join(name), tmp.join(name));
-                match link_hashed(&src, &dst) {
+            .map(|(name, src)| {
+                let dst = tmp.join(name);
+                let src = match src {
+                    EntryFile::Path(p) => p,
+                    EntryFile::Bytes(b) => {
+                        return match fs::write(&dst, b) {
+                            Ok(()) => Ok(RunFile {
+                                name: (*name).to_string(),
+                                size: b.len() as u64,
+                                hash: *blake3::hash(b).as_bytes(),
+                            }),
+                            Err(e) => Err(StoreFail::Cache(run_io(&dst)(e))),
+                        }
+                    }
+                };
+                match link_hashed(src, &dst) {
                     Ok((size, hash)) => Ok(RunFile {
                         name: (*name).to_string(),
                         size,
                         hash,
                     }),
                     Err(CopyError::OpenSrc(e) | CopyError::Read(e)) => {
-                        Err(StoreFail::Source(run_io(&src)(e)))
+                        Err(StoreFail::Source(run_io(src)(e)))
                     }
                     Err(CopyError::CreateDst(e) | CopyError::Write(e)) => {
                         Err(StoreFail::Cache(run_io(&dst)(e)))
                     }
                     Err(CopyError::TooLong) => Err(StoreFail::Source(CacheError::RunFiles {
-                        path: src,
+                        path: src.clone(),
                         source: io::Error::other("file grew while being copied"),
                     })),
                 }
@@ -307,7 +360,9 @@ impl Cache {
             .collect();
         let manifest_files = copied.into_iter().collect::<Result<Vec<_>, _>>()?;
         let created = now_ms();
-        let manifest = codec::encode_run(key, created, &manifest_files);
+        let manifest = codec::encode_run(key, kind, created, &manifest_files);
+        let mpath = tmp.join(MANIFEST_FILE);
+        fs::write(&mpath, &manifest).map_err(|e| StoreFail::Cache(run_io(&mpath)(e)))?;
         let size = manifest_files
             .iter()
             .map(|f| f.size)
@@ -325,7 +380,7 @@ impl Cache {
             Err(e) => return Err(StoreFail::Cache(run_io(&dir)(e))),
         }
         fs::rename(tmp, &dir).map_err(|e| StoreFail::Cache(run_io(&dir)(e)))?;
-        if let Err(e) = put_entry(s, key, Kind::Run, created, &manifest, size) {
+        if let Err(e) = put_entry(s, key, kind, created, &manifest, size) {
             // Without its manifest the directory is an orphan; remove it
             // now rather than leave it to gc.
             let _ = s.remove(Tree::Values, &key.0);
@@ -335,7 +390,7 @@ impl Cache {
         Ok(true)
     }
 
-    /// Restores the result files stored under `key` into `dest_dir`
+    /// Restores the files of the `kind` entry stored under `key` into `dest_dir`
     /// (created if needed; same-named files are overwritten) and returns
     /// their names, or `None` (counted as a miss) when there is no usable
     /// entry: absent, past its TTL, disabled or L1-only cache, or damaged.
@@ -345,31 +400,31 @@ impl Cache {
     /// the files already copied into `dest_dir` are deleted, and `None`
     /// tells the caller to recompute. Restore into a fresh staging
     /// directory and rename it into place, as for a computed run.
-    pub fn restore_run(&self, key: &Key, dest_dir: &Path) -> Option<Vec<String>> {
-        if !self.enabled {
+    pub fn restore_files(&self, kind: Kind, key: &Key, dest_dir: &Path) -> Option<Vec<String>> {
+        if !self.enabled || !kind.has_files() {
             return None;
         }
-        match self.restore_run_files(key, dest_dir) {
+        match self.restore_run_files(kind, key, dest_dir) {
             Some(names) => {
-                self.bump(Kind::Run, Counter::HitL2);
+                self.bump(kind, Counter::HitL2);
                 self.note_l2_use(key);
                 Some(names)
             }
             None => {
-                self.bump(Kind::Run, Counter::Miss);
+                self.bump(kind, Counter::Miss);
                 None
             }
         }
     }
 
-    fn restore_run_files(&self, key: &Key, dest_dir: &Path) -> Option<Vec<String>> {
+    fn restore_run_files(&self, kind: Kind, key: &Key, dest_dir: &Path) -> Option<Vec<String>> {
         // Absent, expired or corrupt manifests are counted and dropped here.
-        let (_, bytes) = self.l2_get(key, Kind::Run)?;
+        let (_, bytes) = self.l2_get(key, kind)?;
         let files = match codec::open(key, &bytes).and_then(|(h, body)| codec::decode_run(&h, body))
         {
             Ok(f) => f,
             Err(_) => {
-                self.drop_corrupt(key, Kind::Run);
+                self.drop_corrupt(key, kind);
                 return None;
             }
         };
@@ -412,7 +467,7 @@ impl Cache {
             .iter()
             .any(|r| matches!(r.1, Err(RestoreFail::Blob)))
         {
-            self.drop_corrupt(key, Kind::Run);
+            self.drop_corrupt(key, kind);
         } else if let Some((_, Err(RestoreFail::Dest(e)))) =
             results.into_iter().find(|r| r.1.is_err())
         {
@@ -451,8 +506,8 @@ impl Cache {
             let Some(name) = name.to_str() else { continue };
             let stale = if let Some(key) = Key::from_hex(name) {
                 let v = s.get(Tree::Values, &key.0)?;
-                // Owned only by a run manifest under the same key.
-                let owned = v.is_some_and(|v| matches!(codec::peek(&v), Some((Kind::Run, _))));
+                // Owned only by a files manifest under the same key.
+                let owned = v.is_some_and(|v| codec::peek(&v).is_some_and(|(k, _)| k.has_files()));
                 !owned
             } else if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
                 let old = entry
@@ -576,21 +631,25 @@ mod tests {
         let fx = Fixture::new();
         let want = fx.write_src(&FILES);
         let c = fx.cache();
-        assert!(c.restore_run(&key(1), &fx.root.join("out0")).is_none());
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("out0"))
+            .is_none());
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
         assert_eq!(fx.runs_entries(), vec![key(1).to_hex()]);
         c.flush();
         // A fresh process over the same store.
         let c = fx.cache();
         let out = fx.root.join("out");
-        let names = c.restore_run(&key(1), &out).expect("hit");
+        let names = c.restore_files(Kind::Run, &key(1), &out).expect("hit");
         assert_eq!(names, NAMES.map(String::from).to_vec());
         for (name, bytes) in &want {
             assert_eq!(&fs::read(out.join(name)).unwrap(), bytes, "{name}");
         }
         // Another key is a miss.
-        assert!(c.restore_run(&key(2), &fx.root.join("out2")).is_none());
+        assert!(c
+            .restore_files(Kind::Run, &key(2), &fx.root.join("out2"))
+            .is_none());
         let s = run_stats(&c);
         assert_eq!((s.hits_l2, s.misses, s.corrupt), (1, 1, 0));
         // The stats see the entry with its files' bytes.
@@ -611,13 +670,13 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         let blob = fx.runs().join(key(1).to_hex()).join("equity.parquet");
         let mut bytes = fs::read(&blob).unwrap();
         bytes[2 * BUF + 5] ^= 1;
         fs::write(&blob, &bytes).unwrap();
         let out = fx.root.join("out");
-        assert!(c.restore_run(&key(1), &out).is_none());
+        assert!(c.restore_files(Kind::Run, &key(1), &out).is_none());
         let s = run_stats(&c);
         assert_eq!((s.hits_l2, s.corrupt, s.misses), (0, 1, 1));
         // Entry, its files and whatever was copied out are gone.
@@ -626,7 +685,7 @@ mod tests {
         assert!(fx.store.get(Tree::Meta, &key(1).0).unwrap().is_none());
         assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
         // A second lookup is a plain miss.
-        assert!(c.restore_run(&key(1), &out).is_none());
+        assert!(c.restore_files(Kind::Run, &key(1), &out).is_none());
         assert_eq!(run_stats(&c).corrupt, 1);
     }
 
@@ -636,7 +695,7 @@ mod tests {
             let fx = Fixture::new();
             fx.write_src(&FILES);
             let c = fx.cache();
-            c.store_run(&key(1), &fx.src(), &NAMES);
+            c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
             let blob = fx.runs().join(key(1).to_hex()).join("metrics.json");
             match damage {
                 "delete" => fs::remove_file(&blob).unwrap(),
@@ -648,7 +707,8 @@ mod tests {
                 }
             }
             assert!(
-                c.restore_run(&key(1), &fx.root.join("out")).is_none(),
+                c.restore_files(Kind::Run, &key(1), &fx.root.join("out"))
+                    .is_none(),
                 "{damage}"
             );
             assert_eq!(run_stats(&c).corrupt, 1, "{damage}");
@@ -663,11 +723,66 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         assert_eq!(c.corrupt_values_for_test(1), 1);
-        assert!(c.restore_run(&key(1), &fx.root.join("out")).is_none());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("out"))
+            .is_none());
         assert_eq!(run_stats(&c).corrupt, 1);
         assert!(fx.runs_entries().is_empty());
+    }
+
+    /// The store-free path reads the entry's own manifest: it restores
+    /// exactly what the store would, and refuses another kind, a damaged
+    /// file, a damaged manifest and a past TTL, leaving nothing behind and
+    /// the entry in place (the store decides about it).
+    #[test]
+    fn fast_restore_reads_the_entry_manifest_and_refuses_any_doubt() {
+        use super::super::fast::FastCache;
+        let fx = Fixture::new();
+        let src = fx.write_src(&FILES);
+        let c = fx.cache();
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+        let mut cfg = CacheConfig::new(fx.root.join("cache"));
+        let fc = FastCache::new(&cfg).unwrap();
+        let out = fx.root.join("fast");
+        let mut names = fc.restore(Kind::Run, &key(1), &out).expect("restored");
+        names.sort();
+        let mut want: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want);
+        for (name, bytes) in &src {
+            assert_eq!(&fs::read(out.join(name)).unwrap(), bytes);
+        }
+        let none = |fc: &FastCache, kind: Kind, tag: &str| {
+            let o = fx.root.join(tag);
+            assert!(fc.restore(kind, &key(1), &o).is_none(), "{tag}");
+            let left = fs::read_dir(&o).map(|d| d.count()).unwrap_or(0);
+            assert_eq!(left, 0, "{tag}: files left behind");
+        };
+        none(&fc, Kind::Report, "kind");
+        cfg.ttl = Duration::from_millis(0);
+        std::thread::sleep(Duration::from_millis(5));
+        none(&FastCache::new(&cfg).unwrap(), Kind::Run, "ttl");
+        let dir = fx.runs().join(key(1).to_hex());
+        let victim = dir.join(NAMES[0]);
+        let mut b = fs::read(&victim).unwrap();
+        b[7] ^= 1;
+        fs::remove_file(&victim).unwrap();
+        fs::write(&victim, &b).unwrap();
+        none(&fc, Kind::Run, "file");
+        b[7] ^= 1;
+        fs::remove_file(&victim).unwrap();
+        fs::write(&victim, &b).unwrap();
+        assert!(fc
+            .restore(Kind::Run, &key(1), &fx.root.join("ok"))
+            .is_some());
+        let m = dir.join(MANIFEST_FILE);
+        let mut mb = fs::read(&m).unwrap();
+        mb[20] ^= 1;
+        fs::write(&m, &mb).unwrap();
+        none(&fc, Kind::Run, "manifest");
+        assert_eq!(fx.runs_entries(), vec![key(1).to_hex()]);
     }
 
     #[test]
@@ -676,10 +791,14 @@ mod tests {
         fx.write_src(&FILES);
         let ttl = Duration::from_millis(100);
         let c = fx.cache_with(ttl, u64::MAX);
-        c.store_run(&key(1), &fx.src(), &NAMES);
-        assert!(c.restore_run(&key(1), &fx.root.join("a")).is_some());
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("a"))
+            .is_some());
         std::thread::sleep(Duration::from_millis(250));
-        assert!(c.restore_run(&key(1), &fx.root.join("b")).is_none());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("b"))
+            .is_none());
         let s = run_stats(&c);
         assert_eq!((s.hits_l2, s.expired, s.misses), (1, 1, 1));
         assert!(fx.runs_entries().is_empty());
@@ -693,11 +812,13 @@ mod tests {
         let one: u64 = FILES.iter().map(|f| f.2 as u64).sum();
         let c = fx.cache();
         for n in 0..4 {
-            c.store_run(&key(n), &fx.src(), &NAMES);
+            c.store_files(Kind::Run, &key(n), &fx.src(), &NAMES);
         }
         // Key 0 is used again: it outranks the others.
         for _ in 0..3 {
-            assert!(c.restore_run(&key(0), &fx.root.join("o")).is_some());
+            assert!(c
+                .restore_files(Kind::Run, &key(0), &fx.root.join("o"))
+                .is_some());
         }
         c.flush();
         assert_eq!(fx.runs_entries().len(), 4);
@@ -712,7 +833,7 @@ mod tests {
         assert_eq!(u.usage[Kind::Run.index()].entries, left.len() as u64);
         // Every evicted key is a clean miss, every survivor a hit.
         for n in 0..4 {
-            let hit = c.restore_run(&key(n), &fx.root.join(format!("r{n}")));
+            let hit = c.restore_files(Kind::Run, &key(n), &fx.root.join(format!("r{n}")));
             assert_eq!(hit.is_some(), left.contains(&key(n).to_hex()), "key {n}");
         }
         assert_eq!(run_stats(&c).corrupt, 0);
@@ -723,8 +844,8 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
-        c.store_run(&key(2), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(2), &fx.src(), &NAMES);
         // A crash between rename and insert: a directory with no manifest.
         fx.store.remove(Tree::Values, &key(2).0).unwrap();
         fx.store.remove(Tree::Meta, &key(2).0).unwrap();
@@ -748,7 +869,9 @@ mod tests {
         assert!(left.iter().any(|n| n.ends_with("abcd1")), "{left:?}");
         assert!(left.contains(&"README".to_string()));
         assert_eq!(dead.exists(), !pid_check);
-        assert!(c.restore_run(&key(1), &fx.root.join("o")).is_some());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("o"))
+            .is_some());
         // A manifest whose directory vanished is dropped by gc too.
         fs::remove_dir_all(fx.runs().join(key(1).to_hex())).unwrap();
         let rep = c.gc().unwrap();
@@ -761,8 +884,8 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
-        c.store_run(&key(2), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(2), &fx.src(), &NAMES);
         assert!(c.verify().unwrap().corrupt.is_empty());
         let blob = fx.runs().join(key(2).to_hex()).join("metrics.json");
         let mut b = fs::read(&blob).unwrap();
@@ -775,7 +898,9 @@ mod tests {
         assert_eq!(rep.checked, 2);
         assert_eq!(rep.corrupt, vec![key(2).to_string()]);
         assert_eq!(fx.runs_entries(), vec![key(1).to_hex()]);
-        assert!(c.restore_run(&key(1), &fx.root.join("o")).is_some());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("o"))
+            .is_some());
     }
 
     /// On one file system a stored file is the run's own file (no bytes
@@ -787,13 +912,13 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         let ino = |p: &Path| fs::metadata(p).unwrap().ino();
         let stored = fx.runs().join(key(1).to_hex()).join(NAMES[0]);
         assert_eq!(ino(&stored), ino(&fx.src().join(NAMES[0])));
         let o = fx.root.join("o");
         fs::create_dir_all(&o).unwrap();
-        assert!(c.restore_run(&key(1), &o).is_some());
+        assert!(c.restore_files(Kind::Run, &key(1), &o).is_some());
         assert_ne!(ino(&o.join(NAMES[0])), ino(&stored));
     }
 
@@ -802,7 +927,7 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         drop(c);
         super::super::clear(&fx.root.join("cache")).unwrap();
         assert!(!fx.runs().exists());
@@ -813,15 +938,25 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &["../escape"]);
-        c.store_run(&key(2), &fx.src(), &["metrics.json", "metrics.json"]);
-        c.store_run(&key(3), &fx.src(), &["metrics.json", "nope.parquet"]);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &["../escape"]);
+        c.store_files(
+            Kind::Run,
+            &key(2),
+            &fx.src(),
+            &["metrics.json", "metrics.json"],
+        );
+        c.store_files(
+            Kind::Run,
+            &key(3),
+            &fx.src(),
+            &["metrics.json", "nope.parquet"],
+        );
         assert_eq!(c.warnings().len(), 3, "{:?}", c.warnings());
         // The cache stays usable, nothing half-written is left.
         assert!(c.has_l2());
         assert!(fx.runs_entries().is_empty());
         assert_eq!(run_stats(&c).inserts, 0);
-        c.store_run(&key(4), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(4), &fx.src(), &NAMES);
         assert_eq!(run_stats(&c).inserts, 1);
     }
 
@@ -833,12 +968,14 @@ mod tests {
         fx.store
             .fail_writes
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        c.store_run(&key(1), &fx.src(), &NAMES);
-        c.store_run(&key(2), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(2), &fx.src(), &NAMES);
         assert!(!c.has_l2());
         assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
         assert!(fx.runs_entries().is_empty());
-        assert!(c.restore_run(&key(1), &fx.root.join("o")).is_none());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("o"))
+            .is_none());
     }
 
     #[test]
@@ -850,8 +987,10 @@ mod tests {
         cfg.enabled = false;
         let off = Cache::with_store(None, &cfg);
         for c in [&l1_only, &off] {
-            c.store_run(&key(1), &fx.src(), &NAMES);
-            assert!(c.restore_run(&key(1), &fx.root.join("o")).is_none());
+            c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
+            assert!(c
+                .restore_files(Kind::Run, &key(1), &fx.root.join("o"))
+                .is_none());
         }
         assert!(!fx.runs().exists());
         assert_eq!(run_stats(&l1_only).misses, 1);
@@ -863,7 +1002,7 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache_with(Duration::from_secs(3600), 1000);
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         assert!(fx.runs_entries().is_empty());
         assert!(c.warnings().is_empty());
         assert_eq!(run_stats(&c).inserts, 0);
@@ -878,13 +1017,17 @@ mod tests {
         {
             let c = Cache::open(&cfg);
             assert!(c.has_l2(), "{:?}", c.warnings());
-            c.store_run(&key(1), &fx.src(), &NAMES);
+            c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
             c.flush();
         }
         {
             let c = Cache::open(&cfg);
             let out = fx.root.join("out");
-            assert!(c.restore_run(&key(1), &out).is_some(), "{:?}", c.warnings());
+            assert!(
+                c.restore_files(Kind::Run, &key(1), &out).is_some(),
+                "{:?}",
+                c.warnings()
+            );
             for (name, bytes) in &want {
                 assert_eq!(&fs::read(out.join(name)).unwrap(), bytes, "{name}");
             }
@@ -899,7 +1042,9 @@ mod tests {
         assert!(c.has_l2());
         assert!(c.warnings().iter().any(|w| w.contains("moved it to")));
         assert!(!dir.join(RUNS_DIR).exists());
-        assert!(c.restore_run(&key(1), &fx.root.join("out2")).is_none());
+        assert!(c
+            .restore_files(Kind::Run, &key(1), &fx.root.join("out2"))
+            .is_none());
     }
 
     #[test]
@@ -907,16 +1052,21 @@ mod tests {
         let fx = Fixture::new();
         fx.write_src(&FILES);
         let c = fx.cache();
-        c.store_run(&key(1), &fx.src(), &NAMES);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         let new = fx.write_src(&[("metrics.json", 9, 40)]);
-        c.store_run(&key(1), &fx.src(), &["metrics.json"]);
+        c.store_files(Kind::Run, &key(1), &fx.src(), &["metrics.json"]);
         let out = fx.root.join("o");
-        assert_eq!(c.restore_run(&key(1), &out).unwrap(), vec!["metrics.json"]);
+        assert_eq!(
+            c.restore_files(Kind::Run, &key(1), &out).unwrap(),
+            vec!["metrics.json"]
+        );
         assert_eq!(fs::read(out.join("metrics.json")).unwrap(), new[0].1);
         assert_eq!(fx.runs_entries(), vec![key(1).to_hex()]);
-        let in_dir = fs::read_dir(fx.runs().join(key(1).to_hex()))
+        let mut in_dir: Vec<String> = fs::read_dir(fx.runs().join(key(1).to_hex()))
             .unwrap()
-            .count();
-        assert_eq!(in_dir, 1);
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        in_dir.sort();
+        assert_eq!(in_dir, vec![MANIFEST_FILE, "metrics.json"]);
     }
 }

@@ -498,7 +498,7 @@ fn print_stats(s: &CacheStats) {
     println!("in memory (L1) at the end of the last run:");
     // Run entries are files on disk only; an always-empty L1 line would
     // suggest otherwise.
-    for k in Kind::ALL.into_iter().filter(|&k| k != Kind::Run) {
+    for k in Kind::ALL.into_iter().filter(|&k| !k.has_files()) {
         let u = s.last_run_l1[k.index()];
         println!(
             "  {:<8} {:>8} entries {:>12}",

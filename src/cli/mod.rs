@@ -11,6 +11,7 @@ mod data;
 mod merge;
 mod params;
 mod report;
+mod rerun;
 mod run;
 mod sweep;
 

@@ -12,10 +12,12 @@ use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
 use crate::backtest::Mode;
-use crate::cache::Cache;
+use crate::cache::{Cache, EntryFile, Kind};
 use crate::data::Dataset;
 use crate::report::{
-    render_report, write_memory_parquet, Format, MemorySampler, ReportOptions, SymbolsInReport,
+    draw_memory_section, finish_run_report, finish_run_report_from_dir, render_report,
+    render_run_report_parts, write_memory_parquet, Format, MemorySampler, MemorySection,
+    MemoryTimeline, ReportOptions, RunReportParts, SymbolsInReport, FILES_DIR, RUN_REPORT_LAYOUT,
 };
 use crate::run::output::{commit_run_dir, partial_dir, OutputError, RUN_FORMAT_VERSION};
 use crate::run::{fmt_ts, run_to_dir, RunPlan, RunSummary, Strategy};
@@ -73,17 +75,28 @@ pub struct ReportFlags {
 }
 
 impl ReportFlags {
+    /// The renderer's options for these flags.
+    pub fn options(&self) -> ReportOptions {
+        ReportOptions {
+            format: Format::Both,
+            symbols_in_report: self.symbols_in_report,
+            log_scale: self.log_scale,
+        }
+    }
+
+    /// The key of the cached report of the run entry `run` drawn with
+    /// these flags (and this build's drawing, [`RUN_REPORT_LAYOUT`]).
+    pub fn cache_key(&self, run: &crate::cache::Key) -> crate::cache::Key {
+        let text = format!("{RUN_REPORT_LAYOUT}|{:?}", self.options());
+        crate::cache::report_key(run, text.as_bytes())
+    }
+
     /// Renders the report of `dir` unless `--no-report`; prints where it is.
     pub fn render(&self, dir: &std::path::Path, quiet: bool) -> Result<()> {
         if self.no_report {
             return Ok(());
         }
-        let opts = ReportOptions {
-            format: Format::Both,
-            symbols_in_report: self.symbols_in_report,
-            log_scale: self.log_scale,
-        };
-        let summary = render_report(dir, &opts).with_context(|| {
+        let summary = render_report(dir, &self.options()).with_context(|| {
             format!(
                 "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
                 dir.display(),
@@ -171,16 +184,22 @@ pub fn progress_bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
 /// Prints the data warnings (bars kept or dropped), at most three in full,
 /// then a count with the command that lists them all.
 pub fn print_data_warnings(data: &Dataset) {
-    let w = data.warnings();
-    for x in w.iter().take(3) {
-        eprintln!("warning: {x}");
+    for line in data_warning_lines(data) {
+        eprintln!("{line}");
     }
+}
+
+/// The lines [`print_data_warnings`] prints.
+fn data_warning_lines(data: &Dataset) -> Vec<String> {
+    let w = data.warnings();
+    let mut lines: Vec<String> = w.iter().take(3).map(|x| format!("warning: {x}")).collect();
     if w.len() > 3 {
-        eprintln!(
+        lines.push(format!(
             "warning: {} more data warnings; `atc-bt data info --all-warnings` lists them",
             w.len() - 3
-        );
+        ));
     }
+    lines
 }
 
 /// The series and window selected by the flags.
@@ -204,6 +223,19 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .map(crate::shard::ShardSpec::from_arg)
         .transpose()?;
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
+    // The same command on unchanged data ran before: restore its files
+    // without opening the data store or the cache's database.
+    let invocation = match shard {
+        Some(_) => None,
+        None => super::rerun::Invocation::new(args, &strategy),
+    };
+    let sampler = match &invocation {
+        Some(inv) => match super::rerun::try_restore(args, inv, sampler, t0)? {
+            Some(sampler) => sampler,
+            None => return Ok(()),
+        },
+        None => sampler,
+    };
     let dataset = Dataset::open(&args.data.options(!args.quiet))?;
     let mut cache_cfg = args.cache.config(dataset.dir());
     if let Some(spec) = &shard {
@@ -215,12 +247,15 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let strict = args.data.strict;
-    print_data_warnings(&dataset);
+    let mut notes = data_warning_lines(&dataset);
     for bad in dataset.invalid() {
         if strict {
             anyhow::bail!("{bad} (--strict)");
         }
-        eprintln!("warning: skipped {bad}");
+        notes.push(format!("warning: skipped {bad}"));
+    }
+    for n in &notes {
+        eprintln!("{n}");
     }
     let plan = resolve_plan(&args.selection, &dataset)?;
     let t_load = t0.elapsed();
@@ -232,12 +267,21 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
     }
     let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("reports/runs").join(format!(
-            "{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-            &inputs_hash[..12]
-        ))
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&inputs_hash));
+    // What the next identical command needs to find this run without
+    // opening anything (written once the run entry is in the cache).
+    let memo = invocation.as_ref().map(|inv| {
+        let mut lines = vec![format!(
+            "data: store {} ({} series, {} bars) unchanged since the cached run; not opened",
+            dataset.dir().display(),
+            dataset.series().len(),
+            dataset.total_bars()
+        )];
+        lines.extend(notes.iter().cloned());
+        (inv.key, lines)
     });
     // Results are written into a temporary sibling of --out, which becomes
     // --out only when complete.
@@ -247,16 +291,33 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     let run_key = cache
         .has_l2()
         .then(|| run_cache_key(&dataset, &plan, &strategy, strict));
+    let report_key = run_key.as_ref().map(|k| args.report.cache_key(k));
     let mut tmp = tmp;
     if let Some(key) = &run_key {
-        if cache.restore_run(key, &tmp).is_some() {
+        if cache.restore_files(Kind::Run, key, &tmp).is_some() {
+            let parts = report_key.as_ref().and_then(|rk| {
+                restore_report_parts(&tmp, |dest| cache.restore_files(Kind::Report, rk, dest))
+            });
             let t_restore = t1.elapsed();
             let threads = pool.current_num_threads();
-            match read_restored(args, &dataset, &cache, &tmp, threads, (t_load, t_restore)) {
-                Ok((run_json, summary)) => {
-                    return finish_restored(
-                        args, &cache, sampler, &tmp, &out, run_json, summary, t_restore,
-                    );
+            let stats = cache.stats();
+            match read_restored(
+                args,
+                Some(&dataset),
+                stats,
+                (&tmp, &out),
+                threads,
+                (t_load, t_restore),
+            ) {
+                Ok(done) => {
+                    let drawn = done.commit(args, sampler, parts.is_some())?;
+                    if let Some((inv, notes)) = memo {
+                        cache.put_memo(&inv, &memo_of(key, &inputs_hash, notes));
+                    }
+                    let stored = StoreReport::new(&cache, report_key.as_ref());
+                    let r = report_run(args, &out, parts, stored, Some(drawn));
+                    cache.flush();
+                    return r;
                 }
                 // Files that passed their checksums but do not parse (another
                 // build's layout): never fail the run for the cache.
@@ -316,11 +377,13 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "compute": t_compute.as_secs_f64() * 1e3,
     });
     run_json["cache"] = cache_json(&stats);
-    commit_with_memory(&tmp, &out, &run_json, sampler)?;
+    commit_with_memory(&tmp, &out, &run_json, &sampler.finish())?;
     if let Some(key) = &run_key {
-        cache.store_run(key, &out, &RUN_FILES);
+        cache.store_files(Kind::Run, key, &out, &RUN_FILES);
+        if let Some((inv, notes)) = memo {
+            cache.put_memo(&inv, &memo_of(key, &inputs_hash, notes));
+        }
     }
-    cache.flush();
     let t_write = t2.elapsed();
     if !args.quiet {
         print_summary(
@@ -332,7 +395,193 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         );
         print_cache_line(&stats);
     }
-    args.report.render(&out, args.quiet)
+    let r = report_run(
+        args,
+        &out,
+        None,
+        StoreReport::new(&cache, report_key.as_ref()),
+        None,
+    );
+    cache.flush();
+    r
+}
+
+/// `reports/runs/<UTC time>-<first 12 hex of the inputs hash>`.
+pub(super) fn default_out(inputs_hash: &str) -> PathBuf {
+    PathBuf::from("reports/runs").join(format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &inputs_hash[..inputs_hash.len().min(12)]
+    ))
+}
+
+fn memo_of(run: &crate::cache::Key, inputs_hash: &str, notes: Vec<String>) -> crate::cache::Memo {
+    crate::cache::Memo {
+        run: run.to_hex(),
+        inputs_hash: inputs_hash.to_string(),
+        notes,
+    }
+}
+
+/// The name under which a report entry carries its [`RunReportParts`].
+const REPORT_PARTS_FILE: &str = "report-parts.json";
+
+/// Restores a report entry into `tmp/report_files/` with `restore` and
+/// takes its parts file back out; `None` (and nothing left behind) when
+/// there is no usable entry.
+pub(super) fn restore_report_parts(
+    tmp: &std::path::Path,
+    restore: impl FnOnce(&std::path::Path) -> Option<Vec<String>>,
+) -> Option<RunReportParts> {
+    let dest = tmp.join(FILES_DIR);
+    restore(&dest)?;
+    let path = dest.join(REPORT_PARTS_FILE);
+    let parts = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RunReportParts>(&b).ok());
+    let _ = std::fs::remove_file(&path);
+    if parts.is_none() {
+        let _ = std::fs::remove_dir_all(&dest);
+    }
+    parts
+}
+
+/// Where a freshly drawn report's result-derived half is stored, if
+/// anywhere.
+pub(super) struct StoreReport<'a>(Option<(&'a Cache, &'a crate::cache::Key)>);
+
+impl<'a> StoreReport<'a> {
+    pub(super) fn new(cache: &'a Cache, key: Option<&'a crate::cache::Key>) -> StoreReport<'a> {
+        StoreReport(key.map(|k| (cache, k)))
+    }
+
+    /// Nowhere.
+    pub(super) fn none() -> StoreReport<'static> {
+        StoreReport(None)
+    }
+}
+
+/// Renders the report of the run in `out` unless `--no-report`: from
+/// `parts` (restored with their charts) when given, which draws only the
+/// memory timeline and the run details; else in full, storing the
+/// result-derived half as a report entry for the next rerun.
+pub(super) fn report_run(
+    args: &RunArgs,
+    out: &std::path::Path,
+    parts: Option<RunReportParts>,
+    store: StoreReport<'_>,
+    drawn: Option<Committed>,
+) -> Result<()> {
+    if args.report.no_report {
+        return Ok(());
+    }
+    let opts = args.report.options();
+    let rendered = match (&parts, drawn) {
+        (
+            Some(p),
+            Some(Committed {
+                run_json,
+                memory: Some(memory),
+            }),
+        ) => memory.and_then(|m| finish_run_report(out, &opts, p, &run_json, m)),
+        (Some(p), _) => finish_run_report_from_dir(out, &opts, p),
+        (None, _) => render_run_report_parts(out, &opts).map(|(summary, p)| {
+            if let Some((cache, key)) = store.0 {
+                store_report_parts(cache, key, out, &p);
+            }
+            summary
+        }),
+    };
+    let summary = rendered.with_context(|| {
+        format!(
+            "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
+            out.display(),
+            out.display()
+        )
+    })?;
+    if !args.quiet {
+        if let Some(html) = summary.html {
+            println!("report: {}", html.display());
+        }
+    }
+    Ok(())
+}
+
+/// Stores a report's charts and parts under `key` (best effort, like
+/// every cache write).
+fn store_report_parts(
+    cache: &Cache,
+    key: &crate::cache::Key,
+    out: &std::path::Path,
+    parts: &RunReportParts,
+) {
+    let Ok(json) = serde_json::to_vec(parts) else {
+        return;
+    };
+    let dir = out.join(FILES_DIR);
+    let mut files: Vec<(&str, EntryFile<'_>)> = parts
+        .charts
+        .iter()
+        .map(|n| (n.as_str(), EntryFile::Path(dir.join(n))))
+        .collect();
+    files.push((REPORT_PARTS_FILE, EntryFile::Bytes(&json)));
+    cache.store_entry(Kind::Report, key, &files);
+}
+
+/// A run whose result files were restored into `tmp`.
+pub(super) struct Restored<'a> {
+    pub tmp: &'a std::path::Path,
+    pub out: &'a std::path::Path,
+    pub run_json: serde_json::Value,
+    pub summary: RunSummary,
+    pub t_restore: std::time::Duration,
+    pub stats: crate::cache::CacheStats,
+}
+
+/// What [`Restored::commit`] leaves for the report.
+pub(super) struct Committed {
+    run_json: serde_json::Value,
+    memory: Option<Result<MemorySection, crate::report::ReportError>>,
+}
+
+impl Restored<'_> {
+    /// Adds this process's `memory.parquet` and `run.json`, renames the
+    /// directory into place and prints the summary. With `draw`, the
+    /// report's memory section is drawn from the same timeline meanwhile,
+    /// on another thread (a restore is short enough that this matters).
+    pub(super) fn commit(
+        self,
+        args: &RunArgs,
+        sampler: MemorySampler,
+        draw: bool,
+    ) -> Result<Committed> {
+        let t2 = Instant::now();
+        crate::run::print_skipped(&self.summary.skipped);
+        let (hits, misses) = cache_counts(&self.stats);
+        sampler.set_cache(hits, misses);
+        sampler.phase("write");
+        let timeline = sampler.finish();
+        let opts = args.report.options();
+        let (committed, memory) = rayon::join(
+            || commit_with_memory(self.tmp, self.out, &self.run_json, &timeline),
+            || draw.then(|| draw_memory_section(Some(&timeline), &opts)),
+        );
+        committed?;
+        if !args.quiet {
+            print_summary(
+                &self.summary,
+                self.out,
+                self.t_restore.as_secs_f64(),
+                t2.elapsed().as_secs_f64(),
+                true,
+            );
+            print_cache_line(&self.stats);
+        }
+        Ok(Committed {
+            run_json: self.run_json,
+            memory,
+        })
+    }
 }
 
 /// Adds this process's `memory.parquet` and `run.json` to the result files
@@ -341,11 +590,11 @@ fn commit_with_memory(
     tmp: &std::path::Path,
     out: &std::path::Path,
     run_json: &serde_json::Value,
-    sampler: MemorySampler,
+    timeline: &MemoryTimeline,
 ) -> Result<()> {
     let committed = commit_run_dir(tmp, out, run_json, |tmp| {
         let path = tmp.join("memory.parquet");
-        write_memory_parquet(&path, &sampler.finish()).map_err(|e| OutputError::Parquet {
+        write_memory_parquet(&path, timeline).map_err(|e| OutputError::Parquet {
             path: path.clone(),
             message: e.to_string(),
         })
@@ -396,17 +645,20 @@ fn run_cache_key(
     crate::cache::run_key(&refs)
 }
 
-/// The `run.json` and summary of a run restored into `tmp`: `run.json`
+/// The `run.json` and summary of a run restored into `tmp`, to commit to
+/// `out`: `run.json`
 /// keeps the result's fields and takes this invocation's (command, time,
-/// paths, threads, timings, cache counts).
-fn read_restored(
+/// paths, threads, timings, cache counts). Without `dataset` (a restore
+/// that did not open it) the sources stay as recorded, which the
+/// restore's key vouches for.
+pub(super) fn read_restored<'a>(
     args: &RunArgs,
-    dataset: &Dataset,
-    cache: &Cache,
-    tmp: &std::path::Path,
+    dataset: Option<&Dataset>,
+    stats: crate::cache::CacheStats,
+    (tmp, out): (&'a std::path::Path, &'a std::path::Path),
     threads: usize,
     (t_load, t_restore): (std::time::Duration, std::time::Duration),
-) -> Result<(serde_json::Value, RunSummary)> {
+) -> Result<Restored<'a>> {
     let mut run_json = crate::report::load::read_json(&tmp.join("run.json"))?;
     let summary = summary_from_dir(tmp, &run_json)?;
     run_json["command"] = serde_json::json!(std::env::args().collect::<Vec<_>>());
@@ -415,53 +667,31 @@ fn read_restored(
     run_json["strategy_file"] =
         serde_json::json!(args.strategy.as_ref().map(|p| p.display().to_string()));
     run_json["data"]["path"] = serde_json::json!(args.data.data.display().to_string());
-    run_json["data"]["sources"] = sources_json(dataset);
+    if let Some(d) = dataset {
+        run_json["data"]["sources"] = sources_json(d);
+    }
     run_json["threads"] = serde_json::json!(threads);
     run_json["timings_ms"] = serde_json::json!({
         "load": t_load.as_secs_f64() * 1e3,
         "restore": t_restore.as_secs_f64() * 1e3,
     });
-    run_json["cache"] = cache_json(&cache.stats());
-    Ok((run_json, summary))
-}
-
-/// Completes a run whose result files were restored from the cache into
-/// `tmp` (see [`read_restored`]).
-#[allow(clippy::too_many_arguments)]
-fn finish_restored(
-    args: &RunArgs,
-    cache: &Cache,
-    sampler: MemorySampler,
-    tmp: &std::path::Path,
-    out: &std::path::Path,
-    run_json: serde_json::Value,
-    summary: RunSummary,
-    t_restore: std::time::Duration,
-) -> Result<()> {
-    let t2 = Instant::now();
-    crate::run::print_skipped(&summary.skipped);
-    let stats = cache.stats();
-    let (hits, misses) = cache_counts(&stats);
-    sampler.set_cache(hits, misses);
-    sampler.phase("write");
-    commit_with_memory(tmp, out, &run_json, sampler)?;
-    cache.flush();
-    if !args.quiet {
-        print_summary(
-            &summary,
-            out,
-            t_restore.as_secs_f64(),
-            t2.elapsed().as_secs_f64(),
-            true,
-        );
-        print_cache_line(&stats);
-    }
-    args.report.render(out, args.quiet)
+    run_json["cache"] = cache_json(&stats);
+    Ok(Restored {
+        tmp,
+        out,
+        run_json,
+        summary,
+        t_restore,
+        stats,
+    })
 }
 
 /// The summary of a complete run directory's `metrics.json` and `run.json`
 /// (what the terminal shows; the curves are left empty).
-fn summary_from_dir(dir: &std::path::Path, run_json: &serde_json::Value) -> Result<RunSummary> {
+pub(super) fn summary_from_dir(
+    dir: &std::path::Path,
+    run_json: &serde_json::Value,
+) -> Result<RunSummary> {
     use crate::backtest::Metrics;
     let metrics = crate::report::load::read_json(&dir.join("metrics.json"))?;
     let m = |v: &serde_json::Value| -> Result<Metrics> { Ok(serde_json::from_value(v.clone())?) };
@@ -515,7 +745,7 @@ fn cache_json(stats: &crate::cache::CacheStats) -> serde_json::Value {
 }
 
 /// One line per cached kind this process looked up.
-fn print_cache_line(stats: &crate::cache::CacheStats) {
+pub(super) fn print_cache_line(stats: &crate::cache::CacheStats) {
     if !stats.enabled {
         return;
     }

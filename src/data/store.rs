@@ -578,6 +578,19 @@ fn decode(mmap: &Arc<Mmap>, file: &File) -> Result<Decoded, String> {
     Ok((batches, ranges))
 }
 
+/// The data `opts` names, identified without opening or building its
+/// store: the store directory and each source file's absolute path, size
+/// and modification time, which is exactly the evidence
+/// [`Dataset::open`] accepts to reuse a store without rebuilding it (the
+/// `blake3` fields are left empty). Cheap: a directory listing and a
+/// `stat` per file. Callers use it to recognise data they have seen before
+/// (the run cache's memos).
+pub fn source_stamp(opts: &DataOptions) -> Result<(PathBuf, Vec<SourceInfo>), DataError> {
+    let (files, base) = resolve_sources(&opts.data)?;
+    let dir = store_dir(opts, &base)?;
+    Ok((dir, stat_sources(&files)?))
+}
+
 impl Dataset {
     /// Opens the store for `opts.data`, building or rebuilding it when
     /// missing, stale or damaged. Logs one line on stderr saying which. With

@@ -76,9 +76,18 @@ pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
 
 /// Writes `batch` to `path` as zstd-compressed Parquet.
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), ReportError> {
+    write_parquet_with(path, batch, Compression::ZSTD(ZstdLevel::default()))
+}
+
+/// [`write_parquet`] with another compression.
+pub fn write_parquet_with(
+    path: &Path,
+    batch: &RecordBatch,
+    compression: Compression,
+) -> Result<(), ReportError> {
     let file = File::create(path).map_err(io(path))?;
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_compression(compression)
         .build();
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| pq(path, e))?;
     w.write(batch).map_err(|e| pq(path, e))?;

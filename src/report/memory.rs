@@ -231,7 +231,9 @@ pub fn write_memory_parquet(path: &Path, t: &MemoryTimeline) -> Result<(), Repor
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    super::load::write_parquet(path, &batch)
+    // Snappy: a timeline is small, and zstd's per-column contexts cost
+    // more than a cached run's whole restore.
+    super::load::write_parquet_with(path, &batch, parquet::basic::Compression::SNAPPY)
 }
 
 #[cfg(test)]

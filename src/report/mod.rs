@@ -210,6 +210,9 @@ impl Writer {
     /// Writes `bytes` at `rel` (relative to the directory).
     fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ReportError> {
         let path = self.dir.join(rel);
+        // Replace, never rewrite in place: a chart may be a hard link into
+        // the run cache (a restored report).
+        let _ = std::fs::remove_file(&path);
         std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
             path: path.clone(),
             source,
@@ -568,24 +571,69 @@ fn memory_section(
     mem: Option<&MemoryTimeline>,
     opts: &ReportOptions,
 ) -> Result<String, ReportError> {
+    let drawn = draw_memory_section(mem, opts)?;
+    if let Some(png) = &drawn.png {
+        w.write(MEMORY_PNG, png)?;
+    }
+    Ok(drawn.html)
+}
+
+const MEMORY_PNG: &str = "report_files/memory.png";
+
+/// The memory section of a run report, drawn in memory: nothing touches
+/// the directory, so it can be drawn while the directory is being
+/// committed ([`finish_run_report`] writes it).
+#[derive(Debug, Clone)]
+pub struct MemorySection {
+    html: String,
+    png: Option<Vec<u8>>,
+}
+
+/// Draws the memory section of the timeline `mem` (its PNG and its SVG on
+/// two threads).
+pub fn draw_memory_section(
+    mem: Option<&MemoryTimeline>,
+    opts: &ReportOptions,
+) -> Result<MemorySection, ReportError> {
     let Some(t) = mem.filter(|t| !t.samples.is_empty()) else {
-        return Ok(section(
-            "memory",
-            "Memory timeline",
-            "<p class=\"caption\">No memory.parquet in this directory (the sampler runs on Linux only).</p>\n",
-        ));
+        return Ok(MemorySection {
+            html: section(
+                "memory",
+                "Memory timeline",
+                "<p class=\"caption\">No memory.parquet in this directory (the sampler runs on Linux only).</p>\n",
+            ),
+            png: None,
+        });
     };
     let c = MemoryChart {
         timeline: t,
         size: (1200, 380),
     };
-    if opts.format.png() {
-        w.png(&format!("{FILES_DIR}/memory.png"), &c)?;
-    }
-    if !opts.format.html() {
-        return Ok(String::new());
-    }
-    let svg = w.svg("memory", &c)?;
+    let chart_err = |rel: &str| {
+        let path = PathBuf::from(rel);
+        move |message| ReportError::Chart { path, message }
+    };
+    let (png, svg) = rayon::join(
+        || {
+            opts.format
+                .png()
+                .then(|| charts::to_png(&c).map_err(chart_err(MEMORY_PNG)))
+                .transpose()
+        },
+        || {
+            opts.format
+                .html()
+                .then(|| charts::to_svg(&c).map_err(chart_err("memory")))
+                .transpose()
+        },
+    );
+    let (png, svg) = (png?, svg?);
+    let Some(svg) = svg else {
+        return Ok(MemorySection {
+            html: String::new(),
+            png,
+        });
+    };
     let peak = t.peak().map_or(String::new(), |p| {
         format!(
             " Peak {:.1} MiB at {:.2} s in phase {}; {} samples; last sample: {} bars done, cache {} hits / {} misses.",
@@ -598,14 +646,17 @@ fn memory_section(
             t.samples.last().map_or(0, |s| s.cache_misses),
         )
     });
-    Ok(section(
-        "memory",
-        "Memory timeline",
-        &figure(
-            &svg,
-            &format!("Resident set size sampled at a fixed interval, phases shaded.{peak}"),
+    Ok(MemorySection {
+        html: section(
+            "memory",
+            "Memory timeline",
+            &figure(
+                &svg,
+                &format!("Resident set size sampled at a fixed interval, phases shaded.{peak}"),
+            ),
         ),
-    ))
+        png,
+    })
 }
 
 fn curve_line(name: &str, c: &Curve) -> Line {
@@ -618,6 +669,106 @@ fn curve_line(name: &str, c: &Curve) -> Line {
 
 /// Renders the report of a run directory.
 pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    render_run_report_parts(dir, opts).map(|(summary, _)| summary)
+}
+
+/// Version of the [`RunReportParts`] layout and of what the run report
+/// draws: part of the key under which a cache keeps them, so a build that
+/// draws differently never reuses another's charts.
+pub const RUN_REPORT_LAYOUT: u32 = 1;
+
+/// The half of a run report that depends only on the result files
+/// (`metrics.json`, `equity.parquet`, `signals.parquet`, `trades.parquet`,
+/// the result fields of `run.json`) and the options: every chart but the
+/// memory timeline, and the page up to it. The memory timeline and the run
+/// details describe the process that wrote the directory and are drawn
+/// anew by [`finish_run_report`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunReportParts {
+    /// The page's subtitle.
+    pub subtitle: String,
+    /// The page body before the memory section.
+    pub body: String,
+    /// Names of the chart files in [`FILES_DIR`] that `body` refers to.
+    pub charts: Vec<String>,
+}
+
+/// Completes the report of a run directory whose result-derived half
+/// comes from an earlier render of the same result files with the same
+/// options: `parts` as [`render_run_report_parts`] returned it, its chart
+/// files already copied into `dir/report_files/`; `run` is the directory's
+/// `run.json` and `memory` its timeline's section
+/// ([`draw_memory_section`]). Writes only the memory chart and the page,
+/// which is byte-identical to a full render of the directory.
+pub fn finish_run_report(
+    dir: &Path,
+    opts: &ReportOptions,
+    parts: &RunReportParts,
+    run: &Value,
+    memory: MemorySection,
+) -> Result<ReportSummary, ReportError> {
+    let files_dir = dir.join(FILES_DIR);
+    let mut w = Writer {
+        dir: dir.to_path_buf(),
+        files: Vec::new(),
+        total: 0,
+    };
+    for name in &parts.charts {
+        let path = files_dir.join(name);
+        let len = std::fs::metadata(&path)
+            .map_err(|source| ReportError::Io {
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        w.total += len;
+        w.files.push(path);
+    }
+    finish_run_page(w, opts, parts, memory, run)
+}
+
+/// [`finish_run_report`] reading `run.json` and `memory.parquet` from
+/// `dir`.
+pub fn finish_run_report_from_dir(
+    dir: &Path,
+    opts: &ReportOptions,
+    parts: &RunReportParts,
+) -> Result<ReportSummary, ReportError> {
+    let run = load::read_json(&dir.join("run.json"))?;
+    let memory = load::read_memory(&dir.join("memory.parquet"))?;
+    let section = draw_memory_section(memory.as_ref(), opts)?;
+    finish_run_report(dir, opts, parts, &run, section)
+}
+
+/// The memory section, the run details and the page around `parts`.
+fn finish_run_page(
+    mut w: Writer,
+    opts: &ReportOptions,
+    parts: &RunReportParts,
+    memory: MemorySection,
+    run: &Value,
+) -> Result<ReportSummary, ReportError> {
+    if let Some(png) = &memory.png {
+        w.write(MEMORY_PNG, png)?;
+    }
+    let mut body = parts.body.clone();
+    body.push_str(&memory.html);
+    if opts.format.html() {
+        body.push_str(&section("details", "Run details", &details_html(run)));
+    }
+    let html = opts
+        .format
+        .html()
+        .then(|| html::page("ATC backtest report", &parts.subtitle, &body));
+    w.finish(html.as_deref())
+}
+
+/// Renders the report of a run directory ([`render_run_report`]) and also
+/// returns its result-derived half, for a cache to keep.
+pub fn render_run_report_parts(
+    dir: &Path,
+    opts: &ReportOptions,
+) -> Result<(ReportSummary, RunReportParts), ReportError> {
     let mut data: RunData = load::load_run_meta(dir)?;
     let chosen = choose_symbols(&data.symbol_metrics, opts.symbols_in_report);
     let set: BTreeSet<String> = chosen.iter().cloned().collect();
@@ -797,30 +948,36 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
         ));
     }
 
-    body.push_str(&memory_section(&mut w, data.memory.as_ref(), opts)?);
-    if opts.format.html() {
-        body.push_str(&section("details", "Run details", &details_html(&data.run)));
-    }
-    let html = opts.format.html().then(|| {
-        let subtitle = format!(
-            "{} symbols · {} bars · window {} to {} · atc-bt {}",
-            data.symbol_metrics.len(),
-            data.portfolio.equity.ts.len(),
-            data.portfolio
-                .equity
-                .ts
-                .first()
-                .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
-            data.portfolio
-                .equity
-                .ts
-                .last()
-                .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
-            json_str(&data.run, &["atc_bt_version"]),
-        );
-        html::page("ATC backtest report", &subtitle, &body)
-    });
-    w.finish(html.as_deref())
+    let subtitle = format!(
+        "{} symbols · {} bars · window {} to {} · atc-bt {}",
+        data.symbol_metrics.len(),
+        data.portfolio.equity.ts.len(),
+        data.portfolio
+            .equity
+            .ts
+            .first()
+            .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
+        data.portfolio
+            .equity
+            .ts
+            .last()
+            .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
+        json_str(&data.run, &["atc_bt_version"]),
+    );
+    let files_dir = w.dir.join(FILES_DIR);
+    let parts = RunReportParts {
+        subtitle,
+        body,
+        charts: w
+            .files
+            .iter()
+            .filter_map(|p| p.strip_prefix(&files_dir).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+    };
+    let memory = draw_memory_section(data.memory.as_ref(), opts)?;
+    let summary = finish_run_page(w, opts, &parts, memory, &data.run)?;
+    Ok((summary, parts))
 }
 
 /// Parameter columns of `results.parquet` (not metrics), as the sweep writes them.

@@ -455,6 +455,12 @@ impl Serialize for SymbolMetrics<'_> {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
+    // Replace, never rewrite in place: the file may be a hard link into
+    // the run cache (a restored `run.json`).
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(path)(e)),
+        _ => {}
+    }
     let f = File::create(path).map_err(io_err(path))?;
     let mut w = std::io::BufWriter::new(f);
     serde_json::to_writer_pretty(&mut w, value).map_err(|e| OutputError::Io {
