@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::key::{Key, Kind};
-use super::run_files::{copy_hashed, MANIFEST_FILE, RUNS_DIR};
+use super::run_files::{restore_file, MANIFEST_FILE, RUNS_DIR};
 use super::{now_ms, CacheConfig};
 
 /// Directory of memos inside the cache directory.
@@ -103,7 +103,7 @@ impl FastCache {
             .par_iter()
             .map(|f| {
                 let dst = dest_dir.join(&f.name);
-                match copy_hashed(&dir.join(&f.name), &dst, f.size) {
+                match restore_file(kind, &dir.join(&f.name), &dst, f.size) {
                     Ok((n, hash)) if n == f.size && hash == f.hash => true,
                     Ok(_) => {
                         let _ = fs::remove_file(&dst);

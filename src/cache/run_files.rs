@@ -93,6 +93,36 @@ pub(super) fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8;
     read_hashed(r, max, &mut |b| w.write_all(b).map_err(CopyError::Write))
 }
 
+/// Restores the cached file `src` of a `kind` entry to `dst`, verifying it
+/// as it goes; returns the size and blake3 of `dst` as [`copy_hashed`]
+/// does.
+///
+/// Result files ([`Kind::Run`]) are copied: a restored directory shares
+/// nothing with the cache, so a user editing a result in place can never
+/// touch the cached copy. Report charts ([`Kind::Report`]) are rendered
+/// artifacts that atc-bt only ever replaces, so they are hard-linked where
+/// the file system allows (read once to hash), which spares a restore most
+/// of its writes and new inodes; a link whose bytes cannot be read or run
+/// past `max` is removed again.
+pub(super) fn restore_file(
+    kind: Kind,
+    src: &Path,
+    dst: &Path,
+    max: u64,
+) -> Result<(u64, [u8; 32]), CopyError> {
+    if kind != Kind::Report || std::fs::hard_link(src, dst).is_err() {
+        return copy_hashed(src, dst, max);
+    }
+    let read = File::open(dst)
+        .map_err(CopyError::Read)
+        .and_then(|r| read_hashed(r, max, &mut |_| Ok(())));
+    read.map_err(|e| {
+        let _ = std::fs::remove_file(dst);
+        // Nothing is left at `dst`: report it as a bad source.
+        CopyError::OpenSrc(io::Error::other(format!("{e:?}")))
+    })
+}
+
 /// Size and blake3 of a file, streamed.
 fn hash_file(path: &Path) -> io::Result<(u64, [u8; 32])> {
     let r = File::open(path)?;
@@ -139,7 +169,7 @@ fn read_hashed(
 /// The run directory and the cache then share the files' inodes. atc-bt
 /// never writes a result file in place (a rerun writes a new directory and
 /// renames it; `run.json` and the report are replaced, not rewritten;
-/// restores copy, so a restored directory shares nothing with the cache),
+/// restored results are copies, see [`restore_file`]),
 /// so only an outside edit could change a stored file, and the checksum
 /// verified on every restore catches it.
 fn link_hashed(src: &Path, dst: &Path) -> Result<(u64, [u8; 32]), CopyError> {
@@ -440,7 +470,7 @@ impl Cache {
             .par_iter()
             .map(|f| {
                 let (src, dst) = (dir.join(&f.name), dest_dir.join(&f.name));
-                match copy_hashed(&src, &dst, f.size) {
+                match restore_file(kind, &src, &dst, f.size) {
                     Ok((n, h)) if n == f.size && h == f.hash => (true, Ok(())),
                     Ok(_) => (true, Err(RestoreFail::Blob)),
                     Err(e) => {
