@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""End-to-end wall time of `atc-bt run` with --no-cache, a cold cache and a
+warm cache (issue 7's rerun target), each run into its own --out.
+
+usage (from a directory holding data/, e.g. the repository root):
+    python3 benches/cache_rerun.py target/release/atc-bt 21 [-- run flags...]
+e.g. `... 21 -- --from 2020 --symbols all` or `... 21 -- --from 2020 --no-report`.
+"Cold" deletes every <store>/.atc-cache before each run (the data store
+itself stays built); "warm" reruns the command the last cold run stored.
+Prints median, min and max per mode and the two ratios.
+"""
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def main():
+    binary, n = sys.argv[1], int(sys.argv[2])
+    flags = sys.argv[4:] if len(sys.argv) > 3 and sys.argv[3] == "--" else sys.argv[3:]
+    outs = tempfile.mkdtemp(prefix="atc-rerun-")
+    devnull = open(os.devnull, "w")
+    med = {}
+    try:
+        for mode in ["nocache", "cold", "warm"]:
+            times = []
+            for i in range(n):
+                args = [binary, "run", *flags, "--out", f"{outs}/{mode}-{i}"]
+                if mode == "nocache":
+                    args.append("--no-cache")
+                if mode == "cold":
+                    for c in glob.glob("data/.atc-store/*/.atc-cache"):
+                        shutil.rmtree(c)
+                t = time.perf_counter()
+                subprocess.run(args, stdout=devnull, stderr=devnull, check=True)
+                times.append((time.perf_counter() - t) * 1e3)
+            med[mode] = statistics.median(times)
+            print(f"{mode:8} median {med[mode]:8.2f} ms  min {min(times):8.2f}  max {max(times):8.2f}")
+        print(f"warm is {med['cold'] / med['warm']:.1f}x faster than cold; "
+              f"cold is {100 * (med['cold'] / med['nocache'] - 1):+.0f}% vs --no-cache")
+    finally:
+        shutil.rmtree(outs, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
