@@ -247,3 +247,29 @@ fn report_flags_select_their_own_report_entry() {
     assert!(!plain.join("report.html").exists());
     assert_eq!(s.entries().len(), 3, "one run and two report entries");
 }
+
+/// With the default cache directory (inside the data store's), the first
+/// run builds the store without calling it stale (the fast path only
+/// reads, it creates nothing), and the second is restored.
+#[test]
+fn default_cache_dir_first_run_is_a_clean_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d.parquet");
+    write_walks(&data, "D", 2, 0, 7, 300);
+    let run = |name: &str| {
+        let o = atc(tmp.path())
+            .args(["run", "--no-report", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join(name))
+            .env_remove("ATC_CACHE_DIR")
+            .assert()
+            .success();
+        String::from_utf8_lossy(&o.get_output().stderr).to_string()
+    };
+    let err = run("first");
+    assert!(err.contains("data: built store"), "{err}");
+    assert!(!err.contains("stale"), "{err}");
+    let err = run("second");
+    assert!(err.contains(NOT_OPENED), "{err}");
+}

@@ -35,8 +35,31 @@ pub struct CacheFlags {
 impl CacheFlags {
     /// The cache configuration for a run over data in `data_dir`.
     pub fn config(&self, data_dir: &Path) -> CacheConfig {
+        self.config_in(self.dir(data_dir))
+    }
+
+    /// [`CacheFlags::config`] for reading only: the same directory choice,
+    /// but nothing is created (a `<data_dir>/.atc-cache` that does not exist
+    /// yet holds nothing to read, so the per-user directory is named).
+    pub fn lookup_config(&self, data_dir: &Path) -> CacheConfig {
+        let local = data_dir.join(".atc-cache");
+        let dir = match &self.cache_dir {
+            Some(d) => d.clone(),
+            None => match std::env::var_os("ATC_CACHE_DIR").filter(|d| !d.is_empty()) {
+                Some(d) => PathBuf::from(d),
+                None if local.is_dir() => local,
+                None => user_cache_dir(),
+            },
+        };
         CacheConfig {
-            dir: self.dir(data_dir),
+            dir,
+            ..self.config_in(PathBuf::new())
+        }
+    }
+
+    fn config_in(&self, dir: PathBuf) -> CacheConfig {
+        CacheConfig {
+            dir,
             mem_bytes: self.cache_mem,
             disk_bytes: self.cache_size,
             ttl: self.cache_ttl,

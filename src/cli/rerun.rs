@@ -67,7 +67,10 @@ impl Invocation {
         }
         Some(Invocation {
             key: Key(*h.finalize().as_bytes()),
-            cfg: args.cache.config(&store_dir),
+            // Only reads: creating the cache directory inside a store
+            // directory that does not exist yet would make the data layer
+            // take it for a damaged store.
+            cfg: args.cache.lookup_config(&store_dir),
         })
     }
 }
