@@ -33,12 +33,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::codec;
 use super::key::{Key, Kind};
-use super::run_files::{restore_file, MANIFEST_FILE, RUNS_DIR};
+use super::run_files::{restore_entry_files, MANIFEST_FILE, RUNS_DIR};
 use super::{now_ms, CacheConfig};
 
 /// Directory of memos inside the cache directory.
@@ -99,34 +98,8 @@ impl FastCache {
         }
         let files = codec::decode_run(&h, body).ok()?;
         fs::create_dir_all(dest_dir).ok()?;
-        let ok: Vec<bool> = files
-            .par_iter()
-            .map(|f| {
-                let dst = dest_dir.join(&f.name);
-                match restore_file(kind, &dir.join(&f.name), &dst, f.size) {
-                    Ok((n, hash)) if n == f.size && hash == f.hash => true,
-                    Ok(_) => {
-                        let _ = fs::remove_file(&dst);
-                        false
-                    }
-                    Err(e) => {
-                        if e.created_dst() {
-                            let _ = fs::remove_file(&dst);
-                        }
-                        false
-                    }
-                }
-            })
-            .collect();
-        if ok.iter().all(|&x| x) {
-            return Some(files.into_iter().map(|f| f.name).collect());
-        }
-        for (f, good) in files.iter().zip(ok) {
-            if good {
-                let _ = fs::remove_file(dest_dir.join(&f.name));
-            }
-        }
-        None
+        restore_entry_files(kind, &dir, &files, dest_dir).ok()?;
+        Some(files.into_iter().map(|f| f.name).collect())
     }
 
     /// Appends this process's hits to the journal the store folds in

@@ -62,7 +62,7 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Why a streamed copy stopped. The variant says which side failed and
 /// whether the destination file was created (and must be cleaned up).
 #[derive(Debug)]
-pub(super) enum CopyError {
+enum CopyError {
     /// The source could not be opened (nothing created).
     OpenSrc(io::Error),
     /// The destination could not be created (nothing created).
@@ -76,7 +76,7 @@ pub(super) enum CopyError {
 }
 
 impl CopyError {
-    pub(super) fn created_dst(&self) -> bool {
+    fn created_dst(&self) -> bool {
         matches!(
             self,
             CopyError::Read(_) | CopyError::Write(_) | CopyError::TooLong
@@ -87,7 +87,7 @@ impl CopyError {
 /// Copies `src` to `dst` (created or truncated), hashing the bytes as they
 /// pass so each file is read once; stops past `max` bytes. Returns the
 /// size and blake3 of what was copied.
-pub(super) fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), CopyError> {
+fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8; 32]), CopyError> {
     let r = File::open(src).map_err(CopyError::OpenSrc)?;
     let mut w = File::create(dst).map_err(CopyError::CreateDst)?;
     read_hashed(r, max, &mut |b| w.write_all(b).map_err(CopyError::Write))
@@ -104,7 +104,7 @@ pub(super) fn copy_hashed(src: &Path, dst: &Path, max: u64) -> Result<(u64, [u8;
 /// the file system allows (read once to hash), which spares a restore most
 /// of its writes and new inodes; a link whose bytes cannot be read or run
 /// past `max` is removed again.
-pub(super) fn restore_file(
+fn restore_file(
     kind: Kind,
     src: &Path,
     dst: &Path,
@@ -121,6 +121,51 @@ pub(super) fn restore_file(
         // Nothing is left at `dst`: report it as a bad source.
         CopyError::OpenSrc(io::Error::other(format!("{e:?}")))
     })
+}
+
+/// Restores every file of a `kind` entry from its directory `dir` into
+/// `dest_dir` with [`restore_file`], on all cores, checking each against
+/// its manifest record. On any failure every file it wrote is removed
+/// again; the error is [`RestoreFail::Blob`] if a cached file is bad (the
+/// entry must go), else the destination's.
+pub(super) fn restore_entry_files(
+    kind: Kind,
+    dir: &Path,
+    files: &[RunFile],
+    dest_dir: &Path,
+) -> Result<(), RestoreFail> {
+    let results: Vec<(bool, Result<(), RestoreFail>)> = files
+        .par_iter()
+        .map(|f| {
+            let (src, dst) = (dir.join(&f.name), dest_dir.join(&f.name));
+            match restore_file(kind, &src, &dst, f.size) {
+                Ok((n, h)) if n == f.size && h == f.hash => (true, Ok(())),
+                Ok(_) => (true, Err(RestoreFail::Blob)),
+                Err(e) => {
+                    let created = e.created_dst();
+                    match e {
+                        CopyError::CreateDst(e) | CopyError::Write(e) => {
+                            (created, Err(RestoreFail::Dest(run_io(&dst)(e))))
+                        }
+                        _ => (created, Err(RestoreFail::Blob)),
+                    }
+                }
+            }
+        })
+        .collect();
+    if results.iter().all(|r| r.1.is_ok()) {
+        return Ok(());
+    }
+    for (f, (created, _)) in files.iter().zip(&results) {
+        if *created {
+            let _ = fs::remove_file(dest_dir.join(&f.name));
+        }
+    }
+    let errors: Vec<RestoreFail> = results.into_iter().filter_map(|r| r.1.err()).collect();
+    if errors.iter().any(|e| matches!(e, RestoreFail::Blob)) {
+        return Err(RestoreFail::Blob);
+    }
+    Err(errors.into_iter().next().unwrap_or(RestoreFail::Blob))
 }
 
 /// Size and blake3 of a file, streamed.
@@ -232,7 +277,7 @@ pub enum EntryFile<'a> {
 
 /// Why a file could not be restored: the cached copy is bad (the entry is
 /// dropped) or the destination cannot be written (the entry is fine).
-enum RestoreFail {
+pub(super) enum RestoreFail {
     Blob,
     Dest(CacheError),
 }
@@ -465,45 +510,12 @@ impl Cache {
             ));
             return None;
         }
-        let dir = self.run_dir(key);
-        let results: Vec<(bool, Result<(), RestoreFail>)> = files
-            .par_iter()
-            .map(|f| {
-                let (src, dst) = (dir.join(&f.name), dest_dir.join(&f.name));
-                match restore_file(kind, &src, &dst, f.size) {
-                    Ok((n, h)) if n == f.size && h == f.hash => (true, Ok(())),
-                    Ok(_) => (true, Err(RestoreFail::Blob)),
-                    Err(e) => {
-                        let created = e.created_dst();
-                        match e {
-                            CopyError::CreateDst(e) | CopyError::Write(e) => {
-                                (created, Err(RestoreFail::Dest(run_io(&dst)(e))))
-                            }
-                            _ => (created, Err(RestoreFail::Blob)),
-                        }
-                    }
-                }
-            })
-            .collect();
-        if results.iter().all(|r| r.1.is_ok()) {
-            return Some(files.into_iter().map(|f| f.name).collect());
-        }
-        for (f, (created, _)) in files.iter().zip(&results) {
-            if *created {
-                let _ = fs::remove_file(dest_dir.join(&f.name));
-            }
-        }
-        if results
-            .iter()
-            .any(|r| matches!(r.1, Err(RestoreFail::Blob)))
-        {
-            self.drop_corrupt(key, kind);
-        } else if let Some((_, Err(RestoreFail::Dest(e)))) =
-            results.into_iter().find(|r| r.1.is_err())
-        {
-            self.warn_once(format!(
+        match restore_entry_files(kind, &self.run_dir(key), &files, dest_dir) {
+            Ok(()) => return Some(files.into_iter().map(|f| f.name).collect()),
+            Err(RestoreFail::Blob) => self.drop_corrupt(key, kind),
+            Err(RestoreFail::Dest(e)) => self.warn_once(format!(
                 "warning: cache: cannot restore cached results: {e}"
-            ));
+            )),
         }
         None
     }

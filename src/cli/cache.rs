@@ -42,19 +42,7 @@ impl CacheFlags {
     /// but nothing is created (a `<data_dir>/.atc-cache` that does not exist
     /// yet holds nothing to read, so the per-user directory is named).
     pub fn lookup_config(&self, data_dir: &Path) -> CacheConfig {
-        let local = data_dir.join(".atc-cache");
-        let dir = match &self.cache_dir {
-            Some(d) => d.clone(),
-            None => match std::env::var_os("ATC_CACHE_DIR").filter(|d| !d.is_empty()) {
-                Some(d) => PathBuf::from(d),
-                None if local.is_dir() => local,
-                None => user_cache_dir(),
-            },
-        };
-        CacheConfig {
-            dir,
-            ..self.config_in(PathBuf::new())
-        }
+        self.config_in(self.choose_dir(data_dir, Path::is_dir))
     }
 
     fn config_in(&self, dir: PathBuf) -> CacheConfig {
@@ -70,6 +58,12 @@ impl CacheFlags {
     /// `--cache-dir`, else `$ATC_CACHE_DIR`, else `<data_dir>/.atc-cache`
     /// when that can be created and written, else the per-user cache dir.
     pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.choose_dir(data_dir, writable)
+    }
+
+    /// [`CacheFlags::dir`], with `local_ok` deciding about
+    /// `<data_dir>/.atc-cache`.
+    fn choose_dir(&self, data_dir: &Path, local_ok: impl Fn(&Path) -> bool) -> PathBuf {
         if let Some(d) = &self.cache_dir {
             return d.clone();
         }
@@ -77,7 +71,7 @@ impl CacheFlags {
             return PathBuf::from(d);
         }
         let local = data_dir.join(".atc-cache");
-        if writable(&local) {
+        if local_ok(&local) {
             return local;
         }
         user_cache_dir()

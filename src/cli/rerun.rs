@@ -12,9 +12,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::run::{
-    default_out, read_restored, report_run, restore_report_parts, RunArgs, StoreReport,
-};
+use super::run::{default_out, read_restored, report_run, restore_report_parts, RunArgs};
 use crate::cache::{CacheConfig, CacheStats, FastCache, Key, Kind};
 use crate::report::MemorySampler;
 use crate::run::output::{partial_dir, RUN_FORMAT_VERSION};
@@ -145,6 +143,6 @@ pub(super) fn try_restore(
     }
     let drawn = done.commit(args, sampler, parts.is_some())?;
     fc.record_hits(&hits);
-    report_run(args, &out, parts, StoreReport::none(), Some(drawn))?;
+    report_run(args, &out, parts, None, Some(drawn))?;
     Ok(None)
 }

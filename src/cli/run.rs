@@ -96,13 +96,7 @@ impl ReportFlags {
         if self.no_report {
             return Ok(());
         }
-        let summary = render_report(dir, &self.options()).with_context(|| {
-            format!(
-                "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
-                dir.display(),
-                dir.display()
-            )
-        })?;
+        let summary = render_report(dir, &self.options()).with_context(|| report_failed(dir))?;
         if !quiet {
             if let Some(html) = summary.html {
                 println!("report: {}", html.display());
@@ -110,6 +104,15 @@ impl ReportFlags {
         }
         Ok(())
     }
+}
+
+/// What a failed report says: the results are safe, and how to retry.
+fn report_failed(dir: &std::path::Path) -> String {
+    format!(
+        "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
+        dir.display(),
+        dir.display()
+    )
 }
 
 /// Execution flags (override `[execution]` of the strategy file).
@@ -314,8 +317,8 @@ pub fn execute(args: &RunArgs) -> Result<()> {
                     if let Some((inv, notes)) = memo {
                         cache.put_memo(&inv, &memo_of(key, &inputs_hash, notes));
                     }
-                    let stored = StoreReport::new(&cache, report_key.as_ref());
-                    let r = report_run(args, &out, parts, stored, Some(drawn));
+                    let store = report_key.as_ref().map(|k| (&cache, k));
+                    let r = report_run(args, &out, parts, store, Some(drawn));
                     cache.flush();
                     return r;
                 }
@@ -395,13 +398,8 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         );
         print_cache_line(&stats);
     }
-    let r = report_run(
-        args,
-        &out,
-        None,
-        StoreReport::new(&cache, report_key.as_ref()),
-        None,
-    );
+    let store = report_key.as_ref().map(|k| (&cache, k));
+    let r = report_run(args, &out, None, store, None);
     cache.flush();
     r
 }
@@ -446,21 +444,6 @@ pub(super) fn restore_report_parts(
     parts
 }
 
-/// Where a freshly drawn report's result-derived half is stored, if
-/// anywhere.
-pub(super) struct StoreReport<'a>(Option<(&'a Cache, &'a crate::cache::Key)>);
-
-impl<'a> StoreReport<'a> {
-    pub(super) fn new(cache: &'a Cache, key: Option<&'a crate::cache::Key>) -> StoreReport<'a> {
-        StoreReport(key.map(|k| (cache, k)))
-    }
-
-    /// Nowhere.
-    pub(super) fn none() -> StoreReport<'static> {
-        StoreReport(None)
-    }
-}
-
 /// Renders the report of the run in `out` unless `--no-report`: from
 /// `parts` (restored with their charts) when given, which draws only the
 /// memory timeline and the run details; else in full, storing the
@@ -469,7 +452,7 @@ pub(super) fn report_run(
     args: &RunArgs,
     out: &std::path::Path,
     parts: Option<RunReportParts>,
-    store: StoreReport<'_>,
+    store: Option<(&Cache, &crate::cache::Key)>,
     drawn: Option<Committed>,
 ) -> Result<()> {
     if args.report.no_report {
@@ -486,19 +469,13 @@ pub(super) fn report_run(
         ) => memory.and_then(|m| finish_run_report(out, &opts, p, &run_json, m)),
         (Some(p), _) => finish_run_report_from_dir(out, &opts, p),
         (None, _) => render_run_report_parts(out, &opts).map(|(summary, p)| {
-            if let Some((cache, key)) = store.0 {
+            if let Some((cache, key)) = store {
                 store_report_parts(cache, key, out, &p);
             }
             summary
         }),
     };
-    let summary = rendered.with_context(|| {
-        format!(
-            "the results in {} are complete, but the report failed (retry with `atc-bt report {}`)",
-            out.display(),
-            out.display()
-        )
-    })?;
+    let summary = rendered.with_context(|| report_failed(out))?;
     if !args.quiet {
         if let Some(html) = summary.html {
             println!("report: {}", html.display());
@@ -530,12 +507,12 @@ fn store_report_parts(
 
 /// A run whose result files were restored into `tmp`.
 pub(super) struct Restored<'a> {
-    pub tmp: &'a std::path::Path,
-    pub out: &'a std::path::Path,
-    pub run_json: serde_json::Value,
-    pub summary: RunSummary,
-    pub t_restore: std::time::Duration,
-    pub stats: crate::cache::CacheStats,
+    tmp: &'a std::path::Path,
+    out: &'a std::path::Path,
+    run_json: serde_json::Value,
+    summary: RunSummary,
+    t_restore: std::time::Duration,
+    stats: crate::cache::CacheStats,
 }
 
 /// What [`Restored::commit`] leaves for the report.
@@ -564,7 +541,7 @@ impl Restored<'_> {
         let opts = args.report.options();
         let (committed, memory) = rayon::join(
             || commit_with_memory(self.tmp, self.out, &self.run_json, &timeline),
-            || draw.then(|| draw_memory_section(Some(&timeline), &opts)),
+            || draw.then(|| draw_memory_section(self.out, Some(&timeline), &opts)),
         );
         committed?;
         if !args.quiet {

@@ -571,13 +571,14 @@ fn memory_section(
     mem: Option<&MemoryTimeline>,
     opts: &ReportOptions,
 ) -> Result<String, ReportError> {
-    let drawn = draw_memory_section(mem, opts)?;
+    let drawn = draw_memory_section(&w.dir, mem, opts)?;
     if let Some(png) = &drawn.png {
         w.write(MEMORY_PNG, png)?;
     }
     Ok(drawn.html)
 }
 
+/// `FILES_DIR/memory.png`.
 const MEMORY_PNG: &str = "report_files/memory.png";
 
 /// The memory section of a run report, drawn in memory: nothing touches
@@ -589,9 +590,11 @@ pub struct MemorySection {
     png: Option<Vec<u8>>,
 }
 
-/// Draws the memory section of the timeline `mem` (its PNG and its SVG on
-/// two threads).
+/// Draws the memory section of the timeline `mem` of the directory `dir`
+/// (its PNG and its SVG on two threads; `dir` only names the files in
+/// errors).
 pub fn draw_memory_section(
+    dir: &Path,
     mem: Option<&MemoryTimeline>,
     opts: &ReportOptions,
 ) -> Result<MemorySection, ReportError> {
@@ -610,7 +613,7 @@ pub fn draw_memory_section(
         size: (1200, 380),
     };
     let chart_err = |rel: &str| {
-        let path = PathBuf::from(rel);
+        let path = dir.join(rel);
         move |message| ReportError::Chart { path, message }
     };
     let (png, svg) = rayon::join(
@@ -736,7 +739,7 @@ pub fn finish_run_report_from_dir(
 ) -> Result<ReportSummary, ReportError> {
     let run = load::read_json(&dir.join("run.json"))?;
     let memory = load::read_memory(&dir.join("memory.parquet"))?;
-    let section = draw_memory_section(memory.as_ref(), opts)?;
+    let section = draw_memory_section(dir, memory.as_ref(), opts)?;
     finish_run_report(dir, opts, parts, &run, section)
 }
 
@@ -975,7 +978,7 @@ pub fn render_run_report_parts(
             .map(|p| p.to_string_lossy().into_owned())
             .collect(),
     };
-    let memory = draw_memory_section(data.memory.as_ref(), opts)?;
+    let memory = draw_memory_section(dir, data.memory.as_ref(), opts)?;
     let summary = finish_run_page(w, opts, &parts, memory, &data.run)?;
     Ok((summary, parts))
 }
