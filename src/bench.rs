@@ -163,7 +163,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuil
                         open: &opens[i],
                         close: &closes[i],
                     };
-                    simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec)
+                    simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec, false)
                         .map(|r| r.metrics().trades)
                         .unwrap_or(0)
                 })

@@ -107,7 +107,25 @@ fn one_combination_equals_run() {
     let sym = str_col(&rows, "symbol");
     let lambda = f64_col(&rows, "lambda");
     let decay = f64_col(&rows, "decay");
-    let cutout = f64_col(&rows, "cutout");
+    let cutout = num_col(&rows, "cutout");
+    // Whole numbers are integer columns.
+    for c in [
+        "cutout",
+        "ema_len",
+        "trades",
+        "bars",
+        "max_drawdown_duration",
+        "max_trade_duration",
+        "open_trades",
+        "max_winning_streak",
+    ] {
+        assert_eq!(col_type(&rows, c), arrow_schema::DataType::Int64, "{c}");
+    }
+    assert_eq!(col_type(&rows, "sharpe"), arrow_schema::DataType::Float64);
+    assert!(matches!(
+        col_type(&rows, "start"),
+        arrow_schema::DataType::Timestamp(_, _)
+    ));
     let mut checked = 0;
     for i in 0..sym.len() {
         if lambda[i] != Some(0.08) || decay[i] != Some(0.2) || cutout[i] != Some(30.0) {
@@ -119,8 +137,18 @@ fn one_combination_equals_run() {
             s => &metrics["symbols"][s],
         };
         for (k, v) in expected.as_object().unwrap() {
-            let got = f64_col(&rows, k)[i];
-            assert_eq!(got, v.as_f64(), "{} {k}", sym[i]);
+            match v {
+                // Tables (per year, drawdowns) live in metrics.json only.
+                serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                    assert!(rows[0].schema().column_with_name(k).is_none(), "{k}")
+                }
+                serde_json::Value::String(t) => {
+                    let got = ts_col(&rows, k)[i].unwrap();
+                    let want = chrono::DateTime::parse_from_rfc3339(t).unwrap();
+                    assert_eq!(got, want.timestamp_micros(), "{} {k}", sym[i]);
+                }
+                _ => assert_eq!(num_col(&rows, k)[i], v.as_f64(), "{} {k}", sym[i]),
+            }
         }
         checked += 1;
     }

@@ -298,6 +298,7 @@ pub(super) fn sweep_shard(
             "warmup_bars": plan.warmup_bars,
             "split_us": split,
             "rank_by": args.rank_by,
+            "samples": samples,
         }),
         skipped_window,
         symbols: shard_active,
@@ -343,8 +344,10 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     match kind(&parts) {
         PartKind::Run => {
+            let strategy = crate::shard::merge::run_strategy(&parts)?;
             let r = merge_run(&parts)?;
             crate::run::print_skipped(&r.skipped);
+            super::run::print_result_warnings(&r.summary());
             let t_merge = t0.elapsed();
             let hashes: std::collections::HashMap<&str, &serde_json::Value> = ctx["selection"]
                 .as_array()
@@ -376,12 +379,17 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
                         "close_hash": hashes.get(s.run.symbol.as_str()),
                         "engine_bars": s.engine_bars,
                         "window_bars": s.run.ts.len(),
+                        "tz": s.calendar.zone(),
+                        "periods_per_year": s.metrics.periods_per_year,
                     })).collect::<Vec<_>>(),
                 },
                 "skipped": r.skipped,
+                "warnings": r.warnings,
                 "symbols": r.symbols.len(),
                 "capital_per_symbol": r.capital_per_symbol,
                 "periods_per_year": r.portfolio_metrics.periods_per_year,
+                "periods_per_year_source": super::run::periods_source(&strategy),
+                "risk_free": strategy.metrics.risk_free,
                 "engine_bars": r.engine_bars,
                 "shards": h.shards,
                 "timings_ms": {"merge": t_merge.as_secs_f64() * 1e3},
@@ -424,7 +432,7 @@ fn merge_sweep_dir(
         let r = merge_sweep(parts, &mut |rows| writer.write(&rows))?;
         writer.finish().map_err(anyhow::Error::msg)?;
         let split = h.params["split_us"].as_i64();
-        let rank_k = if split.is_some() { 1 } else { 0 };
+        let rank_k = super::sweep::ranked_sample(&r.samples);
         let order = rank(&r.combos, &rank_by, rank_k);
         for (k, s) in r.samples.iter().enumerate() {
             write_json(
@@ -471,9 +479,9 @@ fn merge_sweep_dir(
                 )?;
             }
         }
-        Ok((r, order, rank_k))
+        Ok((r, order))
     })();
-    let (r, order, rank_k) = match result {
+    let (r, order) = match result {
         Ok(x) => x,
         Err(e) => {
             std::fs::remove_dir_all(&tmp).ok();
@@ -487,7 +495,10 @@ fn merge_sweep_dir(
     std::fs::rename(&tmp, out)
         .with_context(|| format!("cannot move results to {}", out.display()))?;
     if !args.quiet {
-        super::sweep::print_ranking(&grid, &r, &order, &rank_by, rank_k, args.top);
+        print!(
+            "{}",
+            super::sweep::ranking_table(&grid, &r, &order, &rank_by, args.top)
+        );
         println!("results: {}", out.display());
     }
     Ok(())

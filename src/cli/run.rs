@@ -39,6 +39,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub exec: ExecArgs,
     #[command(flatten)]
+    pub metrics: MetricArgs,
+    #[command(flatten)]
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
@@ -133,21 +135,42 @@ pub struct ExecArgs {
     pub capital: Option<f64>,
 }
 
+/// Metric flags (override `[metrics]` of the strategy file).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricArgs {
+    /// Bars per year for annualising every curve (e.g. 252, 365, 8760)
+    /// [default: inferred per curve from its calendar: 252 for weekday daily
+    /// bars, 365 when weekends trade, sessions × bars a day, or the bars
+    /// observed per year for round-the-clock and irregular bars]
+    #[arg(long, value_name = "N")]
+    pub periods_per_year: Option<f64>,
+    /// Annual risk-free rate as a fraction (0.02 = 2%), subtracted per bar
+    /// ((1+rf)^(1/periods) − 1) by Sharpe and Sortino, as quantstats does
+    /// [default: 0]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    pub risk_free: Option<f64>,
+}
+
 const EXECUTION_HELP: &str = "\
 Execution model:
   dir[t] is known at the close of bar t. The position held from the open of
   bar t+1 is dir[t] (long-short) or max(dir[t], 0) (long-only); orders fill at
   open[t+1]·(1±slippage) and pay fee × |notional| in cash. Each symbol is a
-  sub-account with capital/N that invests its whole equity; equity is marked
-  at every close. --from/--to select the traded window; the engine also sees
-  the history before --from (limited by --warmup-bars) so indicators are warm.
-  The benchmark is buy & hold under the same split.";
+  sub-account with capital/N that invests its whole equity, sized so the fee
+  fits inside it (qty = cash / (price·(1+fee)), as vectorbt and
+  backtesting.py do); equity is marked at every close. A symbol whose data
+  ends before the window does is closed at its last close. --from/--to
+  select the traded window; the engine also sees the history before --from
+  (limited by --warmup-bars) so indicators are warm. The benchmark is buy &
+  hold under the same split. Every metric is defined in METRICS.md.";
 
 /// Resolves the strategy: file (or the shipped default), then flags.
 pub fn resolve_strategy(
     path: Option<&PathBuf>,
     atc: &AtcArgs,
     exec: &ExecArgs,
+    metrics: &MetricArgs,
 ) -> Result<Strategy> {
     let mut s = match path {
         Some(p) => Strategy::load(p)?,
@@ -166,8 +189,15 @@ pub fn resolve_strategy(
     if let Some(v) = exec.capital {
         s.execution.capital = v;
     }
+    if let Some(v) = metrics.periods_per_year {
+        s.metrics.periods_per_year = Some(v);
+    }
+    if let Some(v) = metrics.risk_free {
+        s.metrics.risk_free = v;
+    }
     s.atc.validate()?;
     s.execution.validate()?;
+    s.metrics.validate()?;
     Ok(s)
 }
 
@@ -205,14 +235,16 @@ fn data_warning_lines(data: &Dataset) -> Vec<String> {
     lines
 }
 
-/// The series and window selected by the flags.
+/// The series and window selected by the flags, the window's end pinned
+/// to the selection's last bar in it ([`RunPlan::pinned`]).
 pub fn resolve_plan(sel: &SelectionArgs, data: &Dataset) -> Result<RunPlan> {
     Ok(RunPlan {
         series: data.select(&sel.selection()?)?,
         from: sel.from_us()?,
         to: sel.to_us()?,
         warmup_bars: sel.warmup_bars,
-    })
+    }
+    .pinned(data))
 }
 
 /// Runs `atc-bt run`.
@@ -225,7 +257,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .as_deref()
         .map(crate::shard::ShardSpec::from_arg)
         .transpose()?;
-    let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
+    let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec, &args.metrics)?;
     // The same command on unchanged data ran before: restore its files
     // without opening the data store or the cache's database.
     let invocation = match shard {
@@ -363,6 +395,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     let (hits, misses) = cache_counts(&stats);
     sampler.set_cache(hits, misses);
     crate::run::print_skipped(&result.skipped);
+    print_result_warnings(&result);
 
     let t2 = Instant::now();
     sampler.phase("write");
@@ -534,6 +567,7 @@ impl Restored<'_> {
     ) -> Result<Committed> {
         let t2 = Instant::now();
         crate::run::print_skipped(&self.summary.skipped);
+        print_result_warnings(&self.summary);
         let (hits, misses) = cache_counts(&self.stats);
         sampler.set_cache(hits, misses);
         sampler.phase("write");
@@ -689,6 +723,7 @@ pub(super) fn summary_from_dir(
     };
     Ok(RunSummary {
         symbols,
+        warnings: serde_json::from_value(run_json["warnings"].clone()).unwrap_or_default(),
         skipped: serde_json::from_value(run_json["skipped"].clone())?,
         portfolio: empty.clone(),
         benchmark: empty,
@@ -808,13 +843,18 @@ fn run_json(
                     "close_hash": info.map(|i| i.close_hash.clone()),
                     "engine_bars": s.engine_bars,
                     "window_bars": s.window_bars,
+                    "tz": info.and_then(|i| i.tz.clone()),
+                    "periods_per_year": s.metrics.periods_per_year,
                 })
             }).collect::<Vec<_>>(),
         },
         "skipped": r.skipped,
+        "warnings": r.warnings,
         "symbols": r.symbols.len(),
         "capital_per_symbol": r.capital_per_symbol,
         "periods_per_year": r.portfolio_metrics.periods_per_year,
+        "periods_per_year_source": periods_source(strategy),
+        "risk_free": strategy.metrics.risk_free,
         "engine_bars": r.engine_bars,
         "threads": threads,
     })
@@ -830,6 +870,23 @@ fn sources_json(data: &Dataset) -> serde_json::Value {
             "path": s.path, "size": s.size, "mtime_ns": s.mtime_ns, "blake3": s.blake3,
         }))
         .collect::<Vec<_>>())
+}
+
+/// `run.json`'s `periods_per_year_source`: `override` (`--periods-per-year`
+/// or `[metrics]`) or `inferred`.
+pub(super) fn periods_source(strategy: &Strategy) -> &'static str {
+    if strategy.metrics.periods_per_year.is_some() {
+        "override"
+    } else {
+        "inferred"
+    }
+}
+
+/// Prints the result's warnings (mixed bar frequencies) to stderr.
+pub(super) fn print_result_warnings(r: &RunSummary) {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn pct(x: f64) -> String {

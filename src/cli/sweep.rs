@@ -10,15 +10,13 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, ReportFlags};
+use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
 use crate::cache::Cache;
 use crate::data::{parse_date_bound, Dataset};
 use crate::report::{write_memory_parquet, MemorySampler};
 use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
 use crate::run::{fmt_ts, run, RunPlan, Strategy};
-use crate::sweep::output::{
-    heatmap_json, metric_names, metric_value, rank, write_json, ResultsWriter,
-};
+use crate::sweep::output::{heatmap_json, metric_value, rank, write_json, ResultsWriter};
 use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
 use crate::sweep::{sweep, Grid};
 
@@ -44,6 +42,8 @@ pub struct SweepArgs {
     pub axes: GridArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub metrics: MetricArgs,
     /// Split date: metrics in sample (before it) and out of sample (from it on)
     #[arg(long, value_name = "DATE", conflicts_with = "train_frac")]
     pub split: Option<String>,
@@ -56,8 +56,10 @@ pub struct SweepArgs {
     /// reported beside buy & hold
     #[arg(long, value_name = "SPEC")]
     pub walk_forward: Option<String>,
-    /// Metric to rank combinations by (any metric of `run`, e.g. sharpe,
-    /// total_return, calmar, cagr, sortino, max_drawdown)
+    /// Metric to rank combinations by: any number of metrics.json (e.g.
+    /// sharpe, total_return, calmar, cagr, sortino, max_drawdown; those
+    /// where less is better, such as drawdowns and volatility, rank
+    /// ascending)
     #[arg(long, value_name = "METRIC", default_value = "sharpe")]
     pub rank_by: String,
     /// Refuse grids larger than this
@@ -213,23 +215,20 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");
     }
     let strategy_path = args.strategy.clone().or(grid_strategy);
-    let base = resolve_strategy(strategy_path.as_ref(), &AtcArgs::default(), &args.exec)?;
+    let base = resolve_strategy(
+        strategy_path.as_ref(),
+        &AtcArgs::default(),
+        &args.exec,
+        &args.metrics,
+    )?;
     grid.validate(&base.atc, args.max_combos)?;
     if let Some(f) = args.train_frac {
         if !(f > 0.0 && f < 1.0) {
             bail!("--train-frac {f}: valid range is 0 < F < 1");
         }
     }
-    let known = metric_names(&crate::backtest::metrics(
-        1.0,
-        &[0],
-        &[1.0],
-        &[1.0],
-        &[],
-        None,
-        0.0,
-    ));
-    if !known.contains(&args.rank_by) {
+    if !crate::backtest::facts::rankable_keys().any(|k| k == args.rank_by) {
+        let known: Vec<&str> = crate::backtest::facts::rankable_keys().collect();
         bail!(
             "--rank-by {}: unknown metric; choose one of {}",
             args.rank_by,
@@ -276,6 +275,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         }
         None => None,
     };
+    // Each sample ends at the selection's last bar in it, before any
+    // sharding, so every shard judges which symbols end inside it alike.
+    crate::sweep::pin_samples(&dataset, &plan.series, &mut samples);
     let mut h = blake3::Hasher::new();
     h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
     h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
@@ -364,7 +366,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     sampler.phase("write");
     crate::run::print_skipped(&result.skipped);
 
-    let rank_k = if split.is_some() { 1 } else { 0 };
+    let rank_k = ranked_sample(&result.samples);
     let order = rank(&result.combos, &args.rank_by, rank_k);
     for (k, s) in result
         .samples
@@ -452,6 +454,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         let strategy = Strategy {
             atc: b.params.clone(),
             execution: base.execution.clone(),
+            metrics: base.metrics.clone(),
         };
         let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
         write_curves_parquet(
@@ -468,7 +471,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         .with_context(|| format!("cannot move results to {}", out.display()))?;
 
     if !args.quiet {
-        print_ranking(&grid, &result, &order, &args.rank_by, rank_k, args.top);
+        print!(
+            "{}",
+            ranking_table(&grid, &result, &order, &args.rank_by, args.top)
+        );
         let secs = t_compute.as_secs_f64().max(1e-9);
         println!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
@@ -478,7 +484,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             result.combo_bars as f64 / secs / 1e6
         );
         if let Some(w) = &walk {
-            print_walk_forward(w, &args.rank_by);
+            print!(
+                "{}",
+                walk_forward_table(w, &grid, &result.combos, &args.rank_by)
+            );
         }
         println!("results: {}", out.display());
         if hits + misses > 0 {
@@ -489,37 +498,6 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         }
     }
     args.report.render(&out, args.quiet)
-}
-
-fn print_walk_forward(w: &WalkForward, metric: &str) {
-    println!(
-        "walk-forward ({} folds, best by {metric} in each training window):",
-        w.folds.len()
-    );
-    for (k, f) in w.folds.iter().enumerate() {
-        println!(
-            "  fold {k}: train {}..{}  test {}..{}  combo {}  {metric} {}  test return {}",
-            fmt_ts(f.fold.train_from),
-            fmt_ts(f.fold.train_to),
-            fmt_ts(f.fold.test_from),
-            fmt_ts(f.fold.test_to),
-            f.best_combo.map_or("-".into(), |c| c.to_string()),
-            fmt_opt(f.train_metric),
-            f.test
-                .as_ref()
-                .map_or("n/a".into(), |m| format!("{:+.2}%", m.total_return * 100.0)),
-        );
-    }
-    let (m, b) = (&w.metrics, &w.benchmark_metrics);
-    println!(
-        "  out of sample: return {:+.2}% (buy & hold {:+.2}%), sharpe {} ({}), max drawdown {:.2}% ({:.2}%)",
-        m.total_return * 100.0,
-        b.total_return * 100.0,
-        fmt_opt(m.sharpe),
-        fmt_opt(b.sharpe),
-        m.max_drawdown * 100.0,
-        b.max_drawdown * 100.0
-    );
 }
 
 /// The earliest and latest window bar over the selected series.
@@ -541,74 +519,183 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-pub(super) fn print_ranking(
+/// The sample combinations are ranked on: `in` with a split, else `full`.
+pub(super) fn ranked_sample(samples: &[crate::sweep::Sample]) -> usize {
+    samples.iter().position(|s| s.name == "in").unwrap_or(0)
+}
+
+/// A value of `metric` of combination `c`'s portfolio (or buy & hold) in
+/// sample `k`.
+fn sample_value(
+    c: &crate::sweep::ComboSummary,
+    k: Option<usize>,
+    metric: &str,
+    bench: bool,
+) -> Option<f64> {
+    let m = if bench { &c.benchmark } else { &c.portfolio };
+    m.get(k?)
+        .and_then(|m| m.as_ref())
+        .and_then(|m| metric_value(m, metric))
+}
+
+/// The parameter values of combination `c` on the grid's axes, as shown.
+fn axis_values(grid: &Grid, c: &crate::sweep::ComboSummary) -> Vec<String> {
+    let p = serde_json::to_value(&c.params).unwrap_or_default();
+    grid.axes
+        .iter()
+        .map(|(a, _)| {
+            p.get(a.as_str())
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The ranking table: the top combinations by `metric` on the ranked
+/// sample ([`ranked_sample`]), each column labelled with the sample it
+/// shows (`[full]`, or `[in]`/`[out]` with a split). Walk-forward training
+/// windows are never shown here: the folds have their own table
+/// ([`walk_forward_table`]).
+pub(super) fn ranking_table(
     grid: &Grid,
     r: &crate::sweep::SweepResult,
     order: &[usize],
     metric: &str,
-    k: usize,
     top: usize,
-) {
-    let axes: Vec<&str> = grid.axes.iter().map(|(a, _)| a.as_str()).collect();
-    let split = r.samples.len() > 1;
+) -> String {
+    use std::fmt::Write as _;
+    let by_name = |n: &str| r.samples.iter().position(|s| s.name == n);
+    let (inn, out) = (by_name("in"), by_name("out"));
+    let split = inn.is_some() && out.is_some();
+    let mut t = String::new();
     let mut header = format!("{:>4} {:>6}", "rank", "combo");
-    for a in &axes {
-        header.push_str(&format!(" {a:>10}"));
+    for (a, _) in &grid.axes {
+        let _ = write!(header, " {a:>10}");
     }
-    if split {
-        header.push_str(&format!(
-            " {:>12} {:>12} {:>12}",
-            format!("{metric} IS"),
-            format!("{metric} OOS"),
-            "B&H OOS"
-        ));
+    let cols: Vec<(String, Option<usize>, bool)> = if split {
+        vec![
+            (format!("{metric} [in]"), inn, false),
+            (format!("{metric} [out]"), out, false),
+            ("buy&hold [out]".to_string(), out, true),
+        ]
     } else {
-        header.push_str(&format!(" {:>12} {:>12}", metric, "buy & hold"));
-    }
-    println!("{header}");
-    let value = |c: &crate::sweep::ComboSummary, k: usize, bench: bool| {
-        let m = if bench { &c.benchmark } else { &c.portfolio };
-        m.get(k)
-            .and_then(|m| m.as_ref())
-            .and_then(|m| metric_value(m, metric))
+        vec![
+            (format!("{metric} [full]"), Some(0), false),
+            ("buy&hold [full]".to_string(), Some(0), true),
+        ]
     };
+    for (label, _, _) in &cols {
+        let _ = write!(header, " {label:>16}");
+    }
+    let _ = writeln!(t, "{header}");
     for (pos, &i) in order.iter().take(top).enumerate() {
         let c = &r.combos[i];
-        let mut line = format!("{:>4} {:>6}", pos + 1, c.combo);
-        let p = serde_json::to_value(&c.params).unwrap_or_default();
-        for a in &axes {
-            let v = p
-                .get(*a)
-                .map(|v| v.to_string().trim_matches('"').to_string())
-                .unwrap_or_default();
-            line.push_str(&format!(" {v:>10}"));
+        let _ = write!(t, "{:>4} {:>6}", pos + 1, c.combo);
+        for v in axis_values(grid, c) {
+            let _ = write!(t, " {v:>10}");
         }
-        if split {
-            line.push_str(&format!(
-                " {:>12} {:>12} {:>12}",
-                fmt_opt(value(c, 1, false)),
-                fmt_opt(value(c, 2, false)),
-                fmt_opt(value(c, 2, true))
-            ));
-        } else {
-            line.push_str(&format!(
-                " {:>12} {:>12}",
-                fmt_opt(value(c, k, false)),
-                fmt_opt(value(c, k, true))
-            ));
+        for (_, k, bench) in &cols {
+            let _ = write!(t, " {:>16}", fmt_opt(sample_value(c, *k, metric, *bench)));
         }
-        println!("{line}");
+        let _ = writeln!(t);
     }
-    if split {
-        if let Some(&best) = order.first() {
-            let oos = rank(&r.combos, metric, 2);
-            let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
-            println!(
-                "in-sample best (combo {}) ranks #{} of {} out of sample",
-                r.combos[best].combo,
-                pos,
-                r.combos.len()
-            );
-        }
+    if let (true, Some(&best), Some(out)) = (split, order.first(), out) {
+        let oos = rank(&r.combos, metric, out);
+        let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
+        let _ = writeln!(
+            t,
+            "in-sample best (combo {}) ranks #{} of {} out of sample",
+            r.combos[best].combo,
+            pos,
+            r.combos.len()
+        );
     }
+    t
+}
+
+/// The walk-forward table: per fold its windows, the combination chosen on
+/// the training window (number and parameters), its `metric` there, and
+/// its out-of-sample results in the test window beside buy & hold; then
+/// the chained out-of-sample totals.
+pub(super) fn walk_forward_table(
+    w: &WalkForward,
+    grid: &Grid,
+    combos: &[crate::sweep::ComboSummary],
+    metric: &str,
+) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "walk-forward: {} folds; in each, the best combination by {metric} on the training window is traded in the test window",
+        w.folds.len()
+    );
+    let mut header = format!(
+        "{:>4} {:>23} {:>23} {:>6}",
+        "fold", "train", "test", "combo"
+    );
+    for (a, _) in &grid.axes {
+        let _ = write!(header, " {a:>10}");
+    }
+    let _ = write!(
+        header,
+        " {:>16} {:>16} {:>12} {:>12}",
+        format!("{metric} [train]"),
+        format!("{metric} [test]"),
+        "return [test]",
+        "buy&hold [test]"
+    );
+    let _ = writeln!(t, "{header}");
+    for (k, f) in w.folds.iter().enumerate() {
+        let span = |a: i64, b: i64| format!("{}..{}", fmt_day(a), fmt_day(b));
+        let chosen = f
+            .best_combo
+            .and_then(|c| combos.iter().find(|x| x.combo == c));
+        let _ = write!(
+            t,
+            "{k:>4} {:>23} {:>23} {:>6}",
+            span(f.fold.train_from, f.fold.train_to),
+            span(f.fold.test_from, f.fold.test_to),
+            f.best_combo.map_or("-".into(), |c| c.to_string())
+        );
+        match chosen {
+            Some(c) => {
+                for v in axis_values(grid, c) {
+                    let _ = write!(t, " {v:>10}");
+                }
+            }
+            None => {
+                for _ in &grid.axes {
+                    let _ = write!(t, " {:>10}", "-");
+                }
+            }
+        }
+        let test = f.test.as_ref();
+        let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{:+.2}%", v * 100.0));
+        let _ = writeln!(
+            t,
+            " {:>16} {:>16} {:>12} {:>12}",
+            fmt_opt(f.train_metric),
+            fmt_opt(test.and_then(|m| metric_value(m, metric))),
+            pct(test.map(|m| m.total_return)),
+            pct(test.map(|m| m.benchmark_return)),
+        );
+    }
+    let (m, b) = (&w.metrics, &w.benchmark_metrics);
+    let _ = writeln!(
+        t,
+        "out of sample, chained: return {:+.2}% (buy & hold {:+.2}%), {metric} {} ({}), max drawdown {:.2}% ({:.2}%)",
+        m.total_return * 100.0,
+        b.total_return * 100.0,
+        fmt_opt(metric_value(m, metric)),
+        fmt_opt(metric_value(b, metric)),
+        m.max_drawdown * 100.0,
+        b.max_drawdown * 100.0
+    );
+    t
+}
+
+/// A date for the fold table (`2020-01-01`).
+fn fmt_day(us: i64) -> String {
+    fmt_ts(us).chars().take(10).collect()
 }

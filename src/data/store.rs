@@ -14,7 +14,7 @@
 //! - `manifest.json`, written last: format version, sources (path, size,
 //!   mtime, blake3), the index (name, symbol, file stem, batch, offset in
 //!   bars, bar count, first/last ts, median interval, blake3 of the close
-//!   column), invalid series and warnings.
+//!   column, the source's time zone), invalid series and warnings.
 //!
 //! A build goes to a sibling temp directory that is renamed into place only
 //! when complete, so a crash never leaves a store that looks valid. On open,
@@ -44,8 +44,9 @@ use super::parquet_read;
 use super::validate::{self, CleanSeries};
 use super::{DataOptions, SeriesInfo, SeriesView, SourceInfo, SymbolSelection};
 
-/// Version of the store layout; another value rebuilds.
-pub const FORMAT: u32 = 2;
+/// Version of the store layout; another value rebuilds. 3: each series
+/// records its source's time zone.
+pub const FORMAT: u32 = 3;
 const BARS: &str = "bars.arrow";
 const MANIFEST: &str = "manifest.json";
 
@@ -382,6 +383,7 @@ fn build(
                             interval_us: validate::median_interval(&clean.ts),
                             close_hash: validate::close_hash(&clean.close),
                             bars_hash: validate::bars_hash(&clean.ts, &clean.open, &clean.close),
+                            tz: sc.tz.clone(),
                         };
                         let batch = to_batch(&schema, clean).map_err(|e| store_err(dir, e))?;
                         w.write(&batch).map_err(|e| store_err(dir, e))?;

@@ -21,8 +21,10 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The run-directory layout version this reader understands.
-pub const SUPPORTED_FORMAT_VERSION: u64 = 1;
+/// The newest run-directory layout version this reader understands; it
+/// reads every version from 1 (2 only added files' columns and metrics
+/// the report shows when present).
+pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
 
 /// Name of the portfolio rows.
 pub const PORTFOLIO: &str = "PORTFOLIO";
@@ -55,7 +57,7 @@ pub fn read_json(path: &Path) -> Result<Value, ReportError> {
 /// Checks `format_version` of a `run.json` / `sweep.json`.
 pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
     match v.get("format_version").and_then(Value::as_u64) {
-        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
+        Some(1..=SUPPORTED_FORMAT_VERSION) => Ok(()),
         other => Err(ReportError::Version {
             path: path.to_path_buf(),
             found: other.map_or_else(
@@ -111,6 +113,13 @@ impl Batch<'_> {
     /// Whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
+    }
+
+    /// Whether column `name` holds timestamps.
+    pub fn is_timestamp(&self, name: &str) -> bool {
+        self.batch
+            .column_by_name(name)
+            .is_some_and(|c| matches!(c.data_type(), DataType::Timestamp(_, _)))
     }
 
     /// Whether the batch has column `name`.
@@ -651,7 +660,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
             }
             if b.is_string(n) {
                 strs.insert(n.clone(), b.strs(n)?);
-            } else {
+            } else if !b.is_timestamp(n) {
                 nums.insert(n.clone(), b.f64s(n)?);
             }
         }

@@ -74,7 +74,7 @@ pub enum ReportError {
     },
     /// The directory was written by an incompatible version.
     #[error(
-        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version {}. \
+        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version 1 to {}. \
          Render it with the atc-bt version that wrote it, or rerun the backtest",
         path.display(), env!("CARGO_PKG_VERSION"), load::SUPPORTED_FORMAT_VERSION
     )]
@@ -304,59 +304,84 @@ pub fn choose_symbols(
         .collect()
 }
 
-/// Metric names in a sensible reading order: known ones first, then any
-/// others alphabetically.
-const METRIC_ORDER: [&str; 35] = [
-    "total_return",
-    "benchmark_return",
-    "cagr",
-    "volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "avg_drawdown",
-    "max_drawdown_duration",
-    "max_drawdown_duration_days",
-    "avg_drawdown_duration",
-    "avg_drawdown_duration_days",
-    "alpha",
-    "beta",
-    "omega",
-    "exposure",
-    "max_gross_exposure",
-    "trades",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "sqn",
-    "kelly",
-    "avg_trade_return",
-    "best_trade",
-    "worst_trade",
-    "avg_winning_trade",
-    "avg_losing_trade",
-    "avg_trade_duration",
-    "avg_trade_duration_days",
-    "total_fees",
-    "bars",
-    "days",
-    "periods_per_year",
-];
-
+/// Metric names in the facts table's reading order, then any others
+/// (from another build) alphabetically; the tables (per year, drawdowns)
+/// are left out: they have their own sections.
 fn ordered_metrics<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    use crate::backtest::facts::Kind;
     let set: BTreeSet<&String> = keys.collect();
-    let mut out: Vec<String> = METRIC_ORDER
+    let mut out: Vec<String> = crate::backtest::METRICS
         .iter()
-        .filter(|k| set.iter().any(|s| s.as_str() == **k))
-        .map(|k| k.to_string())
+        .filter(|f| f.kind != Kind::Table && set.iter().any(|s| s.as_str() == f.key))
+        .map(|f| f.key.to_string())
         .collect();
     for k in set {
-        if !out.contains(k) {
+        let table = crate::backtest::metric_fact(k).is_some_and(|f| f.kind == Kind::Table);
+        if !out.contains(k) && !table {
             out.push(k.clone());
         }
     }
     out
+}
+
+/// The report's label of a metric (the facts table's, else the key).
+fn metric_label(key: &str) -> String {
+    crate::backtest::metric_fact(key).map_or_else(|| key.replace('_', " "), |f| f.label.into())
+}
+
+/// The per-year returns and deepest drawdowns of `metrics.json` as two
+/// small tables (portfolio beside buy & hold for the years); empty when
+/// the file has neither (an older run).
+fn period_tables(pm: &BTreeMap<String, Value>, bm: &BTreeMap<String, Value>) -> String {
+    let mut t = String::new();
+    let years = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Option<f64>> {
+        m.get("yearly_returns")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64())).collect())
+            .unwrap_or_default()
+    };
+    let (py, by) = (years(pm), years(bm));
+    if !py.is_empty() {
+        t.push_str("<table id=\"years\"><thead><tr><th>year</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n");
+        for (y, v) in &py {
+            let cell = |v: Option<f64>| {
+                html::metric_cell("total_return", v.map(|x| serde_json::json!(x)).as_ref())
+            };
+            let _ = writeln!(
+                t,
+                "<tr><td>{}</td>{}{}</tr>",
+                escape(y),
+                cell(*v),
+                cell(by.get(y).copied().flatten())
+            );
+        }
+        t.push_str("</tbody></table>\n<p class=\"caption\">Compounded return of each calendar year (in the data's time zone).</p>\n");
+    }
+    if let Some(dds) = pm.get("worst_drawdowns").and_then(Value::as_array) {
+        if !dds.is_empty() {
+            t.push_str("<table id=\"drawdowns\"><thead><tr><th>start (peak)</th><th>valley</th><th>recovery</th><th>depth</th><th>bars</th><th>days</th></tr></thead><tbody>\n");
+            for d in dds {
+                let text = |k: &str| {
+                    d.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("not yet")
+                        .to_string()
+                };
+                let _ = writeln!(
+                    t,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}{}</tr>",
+                    escape(&text("start")),
+                    escape(&text("valley")),
+                    escape(&text("recovery")),
+                    html::metric_cell("max_drawdown", d.get("depth")),
+                    html::metric_cell("max_drawdown_duration", d.get("bars")),
+                    html::metric_cell("max_drawdown_duration_days", d.get("days")),
+                );
+            }
+            t.push_str("</tbody></table>\n<p class=\"caption\">The five deepest drawdowns of the portfolio: from the peak bar to the first bar back at the peak.</p>\n");
+        }
+    }
+    t
 }
 
 /// Columns of the per-symbol table (a subset keeps a 1,000-symbol page
@@ -793,7 +818,7 @@ pub fn render_run_report_parts(
             "<div class=\"kpi\" data-metric=\"{k}\" data-v=\"{}\"><b>{}</b><span>{}</span></div>",
             v.map(html::data_value).unwrap_or_default(),
             escape(&text),
-            escape(&k.replace('_', " "))
+            escape(&metric_label(k))
         );
     }
     let bh = bm.get("total_return").and_then(Value::as_f64);
@@ -835,14 +860,16 @@ pub fn render_run_report_parts(
     for k in ordered_metrics(pm.keys().chain(bm.keys())) {
         let _ = writeln!(
             t,
-            "<tr data-metric=\"{}\"><td>{}</td>{}{}</tr>",
+            "<tr data-metric=\"{}\"><td title=\"{}\">{}</td>{}{}</tr>",
             escape(&k),
             escape(&k),
+            escape(&metric_label(&k)),
             html::metric_cell(&k, pm.get(&k)),
             html::metric_cell(&k, bm.get(&k))
         );
     }
-    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json; percentages are fractions × 100.</p>\n");
+    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json (hover a name for its key; definitions and peer equivalents in METRICS.md); percentages are fractions × 100.</p>\n");
+    t.push_str(&period_tables(pm, bm));
     body.push_str(&section("statistics", "Statistics", &t));
 
     // Period returns.
@@ -986,19 +1013,9 @@ pub fn render_run_report_parts(
 /// Parameter columns of `results.parquet` (not metrics), as the sweep writes them.
 use crate::sweep::output::PARAM_COLUMNS;
 
-/// Metrics where smaller is better.
+/// Metrics where smaller is better (the facts table's direction).
 fn lower_is_better(metric: &str) -> bool {
-    matches!(
-        metric,
-        "max_drawdown"
-            | "avg_drawdown"
-            | "volatility"
-            | "max_drawdown_duration"
-            | "max_drawdown_duration_days"
-            | "avg_drawdown_duration"
-            | "avg_drawdown_duration_days"
-            | "total_fees"
-    )
+    crate::sweep::output::lower_is_better(metric)
 }
 
 /// Heatmaps of one sample: x = lambda, y = decay (or the first axes), one

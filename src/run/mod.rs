@@ -15,14 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
+use crate::backtest::annualise::mixed_frequencies;
 use crate::backtest::{
-    benchmark_metrics, metrics_of_stats, portfolio, simulate, Bars, Curve, ExecConfig, Metrics,
-    SymbolRun, TradeStat,
+    benchmark_metrics, metrics_of_stats, periods_per_year_in, portfolio, simulate, Bars, Calendar,
+    Curve, ExecConfig, Metrics, MetricsOptions, SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, store_signals_once, Cache};
 use crate::data::{window, Dataset};
 use crate::engine::{compute_batch, BatchDetail};
-pub use strategy::{Execution, Strategy, StrategyError};
+pub use strategy::{Execution, MetricsSettings, Strategy, StrategyError};
 
 /// What to trade: series indices into [`Dataset::series`] and the window.
 #[derive(Debug, Clone)]
@@ -35,6 +36,41 @@ pub struct RunPlan {
     pub to: Option<i64>,
     /// Bars of history before the window that the engine sees (all if None).
     pub warmup_bars: Option<usize>,
+}
+
+impl RunPlan {
+    /// The plan with `to` set to the last bar any of its series has in the
+    /// window (`None` if none has one). The window's bars are unchanged;
+    /// what changes is that `to` is a bar of the selection, so a symbol
+    /// counts as ending inside the window (closed at its last bar, see
+    /// [`ActiveSeries::data_ends`]) only if others trade after it. Pin the
+    /// whole selection's plan *before* splitting it into shards, so every
+    /// shard judges the same end.
+    pub fn pinned(mut self, data: &Dataset) -> RunPlan {
+        self.to = last_bar(data, &self.series, self.from, self.to).or(self.to);
+        self
+    }
+}
+
+/// The last bar time (µs UTC) in `[from, to]` over `series`; `None` if
+/// none has a bar there.
+pub fn last_bar(
+    data: &Dataset,
+    series: &[usize],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Option<i64> {
+    let mut last = None;
+    for &i in series {
+        let ts = data.view(i).ts;
+        let end = to.map_or(ts.len(), |t| ts.partition_point(|&x| x <= t));
+        if let Some(&t) = end.checked_sub(1).and_then(|e| ts.get(e)) {
+            if from.is_none_or(|f| t >= f) {
+                last = Some(last.map_or(t, |l: i64| l.max(t)));
+            }
+        }
+    }
+    last
 }
 
 /// A symbol left out of the run, with why.
@@ -63,6 +99,8 @@ pub struct SymbolResult {
     pub window: Range<usize>,
     /// Bars the engine saw (warm-up + window).
     pub engine_bars: usize,
+    /// The calendar (time zone) of the series: its metrics are judged in it.
+    pub calendar: Calendar,
 }
 
 /// Everything a run produces, before it is written.
@@ -84,6 +122,10 @@ pub struct RunResult {
     pub capital_per_symbol: f64,
     /// Engine bars processed (warm-up included), for throughput.
     pub engine_bars: usize,
+    /// Warnings about the results (mixed bar frequencies).
+    pub warnings: Vec<String>,
+    /// The metric settings the results were computed with.
+    pub settings: MetricsSettings,
 }
 
 /// What a run keeps of one symbol once its bars are written: enough for
@@ -133,6 +175,8 @@ pub struct RunSummary {
     pub capital_per_symbol: f64,
     /// Engine bars processed (warm-up included), for throughput.
     pub engine_bars: usize,
+    /// Warnings about the results (mixed bar frequencies).
+    pub warnings: Vec<String>,
 }
 
 impl RunResult {
@@ -148,6 +192,7 @@ impl RunResult {
             benchmark_metrics: self.benchmark_metrics.clone(),
             capital_per_symbol: self.capital_per_symbol,
             engine_bars: self.engine_bars,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -234,10 +279,18 @@ pub struct ActiveSeries {
     pub start: usize,
     /// The traded window (absolute bar indices).
     pub window: Range<usize>,
+    /// The series' data ends inside the run's window: its last bar is the
+    /// window's last for it, and the window goes on after it (the plan's
+    /// `to`, or the last bar of the other series). A position held there
+    /// is closed at that bar's close.
+    pub data_ends: bool,
 }
 
 /// Splits the plan's series into those with bars in the window and those
-/// without; errors when none has any.
+/// without; errors when none has any. The window ends at `plan.to` (see
+/// [`RunPlan::pinned`]) or, without one, at the last bar of the series
+/// with data in it; a series whose data stops before that end
+/// [`data_ends`](ActiveSeries::data_ends).
 pub fn prepare(
     data: &Dataset,
     plan: &RunPlan,
@@ -251,6 +304,8 @@ pub fn prepare(
             Some((start, win)) => active.push(ActiveSeries {
                 idx,
                 start,
+                // Whether the window goes on after it is known below.
+                data_ends: win.end == view.ts.len(),
                 window: win,
             }),
             None => skipped.push(Skipped {
@@ -278,11 +333,45 @@ pub fn prepare(
             covers: format!("{} to {}", fmt_ts(first), fmt_ts(last)),
         });
     }
+    let last_ts = |a: &ActiveSeries| data.view(a.idx).ts[a.window.end - 1];
+    let end = plan
+        .to
+        .unwrap_or_else(|| active.iter().map(last_ts).max().unwrap_or(i64::MAX));
+    for a in &mut active {
+        a.data_ends = a.data_ends && last_ts(a) < end;
+    }
     Ok((active, skipped))
 }
 
+/// The calendar of series `idx`: its source's time zone, else UTC (an
+/// unknown zone, which the store refuses to record, reads as UTC).
+pub fn series_calendar(data: &Dataset, idx: usize) -> Calendar {
+    Calendar::from_zone(data.series()[idx].tz.as_deref()).unwrap_or_default()
+}
+
+/// The metric options of series `a` under `settings`: its calendar, and
+/// its periods per year resolved once from its window's timestamps (a
+/// sweep reuses them for every combination).
+pub fn series_options(
+    data: &Dataset,
+    a: &ActiveSeries,
+    settings: &MetricsSettings,
+) -> MetricsOptions {
+    let calendar = series_calendar(data, a.idx);
+    let ppy = settings
+        .periods_per_year
+        .unwrap_or_else(|| periods_per_year_in(&data.view(a.idx).ts[a.window.clone()], &calendar));
+    MetricsOptions {
+        periods_per_year: Some(ppy),
+        risk_free: settings.risk_free,
+        calendar,
+    }
+}
+
 /// Trades one series given the engine's average signal and direction over
-/// `a.start..a.window.end` (the bars the engine saw).
+/// `a.start..a.window.end` (the bars the engine saw); its metrics use
+/// `opts` (from [`series_options`]).
+#[allow(clippy::too_many_arguments)]
 pub fn trade_series(
     data: &Dataset,
     a: &ActiveSeries,
@@ -290,6 +379,7 @@ pub fn trade_series(
     dir: &[i8],
     capital: f64,
     cfg: &ExecConfig,
+    opts: &MetricsOptions,
 ) -> Result<SymbolResult, Skipped> {
     let name = &data.series()[a.idx].name;
     let view = data.view(a.idx);
@@ -300,11 +390,13 @@ pub fn trade_series(
         close: &view.close[start..end],
     };
     let local = a.window.start - start..end - start;
-    let run = simulate(name, bars, dir, local.clone(), capital, cfg).map_err(|e| Skipped {
-        symbol: name.clone(),
-        reason: e.to_string(),
+    let run = simulate(name, bars, dir, local.clone(), capital, cfg, a.data_ends).map_err(|e| {
+        Skipped {
+            symbol: name.clone(),
+            reason: e.to_string(),
+        }
     })?;
-    let m = run.metrics();
+    let m = run.metrics_with(opts);
     Ok(SymbolResult {
         metrics: m,
         close: view.close[a.window.clone()].to_vec(),
@@ -312,16 +404,18 @@ pub fn trade_series(
         dir: dir[local].to_vec(),
         window: a.window.clone(),
         engine_bars: end - start,
+        calendar: opts.calendar.clone(),
         run,
     })
 }
 
 /// Sums the sub-accounts into the portfolio and benchmark (in the order of
-/// `symbols`) and computes their metrics.
+/// `symbols`) and computes their metrics under `settings`.
 pub fn aggregate(
     symbols: Vec<SymbolResult>,
     skipped: Vec<Skipped>,
     capital_per_symbol: f64,
+    settings: &MetricsSettings,
 ) -> RunResult {
     let runs: Vec<&SymbolRun> = symbols.iter().map(|s| &s.run).collect();
     let (portfolio_curve, benchmark_curve) = portfolio(&runs, capital_per_symbol);
@@ -330,14 +424,22 @@ pub fn aggregate(
         .flat_map(|r| r.trades.iter().map(TradeStat::of))
         .collect();
     let fees: Vec<f64> = runs.iter().map(|r| r.total_fees).collect();
+    let opts = settings.options(common_calendar(symbols.iter().map(|s| &s.calendar)));
     let (portfolio_metrics, benchmark_metrics) = portfolio_metrics(
         &portfolio_curve,
         &benchmark_curve,
         &trades,
         &fees,
         capital_per_symbol,
+        &opts,
     );
     let engine_bars = symbols.iter().map(|s| s.engine_bars).sum();
+    let warnings = frequency_warnings(
+        symbols
+            .iter()
+            .map(|s| (s.run.symbol.as_str(), s.metrics.periods_per_year)),
+        &portfolio_metrics,
+    );
     RunResult {
         symbols,
         skipped,
@@ -347,20 +449,57 @@ pub fn aggregate(
         benchmark_metrics,
         capital_per_symbol,
         engine_bars,
+        warnings,
+        settings: settings.clone(),
     }
 }
 
+/// The portfolio's calendar: the symbols' common time zone, or UTC when
+/// they differ (or there are none).
+pub fn common_calendar<'a>(mut calendars: impl Iterator<Item = &'a Calendar>) -> Calendar {
+    let Some(first) = calendars.next() else {
+        return Calendar::utc();
+    };
+    if calendars.all(|c| c == first) {
+        first.clone()
+    } else {
+        Calendar::utc()
+    }
+}
+
+/// The mixed-frequency warning (if the symbols' periods per year differ),
+/// as a list for `run.json`.
+pub fn frequency_warnings<'a>(
+    per_symbol: impl IntoIterator<Item = (&'a str, f64)>,
+    portfolio: &Metrics,
+) -> Vec<String> {
+    mixed_frequencies(per_symbol, portfolio.periods_per_year)
+        .into_iter()
+        .collect()
+}
+
 /// The portfolio's and the benchmark's metrics, from the summed curves, every
-/// trade and each sub-account's fees (one entry per sub-account, in order).
+/// trade and each sub-account's fees (one entry per sub-account, in order),
+/// with `opts` (the portfolio's calendar; periods per year from its own
+/// timeline unless overridden).
 pub fn portfolio_metrics(
     portfolio_curve: &Curve,
     benchmark_curve: &Curve,
     trades: &[TradeStat],
     fees: &[f64],
     capital_per_symbol: f64,
+    opts: &MetricsOptions,
 ) -> (Metrics, Metrics) {
     // The portfolio starts with the capital of the sub-accounts it sums.
     let initial = capital_per_symbol * fees.len() as f64;
+    // Both curves share the timeline: infer their periods per year once.
+    let opts = MetricsOptions {
+        periods_per_year: Some(
+            opts.periods_per_year
+                .unwrap_or_else(|| periods_per_year_in(&portfolio_curve.ts, &opts.calendar)),
+        ),
+        ..opts.clone()
+    };
     let m = metrics_of_stats(
         initial,
         &portfolio_curve.ts,
@@ -369,8 +508,9 @@ pub fn portfolio_metrics(
         trades,
         Some(&portfolio_curve.exposure()),
         fees.iter().sum(),
+        &opts,
     );
-    (m, benchmark_metrics(initial, benchmark_curve))
+    (m, benchmark_metrics(initial, benchmark_curve, &opts))
 }
 
 /// Collects per-symbol outcomes: failures are skipped, or end the run with
@@ -490,7 +630,12 @@ pub fn run_with_cache(
         },
     )?;
     let symbols = collect(outcomes, &mut skipped, strict)?;
-    Ok(aggregate(symbols, skipped, capital_per_symbol))
+    Ok(aggregate(
+        symbols,
+        skipped,
+        capital_per_symbol,
+        &strategy.metrics,
+    ))
 }
 
 /// [`run_with_cache`] streamed into the run directory being written at
@@ -520,7 +665,8 @@ pub fn run_to_dir(
         message: e.to_string(),
     };
     let mut writer =
-        output::RunWriter::create(dir, timeline, capital_per_symbol).map_err(out_err)?;
+        output::RunWriter::create(dir, timeline, capital_per_symbol, strategy.metrics.clone())
+            .map_err(out_err)?;
     run_chunks(
         data,
         &active,
@@ -673,7 +819,8 @@ fn run_chunks(
                         reason,
                     })
                     .and_then(|(avg, dir)| {
-                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg)
+                        let opts = series_options(data, a, &strategy.metrics);
+                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg, &opts)
                     });
                 // Done with this series: let the kernel drop its mapped
                 // pages, so resident memory does not grow with the number

@@ -18,8 +18,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use super::{RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
-use crate::backtest::{PortfolioSum, Side, Trade, TradeStat};
+use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
+use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
 
 /// Name of the portfolio rows in `equity.parquet` and `metrics.json`.
 pub const PORTFOLIO: &str = "PORTFOLIO";
@@ -27,7 +27,9 @@ pub const PORTFOLIO: &str = "PORTFOLIO";
 pub const BENCHMARK: &str = "BENCHMARK";
 
 /// Version of the run-directory layout; readers refuse other versions.
-pub const RUN_FORMAT_VERSION: u32 = 1;
+/// 2: `trades.parquet` has `exit_reason`; `metrics.json` the facts table's
+/// keys (start/end, annual_return, skew … worst_drawdowns).
+pub const RUN_FORMAT_VERSION: u32 = 2;
 
 /// Errors writing results.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +240,10 @@ pub struct RunWriter {
     pending: PendingRows,
     portfolio: PortfolioSum,
     capital_per_symbol: f64,
+    settings: MetricsSettings,
+    /// The common calendar of the symbols so far (`None`: none yet), and
+    /// whether they differ.
+    calendar: Option<(Calendar, bool)>,
     trades: Vec<TradeStat>,
     fees: Vec<f64>,
     symbols: Vec<SymbolSummary>,
@@ -247,11 +253,13 @@ pub struct RunWriter {
 impl RunWriter {
     /// Starts the result files in `dir` (an existing, empty directory).
     /// `timeline` must contain every timestamp of the runs to be pushed
-    /// (it may hold more; see [`PortfolioSum`]).
+    /// (it may hold more; see [`PortfolioSum`]); the portfolio's metrics
+    /// use `settings`.
     pub fn create(
         dir: &Path,
         timeline: Vec<i64>,
         capital_per_symbol: f64,
+        settings: MetricsSettings,
     ) -> Result<RunWriter, OutputError> {
         Ok(RunWriter {
             dir: dir.to_path_buf(),
@@ -261,6 +269,8 @@ impl RunWriter {
             pending: PendingRows::default(),
             portfolio: PortfolioSum::new(timeline, capital_per_symbol),
             capital_per_symbol,
+            settings,
+            calendar: None,
             trades: Vec::new(),
             fees: Vec::new(),
             symbols: Vec::new(),
@@ -271,6 +281,10 @@ impl RunWriter {
     /// Adds the next symbol (in output order).
     pub fn push(&mut self, s: &SymbolResult) -> Result<(), OutputError> {
         self.portfolio.add(&s.run);
+        match &mut self.calendar {
+            None => self.calendar = Some((s.calendar.clone(), false)),
+            Some((c, mixed)) => *mixed |= *c != s.calendar,
+        }
         // The portfolio's trade statistics need every trade, but only
         // what they use (the ledger itself goes to disk with the batch).
         self.trades.extend(s.run.trades.iter().map(TradeStat::of));
@@ -321,12 +335,23 @@ impl RunWriter {
     pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
         self.flush()?;
         let (portfolio, benchmark) = self.portfolio.finish();
+        let calendar = match self.calendar.take() {
+            Some((c, false)) => c,
+            _ => Calendar::utc(),
+        };
         let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
             &portfolio,
             &benchmark,
             &self.trades,
             &self.fees,
             self.capital_per_symbol,
+            &self.settings.options(calendar),
+        );
+        let warnings = super::frequency_warnings(
+            self.symbols
+                .iter()
+                .map(|s| (s.symbol.as_str(), s.metrics.periods_per_year)),
+            &portfolio_metrics,
         );
         for (name, c) in [(PORTFOLIO, &portfolio), (BENCHMARK, &benchmark)] {
             self.equity.write(vec![
@@ -346,6 +371,7 @@ impl RunWriter {
             benchmark_metrics,
             capital_per_symbol: self.capital_per_symbol,
             engine_bars: self.engine_bars,
+            warnings,
         };
         let (equity, signals, trades, dir) = (self.equity, self.signals, self.trade_sink, self.dir);
         let ((a, b), (c, d)) = rayon::join(
@@ -376,6 +402,7 @@ fn trades_schema() -> Arc<Schema> {
         Field::new("return", DataType::Float64, false),
         Field::new("bars_held", DataType::UInt64, false),
         Field::new("open", DataType::Boolean, false),
+        Field::new("exit_reason", DataType::Utf8, false),
     ]))
 }
 
@@ -413,26 +440,25 @@ fn trade_columns(trades: &[Trade]) -> Vec<ArrayRef> {
         Arc::new(BooleanArray::from(
             trades.iter().map(|t| t.open).collect::<Vec<_>>(),
         )),
+        Arc::new(StringArray::from_iter_values(
+            trades.iter().map(|t| t.exit_reason.name()),
+        )),
     ]
 }
 
 /// `metrics.json`: `{"benchmark": {...}, "portfolio": {...}, "symbols":
-/// {...}}`, keys sorted at every level. Serialized straight to the file,
-/// one symbol's metrics in memory at a time: a `Value` of the whole
-/// document would cost a few KB per symbol at the end of a large run.
+/// {...}}`, symbols by name, each metrics object in the order of the
+/// metric facts table ([`crate::backtest::METRICS`]). Serialized straight
+/// to the file, one symbol's metrics in memory at a time: a `Value` of the
+/// whole document would cost a few KB per symbol at the end of a large run.
 struct MetricsDoc<'a>(&'a RunSummary);
-
-/// `metrics` as a JSON object with sorted keys.
-fn sorted_json<E: serde::ser::Error>(m: &crate::backtest::Metrics) -> Result<serde_json::Value, E> {
-    serde_json::to_value(m).map_err(E::custom)
-}
 
 impl Serialize for MetricsDoc<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("benchmark", &sorted_json(&self.0.benchmark_metrics)?)?;
-        map.serialize_entry("portfolio", &sorted_json(&self.0.portfolio_metrics)?)?;
+        map.serialize_entry("benchmark", &self.0.benchmark_metrics)?;
+        map.serialize_entry("portfolio", &self.0.portfolio_metrics)?;
         map.serialize_entry("symbols", &SymbolMetrics(self.0))?;
         map.end()
     }
@@ -448,7 +474,7 @@ impl Serialize for SymbolMetrics<'_> {
         by_name.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let mut map = s.serialize_map(Some(by_name.len()))?;
         for x in by_name {
-            map.serialize_entry(&x.symbol, &sorted_json(&x.metrics)?)?;
+            map.serialize_entry(&x.symbol, &x.metrics)?;
         }
         map.end()
     }
@@ -503,7 +529,12 @@ pub fn write_run_dir(
 ) -> Result<(), OutputError> {
     let tmp = partial_dir(out)?;
     let written = (|| {
-        let mut w = RunWriter::create(&tmp, r.portfolio.ts.clone(), r.capital_per_symbol)?;
+        let mut w = RunWriter::create(
+            &tmp,
+            r.portfolio.ts.clone(),
+            r.capital_per_symbol,
+            r.settings.clone(),
+        )?;
         for s in &r.symbols {
             w.push(s)?;
         }

@@ -6,7 +6,8 @@
 //!   part.json        PartHeader: shard, inputs hash, resolved parameters,
 //!                    capital split (f64 bits), window-skipped symbols
 //!   symbols.parquet  one row per (combo, sample, symbol): capital,
-//!                    total_fees, window, engine bars, or the error
+//!                    total_fees, window, engine bars, time zone, or the
+//!                    error
 //!   curves.parquet   one row per (combo, sample, symbol, bar): ts, equity,
 //!                    position, gross, benchmark (+ close, avg, dir for run)
 //!   trades.parquet   one row per (combo, sample, symbol, trade)
@@ -45,11 +46,12 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::ShardSpec;
-use crate::backtest::{Side, SymbolRun, Trade};
-use crate::run::{Skipped, SymbolResult};
+use crate::backtest::{Calendar, ExitReason, Side, SymbolRun, Trade};
+use crate::run::{MetricsSettings, Skipped, SymbolResult};
 
-/// Version of the part layout; `merge` refuses other versions.
-pub const PART_FORMAT_VERSION: u32 = 1;
+/// Version of the part layout; `merge` refuses other versions. 2: trades
+/// carry `exit_reason`, symbols their time zone `tz`.
+pub const PART_FORMAT_VERSION: u32 = 2;
 /// The header file of a part.
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.
@@ -201,6 +203,7 @@ fn symbols_schema() -> SchemaRef {
         Field::new("window_end", DataType::UInt64, false),
         Field::new("engine_bars", DataType::UInt64, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("tz", DataType::Utf8, true),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -234,6 +237,7 @@ fn trades_schema() -> SchemaRef {
         Field::new("ret", DataType::Float64, false),
         Field::new("bars_held", DataType::UInt64, false),
         Field::new("open", DataType::Boolean, false),
+        Field::new("exit_reason", DataType::Utf8, false),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -356,6 +360,7 @@ impl PartWriter {
         let mut names = Vec::with_capacity(n);
         let (mut cap, mut fees, mut ws, mut we, mut eb, mut err) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut tz = Vec::with_capacity(n);
         for s in done {
             pos.push(self.pos(&s.run.symbol)?);
             names.push(s.run.symbol.as_str());
@@ -365,6 +370,7 @@ impl PartWriter {
             we.push(s.window.end as u64);
             eb.push(s.engine_bars as u64);
             err.push(None);
+            tz.push(s.calendar.zone());
         }
         for f in failed {
             pos.push(self.pos(&f.symbol)?);
@@ -375,6 +381,7 @@ impl PartWriter {
             we.push(0);
             eb.push(0);
             err.push(Some(f.reason.as_str()));
+            tz.push(None);
         }
         let (c, k) = keys(n, combo, sample);
         self.symbols.write(vec![
@@ -388,6 +395,7 @@ impl PartWriter {
             Arc::new(UInt64Array::from(we)),
             Arc::new(UInt64Array::from(eb)),
             Arc::new(StringArray::from(err)),
+            Arc::new(StringArray::from(tz)),
         ])?;
 
         // curves.parquet
@@ -490,6 +498,9 @@ impl PartWriter {
             )),
             Arc::new(BooleanArray::from(
                 t.iter().map(|x| x.open).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                t.iter().map(|x| x.exit_reason.name()),
             )),
         ])
     }
@@ -659,6 +670,7 @@ impl Stored {
 
 /// A symbol's result while its rows are read.
 struct Partial {
+    calendar: Calendar,
     run: SymbolRun,
     close: Vec<f64>,
     avg: Vec<f64>,
@@ -692,9 +704,12 @@ impl PartReader {
 
     /// Reads the rows of `combo` into `into`, keyed by (sample, position in
     /// the selection): iterating the map gives the single-machine order.
+    /// Each symbol's metrics are computed under `settings` in its own
+    /// calendar, as the single machine computes them.
     pub fn take_combo(
         &mut self,
         combo: usize,
+        settings: &MetricsSettings,
         into: &mut BTreeMap<(u32, u32), Stored>,
     ) -> Result<(), PartError> {
         let combo = combo as u32;
@@ -714,6 +729,7 @@ impl PartReader {
             let we = col::<UInt64Array>(&p, &b, "window_end")?;
             let eb = col::<UInt64Array>(&p, &b, "engine_bars")?;
             let err = col::<StringArray>(&p, &b, "error")?;
+            let tz = col::<StringArray>(&p, &b, "tz")?;
             for i in 0..b.num_rows() {
                 let key = (sample.value(i), pos.value(i));
                 let symbol = name.value(i).to_string();
@@ -734,9 +750,12 @@ impl PartReader {
                     continue;
                 }
                 let (a, e) = (ws.value(i) as usize, we.value(i) as usize);
+                let zone = (!tz.is_null(i)).then(|| tz.value(i));
+                let calendar = Calendar::from_zone(zone).map_err(|why| corrupt(&p, why))?;
                 runs.insert(
                     key,
                     Partial {
+                        calendar,
                         run: SymbolRun {
                             symbol,
                             capital: cap.value(i),
@@ -810,12 +829,16 @@ impl PartReader {
             );
             let held = col::<UInt64Array>(&p, &b, "bars_held")?;
             let open = col::<BooleanArray>(&p, &b, "open")?;
+            let reason = col::<StringArray>(&p, &b, "exit_reason")?;
             for i in 0..b.num_rows() {
                 let key = (sample.value(i), pos.value(i));
                 let s = runs.get_mut(&key).ok_or_else(|| {
                     corrupt(&p, format!("trade rows of an unknown symbol {key:?}"))
                 })?;
                 let symbol = s.run.symbol.clone();
+                let exit_reason = ExitReason::from_name(reason.value(i)).ok_or_else(|| {
+                    corrupt(&p, format!("unknown exit_reason {:?}", reason.value(i)))
+                })?;
                 s.run.trades.push(Trade {
                     symbol,
                     side: if long.value(i) {
@@ -833,6 +856,7 @@ impl PartReader {
                     ret: ret.value(i),
                     bars_held: held.value(i) as usize,
                     open: open.value(i),
+                    exit_reason,
                 });
             }
         }
@@ -840,8 +864,10 @@ impl PartReader {
             into.insert(
                 key,
                 Stored::Done(Box::new(SymbolResult {
-                    // The same call as `trade_series`, on the same numbers.
-                    metrics: s.run.metrics(),
+                    // The same call as `trade_series`, on the same numbers
+                    // (its periods per year from the same window bars).
+                    metrics: s.run.metrics_with(&settings.options(s.calendar.clone())),
+                    calendar: s.calendar,
                     run: s.run,
                     close: s.close,
                     avg: s.avg,

@@ -32,12 +32,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::Metrics;
+use crate::backtest::MetricsOptions;
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
 use crate::engine::{compute_batch, AtcParams, BatchDetail};
 use crate::run::{
-    aggregate, collect, prepare, span_hash, trade_series, ActiveSeries, RunError, RunPlan, Skipped,
-    Strategy,
+    aggregate, collect, last_bar, prepare, series_options, span_hash, trade_series, ActiveSeries,
+    RunError, RunPlan, Skipped, Strategy,
 };
 pub use grid::{Grid, GridError, Value};
 
@@ -45,7 +46,7 @@ pub use grid::{Grid, GridError, Value};
 const CHUNK_BUDGET_BYTES: usize = 256 << 20;
 
 /// A named sub-window of the run window: `full`, or `in`/`out` of sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Sample {
     /// `full`, `in`, `out`, or `wf<k>-train` / `wf<k>-test` for walk-forward folds.
     pub name: String,
@@ -119,6 +120,15 @@ pub fn push_rows(rows: &mut Vec<Row>, combo: usize, sample: &str, r: &crate::run
     }
 }
 
+/// Sets each sample's `to` to the last bar of `series` in it (as
+/// [`RunPlan::pinned`] does for a run), so a symbol counts as ending
+/// inside a sample only if others trade after it. Pin before sharding.
+pub fn pin_samples(data: &Dataset, series: &[usize], samples: &mut [Sample]) {
+    for s in samples {
+        s.to = last_bar(data, series, s.from, s.to).or(s.to);
+    }
+}
+
 /// Splits the run window at `split` (µs UTC): `in` is before it, `out` from it on.
 pub fn samples(from: Option<i64>, to: Option<i64>, split: Option<i64>) -> Vec<Sample> {
     let mut v = vec![Sample {
@@ -152,10 +162,13 @@ fn lengths_key(p: &AtcParams) -> (u8, [usize; 6]) {
     )
 }
 
-/// Per symbol: its active window in each sample (None where it has no bars).
+/// Per symbol: its active window in each sample (None where it has no
+/// bars), and the metric options of each (its periods per year resolved
+/// once, not per combination).
 struct SymbolPlan {
     idx: usize,
     per_sample: Vec<Option<ActiveSeries>>,
+    options: Vec<Option<MetricsOptions>>,
 }
 
 /// Distinct engine spans `(start, end)` of a symbol over its samples.
@@ -324,6 +337,7 @@ pub fn sweep_with(
         .map(|a| SymbolPlan {
             idx: a.idx,
             per_sample: Vec::with_capacity(samples.len()),
+            options: Vec::with_capacity(samples.len()),
         })
         .collect();
     for sp in &mut symbol_plans {
@@ -332,6 +346,13 @@ pub fn sweep_with(
                 .push(active.iter().find(|a| a.idx == sp.idx).cloned());
         }
     }
+    symbol_plans.par_iter_mut().for_each(|sp| {
+        sp.options = sp
+            .per_sample
+            .iter()
+            .map(|a| a.as_ref().map(|a| series_options(data, a, &base.metrics)))
+            .collect();
+    });
     let cfg = base.execution.exec_config();
     let total_window_bars: usize = symbol_plans
         .iter()
@@ -394,6 +415,7 @@ pub fn sweep_with(
                                             &dir[..len],
                                             capital[k],
                                             &cfg,
+                                            sp.options[k].as_ref()?,
                                         ),
                                         Err(reason) => Err(Skipped {
                                             symbol: data.series()[sp.idx].name.clone(),
@@ -435,7 +457,7 @@ pub fn sweep_with(
                         bench.push(None);
                         continue;
                     }
-                    let r = aggregate(symbols, Vec::new(), capital[k]);
+                    let r = aggregate(symbols, Vec::new(), capital[k], &base.metrics);
                     push_rows(&mut rows, c, &samples[k].name, &r);
                     port.push(Some(r.portfolio_metrics));
                     bench.push(Some(r.benchmark_metrics));
