@@ -169,14 +169,14 @@ impl Calendar {
 
 /// Median of a non-empty slice, by selection (O(n), the slice is
 /// reordered); the mean of the two middle values when the length is even.
-fn median_in_place(v: &mut [f64]) -> f64 {
+fn median_in_place<T: Copy + Ord + Into<f64>>(v: &mut [T]) -> f64 {
     let n = v.len();
-    let (lo, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
-    let mid = *mid;
+    let (lo, mid, _) = v.select_nth_unstable(n / 2);
+    let mid: f64 = (*mid).into();
     if n % 2 == 1 {
         mid
     } else {
-        let below = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let below = lo.iter().copied().max().map_or(mid, Into::into);
         0.5 * (below + mid)
     }
 }
@@ -191,16 +191,18 @@ pub fn periods_per_year(ts: &[i64]) -> f64 {
 /// `calendar`; see the module docs for the rule. `ts` must be sorted (µs
 /// since epoch, UTC).
 pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
-    let mut gaps: Vec<f64> = ts
+    // Gaps in whole seconds (exact in f64, cheap to select on).
+    let mut gaps: Vec<u32> = ts
         .windows(2)
-        .map(|w| (w[1] - w[0]) as f64)
-        .filter(|&g| g > 0.0)
+        .map(|w| w[1] - w[0])
+        .filter(|&g| g > 0)
+        .map(|g| (g / 1_000_000).clamp(1, i64::from(u32::MAX)) as u32)
         .collect();
     if gaps.is_empty() {
         return 252.0;
     }
-    let d_us = median_in_place(&mut gaps);
-    let d = d_us / DAY_US as f64; // in days
+    let d_s = median_in_place(&mut gaps);
+    let d = d_s / 86_400.0; // in days
     if d > 4.0 {
         return if d <= 10.0 {
             52.0
@@ -212,8 +214,8 @@ pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
             365.25 / d
         };
     }
-    let local: Vec<i64> = ts.iter().map(|&t| calendar.local(t)).collect();
-    let weekend = local.iter().filter(|&&t| weekday(t) >= 5).count();
+    let local = |t: i64| calendar.local(t);
+    let weekend = ts.iter().filter(|&&t| weekday(local(t)) >= 5).count();
     let days_per_year = if weekend as f64 / ts.len() as f64 > WEEKEND_SHARE {
         365.0
     } else {
@@ -222,24 +224,29 @@ pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
     if d >= 20.0 / 24.0 {
         return days_per_year;
     }
-    // Intraday: bars per local calendar day, and how much of the day they span.
-    let mut counts: Vec<f64> = Vec::new();
-    let mut spans: Vec<f64> = Vec::new();
-    let mut day_first = local[0];
-    for (k, &t) in local.iter().enumerate() {
-        if k == 0 || t.div_euclid(DAY_US) != local[k - 1].div_euclid(DAY_US) {
-            if k > 0 {
-                spans.push((local[k - 1] - day_first) as f64 + d_us);
+    // Intraday: bars per local calendar day, and how much of the day they
+    // span (in seconds, including one spacing for the last bar).
+    let d_us = (d_s * 1e6) as i64;
+    let mut counts: Vec<u32> = Vec::new();
+    let mut spans: Vec<u32> = Vec::new();
+    let (mut day, mut first, mut prev) = (i64::MIN, 0i64, 0i64);
+    for &t in ts {
+        let l = local(t);
+        if l.div_euclid(DAY_US) != day {
+            if day != i64::MIN {
+                spans.push(((prev - first + d_us) / 1_000_000) as u32);
             }
-            counts.push(0.0);
-            day_first = t;
+            day = l.div_euclid(DAY_US);
+            first = l;
+            counts.push(0);
         }
         if let Some(c) = counts.last_mut() {
-            *c += 1.0;
+            *c += 1;
         }
+        prev = l;
     }
-    spans.push((local[local.len() - 1] - day_first) as f64 + d_us);
-    let session = median_in_place(&mut spans) < 20.0 / 24.0 * DAY_US as f64;
+    spans.push(((prev - first + d_us) / 1_000_000) as u32);
+    let session = median_in_place(&mut spans) < 20.0 * 3600.0;
     if session {
         days_per_year * median_in_place(&mut counts)
     } else {

@@ -328,14 +328,10 @@ pub fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
     Some(x_lo + frac * (x_hi - x_lo))
 }
 
-/// Pandas' bias-corrected sample skewness (G1) and excess kurtosis (G2) of
-/// `v` given its mean; `None` below 3 (skew) / 4 (kurtosis) values or for
-/// a zero spread.
-fn moments(v: &[f64], m: f64, sd: f64) -> (Option<f64>, Option<f64>) {
-    let n = v.len() as f64;
-    if sd == 0.0 || v.len() < 3 {
-        return (None, None);
-    }
+/// `Σa², Σa³, Σa⁴` with `a = x − m`, in one pass (three independent sums,
+/// each in slice order from +0.0, so `Σa²` is bit for bit the sum [`std`]
+/// takes).
+fn central_sums(v: &[f64], m: f64) -> (f64, f64, f64) {
     let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
     for &x in v {
         let a = x - m;
@@ -344,8 +340,19 @@ fn moments(v: &[f64], m: f64, sd: f64) -> (Option<f64>, Option<f64>) {
         m3 += a2 * a;
         m4 += a2 * a2;
     }
+    (m2, m3, m4)
+}
+
+/// Pandas' bias-corrected sample skewness (G1) and excess kurtosis (G2) of
+/// `len` values from their [`central_sums`]; `None` below 3 (skew) / 4
+/// (kurtosis) values or for a zero spread `sd`.
+fn moments(len: usize, (m2, m3, m4): (f64, f64, f64), sd: f64) -> (Option<f64>, Option<f64>) {
+    let n = len as f64;
+    if sd == 0.0 || len < 3 {
+        return (None, None);
+    }
     let skew = finite(n * (n - 1.0).sqrt() / (n - 2.0) * (m3 / m2.powf(1.5)));
-    let kurt = (v.len() >= 4)
+    let kurt = (len >= 4)
         .then(|| {
             let num = n * (n + 1.0) * (n - 1.0) * m4;
             let den = (n - 2.0) * (n - 3.0) * m2 * m2;
@@ -600,7 +607,11 @@ pub fn metrics_of_stats(
 
     let mut r = bar_returns(initial, equity);
     let m = mean(&r);
-    let raw_sd = std(&r);
+    let sums = m.map(|m| central_sums(&r, m));
+    // As [`std`]: `√(Σa² / (n − 1))`.
+    let raw_sd = sums
+        .filter(|_| n >= 2)
+        .map(|(m2, _, _)| (m2 / (n - 1) as f64).sqrt());
     let sd = match (raw_sd, m) {
         (Some(s), Some(m)) => Some(spread(s, m)),
         _ => None,
@@ -639,29 +650,47 @@ pub fn metrics_of_stats(
         Some(a) if spread(dd.max, a) > 0.0 => finite(a / dd.max),
         _ => None,
     };
-    let (skew, kurtosis) = match (m, sd) {
-        (Some(m), Some(s)) => moments(&r, m, s),
+    let (skew, kurtosis) = match (sums, sd) {
+        (Some(sums), Some(s)) => moments(n, sums, s),
         _ => (None, None),
     };
 
     // OLS of r on the benchmark's returns.
     let rb = bar_returns(initial, &benchmark[..n.min(benchmark.len())]);
     let k = r.len().min(rb.len());
-    let (alpha, beta) = match (mean(&r[..k]), mean(&rb[..k]), std(&rb[..k])) {
-        (Some(ms), Some(mb), Some(sb)) if k >= 2 && spread(sb, mb) > 0.0 => {
-            let cov = total((0..k).map(|i| (r[i] - ms) * (rb[i] - mb)));
-            let var = total(rb[..k].iter().map(|x| (x - mb) * (x - mb)));
-            let beta = cov / var;
-            (finite((ms - beta * mb) * ppy), finite(beta))
+    let ms = if k == r.len() { m } else { mean(&r[..k]) };
+    let (alpha, beta) = match (ms, mean(&rb[..k])) {
+        (Some(ms), Some(mb)) if k >= 2 => {
+            let (mut cov, mut var) = (0.0, 0.0);
+            for (x, y) in r[..k].iter().zip(&rb[..k]) {
+                let b = y - mb;
+                cov += (x - ms) * b;
+                var += b * b;
+            }
+            let sb = (var / (k - 1) as f64).sqrt();
+            if spread(sb, mb) > 0.0 {
+                let beta = cov / var;
+                (finite((ms - beta * mb) * ppy), finite(beta))
+            } else {
+                (None, None)
+            }
         }
         _ => (None, None),
     };
-    let gains = total(r.iter().copied().filter(|&x| x > 0.0));
-    let losses = -total(r.iter().copied().filter(|&x| x < 0.0));
+    let (gains, losses) = r.iter().fold((0.0, 0.0), |(g, l), &x| {
+        if x > 0.0 {
+            (g + x, l)
+        } else if x < 0.0 {
+            (g, l - x)
+        } else {
+            (g, l)
+        }
+    });
     let omega = (spread(losses, gains) > 0.0)
         .then(|| finite(gains / losses))
         .flatten();
 
+    let yearly_returns = yearly_returns(ts, &r, &opts.calendar);
     // Quantiles last: selection reorders `r`.
     let var_95 = quantile(&mut r, 0.05);
     let cvar_95 = var_95.and_then(|q| {
@@ -792,11 +821,7 @@ pub fn metrics_of_stats(
         open_trade_pnl: total(open.iter().map(|t| t.pnl)),
         final_equity,
         equity_peak: equity.iter().copied().fold(initial, f64::max),
-        yearly_returns: {
-            // `r` was reordered by the quantiles: recompute in bar order.
-            let r = bar_returns(initial, equity);
-            yearly_returns(ts, &r, &opts.calendar)
-        },
+        yearly_returns,
         worst_drawdowns: dd.worst,
     }
 }
@@ -843,7 +868,7 @@ mod tests {
         // pandas: Series([0.01, -0.02, 0.03, -0.01, 0.02]).skew() / .kurt()
         let v = [0.01, -0.02, 0.03, -0.01, 0.02];
         let m = mean(&v).unwrap();
-        let (s, k) = moments(&v, m, std(&v).unwrap());
+        let (s, k) = moments(v.len(), central_sums(&v, m), std(&v).unwrap());
         assert!((s.unwrap() - -0.23551393640880602).abs() < 1e-12, "{s:?}");
         assert!((k.unwrap() - -1.9632233639805297).abs() < 1e-12, "{k:?}");
     }

@@ -239,18 +239,20 @@ fn info(a: &InfoArgs) -> Result<()> {
             .max(4);
         writeln!(
             out,
-            "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  file",
-            "name", "bars", "first", "last", "interval"
+            "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  {:<16}  file",
+            "name", "bars", "first", "last", "interval", "zone"
         )?;
         for s in ds.series() {
             writeln!(
                 out,
-                "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  {}",
+                "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  {:<16}  {}",
                 s.name,
                 s.bars,
                 fmt_ts(s.first_ts),
                 fmt_ts(s.last_ts),
                 fmt_interval(s.interval_us),
+                // The zone weekdays and calendar years are judged in.
+                s.tz.as_deref().unwrap_or("UTC (none)"),
                 s.file_stem
             )?;
         }

@@ -639,7 +639,7 @@ pub(super) fn walk_forward_table(
     }
     let _ = write!(
         header,
-        " {:>16} {:>16} {:>12} {:>12}",
+        " {:>16} {:>16} {:>15} {:>15}",
         format!("{metric} [train]"),
         format!("{metric} [test]"),
         "return [test]",
@@ -674,7 +674,7 @@ pub(super) fn walk_forward_table(
         let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{:+.2}%", v * 100.0));
         let _ = writeln!(
             t,
-            " {:>16} {:>16} {:>12} {:>12}",
+            " {:>16} {:>16} {:>15} {:>15}",
             fmt_opt(f.train_metric),
             fmt_opt(test.and_then(|m| metric_value(m, metric))),
             pct(test.map(|m| m.total_return)),
