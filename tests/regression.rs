@@ -263,7 +263,7 @@ fn eurusd_1h() {
 #[test]
 fn const_return() {
     let tmp = tempfile::tempdir().unwrap();
-    let n = 300;
+    let n: usize = 300;
     let ts: Vec<i64> = (0..n as i64).map(|k| date(2020, 1, 1) + k * DAY).collect();
     let close_px: Vec<f64> = (1..=n).map(|t| 100.0 * 1.001f64.powi(t as i32)).collect();
     let open: Vec<f64> = (0..n).map(|t| 100.0 * 1.001f64.powi(t as i32)).collect();
@@ -407,6 +407,27 @@ fn periods_per_year_override_and_mixed_frequency_warning() {
     let m = json(&out.join("metrics.json"));
     assert_eq!(m["symbols"]["STOCK"]["periods_per_year"], 252.0);
     assert_eq!(m["symbols"]["COIN"]["periods_per_year"], 365.0);
+
+    // A sweep over the same symbols says so too.
+    let a = atc(tmp.path())
+        .args([
+            "sweep",
+            "-q",
+            "--no-report",
+            "--no-cache",
+            "--lambda",
+            "0.02,0.05",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("sweep"))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    assert!(stderr.contains("different bar frequencies"), "{stderr}");
+    let sj = json(&tmp.path().join("sweep/sweep.json"));
+    assert_eq!(sj["warnings"].as_array().unwrap().len(), 1);
 
     let (out, stderr) = run(
         tmp.path(),

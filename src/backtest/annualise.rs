@@ -29,14 +29,15 @@
 //! | `d > 135 days`        | `365.25 days / d` (≈ 1 for yearly bars)                 |
 //!
 //! `D` is 365 for a market that trades on weekends, else 252. Intraday bars
-//! come in *sessions* when a typical day's bars span less than 20 hours
-//! (median over local days of `last − first + d`): a stock exchange's 7
-//! hourly bars a weekday are `252 · 7 = 1,764` a year, not the 1,830 its
-//! calendar span would suggest. Round-the-clock and irregular bars (FX,
-//! crypto, dollar bars) have no session to count, so they use the bars
-//! actually observed per year over the series' span: 24/7 hourly bars give
-//! exactly `365 · 24 = 8,760`, EURUSD hourly bars (closed at weekends) about
-//! 6,200.
+//! come in *sessions* when they are time bars (at least half the gaps are
+//! the median spacing, within 1%) and a typical day's bars span less than
+//! 20 hours (median over local days of `last − first + d`): a stock
+//! exchange's 7 hourly bars a weekday are `252 · 7 = 1,764` a year, not the
+//! 1,830 its calendar span would suggest. Round-the-clock bars (FX, crypto)
+//! and bars sampled by activity (dollar, volume, tick bars) have no session
+//! to count, so they use the bars actually observed per year over the
+//! series' span: 24/7 hourly bars give exactly `365 · 24 = 8,760`, EURUSD
+//! hourly bars (closed at weekends) about 6,200.
 
 use std::str::FromStr;
 
@@ -203,6 +204,14 @@ pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
     }
     let d_s = median_in_place(&mut gaps);
     let d = d_s / 86_400.0; // in days
+                            // Time bars are regular: most gaps are the spacing itself. Bars sampled
+                            // by activity (dollar, volume, tick bars) are not.
+    let regular = gaps
+        .iter()
+        .filter(|&&g| (f64::from(g) - d_s).abs() <= 0.01 * d_s)
+        .count()
+        * 2
+        >= gaps.len();
     if d > 4.0 {
         return if d <= 10.0 {
             52.0
@@ -246,7 +255,7 @@ pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
         prev = l;
     }
     spans.push(((prev - first + d_us) / 1_000_000) as u32);
-    let session = median_in_place(&mut spans) < 20.0 * 3600.0;
+    let session = regular && median_in_place(&mut spans) < 20.0 * 3600.0;
     if session {
         days_per_year * median_in_place(&mut counts)
     } else {
@@ -386,6 +395,22 @@ mod tests {
             }
         }
         assert_eq!(periods_per_year(&ts), 252.0 * 7.0);
+    }
+
+    #[test]
+    fn activity_bars_are_observed_per_year() {
+        // Dollar-bar-like: irregular gaps, bunched in a 9-hour day.
+        let mut ts = Vec::new();
+        for (k, d) in weekdays(40).into_iter().enumerate() {
+            let mut t = d + 13 * H;
+            for j in 0..30 {
+                t += 60_000_000 * (5 + ((k * 31 + j * 17) % 23) as i64);
+                ts.push(t);
+            }
+        }
+        let want =
+            (ts.len() - 1) as f64 * 365.0 * DAY_US as f64 / (ts[ts.len() - 1] - ts[0]) as f64;
+        assert!((periods_per_year(&ts) - want).abs() < 1e-9);
     }
 
     #[test]

@@ -278,6 +278,11 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     // Each sample ends at the selection's last bar in it, before any
     // sharding, so every shard judges which symbols end inside it alike.
     crate::sweep::pin_samples(&dataset, &plan.series, &mut samples);
+    // Symbols of different frequencies or calendars: say so once.
+    let warnings = crate::run::plan_warnings(&dataset, &plan, &base.metrics)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     let mut h = blake3::Hasher::new();
     h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
     h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
@@ -403,6 +408,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         "best": best.map(|b| serde_json::json!({"combo": b.combo, "params": b.params})),
         "ranking": order.iter().take(100).map(|&i| result.combos[i].combo).collect::<Vec<_>>(),
         "skipped": result.skipped,
+        "warnings": warnings,
         "timings_ms": {"load": t_load.as_secs_f64() * 1e3, "compute": t_compute.as_secs_f64() * 1e3},
         "combo_bars": result.combo_bars,
         "threads": pool.current_num_threads(),

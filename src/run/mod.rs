@@ -454,6 +454,35 @@ pub fn aggregate(
     }
 }
 
+/// The mixed-frequency warning of a plan before anything is computed (what
+/// [`aggregate`] finds after a run): each series' periods per year in its
+/// window, and the portfolio's on the union of the windows. A sweep, which
+/// keeps no per-symbol summary, reports it from here.
+pub fn plan_warnings(
+    data: &Dataset,
+    plan: &RunPlan,
+    settings: &MetricsSettings,
+) -> Result<Vec<String>, RunError> {
+    let (active, _) = prepare(data, plan)?;
+    let per_symbol: Vec<(String, f64, Calendar)> = active
+        .iter()
+        .map(|a| {
+            let o = series_options(data, a, settings);
+            let ppy = o.periods_per_year.unwrap_or(252.0);
+            (data.series()[a.idx].name.clone(), ppy, o.calendar)
+        })
+        .collect();
+    let calendar = common_calendar(per_symbol.iter().map(|s| &s.2));
+    let portfolio = settings
+        .periods_per_year
+        .unwrap_or_else(|| periods_per_year_in(&window_timeline(data, &active), &calendar));
+    Ok(
+        mixed_frequencies(per_symbol.iter().map(|s| (s.0.as_str(), s.1)), portfolio)
+            .into_iter()
+            .collect(),
+    )
+}
+
 /// The portfolio's calendar: the symbols' common time zone, or UTC when
 /// they differ (or there are none).
 pub fn common_calendar<'a>(mut calendars: impl Iterator<Item = &'a Calendar>) -> Calendar {
