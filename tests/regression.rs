@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use common::*;
+use predicates::prelude::*;
 
 const DAY: i64 = 86_400_000_000;
 const HOUR: i64 = DAY / 24;
@@ -525,4 +526,24 @@ fn walk_forward_table_labels_what_it_shows() {
         "{split}"
     );
     assert!(split.contains("in-sample best (combo"), "{split}");
+}
+
+/// A timestamp zone that names no zone cannot be judged in: an error
+/// naming the file and the fix, not a silent UTC.
+#[test]
+fn unknown_time_zone_is_an_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("mars.parquet");
+    let ts = weekdays_from(date(2020, 1, 6), 50);
+    write_bars(&data, "X", &ts, &prices(1, 50), Some("Mars/Olympus"));
+    atc(tmp.path())
+        .args(["run", "-q", "--no-report", "--no-cache", "--data"])
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(
+            predicates::str::contains("mars.parquet")
+                .and(predicates::str::contains("Mars/Olympus"))
+                .and(predicates::str::contains("IANA")),
+        );
 }

@@ -268,6 +268,26 @@ mod tests {
     }
 
     #[test]
+    fn metrics_table_parses_and_is_checked() {
+        let s = Strategy::from_toml(
+            "[metrics]\nperiods_per_year = 365\nrisk_free = 0.02\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.metrics.periods_per_year, Some(365.0));
+        assert_eq!(s.metrics.risk_free, 0.02);
+        for (bad, key) in [
+            ("risk_free = 2", "risk_free = 2"),
+            ("periods_per_year = -1", "periods_per_year = -1"),
+        ] {
+            let err = Strategy::from_toml(&format!("[metrics]\n{bad}\n"), Path::new("s.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("s.toml") && err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn out_of_range_names_key_and_file() {
         let err = Strategy::from_toml("[atc]\ndecay = 150\n", Path::new("s.toml"))
             .unwrap_err()
