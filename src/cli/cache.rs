@@ -13,6 +13,7 @@ use crate::engine::AtcParams;
 
 /// Cache options shared by every computing command (`--no-cache`, …).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache")]
 pub struct CacheFlags {
     /// Cache directory [default: $ATC_CACHE_DIR, else <data dir>/.atc-cache
     /// if writable, else the per-user cache directory]

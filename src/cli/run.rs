@@ -45,19 +45,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub report: ReportFlags,
     /// Output directory [default: reports/runs/<UTC time>-<hash of the inputs>/]
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Worker threads [default: all cores]
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Output", long, value_name = "N")]
     pub threads: Option<usize>,
     /// No progress bar and no summary table (errors and warnings still print)
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
     /// Process only shard I of N (the symbols with blake3(name) mod N = I)
     /// and write a part `part-I-of-N/` into --out (default
     /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
     /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
-    #[arg(long, value_name = "I/N")]
+    #[arg(help_heading = "Output", long, value_name = "I/N")]
     pub shard: Option<String>,
 }
 

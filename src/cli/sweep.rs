@@ -45,47 +45,62 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub metrics: MetricArgs,
     /// Split date: metrics in sample (before it) and out of sample (from it on)
-    #[arg(long, value_name = "DATE", conflicts_with = "train_frac")]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "DATE",
+        conflicts_with = "train_frac"
+    )]
     pub split: Option<String>,
     /// Split at this fraction of the window's time span instead of a date
-    #[arg(long, value_name = "F")]
+    #[arg(help_heading = "Sweep", long, value_name = "F")]
     pub train_frac: Option<f64>,
     /// Walk-forward: `train=3y,test=1y[,step=1y]` (units y, m, w, d). At each
     /// step the best combination of the training window (by --rank-by) is
     /// traded in the next test window; the chained out-of-sample equity is
     /// reported beside buy & hold
-    #[arg(long, value_name = "SPEC")]
+    #[arg(help_heading = "Sweep", long, value_name = "SPEC")]
     pub walk_forward: Option<String>,
     /// Metric to rank combinations by: any number of metrics.json (e.g.
     /// sharpe, total_return, calmar, cagr, sortino, max_drawdown; those
     /// where less is better, such as drawdowns and volatility, rank
     /// ascending)
-    #[arg(long, value_name = "METRIC", default_value = "sharpe")]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "METRIC",
+        default_value = "sharpe"
+    )]
     pub rank_by: String,
     /// Refuse grids larger than this
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "N",
+        default_value_t = 100_000
+    )]
     pub max_combos: usize,
     /// Combinations to print
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(help_heading = "Sweep", long, value_name = "N", default_value_t = 10)]
     pub top: usize,
     #[command(flatten)]
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
     /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
-    #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Worker threads [default: all cores]
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Output", long, value_name = "N")]
     pub threads: Option<usize>,
     /// No progress bar and no ranking table
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
     /// Process only shard I of N (the symbols with blake3(name) mod N = I)
     /// and write a part `part-I-of-N/` into --out (default
     /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
     /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
-    #[arg(long, value_name = "I/N")]
+    #[arg(help_heading = "Output", long, value_name = "I/N")]
     pub shard: Option<String>,
 }
 
