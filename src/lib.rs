@@ -14,6 +14,8 @@
 //!
 //! Everything a command does is callable from Rust without the CLI.
 
+#[macro_use]
+pub mod term;
 pub mod backtest;
 pub mod bench;
 pub mod cache;
@@ -21,6 +23,8 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod files;
+pub mod locate;
 pub mod report;
 pub mod run;
 pub mod shard;

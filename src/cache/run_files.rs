@@ -971,7 +971,12 @@ mod tests {
         let c = fx.cache();
         c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         drop(c);
-        super::super::clear(&fx.root.join("cache")).unwrap();
+        let dir = fx.root.join("cache");
+        // Not tagged as a cache: refused, nothing removed.
+        assert!(super::super::clear(&dir).is_err());
+        assert!(fx.runs().exists());
+        super::super::tag_dir(&dir);
+        super::super::clear(&dir).unwrap();
         assert!(!fx.runs().exists());
     }
 

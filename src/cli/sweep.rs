@@ -10,11 +10,11 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, ReportFlags};
+use super::run::{progress_bar, resolve_strategy, ExecArgs, ReportFlags};
 use crate::cache::Cache;
 use crate::data::{parse_date_bound, Dataset};
 use crate::report::{write_memory_parquet, MemorySampler};
-use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
+use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{fmt_ts, run, RunPlan, Strategy};
 use crate::sweep::output::{
     heatmap_json, metric_names, metric_value, rank, write_json, ResultsWriter,
@@ -70,9 +70,15 @@ pub struct SweepArgs {
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
-    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
+    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/].
+    /// An existing directory is replaced only if atc-bt wrote everything in
+    /// it (its sweep.json lists its files); anything else is refused
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace --out even if it holds files atc-bt did not write (they are
+    /// deleted)
+    #[arg(long)]
+    pub force: bool,
     /// Worker threads [default: all cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -239,20 +245,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
 
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
-    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
-    let cache = Cache::open(&args.cache.config(dataset.dir()));
-    for w in cache.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;
+    let cache = Cache::open(&args.cache.config(dataset.base()));
+    super::cache::print_new_warnings(&cache);
     let strict = args.data.strict;
-    super::run::print_data_warnings(&dataset);
-    for bad in dataset.invalid() {
-        if strict {
-            bail!("{bad} (--strict)");
-        }
-        eprintln!("warning: skipped {bad}");
-    }
-    let plan = resolve_plan(&args.selection, &dataset)?;
     let split = match (&args.split, args.train_frac) {
         (Some(s), _) => Some(parse_date_bound(s, false).with_context(|| "--split")?),
         (None, Some(f)) => {
@@ -294,7 +290,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         if args.walk_forward.is_some() {
             bail!("--walk-forward cannot be sharded yet: run the walk-forward on one machine");
         }
-        let mut cfg = args.cache.config(dataset.dir());
+        let mut cfg = args.cache.config(dataset.base());
         cfg.dir = spec.cache_dir(&cfg.dir);
         let shard_cache = Cache::open(&cfg);
         return super::merge::sweep_shard(
@@ -316,7 +312,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash[..12]
         ))
     });
-    let tmp = crate::run::output::partial_dir(&out)?;
+    let tmp = crate::run::output::partial_dir(&out, args.force)?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
@@ -405,7 +401,6 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         "combo_bars": result.combo_bars,
         "threads": pool.current_num_threads(),
     });
-    write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
     let walk = match &wf {
         Some((spec, folds, first)) => {
             let w = pool.install(|| {
@@ -440,7 +435,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
             write_curves_parquet(
                 &tmp.join("walk_forward_equity.parquet"),
-                &[("WALK_FORWARD", &w.curve), (BENCHMARK, &w.benchmark)],
+                &[
+                    (Aggregate::WalkForward, &w.curve),
+                    (Aggregate::Benchmark, &w.benchmark),
+                ],
             )?;
             Some(w)
         }
@@ -456,21 +454,27 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
         write_curves_parquet(
             &tmp.join("best_equity.parquet"),
-            &[(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)],
+            &[
+                (Aggregate::Portfolio, &r.portfolio),
+                (Aggregate::Benchmark, &r.benchmark),
+            ],
         )?;
     }
     write_memory_parquet(&tmp.join("memory.parquet"), &sampler.finish())?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out)
-            .with_context(|| format!("cannot replace {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, &out)
-        .with_context(|| format!("cannot move results to {}", out.display()))?;
+    // sweep.json last: it lists the files written before it.
+    crate::run::output::commit_dir_with_manifest(
+        &tmp,
+        &out,
+        "sweep.json",
+        &sweep_json,
+        args.force,
+    )?;
+    super::cache::print_new_warnings(&cache);
 
     if !args.quiet {
         print_ranking(&grid, &result, &order, &args.rank_by, rank_k, args.top);
         let secs = t_compute.as_secs_f64().max(1e-9);
-        println!(
+        outln!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
             result.combos.len(),
             plan.series.len(),
@@ -480,9 +484,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         if let Some(w) = &walk {
             print_walk_forward(w, &args.rank_by);
         }
-        println!("results: {}", out.display());
+        outln!("results: {}", out.display());
         if hits + misses > 0 {
-            println!(
+            outln!(
                 "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
                 100.0 * hits as f64 / (hits + misses) as f64
             );
@@ -492,12 +496,12 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
 }
 
 fn print_walk_forward(w: &WalkForward, metric: &str) {
-    println!(
+    outln!(
         "walk-forward ({} folds, best by {metric} in each training window):",
         w.folds.len()
     );
     for (k, f) in w.folds.iter().enumerate() {
-        println!(
+        outln!(
             "  fold {k}: train {}..{}  test {}..{}  combo {}  {metric} {}  test return {}",
             fmt_ts(f.fold.train_from),
             fmt_ts(f.fold.train_to),
@@ -511,7 +515,7 @@ fn print_walk_forward(w: &WalkForward, metric: &str) {
         );
     }
     let (m, b) = (&w.metrics, &w.benchmark_metrics);
-    println!(
+    outln!(
         "  out of sample: return {:+.2}% (buy & hold {:+.2}%), sharpe {} ({}), max drawdown {:.2}% ({:.2}%)",
         m.total_return * 100.0,
         b.total_return * 100.0,
@@ -565,7 +569,7 @@ pub(super) fn print_ranking(
     } else {
         header.push_str(&format!(" {:>12} {:>12}", metric, "buy & hold"));
     }
-    println!("{header}");
+    outln!("{header}");
     let value = |c: &crate::sweep::ComboSummary, k: usize, bench: bool| {
         let m = if bench { &c.benchmark } else { &c.portfolio };
         m.get(k)
@@ -597,13 +601,13 @@ pub(super) fn print_ranking(
                 fmt_opt(value(c, k, true))
             ));
         }
-        println!("{line}");
+        outln!("{line}");
     }
     if split {
         if let Some(&best) = order.first() {
             let oos = rank(&r.combos, metric, 2);
             let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
-            println!(
+            outln!(
                 "in-sample best (combo {}) ranks #{} of {} out of sample",
                 r.combos[best].combo,
                 pos,
