@@ -421,16 +421,24 @@ fn store_dirs(data: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Flips one bit in the middle of `bars.arrow` (in a series' prices),
-/// keeping the file's modification time.
-fn flip_bit_keep_mtime(file: &Path) {
+/// Flips one bit of `file` at `at`, keeping its modification time.
+fn flip_bit_keep_mtime(file: &Path, at: usize) {
     let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
     let mut b = read(file);
-    let mid = b.len() / 2;
-    b[mid] ^= 0x10;
+    b[at] ^= 0x10;
     std::fs::write(file, b).unwrap();
     let f = std::fs::File::options().write(true).open(file).unwrap();
     f.set_modified(mtime).unwrap();
+}
+
+/// The offset in `bars.arrow` of the close price of bar 1500 of the one
+/// series `data_dir(1, _)` writes (seed 11): a byte every run reads.
+fn close_offset(file: &Path) -> usize {
+    let close = atc_bt::synthetic::random_walk(11, 3000)[1500].to_le_bytes();
+    let b = read(file);
+    let hits: Vec<usize> = (0..b.len() - 8).filter(|&i| b[i..i + 8] == close).collect();
+    assert_eq!(hits.len(), 1, "the close price is in the store once");
+    hits[0] + 3
 }
 
 #[test]
@@ -441,19 +449,21 @@ fn flipped_bit_in_the_store_is_detected_and_rebuilt() {
     let stores = store_dirs(&p.join("data"));
     assert_eq!(stores.len(), 1);
     let bars = stores[0].join("bars.arrow");
-    flip_bit_keep_mtime(&bars);
+    let at_close = close_offset(&bars);
+    flip_bit_keep_mtime(&bars, at_close);
     let o = run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "flipped"]));
     let e = stderr(&o);
     assert_eq!(e.matches("is damaged").count(), 1, "{e}");
     assert!(e.contains("rebuilding it from the Parquet sources"), "{e}");
     same_results(&p.join("clean"), &p.join("flipped"));
-    // data info --strict does not pass a damaged store.
-    flip_bit_keep_mtime(&bars);
+    // data info --strict does not pass a damaged store, wherever the flip.
+    let len = read(&bars).len();
+    flip_bit_keep_mtime(&bars, len / 2);
     let o = run_fails(at(p).args(["data", "info", "--strict"]));
     assert!(stderr(&o).contains("is damaged"), "{}", stderr(&o));
     run_ok(at(p).args(["data", "info", "--strict"]));
     // data verify finds it, rebuilds it, and finds nothing the next time.
-    flip_bit_keep_mtime(&bars);
+    flip_bit_keep_mtime(&bars, at_close);
     let o = run_ok(at(p).args(["data", "verify", "-q"]));
     assert!(
         stdout(&o).contains("is damaged") && stdout(&o).contains("rebuilt"),
@@ -490,8 +500,11 @@ fn damaged_store_whose_sources_are_gone_fails_naming_the_store_and_the_fix() {
     let t = data_dir(1, 500);
     let p = t.path();
     run_ok(at(p).args(["data", "ingest", "-q"]));
+    // (`data verify` checks every column, wherever the flip.)
     let store = store_dirs(&p.join("data")).remove(0);
-    flip_bit_keep_mtime(&store.join("bars.arrow"));
+    let bars = store.join("bars.arrow");
+    let len = read(&bars).len();
+    flip_bit_keep_mtime(&bars, len / 2);
     // The source is replaced by junk of the same size and time: the store
     // still matches its stamp, but cannot be rebuilt from it.
     let src = p.join("data/p.parquet");
@@ -503,7 +516,7 @@ fn damaged_store_whose_sources_are_gone_fails_naming_the_store_and_the_fix() {
         .unwrap()
         .set_modified(meta.modified().unwrap())
         .unwrap();
-    let o = run_fails(at(p).args(["run", "-q", "--no-cache", "--no-report"]));
+    let o = run_fails(at(p).args(["data", "verify", "-q"]));
     let e = stderr(&o);
     assert!(
         e.contains(&store.display().to_string())

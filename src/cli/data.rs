@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
+use crate::data::store::Columns;
 use crate::data::{
     fmt_ts, parse_date_bound, synth, DataOptions, Dataset, SymbolSelection, INPUT_HELP,
 };
@@ -251,7 +252,7 @@ fn open_all(source: &DataSourceArgs, progress: bool) -> Result<Dataset> {
     let opts = source.options(progress);
     let ds = Dataset::open(&opts)?;
     let all: Vec<usize> = (0..ds.series().len()).collect();
-    Ok(ds.verified(&opts, &all)?)
+    Ok(ds.verified(&opts, &all, Columns::All)?)
 }
 
 fn info(a: &InfoArgs) -> Result<()> {
@@ -344,7 +345,7 @@ fn verify(a: &IngestArgs) -> Result<()> {
     let opts = a.source.options(!a.quiet);
     let ds = Dataset::open(&opts)?;
     let all: Vec<usize> = (0..ds.series().len()).collect();
-    let found = ds.verify(&all);
+    let found = ds.verify(&all, Columns::All);
     let n = ds.series().len();
     match found {
         Ok(()) => {
@@ -357,7 +358,7 @@ fn verify(a: &IngestArgs) -> Result<()> {
         }
         Err(damage) => {
             outln!("{damage}");
-            let ds = ds.verified(&opts, &all)?;
+            let ds = ds.verified(&opts, &all, Columns::All)?;
             outln!(
                 "{}: rebuilt from the Parquet sources; {} series, every checksum matches",
                 ds.dir().display(),

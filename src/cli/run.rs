@@ -233,7 +233,7 @@ pub fn open_selection(
     let opts = data.options(progress);
     let dataset = Dataset::open(&opts)?;
     let plan = resolve_plan(sel, &dataset)?;
-    let dataset = dataset.verified(&opts, &plan.series)?;
+    let dataset = dataset.verified(&opts, &plan.series, crate::data::store::Columns::Traded)?;
     let all = sel.selection()? == crate::data::SymbolSelection::All;
     let notes = data_notes(&dataset, &plan.series, all);
     for n in &notes {
