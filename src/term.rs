@@ -78,6 +78,32 @@ pub fn quote(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// JSON text (from serde_json, which escapes only C0 controls, `"` and
+/// `\\`) with every other control or invisible formatting character
+/// written as a JSON escape (`\\u202e`), so the document stays valid JSON,
+/// means the same, and is safe on a terminal.
+pub fn json_safe(json: &str) -> Cow<'_, str> {
+    // Raw line breaks are pretty-printing between tokens (serde_json
+    // escapes those inside strings).
+    let escape = |c: char| c != '\n' && needs_escape(c);
+    if !json.chars().any(escape) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if escape(c) {
+            let mut buf = [0u16; 2];
+            for unit in c.encode_utf16(&mut buf) {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `text` with control characters other than line breaks escaped: the
 /// last line of defence of everything printed.
 fn sanitize(text: &str) -> Cow<'_, str> {
@@ -147,5 +173,10 @@ mod tests {
         assert_eq!(escape("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(quote(""), "\"\"");
         assert_eq!(sanitize("ok\nline\u{7}"), "ok\nline\\u{7}");
+        let j = serde_json::to_string(&"a\u{1b}b\u{202e}c\u{7f}").unwrap();
+        let safe = json_safe(&j);
+        assert_eq!(safe, "\"a\\u001bb\\u202ec\\u007f\"");
+        let back: String = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, "a\u{1b}b\u{202e}c\u{7f}");
     }
 }

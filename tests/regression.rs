@@ -182,6 +182,13 @@ fn out_dir_with_user_files_is_refused_by_run_sweep_merge_and_shards() {
             .arg(&out),
     );
     assert!(!out.join("thesis.txt").exists() && out.join("run.json").is_file());
+    // Not even --force replaces the directory holding the data, or the
+    // current directory.
+    for target in ["data", "."] {
+        let o = run_fails(at(p).args(["run", "-q", "--no-report", "--force", "--out", target]));
+        assert!(stderr(&o).contains("refusing"), "{}", stderr(&o));
+    }
+    assert!(p.join("data/p.parquet").is_file());
 }
 
 #[test]

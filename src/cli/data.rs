@@ -266,7 +266,10 @@ fn info(a: &InfoArgs) -> Result<()> {
             "invalid": ds.invalid(),
         });
         // One write: a closed pipe drops the rest (see `crate::term`).
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        outln!(
+            "{}",
+            crate::term::json_safe(&serde_json::to_string_pretty(&v)?)
+        );
     } else {
         use crate::term::quote;
         let w = ds

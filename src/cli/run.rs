@@ -263,6 +263,9 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .map(crate::shard::ShardSpec::from_arg)
         .transpose()?;
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec)?;
+    if let Some(out) = &args.out {
+        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
+    }
     // The same command on unchanged data ran before: restore its files
     // without opening the data store or the cache's database.
     let invocation = match shard {

@@ -243,6 +243,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         );
     }
 
+    if let Some(out) = &args.out {
+        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
+    }
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
     let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;

@@ -82,6 +82,14 @@ pub enum OutError {
         /// The path.
         path: PathBuf,
     },
+    /// The output directory holds the command's own input.
+    #[error("{}: refusing to write results here: it holds {}, which this command reads\n  hint: choose an --out outside it", path.display(), input.display())]
+    HoldsInput {
+        /// The output path.
+        path: PathBuf,
+        /// The input it holds.
+        input: PathBuf,
+    },
     /// A file-system error.
     #[error("{}: {source}", path.display())]
     Io {
@@ -187,6 +195,22 @@ fn holds_cwd(path: &Path) -> bool {
     };
     let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
     cwd.starts_with(&p)
+}
+
+/// Refuses an `out` that is, or holds, `input` (the data a command reads):
+/// replacing it would delete the input, even with `--force`.
+pub fn check_not_holding(out: &Path, input: &Path) -> Result<(), OutError> {
+    let (o, i) = (
+        crate::locate::canonical(out),
+        crate::locate::canonical(input),
+    );
+    if i.starts_with(&o) {
+        return Err(OutError::HoldsInput {
+            path: out.to_path_buf(),
+            input: input.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that the directory `out` may be replaced: absent, empty, an
