@@ -863,10 +863,23 @@ fn sources_json(data: &Dataset) -> serde_json::Value {
 }
 
 fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:+.2}%", x * 100.0)
-    } else {
+    let p = x * 100.0;
+    if !p.is_finite() {
         "n/a".into()
+    } else if p.abs() >= 1e9 {
+        // Absurd but finite (a short in a price that exploded): keep the
+        // table readable.
+        format!("{p:+.2e}%")
+    } else {
+        format!("{p:+.2}%")
+    }
+}
+
+fn money(x: f64) -> String {
+    if x.is_finite() && x.abs() >= 1e15 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.2}")
     }
 }
 
@@ -917,8 +930,8 @@ pub(super) fn print_summary(
     outln!(
         "{:<16} {:>12} {:>12}",
         "final equity",
-        format!("{:.2}", p.final_equity),
-        format!("{:.2}", b.final_equity)
+        money(p.final_equity),
+        money(b.final_equity)
     );
     outln!("{:<16} {:>12}", "trades", p.trades);
     let mut by_ret: Vec<_> = r.symbols.iter().collect();
