@@ -489,7 +489,8 @@ impl Cache {
             l1: self.l1_usage(),
             ..Default::default()
         };
-        if let Some(s) = &self.l2 {
+        // Never into a store that failed (it may be damaged).
+        if let Some(s) = self.live_l2() {
             let info = |k: &[u8]| s.get(Tree::Info, k).ok().flatten().unwrap_or_default();
             out.last_run = stats::decode(&info(b"last_run"));
             out.total = stats::decode(&info(b"total"));

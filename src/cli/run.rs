@@ -294,7 +294,10 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .build()
         .context("cannot start worker threads")?;
     if let Some(spec) = shard {
-        return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
+        let r = super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
+        cache.flush();
+        super::cache::print_new_warnings(&cache);
+        return r;
     }
     let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
     let out = args

@@ -249,7 +249,12 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
     let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;
-    let cache = Cache::open(&args.cache.config(dataset.base()));
+    // A shard opens its own cache below (sled allows one process per
+    // database): the shared one stays closed.
+    let cache = match shard {
+        Some(_) => Cache::disabled(),
+        None => Cache::open(&args.cache.config(dataset.base())),
+    };
     super::cache::print_new_warnings(&cache);
     let strict = args.data.strict;
     let split = match (&args.split, args.train_frac) {
@@ -296,7 +301,8 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         let mut cfg = args.cache.config(dataset.base());
         cfg.dir = spec.cache_dir(&cfg.dir);
         let shard_cache = Cache::open(&cfg);
-        return super::merge::sweep_shard(
+        super::cache::print_new_warnings(&shard_cache);
+        let r = super::merge::sweep_shard(
             args,
             spec,
             &dataset,
@@ -307,6 +313,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash,
             &shard_cache,
         );
+        shard_cache.flush();
+        super::cache::print_new_warnings(&shard_cache);
+        return r;
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/sweeps").join(format!(
