@@ -12,6 +12,11 @@
 //!  cli/             clap commands: parse, call the library, print
 //! ```
 //!
+//! Beside the stages: [`files`] (atc-bt replaces only what it wrote, and
+//! recognises the temporaries of killed commands), [`locate`] (one rule
+//! for where the store and the cache live) and [`term`] (names shown
+//! safely, printing that survives a closed pipe).
+//!
 //! Everything a command does is callable from Rust without the CLI.
 
 #[macro_use]

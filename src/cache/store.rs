@@ -549,5 +549,7 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     // The manifests that owned the run entries' files went with the old
     // database: nothing could ever read those files again.
     let _ = std::fs::remove_dir_all(cache_dir.join(super::run_files::RUNS_DIR));
+    // Memos name run entries of the old database.
+    let _ = std::fs::remove_dir_all(cache_dir.join(super::fast::MEMO_DIR));
     Ok(to)
 }
