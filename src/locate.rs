@@ -149,6 +149,10 @@ pub fn resolve(spec: &Path) -> Result<DataPlace, DataError> {
     })
 }
 
+/// Prefix of the probe file [`local_ok`] creates (and removes at once);
+/// `atc-bt data gc` removes those of killed commands.
+pub const PROBE: &str = ".atc-probe-";
+
 /// Whether atc-bt may keep its store and cache in the directory `base`
 /// (see the module doc).
 pub fn local_ok(base: &Path) -> bool {
@@ -158,7 +162,7 @@ pub fn local_ok(base: &Path) -> bool {
     if !meta.is_dir() || meta.permissions().readonly() {
         return false;
     }
-    let probe = base.join(crate::files::owner::temp_name(".atc-probe", "-"));
+    let probe = base.join(crate::files::owner::temp_name("", PROBE));
     let ok = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

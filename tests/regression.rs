@@ -623,14 +623,17 @@ fn temporaries_of_killed_commands_are_removed_by_the_next_writer() {
         mk(&area, &format!("{key}.old-{dead_tag}")),
     ];
     let running = mk(&area, &format!("{key}.tmp-{live_tag}"));
+    // The probe file of a command killed while checking the data directory.
+    let probe = p.join(format!("data/.atc-probe-{dead_tag}"));
+    std::fs::write(&probe, b"").unwrap();
     // `data gc` removes them (and only them).
     let o = run_ok(at(p).args(["data", "gc"]));
     assert!(
-        stdout(&o).contains("removed 3 stale temporaries"),
+        stdout(&o).contains("removed 4 stale temporaries"),
         "{}",
         stdout(&o)
     );
-    assert!(stale.iter().all(|d| !d.exists()));
+    assert!(stale.iter().all(|d| !d.exists()) && !probe.exists());
     assert!(running.exists());
     // So does the next ingest that builds a store there.
     let again = mk(&area, &format!("{key}.tmp-{dead_tag}"));

@@ -742,7 +742,8 @@ fn outdated(dir: &Path) -> Option<String> {
 
 /// `atc-bt data gc`: in the directory holding the stores of `opts.data`
 /// (its `.atc-store/`, or the per-user one), removes the temporaries of
-/// killed builds and the stores that could only be rebuilt (see [`Gc`]).
+/// killed builds and the stores that could only be rebuilt (see [`Gc`]),
+/// and in the data directory the probe files of killed commands.
 /// Only directories that hold nothing but store files are ever removed.
 pub fn gc(opts: &DataOptions) -> Result<Gc, DataError> {
     let area = match &opts.store {
@@ -753,7 +754,13 @@ pub fn gc(opts: &DataOptions) -> Result<Gc, DataError> {
         None => crate::locate::store_area(&crate::locate::data_base(&opts.data)),
     };
     let before = crate::cache::store::dir_bytes(&area);
-    let temporaries = sweep_temporaries(&area);
+    let mut temporaries = sweep_temporaries(&area);
+    // The probe files of a command killed while it checked that the data
+    // directory is writable (see `crate::locate::local_ok`).
+    temporaries.extend(crate::files::owner::sweep(
+        &crate::locate::data_base(&opts.data),
+        |n| n.strip_prefix(crate::locate::PROBE),
+    ));
     let mut out = Vec::new();
     if let Ok(rd) = fs::read_dir(&area) {
         for e in rd.flatten() {
