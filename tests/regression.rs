@@ -655,6 +655,36 @@ fn temporaries_of_killed_commands_are_removed_by_the_next_writer() {
 }
 
 #[test]
+fn data_gc_removes_stores_that_could_only_be_rebuilt() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    write_walks(&p.join("data/b.parquet"), "B", 2, 2, 5, 100);
+    run_ok(at(p).args(["data", "ingest", "-q", "--data", "data/p.parquet"]));
+    run_ok(at(p).args(["data", "ingest", "-q", "--data", "data"]));
+    let stores = store_dirs(&p.join("data"));
+    assert_eq!(stores.len(), 2);
+    let area = p.join("data/.atc-store");
+    // A store of an older format, and a directory that is not a store.
+    let old = area.join("00000000deadbeef");
+    std::fs::create_dir(&old).unwrap();
+    std::fs::write(old.join("manifest.json"), br#"{"format": 2}"#).unwrap();
+    std::fs::write(old.join("bars.arrow"), b"x").unwrap();
+    let foreign = area.join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("manifest.json"), br#"{"format": 2}"#).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"mine").unwrap();
+    std::fs::remove_file(p.join("data/b.parquet")).unwrap();
+    let o = run_ok(at(p).args(["data", "gc"]));
+    assert!(stdout(&o).contains("2 outdated stores"), "{}", stdout(&o));
+    let left = store_dirs(&p.join("data"));
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(foreign.join("notes.txt").exists() && !old.exists());
+    // The store of the remaining file is current and opens as it is.
+    let o = run_ok(at(p).args(["data", "ingest", "-q", "--data", "data/p.parquet"]));
+    assert!(stderr(&o).contains("up to date"), "{}", stderr(&o));
+}
+
+#[test]
 fn killed_ingest_leaves_no_temporary_behind_the_next_ingest() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path();

@@ -712,22 +712,21 @@ pub struct Gc {
     pub bytes: u64,
 }
 
-/// Why the store in `dir` cannot be used as it is, if so (`None`: it is
-/// current and may be opened).
+/// Why the store in `dir` can only be rebuilt, if so: another format, or a
+/// source file gone or changed. `None` for a current store, and for one
+/// whose manifest cannot be read (being replaced by a build right now, or
+/// damaged: the next open rebuilds it in place).
 fn outdated(dir: &Path) -> Option<String> {
-    let text = match fs::read(dir.join(MANIFEST)) {
-        Ok(t) => t,
-        Err(e) => return Some(format!("no readable manifest ({e})")),
-    };
-    let Ok(mut m) = serde_json::from_slice::<Manifest>(&text) else {
-        return Some("the manifest does not parse".into());
-    };
-    if m.format != FORMAT {
-        return Some(format!("format {}", m.format));
+    let text = fs::read(dir.join(MANIFEST)).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let format = v.get("format").and_then(serde_json::Value::as_u64)?;
+    if format != u64::from(FORMAT) {
+        return Some(format!("format {format}"));
     }
+    let mut m = serde_json::from_value::<Manifest>(v).ok()?;
     let (held, sum) = m.take_and_sum();
     if held != sum {
-        return Some("the manifest fails its checksum".into());
+        return None;
     }
     for s in &m.sources {
         let Ok(meta) = fs::metadata(&s.path) else {
