@@ -11,11 +11,12 @@
 //! directory as [`MANIFEST_FILE`], for lookups that do not open the store
 //! ([`super::fast`]).
 //!
-//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<pid>-<hex>`,
-//! renames that to the final name, and only then inserts the manifest. A
-//! crash leaves at worst a temporary directory or a directory without a
-//! manifest in the store, which no store lookup ever reads and `cache gc`
-//! deletes. A lookup trusts nothing on disk: [`Cache::restore_files`]
+//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<tag>` (its
+//! writer's tag, see [`crate::files::owner`]), renames that to the final
+//! name, and only then inserts the manifest. A crash leaves at worst a
+//! temporary directory or a directory without a manifest in the store,
+//! which no store lookup ever reads and `cache gc` deletes (a temporary
+//! only once its writer is gone). A lookup trusts nothing on disk: [`Cache::restore_files`]
 //! re-hashes every file while copying it out, and any mismatch drops the
 //! entry.
 //!

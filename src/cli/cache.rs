@@ -200,7 +200,8 @@ pub fn run(args: &CacheArgs) -> Result<()> {
             outln!("cleared {} ({})", cfg.dir.display(), human_bytes(freed));
             Ok(())
         }
-        CacheAction::Stats if absent => {
+        CacheAction::Stats | CacheAction::Gc | CacheAction::Verify if absent => {
+            // Nothing to read: nothing is created either.
             outln!("cache: {}", cfg.dir.display());
             outln!("  empty: nothing has been cached here yet");
             Ok(())
