@@ -21,15 +21,16 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The newest run-directory layout version this reader understands; it
-/// reads every version from 1 (2 only added files' columns and metrics
-/// the report shows when present).
+/// The run-directory layout version this reader understands (version 1
+/// kept the aggregate rows in the `symbol` column, which this reader no
+/// longer trusts: such a directory is refused with both versions named).
 pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
 
-/// Name of the portfolio rows.
-pub const PORTFOLIO: &str = "PORTFOLIO";
-/// Name of the benchmark rows.
-pub const BENCHMARK: &str = "BENCHMARK";
+/// The `aggregate` value of the portfolio rows.
+const PORTFOLIO: &str = "portfolio";
+/// The `aggregate` value of the benchmark rows.
+const BENCHMARK: &str = "benchmark";
+use crate::run::output::AGGREGATE_COLUMN as AGGREGATE;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
@@ -57,7 +58,7 @@ pub fn read_json(path: &Path) -> Result<Value, ReportError> {
 /// Checks `format_version` of a `run.json` / `sweep.json`.
 pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
     match v.get("format_version").and_then(Value::as_u64) {
-        Some(1..=SUPPORTED_FORMAT_VERSION) => Ok(()),
+        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
         other => Err(ReportError::Version {
             path: path.to_path_buf(),
             found: other.map_or_else(
@@ -368,12 +369,12 @@ pub fn load_run_series(
     symbols: &BTreeSet<String>,
 ) -> Result<(), ReportError> {
     let epath = dir.join("equity.parquet");
-    for_each_batch(&epath, &["ts", "symbol", "equity", "drawdown"], |b| {
-        let rows = b.rows_where("symbol", |s| s == PORTFOLIO || s == BENCHMARK)?;
+    for_each_batch(&epath, &["ts", AGGREGATE, "equity", "drawdown"], |b| {
+        let rows = b.rows_where(AGGREGATE, |s| s == PORTFOLIO || s == BENCHMARK)?;
         if rows.is_empty() {
             return Ok(());
         }
-        let sym = b.strs("symbol")?;
+        let sym = b.strs(AGGREGATE)?;
         let ts = b.ts("ts")?;
         let eq = b.f64s("equity")?;
         let dd = if b.has("drawdown") {
@@ -560,7 +561,7 @@ pub fn label(v: &Value) -> String {
 }
 
 /// Columns of `results.parquet` that are not metrics.
-pub const RESULT_KEY_COLUMNS: [&str; 3] = ["combo", "sample", "symbol"];
+pub const RESULT_KEY_COLUMNS: [&str; 4] = ["combo", "sample", "symbol", AGGREGATE];
 
 /// Reads a sweep directory.
 pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, ReportError> {
@@ -645,7 +646,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
                 })
                 .collect();
         }
-        let keep = b.rows_where("symbol", |s| s == PORTFOLIO)?;
+        let keep = b.rows_where(AGGREGATE, |s| s == PORTFOLIO)?;
         if keep.is_empty() {
             return Ok(());
         }
@@ -681,8 +682,8 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let mut benchmark = Curve::default();
     let bpath = dir.join("best_equity.parquet");
     if bpath.exists() {
-        for_each_batch(&bpath, &["ts", "symbol", "equity"], |b| {
-            let sym = b.strs("symbol")?;
+        for_each_batch(&bpath, &["ts", AGGREGATE, "equity"], |b| {
+            let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
             for i in 0..b.len() {
