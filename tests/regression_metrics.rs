@@ -374,6 +374,59 @@ fn delisted_symbol_exits_at_its_last_close() {
     assert!(gone_pos[298] > 0.0, "GONE was long before its data ended");
 }
 
+/// Spurious `end_of_data` exits (attack on issue 17): a weekday stock whose
+/// last bar is a Friday, and the same dates stamped at Tokyo midnight,
+/// beside a coin that trades on to Sunday, were closed as delisted (a fee,
+/// `open = false`). Neither has ended: the others trade on after their
+/// last bar for less than their own weekend gap.
+#[test]
+fn weekday_stock_and_tokyo_stamps_are_not_delisted_by_a_weekend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let days = weekdays_from(date(2020, 1, 6), 300); // Monday … Friday
+    let fri = *days.last().unwrap();
+    assert_eq!(
+        (fri.div_euclid(DAY) + 3).rem_euclid(7),
+        4,
+        "ends on a Friday"
+    );
+    // A walk with a steady rise: ATC goes long and stays long to the end.
+    let up: Vec<f64> = prices(9, 300)
+        .iter()
+        .enumerate()
+        .map(|(t, p)| p * 1.004f64.powi(t as i32))
+        .collect();
+    write_bars(&data.join("stk.parquet"), "STK", &days, &up, None);
+    let tokyo: Vec<i64> = days.iter().map(|t| t - 9 * HOUR).collect();
+    write_bars(
+        &data.join("tokd.parquet"),
+        "TOKD",
+        &tokyo,
+        &up,
+        Some("Asia/Tokyo"),
+    );
+    let coin_ts: Vec<i64> = (0..)
+        .map(|k| days[0] + k * DAY)
+        .take_while(|&t| t <= fri + 2 * DAY)
+        .collect();
+    write_bars(
+        &data.join("coin.parquet"),
+        "COIN",
+        &coin_ts,
+        &prices(3, coin_ts.len()),
+        None,
+    );
+    let (out, _) = run(tmp.path(), &data, "run", &[]);
+    let trades = read_parquet(&out.join("trades.parquet"));
+    let (sym, reason) = (str_col(&trades, "symbol"), str_col(&trades, "exit_reason"));
+    for s in ["STK", "TOKD"] {
+        let last = (0..sym.len()).rfind(|&i| sym[i] == s).expect(s);
+        assert_eq!(reason[last], "end_of_window", "{s}");
+    }
+    assert!(!reason.iter().any(|r| r == "end_of_data"), "{reason:?}");
+}
+
 /// `--periods-per-year` and `--risk-free` apply to every curve and are
 /// recorded; symbols of different calendars warn.
 #[test]

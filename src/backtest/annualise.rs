@@ -30,8 +30,9 @@
 //!
 //! `D` is 365 for a market that trades on weekends, else 252. Intraday bars
 //! come in *sessions* when they are time bars (at least half the gaps are
-//! the median spacing, within 1%) and a typical day's bars span less than
-//! 20 hours (median over local days of `last − first + d`): a stock
+//! the median spacing, within 1%), a typical day holds at least two bars
+//! and its bars span less than 20 hours (median over local days of
+//! `last − first + d`): a stock
 //! exchange's 7 hourly bars a weekday are `252 · 7 = 1,764` a year, not the
 //! 1,830 its calendar span would suggest. Round-the-clock bars (FX, crypto)
 //! and bars sampled by activity (dollar, volume, tick bars) have no session
@@ -255,7 +256,12 @@ pub fn periods_per_year_in(ts: &[i64], calendar: &Calendar) -> f64 {
         prev = l;
     }
     spans.push(((prev - first + d_us) / 1_000_000) as u32);
-    let session = regular && median_in_place(&mut spans) < 20.0 * 3600.0;
+    // A day of one bar is no session: a timeline whose typical day holds
+    // one bar while its median spacing is intraday mixes frequencies (a
+    // daily series beside a short intraday one) and is counted as observed.
+    let session = regular
+        && median_in_place(&mut counts) >= 2.0
+        && median_in_place(&mut spans) < 20.0 * 3600.0;
     if session {
         days_per_year * median_in_place(&mut counts)
     } else {
@@ -395,6 +401,24 @@ mod tests {
             }
         }
         assert_eq!(periods_per_year(&ts), 252.0 * 7.0);
+    }
+
+    #[test]
+    fn mixed_daily_and_intraday_timeline_is_observed_not_one_bar_sessions() {
+        // 300 weekday bars at midnight, plus 3,000 round-the-clock 7-minute
+        // bars over ~15 days in the middle (a daily stock beside a short
+        // intraday series on one portfolio timeline): most days hold one
+        // bar, which is no session (it read 365 · 1 before).
+        let m = 7 * 60 * 1_000_000;
+        let mut ts: Vec<i64> = weekdays(300);
+        let start = ts[100] + H / 2;
+        ts.extend((0..3_000).map(|k| start + k * m));
+        ts.sort_unstable();
+        ts.dedup();
+        let want =
+            (ts.len() - 1) as f64 * 365.0 * DAY_US as f64 / (ts[ts.len() - 1] - ts[0]) as f64;
+        assert!((periods_per_year(&ts) - want).abs() < 1e-9);
+        assert!(want > 2_000.0, "{want}");
     }
 
     #[test]

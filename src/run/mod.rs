@@ -301,8 +301,9 @@ pub struct ActiveSeries {
     pub window: Range<usize>,
     /// The series' data ends inside the run's window: its last bar is the
     /// window's last for it, and the window goes on after it (the plan's
-    /// `to`, or the last bar of the other series). A position held there
-    /// is closed at that bar's close.
+    /// `to`, or the last bar of the other series) for longer than the
+    /// longest gap in the series' own history ([`ended_before`]). A
+    /// position held there is closed at that bar's close.
     pub data_ends: bool,
 }
 
@@ -377,9 +378,25 @@ pub fn prepare(
         .to
         .unwrap_or_else(|| active.iter().map(last_ts).max().unwrap_or(i64::MAX));
     for a in &mut active {
-        a.data_ends = a.data_ends && last_ts(a) < end;
+        a.data_ends = a.data_ends && ended_before(data.view(a.idx).ts, end);
     }
     Ok((active, skipped))
+}
+
+/// Whether a series whose bars are `ts` (sorted, µs UTC) has ended by
+/// `end`: the run goes on after its last bar for longer than the longest
+/// gap between two of its own bars. A weekday stock whose last bar is a
+/// Friday has not ended when a 24/7 coin trades on to Sunday (its history
+/// has weekend gaps), nor has a series stamped at Tokyo midnight when a UTC
+/// series trades on to UTC midnight of the same date; a symbol delisted a
+/// month before the others has. A series with one bar has ended at any
+/// later `end`.
+pub fn ended_before(ts: &[i64], end: i64) -> bool {
+    let Some(&last) = ts.last() else {
+        return false;
+    };
+    let longest_gap = ts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    end.saturating_sub(last) > longest_gap
 }
 
 /// The calendar of series `idx`: its source's time zone, else UTC (an
@@ -949,6 +966,29 @@ fn run_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn end_of_data_is_not_a_weekend_or_a_time_zone() {
+        const D: i64 = 86_400_000_000;
+        // Mon 2021-01-04 00:00 UTC, then weekdays to Fri 2021-01-29.
+        let mon = 1_609_718_400_000_000;
+        let stock: Vec<i64> = (0..26)
+            .map(|k| mon + k * D)
+            .filter(|t| (t / D + 3) % 7 < 5)
+            .collect();
+        let fri = *stock.last().unwrap();
+        // A coin trading on to Sunday: the stock has not ended.
+        assert!(!ended_before(&stock, fri + 2 * D));
+        // The same dates stamped at Tokyo midnight end 9 hours earlier.
+        let tokyo: Vec<i64> = stock.iter().map(|t| t - 9 * D / 24).collect();
+        assert!(!ended_before(&tokyo, fri));
+        // Others trading a week past its last bar: ended (delisted).
+        assert!(ended_before(&stock, fri + 7 * D));
+        // One bar: any later end; never when nothing comes after it.
+        assert!(ended_before(&[mon], mon + 1));
+        assert!(!ended_before(&[mon], mon));
+        assert!(!ended_before(&[], mon));
+    }
 
     #[test]
     fn timeline_merge_is_the_sorted_union() {
