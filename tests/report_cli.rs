@@ -407,7 +407,7 @@ fn chromium_screenshot() {
                 &format!("--screenshot={}", shot.display()),
                 &format!(
                     "--window-size=1400,{}",
-                    if name == "run" { 9000 } else { 5000 }
+                    if name == "run" { 7200 } else { 4600 }
                 ),
                 &format!("file://{}", dir.join("report.html").display()),
             ])
@@ -746,7 +746,21 @@ fn walk_forward_section_lists_every_fold() {
         // return, buy & hold.
         assert_eq!(c.len(), 11, "{c:?}");
         assert_eq!(c[0], k.to_string());
-        assert!(c[1].contains(" to ") && c[2].contains(" to "), "{c:?}");
+        // Windows as days: the training window ends on the day before the
+        // test window starts.
+        let day = |i: i64| {
+            chrono::DateTime::from_timestamp_micros(report_support::T0 + i * report_support::DAY)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        let (train, test) = (k as i64 * 180, k as i64 * 180 + 360);
+        assert_eq!(c[1], format!("{} to {}", day(train), day(test - 1)));
+        if k == 1 {
+            assert_eq!(c[2], format!("{} to ?", day(test)));
+        } else {
+            assert_eq!(c[2], format!("{} to {}", day(test), day(test + 179)));
+        }
         if k == 1 {
             assert_eq!(c[3], "none");
             assert_eq!(c[7], "n/a");

@@ -439,7 +439,7 @@ where
                 .draw_series(std::iter::once(Text::new(
                     label.clone(),
                     (x, y1),
-                    font(11).color(&GREY).pos(Pos::new(HPos::Left, VPos::Top)),
+                    font(11).color(&GREY).pos(Pos::new(HPos::Center, VPos::Top)),
                 )))
                 .map_err(err)?;
         }

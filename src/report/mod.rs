@@ -1411,6 +1411,40 @@ fn sweep_heatmaps(
     out
 }
 
+/// A fold's `train` or `test` window `(from, to)` in µs. `walk_forward.json`
+/// of this version writes the test window and the test metrics under the
+/// same key `test`, and the metrics win; the window is then the bars the
+/// metrics cover (`start`, `end`), or starts right after the training
+/// window when the fold traded nothing.
+fn fold_window(f: &Value, which: &str) -> (Option<i64>, Option<i64>) {
+    let w = f.get(which);
+    let get = |k: &str| parse_time(w.and_then(|w| w.get(k)));
+    match (get("from"), get("to")) {
+        (Some(a), b) => (Some(a), b),
+        _ if which == "test" => {
+            let after_train = fold_window(f, "train").1.map(|t| {
+                // The training window ends one tick before the test window.
+                let s = 1_000_000;
+                (t + s).div_euclid(s) * s
+            });
+            (get("start").or(after_train), get("end"))
+        }
+        (None, b) => (None, b),
+    }
+}
+
+/// A window bound as a day when it is a day's start or its last second
+/// (`2020-12-31T23:59:59Z` → `2020-12-31`), else date and time.
+fn fmt_window_day(t: i64) -> String {
+    let day = 86_400_000_000i64;
+    let into = t.rem_euclid(day);
+    if into >= day - 1_000_000 {
+        fmt_us(t - into)
+    } else {
+        fmt_us(t)
+    }
+}
+
 /// `#walk-forward` of a sweep run with `--walk-forward`: each fold's
 /// training and test windows, the combination chosen on the training
 /// window (its number and the grid's parameters), the ranking metric in
@@ -1437,7 +1471,7 @@ fn walk_forward_section(
     let starts: Vec<(i64, String)> = folds
         .iter()
         .enumerate()
-        .filter_map(|(k, f)| Some((parse_time(f.pointer("/test/from"))?, format!(" {k}"))))
+        .filter_map(|(k, f)| Some((fold_window(f, "test").0?, k.to_string())))
         .collect();
     let mut html_out = String::new();
     if !wf.curve.equity.ts.is_empty() {
@@ -1482,16 +1516,13 @@ fn walk_forward_section(
         escape(&label)
     );
     let window = |f: &Value, w: &str| {
-        let day = |k: &str| {
-            f.pointer(&format!("/{w}/{k}"))
-                .and_then(Value::as_str)
-                .map_or(String::new(), html::fmt_time)
-        };
+        let (from, to) = fold_window(f, w);
+        let show = |t: Option<i64>| t.map_or("?".to_string(), fmt_window_day);
         format!(
             "<td data-v=\"{}\">{} to {}</td>",
-            escape(&json_str(f, &[w, "from"])),
-            escape(&day("from")),
-            escape(&day("to"))
+            from.map_or(String::new(), |t| t.to_string()),
+            escape(&show(from)),
+            escape(&show(to))
         )
     };
     for (k, f) in folds.iter().enumerate() {
@@ -1812,7 +1843,7 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
                 .then(|| curve_line("Buy & hold", &data.benchmark)),
             log_scale: opts.scale.resolve(values),
             markers: split
-                .map(|t| vec![(t, " in | out of sample".to_string())])
+                .map(|t| vec![(t, "in sample | out of sample".to_string())])
                 .unwrap_or_default(),
             size: (1200, 620),
         };
