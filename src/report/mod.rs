@@ -12,7 +12,8 @@
 //! ```text
 //! report.html                 the index page (inline SVG, offline)
 //! report_files/               per-symbol charts (SVG for the page, PNG)
-//!   equity.png monthly_returns.png memory.png   (with --format png|both)
+//!   equity.png returns.png coverage.png memory.png best_equity.png
+//!   walk_forward_equity.png heatmap-<sample>-NN.png  (with --format png|both)
 //!   sym-0001-AAPL.svg sym-0001-AAPL.png ...
 //! ```
 //!
