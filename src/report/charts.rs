@@ -287,10 +287,7 @@ fn calendar_ticks(lo: f64, hi: f64, step: TickStep, limit: usize) -> Vec<f64> {
             };
             let mut year = start.year();
             year += (y - year.rem_euclid(y)) % y;
-            loop {
-                let Some(t) = NaiveDate::from_ymd_opt(year, 1, 1).and_then(midnight) else {
-                    break;
-                };
+            while let Some(t) = NaiveDate::from_ymd_opt(year, 1, 1).and_then(midnight) {
                 if t > hi_i || out.len() >= limit {
                     break;
                 }

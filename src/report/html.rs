@@ -82,8 +82,9 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
         Unit::PerYear => fmt_compact(v, 2),
         Unit::Currency => fmt_money(v),
         Unit::Ratio | Unit::Timestamp | Unit::Table => {
-            let a = v.abs();
-            if a != 0.0 && !(1e-3..1e7).contains(&a) {
+            // Fixed precision, so a column of ratios lines up; only absurd
+            // magnitudes switch to scientific notation.
+            if v.abs() >= 1e7 {
                 format!("{v:.3e}")
             } else {
                 fmt_compact_fixed(v, 3)
@@ -453,6 +454,7 @@ mod tests {
         assert_eq!(fmt_metric("sharpe", f64::NAN), "n/a");
         assert_eq!(fmt_metric("sharpe", 1.0), "1.000");
         assert_eq!(fmt_metric("sharpe", -0.0001), "0.000");
+        assert_eq!(fmt_metric("sharpe", 2.5e9), "2.500e9");
         // Counts as integers, durations with their unit, money grouped.
         assert_eq!(fmt_metric("open_trades", 5.0), "5");
         assert_eq!(fmt_metric("days", 1871.0), "1,871 days");

@@ -1510,9 +1510,9 @@ fn walk_forward_section(
     for a in axes {
         let _ = write!(t, "<th>{}</th>", escape(a));
     }
-    let _ = write!(
+    let _ = writeln!(
         t,
-        "<th title=\"{0}\">{1} (train)</th><th title=\"{0}\">{1} (test)</th><th>return (test)</th><th>buy &amp; hold (test)</th></tr></thead><tbody>\n",
+        "<th title=\"{0}\">{1} (train)</th><th title=\"{0}\">{1} (test)</th><th>return (test)</th><th>buy &amp; hold (test)</th></tr></thead><tbody>",
         escape(&metric),
         escape(&label)
     );

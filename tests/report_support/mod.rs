@@ -341,15 +341,15 @@ fn worst_drawdowns(ts: &[i64], e: &[f64]) -> Value {
     let mut eps: Vec<(usize, usize, Option<usize>, f64)> = Vec::new();
     let (mut peak, mut peak_i) = (e[0], 0);
     let mut cur: Option<(usize, usize, f64)> = None;
-    for i in 0..e.len() {
-        if e[i] >= peak {
+    for (i, &x) in e.iter().enumerate() {
+        if x >= peak {
             if let Some((s, v, d)) = cur.take() {
                 eps.push((s, v, Some(i), d));
             }
-            peak = e[i];
+            peak = x;
             peak_i = i;
         } else {
-            let dd = 1.0 - e[i] / peak;
+            let dd = 1.0 - x / peak;
             match &mut cur {
                 Some((_, v, d)) if dd > *d => {
                     *v = i;
