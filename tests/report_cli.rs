@@ -12,14 +12,16 @@ use std::process::Command;
 use std::time::Instant;
 
 use assert_cmd::Command as Cmd;
-use atc_bt::report::{render_report, render_run_report, Format, ReportOptions, SymbolsInReport};
+use atc_bt::report::{
+    render_report, render_run_report, Format, ReportOptions, ScaleChoice, SymbolsInReport,
+};
 use report_support::{write_run_dir, write_sweep_dir, SYMBOLS};
 
 fn opts(format: Format, n: SymbolsInReport) -> ReportOptions {
     ReportOptions {
         format,
         symbols_in_report: n,
-        log_scale: false,
+        scale: ScaleChoice::Auto,
     }
 }
 
@@ -128,6 +130,10 @@ fn run_report_files_are_complete_escaped_and_match_metrics() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
     let mut checked = 0;
     for (k, v) in m["portfolio"].as_object().unwrap() {
+        if v.is_object() || v.is_array() {
+            // Tables (per year, drawdowns) have their own sections.
+            continue;
+        }
         let row_start = html
             .find(&format!("<tr data-metric=\"{k}\">"))
             .unwrap_or_else(|| panic!("no row for {k}"));
@@ -147,9 +153,20 @@ fn run_report_files_are_complete_escaped_and_match_metrics() {
                     row.contains(&format!(">{disp}</td>")),
                     "{k}: {disp} not in {row}"
                 );
-                let num = disp.trim_end_matches('%');
-                let parsed: f64 = num.parse().unwrap();
-                let scale = if disp.ends_with('%') { 100.0 } else { 1.0 };
+                // Units and thousands separators go; drawdowns are shown
+                // negative.
+                let num = disp
+                    .trim_end_matches('%')
+                    .trim_end_matches(" bars")
+                    .trim_end_matches(" days")
+                    .replace(',', "");
+                let parsed: f64 = num.parse().unwrap_or_else(|_| panic!("{k}: {disp}"));
+                let sign = if atc_bt::report::html::is_drawdown(k) {
+                    -1.0
+                } else {
+                    1.0
+                };
+                let scale = sign * if disp.ends_with('%') { 100.0 } else { 1.0 };
                 // Half a unit of the last digit shown.
                 let tol = if num.contains('e') {
                     1e-3 * parsed.abs()
@@ -332,8 +349,9 @@ fn cli_report_regenerates_run_and_sweep() {
         .code(2);
 }
 
-/// Headless Chromium screenshots of the run and sweep pages, kept in
-/// `target/report-screenshots/` for a person to look at.
+/// Headless Chromium screenshots of the run, split sweep and walk-forward
+/// sweep pages, kept in `target/report-screenshots/` for a person to look
+/// at.
 #[test]
 fn chromium_screenshot() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -349,7 +367,8 @@ fn chromium_screenshot() {
     // The rendered directories stay in target/ so a person can open them.
     let run = out_dir.join("run");
     let sweep = out_dir.join("sweep");
-    for d in [&run, &sweep] {
+    let wf = out_dir.join("walk-forward");
+    for d in [&run, &sweep, &wf] {
         if d.exists() {
             std::fs::remove_dir_all(d).unwrap();
         }
@@ -358,7 +377,9 @@ fn chromium_screenshot() {
     render_run_report(&run, &opts(Format::Both, SymbolsInReport::Top(1))).unwrap();
     write_sweep_dir(&sweep);
     render_report(&sweep, &opts(Format::Both, SymbolsInReport::Top(5))).unwrap();
-    for (name, dir) in [("run", &run), ("sweep", &sweep)] {
+    report_support::write_walk_forward_dir(&wf, 5);
+    render_report(&wf, &opts(Format::Both, SymbolsInReport::Top(5))).unwrap();
+    for (name, dir) in [("run", &run), ("sweep", &sweep), ("walk-forward", &wf)] {
         let shot = out_dir.join(format!("{name}.png"));
         let _ = std::fs::remove_file(&shot);
         let t = Instant::now();
@@ -386,7 +407,7 @@ fn chromium_screenshot() {
                 &format!("--screenshot={}", shot.display()),
                 &format!(
                     "--window-size=1400,{}",
-                    if name == "run" { 5200 } else { 3000 }
+                    if name == "run" { 7200 } else { 4600 }
                 ),
                 &format!("file://{}", dir.join("report.html").display()),
             ])
@@ -448,4 +469,359 @@ fn large_run_page_size_and_render_time() {
         dir.display()
     );
     assert!(s.html_bytes < 5 * 1024 * 1024, "page must stay a few MB");
+}
+
+/// The texts of an SVG's `<text>` elements, trimmed.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("</text>")
+        .filter_map(|t| {
+            let i = t.rfind("<text")?;
+            let t = &t[i..];
+            Some(t[t.find('>')? + 1..].trim().to_string())
+        })
+        .collect()
+}
+
+/// The `<section id=…>` of `html`, from its start to its end.
+fn section_of<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html
+        .find(&format!("<section id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no #{id} section"));
+    let end = start + html[start..].find("</section>").unwrap();
+    &html[start..end]
+}
+
+/// The text of every cell of the row of `table` whose first cell holds
+/// `first` (tags stripped).
+fn row_cells(table: &str, marker: &str) -> Vec<String> {
+    let start = table
+        .find(marker)
+        .unwrap_or_else(|| panic!("no row {marker}"));
+    let row = &table[start..start + table[start..].find("</tr>").unwrap()];
+    row.split("<td")
+        .skip(1)
+        .map(|c| {
+            let text = &c[c.find('>').unwrap() + 1..];
+            text.split('<').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn run_report_sections_have_stable_anchors_and_trader_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    small_run(&dir);
+    render_run_report(&dir, &opts(Format::Both, SymbolsInReport::Top(1))).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    let p = &m["portfolio"];
+
+    // Every section has its anchor and a link from the top of the page.
+    for id in [
+        "equity",
+        "statistics",
+        "drawdowns",
+        "returns",
+        "yearly",
+        "coverage",
+        "symbols",
+        "trades",
+        "per-symbol",
+        "memory",
+        "details",
+    ] {
+        section_of(&html, id);
+        assert!(
+            html.contains(&format!("<a href=\"#{id}\">")),
+            "no link to #{id}"
+        );
+    }
+
+    // Statistics: labels from the facts table, counts as integers,
+    // durations with units, money grouped, drawdowns negative.
+    let stats = section_of(&html, "statistics");
+    // Cell 0 is the label, 1 the portfolio, 2 buy & hold.
+    let cells = |k: &str| row_cells(stats, &format!("<tr data-metric=\"{k}\">"));
+    let trades = p["trades"].as_u64().unwrap();
+    assert_eq!(cells("trades")[1], trades.to_string(), "trades");
+    assert_eq!(cells("trades")[2], "0", "buy & hold trades");
+    assert_eq!(cells("open_trades")[1], "4");
+    assert_eq!(cells("bars")[1], "800 bars");
+    assert_eq!(cells("days")[1], "799 days");
+    assert_eq!(cells("max_drawdown_duration_days")[1], "12.5 days");
+    assert!(
+        cells("final_equity")[1].contains(','),
+        "{:?}",
+        cells("final_equity")
+    );
+    assert!(
+        cells("max_drawdown")[1].starts_with('-'),
+        "{:?}",
+        cells("max_drawdown")
+    );
+    assert_eq!(cells("max_drawdown")[0], "Max drawdown");
+    for k in ["trades", "open_trades", "bars", "days"] {
+        assert!(!cells(k)[1].contains('.'), "{k}: {:?}", cells(k));
+    }
+    // The key figure has the chart's sign.
+    let kpi = &html[html.find("data-metric=\"max_drawdown\" data-v=").unwrap()..];
+    assert!(kpi[kpi.find("<b>").unwrap() + 3..].starts_with('-'));
+
+    // #drawdowns: the five deepest with dates, depth and length.
+    let dd = section_of(&html, "drawdowns");
+    let rows = dd.matches("<tr><td>").count();
+    assert_eq!(rows, p["worst_drawdowns"].as_array().unwrap().len().min(5));
+    assert!(rows >= 1);
+    let first = row_cells(dd, "<tr><td>1</td>");
+    assert_eq!(first.len(), 7, "{first:?}");
+    for c in &first[1..3] {
+        assert_eq!(c.len(), 10, "a date: {c}");
+        assert!(!c.contains('T'));
+    }
+    assert!(
+        first[4].starts_with('-') && first[4].ends_with('%'),
+        "{first:?}"
+    );
+    assert!(
+        first[5].ends_with(" bars") && first[6].ends_with(" days"),
+        "{first:?}"
+    );
+
+    // #yearly: every year, portfolio and buy & hold.
+    let yearly = section_of(&html, "yearly");
+    for y in ["2020", "2021", "2022"] {
+        let c = row_cells(yearly, &format!("<tr data-year=\"{y}\">"));
+        assert_eq!(c.len(), 4, "{c:?}");
+        let want = atc_bt::report::html::fmt_metric(
+            "total_return",
+            p["yearly_returns"][y].as_f64().unwrap(),
+        );
+        assert_eq!(c[1], want);
+        assert!(c[2].ends_with('%') && c[3].ends_with('%'));
+    }
+    // The monthly heatmap has a year column.
+    assert!(svg_texts(section_of(&html, "returns")).contains(&"Year".to_string()));
+
+    // #coverage: every symbol covers the window in this run.
+    let cov = section_of(&html, "coverage");
+    assert!(cov.contains("4 of 4 cover the whole window"), "{cov}");
+    assert!(cov.contains("First to last bar of each symbol"));
+
+    // #trades: the charted symbols' trades, sortable, with formats.
+    let trades = section_of(&html, "trades");
+    assert!(trades.contains("<table id=\"trades-table\" class=\"sortable\">"));
+    let rows = trades.matches("<tr><td>").count();
+    assert!(rows > 3, "{rows} trades");
+    assert!(trades.contains(&format!("{rows} trades of the 2 charted symbols")));
+    // Per-symbol table headers are labels.
+    let ps = section_of(&html, "per-symbol");
+    assert!(ps.contains(">Total return</th>") && ps.contains(">Win rate</th>"));
+    // The symbol charts: a trade return scatter, calendar ticks.
+    let svg_name = std::fs::read_dir(dir.join("report_files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("sym-") && n.ends_with(".svg"))
+        .unwrap();
+    let svg = std::fs::read_to_string(dir.join("report_files").join(svg_name)).unwrap();
+    assert!(svg.contains("Return of each trade at its exit"));
+    let texts = svg_texts(&svg);
+    for want in ["Jan 2020", "Apr 2020", "Jan 2021"] {
+        assert!(
+            texts.contains(&want.to_string()),
+            "calendar ticks: {texts:?}"
+        );
+    }
+    // The memory axis reads in seconds with enough decimals: 0 to 2 s.
+    let texts = svg_texts(section_of(&html, "memory"));
+    for want in ["0.0", "0.2", "1.8"] {
+        assert!(texts.contains(&want.to_string()), "seconds: {texts:?}");
+    }
+}
+
+#[test]
+fn coverage_shows_which_symbols_had_data_when() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    small_run(&dir);
+    // Stagger the symbols' histories as a bundled many-decade run has them.
+    let mp = dir.join("metrics.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    let day = report_support::DAY;
+    for (k, (_, v)) in m["symbols"].as_object_mut().unwrap().iter_mut().enumerate() {
+        let from = report_support::T0 + (k as i64) * 200 * day;
+        v["start"] = serde_json::json!(report_support::rfc3339(from));
+    }
+    std::fs::write(&mp, m.to_string()).unwrap();
+    render_run_report(&dir, &opts(Format::Both, SymbolsInReport::Top(1))).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let cov = section_of(&html, "coverage");
+    assert!(cov.contains("1 of 4 cover the whole window"), "{cov}");
+    // Bars 0..199: 1 symbol, 200..399: 2, 400..599: 3, 600..799: 4; the
+    // median bar (400) has 3 of 4 symbols, 75% of the capital.
+    assert!(
+        cov.contains("At the median bar 3 symbols had data, so 75%"),
+        "{cov}"
+    );
+    assert!(dir.join("report_files/coverage.png").is_file());
+}
+
+#[test]
+fn sweep_heatmaps_have_a_colour_bar_one_precision_and_a_neutral_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    write_sweep_dir(&dir);
+    render_report(&dir, &opts(Format::Both, SymbolsInReport::Top(5))).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let heat = section_of(&html, "heatmaps");
+    assert!(heat.contains("Ranking metric: Sharpe"));
+    let svgs: Vec<&str> = heat.split("<svg").skip(1).collect();
+    assert_eq!(svgs.len(), 6);
+    for svg in &svgs {
+        // 15 cells, the colour bar's 64 steps and its frame.
+        assert!(svg.matches("<rect").count() >= 15 + 64, "no colour bar");
+        // Every number printed (cells and colour bar) has two decimals.
+        let texts = svg_texts(svg);
+        let axis = ["0.01", "0.02", "0.03", "0.04", "0.05"];
+        let numbers: Vec<&String> = texts
+            .iter()
+            .filter(|t| {
+                t.parse::<f64>().is_ok()
+                    && !axis.contains(&t.as_str())
+                    && t.as_str() != "0"
+                    && t.as_str() != "10"
+            })
+            .collect();
+        assert!(numbers.len() >= 3, "{texts:?}");
+        for text in numbers {
+            assert_eq!(text.split('.').nth(1).map_or(0, str::len), 2, "{text}");
+        }
+    }
+    assert!(heat.contains("colour bar"));
+    assert!(!heat.contains("share nearly one colour"));
+    // The best cell is outlined (three red frames) on each sample's
+    // heatmap of its cutout.
+    assert_eq!(
+        heat.matches("fill=\"none\" stroke=\"#C4342C\"").count(),
+        3 * 3,
+        "best cell outline"
+    );
+
+    // Sharpe 1.890 to 1.901: nearly one colour, said in the caption.
+    for s in ["full", "in", "out"] {
+        let p = dir.join(format!("heatmap_{s}.json"));
+        let mut h: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let n = h["values"].as_array().unwrap().len();
+        h["values"] = serde_json::json!((0..n)
+            .map(|i| 1.890 + 0.011 * i as f64 / (n - 1) as f64)
+            .collect::<Vec<f64>>());
+        std::fs::write(&p, h.to_string()).unwrap();
+    }
+    render_report(&dir, &opts(Format::Html, SymbolsInReport::Top(5))).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let heat = section_of(&html, "heatmaps");
+    assert!(heat.contains("share nearly one colour"), "{heat}");
+    assert!(heat.contains("in (1.89 to 1.90)"), "{heat}");
+    // One precision for the page: 1.90, never 1.9.
+    let texts = svg_texts(heat);
+    assert!(texts.contains(&"1.90".to_string()) && !texts.contains(&"1.9".to_string()));
+}
+
+#[test]
+fn walk_forward_section_lists_every_fold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("wf");
+    report_support::write_walk_forward_dir(&dir, 4);
+    let o = opts(Format::Both, SymbolsInReport::Top(5));
+    render_report(&dir, &o).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let wf = section_of(&html, "walk-forward");
+    assert!(html.contains("<a href=\"#walk-forward\">"));
+    for k in 0..4 {
+        let c = row_cells(wf, &format!("<tr data-fold=\"{k}\">"));
+        // fold, train, test, combination, lambda, decay, cutout, 2 × sharpe,
+        // return, buy & hold.
+        assert_eq!(c.len(), 11, "{c:?}");
+        assert_eq!(c[0], k.to_string());
+        // Windows as days: the training window ends on the day before the
+        // test window starts.
+        let day = |i: i64| {
+            chrono::DateTime::from_timestamp_micros(report_support::T0 + i * report_support::DAY)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        let (train, test) = (k as i64 * 180, k as i64 * 180 + 360);
+        assert_eq!(c[1], format!("{} to {}", day(train), day(test - 1)));
+        if k == 1 {
+            assert_eq!(c[2], format!("{} to ?", day(test)));
+        } else {
+            assert_eq!(c[2], format!("{} to {}", day(test), day(test + 179)));
+        }
+        if k == 1 {
+            assert_eq!(c[3], "none");
+            assert_eq!(c[7], "n/a");
+        } else {
+            assert_eq!(c[3], (k * 3).to_string());
+            assert_eq!(
+                c[4],
+                atc_bt::report::html::fmt_compact(0.01 * (k as f64 + 1.0), 6)
+            );
+            assert!(c[9].ends_with('%'), "{c:?}");
+        }
+    }
+    assert!(!wf.contains("data-fold=\"4\""));
+    assert!(
+        wf.contains("4 folds (train 1 year, test 6 months, step 6 months)"),
+        "{wf}"
+    );
+    assert!(wf.contains("Walk-forward: chained out-of-sample equity vs buy &amp; hold"));
+    assert!(dir.join("report_files/walk_forward_equity.png").is_file());
+    // Regenerates byte-identically.
+    let a = all_files(&dir);
+    render_report(&dir, &o).unwrap();
+    assert_eq!(a, all_files(&dir));
+    // A sweep without walk-forward has no such section.
+    let plain = tmp.path().join("plain");
+    write_sweep_dir(&plain);
+    render_report(&plain, &o).unwrap();
+    let html = std::fs::read_to_string(plain.join("report.html")).unwrap();
+    assert!(!html.contains("id=\"walk-forward\""));
+    // The split sweep's best equity marks the split.
+    assert!(html.contains("The dashed line marks the split at 2021-01-01"));
+}
+
+#[test]
+fn equity_scale_is_chosen_from_the_curves_unless_forced() {
+    use atc_bt::report::ScaleChoice;
+    assert!(ScaleChoice::Auto.resolve(&[100.0, 1500.0]));
+    assert!(!ScaleChoice::Auto.resolve(&[100.0, 900.0]));
+    assert!(!ScaleChoice::Auto.resolve(&[-1.0, 1500.0]));
+    assert!(!ScaleChoice::Linear.resolve(&[100.0, 1e6]));
+    assert!(ScaleChoice::Log.resolve(&[100.0, 101.0]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    small_run(&dir);
+    let run = |args: &[&str]| {
+        Cmd::cargo_bin("atc-bt")
+            .unwrap()
+            .args(["report", dir.to_str().unwrap(), "--format", "html"])
+            .args(args)
+            .assert()
+    };
+    run(&[]).success();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("Linear scale: the curves span less than 10×"));
+    run(&["--log-scale"]).success();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("(log scale)"));
+    run(&["--linear-scale"]).success();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!html.contains("(log scale)") && !html.contains("Linear scale:"));
+    run(&["--log-scale", "--linear-scale"])
+        .code(2)
+        .stderr(predicates::str::contains("cannot be used with"));
 }

@@ -22,6 +22,10 @@ use super::metrics::{fmt_rfc3339, Drawdown, Metrics};
 pub enum Unit {
     /// A fraction shown as a percentage (0.25 = 25%).
     Fraction,
+    /// A fall below the running peak: a positive fraction in the files,
+    /// shown as a negative percentage (0.25 = −25%), as the drawdown chart
+    /// draws it.
+    Drawdown,
     /// A plain ratio or coefficient.
     Ratio,
     /// Money, in the data's currency.
@@ -198,6 +202,11 @@ impl MetricFact {
         self.better == Better::Lower
     }
 
+    /// `true` for facts shown as percentages (fractions and drawdowns).
+    pub fn is_percent(&self) -> bool {
+        matches!(self.unit, Unit::Fraction | Unit::Drawdown)
+    }
+
     /// `true` for facts stored as numbers (rankable, a column of
     /// `results.parquet` as a number).
     pub fn is_number(&self) -> bool {
@@ -265,10 +274,10 @@ pub static METRICS: &[MetricFact] = &[
     fact!(calmar, "Calmar", Ratio, Higher,
         "annual_return/max_drawdown",
         "= quantstats `calmar` (≥ 0.0.86), empyrical `calmar_ratio`, vectorbt `Calmar Ratio`; backtesting.py uses its `Return (Ann.)`"),
-    fact!(max_drawdown, "Max drawdown", Fraction, Lower,
+    fact!(max_drawdown, "Max drawdown", Drawdown, Lower,
         "max_t dd_t, dd_t = 1 − e_t/peak_t, peak_t = max(initial, e_0 … e_t)",
         "= quantstats `max_drawdown`, empyrical, vectorbt, backtesting.py (all negative there)"),
-    fact!(avg_drawdown, "Avg drawdown", Fraction, Lower,
+    fact!(avg_drawdown, "Avg drawdown", Drawdown, Lower,
         "mean over episodes of each episode's max dd_t; 0 if none",
         "= backtesting.py `Avg. Drawdown [%]`, vectorbt `Avg Drawdown [%]`"),
     fact!(max_drawdown_duration, "Max drawdown duration", Bars, Lower,
@@ -424,6 +433,7 @@ pub fn markdown_table() -> String {
     for f in METRICS {
         let unit = match f.unit {
             Unit::Fraction => "fraction",
+            Unit::Drawdown => "drawdown",
             Unit::Ratio => "ratio",
             Unit::Currency => "currency",
             Unit::Bars => "bars",

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::report::{render_report, Format, ReportOptions, SymbolsInReport};
+use crate::report::{render_report, Format, ReportOptions, ScaleChoice, SymbolsInReport};
 
 /// Output format of `atc-bt report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,6 +39,16 @@ pub fn parse_symbols_in_report(s: &str) -> Result<SymbolsInReport, String> {
         .map_err(|_| format!("`{s}` is neither a number nor `all`"))
 }
 
+/// The equity scale of `--log-scale` / `--linear-scale` (neither: chosen
+/// from the curves).
+pub fn scale_choice(log: bool, linear: bool) -> ScaleChoice {
+    match (log, linear) {
+        (true, _) => ScaleChoice::Log,
+        (_, true) => ScaleChoice::Linear,
+        _ => ScaleChoice::Auto,
+    }
+}
+
 /// Arguments of `atc-bt report`.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
@@ -57,9 +67,14 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N|all", default_value = "5", value_parser = parse_symbols_in_report)]
     pub symbols_in_report: SymbolsInReport,
 
-    /// Draw equity curves on a log scale.
-    #[arg(long)]
+    /// Draw equity curves on a log scale [default: log when a chart's
+    /// curves span more than 10×, else linear].
+    #[arg(long, conflicts_with = "linear_scale")]
     pub log_scale: bool,
+
+    /// Draw equity curves on a linear scale, however far they span.
+    #[arg(long)]
+    pub linear_scale: bool,
 
     /// Print nothing on success.
     #[arg(long, short)]
@@ -72,7 +87,7 @@ impl ReportArgs {
         ReportOptions {
             format: self.format.into(),
             symbols_in_report: self.symbols_in_report,
-            log_scale: self.log_scale,
+            scale: scale_choice(self.log_scale, self.linear_scale),
         }
     }
 }

@@ -77,9 +77,12 @@ pub struct ReportFlags {
     /// Symbols with their own chart: the best and worst N by total return, or `all`
     #[arg(long, value_name = "N|all", default_value = "5", value_parser = crate::cli::report::parse_symbols_in_report)]
     pub symbols_in_report: SymbolsInReport,
-    /// Draw equity curves on a log scale
-    #[arg(long)]
+    /// Draw equity curves on a log scale [default: log when a chart's curves span more than 10×]
+    #[arg(long, conflicts_with = "linear_scale")]
     pub log_scale: bool,
+    /// Draw equity curves on a linear scale, however far they span
+    #[arg(long)]
+    pub linear_scale: bool,
 }
 
 impl ReportFlags {
@@ -88,7 +91,7 @@ impl ReportFlags {
         ReportOptions {
             format: Format::Both,
             symbols_in_report: self.symbols_in_report,
-            log_scale: self.log_scale,
+            scale: crate::cli::report::scale_choice(self.log_scale, self.linear_scale),
         }
     }
 

@@ -26,37 +26,151 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Metrics shown as percentages (fractions in `metrics.json`): the facts
-/// table's [`Unit::Fraction`](crate::backtest::facts::Unit::Fraction).
+/// table's fractions and drawdowns ([`MetricFact::is_percent`]).
+///
+/// [`MetricFact::is_percent`]: crate::backtest::facts::MetricFact::is_percent
 pub fn is_percent(metric: &str) -> bool {
-    crate::backtest::metric_fact(metric)
-        .is_some_and(|f| f.unit == crate::backtest::facts::Unit::Fraction)
+    crate::backtest::metric_fact(metric).is_some_and(|f| f.is_percent())
 }
 
-/// A number for display: percentages with 2 decimals, counts as integers,
-/// other values with 4 significant-looking decimals; `n/a` for non-finite.
+/// Whether `metric` is a drawdown: stored positive, shown negative (as the
+/// drawdown chart draws it).
+pub fn is_drawdown(metric: &str) -> bool {
+    crate::backtest::metric_fact(metric)
+        .is_some_and(|f| f.unit == crate::backtest::facts::Unit::Drawdown)
+}
+
+/// A number for display, by the unit of `metric` in the facts table (one
+/// place for every table, key figure and heatmap of the report):
+///
+/// | unit | shown as |
+/// |---|---|
+/// | fraction | `12.35%` |
+/// | drawdown | `-12.35%` (stored positive; negative like the chart) |
+/// | ratio | `1.235` |
+/// | currency | `12,345.67` |
+/// | bars | `42 bars`, `12.5 bars` |
+/// | days | `1,871 days`, `12.3 days` |
+/// | count, integer | `12` |
+/// | per year | `252`, `365.25` |
+///
+/// Non-finite values show `n/a`; extreme ones switch to scientific
+/// notation. Keys the table does not know print as plain numbers.
 pub fn fmt_metric(metric: &str, v: f64) -> String {
     use crate::backtest::facts::{Kind, Unit};
     if !v.is_finite() {
         return "n/a".into();
     }
-    if is_percent(metric) {
-        let p = v * 100.0;
-        return if p.abs() >= 1e6 {
+    let Some(f) = crate::backtest::metric_fact(metric) else {
+        return fmt_num(v);
+    };
+    let pct = |fraction: f64| {
+        let p = fraction * 100.0;
+        if p.abs() >= 1e6 {
             format!("{p:.3e}%")
         } else {
-            format!("{p:.2}%")
-        };
+            fmt_pct(fraction, 2)
+        }
+    };
+    match f.unit {
+        Unit::Fraction => pct(v),
+        Unit::Drawdown => pct(-v),
+        Unit::Bars => format!("{} bars", fmt_duration(v)),
+        Unit::Days => format!("{} days", fmt_duration(v)),
+        _ if f.kind == Kind::Int => fmt_count(v),
+        Unit::Count => fmt_count(v),
+        Unit::PerYear => fmt_compact(v, 2),
+        Unit::Currency => fmt_money(v),
+        Unit::Ratio | Unit::Timestamp | Unit::Table => {
+            // Fixed precision, so a column of ratios lines up; only absurd
+            // magnitudes switch to scientific notation.
+            if v.abs() >= 1e7 {
+                format!("{v:.3e}")
+            } else {
+                fmt_compact_fixed(v, 3)
+            }
+        }
     }
-    if crate::backtest::metric_fact(metric)
-        .is_some_and(|f| f.kind == Kind::Int || f.unit == Unit::PerYear)
-    {
-        return fmt_num(v);
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e7).contains(&a) {
-        format!("{v:.3e}")
+}
+
+/// `v` with `decimals` decimals, never `-0.000`.
+fn fmt_compact_fixed(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
     } else {
-        format!("{v:.4}")
+        s
+    }
+}
+
+/// A whole number with thousands separators (`1,871`); fractional values
+/// keep one decimal.
+fn fmt_count(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        group_thousands(&format!("{v:.0}"))
+    } else {
+        fmt_num(v)
+    }
+}
+
+/// A duration: whole numbers as integers, else one decimal.
+fn fmt_duration(v: f64) -> String {
+    if v.abs() >= 1e15 {
+        format!("{v:.3e}")
+    } else if v == v.trunc() {
+        group_thousands(&format!("{v:.0}"))
+    } else {
+        group_thousands(&fmt_compact_fixed(v, 1))
+    }
+}
+
+/// Money: two decimals with thousands separators (`12,345.67`).
+pub fn fmt_money(v: f64) -> String {
+    if v.abs() >= 1e15 {
+        return format!("{v:.3e}");
+    }
+    group_thousands(&fmt_compact_fixed(v, 2))
+}
+
+/// Inserts `,` every three digits of the integer part of a plain decimal.
+fn group_thousands(s: &str) -> String {
+    let (sign, rest) = match s.strip_prefix('-') {
+        Some(r) => ("-", r),
+        None => ("", s),
+    };
+    let (int, frac) = match rest.find('.') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if !int.bytes().all(|b| b.is_ascii_digit()) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + int.len() / 3);
+    out.push_str(sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out.push_str(frac);
+    out
+}
+
+/// A date or time of `metrics.json` (RFC 3339, UTC) for a table: the date
+/// alone at midnight (`2020-03-23`), else date and time
+/// (`2020-03-23 14:30`); anything else as written.
+pub fn fmt_time(s: &str) -> String {
+    let Some(t) = chrono::DateTime::parse_from_rfc3339(s).ok() else {
+        return s.to_string();
+    };
+    let t = t.with_timezone(&chrono::Utc);
+    if t.format("%H:%M:%S").to_string() == "00:00:00" {
+        t.format("%Y-%m-%d").to_string()
+    } else if t.format("%S").to_string() == "00" {
+        t.format("%Y-%m-%d %H:%M").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
     }
 }
 
@@ -139,7 +253,12 @@ pub fn metric_cell(metric: &str, v: Option<&serde_json::Value>) -> String {
     match v {
         Some(serde_json::Value::Number(n)) => {
             let f = n.as_f64().unwrap_or(f64::NAN);
-            let cls = if is_percent(metric) && f < 0.0 {
+            let negative = if is_drawdown(metric) {
+                f > 0.0
+            } else {
+                f < 0.0
+            };
+            let cls = if is_percent(metric) && negative {
                 " class=\"neg\""
             } else {
                 ""
@@ -150,8 +269,10 @@ pub fn metric_cell(metric: &str, v: Option<&serde_json::Value>) -> String {
                 fmt_metric(metric, f)
             )
         }
-        Some(serde_json::Value::String(s)) => format!("<td>{}</td>", escape(s)),
-        _ => "<td class=\"na\">n/a</td>".into(),
+        Some(serde_json::Value::String(s)) => {
+            format!("<td data-v=\"{}\">{}</td>", escape(s), escape(&fmt_time(s)))
+        }
+        _ => "<td class=\"na\" data-v=\"\">n/a</td>".into(),
     }
 }
 
@@ -182,6 +303,10 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[data-dir=asc]::after{content:" \25B2"}
 table.sortable th[data-dir=desc]::after{content:" \25BC"}
 .scroll{max-height:640px;overflow:auto;border:1px solid var(--line)}
+.hscroll{overflow-x:auto}
+.scroll td:first-child{max-width:320px;overflow:hidden;text-overflow:ellipsis}
+nav.toc{display:flex;flex-wrap:wrap;gap:4px 14px;margin:0 0 16px;font-size:13px}
+nav.toc a{text-decoration:none}
 td.neg{color:#b3261e}
 td.na{color:#9aa1ad}
 pre{background:#f1f3f7;padding:10px;overflow:auto;font-size:12px;margin:0}
@@ -224,12 +349,38 @@ pub fn page(title: &str, subtitle: &str, body: &str) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"generator\" content=\"atc-bt report\">\n\
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
-         <header><h1>{}</h1><p>{}</p></header>\n<main>\n{body}</main>\n<script>{SORT_JS}</script>\n</body>\n</html>\n",
+         <header><h1>{}</h1><p>{}</p></header>\n<main>\n{}{body}</main>\n<script>{SORT_JS}</script>\n</body>\n</html>\n",
         escape(title),
         escape(title),
         escape(subtitle),
+        toc(body),
     );
     s
+}
+
+/// Links to the page's sections (`<section id>` with its `<h2>`, as
+/// [`section`] writes them), in page order: the anchors are stable, so a
+/// link to `report.html#drawdowns` always lands on the same table.
+fn toc(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("<section id=\"") {
+        rest = &rest[i + 13..];
+        let Some(end) = rest.find('"') else { break };
+        let id = &rest[..end];
+        let heading = rest
+            .find("<h2>")
+            .and_then(|a| rest[a + 4..].find("</h2>").map(|b| &rest[a + 4..a + 4 + b]))
+            .unwrap_or(id);
+        // Both were escaped when the section was written.
+        let _ = write!(out, "<a href=\"#{id}\">{heading}</a>");
+        rest = &rest[end..];
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("<nav class=\"toc\">{out}</nav>\n")
+    }
 }
 
 /// A `<section>` with a heading (plain text) and HTML content.
@@ -298,10 +449,28 @@ mod tests {
     #[test]
     fn numbers_are_fixed_format() {
         assert_eq!(fmt_metric("total_return", 0.12345), "12.35%");
-        assert_eq!(fmt_metric("sharpe", 1.23456), "1.2346");
+        assert_eq!(fmt_metric("sharpe", 1.23456), "1.235");
         assert_eq!(fmt_metric("trades", 12.0), "12");
         assert_eq!(fmt_metric("sharpe", f64::NAN), "n/a");
-        assert_eq!(fmt_metric("sharpe", 1.0), "1.0000");
+        assert_eq!(fmt_metric("sharpe", 1.0), "1.000");
+        assert_eq!(fmt_metric("sharpe", -0.0001), "0.000");
+        assert_eq!(fmt_metric("sharpe", 2.5e9), "2.500e9");
+        // Counts as integers, durations with their unit, money grouped.
+        assert_eq!(fmt_metric("open_trades", 5.0), "5");
+        assert_eq!(fmt_metric("days", 1871.0), "1,871 days");
+        assert_eq!(fmt_metric("max_drawdown_duration_days", 12.34), "12.3 days");
+        assert_eq!(fmt_metric("max_drawdown_duration", 42.0), "42 bars");
+        assert_eq!(fmt_metric("avg_trade_duration", 7.26), "7.3 bars");
+        assert_eq!(fmt_metric("final_equity", 1234567.891), "1,234,567.89");
+        assert_eq!(fmt_metric("expectancy", -1234.5), "-1,234.50");
+        assert_eq!(fmt_metric("periods_per_year", 252.0), "252");
+        assert_eq!(fmt_metric("periods_per_year", 365.25), "365.25");
+        // Drawdowns negative, like the chart.
+        assert_eq!(fmt_metric("max_drawdown", 0.2345), "-23.45%");
+        assert_eq!(fmt_metric("max_drawdown", 0.0), "0.00%");
+        assert_eq!(fmt_time("2020-03-23T00:00:00Z"), "2020-03-23");
+        assert_eq!(fmt_time("2020-03-23T14:30:00Z"), "2020-03-23 14:30");
+        assert_eq!(fmt_time("not yet"), "not yet");
         assert_eq!(fmt_compact(0.0300, 4), "0.03");
         assert_eq!(fmt_compact(10.0, 4), "10");
         assert_eq!(fmt_compact(-0.00001, 3), "0");

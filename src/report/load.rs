@@ -735,3 +735,146 @@ pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
 pub fn file(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// One row of `trades.parquet` for the report's trade list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeRow {
+    /// The symbol.
+    pub symbol: String,
+    /// `long` or `short`.
+    pub side: String,
+    /// Entry time (µs).
+    pub entry_ts: i64,
+    /// Entry price.
+    pub entry_price: f64,
+    /// Exit time (µs); None while open.
+    pub exit_ts: Option<i64>,
+    /// Exit price (the last close while open).
+    pub exit_price: f64,
+    /// Profit or loss in money, fees included.
+    pub pnl: Option<f64>,
+    /// Return as a fraction.
+    pub ret: Option<f64>,
+    /// Bars held.
+    pub bars_held: Option<f64>,
+    /// Why the trade closed (empty in directories without the column).
+    pub exit_reason: String,
+}
+
+/// The trades of `symbols` from `trades.parquet` (none when the file is
+/// absent), in file order. Separate from [`load_run_series`] so that the
+/// trade list reads the columns only it shows.
+pub fn read_trade_rows(
+    dir: &Path,
+    symbols: &BTreeSet<String>,
+) -> Result<Vec<TradeRow>, ReportError> {
+    let path = dir.join("trades.parquet");
+    let mut out = Vec::new();
+    if symbols.is_empty() || !path.exists() {
+        return Ok(out);
+    }
+    let columns = [
+        "symbol",
+        "side",
+        "entry_ts",
+        "entry_price",
+        "exit_ts",
+        "exit_price",
+        "pnl",
+        "return",
+        "bars_held",
+        "exit_reason",
+    ];
+    for_each_batch(&path, &columns, |b| {
+        let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let opt = |name: &str| -> Result<Vec<Option<f64>>, ReportError> {
+            if b.has(name) {
+                b.f64s(name)
+            } else {
+                Ok(vec![None; b.len()])
+            }
+        };
+        let sym = b.strs("symbol")?;
+        let side = b.strs("side")?;
+        let ets = b.ts("entry_ts")?;
+        let ep = b.f64s("entry_price")?;
+        let xts = b.ts("exit_ts")?;
+        let xp = b.f64s("exit_price")?;
+        let (pnl, ret, held) = (opt("pnl")?, opt("return")?, opt("bars_held")?);
+        let reason = if b.has("exit_reason") {
+            b.strs("exit_reason")?
+        } else {
+            vec![String::new(); b.len()]
+        };
+        for i in rows {
+            let Some(entry_ts) = ets[i] else { continue };
+            out.push(TradeRow {
+                symbol: sym[i].clone(),
+                side: side[i].clone(),
+                entry_ts,
+                entry_price: ep[i].unwrap_or(f64::NAN),
+                exit_ts: xts[i],
+                exit_price: xp[i].unwrap_or(f64::NAN),
+                pnl: pnl[i],
+                ret: ret[i],
+                bars_held: held[i],
+                exit_reason: reason[i].clone(),
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A walk-forward sweep's `walk_forward.json` and its chained curves.
+#[derive(Debug, Clone)]
+pub struct WalkForwardData {
+    /// `walk_forward.json` (folds, out-of-sample and benchmark metrics).
+    pub json: Value,
+    /// The chained out-of-sample equity.
+    pub curve: Curve,
+    /// Buy & hold chained over the same test windows.
+    pub benchmark: Curve,
+}
+
+/// Reads `walk_forward.json` and `walk_forward_equity.parquet`; `None`
+/// when the sweep had no walk-forward.
+pub fn read_walk_forward(dir: &Path) -> Result<Option<WalkForwardData>, ReportError> {
+    let jpath = dir.join("walk_forward.json");
+    if !jpath.exists() {
+        return Ok(None);
+    }
+    let json = read_json(&jpath)?;
+    let (mut curve, mut benchmark) = (Curve::default(), Curve::default());
+    let epath = dir.join("walk_forward_equity.parquet");
+    if epath.exists() {
+        for_each_batch(&epath, &["ts", AGGREGATE, "equity"], |b| {
+            let agg = b.strs(AGGREGATE)?;
+            let ts = b.ts("ts")?;
+            let eq = b.f64s("equity")?;
+            for i in 0..b.len() {
+                let c = match agg[i].as_str() {
+                    x if x == crate::run::output::Aggregate::WalkForward.name() => &mut curve,
+                    BENCHMARK => &mut benchmark,
+                    _ => continue,
+                };
+                if let Some(t) = ts[i] {
+                    c.equity.ts.push(t);
+                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
+                }
+            }
+            Ok(())
+        })?;
+        for c in [&mut curve, &mut benchmark] {
+            c.drawdown = drawdowns(&c.equity.values);
+        }
+    }
+    Ok(Some(WalkForwardData {
+        json,
+        curve,
+        benchmark,
+    }))
+}

@@ -12,7 +12,8 @@
 //! ```text
 //! report.html                 the index page (inline SVG, offline)
 //! report_files/               per-symbol charts (SVG for the page, PNG)
-//!   equity.png monthly_returns.png memory.png   (with --format png|both)
+//!   equity.png returns.png coverage.png memory.png best_equity.png
+//!   walk_forward_equity.png heatmap-<sample>-NN.png  (with --format png|both)
 //!   sym-0001-AAPL.svg sym-0001-AAPL.png ...
 //! ```
 //!
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use charts::{Chart, EquityChart, GridChart, Line, MemoryChart, SymbolChart};
+use charts::{CellFormat, Chart, EquityChart, GridChart, Line, MemoryChart, SymbolChart};
 use html::{escape, figure, section};
 use load::{Curve, RunData, Series, SweepData};
 pub use memory::{write_memory_parquet, MemorySample, MemorySampler, MemoryTimeline};
@@ -131,6 +132,42 @@ pub enum SymbolsInReport {
     All,
 }
 
+/// The y scale of equity curves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScaleChoice {
+    /// Log when the curves stay positive and their largest value is more
+    /// than [`AUTO_LOG_RATIO`] times their smallest (a long exponential
+    /// curve is flat for years on a linear scale); else linear.
+    #[default]
+    Auto,
+    /// Always log (linear, with a note, when a value is not positive).
+    Log,
+    /// Always linear.
+    Linear,
+}
+
+/// The max/min ratio of an equity chart above which [`ScaleChoice::Auto`]
+/// draws it on a log scale: about an order of magnitude.
+pub const AUTO_LOG_RATIO: f64 = 10.0;
+
+impl ScaleChoice {
+    /// Whether curves with these values are drawn on a log scale.
+    pub fn resolve<'a>(self, values: impl IntoIterator<Item = &'a f64>) -> bool {
+        match self {
+            ScaleChoice::Log => true,
+            ScaleChoice::Linear => false,
+            ScaleChoice::Auto => {
+                let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+                for &v in values.into_iter().filter(|v| v.is_finite()) {
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+                lo > 0.0 && hi / lo > AUTO_LOG_RATIO
+            }
+        }
+    }
+}
+
 /// Report options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportOptions {
@@ -138,8 +175,8 @@ pub struct ReportOptions {
     pub format: Format,
     /// Symbols with their own chart.
     pub symbols_in_report: SymbolsInReport,
-    /// Log scale for equity curves.
-    pub log_scale: bool,
+    /// Linear or log equity curves (default: chosen from the curves).
+    pub scale: ScaleChoice,
 }
 
 impl Default for ReportOptions {
@@ -147,7 +184,7 @@ impl Default for ReportOptions {
         ReportOptions {
             format: Format::Both,
             symbols_in_report: SymbolsInReport::Top(5),
-            log_scale: false,
+            scale: ScaleChoice::Auto,
         }
     }
 }
@@ -342,59 +379,266 @@ fn metric_label(key: &str) -> String {
     crate::backtest::metric_fact(key).map_or_else(|| key.replace('_', " "), |f| f.label.into())
 }
 
-/// The per-year returns and deepest drawdowns of `metrics.json` as two
-/// small tables (portfolio beside buy & hold for the years); empty when
-/// the file has neither (an older run).
-fn period_tables(pm: &BTreeMap<String, Value>, bm: &BTreeMap<String, Value>) -> String {
-    let mut t = String::new();
-    let years = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Option<f64>> {
-        m.get("yearly_returns")
-            .and_then(Value::as_object)
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64())).collect())
-            .unwrap_or_default()
+/// Yearly returns `year → return` of `metrics.json`'s `yearly_returns`
+/// (empty for a metrics map without them).
+fn yearly_of(m: &BTreeMap<String, Value>) -> BTreeMap<String, Option<f64>> {
+    m.get("yearly_returns")
+        .and_then(Value::as_object)
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64())).collect())
+        .unwrap_or_default()
+}
+
+/// `#yearly`: the return of each calendar year, portfolio beside buy &
+/// hold and the difference, from `metrics.json`.
+fn yearly_section(pm: &BTreeMap<String, Value>, bm: &BTreeMap<String, Value>) -> String {
+    let (py, by) = (yearly_of(pm), yearly_of(bm));
+    if py.is_empty() {
+        return section(
+            "yearly",
+            "Returns per year",
+            "<p class=\"caption\">metrics.json has no yearly_returns.</p>\n",
+        );
+    }
+    let cell = |v: Option<f64>| {
+        html::metric_cell("total_return", v.map(|x| serde_json::json!(x)).as_ref())
     };
-    let (py, by) = (years(pm), years(bm));
-    if !py.is_empty() {
-        t.push_str("<table id=\"years\"><thead><tr><th>year</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n");
-        for (y, v) in &py {
-            let cell = |v: Option<f64>| {
-                html::metric_cell("total_return", v.map(|x| serde_json::json!(x)).as_ref())
-            };
-            let _ = writeln!(
-                t,
-                "<tr><td>{}</td>{}{}</tr>",
-                escape(y),
-                cell(*v),
-                cell(by.get(y).copied().flatten())
-            );
-        }
-        t.push_str("</tbody></table>\n<p class=\"caption\">Compounded return of each calendar year (in the data's time zone).</p>\n");
+    let mut t = String::from(
+        "<div class=\"hscroll\"><table id=\"yearly-table\" class=\"sortable\"><thead><tr><th>year</th><th>portfolio</th><th>buy &amp; hold</th><th>difference</th></tr></thead><tbody>\n",
+    );
+    for (y, v) in &py {
+        let b = by.get(y).copied().flatten();
+        let diff = match (*v, b) {
+            (Some(p), Some(b)) => Some(p - b),
+            _ => None,
+        };
+        let _ = writeln!(
+            t,
+            "<tr data-year=\"{0}\"><td data-v=\"{0}\">{0}</td>{1}{2}{3}</tr>",
+            escape(y),
+            cell(*v),
+            cell(b),
+            cell(diff)
+        );
     }
-    if let Some(dds) = pm.get("worst_drawdowns").and_then(Value::as_array) {
-        if !dds.is_empty() {
-            t.push_str("<table id=\"drawdowns\"><thead><tr><th>start (peak)</th><th>valley</th><th>recovery</th><th>depth</th><th>bars</th><th>days</th></tr></thead><tbody>\n");
-            for d in dds {
-                let text = |k: &str| {
-                    d.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("not yet")
-                        .to_string()
-                };
-                let _ = writeln!(
-                    t,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}{}</tr>",
-                    escape(&text("start")),
-                    escape(&text("valley")),
-                    escape(&text("recovery")),
-                    html::metric_cell("max_drawdown", d.get("depth")),
-                    html::metric_cell("max_drawdown_duration", d.get("bars")),
-                    html::metric_cell("max_drawdown_duration_days", d.get("days")),
-                );
+    t.push_str("</tbody></table></div>\n<p class=\"caption\">Compounded return of each calendar year (in the data's time zone), portfolio and buy &amp; hold, and the portfolio's lead in percentage points. A first or last year may be partial.</p>\n");
+    section("yearly", "Returns per year", &t)
+}
+
+/// `#drawdowns`: the five deepest drawdowns of the portfolio from
+/// `metrics.json` (start at the peak, valley, recovery, depth, length).
+fn drawdowns_section(pm: &BTreeMap<String, Value>) -> String {
+    let dds = pm
+        .get("worst_drawdowns")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if dds.is_empty() {
+        return section(
+            "drawdowns",
+            "Deepest drawdowns",
+            "<p class=\"caption\">The portfolio never fell below a previous peak.</p>\n",
+        );
+    }
+    let mut t = String::from("<div class=\"hscroll\"><table id=\"drawdowns-table\"><thead><tr><th>#</th><th>start (peak)</th><th>valley</th><th>recovery</th><th>depth</th><th>length</th><th>length (days)</th></tr></thead><tbody>\n");
+    for (k, d) in dds.iter().enumerate() {
+        let time = |key: &str| match d.get(key).and_then(Value::as_str) {
+            Some(s) => format!(
+                "<td data-v=\"{}\">{}</td>",
+                escape(s),
+                escape(&html::fmt_time(s))
+            ),
+            None => "<td class=\"na\" data-v=\"\">not yet</td>".to_string(),
+        };
+        let _ = writeln!(
+            t,
+            "<tr><td>{}</td>{}{}{}{}{}{}</tr>",
+            k + 1,
+            time("start"),
+            time("valley"),
+            time("recovery"),
+            html::metric_cell("max_drawdown", d.get("depth")),
+            html::metric_cell("max_drawdown_duration", d.get("bars")),
+            html::metric_cell("max_drawdown_duration_days", d.get("days")),
+        );
+    }
+    t.push_str("</tbody></table></div>\n<p class=\"caption\">The deepest falls of the portfolio below a previous peak: from the peak bar through the lowest bar to the first bar back at the peak (\u{201c}not yet\u{201d}: still below it at the end). Length counts the bars below the peak.</p>\n");
+    section("drawdowns", "Deepest drawdowns", &t)
+}
+
+/// A timestamp (µs, UTC) for a table: the date at midnight, else date and
+/// time.
+fn fmt_us(t: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(t).map_or_else(String::new, |d| {
+        html::fmt_time(&d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    })
+}
+
+/// Parses an RFC 3339 time of `metrics.json` to µs.
+fn parse_time(v: Option<&Value>) -> Option<i64> {
+    let s = v?.as_str()?;
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.timestamp_micros())
+}
+
+/// `#coverage`: which symbols had data when (their first and last bars in
+/// `metrics.json`), how many had data at each bar of the portfolio, and
+/// what share of the starting capital that was.
+fn coverage_section(
+    w: &mut Writer,
+    data: &RunData,
+    opts: &ReportOptions,
+) -> Result<String, ReportError> {
+    let mut spans: Vec<(String, i64, i64)> = data
+        .symbol_metrics
+        .iter()
+        .filter_map(|(s, m)| {
+            Some((
+                s.clone(),
+                parse_time(m.get("start"))?,
+                parse_time(m.get("end"))?,
+            ))
+        })
+        .collect();
+    let n = data.symbol_metrics.len();
+    if spans.is_empty() || data.portfolio.equity.ts.is_empty() {
+        return Ok(section(
+            "coverage",
+            "Coverage",
+            "<p class=\"caption\">metrics.json has no first and last bar per symbol.</p>\n",
+        ));
+    }
+    spans.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+    let mut starts: Vec<i64> = spans.iter().map(|s| s.1).collect();
+    let mut ends: Vec<i64> = spans.iter().map(|s| s.2).collect();
+    starts.sort_unstable();
+    ends.sort_unstable();
+    let ts = &data.portfolio.equity.ts;
+    let (mut i, mut j) = (0, 0);
+    let live: Vec<(i64, f64)> = ts
+        .iter()
+        .map(|&t| {
+            while i < starts.len() && starts[i] <= t {
+                i += 1;
             }
-            t.push_str("</tbody></table>\n<p class=\"caption\">The five deepest drawdowns of the portfolio: from the peak bar to the first bar back at the peak.</p>\n");
-        }
+            while j < ends.len() && ends[j] < t {
+                j += 1;
+            }
+            (t, (i - j) as f64)
+        })
+        .collect();
+    let mut counts: Vec<f64> = live.iter().map(|p| p.1).collect();
+    counts.sort_by(f64::total_cmp);
+    let median_live = counts[counts.len() / 2];
+    let (first, last) = (ts[0], ts[ts.len() - 1]);
+    let year_us = 365.25 * 86_400e6;
+    let window_years = (last - first) as f64 / year_us;
+    let mut lens: Vec<f64> = spans.iter().map(|s| (s.2 - s.1) as f64 / year_us).collect();
+    lens.sort_by(f64::total_cmp);
+    let median_years = lens[lens.len() / 2];
+    let full = spans.iter().filter(|s| s.1 <= first && s.2 >= last).count();
+    let bars_h = charts::CoverageChart::bars_height(spans.len());
+    let c = charts::CoverageChart {
+        spans,
+        live,
+        total: n,
+        size: (1200, bars_h + 300),
+    };
+    let cap = format!(
+        "{n} symbols; the window spans {window_years:.1} years ({} to {}). The median symbol has data for {median_years:.1} years; {full} of {n} cover the whole window. \
+         At the median bar {median_live:.0} symbols had data, so {} of the starting capital was live (every symbol's sub-account starts with an equal share and holds it as cash before its first bar). \
+         Annualised figures (CAGR, Sharpe, volatility) run over the whole window, including the years when few symbols were live.",
+        fmt_us(first),
+        fmt_us(last),
+        html::fmt_pct(if n > 0 { median_live / n as f64 } else { 0.0 }, 0),
+    );
+    if opts.format.png() {
+        w.png(&format!("{FILES_DIR}/coverage.png"), &c)?;
     }
-    t
+    if !opts.format.html() {
+        return Ok(String::new());
+    }
+    let svg = w.svg("coverage", &c)?;
+    Ok(section(
+        "coverage",
+        "Coverage: which symbols had data when",
+        &figure(&svg, &cap),
+    ))
+}
+
+/// Most rows of the trade list (the charted symbols' trades; all of them
+/// are in `trades.parquet`).
+const TRADE_ROWS_MAX: usize = 2000;
+
+/// `#trades`: the trades of the charted symbols, sortable.
+fn trades_section(trades: &[load::TradeRow], chosen: usize) -> String {
+    if trades.is_empty() {
+        return section(
+            "trades",
+            "Trades of the charted symbols",
+            "<p class=\"caption\">The charted symbols made no trades.</p>\n",
+        );
+    }
+    let mut t = String::from("<div class=\"scroll\"><table id=\"trades-table\" class=\"sortable\"><thead><tr><th>symbol</th><th>side</th><th>entry</th><th>exit</th><th>entry price</th><th>exit price</th><th>return</th><th>P/L</th><th>bars held</th><th>exit reason</th></tr></thead><tbody>\n");
+    let num = |v: Option<f64>, text: &dyn Fn(f64) -> String| match v.filter(|x| x.is_finite()) {
+        Some(x) => format!(
+            "<td data-v=\"{}\">{}</td>",
+            serde_json::json!(x),
+            escape(&text(x))
+        ),
+        None => "<td class=\"na\" data-v=\"\">n/a</td>".to_string(),
+    };
+    for r in trades.iter().take(TRADE_ROWS_MAX) {
+        let exit = match r.exit_ts {
+            Some(x) => format!("<td data-v=\"{x}\">{}</td>", escape(&fmt_us(x))),
+            None => "<td data-v=\"\">open</td>".to_string(),
+        };
+        let ret_cls = if r.ret.is_some_and(|x| x < 0.0) {
+            " class=\"neg\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td>{exit}{}{}{}{}{}<td>{}</td></tr>",
+            escape(&r.symbol),
+            escape(&r.side),
+            r.entry_ts,
+            escape(&fmt_us(r.entry_ts)),
+            num(Some(r.entry_price), &|x| html::fmt_axis(x)),
+            num(Some(r.exit_price), &|x| html::fmt_axis(x)),
+            num(r.ret, &|x| html::fmt_pct(x, 2)).replacen("<td ", &format!("<td{ret_cls} "), 1),
+            num(r.pnl, &html::fmt_money),
+            num(r.bars_held, &html::fmt_num),
+            escape(&r.exit_reason),
+        );
+    }
+    t.push_str("</tbody></table></div>\n");
+    let more = trades.len().saturating_sub(TRADE_ROWS_MAX);
+    let _ = writeln!(
+        t,
+        "<p class=\"caption\">{} trades of the {chosen} charted symbols{}; click a column to sort. Every trade of every symbol is in trades.parquet. The return of each closed trade is also drawn under its symbol's price chart.</p>",
+        trades.len(),
+        if more > 0 { format!(" (the first {TRADE_ROWS_MAX} shown)") } else { String::new() }
+    );
+    section("trades", "Trades of the charted symbols", &t)
+}
+
+/// Height of a symbol's chart (price, trade returns, signal).
+const SYMBOL_CHART_HEIGHT: u32 = 640;
+
+/// The caption's note on the equity chart's scale.
+fn scale_caption(choice: ScaleChoice, eq: &EquityChart) -> String {
+    match (choice, eq.log_scale, eq.log_ok()) {
+        (_, true, false) => " Log scale requested but an equity value is not positive: drawn linear.".into(),
+        (ScaleChoice::Auto, true, true) => format!(
+            " Log scale: the curves span more than {AUTO_LOG_RATIO:.0}× (--linear-scale draws them linear)."
+        ),
+        (ScaleChoice::Auto, false, _) => format!(
+            " Linear scale: the curves span less than {AUTO_LOG_RATIO:.0}× or touch zero (--log-scale forces log)."
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Columns of the per-symbol table (a subset keeps a 1,000-symbol page
@@ -464,6 +708,10 @@ fn returns_chart(s: &Series) -> Option<GridChart> {
         return None;
     }
     let years: Vec<i32> = r.keys().copied().collect();
+    let pct = CellFormat::Percent {
+        decimals: 1,
+        negate: false,
+    };
     if yearly {
         // One row per decade, one column per year of the decade.
         let first = years[0].div_euclid(10);
@@ -486,7 +734,9 @@ fn returns_chart(s: &Series) -> Option<GridChart> {
                 .collect(),
             diverging: true,
             lower_is_better: false,
-            percent: true,
+            cells: pct,
+            range: None,
+            total_column: false,
             highlight: None,
             size: (1200, h),
         });
@@ -496,22 +746,34 @@ fn returns_chart(s: &Series) -> Option<GridChart> {
     ];
     let h = (70 + 26 * years.len() as u32).clamp(140, 1400);
     Some(GridChart {
-        title: "Monthly returns of the portfolio".into(),
-        x_labels: MONTHS.iter().map(|m| m.to_string()).collect(),
+        title: "Monthly returns of the portfolio, and each year's".into(),
+        x_labels: MONTHS
+            .iter()
+            .map(|m| m.to_string())
+            .chain(std::iter::once("Year".to_string()))
+            .collect(),
         y_labels: years.iter().map(|y| y.to_string()).collect(),
         x_name: String::new(),
         y_name: String::new(),
         values: years
             .iter()
             .map(|y| {
-                (1..=12)
-                    .map(|m| r.get(y).and_then(|x| x.get(&m)).copied())
-                    .collect()
+                let months = r.get(y);
+                let mut row: Vec<Option<f64>> = (1..=12)
+                    .map(|m| months.and_then(|x| x.get(&m)).copied())
+                    .collect();
+                // Months chain from the previous month's last equity: their
+                // product is the year's return.
+                let year = months.map(|x| x.values().fold(1.0, |acc, r| acc * (1.0 + r)) - 1.0);
+                row.push(year);
+                row
             })
             .collect(),
         diverging: true,
         lower_is_better: false,
-        percent: true,
+        cells: pct,
+        range: None,
+        total_column: true,
         highlight: None,
         size: (1200, h),
     })
@@ -716,7 +978,7 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
 /// Version of the [`RunReportParts`] layout and of what the run report
 /// draws: part of the key under which a cache keeps them, so a build that
 /// draws differently never reuses another's charts.
-pub const RUN_REPORT_LAYOUT: u32 = 2;
+pub const RUN_REPORT_LAYOUT: u32 = 3;
 
 /// The half of a run report that depends only on the result files
 /// (`metrics.json`, `equity.parquet`, `signals.parquet`, `trades.parquet`,
@@ -842,12 +1104,20 @@ pub fn render_run_report_parts(
     );
 
     // Equity.
+    let log_scale = opts.scale.resolve(
+        data.portfolio
+            .equity
+            .values
+            .iter()
+            .chain(&data.benchmark.equity.values),
+    );
     let eq = EquityChart {
         title: "Portfolio equity vs buy & hold".into(),
         strategy: curve_line("Portfolio (ATC)", &data.portfolio),
         benchmark: (!data.benchmark.equity.ts.is_empty())
             .then(|| curve_line("Buy & hold", &data.benchmark)),
-        log_scale: opts.log_scale,
+        log_scale,
+        markers: Vec::new(),
         size: (1200, 620),
     };
     if opts.format.png() {
@@ -856,9 +1126,7 @@ pub fn render_run_report_parts(
     if opts.format.html() {
         let svg = w.svg("equity", &eq)?;
         let mut cap = downsample_caption(data.portfolio.equity.ts.len(), 1200);
-        if opts.log_scale && !eq.log_ok() {
-            cap.push_str(" Log scale requested but an equity value is not positive: drawn linear.");
-        }
+        cap.push_str(&scale_caption(opts.scale, &eq));
         body.push_str(&section(
             "equity",
             "Equity and drawdown",
@@ -868,7 +1136,7 @@ pub fn render_run_report_parts(
 
     // Statistics.
     let mut t = String::from(
-        "<table id=\"stats\"><thead><tr><th>metric</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n",
+        "<div class=\"hscroll\"><table id=\"stats\"><thead><tr><th>metric</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n",
     );
     for k in ordered_metrics(pm.keys().chain(bm.keys())) {
         let _ = writeln!(
@@ -881,9 +1149,11 @@ pub fn render_run_report_parts(
             html::metric_cell(&k, bm.get(&k))
         );
     }
-    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json (hover a name for its key; definitions and peer equivalents in METRICS.md); percentages are fractions × 100.</p>\n");
-    t.push_str(&period_tables(pm, bm));
+    t.push_str("</tbody></table></div>\n<p class=\"caption\">Every metric of metrics.json (hover a name for its key; definitions and peer equivalents in METRICS.md). Percentages are fractions × 100; drawdowns are shown negative, as in the chart; durations in bars and in calendar days.</p>\n");
     body.push_str(&section("statistics", "Statistics", &t));
+    if opts.format.html() {
+        body.push_str(&drawdowns_section(pm));
+    }
 
     // Period returns.
     if let Some(c) = returns_chart(&data.portfolio.equity) {
@@ -892,16 +1162,18 @@ pub fn render_run_report_parts(
         }
         if opts.format.html() {
             let svg = w.svg("returns", &c)?;
-            body.push_str(&section(
-                "returns",
-                "Period returns",
-                &figure(
-                    &svg,
-                    "Return of each calendar period, from the last equity of the previous period.",
-                ),
-            ));
+            let cap = if c.total_column {
+                "Return of each calendar month, from the last equity of the previous month; the Year column compounds the months (coloured on its own scale)."
+            } else {
+                "Return of each calendar year, from the last equity of the previous year."
+            };
+            body.push_str(&section("returns", "Period returns", &figure(&svg, cap)));
         }
     }
+    if opts.format.html() {
+        body.push_str(&yearly_section(pm, bm));
+    }
+    body.push_str(&coverage_section(&mut w, &data, opts)?);
 
     // Per-symbol charts.
     let long_th = data
@@ -918,6 +1190,7 @@ pub fn render_run_report_parts(
         .enumerate()
         .map(|(i, s)| (s, i))
         .collect();
+    let trade_rows = load::read_trade_rows(dir, &set)?;
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let mut figs = String::new();
     for sym in &chosen {
@@ -930,9 +1203,14 @@ pub fn render_run_report_parts(
             close: panel.close,
             avg: panel.avg,
             trades: panel.trades,
+            trade_returns: trade_rows
+                .iter()
+                .filter(|r| &r.symbol == sym)
+                .filter_map(|r| Some((r.exit_ts?, r.ret?)))
+                .collect(),
             long_threshold: long_th,
             short_threshold: short_th,
-            size: (1200, 560),
+            size: (1200, SYMBOL_CHART_HEIGHT),
         };
         if opts.format.png() {
             w.png(&format!("{FILES_DIR}/{stem}.png"), &c)?;
@@ -949,7 +1227,7 @@ pub fn render_run_report_parts(
                 .map_or("n/a".into(), |x| html::fmt_metric("total_return", x));
             let _ = writeln!(
                 figs,
-                "<figure><a href=\"{0}\"><img loading=\"lazy\" src=\"{0}\" alt=\"{1}\" width=\"1200\" height=\"560\"></a>\
+                "<figure><a href=\"{0}\"><img loading=\"lazy\" src=\"{0}\" alt=\"{1}\" width=\"1200\" height=\"{SYMBOL_CHART_HEIGHT}\"></a>\
                  <figcaption class=\"caption\">{1}: total return {2}. {3}</figcaption></figure>",
                 escape(&rel),
                 escape(sym),
@@ -964,13 +1242,14 @@ pub fn render_run_report_parts(
             SymbolsInReport::Top(n) => format!("Best and worst {n} symbols by total return"),
         };
         body.push_str(&section("symbols", &heading, &figs));
+        body.push_str(&trades_section(&trade_rows, chosen.len()));
     }
 
     // Per-symbol table.
     if opts.format.html() {
         let mut t = String::from("<div class=\"scroll\"><table id=\"symbols-table\" class=\"sortable\"><thead><tr><th>symbol</th>");
         for c in SYMBOL_COLUMNS {
-            let _ = write!(t, "<th>{}</th>", escape(c));
+            let _ = write!(t, "<th title=\"{c}\">{}</th>", escape(&metric_label(c)));
         }
         t.push_str("</tr></thead><tbody>\n");
         for (sym, m) in &data.symbol_metrics {
@@ -1037,7 +1316,17 @@ fn lower_is_better(metric: &str) -> bool {
 fn sweep_heatmaps(
     h: &load::HeatmapFile,
     best: Option<&BTreeMap<String, String>>,
+    cells: CellFormat,
 ) -> Vec<GridChart> {
+    // One colour scale for every panel of the sample.
+    let range = {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in h.values.iter().flatten().filter(|v| v.is_finite()) {
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+        (lo <= hi).then_some((lo, hi))
+    };
     let n = h.axes.len();
     if n == 0 {
         return Vec::new();
@@ -1097,15 +1386,11 @@ fn sweep_heatmaps(
                 )
             })
             .collect();
+        let label = metric_label(&h.metric);
         let title = if fixed_text.is_empty() {
-            format!("{} ({} sample)", h.metric, h.sample)
+            format!("{label} ({} sample)", h.sample)
         } else {
-            format!(
-                "{} ({} sample), {}",
-                h.metric,
-                h.sample,
-                fixed_text.join(", ")
-            )
+            format!("{label} ({} sample), {}", h.sample, fixed_text.join(", "))
         };
         let height = (90 + 30 * ys.len() as u32).clamp(160, 900);
         out.push(GridChart {
@@ -1117,12 +1402,219 @@ fn sweep_heatmaps(
             values,
             diverging: false,
             lower_is_better: lower_is_better(&h.metric),
-            percent: html::is_percent(&h.metric),
+            cells,
+            range,
+            total_column: false,
             highlight,
             size: (640, height),
         });
     }
     out
+}
+
+/// A fold's `train` or `test` window `(from, to)` in µs. `walk_forward.json`
+/// of this version writes the test window and the test metrics under the
+/// same key `test`, and the metrics win; the window is then the bars the
+/// metrics cover (`start`, `end`), or starts right after the training
+/// window when the fold traded nothing.
+fn fold_window(f: &Value, which: &str) -> (Option<i64>, Option<i64>) {
+    let w = f.get(which);
+    let get = |k: &str| parse_time(w.and_then(|w| w.get(k)));
+    match (get("from"), get("to")) {
+        (Some(a), b) => (Some(a), b),
+        _ if which == "test" => {
+            let after_train = fold_window(f, "train").1.map(|t| {
+                // The training window ends one tick before the test window.
+                let s = 1_000_000;
+                (t + s).div_euclid(s) * s
+            });
+            (get("start").or(after_train), get("end"))
+        }
+        (None, b) => (None, b),
+    }
+}
+
+/// A window bound as a day when it is a day's start or its last second
+/// (`2020-12-31T23:59:59Z` → `2020-12-31`), else date and time.
+fn fmt_window_day(t: i64) -> String {
+    let day = 86_400_000_000i64;
+    let into = t.rem_euclid(day);
+    if into >= day - 1_000_000 {
+        fmt_us(t - into)
+    } else {
+        fmt_us(t)
+    }
+}
+
+/// `#walk-forward` of a sweep run with `--walk-forward`: each fold's
+/// training and test windows, the combination chosen on the training
+/// window (its number and the grid's parameters), the ranking metric in
+/// and out of sample, the test window's return beside buy & hold, and the
+/// chained out-of-sample equity against buy & hold. Empty without
+/// `walk_forward.json`.
+fn walk_forward_section(
+    w: &mut Writer,
+    dir: &Path,
+    axes: &[String],
+    opts: &ReportOptions,
+) -> Result<String, ReportError> {
+    let Some(wf) = load::read_walk_forward(dir)? else {
+        return Ok(String::new());
+    };
+    let j = &wf.json;
+    let metric = json_str(j, &["rank_by"]);
+    let label = metric_label(&metric);
+    let folds = j
+        .get("folds")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let starts: Vec<(i64, String)> = folds
+        .iter()
+        .enumerate()
+        .filter_map(|(k, f)| Some((fold_window(f, "test").0?, k.to_string())))
+        .collect();
+    let mut html_out = String::new();
+    if !wf.curve.equity.ts.is_empty() {
+        let values = wf
+            .curve
+            .equity
+            .values
+            .iter()
+            .chain(&wf.benchmark.equity.values);
+        let eq = EquityChart {
+            title: "Walk-forward: chained out-of-sample equity vs buy & hold".into(),
+            strategy: curve_line("Out of sample (chained folds)", &wf.curve),
+            benchmark: (!wf.benchmark.equity.ts.is_empty())
+                .then(|| curve_line("Buy & hold (same windows)", &wf.benchmark)),
+            log_scale: opts.scale.resolve(values),
+            markers: starts,
+            size: (1200, 620),
+        };
+        if opts.format.png() {
+            w.png(&format!("{FILES_DIR}/walk_forward_equity.png"), &eq)?;
+        }
+        if opts.format.html() {
+            let svg = w.svg("walk_forward_equity", &eq)?;
+            let mut cap = downsample_caption(wf.curve.equity.ts.len(), 1200);
+            cap.push_str(" Each fold's test window is traded with the combination chosen on its training window; the dashed lines mark where each test window starts (fold number at the top); each window starts from the previous one's final equity.");
+            cap.push_str(&scale_caption(opts.scale, &eq));
+            html_out.push_str(&figure(&svg, &cap));
+        }
+    }
+    if !opts.format.html() {
+        return Ok(String::new());
+    }
+    let num = |v: Option<&Value>, m: &str| html::metric_cell(m, v.filter(|x| x.is_number()));
+    let mut t = String::from("<div class=\"hscroll\"><table id=\"walk-forward-folds\" class=\"sortable\"><thead><tr><th>fold</th><th>train</th><th>test</th><th>combination</th>");
+    for a in axes {
+        let _ = write!(t, "<th>{}</th>", escape(a));
+    }
+    let _ = writeln!(
+        t,
+        "<th title=\"{0}\">{1} (train)</th><th title=\"{0}\">{1} (test)</th><th>return (test)</th><th>buy &amp; hold (test)</th></tr></thead><tbody>",
+        escape(&metric),
+        escape(&label)
+    );
+    let window = |f: &Value, w: &str| {
+        let (from, to) = fold_window(f, w);
+        let show = |t: Option<i64>| t.map_or("?".to_string(), fmt_window_day);
+        format!(
+            "<td data-v=\"{}\">{} to {}</td>",
+            from.map_or(String::new(), |t| t.to_string()),
+            escape(&show(from)),
+            escape(&show(to))
+        )
+    };
+    for (k, f) in folds.iter().enumerate() {
+        let _ = write!(
+            t,
+            "<tr data-fold=\"{k}\"><td data-v=\"{k}\">{k}</td>{}{}",
+            window(f, "train"),
+            window(f, "test")
+        );
+        match f.get("best_combo").and_then(Value::as_u64) {
+            Some(c) => {
+                let _ = write!(t, "<td data-v=\"{c}\">{c}</td>");
+            }
+            None => t.push_str("<td class=\"na\" data-v=\"\">none</td>"),
+        }
+        for a in axes {
+            match f.get("params").and_then(|p| p.get(a)) {
+                Some(Value::Number(n)) => {
+                    let x = n.as_f64().unwrap_or(f64::NAN);
+                    let _ = write!(t, "<td data-v=\"{n}\">{}</td>", html::fmt_compact(x, 6));
+                }
+                Some(Value::String(v)) => {
+                    let _ = write!(t, "<td>{}</td>", escape(v));
+                }
+                _ => t.push_str("<td class=\"na\" data-v=\"\">n/a</td>"),
+            }
+        }
+        let test = f.get("test");
+        t.push_str(&num(f.get("train_metric"), &metric));
+        t.push_str(&num(test.and_then(|m| m.get(&metric)), &metric));
+        t.push_str(&num(
+            test.and_then(|m| m.get("total_return")),
+            "total_return",
+        ));
+        t.push_str(&num(
+            test.and_then(|m| m.get("benchmark_return")),
+            "total_return",
+        ));
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</tbody></table></div>\n");
+    let oos = j.get("out_of_sample");
+    let bench = j.get("benchmark");
+    let get = |m: Option<&Value>, k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(Value::as_f64)
+            .map_or("n/a".to_string(), |x| html::fmt_metric(k, x))
+    };
+    let spec = |k: &str| {
+        j.pointer(&format!("/spec/{k}"))
+            .map(|v| match v {
+                Value::Object(o) => o
+                    .iter()
+                    .map(|(unit, n)| {
+                        let unit = unit.to_lowercase();
+                        let one = n.as_u64() == Some(1);
+                        format!(
+                            "{} {}",
+                            load::label(n),
+                            if one {
+                                unit.trim_end_matches('s')
+                            } else {
+                                &unit
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => load::label(other),
+            })
+            .unwrap_or_default()
+    };
+    let _ = writeln!(
+        t,
+        "<p class=\"caption\">{} folds (train {}, test {}, step {}); in each, the combination with the best {} on the training window trades the test window. \
+         Out of sample, chained: total return {} (buy &amp; hold {}), {} {} ({}), max drawdown {} ({}).</p>",
+        folds.len(),
+        escape(&spec("train")),
+        escape(&spec("test")),
+        escape(&spec("step")),
+        escape(&label),
+        get(oos, "total_return"),
+        get(bench, "total_return"),
+        escape(&label),
+        get(oos, &metric),
+        get(bench, &metric),
+        get(oos, "max_drawdown"),
+        get(bench, "max_drawdown"),
+    );
+    html_out.push_str(&t);
+    Ok(section("walk-forward", "Walk-forward", &html_out))
 }
 
 /// Whether two parameter labels name the same value (`0` and `0.0` do).
@@ -1174,10 +1666,34 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
         )
     });
 
-    // Heatmaps.
+    // Heatmaps: one number format for the page, one colour scale per sample.
+    let cells = if html::is_percent(&rank_by) {
+        CellFormat::Percent {
+            decimals: 1,
+            negate: html::is_drawdown(&rank_by),
+        }
+    } else {
+        CellFormat::for_values(
+            data.heatmaps
+                .iter()
+                .flat_map(|h| h.values.iter().flatten().copied()),
+        )
+    };
     let mut figs = String::new();
+    let mut compressed: Vec<String> = Vec::new();
     for h in &data.heatmaps {
-        for (k, c) in sweep_heatmaps(h, best_labels.as_ref()).iter().enumerate() {
+        let panels = sweep_heatmaps(h, best_labels.as_ref(), cells);
+        if let Some((lo, hi)) = panels.first().and_then(|c| c.range) {
+            if charts::scale_range(lo, hi).2 {
+                compressed.push(format!(
+                    "{} ({} to {})",
+                    h.sample,
+                    cells.text(lo),
+                    cells.text(hi)
+                ));
+            }
+        }
+        for (k, c) in panels.iter().enumerate() {
             let stem = format!(
                 "heatmap-{}-{:02}",
                 h.sample.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
@@ -1193,12 +1709,23 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
         }
     }
     if opts.format.html() {
+        let mut cap = format!(
+            "Each cell is the portfolio's {} for one combination; brighter is better, on one colour scale per sample (the colour bar at the right gives its values). The best combination (ranked on the {} sample) is outlined in red; grey cells have no value.",
+            escape(&metric_label(&rank_by)),
+            escape(&ranked_on)
+        );
+        if !compressed.is_empty() {
+            let _ = write!(
+                cap,
+                " Values that differ by less than {:.0}% of their size share nearly one colour (the scale spans at least that much), so a negligible spread does not look like sensitivity: {}.",
+                charts::MIN_RELATIVE_SPAN * 100.0,
+                escape(&compressed.join("; "))
+            );
+        }
         body.push_str(&section(
             "heatmaps",
-            &format!("Ranking metric: {rank_by}"),
-            &format!(
-                "<div class=\"grid2\">\n{figs}</div>\n<p class=\"caption\">Brighter is better; the best combination is outlined in red; grey cells have no value.</p>\n"
-            ),
+            &format!("Ranking metric: {}", metric_label(&rank_by)),
+            &format!("<div class=\"grid2\">\n{figs}</div>\n<p class=\"caption\">{cap}</p>\n"),
         ));
     }
 
@@ -1224,15 +1751,26 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
             .into_iter()
             .filter(|m| *m != rank_by && data.metric_columns.iter().any(|c| c == m))
             .collect();
-        let mut t = String::from("<div class=\"scroll\"><table id=\"top-table\" class=\"sortable\"><thead><tr><th>rank</th><th>combo</th>");
+        let mut t = String::from("<div class=\"scroll\"><table id=\"top-table\" class=\"sortable\"><thead><tr><th>rank</th><th>combination</th>");
         for a in &axes {
             let _ = write!(t, "<th>{}</th>", escape(a));
         }
         for s in &samples {
-            let _ = write!(t, "<th>{} ({})</th>", escape(&rank_by), escape(s));
+            let _ = write!(
+                t,
+                "<th title=\"{}\">{} ({})</th>",
+                escape(&rank_by),
+                escape(&metric_label(&rank_by)),
+                escape(s)
+            );
         }
         for m in &extra {
-            let _ = write!(t, "<th>{} ({})</th>", escape(m), escape(&ranked_on));
+            let _ = write!(
+                t,
+                "<th title=\"{m}\">{} ({})</th>",
+                escape(&metric_label(m)),
+                escape(&ranked_on)
+            );
         }
         t.push_str("</tr></thead><tbody>\n");
         for (i, combo) in ranking.iter().take(top).enumerate() {
@@ -1289,6 +1827,13 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
 
     // Best equity.
     if !data.best.equity.ts.is_empty() {
+        let split = parse_time(data.sweep.get("split"));
+        let values = data
+            .best
+            .equity
+            .values
+            .iter()
+            .chain(&data.benchmark.equity.values);
         let eq = EquityChart {
             title: format!(
                 "Best combination{} vs buy & hold",
@@ -1297,7 +1842,10 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
             strategy: curve_line("Best combination", &data.best),
             benchmark: (!data.benchmark.equity.ts.is_empty())
                 .then(|| curve_line("Buy & hold", &data.benchmark)),
-            log_scale: opts.log_scale,
+            log_scale: opts.scale.resolve(values),
+            markers: split
+                .map(|t| vec![(t, "in sample | out of sample".to_string())])
+                .unwrap_or_default(),
             size: (1200, 620),
         };
         if opts.format.png() {
@@ -1305,13 +1853,15 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
         }
         if opts.format.html() {
             let svg = w.svg("best_equity", &eq)?;
-            body.push_str(&section(
-                "best",
-                "Best combination",
-                &figure(&svg, &downsample_caption(data.best.equity.ts.len(), 1200)),
-            ));
+            let mut cap = downsample_caption(data.best.equity.ts.len(), 1200);
+            if let Some(t) = split {
+                let _ = write!(cap, " The dashed line marks the split at {}: the combination was chosen on the bars before it.", fmt_us(t));
+            }
+            cap.push_str(&scale_caption(opts.scale, &eq));
+            body.push_str(&section("best", "Best combination", &figure(&svg, &cap)));
         }
     }
+    body.push_str(&walk_forward_section(&mut w, dir, &axes, opts)?);
     body.push_str(&memory_section(&mut w, data.memory.as_ref(), opts)?);
     if opts.format.html() {
         body.push_str(&section(

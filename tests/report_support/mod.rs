@@ -131,6 +131,7 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
     let mut sym_metrics = BTreeMap::new();
     let (mut t_sym, mut t_side, mut t_ets, mut t_ep, mut t_xts, mut t_xp) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut t_ret: Vec<f64> = vec![];
     let mut n_trades_total = 0;
     for (k, s) in symbols.iter().enumerate() {
         let px = random_walk(k as u64 + 1, bars);
@@ -167,6 +168,7 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
                     t_ep.push(px[e]);
                     t_xts.push(Some(ts[i]));
                     t_xp.push(px[i]);
+                    t_ret.push(side as f64 * (px[i] / px[e] - 1.0));
                     n_trades += 1;
                 }
                 if want != 0 {
@@ -182,6 +184,7 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
             t_ep.push(px[e]);
             t_xts.push(None);
             t_xp.push(px[bars - 1]);
+            t_ret.push(side as f64 * (px[bars - 1] / px[e] - 1.0));
             n_trades += 1;
         }
         n_trades_total += n_trades;
@@ -189,7 +192,10 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
             portfolio[i] += eq[i];
             bench[i] += 1000.0 * px[i] / px[0];
         }
-        sym_metrics.insert(s.clone(), metrics(&eq, n_trades));
+        let mut m = metrics(&eq, n_trades);
+        m["start"] = json!(rfc3339(ts[0]));
+        m["end"] = json!(rfc3339(ts[bars - 1]));
+        sym_metrics.insert(s.clone(), m);
         let names: Vec<&str> = vec![s.as_str(); bars];
         let mut cols: Vec<ArrayRef> = vec![
             ts_array(ts.iter().map(|&t| Some(t)).collect()),
@@ -250,15 +256,25 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
         Arc::new(Float64Array::from(t_xp)),
         Arc::new(Float64Array::from(vec![1.0; n])),
         Arc::new(Float64Array::from(vec![0.0; n])),
-        Arc::new(Float64Array::from(vec![0.0; n])),
-        Arc::new(Float64Array::from(vec![0.0; n])),
+        Arc::new(Float64Array::from(
+            t_ret.iter().map(|r| r * 1000.0).collect::<Vec<f64>>(),
+        )),
+        Arc::new(Float64Array::from(t_ret.clone())),
         Arc::new(UInt64Array::from(vec![1u64; n])),
         Arc::new(BooleanArray::from(open)),
     ]);
     tw.close();
     let mut pm = metrics(&portfolio, n_trades_total);
     pm["benchmark_return"] = json!(bench[bars - 1] / bench[0] - 1.0);
-    let m = json!({"portfolio": pm, "benchmark": metrics(&bench, 0), "symbols": sym_metrics});
+    pm["yearly_returns"] = yearly_returns(&ts, &portfolio);
+    pm["worst_drawdowns"] = worst_drawdowns(&ts, &portfolio);
+    pm["days"] = json!((bars - 1) as f64);
+    pm["open_trades"] = json!(symbols.len());
+    pm["max_drawdown_duration_days"] = json!(12.5);
+    pm["final_equity"] = json!(portfolio[bars - 1]);
+    let mut bmet = metrics(&bench, 0);
+    bmet["yearly_returns"] = yearly_returns(&ts, &bench);
+    let m = json!({"portfolio": pm, "benchmark": bmet, "symbols": sym_metrics});
     std::fs::write(
         dir.join("metrics.json"),
         serde_json::to_string_pretty(&m).unwrap(),
@@ -287,6 +303,83 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
     )
     .unwrap();
     write_memory_parquet(&dir.join("memory.parquet"), &synthetic_memory()).unwrap();
+}
+
+/// `ts` (µs) as RFC 3339, as `metrics.json` writes times.
+pub fn rfc3339(ts: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(ts)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Compounded return per calendar year, as `metrics.json`'s
+/// `yearly_returns` (the first bar's equity starts the first year).
+fn yearly_returns(ts: &[i64], e: &[f64]) -> Value {
+    use chrono::Datelike;
+    let mut out = serde_json::Map::new();
+    let mut base = e[0];
+    for i in 0..ts.len() {
+        let y = chrono::DateTime::from_timestamp_micros(ts[i])
+            .unwrap()
+            .year();
+        let last = i + 1 == ts.len()
+            || chrono::DateTime::from_timestamp_micros(ts[i + 1])
+                .unwrap()
+                .year()
+                != y;
+        if last {
+            out.insert(y.to_string(), json!(e[i] / base - 1.0));
+            base = e[i];
+        }
+    }
+    Value::Object(out)
+}
+
+/// The five deepest drawdown episodes, as `metrics.json`'s
+/// `worst_drawdowns`.
+fn worst_drawdowns(ts: &[i64], e: &[f64]) -> Value {
+    let mut eps: Vec<(usize, usize, Option<usize>, f64)> = Vec::new();
+    let (mut peak, mut peak_i) = (e[0], 0);
+    let mut cur: Option<(usize, usize, f64)> = None;
+    for (i, &x) in e.iter().enumerate() {
+        if x >= peak {
+            if let Some((s, v, d)) = cur.take() {
+                eps.push((s, v, Some(i), d));
+            }
+            peak = x;
+            peak_i = i;
+        } else {
+            let dd = 1.0 - x / peak;
+            match &mut cur {
+                Some((_, v, d)) if dd > *d => {
+                    *v = i;
+                    *d = dd;
+                }
+                Some(_) => {}
+                None => cur = Some((peak_i, i, dd)),
+            }
+        }
+    }
+    if let Some((s, v, d)) = cur {
+        eps.push((s, v, None, d));
+    }
+    eps.sort_by(|a, b| b.3.total_cmp(&a.3));
+    Value::Array(
+        eps.iter()
+            .take(5)
+            .map(|&(s, v, r, d)| {
+                let end = r.unwrap_or(e.len());
+                json!({
+                    "start": rfc3339(ts[s]),
+                    "valley": rfc3339(ts[v]),
+                    "recovery": r.map(|r| rfc3339(ts[r])),
+                    "depth": d,
+                    "bars": end - s - 1,
+                    "days": (ts[end - 1] - ts[s]) as f64 / DAY as f64,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// A memory timeline with four phases and a peak in `compute`.
@@ -490,4 +583,89 @@ pub fn write_sweep_dir(dir: &Path) {
         ]);
     }
     bw.close();
+}
+
+/// Writes a walk-forward sweep directory: [`write_sweep_dir`] plus
+/// `walk_forward.json` with `folds` folds (1-year train, 6-month test;
+/// fold 1 has no combination) and `walk_forward_equity.parquet`.
+pub fn write_walk_forward_dir(dir: &Path, folds: usize) {
+    write_sweep_dir(dir);
+    let month = 30 * DAY;
+    let mut fj = Vec::new();
+    let (mut ts, mut agg, mut eq) = (vec![], vec![], vec![]);
+    let (mut level, mut blevel) = (1000.0f64, 1000.0f64);
+    let px = random_walk(7, folds * 180 + 1);
+    for k in 0..folds {
+        let train_from = T0 + k as i64 * 6 * month;
+        let test_from = train_from + 12 * month;
+        let test_to = test_from + 6 * month - 1;
+        let none = k == 1;
+        let ret = if none {
+            0.0
+        } else {
+            0.02 * (k as f64 + 1.0) - 0.03
+        };
+        // As `atc-bt sweep` writes it: the test window and the test
+        // metrics share the key `test`, and the metrics (with their first
+        // and last bar) win.
+        fj.push(json!({
+            "train": {"from": rfc3339(train_from), "to": rfc3339(test_from - 1)},
+            "best_combo": if none { Value::Null } else { json!(k * 3) },
+            "params": if none { Value::Null } else { json!({"lambda": 0.01 * (k as f64 + 1.0), "decay": 0.02, "cutout": 0}) },
+            "train_metric": if none { Value::Null } else { json!(1.5 + k as f64 * 0.1) },
+            "test": if none { Value::Null } else { json!({
+                "start": rfc3339(test_from),
+                "end": rfc3339(test_from + 179 * DAY),
+                "sharpe": 0.8 - k as f64 * 0.1,
+                "total_return": ret,
+                "benchmark_return": 0.01 * k as f64,
+            }) },
+        }));
+        let _ = test_to;
+        for d in 0..180usize {
+            let t = test_from + d as i64 * DAY;
+            let i = k * 180 + d;
+            ts.push(Some(t));
+            agg.push("walk_forward");
+            eq.push(level * (1.0 + ret * d as f64 / 179.0));
+            ts.push(Some(t));
+            agg.push("benchmark");
+            eq.push(blevel * px[i + 1] / px[k * 180]);
+        }
+        level *= 1.0 + ret;
+        blevel *= px[k * 180 + 180] / px[k * 180];
+    }
+    let wf = json!({
+        "spec": {"train": {"Years": 1}, "test": {"Months": 6}, "step": {"Months": 6}},
+        "rank_by": "sharpe",
+        "folds": fj,
+        "out_of_sample": {"total_return": level / 1000.0 - 1.0, "sharpe": 0.55, "max_drawdown": 0.08},
+        "benchmark": {"total_return": blevel / 1000.0 - 1.0, "sharpe": 0.3, "max_drawdown": 0.2},
+    });
+    std::fs::write(
+        dir.join("walk_forward.json"),
+        serde_json::to_string_pretty(&wf).unwrap(),
+    )
+    .unwrap();
+    // The aggregate rows are interleaved; readers keep each aggregate's
+    // rows in order.
+    let mut w = PqWriter::new(
+        &dir.join("walk_forward_equity.parquet"),
+        vec![
+            ts_field("ts", false),
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("aggregate", DataType::Utf8, true),
+            Field::new("equity", DataType::Float64, false),
+            Field::new("drawdown", DataType::Float64, false),
+        ],
+    );
+    let n = ts.len();
+    w.write(vec![
+        ts_array(ts),
+        Arc::new(StringArray::new_null(n)),
+        Arc::new(StringArray::from(agg)),
+        Arc::new(Float64Array::from(eq)),
+        Arc::new(Float64Array::from(vec![0.0; n])),
+    ]);
+    w.close();
 }
