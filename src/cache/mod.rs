@@ -848,7 +848,14 @@ pub fn clear(dir: &std::path::Path) -> Result<u64, ClearError> {
             || name == fast::MEMO_DIR
             || name.starts_with("broken-")
         {
-            std::fs::remove_dir_all(&path).map_err(io(path.clone()))?;
+            // Whatever shape the entry has: a directory is removed with
+            // its tree, anything else (a file, a symbolic link, never
+            // followed) by itself.
+            let r = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            r.map_err(io(path.clone()))?;
         } else if name.starts_with(fast::USES_LOG) {
             std::fs::remove_file(&path).map_err(io(path.clone()))?;
         }

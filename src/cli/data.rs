@@ -190,7 +190,11 @@ pub fn run(args: &DataArgs) -> Result<()> {
         DataCommand::Gc(a) => gc(a),
         DataCommand::Synth(a) => {
             let t0 = std::time::Instant::now();
-            crate::files::out::check_file(&a.out, a.force, crate::data::synth::is_synth_file)?;
+            crate::files::out::check_file(
+                &a.out,
+                a.force,
+                Some(&crate::data::synth::is_synth_file),
+            )?;
             synth(a.symbols, a.bars, a.seed, &a.out)?;
             errln!(
                 "data: wrote {} ({} symbols × {} bars, seed {}) in {:.1} s",
@@ -353,6 +357,14 @@ fn verify(a: &IngestArgs) -> Result<()> {
     let all: Vec<usize> = (0..ds.series().len()).collect();
     let found = ds.verify(&all, Columns::All);
     let n = ds.series().len();
+    if let (Some(damage), Ok(())) = (ds.repaired(), &found) {
+        outln!("{damage}");
+        outln!(
+            "{}: rebuilt from the Parquet sources; {n} series, every checksum matches",
+            ds.dir().display()
+        );
+        return Ok(());
+    }
     match found {
         Ok(()) => {
             outln!(
