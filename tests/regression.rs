@@ -427,6 +427,59 @@ fn cache_clear_clears_entries_of_any_shape() {
     run_ok(at(p).args(["run", "-q", "--no-report", "--cache-dir", "c", "--out", "r"]));
 }
 
+/// Fault (issue 16 tester): an existing directory of the user's given as
+/// `--cache-dir` got a `CACHEDIR.TAG` (and a database), so backup tools
+/// would skip the user's files. A cache goes only into a new or empty
+/// directory, or one that is already atc-bt's cache; otherwise the run
+/// continues without it, with one warning naming the directory.
+#[test]
+fn cache_dir_holding_user_files_gets_no_cachedir_tag() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    let docs = p.join("docs");
+    user_files(&docs);
+    let o = run_ok(at(p).args([
+        "run",
+        "-q",
+        "--no-report",
+        "--cache-dir",
+        "docs",
+        "--out",
+        "r",
+    ]));
+    let e = stderr(&o);
+    assert_eq!(e.matches("warning: cache:").count(), 1, "{e}");
+    assert!(
+        e.contains("docs") && e.contains("thesis.txt") && e.contains("--cache-dir"),
+        "{e}"
+    );
+    user_files_intact(&docs);
+    let mut left: Vec<String> = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["sub", "thesis.txt"]);
+    run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "ref"]));
+    same_results(&p.join("r"), &p.join("ref"));
+    // A new directory, and an empty one, become caches (tagged).
+    std::fs::create_dir(p.join("empty")).unwrap();
+    for dir in ["new", "empty"] {
+        let o = run_ok(at(p).args([
+            "run",
+            "-q",
+            "--no-report",
+            "--cache-dir",
+            dir,
+            "--out",
+            "r",
+            "--force",
+        ]));
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+        assert!(p.join(dir).join("CACHEDIR.TAG").is_file(), "{dir}");
+    }
+}
+
 fn xor_4_at_100(file: &Path) {
     let mut b = read(file);
     for x in &mut b[100..104] {
@@ -1412,6 +1465,176 @@ fn dst_naive_local_case_names_the_two_rows_and_the_zoned_file_is_accepted() {
         "{}",
         stdout(&o)
     );
+}
+
+/// Fault (issue 16 tester): bars 1 ns apart in a nanosecond file were
+/// refused as "duplicate timestamp with different values": the store keeps
+/// microseconds, so they collapse; the message says so, naming the file,
+/// the symbol and both rows.
+#[test]
+fn nanosecond_bars_collapsing_into_one_microsecond_say_so() {
+    use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    let n = 50;
+    let base = 1_600_000_000_000_000_000i64;
+    // Bars a day apart, but rows 0 and 1 only 1 ns apart.
+    let ts: Vec<i64> = (0..n as i64)
+        .map(|k| {
+            if k == 0 {
+                base
+            } else {
+                base + (k - 1) * 86_400_000_000_000 + 1
+            }
+        })
+        .collect();
+    let close: Vec<f64> = (0..n).map(|k| 100.0 + k as f64).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, false),
+        Field::new("low", DataType::Float64, false),
+        Field::new("close", DataType::Float64, false),
+    ]));
+    let f = |v: &Vec<f64>| Arc::new(Float64Array::from(v.clone())) as arrow_array::ArrayRef;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["NS"; n])),
+            Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")),
+            f(&close),
+            f(&close.iter().map(|c| c + 1.0).collect()),
+            f(&close.iter().map(|c| c - 1.0).collect()),
+            f(&close),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(p.join("data/ns.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let o = run_fails(at(p).args(["data", "info"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ns.parquet")
+            && e.contains("\"NS\"")
+            && e.contains("rows 0 and 1")
+            && e.contains("truncated to microseconds"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("duplicate timestamp with different values"),
+        "{e}"
+    );
+}
+
+/// Faults (issue 16 tester): `--out` that is a link or `/dev/null` was
+/// called "a file"; an `--out` that cannot be written named the hidden
+/// temporary (`.r.partial-w…`) instead of `--out`; negative numbers for
+/// numeric flags met clap's "unexpected argument '-5'" instead of the
+/// range check.
+#[test]
+fn messages_name_what_is_in_the_way_and_negative_numbers_reach_the_range_check() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    let base = ["run", "-q", "--no-cache", "--no-report"];
+    std::fs::create_dir(p.join("target")).unwrap();
+    std::os::unix::fs::symlink(p.join("target"), p.join("link")).unwrap();
+    let o = run_fails(at(p).args(base).args(["--out", "link"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("symbolic link (to") && !e.contains("it is a file"),
+        "{e}"
+    );
+    if Path::new("/dev/null").exists() {
+        for force in [None, Some("--force")] {
+            let o = run_fails(at(p).args(base).args(["--out", "/dev/null"]).args(force));
+            let e = stderr(&o);
+            assert!(
+                e.contains("it is a device") && !e.contains("it is a file"),
+                "{e}"
+            );
+        }
+        assert!(Path::new("/dev/null").exists());
+    }
+    // A parent that cannot hold a directory: a file.
+    std::fs::write(p.join("afile"), b"x").unwrap();
+    let o = run_fails(at(p).args(base).args(["--out", "afile/r"]));
+    let e = stderr(&o);
+    assert!(e.contains("afile/r") && !e.contains("partial"), "{e}");
+    let o = run_fails(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "2",
+        "--bars",
+        "50",
+        "--out",
+        "afile/x.parquet",
+    ]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("afile/x.parquet") && !e.contains("partial"),
+        "{e}"
+    );
+    // A missing parent is created, as for a directory --out.
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "2",
+        "--bars",
+        "50",
+        "--out",
+        "new/x.parquet",
+    ]));
+    for (flag, value) in [
+        ("--fee-bps", "-5"),
+        ("--capital", "-5"),
+        ("--periods-per-year", "-1"),
+    ] {
+        let o = run_fails(at(p).args(base).args([flag, value]));
+        let e = stderr(&o);
+        assert!(!e.contains("unexpected argument"), "{flag} {value}: {e}");
+        assert!(e.contains(value), "{flag} {value}: {e}");
+    }
+}
+
+/// Fault (issue 16 tester): after the store directory was deleted (by a
+/// `--force` or by hand), a warm rerun still said "store … unchanged since
+/// the cached run".
+#[test]
+fn deleted_store_is_never_reported_unchanged() {
+    let t = data_dir(2, 200);
+    let p = t.path();
+    // The second run writes the memo the third one restores from.
+    for _ in 0..2 {
+        run_ok(at(p).args(["run", "-q", "--out", "r"]));
+    }
+    let o = run_ok(at(p).args(["run", "--out", "r"]));
+    assert!(
+        stderr(&o).contains("unchanged since the cached run"),
+        "{}",
+        stderr(&o)
+    );
+    for s in store_dirs(&p.join("data")) {
+        std::fs::remove_dir_all(s).unwrap();
+    }
+    let o = run_ok(at(p).args(["run", "--out", "r"]));
+    assert!(
+        !stderr(&o).contains("unchanged since the cached run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(store_dirs(&p.join("data")).len(), 1, "the store is rebuilt");
 }
 
 #[test]

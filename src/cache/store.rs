@@ -185,9 +185,19 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
+/// sled's message, without the empty `backtrace ()` its corruption errors
+/// carry.
+fn sled_text(e: &sled::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(i) = s.find(" backtrace ") {
+        s.truncate(i);
+    }
+    s
+}
+
 fn io(e: sled::Error) -> CacheError {
     CacheError::Io {
-        message: e.to_string(),
+        message: sled_text(&e),
     }
 }
 
@@ -361,7 +371,7 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
                 true,
                 CacheError::Open {
                     path: db_dir.to_path_buf(),
-                    message: e.to_string(),
+                    message: sled_text(&e),
                 },
             ))
         }
@@ -371,7 +381,7 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
             true,
             CacheError::Open {
                 path: db_dir.to_path_buf(),
-                message: e.to_string(),
+                message: sled_text(&e),
             },
         )
     };
@@ -442,6 +452,8 @@ pub fn db_path(cache_dir: &Path) -> PathBuf {
 
 /// Opens (or creates) the sled database under `cache_dir`, never failing:
 ///
+/// - a directory holding files atc-bt did not write
+///   ([`super::foreign_in_cache`]): not used, nothing written there;
 /// - held by another process: retries for `lock_wait`, then gives up
 ///   (the caller runs with L1 only);
 /// - unwritable directory: gives up;
@@ -461,6 +473,20 @@ pub fn open_sled(cache_dir: &Path, lock_wait: Duration) -> Opened {
         };
     }
     let mut warnings = Vec::new();
+    let foreign = super::foreign_in_cache(cache_dir);
+    if !foreign.is_empty() {
+        let e = CacheError::Foreign {
+            path: cache_dir.to_path_buf(),
+            entries: foreign,
+        };
+        warnings.push(format!(
+            "warning: cache: {e}; running without the on-disk cache"
+        ));
+        return Opened {
+            store: None,
+            warnings,
+        };
+    }
     if let Err(source) = std::fs::create_dir_all(cache_dir) {
         let e = CacheError::Unwritable {
             path: cache_dir.to_path_buf(),
@@ -542,4 +568,18 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     // Memos name run entries of the old database.
     let _ = std::fs::remove_dir_all(cache_dir.join(super::fast::MEMO_DIR));
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Fault (issue 16 tester): cache warnings ended in sled's empty
+    /// "backtrace ()".
+    #[test]
+    fn sled_messages_carry_no_empty_backtrace() {
+        let e = sled::Error::Corruption { at: None, bt: () };
+        assert_eq!(
+            super::sled_text(&e),
+            "Read corrupted data at file offset None"
+        );
+    }
 }

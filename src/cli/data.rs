@@ -97,7 +97,7 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Limit the history before --from that the engine sees to N bars
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub warmup_bars: Option<usize>,
 }
 
@@ -164,13 +164,13 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Number of symbols
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub symbols: usize,
     /// Bars per symbol (business days from 2000-01-03)
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub bars: usize,
     /// Random seed; the same seed gives the same file
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     pub seed: u64,
     /// Output Parquet file. An existing file is overwritten only if `data
     /// synth` wrote it

@@ -37,6 +37,12 @@ impl Invocation {
         }
         let (store_dir, sources) =
             crate::data::store::source_stamp(&args.data.options(false)).ok()?;
+        // The memo says the store is unchanged: only true while it is there
+        // (a --force or a user may have deleted it; the normal path
+        // rebuilds it).
+        if !store_dir.join("manifest.json").is_file() {
+            return None;
+        }
         let sel = &args.selection;
         let (selection, from, to) = (
             sel.selection().ok()?,

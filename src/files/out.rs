@@ -76,10 +76,22 @@ pub enum OutError {
         entries: Vec<String>,
     },
     /// The path exists and is not a directory atc-bt could have written.
-    #[error("{}: refusing to replace it: it is a file, not a directory atc-bt wrote\n  hint: choose another path, or pass --force to replace it", path.display())]
+    #[error("{}: refusing to replace it: it is {what}, not a directory atc-bt wrote\n  hint: choose another path, or pass --force to replace it", path.display())]
     NotADirectory {
         /// The path.
         path: PathBuf,
+        /// What it is ("a file", "a symbolic link to …", "a device").
+        what: String,
+    },
+    /// The directory `--out` goes into cannot be written.
+    #[error("{}: cannot write it: {source} (in {})\n  hint: choose an --out in a directory you can write", path.display(), parent.display())]
+    Unwritable {
+        /// The output path.
+        path: PathBuf,
+        /// The directory it goes into.
+        parent: PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// An existing output file atc-bt did not write.
     #[error("{}: refusing to overwrite it: atc-bt did not write this file\n  hint: choose another path, or pass --force to overwrite it", path.display())]
@@ -93,6 +105,14 @@ pub enum OutError {
     Exists {
         /// The file.
         path: PathBuf,
+    },
+    /// A device, named pipe or socket: never replaced.
+    #[error("{}: refusing to replace it even with --force: it is {what}\n  hint: choose another path", path.display())]
+    Special {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        what: String,
     },
     /// `--force` on a directory holding the current directory.
     #[error("{}: refusing to replace it even with --force: it holds the current directory", path.display())]
@@ -190,6 +210,7 @@ pub fn foreign_entries(dir: &Path) -> Result<Vec<String>, OutError> {
     if !meta.is_dir() {
         return Err(OutError::NotADirectory {
             path: dir.to_path_buf(),
+            what: what_is(dir, &meta),
         });
     }
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -264,6 +285,31 @@ pub fn report_listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What a path that is not a directory is, in words.
+fn what_is(path: &Path, meta: &std::fs::Metadata) -> String {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        return match std::fs::read_link(path) {
+            Ok(to) => format!("a symbolic link (to {})", to.display()),
+            Err(_) => "a symbolic link".into(),
+        };
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() || t.is_block_device() {
+            return "a device".into();
+        }
+        if t.is_fifo() {
+            return "a named pipe".into();
+        }
+        if t.is_socket() {
+            return "a socket".into();
+        }
+    }
+    "a file".into()
+}
+
 /// Whether `path` holds the current directory (or is it).
 fn holds_cwd(path: &Path) -> bool {
     let (Ok(cwd), Ok(p)) = (std::env::current_dir(), std::fs::canonicalize(path)) else {
@@ -294,6 +340,15 @@ pub fn check_not_holding(out: &Path, input: &Path) -> Result<(), OutError> {
 /// (except a directory holding the current directory).
 pub fn check_replaceable(out: &Path, force: bool) -> Result<(), OutError> {
     if force {
+        if let Ok(meta) = std::fs::symlink_metadata(out) {
+            let t = meta.file_type();
+            if !(t.is_dir() || t.is_file() || t.is_symlink()) {
+                return Err(OutError::Special {
+                    path: out.to_path_buf(),
+                    what: what_is(out, &meta),
+                });
+            }
+        }
         if holds_cwd(out) {
             return Err(OutError::HoldsCwd {
                 path: out.to_path_buf(),
@@ -344,10 +399,15 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
 pub fn begin_dir(out: &Path, force: bool) -> Result<PathBuf, OutError> {
     check_replaceable(out, force)?;
     let parent = parent_of(out);
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let unwritable = |source| OutError::Unwritable {
+        path: out.to_path_buf(),
+        parent: parent.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(unwritable)?;
     sweep_stale(parent);
     let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
-    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir(&tmp).map_err(unwritable)?;
     Ok(tmp)
 }
 
@@ -425,8 +485,19 @@ pub fn write_file<E>(
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), FileWriteError<E>> {
     let parent = parent_of(out);
+    let unwritable = |source| {
+        FileWriteError::Out(OutError::Unwritable {
+            path: out.to_path_buf(),
+            parent: parent.to_path_buf(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(parent).map_err(unwritable)?;
     sweep_stale(parent);
     let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
+    // Created here first, so that an unwritable directory is reported
+    // naming `out`, not the hidden temporary.
+    std::fs::File::create(&tmp).map_err(unwritable)?;
     let r = write(&tmp).map_err(FileWriteError::Write).and_then(|()| {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
