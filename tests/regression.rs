@@ -1746,7 +1746,7 @@ fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
     // deadline, on a fresh full disk; a hang shows as exit 124.
     for i in 0..5 {
         let script = format!(
-            "mount -t tmpfs -o size=3m tmpfs {c} && exec timeout 10 {b} run -q --no-report --cache-dir {c} --out {o}",
+            "mount -t tmpfs -o size=3m tmpfs {c} && exec timeout 20 {b} run -q --no-report --cache-dir {c} --out {o}",
             c = cache.display(),
             b = bin().display(),
             o = p.join(format!("r{i}")).display()

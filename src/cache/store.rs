@@ -177,7 +177,7 @@ pub struct SledStore {
 
 /// How long closing a healthy database may take before the process stops
 /// waiting for it (see [`Drop`] for [`SledStore`]).
-const CLOSE_WAIT: Duration = Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
