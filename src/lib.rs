@@ -23,6 +23,7 @@
 pub mod term;
 pub mod backtest;
 pub mod bench;
+pub mod boundary;
 pub mod cache;
 pub mod cli;
 pub mod data;

@@ -151,7 +151,7 @@ pub fn resolve(spec: &Path) -> Result<DataPlace, DataError> {
 
 /// Prefix of the probe file [`local_ok`] creates (and removes at once);
 /// `atc-bt data gc` removes those of killed commands.
-pub const PROBE: &str = ".atc-probe-";
+pub const PROBE: &str = ".atc-bt-probe-";
 
 /// Whether atc-bt may keep its store and cache in the directory `base`
 /// (see the module doc).

@@ -7,17 +7,33 @@
 //! ([`out_line`], [`err_line`]) apply the same escaping to everything
 //! else they print as a last line of defence (line breaks excepted).
 //!
-//! A closed stdout (`atc-bt … | head -1`) is not an error, as in
+//! A closed stdout (`atc-bt … | head -1`, EPIPE) is not an error, as in
 //! ripgrep: the first failed write marks stdout closed, later lines are
 //! dropped, the command finishes its work (a run still writes its files
 //! and report) and exits 0. Long listings check [`stdout_closed`] to stop
-//! early. A closed stderr is ignored the same way. Nothing here panics.
+//! early. Any other write error (`> /dev/full`, a full disk, an I/O error)
+//! is kept ([`stdout_error`]): later lines are dropped the same way, and
+//! the command ends with an error naming stdout and the cause (exit 1),
+//! never a silent 0 with lost output. A closed stderr is ignored. Nothing
+//! here panics.
 
 use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// The first error writing stdout other than a closed pipe.
+static STDOUT_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The first error writing stdout other than a closed pipe (EPIPE), if
+/// one happened: the output is incomplete and the command must fail.
+pub fn stdout_error() -> Option<String> {
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
 
 /// Whether a write to stdout has failed (the reader went away).
 pub fn stdout_closed() -> bool {
@@ -133,8 +149,12 @@ pub fn out_line(args: std::fmt::Arguments<'_>) {
         .write_all(sanitize(&text).as_bytes())
         .and_then(|()| o.write_all(b"\n"))
         .and_then(|()| o.flush());
-    if r.is_err() {
+    if let Err(e) = r {
         STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut g = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+            g.get_or_insert_with(|| e.to_string());
+        }
     }
 }
 

@@ -257,22 +257,121 @@ fn output_files_of_synth_and_compute_never_overwrite_user_files() {
     );
     assert_eq!(read(&csv), b"my spreadsheet");
     let fresh = p.join("fresh.csv");
-    for _ in 0..2 {
+    for force in [false, true] {
         run_ok(
             at(p)
                 .args(["compute", "--input"])
                 .arg(&close)
                 .arg("--out")
-                .arg(&fresh),
+                .arg(&fresh)
+                .args(force.then_some("--force")),
         );
     }
     assert_eq!(read(&p.join("out.csv.tmp")), b"also mine");
     let left: Vec<String> = std::fs::read_dir(p)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".partial-"))
+        .filter(|n| n.contains("partial-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Fault (issue 16 tester): `compute --out` judged a CSV its own by its
+/// header line alone, so it overwrote a reference vector (same header) such
+/// as `tests/golden/flat_64.csv`. A CSV proves nothing: an existing file is
+/// replaced only with `--force`.
+#[test]
+fn compute_never_overwrites_a_reference_csv_with_the_same_header() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    let gold = p.join("gold.csv");
+    std::fs::copy(root().join("tests/golden/flat_64.csv"), &gold).unwrap();
+    let before = read(&gold);
+    let close = p.join("close.csv");
+    std::fs::write(&close, "close\n1\n2\n3\n2\n1\n").unwrap();
+    let o = run_fails(
+        at(p)
+            .args(["compute", "--input"])
+            .arg(&close)
+            .arg("--out")
+            .arg(&gold),
+    );
+    let e = stderr(&o);
+    assert!(e.contains("gold.csv") && e.contains("--force"), "{e}");
+    assert!(read(&gold) == before, "the reference CSV was overwritten");
+    // A CSV compute wrote itself is refused the same way: nothing in it
+    // tells the two apart.
+    let mine = p.join("mine.csv");
+    run_ok(
+        at(p)
+            .args(["compute", "--input"])
+            .arg(&close)
+            .arg("--out")
+            .arg(&mine),
+    );
+    run_fails(
+        at(p)
+            .args(["compute", "--input"])
+            .arg(&close)
+            .arg("--out")
+            .arg(&mine),
+    );
+    run_ok(
+        at(p)
+            .args(["compute", "--force", "--input"])
+            .arg(&close)
+            .arg("--out")
+            .arg(&gold),
+    );
+    assert!(read(&gold) != before);
+}
+
+/// Fault (issue 16 tester): `report_files/` was owned as a whole, so a
+/// rerun into the same `--out` (or `report DIR`) deleted the user's files
+/// inside it. A report lists the files it writes there
+/// (`report_files/files.json`); anything else is refused like any other
+/// foreign entry.
+#[test]
+fn user_files_inside_report_files_are_never_deleted_by_a_rerun() {
+    let t = data_dir(2, 200);
+    let p = t.path();
+    run_ok(at(p).args(["run", "-q", "--out", "o2"]));
+    let files = p.join("o2/report_files");
+    std::fs::write(files.join("notes.txt"), b"notes").unwrap();
+    std::fs::create_dir(files.join("mine")).unwrap();
+    std::fs::write(files.join("mine/a.txt"), b"a").unwrap();
+    let intact = || {
+        assert_eq!(read(&files.join("notes.txt")), b"notes");
+        assert_eq!(read(&files.join("mine/a.txt")), b"a");
+    };
+    for cache in [None, Some("--no-cache")] {
+        let o = run_fails(at(p).args(["run", "-q", "--out", "o2"]).args(cache));
+        let e = stderr(&o);
+        assert!(
+            e.contains("report_files/notes.txt")
+                && e.contains("report_files/mine")
+                && e.contains("--force"),
+            "{e}"
+        );
+        intact();
+    }
+    let o = run_fails(at(p).args(["report", "-q", "o2"]));
+    assert!(
+        stderr(&o).contains("report_files/notes.txt"),
+        "{}",
+        stderr(&o)
+    );
+    intact();
+    // A chart the report wrote is its own: a rerun replaces the directory.
+    std::fs::remove_file(files.join("notes.txt")).unwrap();
+    std::fs::remove_dir_all(files.join("mine")).unwrap();
+    run_ok(at(p).args(["report", "-q", "o2"]));
+    run_ok(at(p).args(["run", "-q", "--out", "o2"]));
+    assert!(files.join("files.json").is_file());
+    // With --force, whatever is there goes.
+    std::fs::write(files.join("notes.txt"), b"notes").unwrap();
+    run_ok(at(p).args(["run", "-q", "--force", "--out", "o2"]));
+    assert!(!files.join("notes.txt").exists());
 }
 
 #[test]
@@ -301,6 +400,86 @@ fn cache_clear_refuses_a_directory_that_is_not_a_cache() {
 // 2. The cache can never fail a command.
 
 /// XORs 4 bytes at offset 100 of `file`, as the issue's reproduction did.
+/// Fault (issue 16 tester): `cache clear` failed with "Not a directory"
+/// when `db` was a file; it clears the cache's own entries whatever their
+/// shape, and never follows a link out of the cache.
+#[test]
+fn cache_clear_clears_entries_of_any_shape() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    run_ok(at(p).args(["run", "-q", "--no-report", "--cache-dir", "c", "--out", "r"]));
+    let c = p.join("c");
+    std::fs::remove_dir_all(c.join("db")).unwrap();
+    std::fs::write(c.join("db"), b"x").unwrap();
+    std::fs::write(c.join("broken-1"), b"x").unwrap();
+    // `runs` a link to a directory of the user's: the link goes, not its files.
+    let _ = std::fs::remove_dir_all(c.join("runs"));
+    std::fs::create_dir(p.join("mine")).unwrap();
+    std::fs::write(p.join("mine/keep.txt"), b"mine").unwrap();
+    std::os::unix::fs::symlink(p.join("mine"), c.join("runs")).unwrap();
+    let o = run_ok(at(p).args(["cache", "clear", "--cache-dir", "c"]));
+    assert!(stdout(&o).contains("cleared"), "{}", stdout(&o));
+    for gone in ["db", "broken-1", "runs"] {
+        assert!(std::fs::symlink_metadata(c.join(gone)).is_err(), "{gone}");
+    }
+    assert_eq!(read(&p.join("mine/keep.txt")), b"mine");
+    // The cache works again afterwards.
+    run_ok(at(p).args(["run", "-q", "--no-report", "--cache-dir", "c", "--out", "r"]));
+}
+
+/// Fault (issue 16 tester): an existing directory of the user's given as
+/// `--cache-dir` got a `CACHEDIR.TAG` (and a database), so backup tools
+/// would skip the user's files. A cache goes only into a new or empty
+/// directory, or one that is already atc-bt's cache; otherwise the run
+/// continues without it, with one warning naming the directory.
+#[test]
+fn cache_dir_holding_user_files_gets_no_cachedir_tag() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    let docs = p.join("docs");
+    user_files(&docs);
+    let o = run_ok(at(p).args([
+        "run",
+        "-q",
+        "--no-report",
+        "--cache-dir",
+        "docs",
+        "--out",
+        "r",
+    ]));
+    let e = stderr(&o);
+    assert_eq!(e.matches("warning: cache:").count(), 1, "{e}");
+    assert!(
+        e.contains("docs") && e.contains("thesis.txt") && e.contains("--cache-dir"),
+        "{e}"
+    );
+    user_files_intact(&docs);
+    let mut left: Vec<String> = std::fs::read_dir(&docs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["sub", "thesis.txt"]);
+    run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "ref"]));
+    same_results(&p.join("r"), &p.join("ref"));
+    // A new directory, and an empty one, become caches (tagged).
+    std::fs::create_dir(p.join("empty")).unwrap();
+    for dir in ["new", "empty"] {
+        let o = run_ok(at(p).args([
+            "run",
+            "-q",
+            "--no-report",
+            "--cache-dir",
+            dir,
+            "--out",
+            "r",
+            "--force",
+        ]));
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+        assert!(p.join(dir).join("CACHEDIR.TAG").is_file(), "{dir}");
+    }
+}
+
 fn xor_4_at_100(file: &Path) {
     let mut b = read(file);
     for x in &mut b[100..104] {
@@ -502,6 +681,103 @@ fn flipped_bit_in_the_store_is_detected_and_rebuilt() {
     same_results(&p.join("clean"), &p.join("manifest"));
 }
 
+/// Flips every bit of the byte at `at` of `file`, keeping its
+/// modification time.
+fn flip_byte_keep_mtime(file: &Path, at: usize) {
+    let mtime = std::fs::metadata(file).unwrap().modified().unwrap();
+    let mut b = read(file);
+    b[at] ^= 0xff;
+    std::fs::write(file, b).unwrap();
+    let f = std::fs::File::options().write(true).open(file).unwrap();
+    f.set_modified(mtime).unwrap();
+}
+
+/// Fault (issue 16 tester): a damaged record batch header in `bars.arrow`
+/// made arrow-ipc panic while the store was decoded ("the offset of the new
+/// Buffer cannot exceed the existing length"): run, data info and data
+/// verify exited 101 every time. The decode runs behind a panic boundary;
+/// a damaged header is damage like any other: one warning, a rebuild.
+#[test]
+fn damaged_store_header_is_rebuilt_not_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("st")).unwrap();
+    run_ok(
+        at(p)
+            .args(["data", "synth", "--symbols", "3", "--bars", "200"])
+            .args(["--out", "st/s.parquet"]),
+    );
+    let data = ["--data", "st"];
+    run_ok(
+        at(p)
+            .args(["run", "-q", "--no-cache", "--no-report", "--out", "clean"])
+            .args(data),
+    );
+    let bars = store_dirs(&p.join("st"))[0].join("bars.arrow");
+    // The buffer offsets and lengths of the first record batch's header
+    // lie in 772..960 for this layout: on the faulty build, flipping any of
+    // these bytes made arrow-ipc panic.
+    for at_byte in (772..960).step_by(16) {
+        flip_byte_keep_mtime(&bars, at_byte);
+        let o = run_ok(at(p).args(["data", "info"]).args(data));
+        let e = stderr(&o);
+        assert!(
+            !e.contains("panicked at") && !e.contains("stale"),
+            "byte {at_byte}: {e}"
+        );
+        assert!(
+            e.contains("is damaged") || e.contains("do not match"),
+            "byte {at_byte}: {e}"
+        );
+    }
+    flip_byte_keep_mtime(&bars, 780);
+    let o = run_ok(
+        at(p)
+            .args(["run", "-q", "--no-cache", "--no-report", "--out", "flipped"])
+            .args(data),
+    );
+    let e = stderr(&o);
+    assert_eq!(e.matches("is damaged").count(), 1, "{e}");
+    assert!(
+        e.contains("rebuilding it from the Parquet sources") && !e.contains("stale"),
+        "{e}"
+    );
+    same_results(&p.join("clean"), &p.join("flipped"));
+    // data verify says what it found, and nothing the next time.
+    flip_byte_keep_mtime(&bars, 780);
+    let o = run_ok(at(p).args(["data", "verify", "-q"]).args(data));
+    assert!(
+        stdout(&o).contains("is damaged") && stdout(&o).contains("rebuilt"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_ok(at(p).args(["data", "verify", "-q"]).args(data));
+    assert!(
+        stdout(&o).contains("every checksum matches"),
+        "{}",
+        stdout(&o)
+    );
+    // With the sources unusable: the named error, not a panic.
+    flip_byte_keep_mtime(&bars, 780);
+    let src = p.join("st/s.parquet");
+    let meta = std::fs::metadata(&src).unwrap();
+    std::fs::write(&src, vec![b'x'; meta.len() as usize]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    let o = run_fails(at(p).args(["data", "info"]).args(data));
+    let e = stderr(&o);
+    assert!(
+        e.contains("is damaged")
+            && e.contains("cannot be rebuilt")
+            && e.contains("hint: restore the Parquet files"),
+        "{e}"
+    );
+}
+
 #[test]
 fn damaged_store_whose_sources_are_gone_fails_naming_the_store_and_the_fix() {
     let t = data_dir(1, 500);
@@ -618,40 +894,112 @@ fn temporaries_of_killed_commands_are_removed_by_the_next_writer() {
         d
     };
     let stale = [
-        mk(&area, &format!("{key}.tmp-{dead_tag}")),
-        mk(&area, &format!("{key}.tmp-{dead}-1234567")), // older versions' names
-        mk(&area, &format!("{key}.old-{dead_tag}")),
+        mk(&area, &format!("{key}.atc-bt-tmp-{dead_tag}")),
+        mk(&area, &format!("{key}.atc-bt-old-{dead_tag}")),
     ];
-    let running = mk(&area, &format!("{key}.tmp-{live_tag}"));
+    let running = mk(&area, &format!("{key}.atc-bt-tmp-{live_tag}"));
     // The probe file of a command killed while checking the data directory.
-    let probe = p.join(format!("data/.atc-probe-{dead_tag}"));
+    let probe = p.join(format!("data/.atc-bt-probe-{dead_tag}"));
     std::fs::write(&probe, b"").unwrap();
     // `data gc` removes them (and only them).
     let o = run_ok(at(p).args(["data", "gc"]));
     assert!(
-        stdout(&o).contains("removed 4 stale temporaries"),
+        stdout(&o).contains("removed 3 stale temporaries"),
         "{}",
         stdout(&o)
     );
     assert!(stale.iter().all(|d| !d.exists()) && !probe.exists());
     assert!(running.exists());
     // So does the next ingest that builds a store there.
-    let again = mk(&area, &format!("{key}.tmp-{dead_tag}"));
+    let again = mk(&area, &format!("{key}.atc-bt-tmp-{dead_tag}"));
     std::fs::write(p.join("data/q.parquet"), read(&p.join("data/p.parquet"))).unwrap();
     run_ok(at(p).args(["data", "ingest", "-q"]));
     assert!(!again.exists() && running.exists());
     // Beside an --out: the next run writing there removes them.
     let parts = [
-        mk(p, &format!(".r.partial-{dead_tag}")),
-        mk(p, &format!(".other.old-{dead_tag}")),
-        mk(p, &format!(".r.partial-{dead}")),
+        mk(p, &format!(".r.atc-bt-partial-{dead_tag}")),
+        mk(p, &format!(".other.atc-bt-old-{dead_tag}")),
     ];
-    let live_partial = mk(p, &format!(".r.partial-{live_tag}"));
+    let live_partial = mk(p, &format!(".r.atc-bt-partial-{live_tag}"));
     run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "r"]));
     assert!(parts.iter().all(|d| !d.exists()));
     assert!(live_partial.exists());
     let _ = live.kill();
     let _ = live.wait();
+}
+
+/// Fault (issue 16 tester): the sweep of stale temporaries took any
+/// `<name>.old-<number>`, `.partial-<number>` or `.tmp-<number>` beside
+/// `--out` or `--store` for a temporary of a dead pid and deleted it, tree
+/// and all. Only atc-bt's exact owner-tagged names are ever judged.
+#[test]
+fn user_files_beside_out_or_store_named_like_old_temporaries_are_never_deleted() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    let dead = dead_pid();
+    // Names the sweeps of earlier versions judged by their "pid".
+    let names = [
+        ".config.old-2024-01-05".to_string(),
+        ".vimrc.old-20240105".to_string(),
+        ".photos.old-2019".to_string(),
+        "draft.old-2023".to_string(),
+        "photos.tmp-1999".to_string(),
+        format!(".r.partial-{dead}"),
+        format!(".r.partial-{dead}-1"),
+        format!("mystore.tmp-{dead}-1234567"),
+        format!(".atc-probe-{dead}"),
+    ];
+    let plant = |dir: &Path| {
+        for n in &names {
+            let d = dir.join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("settings"), b"precious").unwrap();
+        }
+        std::fs::write(dir.join(".notes.old-4242"), b"precious").unwrap();
+    };
+    let intact = |dir: &Path| {
+        for n in &names {
+            assert_eq!(read(&dir.join(n).join("settings")), b"precious", "{n}");
+        }
+        assert_eq!(read(&dir.join(".notes.old-4242")), b"precious");
+    };
+    // Beside a run's --out (twice: the second replaces the first).
+    let home = p.join("home");
+    plant(&home);
+    for _ in 0..2 {
+        run_ok(at(p).args(["run", "-q", "--no-cache", "--out", "home/results"]));
+    }
+    intact(&home);
+    // Beside an output file.
+    let h2 = p.join("h2");
+    plant(&h2);
+    run_ok(
+        at(p)
+            .args(["data", "synth", "--symbols", "2", "--bars", "50"])
+            .args(["--out", "h2/x.parquet"]),
+    );
+    intact(&h2);
+    // Beside a --store, through ingest, run and data gc; and in the data
+    // directory, where probe files are swept.
+    let proj = p.join("proj");
+    plant(&proj);
+    plant(&p.join("data"));
+    let store = ["--store", "proj/mystore"];
+    run_ok(at(p).args(["data", "ingest", "-q"]).args(store));
+    run_ok(
+        at(p)
+            .args(["run", "-q", "--no-cache", "--no-report", "--out", "r"])
+            .args(store),
+    );
+    let o = run_ok(at(p).args(["data", "gc"]).args(store));
+    assert!(
+        stdout(&o).contains("removed 0 stale temporaries"),
+        "{}",
+        stdout(&o)
+    );
+    run_ok(at(p).args(["data", "gc"]));
+    intact(&proj);
+    intact(&p.join("data"));
 }
 
 #[test]
@@ -704,7 +1052,7 @@ fn killed_ingest_leaves_no_temporary_behind_the_next_ingest() {
         std::fs::read_dir(&area)
             .map(|rd| {
                 rd.map(|e| e.unwrap().path())
-                    .filter(|p| p.to_string_lossy().contains(".tmp-"))
+                    .filter(|p| p.to_string_lossy().contains(".atc-bt-tmp-"))
                     .collect()
             })
             .unwrap_or_default()
@@ -969,6 +1317,45 @@ fn with_closed_stdout(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Fault (issue 16 tester): every error writing stdout was taken for a
+/// closed pipe, so `data info --json > /dev/full` printed nothing and
+/// exited 0. Only EPIPE is quiet; any other write error fails the command,
+/// naming stdout and the cause.
+#[test]
+fn stdout_write_errors_other_than_a_closed_pipe_fail_naming_stdout() {
+    if !Path::new("/dev/full").exists() {
+        println!("SKIPPED: no /dev/full here");
+        return;
+    }
+    let t = data_dir(2, 100);
+    let p = t.path();
+    run_ok(at(p).args(["data", "ingest", "-q"]));
+    for args in [
+        &["data", "info", "--json"][..],
+        &["data", "info"],
+        &["cache", "stats"],
+    ] {
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(bin())
+            .current_dir(p)
+            .env_remove("ATC_CACHE_DIR")
+            .args(args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("cannot write to stdout") && e.contains("No space left on device"),
+            "{args:?}: {e}"
+        );
+        assert!(!e.contains("panicked"), "{e}");
+    }
+}
+
 #[test]
 fn closed_stdout_ends_every_command_quietly() {
     // 2,000 series: `data info` writes far more than a pipe holds.
@@ -1080,6 +1467,173 @@ fn dst_naive_local_case_names_the_two_rows_and_the_zoned_file_is_accepted() {
     );
 }
 
+/// Fault (issue 16 tester): bars 1 ns apart in a nanosecond file were
+/// refused as "duplicate timestamp with different values": the store keeps
+/// microseconds, so they collapse; the message says so, naming the file,
+/// the symbol and both rows.
+#[test]
+fn nanosecond_bars_collapsing_into_one_microsecond_say_so() {
+    use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    let n = 50;
+    let base = 1_600_000_000_000_000_000i64;
+    // Bars a day apart, but rows 0 and 1 only 1 ns apart.
+    let ts: Vec<i64> = (0..n as i64)
+        .map(|k| {
+            if k == 0 {
+                base
+            } else {
+                base + (k - 1) * 86_400_000_000_000 + 1
+            }
+        })
+        .collect();
+    let close: Vec<f64> = (0..n).map(|k| 100.0 + k as f64).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, false),
+        Field::new("low", DataType::Float64, false),
+        Field::new("close", DataType::Float64, false),
+    ]));
+    let f = |v: &Vec<f64>| Arc::new(Float64Array::from(v.clone())) as arrow_array::ArrayRef;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["NS"; n])),
+            Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")),
+            f(&close),
+            f(&close.iter().map(|c| c + 1.0).collect()),
+            f(&close.iter().map(|c| c - 1.0).collect()),
+            f(&close),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(p.join("data/ns.parquet")).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let o = run_fails(at(p).args(["data", "info"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ns.parquet")
+            && e.contains("\"NS\"")
+            && e.contains("rows 0 and 1")
+            && e.contains("truncated to microseconds"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("duplicate timestamp with different values"),
+        "{e}"
+    );
+}
+
+/// Faults (issue 16 tester): `--out` that is a link or `/dev/null` was
+/// called "a file"; an `--out` that cannot be written named the hidden
+/// temporary (`.r.partial-w…`) instead of `--out`; negative numbers for
+/// numeric flags met clap's "unexpected argument '-5'" instead of the
+/// range check.
+#[test]
+fn messages_name_what_is_in_the_way_and_negative_numbers_reach_the_range_check() {
+    let t = data_dir(2, 100);
+    let p = t.path();
+    let base = ["run", "-q", "--no-cache", "--no-report"];
+    std::fs::create_dir(p.join("target")).unwrap();
+    std::os::unix::fs::symlink(p.join("target"), p.join("link")).unwrap();
+    let o = run_fails(at(p).args(base).args(["--out", "link"]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("symbolic link (to") && !e.contains("it is a file"),
+        "{e}"
+    );
+    if Path::new("/dev/null").exists() {
+        for force in [None, Some("--force")] {
+            let o = run_fails(at(p).args(base).args(["--out", "/dev/null"]).args(force));
+            let e = stderr(&o);
+            assert!(
+                e.contains("it is a device") && !e.contains("it is a file"),
+                "{e}"
+            );
+        }
+        assert!(Path::new("/dev/null").exists());
+    }
+    // A parent that cannot hold a directory: a file.
+    std::fs::write(p.join("afile"), b"x").unwrap();
+    let o = run_fails(at(p).args(base).args(["--out", "afile/r"]));
+    let e = stderr(&o);
+    assert!(e.contains("afile/r") && !e.contains("partial"), "{e}");
+    let o = run_fails(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "2",
+        "--bars",
+        "50",
+        "--out",
+        "afile/x.parquet",
+    ]));
+    let e = stderr(&o);
+    assert!(
+        e.contains("afile/x.parquet") && !e.contains("partial"),
+        "{e}"
+    );
+    // A missing parent is created, as for a directory --out.
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "2",
+        "--bars",
+        "50",
+        "--out",
+        "new/x.parquet",
+    ]));
+    for (flag, value) in [
+        ("--fee-bps", "-5"),
+        ("--capital", "-5"),
+        ("--periods-per-year", "-1"),
+    ] {
+        let o = run_fails(at(p).args(base).args([flag, value]));
+        let e = stderr(&o);
+        assert!(!e.contains("unexpected argument"), "{flag} {value}: {e}");
+        assert!(e.contains(value), "{flag} {value}: {e}");
+    }
+}
+
+/// Fault (issue 16 tester): after the store directory was deleted (by a
+/// `--force` or by hand), a warm rerun still said "store … unchanged since
+/// the cached run".
+#[test]
+fn deleted_store_is_never_reported_unchanged() {
+    let t = data_dir(2, 200);
+    let p = t.path();
+    run_ok(at(p).args(["run", "-q", "--out", "r"]));
+    let o = run_ok(at(p).args(["run", "--out", "r"]));
+    assert!(
+        stderr(&o).contains("unchanged since the cached run"),
+        "{}",
+        stderr(&o)
+    );
+    for s in store_dirs(&p.join("data")) {
+        std::fs::remove_dir_all(s).unwrap();
+    }
+    let o = run_ok(at(p).args(["run", "--out", "r"]));
+    assert!(
+        !stderr(&o).contains("unchanged since the cached run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(store_dirs(&p.join("data")).len(), 1, "the store is rebuilt");
+}
+
 #[test]
 fn every_series_skipped_says_why_not_1970() {
     let t = case("nonpositive-price");
@@ -1160,10 +1714,23 @@ fn warnings_of_series_not_selected_are_only_counted() {
 }
 
 #[test]
-fn cold_run_with_its_cache_on_a_full_disk_warns() {
-    // A real full disk: a 1 MiB tmpfs in a private mount namespace.
-    let t = data_dir(30, 1500);
+fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
+    // A real full disk: a 3 MiB tmpfs in a private mount namespace, under
+    // the cache of a run over 300 × 2,000 bars (the tester's setting: on
+    // the faulty build 2 tries in 5 hung).
+    let t = tempfile::tempdir().unwrap();
     let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "300",
+        "--bars",
+        "2000",
+        "--out",
+        "data/s.parquet",
+    ]));
     let cache = p.join("full");
     std::fs::create_dir(&cache).unwrap();
     let probe = Command::new("unshare")
@@ -1173,22 +1740,32 @@ fn cold_run_with_its_cache_on_a_full_disk_warns() {
         println!("SKIPPED: no unprivileged mount namespace (unshare) for a tmpfs here");
         return;
     }
-    let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs {c} && exec {b} run -q --no-report --cache-dir {c} --out {o}",
-        c = cache.display(),
-        b = bin().display(),
-        o = p.join("r").display()
-    );
-    let o = Command::new("unshare")
-        .args(["--map-root-user", "--mount", "sh", "-c", &script])
-        .current_dir(p)
-        .env_remove("ATC_CACHE_DIR")
-        .output()
-        .unwrap();
-    let e = stderr(&o);
-    assert!(o.status.success(), "{e}");
-    assert_eq!(e.matches("warning: cache:").count(), 1, "{e}");
-    assert!(e.contains("No space left on device"), "{e}");
     run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "ref"]));
-    same_results(&p.join("r"), &p.join("ref"));
+    // Fault (issue 16 tester): closing sled after an I/O error sometimes
+    // waited forever, so the run never exited. Each try runs under a
+    // deadline, on a fresh full disk; a hang shows as exit 124.
+    for i in 0..5 {
+        let script = format!(
+            "mount -t tmpfs -o size=3m tmpfs {c} && exec timeout 20 {b} run -q --no-report --cache-dir {c} --out {o}",
+            c = cache.display(),
+            b = bin().display(),
+            o = p.join(format!("r{i}")).display()
+        );
+        let o = Command::new("unshare")
+            .args(["--map-root-user", "--mount", "sh", "-c", &script])
+            .current_dir(p)
+            .env_remove("ATC_CACHE_DIR")
+            .output()
+            .unwrap();
+        let e = stderr(&o);
+        assert_ne!(
+            o.status.code(),
+            Some(124),
+            "try {i}: the run did not exit: {e}"
+        );
+        assert!(o.status.success(), "try {i}: {e}");
+        assert_eq!(e.matches("warning: cache:").count(), 1, "{e}");
+        assert!(e.contains("No space left on device"), "{e}");
+        same_results(&p.join(format!("r{i}")), &p.join("ref"));
+    }
 }

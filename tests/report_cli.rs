@@ -202,8 +202,13 @@ fn regeneration_is_byte_identical() {
     let o = opts(Format::Both, SymbolsInReport::Top(2));
     render_run_report(&dir, &o).unwrap();
     let first = all_files(&dir);
-    // A stale file from an older render must not survive.
+    // A stale chart from an older render (listed by it) must not survive.
     std::fs::write(dir.join("report_files/stale.svg"), "x").unwrap();
+    let listing = dir.join("report_files/files.json");
+    let mut l: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&listing).unwrap()).unwrap();
+    l["files"].as_array_mut().unwrap().push("stale.svg".into());
+    std::fs::write(&listing, serde_json::to_vec(&l).unwrap()).unwrap();
     render_run_report(&dir, &o).unwrap();
     let second = all_files(&dir);
     assert_eq!(

@@ -21,6 +21,16 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The cache directory holds files atc-bt did not write: it is not
+    /// used (nothing is written there, not even `CACHEDIR.TAG`, which
+    /// would make backup tools skip the user's files).
+    #[error("the cache directory {} holds files atc-bt did not write ({}); atc-bt keeps its cache only in a new or empty directory, or in one that is already its cache; hint: pass --cache-dir with a new directory, such as {}", path.display(), entries.iter().take(5).map(|e| crate::term::quote(e).into_owned()).collect::<Vec<_>>().join(", "), path.join("atc-bt-cache").display())]
+    Foreign {
+        /// The directory.
+        path: PathBuf,
+        /// Some of its entries that are not the cache's.
+        entries: Vec<String>,
+    },
     /// The store failed to open (corruption, a killed writer, a sled bug).
     #[error("cannot open the cache database {path}: {message}")]
     Open {

@@ -781,6 +781,40 @@ fn put_entry(
 pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
 const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is the result cache of atc-bt (https://github.com/atc-bt).\n# It can be deleted at any time (`atc-bt cache clear`).\n";
 
+/// The entries of `dir` that keep atc-bt from keeping its cache there
+/// (sorted): none when `dir` is absent, empty, tagged as atc-bt's cache
+/// (its `CACHEDIR.TAG` names atc-bt), or holds nothing but the cache's own
+/// entries (`db`, `runs`, `memo`, `uses.log*`, `broken-*`, the tag). A
+/// cache is never put beside a user's files: its tag would make backup
+/// tools skip them.
+pub fn foreign_in_cache(dir: &std::path::Path) -> Vec<String> {
+    let tag = std::fs::read_to_string(dir.join(CACHEDIR_TAG)).unwrap_or_default();
+    if tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55") && tag.contains("atc-bt") {
+        return Vec::new();
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            vec![dir.display().to_string()]
+        } else {
+            Vec::new()
+        };
+    };
+    let mut v: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !(n == "db"
+                || n == run_files::RUNS_DIR
+                || n == fast::MEMO_DIR
+                || n == CACHEDIR_TAG
+                || n.starts_with(fast::USES_LOG)
+                || n.starts_with("broken-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Writes the cache directory tag into `dir` if it is missing (best
 /// effort).
 pub(crate) fn tag_dir(dir: &std::path::Path) {
@@ -848,7 +882,14 @@ pub fn clear(dir: &std::path::Path) -> Result<u64, ClearError> {
             || name == fast::MEMO_DIR
             || name.starts_with("broken-")
         {
-            std::fs::remove_dir_all(&path).map_err(io(path.clone()))?;
+            // Whatever shape the entry has: a directory is removed with
+            // its tree, anything else (a file, a symbolic link, never
+            // followed) by itself.
+            let r = match entry.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            r.map_err(io(path.clone()))?;
         } else if name.starts_with(fast::USES_LOG) {
             std::fs::remove_file(&path).map_err(io(path.clone()))?;
         }

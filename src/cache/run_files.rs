@@ -11,7 +11,7 @@
 //! directory as [`MANIFEST_FILE`], for lookups that do not open the store
 //! ([`super::fast`]).
 //!
-//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<tag>` (its
+//! Crash safety: [`Cache::store_files`] copies into `runs/.atc-bt-tmp-<tag>` (its
 //! writer's tag, see [`crate::files::owner`]), renames that to the final
 //! name, and only then inserts the manifest. A crash leaves at worst a
 //! temporary directory or a directory without a manifest in the store,
@@ -45,7 +45,7 @@ pub const RUNS_DIR: &str = "runs";
 pub const MANIFEST_FILE: &str = ".manifest";
 
 /// Prefix of a directory being filled by [`Cache::store_files`].
-const TMP_PREFIX: &str = ".tmp-";
+const TMP_PREFIX: &str = ".atc-bt-tmp-";
 
 /// Copy buffer: large enough that syscalls and hashing calls are few on
 /// tens of MB, small enough to run one per file in parallel.
@@ -505,8 +505,8 @@ impl Cache {
     }
 
     /// `cache gc`: deletes run directories that no manifest owns and
-    /// temporary directories whose writer is gone (or that are older than
-    /// an hour). Returns how many were deleted. Other names are left alone.
+    /// temporaries whose writer is gone (or, where that cannot be told,
+    /// untouched for a day; see [`crate::files::owner`]). Returns how many were deleted. Other names are left alone.
     ///
     /// gc holds the database lock, so no other process can be writing
     /// here; the pid and age rules only spare a store in progress in this
@@ -856,11 +856,19 @@ mod tests {
         fx.store.remove(Tree::Values, &key(2).0).unwrap();
         fx.store.remove(Tree::Meta, &key(2).0).unwrap();
         // A temporary directory of a dead writer, and one of this process.
-        let dead = fx.runs().join(format!("{TMP_PREFIX}4294967295-abcd0"));
-        let mine = fx
-            .runs()
-            .join(format!("{TMP_PREFIX}{}-abcd1", std::process::id()));
-        for d in [&dead, &mine] {
+        // (pid 4294967 is above Linux's largest pid, 2^22.)
+        let me = crate::files::owner::me();
+        let dead = fx.runs().join(format!(
+            "{TMP_PREFIX}w4294967-{}-{:08x}-0",
+            me.start, me.host
+        ));
+        let mine = fx.runs().join(format!(
+            "{TMP_PREFIX}w{}-{}-{:08x}-1",
+            me.pid, me.start, me.host
+        ));
+        // A name of an older version: not atc-bt's exact format, never judged.
+        let older = fx.runs().join(format!("{TMP_PREFIX}4294967295-abcd0"));
+        for d in [&dead, &mine, &older] {
             fs::create_dir_all(d).unwrap();
             fs::write(d.join("x"), b"partial").unwrap();
         }
@@ -872,7 +880,8 @@ mod tests {
         let left = fx.runs_entries();
         assert!(left.contains(&key(1).to_hex()));
         assert!(!left.contains(&key(2).to_hex()));
-        assert!(left.iter().any(|n| n.ends_with("abcd1")), "{left:?}");
+        assert!(left.iter().any(|n| n.ends_with("-1")), "{left:?}");
+        assert!(older.exists());
         assert!(left.contains(&"README".to_string()));
         assert_eq!(dead.exists(), !pid_check);
         assert!(c

@@ -22,9 +22,7 @@
 //! sled's own background threads are silenced the same way and reported
 //! by [`background_panic`].
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -145,68 +143,19 @@ impl KvStore for MemStore {
     }
 }
 
-thread_local! {
-    /// Set while this thread runs inside sled, so the panic hook stays quiet.
-    static IN_SLED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The first panic seen in one of sled's background threads, if any.
-static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
-
-/// Installs (once) a panic hook that stays silent for panics inside sled
-/// (on a thread in [`guard`], or on one of sled's own threads, which are
-/// named `log flusher` and `sled-io-*`) and defers to the previous hook
-/// for every other panic.
-fn install_quiet_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if IN_SLED.with(Cell::get) {
-                return;
-            }
-            let thread = std::thread::current();
-            let name = thread.name().unwrap_or("");
-            if name == "log flusher" || name.starts_with("sled-io") {
-                let mut g = BACKGROUND_PANIC.lock().unwrap_or_else(|e| e.into_inner());
-                if g.is_none() {
-                    *g = Some(panic_text(info.payload()));
-                }
-                return;
-            }
-            previous(info);
-        }));
-    });
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
-}
-
 /// The message of a panic in one of sled's background threads, if one
 /// happened in this process (the database is then not to be trusted).
 pub fn background_panic() -> Option<String> {
-    BACKGROUND_PANIC
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
+    crate::boundary::background_panic()
 }
 
 /// Runs `f`, a call into sled, turning a panic into
-/// [`CacheError::Damaged`] naming `path`.
+/// [`CacheError::Damaged`] naming `path` (see [`crate::boundary`]).
 pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, CacheError>) -> Result<T, CacheError> {
-    install_quiet_hook();
-    let was = IN_SLED.with(|c| c.replace(true));
-    let r = catch_unwind(AssertUnwindSafe(f));
-    IN_SLED.with(|c| c.set(was));
-    r.unwrap_or_else(|payload| {
+    crate::boundary::catch(f).unwrap_or_else(|message| {
         Err(CacheError::Damaged {
             path: path.to_path_buf(),
-            message: format!("sled panicked: {}", panic_text(&*payload)),
+            message: format!("sled panicked: {message}"),
         })
     })
 }
@@ -221,7 +170,14 @@ struct SledInner {
 pub struct SledStore {
     inner: Option<SledInner>,
     dir: PathBuf,
+    /// Set once any call returned an I/O error or panicked: closing the
+    /// database may then block forever (see [`Drop`]).
+    failed: AtomicBool,
 }
+
+/// How long closing a healthy database may take before the process stops
+/// waiting for it (see [`Drop`] for [`SledStore`]).
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for SledStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,9 +185,19 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
+/// sled's message, without the empty `backtrace ()` its corruption errors
+/// carry.
+fn sled_text(e: &sled::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(i) = s.find(" backtrace ") {
+        s.truncate(i);
+    }
+    s
+}
+
 fn io(e: sled::Error) -> CacheError {
     CacheError::Io {
-        message: e.to_string(),
+        message: sled_text(&e),
     }
 }
 
@@ -248,18 +214,49 @@ impl SledStore {
         f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
     ) -> Result<T, CacheError> {
         let inner = self.inner()?;
-        guard(&self.dir, || f(&inner.trees[tree as usize]).map_err(io))
+        self.noting_failure(guard(&self.dir, || {
+            f(&inner.trees[tree as usize]).map_err(io)
+        }))
+    }
+
+    fn noting_failure<T>(&self, r: Result<T, CacheError>) -> Result<T, CacheError> {
+        if r.is_err() {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        r
     }
 }
 
+/// Closing a sled database flushes it, and after an I/O error (a full
+/// disk) that flush can wait forever on sled's write buffers: a cold run
+/// on a full disk sometimes never exited. So a database that has failed is
+/// never closed (its memory and lock go with the process, which is about to
+/// exit: every command commits its results before the cache closes; sled's
+/// log is crash-safe, and the cache is disposable); a healthy one is closed
+/// on a helper thread, waited for at most [`CLOSE_WAIT`]. A panic while
+/// closing is caught there.
 impl Drop for SledStore {
     fn drop(&mut self) {
-        // Closing flushes; a damaged database may panic there too.
-        if let Some(inner) = self.inner.take() {
-            let _ = guard(&self.dir, || {
-                drop(inner);
-                Ok(())
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        if self.failed.load(Ordering::Relaxed) || background_panic().is_some() {
+            std::mem::forget(inner);
+            return;
+        }
+        let (done, wait) = std::sync::mpsc::channel();
+        let dir = self.dir.clone();
+        let closing = std::thread::Builder::new()
+            .name("atc-bt cache close".into())
+            .spawn(move || {
+                let _ = guard(&dir, || {
+                    drop(inner);
+                    Ok(())
+                });
+                let _ = done.send(());
             });
+        if closing.is_ok() {
+            let _ = wait.recv_timeout(CLOSE_WAIT);
         }
     }
 }
@@ -285,7 +282,9 @@ impl KvStore for SledStore {
     }
     fn flush(&self) -> Result<(), CacheError> {
         let inner = self.inner()?;
-        guard(&self.dir, || inner.db.flush().map(|_| ()).map_err(io))
+        self.noting_failure(guard(&self.dir, || {
+            inner.db.flush().map(|_| ()).map_err(io)
+        }))
     }
     fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir)
@@ -372,7 +371,7 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
                 true,
                 CacheError::Open {
                     path: db_dir.to_path_buf(),
-                    message: e.to_string(),
+                    message: sled_text(&e),
                 },
             ))
         }
@@ -382,7 +381,7 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
             true,
             CacheError::Open {
                 path: db_dir.to_path_buf(),
-                message: e.to_string(),
+                message: sled_text(&e),
             },
         )
     };
@@ -411,6 +410,7 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
             trees: [values, meta, info],
         }),
         dir: db_dir.to_path_buf(),
+        failed: AtomicBool::new(false),
     };
     match store.get(Tree::Info, b"format") {
         Ok(Some(f)) if f == STORE_FORMAT.as_bytes() => Ok(store),
@@ -452,6 +452,8 @@ pub fn db_path(cache_dir: &Path) -> PathBuf {
 
 /// Opens (or creates) the sled database under `cache_dir`, never failing:
 ///
+/// - a directory holding files atc-bt did not write
+///   ([`super::foreign_in_cache`]): not used, nothing written there;
 /// - held by another process: retries for `lock_wait`, then gives up
 ///   (the caller runs with L1 only);
 /// - unwritable directory: gives up;
@@ -471,6 +473,20 @@ pub fn open_sled(cache_dir: &Path, lock_wait: Duration) -> Opened {
         };
     }
     let mut warnings = Vec::new();
+    let foreign = super::foreign_in_cache(cache_dir);
+    if !foreign.is_empty() {
+        let e = CacheError::Foreign {
+            path: cache_dir.to_path_buf(),
+            entries: foreign,
+        };
+        warnings.push(format!(
+            "warning: cache: {e}; running without the on-disk cache"
+        ));
+        return Opened {
+            store: None,
+            warnings,
+        };
+    }
     if let Err(source) = std::fs::create_dir_all(cache_dir) {
         let e = CacheError::Unwritable {
             path: cache_dir.to_path_buf(),
@@ -552,4 +568,18 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     // Memos name run entries of the old database.
     let _ = std::fs::remove_dir_all(cache_dir.join(super::fast::MEMO_DIR));
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Fault (issue 16 tester): cache warnings ended in sled's empty
+    /// "backtrace ()".
+    #[test]
+    fn sled_messages_carry_no_empty_backtrace() {
+        let e = sled::Error::Corruption { at: None, bt: () };
+        assert_eq!(
+            super::sled_text(&e),
+            "Read corrupted data at file offset None"
+        );
+    }
 }

@@ -9,16 +9,16 @@ use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Synthetic symbols (seeded random walks, seeds 0..N)
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     pub symbols: usize,
     /// Bars per symbol
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, allow_negative_numbers = true)]
     pub bars: usize,
     /// Worker threads [default: all cores]; a 1-thread pass runs too, for the speedup
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Timed repetitions (min/median reported)
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub repeat: usize,
     /// full: the whole ATC engine; backtest: fills, equity, trades and metrics only
     #[arg(long, value_enum, default_value_t = Stage::Full)]

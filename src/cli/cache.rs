@@ -21,10 +21,10 @@ pub struct CacheFlags {
     #[arg(long, value_name = "DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Memory for the in-process cache (L1), e.g. 256MiB, 1GiB
-    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, global = true)]
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, global = true, allow_negative_numbers = true)]
     pub cache_mem: u64,
     /// Disk budget of the on-disk cache (L2), measured on disk, e.g. 2GiB
-    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_bytes, global = true)]
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = parse_bytes, global = true, allow_negative_numbers = true)]
     pub cache_size: u64,
     /// Entries older than this are never used: 30d, 12h, 15m, 10s, 500ms
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration, global = true)]
@@ -173,19 +173,19 @@ pub enum CacheAction {
 #[derive(Debug, Args)]
 pub struct SelftestArgs {
     /// Number of synthetic series (seeds 0..N)
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     pub symbols: u64,
     /// Bars per series
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1500, allow_negative_numbers = true)]
     pub bars: usize,
     /// Parameter sets per series (lambda varied: shares each bank)
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub params: usize,
     /// Instead, measure fetch vs recompute per kind on one series
     #[arg(long)]
     pub measure: bool,
     /// Keep the cache open this long after computing (tests of concurrent processes)
-    #[arg(long, default_value_t = 0, hide = true)]
+    #[arg(long, default_value_t = 0, hide = true, allow_negative_numbers = true)]
     pub hold_ms: u64,
 }
 

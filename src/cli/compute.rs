@@ -20,10 +20,11 @@ pub struct ComputeArgs {
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
     /// Output CSV: 179 columns in the golden layout (spec sec. 15). An
-    /// existing file is overwritten only if `compute` wrote it
+    /// existing file is overwritten only with --force (a CSV cannot prove
+    /// who wrote it: a reference vector has the same header)
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
-    /// Overwrite --out even if atc-bt did not write it
+    /// Overwrite an existing --out
     #[arg(long)]
     pub force: bool,
     /// Symbol to take from a Parquet input
@@ -40,7 +41,7 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     let close = read_close(&args.input, args.symbol.as_deref())?;
     let out = compute(&close, &params, Detail::Full)
         .with_context(|| format!("{}: cannot run the engine", args.input.display()))?;
-    crate::files::out::check_file(&args.out, args.force, crate::export::is_atc_csv)?;
+    crate::files::out::check_file(&args.out, args.force, None)?;
     let written = crate::files::out::write_file(&args.out, |tmp| {
         let file = File::create(tmp)?;
         write_atc_csv(BufWriter::new(file), &close, &out)

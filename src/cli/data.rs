@@ -97,7 +97,7 @@ pub struct SelectionArgs {
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Limit the history before --from that the engine sees to N bars
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub warmup_bars: Option<usize>,
 }
 
@@ -164,13 +164,13 @@ pub struct GcArgs {
 #[derive(Debug, Args)]
 pub struct SynthArgs {
     /// Number of symbols
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub symbols: usize,
     /// Bars per symbol (business days from 2000-01-03)
-    #[arg(long, value_name = "M")]
+    #[arg(long, value_name = "M", allow_negative_numbers = true)]
     pub bars: usize,
     /// Random seed; the same seed gives the same file
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     pub seed: u64,
     /// Output Parquet file. An existing file is overwritten only if `data
     /// synth` wrote it
@@ -190,7 +190,11 @@ pub fn run(args: &DataArgs) -> Result<()> {
         DataCommand::Gc(a) => gc(a),
         DataCommand::Synth(a) => {
             let t0 = std::time::Instant::now();
-            crate::files::out::check_file(&a.out, a.force, crate::data::synth::is_synth_file)?;
+            crate::files::out::check_file(
+                &a.out,
+                a.force,
+                Some(&crate::data::synth::is_synth_file),
+            )?;
             synth(a.symbols, a.bars, a.seed, &a.out)?;
             errln!(
                 "data: wrote {} ({} symbols × {} bars, seed {}) in {:.1} s",
@@ -353,6 +357,14 @@ fn verify(a: &IngestArgs) -> Result<()> {
     let all: Vec<usize> = (0..ds.series().len()).collect();
     let found = ds.verify(&all, Columns::All);
     let n = ds.series().len();
+    if let (Some(damage), Ok(())) = (ds.repaired(), &found) {
+        outln!("{damage}");
+        outln!(
+            "{}: rebuilt from the Parquet sources; {n} series, every checksum matches",
+            ds.dir().display()
+        );
+        return Ok(());
+    }
     match found {
         Ok(()) => {
             outln!(

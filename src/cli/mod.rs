@@ -72,10 +72,16 @@ pub enum Command {
 /// Parses the command line and runs it; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(()) => 0,
         Err(err) => report_error(&err),
+    };
+    // Output lost to anything but a closed pipe is a failure.
+    if let Some(e) = crate::term::stdout_error() {
+        errln!("error: cannot write to stdout: {e}; the output is incomplete");
+        return 1;
     }
+    code
 }
 
 /// Runs a parsed command line.

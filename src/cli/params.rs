@@ -18,28 +18,28 @@ pub struct AtcArgs {
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub decay: Option<f64>,
     /// Bars before equities start (na before) [default: 0]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cutout: Option<usize>,
     /// Spread of the nine lengths: narrow (1,2,3,4), medium (1,2,4,6), wide (1,3,5,7) [default: medium]
     #[arg(long, value_name = "narrow|medium|wide")]
     pub robustness: Option<Robustness>,
     /// Base length of the EMA family [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub ema_len: Option<usize>,
     /// Base length of the HMA family (Pine's HMA branch is an SMA) [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub hma_len: Option<usize>,
     /// Base length of the WMA family [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub wma_len: Option<usize>,
     /// Base length of the DEMA family [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub dema_len: Option<usize>,
     /// Base length of the LSMA family [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub lsma_len: Option<usize>,
     /// Base length of the KAMA family [default: 28]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub kama_len: Option<usize>,
     /// Average signal crossing above this goes long [default: 0.1]
     #[arg(long, value_name = "X", allow_negative_numbers = true)]

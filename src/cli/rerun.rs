@@ -26,6 +26,8 @@ pub(super) struct Invocation {
     /// each source file's path, size and modification time.
     pub key: Key,
     cfg: CacheConfig,
+    /// The store the data names (see [`try_restore`]).
+    store_dir: std::path::PathBuf,
 }
 
 impl Invocation {
@@ -64,6 +66,7 @@ impl Invocation {
             part(format!("{}|{}|{}", s.path, s.size, s.mtime_ns).as_bytes());
         }
         Some(Invocation {
+            store_dir,
             key: Key(*h.finalize().as_bytes()),
             // The same directory the normal path uses (nothing created).
             cfg: args
@@ -85,6 +88,12 @@ pub(super) fn try_restore(
     let Some(fc) = FastCache::new(&inv.cfg) else {
         return Ok(Some(sampler));
     };
+    // The memo's note says the store is unchanged: only true while it is
+    // there (a --force or a user may have deleted it; the normal path
+    // rebuilds it).
+    if !inv.store_dir.join("manifest.json").is_file() {
+        return Ok(Some(sampler));
+    }
     let Some((memo, run)) = fc
         .memo(&inv.key)
         .and_then(|m| Key::from_hex(&m.run).map(|k| (m, k)))

@@ -54,7 +54,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub force: bool,
     /// Worker threads [default: all cores]
-    #[arg(help_heading = "Output", long, value_name = "N")]
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub threads: Option<usize>,
     /// No progress bar and no summary table (errors and warnings still print)
     #[arg(help_heading = "Output", long, short)]
@@ -134,13 +139,13 @@ pub struct ExecArgs {
     #[arg(long, value_name = "long-only|long-short")]
     pub mode: Option<Mode>,
     /// Fee in basis points of traded notional [default: 5]
-    #[arg(long, value_name = "BPS")]
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
     pub fee_bps: Option<f64>,
     /// Slippage in basis points: buys at open·(1+s), sells at open·(1−s) [default: 0]
-    #[arg(long, value_name = "BPS")]
+    #[arg(long, value_name = "BPS", allow_negative_numbers = true)]
     pub slippage_bps: Option<f64>,
     /// Starting capital, split equally over the symbols with data in the window [default: 100000]
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub capital: Option<f64>,
 }
 
@@ -152,7 +157,7 @@ pub struct MetricArgs {
     /// [default: inferred per curve from its calendar: 252 for weekday daily
     /// bars, 365 when weekends trade, sessions × bars a day, or the bars
     /// observed per year for round-the-clock and irregular bars]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub periods_per_year: Option<f64>,
     /// Annual risk-free rate as a fraction (0.02 = 2%), subtracted per bar
     /// ((1+rf)^(1/periods) − 1) by Sharpe and Sortino, as quantstats does

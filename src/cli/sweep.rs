@@ -53,7 +53,12 @@ pub struct SweepArgs {
     )]
     pub split: Option<String>,
     /// Split at this fraction of the window's time span instead of a date
-    #[arg(help_heading = "Sweep", long, value_name = "F")]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "F",
+        allow_negative_numbers = true
+    )]
     pub train_frac: Option<f64>,
     /// Walk-forward: `train=3y,test=1y[,step=1y]` (units y, m, w, d). At each
     /// step the best combination of the training window (by --rank-by) is
@@ -81,7 +86,13 @@ pub struct SweepArgs {
     )]
     pub max_combos: usize,
     /// Combinations to print
-    #[arg(help_heading = "Sweep", long, value_name = "N", default_value_t = 10)]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "N",
+        default_value_t = 10,
+        allow_negative_numbers = true
+    )]
     pub top: usize,
     #[command(flatten)]
     pub cache: CacheFlags,
@@ -97,7 +108,12 @@ pub struct SweepArgs {
     #[arg(long)]
     pub force: bool,
     /// Worker threads [default: all cores]
-    #[arg(help_heading = "Output", long, value_name = "N")]
+    #[arg(
+        help_heading = "Output",
+        long,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub threads: Option<usize>,
     /// No progress bar and no ranking table
     #[arg(help_heading = "Output", long, short)]

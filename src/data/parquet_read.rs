@@ -40,6 +40,9 @@ pub struct RawSeries {
     pub close: Vec<f64>,
     /// Volume, NaN for null or absent.
     pub volume: Vec<f64>,
+    /// The file's timestamps are finer than µs (nanoseconds), so distinct
+    /// instants may collapse into one µs in `ts`.
+    pub sub_us: bool,
 }
 
 /// What the first pass learns about a file.
@@ -201,6 +204,10 @@ pub fn read_series(
         let n = batch.num_rows();
         let syms = columns::symbols(p, batch.column(scan.map.symbol))?;
         let cols = convert(p, &batch, &scan.map, row0)?;
+        let sub_us = matches!(
+            batch.column(scan.map.ts).data_type(),
+            arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _)
+        );
         let mut i = 0;
         while i < n {
             if syms.is_null(i) {
@@ -219,6 +226,7 @@ pub fn read_series(
                     symbol: s.to_string(),
                     ..Default::default()
                 });
+                r.sub_us |= sub_us;
                 r.rows.extend(row0 + i as u64..row0 + j as u64);
                 r.ts.extend_from_slice(&cols.ts[i..j]);
                 r.open.extend_from_slice(&cols.o[i..j]);

@@ -136,6 +136,8 @@ pub struct Dataset {
     warnings: Vec<DataWarning>,
     invalid: Vec<InvalidSeries>,
     built_now: bool,
+    /// The damage this `open` found and repaired by rebuilding.
+    repaired: Option<String>,
     total_bars: u64,
 }
 
@@ -283,8 +285,8 @@ fn foreign_in_store(dir: &Path) -> Vec<String> {
 }
 
 /// Marker of a store being built, and of one being replaced.
-const TMP: &str = ".tmp-";
-const OLD: &str = ".old-";
+const TMP: &str = ".atc-bt-tmp-";
+const OLD: &str = ".atc-bt-old-";
 
 /// Removes the temporaries of builds whose process is gone from the
 /// directory holding stores (`.atc-store/`); returns them.
@@ -524,49 +526,79 @@ fn build(
     result
 }
 
-/// Loads a store; `Err(reason)` means it must be rebuilt.
-fn load(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, String> {
-    let mtext = fs::read(dir.join(MANIFEST)).map_err(|e| format!("no readable manifest ({e})"))?;
+/// Why a store cannot be used as it is, and must be rebuilt.
+#[derive(Debug)]
+enum Unusable {
+    /// Absent, of another format, or built from other sources.
+    Stale(String),
+    /// Its own files are damaged.
+    Damaged(String),
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Stale(r) | Unusable::Damaged(r) => f.write_str(r),
+        }
+    }
+}
+
+/// Loads a store; `Err` means it must be rebuilt.
+fn load(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, Unusable> {
+    use Unusable::{Damaged, Stale};
+    let mtext =
+        fs::read(dir.join(MANIFEST)).map_err(|e| Damaged(format!("no readable manifest ({e})")))?;
     let mut m: Manifest = serde_json::from_slice(&mtext)
-        .map_err(|e| format!("the manifest is damaged: it does not parse ({e})"))?;
+        .map_err(|e| Damaged(format!("its manifest does not parse ({e})")))?;
     if m.format != FORMAT {
-        return Err(format!("format {} (this build reads {FORMAT})", m.format));
+        return Err(Stale(format!(
+            "format {} (this build reads {FORMAT})",
+            m.format
+        )));
     }
     let (held, sum) = m.take_and_sum();
     if held != sum {
-        return Err("the manifest is damaged: it fails its checksum".into());
+        return Err(Damaged("its manifest fails its checksum".into()));
     }
     if m.bars_file != BARS {
-        return Err(format!("the manifest names {:?}, not {BARS}", m.bars_file));
+        return Err(Damaged(format!(
+            "the manifest names {:?}, not {BARS}",
+            m.bars_file
+        )));
     }
     if m.sources.len() != current.len() {
-        return Err("the set of source files changed".into());
+        return Err(Stale("the set of source files changed".into()));
     }
     for (a, b) in m.sources.iter().zip(current) {
         if a.path != b.path {
-            return Err("the set of source files changed".into());
+            return Err(Stale("the set of source files changed".into()));
         }
         if a.size != b.size || a.mtime_ns != b.mtime_ns {
-            return Err(format!("{} changed (size or modification time)", b.path));
+            return Err(Stale(format!(
+                "{} changed (size or modification time)",
+                b.path
+            )));
         }
     }
     let bars = dir.join(&m.bars_file);
-    let file = File::open(&bars).map_err(|e| format!("cannot open {} ({e})", bars.display()))?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let file =
+        File::open(&bars).map_err(|e| Damaged(format!("cannot open {} ({e})", bars.display())))?;
+    let size = file.metadata().map_err(|e| Damaged(e.to_string()))?.len();
     if size != m.bars_size {
-        return Err(format!(
+        return Err(Damaged(format!(
             "{} has {size} bytes, the manifest says {}",
             bars.display(),
             m.bars_size
-        ));
+        )));
     }
     // SAFETY: the store is ours and only ever replaced by rename, never
     // rewritten in place; a process truncating it under us would be a bug
     // outside this program.
-    let mmap = unsafe { Mmap::map(&file) }.map_err(|e| format!("cannot mmap ({e})"))?;
+    let mmap = unsafe { Mmap::map(&file) }
+        .map_err(|e| Damaged(format!("cannot mmap {} ({e})", bars.display())))?;
     let mmap = Arc::new(mmap);
-    let (batches, byte_ranges) =
-        decode(&mmap, &file).map_err(|e| format!("{} does not decode ({e})", bars.display()))?;
+    let (batches, byte_ranges) = decode(&mmap, &file)
+        .map_err(|e| Damaged(format!("{} does not decode ({e})", bars.display())))?;
     let mut series = Vec::with_capacity(m.series.len());
     let mut batch_of = Vec::with_capacity(m.series.len());
     let mut sums = Vec::with_capacity(m.series.len());
@@ -577,10 +609,10 @@ fn load(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, Stri
         let traded = u64::from_str_radix(&e.xxh3_traded, 16).ok();
         let rest = u64::from_str_radix(&e.xxh3_rest, 16).ok();
         let (true, Some(traded), Some(rest)) = (ok, traded, rest) else {
-            return Err(format!(
+            return Err(Damaged(format!(
                 "index entry {} does not match the IPC file",
                 e.info.name
-            ));
+            )));
         };
         batch_of.push(e.batch);
         series.push(e.info);
@@ -600,14 +632,23 @@ fn load(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, Stri
         warnings: m.warnings,
         invalid: m.invalid,
         built_now: false,
+        repaired: None,
         total_bars: m.total_bars,
     })
 }
 
 type Decoded = (Vec<RecordBatch>, Vec<(usize, usize)>);
 
-/// Zero-copy decode of an IPC file held in `mmap`.
+/// Zero-copy decode of an IPC file held in `mmap`. arrow-ipc may panic
+/// on a damaged batch header ("the offset of the new Buffer cannot exceed
+/// the existing length"), so the decode runs behind a panic boundary
+/// ([`crate::boundary`]): a panic is one more way to say "damaged".
 fn decode(mmap: &Arc<Mmap>, file: &File) -> Result<Decoded, String> {
+    crate::boundary::catch(|| decode_unguarded(mmap, file))
+        .unwrap_or_else(|panic| Err(format!("arrow-ipc rejected it: {panic}")))
+}
+
+fn decode_unguarded(mmap: &Arc<Mmap>, file: &File) -> Result<Decoded, String> {
     let len = mmap.len();
     if len < 10 {
         return Err("too short".into());
@@ -849,9 +890,9 @@ impl Dataset {
         let dir = store_dir(opts, &files, &base);
         let current = stat_sources(&files)?;
         let loaded = if rebuild {
-            Err(String::new())
+            Err(None)
         } else {
-            load(&dir, &base, &current)
+            load(&dir, &base, &current).map_err(Some)
         };
         let ds = match loaded {
             Ok(ds) => {
@@ -865,17 +906,41 @@ impl Dataset {
                 ds
             }
             Err(reason) => {
-                if dir.exists() && !reason.is_empty() {
-                    crate::errln!(
-                        "data: store {} is stale: {reason}; rebuilding",
-                        dir.display()
-                    );
-                }
-                build(opts, &files, current.clone(), &dir)?;
+                let damage = match reason {
+                    Some(Unusable::Damaged(r)) if dir.exists() => {
+                        let damage = format!("store {} is damaged: {r}", dir.display());
+                        crate::errln!(
+                            "warning: data: {damage}; rebuilding it from the Parquet sources"
+                        );
+                        Some(damage)
+                    }
+                    Some(Unusable::Stale(r)) if dir.exists() => {
+                        crate::errln!("data: store {} is stale: {r}; rebuilding", dir.display());
+                        None
+                    }
+                    _ => None,
+                };
+                build(opts, &files, current.clone(), &dir).map_err(|e| match &damage {
+                    Some(d) => DataError::Damaged {
+                        damage: d.clone(),
+                        detail: e.to_string(),
+                        dir: dir.display().to_string(),
+                    },
+                    None => e,
+                })?;
                 let mut ds = load(&dir, &base, &current).map_err(|r| {
                     store_err(&dir, format!("cannot read the store just built: {r}"))
                 })?;
                 ds.built_now = true;
+                if let Some(d) = damage {
+                    if opts.strict {
+                        return Err(DataError::Strict {
+                            count: 1,
+                            first: format!("{d}; it has been rebuilt from the Parquet sources"),
+                        });
+                    }
+                    ds.repaired = Some(d);
+                }
                 crate::errln!(
                     "data: built store {} ({} series, {} bars) from {} Parquet files in {:.1} ms",
                     dir.display(),
@@ -1071,6 +1136,13 @@ impl Dataset {
     /// True if this `open` built the store.
     pub fn built_now(&self) -> bool {
         self.built_now
+    }
+
+    /// The damage this `open` found in the store (files that do not
+    /// decode, a manifest that fails its checksum) and repaired by
+    /// rebuilding it, if any.
+    pub fn repaired(&self) -> Option<&str> {
+        self.repaired.as_deref()
     }
 
     /// The store directory.

@@ -164,10 +164,17 @@ pub fn validate(
                     );
                     continue;
                 }
-                return Err(bad(format!(
-                    "duplicate timestamp with different values (rows {} and {})",
-                    raw.rows[p], raw.rows[i]
-                )));
+                return Err(bad(if raw.sub_us {
+                    format!(
+                        "rows {} and {} fall on the same microsecond with different values: the file's nanosecond timestamps are truncated to microseconds, the store's unit, so bars less than 1 µs apart collapse into one",
+                        raw.rows[p], raw.rows[i]
+                    )
+                } else {
+                    format!(
+                        "duplicate timestamp with different values (rows {} and {})",
+                        raw.rows[p], raw.rows[i]
+                    )
+                }));
             }
         }
         if o < l || o > h || c < l || c > h {

@@ -3,8 +3,10 @@
 //! A result directory (`run`, `sweep`, `merge`) carries a manifest,
 //! `run.json` or `sweep.json`, written last, whose `files` lists every
 //! file written before it; a shard's part directory carries `part.json`
-//! and the fixed files of its layout. The report's `report.html` and
-//! `report_files/` belong to any result directory. An existing `--out`
+//! and the fixed files of its layout. The report's `report.html` belongs
+//! to any result directory, and the files in `report_files/` that its
+//! listing (`report_files/files.json`, written by every render) names;
+//! anything else in `report_files/` is the user's. An existing `--out`
 //! is replaced (atomically: the new directory is complete before the old
 //! one moves aside) only when it is empty or holds nothing but what its
 //! manifest owns; anything else in the way is refused with the entries
@@ -13,18 +15,19 @@
 //! directory (deleting the ground under the user's feet is never asked
 //! for).
 //!
-//! Temporaries (`.<name>.partial-<tag>`, `.<name>.old-<tag>`, see
-//! [`super::owner`]) of writers that are gone are removed by the next
-//! command that writes beside them.
+//! Temporaries (`.<name>.atc-bt-partial-<tag>`, `.<name>.atc-bt-old-<tag>`,
+//! see [`super::owner`]) of writers that are gone are removed by the next
+//! command that writes beside them; nothing else beside `--out` is ever
+//! touched.
 
 use std::path::{Path, PathBuf};
 
 use super::owner;
 
 /// Marker of a directory or file being written.
-pub const PARTIAL: &str = ".partial-";
+pub const PARTIAL: &str = ".atc-bt-partial-";
 /// Marker of a directory being replaced.
-pub const OLD: &str = ".old-";
+pub const OLD: &str = ".atc-bt-old-";
 
 /// The files of a part directory (`run --shard`, `sweep --shard`).
 pub const PART_FILES: [&str; 5] = [
@@ -50,8 +53,16 @@ const LEGACY_FILES: [&str; 11] = [
     "walk_forward_equity.parquet",
 ];
 
-/// The report's entries, which belong to every result directory.
-pub const REPORT_ENTRIES: [&str; 2] = ["report.html", "report_files"];
+/// The report's entries, which belong to every result directory (the
+/// files inside `report_files/` only as far as its listing names them).
+pub const REPORT_ENTRIES: [&str; 2] = ["report.html", REPORT_FILES];
+
+/// The report's directory of charts.
+pub const REPORT_FILES: &str = "report_files";
+
+/// The listing a report writes into `report_files/`: the names of the
+/// files it wrote there (`{"files": [...]}`).
+pub const REPORT_LISTING: &str = "files.json";
 
 /// Errors of output paths.
 #[derive(Debug, thiserror::Error)]
@@ -65,16 +76,43 @@ pub enum OutError {
         entries: Vec<String>,
     },
     /// The path exists and is not a directory atc-bt could have written.
-    #[error("{}: refusing to replace it: it is a file, not a directory atc-bt wrote\n  hint: choose another path, or pass --force to replace it", path.display())]
+    #[error("{}: refusing to replace it: it is {what}, not a directory atc-bt wrote\n  hint: choose another path, or pass --force to replace it", path.display())]
     NotADirectory {
         /// The path.
         path: PathBuf,
+        /// What it is ("a file", "a symbolic link to …", "a device").
+        what: String,
+    },
+    /// The directory `--out` goes into cannot be written.
+    #[error("{}: cannot write it: {source} (in {})\n  hint: choose an --out in a directory you can write", path.display(), parent.display())]
+    Unwritable {
+        /// The output path.
+        path: PathBuf,
+        /// The directory it goes into.
+        parent: PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// An existing output file atc-bt did not write.
     #[error("{}: refusing to overwrite it: atc-bt did not write this file\n  hint: choose another path, or pass --force to overwrite it", path.display())]
     ForeignFile {
         /// The file.
         path: PathBuf,
+    },
+    /// An existing output file, of a kind that cannot record who wrote it
+    /// (a CSV): replaced only with `--force`.
+    #[error("{}: refusing to overwrite an existing file (nothing in a CSV proves that atc-bt wrote it)\n  hint: choose another path, or pass --force to overwrite it", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A device, named pipe or socket: never replaced.
+    #[error("{}: refusing to replace it even with --force: it is {what}\n  hint: choose another path", path.display())]
+    Special {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        what: String,
     },
     /// `--force` on a directory holding the current directory.
     #[error("{}: refusing to replace it even with --force: it holds the current directory", path.display())]
@@ -172,6 +210,7 @@ pub fn foreign_entries(dir: &Path) -> Result<Vec<String>, OutError> {
     if !meta.is_dir() {
         return Err(OutError::NotADirectory {
             path: dir.to_path_buf(),
+            what: what_is(dir, &meta),
         });
     }
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -183,9 +222,92 @@ pub fn foreign_entries(dir: &Path) -> Result<Vec<String>, OutError> {
     if names.is_empty() {
         return Ok(names);
     }
-    let owned = owned_names(dir).unwrap_or_default();
-    names.retain(|n| !owned.contains(n));
+    let Some(owned) = owned_names(dir) else {
+        return Ok(names);
+    };
+    names.retain(|n| !owned.contains(n) || n == REPORT_FILES);
+    if names.iter().any(|n| n == REPORT_FILES) {
+        names.retain(|n| n != REPORT_FILES);
+        names.extend(foreign_report_files(dir)?);
+        names.sort();
+    }
     Ok(names)
+}
+
+/// The entries of `dir/report_files` that no report of atc-bt's wrote
+/// (those its listing does not name, and anything that is not a plain
+/// file), as `report_files/<name>`, sorted; `report_files` itself if it is
+/// not a directory. Empty when it is absent.
+pub fn foreign_report_files(dir: &Path) -> Result<Vec<String>, OutError> {
+    let files = dir.join(REPORT_FILES);
+    let meta = match std::fs::symlink_metadata(&files) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&files)(e)),
+    };
+    if !meta.is_dir() {
+        return Ok(vec![REPORT_FILES.to_string()]);
+    }
+    let listed = report_listing(dir);
+    let mut foreign: Vec<String> = std::fs::read_dir(&files)
+        .map_err(io(&files))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let plain = e.file_type().is_ok_and(|t| t.is_file());
+            let ours = plain && (name == REPORT_LISTING || listed.contains(&name));
+            (!ours).then(|| format!("{REPORT_FILES}/{name}"))
+        })
+        .collect();
+    foreign.sort();
+    Ok(foreign)
+}
+
+/// The names the listing in `dir/report_files` holds (none if it is
+/// absent or unreadable). Names with a path separator are never listed.
+pub fn report_listing(dir: &Path) -> Vec<String> {
+    let path = dir.join(REPORT_FILES).join(REPORT_LISTING);
+    let Ok(bytes) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    v.get("files")
+        .and_then(|f| f.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .filter(|n| !n.contains(['/', '\\']) && !n.starts_with('.') && !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a path that is not a directory is, in words.
+fn what_is(path: &Path, meta: &std::fs::Metadata) -> String {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        return match std::fs::read_link(path) {
+            Ok(to) => format!("a symbolic link (to {})", to.display()),
+            Err(_) => "a symbolic link".into(),
+        };
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_char_device() || t.is_block_device() {
+            return "a device".into();
+        }
+        if t.is_fifo() {
+            return "a named pipe".into();
+        }
+        if t.is_socket() {
+            return "a socket".into();
+        }
+    }
+    "a file".into()
 }
 
 /// Whether `path` holds the current directory (or is it).
@@ -218,6 +340,15 @@ pub fn check_not_holding(out: &Path, input: &Path) -> Result<(), OutError> {
 /// (except a directory holding the current directory).
 pub fn check_replaceable(out: &Path, force: bool) -> Result<(), OutError> {
     if force {
+        if let Ok(meta) = std::fs::symlink_metadata(out) {
+            let t = meta.file_type();
+            if !(t.is_dir() || t.is_file() || t.is_symlink()) {
+                return Err(OutError::Special {
+                    path: out.to_path_buf(),
+                    what: what_is(out, &meta),
+                });
+            }
+        }
         if holds_cwd(out) {
             return Err(OutError::HoldsCwd {
                 path: out.to_path_buf(),
@@ -249,8 +380,9 @@ fn name_of(out: &Path) -> String {
         .unwrap_or_else(|| "out".into())
 }
 
-/// Removes the stale temporaries (`.<name>.partial-<tag>`,
-/// `.<name>.old-<tag>`) in `dir` whose writers are gone; returns them.
+/// Removes the stale temporaries (`.<name>.atc-bt-partial-<tag>`,
+/// `.<name>.atc-bt-old-<tag>`) in `dir` whose writers are gone; returns
+/// them.
 pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
     owner::sweep(dir, |name| {
         if !name.starts_with('.') {
@@ -262,15 +394,20 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
 
 /// Prepares to write the directory `out`: checks it may be replaced
 /// ([`check_replaceable`]), removes stale temporaries beside it, and
-/// creates the empty temporary sibling `.<name>.partial-<tag>` to write
+/// creates the empty temporary sibling `.<name>.atc-bt-partial-<tag>` to write
 /// into. [`commit_dir`] renames it to `out`.
 pub fn begin_dir(out: &Path, force: bool) -> Result<PathBuf, OutError> {
     check_replaceable(out, force)?;
     let parent = parent_of(out);
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let unwritable = |source| OutError::Unwritable {
+        path: out.to_path_buf(),
+        parent: parent.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(unwritable)?;
     sweep_stale(parent);
     let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
-    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir(&tmp).map_err(unwritable)?;
     Ok(tmp)
 }
 
@@ -315,15 +452,25 @@ pub fn commit_dir(tmp: &Path, out: &Path, force: bool) -> Result<(), OutError> {
 }
 
 /// Checks that the output file `out` may be overwritten: absent, written by
-/// atc-bt (`ours` says so from its path), or anything with `force`.
-pub fn check_file(out: &Path, force: bool, ours: impl Fn(&Path) -> bool) -> Result<(), OutError> {
+/// atc-bt (`ours` says so from a marker atc-bt always writes into such a
+/// file, e.g. Parquet key-value metadata), or anything with `force`. With
+/// `ours` = `None` (a format that carries no marker), only absent or
+/// `force`.
+pub fn check_file(
+    out: &Path,
+    force: bool,
+    ours: Option<&dyn Fn(&Path) -> bool>,
+) -> Result<(), OutError> {
     match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io(out)(e)),
         Ok(m) if m.is_dir() => Err(OutError::ForeignFile {
             path: out.to_path_buf(),
         }),
-        Ok(_) if force || ours(out) => Ok(()),
+        Ok(_) if force || ours.is_some_and(|ours| ours(out)) => Ok(()),
+        Ok(_) if ours.is_none() => Err(OutError::Exists {
+            path: out.to_path_buf(),
+        }),
         Ok(_) => Err(OutError::ForeignFile {
             path: out.to_path_buf(),
         }),
@@ -338,8 +485,19 @@ pub fn write_file<E>(
     write: impl FnOnce(&Path) -> Result<(), E>,
 ) -> Result<(), FileWriteError<E>> {
     let parent = parent_of(out);
+    let unwritable = |source| {
+        FileWriteError::Out(OutError::Unwritable {
+            path: out.to_path_buf(),
+            parent: parent.to_path_buf(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(parent).map_err(unwritable)?;
     sweep_stale(parent);
     let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
+    // Created here first, so that an unwritable directory is reported
+    // naming `out`, not the hidden temporary.
+    std::fs::File::create(&tmp).map_err(unwritable)?;
     let r = write(&tmp).map_err(FileWriteError::Write).and_then(|()| {
         std::fs::File::open(&tmp)
             .and_then(|f| f.sync_all())

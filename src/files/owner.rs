@@ -3,21 +3,30 @@
 //! a power cut) from one that is still being written, and remove only the
 //! former.
 //!
-//! A temporary is named `<base><marker>w<pid>-<start>-<host>-<seq>`:
+//! A temporary is named `<base><marker>w<pid>-<start>-<host>-<seq>`, where
+//! every `marker` atc-bt uses starts with `.atc-bt-` (`.atc-bt-partial-`,
+//! `.atc-bt-old-`, `.atc-bt-tmp-`, `.atc-bt-probe-`) and the tag after it is
+//! parsed strictly, to the end of the name:
 //!
 //! - `pid` and `start` (the process's start time in clock ticks since boot,
 //!   from `/proc/<pid>/stat`) identify the writer: a pid reused by a later
 //!   process has another start time, so a reused pid never passes for the
 //!   writer;
-//! - `host` is a hash of the boot id and the pid namespace, because pids
-//!   mean nothing across machines or containers: a temporary on a shared
-//!   volume written by another machine is never judged by its pid, only by
-//!   its age ([`STALE_AGE`]);
+//! - `host` (exactly 8 hex digits) is a hash of the boot id and the pid
+//!   namespace, because pids mean nothing across machines, containers or
+//!   boots;
 //! - `seq` makes names unique within one process.
 //!
-//! Names of earlier versions (`<marker><pid>` or `<marker><pid>-<n>`)
-//! are judged by their pid where the platform tells (gone: stale) and by
-//! their age otherwise.
+//! **Only atc-bt's own names are ever judged.** A name that is not exactly
+//! this format is never a temporary, whatever it looks like: earlier
+//! versions judged `<marker><pid>` names too, and so deleted a user's
+//! `.vimrc.old-20240105` or `photos.tmp-1999/` beside an `--out` (pid
+//! 20240105 does not run). A temporary is stale when its writer is proven
+//! gone (same boot and pid namespace, and no process with that pid and
+//! start time) or, where that cannot be told (written by another machine
+//! or before a reboot, a platform without `/proc`), when nothing touched it
+//! for [`STALE_AGE`]: its name proves atc-bt wrote it, and no atc-bt
+//! command leaves a temporary untouched for a day.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +34,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// A temporary whose writer cannot be judged (another machine, another pid
-/// namespace, a platform without `/proc`, a reused pid of an old-style
-/// name) is stale after this long. No atc-bt command writes one temporary
-/// for a day.
+/// namespace or boot, a platform without `/proc`) is stale after this long
+/// untouched. No atc-bt command leaves one temporary untouched for a day.
 pub const STALE_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A process that may own temporaries.
@@ -109,36 +117,33 @@ pub enum Writer {
     Unknown,
 }
 
-/// The writer of a temporary from what follows its marker (`w<pid>-…` or
-/// an old-style `<pid>[-…]`); `None` if the text is not a tag.
+/// The writer of a temporary from what follows its marker, which must be
+/// exactly `w<pid>-<start>-<host>-<seq>` (decimal, decimal, 8 hex digits,
+/// decimal) to the end; `None` for anything else, which is never a
+/// temporary.
 pub fn writer_of(tag: &str) -> Option<Writer> {
-    if let Some(t) = tag.strip_prefix('w') {
-        let mut it = t.split('-');
-        let pid: u32 = it.next()?.parse().ok()?;
-        let start: u64 = it.next()?.parse().ok()?;
-        let host = u32::from_str_radix(it.next()?, 16).ok()?;
-        let me = me();
-        if host == 0 || host != me.host || start == 0 || !has_proc() {
-            return Some(Writer::Unknown);
-        }
-        return Some(match start_time(pid) {
-            Some(s) if s == start => Writer::Running,
-            _ => Writer::Gone,
-        });
-    }
-    // Old style: a bare pid, perhaps followed by `-<anything>`.
-    let pid_text = tag.split('-').next()?;
-    if pid_text.is_empty() || !pid_text.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let mut it = tag.strip_prefix('w')?.split('-');
+    let (pid, start, host, seq) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if it.next().is_some()
+        || !digits(pid)
+        || !digits(start)
+        || !digits(seq)
+        || host.len() != 8
+        || !host.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
-    let pid: u32 = pid_text.parse().ok()?;
-    if !has_proc() {
+    let pid: u32 = pid.parse().ok()?;
+    let start: u64 = start.parse().ok()?;
+    let host = u32::from_str_radix(host, 16).ok()?;
+    let me = me();
+    if host == 0 || host != me.host || start == 0 || !has_proc() {
         return Some(Writer::Unknown);
     }
     Some(match start_time(pid) {
-        None => Writer::Gone,
-        // The pid runs, but it may be a reused one.
-        Some(_) => Writer::Unknown,
+        Some(s) if s == start => Writer::Running,
+        _ => Writer::Gone,
     })
 }
 
@@ -221,13 +226,25 @@ mod tests {
     }
 
     #[test]
-    fn old_style_names_and_non_tags() {
-        assert_eq!(writer_of("abc"), None);
-        assert_eq!(writer_of(""), None);
-        if has_proc() {
-            // pid_max is at most 2^22 on Linux.
-            assert_eq!(writer_of("4294967"), Some(Writer::Gone));
-            assert_eq!(writer_of("4294967-123"), Some(Writer::Gone));
+    fn user_names_that_look_like_old_temporaries_are_never_judged() {
+        for t in [
+            "abc",
+            "",
+            "4294967",
+            "4294967-123",
+            "2024-01-05",
+            "20240105",
+            "w1-2-0000000",
+            "w1-2-000000001-0",
+            "w1-2-0000000g-0",
+            "w1-2-00000001-0-x",
+            "w1-2-00000001-0.bak",
+            "w-2-00000001-0",
+        ] {
+            assert_eq!(writer_of(t), None, "{t}");
         }
+        let me = me();
+        let ok = format!("w4294967-{}-{:08x}-3", me.start, me.host);
+        assert!(writer_of(&ok).is_some());
     }
 }

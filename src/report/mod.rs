@@ -15,11 +15,14 @@
 //!   equity.png returns.png coverage.png memory.png best_equity.png
 //!   walk_forward_equity.png heatmap-<sample>-NN.png  (with --format png|both)
 //!   sym-0001-AAPL.svg sym-0001-AAPL.png ...
+//!   files.json                the names of the files this render wrote
 //! ```
 //!
 //! A report carries no clock, no random id and iterates in sorted order:
-//! rendering the same directory twice gives the same bytes. `report_files/`
-//! is recreated on every render so no stale chart survives.
+//! rendering the same directory twice gives the same bytes. A render
+//! removes the files the previous one listed, so no stale chart survives;
+//! anything else in `report_files/` is the user's, and a render refuses to
+//! run beside it (see [`crate::files::out`]).
 
 pub mod charts;
 pub mod downsample;
@@ -86,6 +89,14 @@ pub enum ReportError {
         found: String,
         /// `atc_bt_version` in the file.
         written_by: String,
+    },
+    /// `report_files/` holds entries no report wrote.
+    #[error("{}: refusing to redraw the report: report_files/ holds {} atc-bt did not write ({})\n  hint: move them out of report_files/ and run again", path.display(), if entries.len() == 1 { "1 entry".to_string() } else { format!("{} entries", entries.len()) }, entries.iter().take(8).map(|e| crate::term::quote(e).into_owned()).collect::<Vec<_>>().join(", "))]
+    ForeignFiles {
+        /// The result directory.
+        path: PathBuf,
+        /// The foreign entries, as `report_files/<name>`.
+        entries: Vec<String>,
     },
     /// The directory holds neither `run.json` nor `sweep.json`.
     #[error("{}: not a run or sweep directory (no run.json or sweep.json); pass the directory `atc-bt run --out` or `atc-bt sweep --out` wrote", path.display())]
@@ -231,13 +242,34 @@ struct Writer {
 }
 
 impl Writer {
+    /// Removes the files the previous render listed; refuses to draw
+    /// beside anything else in `report_files/`.
     fn new(dir: &Path) -> Result<Writer, ReportError> {
         let files_dir = dir.join(FILES_DIR);
-        if files_dir.is_dir() {
-            std::fs::remove_dir_all(&files_dir).map_err(|source| ReportError::Io {
+        let foreign =
+            crate::files::out::foreign_report_files(dir).map_err(|e| ReportError::Io {
                 path: files_dir.clone(),
-                source,
+                source: std::io::Error::other(e.to_string()),
             })?;
+        if !foreign.is_empty() {
+            return Err(ReportError::ForeignFiles {
+                path: dir.to_path_buf(),
+                entries: foreign,
+            });
+        }
+        let listed = crate::files::out::report_listing(dir);
+        for name in listed
+            .iter()
+            .map(String::as_str)
+            .chain([crate::files::out::REPORT_LISTING])
+        {
+            let path = files_dir.join(name);
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ReportError::Io { path, source: e });
+                }
+                _ => {}
+            }
         }
         std::fs::create_dir_all(&files_dir).map_err(|source| ReportError::Io {
             path: files_dir.clone(),
@@ -288,6 +320,24 @@ impl Writer {
             summary.html_bytes = h.len() as u64;
         }
         self.files.sort();
+        // The listing that makes these files atc-bt's (and only these).
+        let files_dir = self.dir.join(FILES_DIR);
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .filter(|p| p.parent() == Some(files_dir.as_path()))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        if files_dir.is_dir() {
+            let listing = files_dir.join(crate::files::out::REPORT_LISTING);
+            let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "files": names }))
+                .unwrap_or_default();
+            json.push(b'\n');
+            std::fs::write(&listing, json).map_err(|source| ReportError::Io {
+                path: listing,
+                source,
+            })?;
+        }
         summary.files = self.files;
         summary.total_bytes = self.total;
         Ok(summary)
