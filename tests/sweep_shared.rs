@@ -1,0 +1,186 @@
+//! The sweep's shared-work kernel (`engine::shared_signals` once per series
+//! and length set, then `LayerLanes` for several (lambda, decay) pairs side
+//! by side) must give, for every pair and every pair of thresholds, exactly
+//! the bits of the engine run once per combination: the average signal,
+//! the direction, and the signals and rate of change of the shared stage.
+//! Random series (flat stretches, jumps, ragged lengths), random grids,
+//! every instruction-set path, 1 and 2 threads.
+
+use atc_bt::engine::batch::{compute_batch_isa, Isa};
+use atc_bt::engine::{
+    compute, lane_direction, shared_signals, AtcParams, BatchDetail, Detail, LaneScratch,
+    LayerLanes, Robustness,
+};
+use atc_bt::synthetic::SplitMix64;
+
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+/// A price path with flat stretches (ties, zero KAMA noise) and large
+/// moves (the equity floor).
+fn series(rng: &mut SplitMix64, n: usize) -> Vec<f64> {
+    let mut p = 20.0 + 100.0 * rng.next_f64();
+    (0..n)
+        .map(|_| {
+            let u = rng.next_f64();
+            if u < 0.15 {
+                // flat bar
+            } else if u < 0.18 {
+                p *= 0.5 + rng.next_f64();
+            } else {
+                p *= 1.0 + 0.04 * (rng.next_f64() - 0.5);
+            }
+            p
+        })
+        .collect()
+}
+
+fn pick(rng: &mut SplitMix64, k: u64) -> usize {
+    (rng.next_u64() % k) as usize
+}
+
+/// Lengths and the non-swept parameters of one length group.
+fn base(rng: &mut SplitMix64) -> AtcParams {
+    let rob = [Robustness::Narrow, Robustness::Medium, Robustness::Wide][pick(rng, 3)];
+    let mut p = AtcParams {
+        robustness: rob,
+        ema_len: 9 + pick(rng, 30),
+        hma_len: 9 + pick(rng, 30),
+        wma_len: 9 + pick(rng, 30),
+        dema_len: 9 + pick(rng, 30),
+        lsma_len: 9 + pick(rng, 30),
+        kama_len: 9 + pick(rng, 30),
+        ..AtcParams::default()
+    };
+    if pick(rng, 2) == 0 {
+        p.kama_w = 0.1; // below the 0.25 floor
+        p.ema_w = 2.0;
+        p.starting_equity = 0.2;
+    }
+    p
+}
+
+#[test]
+fn shared_kernel_equals_the_engine_per_combination() {
+    let mut rng = SplitMix64::new(20);
+    for case in 0..12 {
+        let base = base(&mut rng);
+        let cutout = [0, 0, 1, 5, 40, 300][pick(&mut rng, 6)];
+        let symbols = [1usize, 3, 4, 9][case % 4];
+        let closes: Vec<Vec<f64>> = (0..symbols)
+            .map(|_| {
+                let n = 1 + pick(&mut rng, 600);
+                series(&mut rng, n)
+            })
+            .collect();
+        let refs: Vec<&[f64]> = closes.iter().map(|c| c.as_slice()).collect();
+        let longest = closes.iter().map(|c| c.len()).max().unwrap_or(0);
+        for isa in [Isa::Auto, Isa::Avx2, Isa::Baseline] {
+            let lanes = 1 + pick(&mut rng, LayerLanes::max_width(isa) as u64);
+            let combos: Vec<AtcParams> = (0..lanes)
+                .map(|_| AtcParams {
+                    lambda: [0.0, 0.02, 0.5 * rng.next_f64(), 40.0][pick(&mut rng, 4)],
+                    decay: [0.0, 0.03, 0.25 * rng.next_f64(), 20.0][pick(&mut rng, 4)],
+                    cutout,
+                    ..base.clone()
+                })
+                .collect();
+            let lane_refs: Vec<&AtcParams> = combos.iter().collect();
+            // A table shorter than some series exercises the slow growth path.
+            let table_bars = if case % 3 == 0 { longest / 2 } else { longest };
+            let ll = LayerLanes::new(&lane_refs, table_bars, isa).unwrap();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let shared = pool
+                    .install(|| shared_signals(&refs, &base, isa))
+                    .unwrap();
+                let mut scratch = LaneScratch::default();
+                let mut avg = Vec::new();
+                let mut dir = Vec::new();
+                for (s, (close, sh)) in closes.iter().zip(&shared).enumerate() {
+                    let sh = sh.as_ref().unwrap();
+                    ll.average_signal(sh, &mut scratch, &mut avg);
+                    let w = ll.width();
+                    for (l, p) in combos.iter().enumerate() {
+                        let what = format!("case {case}, {isa:?}, {threads} threads, symbol {s}, lane {l}, {p:?}");
+                        let full = compute(close, p, Detail::Full).unwrap();
+                        if l == 0 {
+                            assert!(same(sh.r(), &full.r), "{what}: r");
+                            for ma in 0..54 {
+                                let sig: Vec<i8> =
+                                    (0..close.len()).map(|i| sh.signal(ma, i)).collect();
+                                assert_eq!(sig, full.sig[ma], "{what}: signal {ma}");
+                            }
+                            assert_eq!(
+                                sh.to_bank().sig,
+                                full.sig,
+                                "{what}: to_bank"
+                            );
+                        }
+                        let lane_avg: Vec<f64> =
+                            (0..close.len()).map(|i| avg[i * w + l]).collect();
+                        assert!(same(&lane_avg, &full.avg), "{what}: avg");
+                        for (lt, st) in [(0.1, -0.1), (0.0, 0.0), (0.3, -0.05)] {
+                            let q = AtcParams {
+                                long_threshold: lt,
+                                short_threshold: st,
+                                ..p.clone()
+                            };
+                            let want = compute(close, &q, Detail::Signal).unwrap();
+                            lane_direction(&avg, w, l, lt, st, &mut dir);
+                            assert_eq!(dir, want.dir, "{what}: dir {lt} {st}");
+                        }
+                    }
+                }
+                // And against the batched engine of `run`, on this path.
+                let batched = pool
+                    .install(|| compute_batch_isa(&refs, &combos[0], BatchDetail::Direction, isa))
+                    .unwrap();
+                for (sh, b) in shared.iter().zip(batched) {
+                    ll.average_signal(sh.as_ref().unwrap(), &mut scratch, &mut avg);
+                    let b = b.unwrap();
+                    let lane: Vec<f64> = (0..b.avg.len()).map(|i| avg[i * ll.width()]).collect();
+                    assert!(same(&lane, &b.avg), "case {case}, {isa:?}: batched avg");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn shared_stage_reports_bad_series_and_params_like_the_engine() {
+    let good: Vec<f64> = (1..=100).map(|i| i as f64).collect();
+    let bad = vec![1.0, f64::NAN, 2.0];
+    let empty: Vec<f64> = Vec::new();
+    let refs: Vec<&[f64]> = vec![&good, &bad, &empty, &good];
+    let out = shared_signals(&refs, &AtcParams::default(), Isa::Auto).unwrap();
+    assert!(out[0].is_ok() && out[3].is_ok());
+    assert_eq!(
+        out[1].as_ref().unwrap_err().to_string(),
+        compute(&bad, &AtcParams::default(), Detail::Signal)
+            .unwrap_err()
+            .to_string()
+    );
+    assert!(out[2].is_err());
+    let bad_params = AtcParams {
+        ema_len: 1,
+        ..AtcParams::default()
+    };
+    assert!(shared_signals(&refs, &bad_params, Isa::Auto).is_err());
+    // Lanes must share cutout, starting equity and weights.
+    let a = AtcParams::default();
+    let b = AtcParams {
+        cutout: 3,
+        ..AtcParams::default()
+    };
+    let e = LayerLanes::new(&[&a, &b], 100, Isa::Auto).unwrap_err();
+    assert!(e.to_string().contains("cutout"), "{e}");
+    assert!(LayerLanes::new(&[], 100, Isa::Auto).is_err());
+}
