@@ -98,9 +98,7 @@ fn shared_kernel_equals_the_engine_per_combination() {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let shared = pool
-                    .install(|| shared_signals(&refs, &base, isa))
-                    .unwrap();
+                let shared = pool.install(|| shared_signals(&refs, &base, isa)).unwrap();
                 let mut scratch = LaneScratch::default();
                 let mut avg = Vec::new();
                 let mut dir = Vec::new();
@@ -109,7 +107,9 @@ fn shared_kernel_equals_the_engine_per_combination() {
                     ll.average_signal(sh, &mut scratch, &mut avg);
                     let w = ll.width();
                     for (l, p) in combos.iter().enumerate() {
-                        let what = format!("case {case}, {isa:?}, {threads} threads, symbol {s}, lane {l}, {p:?}");
+                        let what = format!(
+                            "case {case}, {isa:?}, {threads} threads, symbol {s}, lane {l}, {p:?}"
+                        );
                         let full = compute(close, p, Detail::Full).unwrap();
                         if l == 0 {
                             assert!(same(sh.r(), &full.r), "{what}: r");
@@ -118,14 +118,9 @@ fn shared_kernel_equals_the_engine_per_combination() {
                                     (0..close.len()).map(|i| sh.signal(ma, i)).collect();
                                 assert_eq!(sig, full.sig[ma], "{what}: signal {ma}");
                             }
-                            assert_eq!(
-                                sh.to_bank().sig,
-                                full.sig,
-                                "{what}: to_bank"
-                            );
+                            assert_eq!(sh.to_bank().sig, full.sig, "{what}: to_bank");
                         }
-                        let lane_avg: Vec<f64> =
-                            (0..close.len()).map(|i| avg[i * w + l]).collect();
+                        let lane_avg: Vec<f64> = (0..close.len()).map(|i| avg[i * w + l]).collect();
                         assert!(same(&lane_avg, &full.avg), "{what}: avg");
                         for (lt, st) in [(0.1, -0.1), (0.0, 0.0), (0.3, -0.05)] {
                             let q = AtcParams {

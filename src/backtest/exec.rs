@@ -150,7 +150,7 @@ pub struct Bars<'a> {
 }
 
 /// The result of simulating one symbol over its window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SymbolRun {
     /// The symbol.
     pub symbol: String,
@@ -196,7 +196,16 @@ impl SymbolRun {
 
     /// All metrics of this symbol against its own buy & hold.
     pub fn metrics(&self) -> super::Metrics {
-        super::metrics(
+        self.metrics_with_ppy(super::periods_per_year(&self.ts))
+    }
+
+    /// [`SymbolRun::metrics`] with the periods per year of `ts` given
+    /// (a sweep computes them once per symbol and window, not once per
+    /// combination); the same bits when `ppy` is
+    /// [`periods_per_year`](super::periods_per_year)`(&self.ts)`.
+    pub fn metrics_with_ppy(&self, ppy: f64) -> super::Metrics {
+        super::metrics_with_ppy(
+            ppy,
             self.capital,
             &self.ts,
             &self.equity,
@@ -326,19 +335,41 @@ pub fn simulate(
     capital: f64,
     cfg: &ExecConfig,
 ) -> Result<SymbolRun, BacktestError> {
+    let mut run = SymbolRun::default();
+    simulate_into(&mut run, symbol, bars, dir, window, capital, cfg)?;
+    Ok(run)
+}
+
+/// [`simulate`] into `run`, reusing its vectors' memory (a sweep simulates
+/// every symbol once per combination). `run` is overwritten entirely; on
+/// an error its content is unspecified.
+pub fn simulate_into(
+    run: &mut SymbolRun,
+    symbol: &str,
+    bars: Bars<'_>,
+    dir: &[i8],
+    window: Range<usize>,
+    capital: f64,
+    cfg: &ExecConfig,
+) -> Result<(), BacktestError> {
     validate(symbol, &bars, dir, &window, capital, cfg)?;
     let len = window.len();
-    let mut run = SymbolRun {
-        symbol: symbol.to_string(),
-        capital,
-        ts: bars.ts[window.clone()].to_vec(),
-        equity: Vec::with_capacity(len),
-        position: Vec::with_capacity(len),
-        gross: Vec::with_capacity(len),
-        benchmark: Vec::with_capacity(len),
-        trades: Vec::new(),
-        total_fees: 0.0,
-    };
+    run.symbol.clear();
+    run.symbol.push_str(symbol);
+    run.capital = capital;
+    run.ts.clear();
+    run.ts.extend_from_slice(&bars.ts[window.clone()]);
+    for v in [
+        &mut run.equity,
+        &mut run.position,
+        &mut run.gross,
+        &mut run.benchmark,
+    ] {
+        v.clear();
+        v.reserve(len);
+    }
+    run.trades.clear();
+    run.total_fees = 0.0;
     let bench_units = capital / bars.open[window.start];
     let mut cash = capital;
     let mut held: Option<Holding> = None;
@@ -420,7 +451,7 @@ pub fn simulate(
         t.open = true;
         run.trades.push(t);
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked there).

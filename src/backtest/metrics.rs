@@ -228,8 +228,35 @@ pub fn metrics(
     exposure: Option<&[f64]>,
     total_fees: f64,
 ) -> Metrics {
+    metrics_with_ppy(
+        periods_per_year(ts),
+        initial,
+        ts,
+        equity,
+        benchmark,
+        trades,
+        exposure,
+        total_fees,
+    )
+}
+
+/// [`metrics`] with `ppy` = [`periods_per_year`]`(ts)` given by the caller
+/// (a sweep computes it once per symbol, not once per combination).
+#[allow(clippy::too_many_arguments)]
+pub fn metrics_with_ppy(
+    ppy: f64,
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    benchmark: &[f64],
+    trades: &[Trade],
+    exposure: Option<&[f64]>,
+    total_fees: f64,
+) -> Metrics {
     let stats: Vec<TradeStat> = trades.iter().map(TradeStat::of).collect();
-    metrics_of_stats(initial, ts, equity, benchmark, &stats, exposure, total_fees)
+    metrics_of_stats_with_ppy(
+        ppy, initial, ts, equity, benchmark, &stats, exposure, total_fees,
+    )
 }
 
 /// What the metrics need of one trade: 40 bytes instead of a [`Trade`]
@@ -277,7 +304,30 @@ pub fn metrics_of_stats(
     exposure: Option<&[f64]>,
     total_fees: f64,
 ) -> Metrics {
-    let ppy = periods_per_year(ts);
+    metrics_of_stats_with_ppy(
+        periods_per_year(ts),
+        initial,
+        ts,
+        equity,
+        benchmark,
+        trades,
+        exposure,
+        total_fees,
+    )
+}
+
+/// [`metrics_of_stats`] with `ppy` = [`periods_per_year`]`(ts)` given.
+#[allow(clippy::too_many_arguments)]
+pub fn metrics_of_stats_with_ppy(
+    ppy: f64,
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    benchmark: &[f64],
+    trades: &[TradeStat],
+    exposure: Option<&[f64]>,
+    total_fees: f64,
+) -> Metrics {
     let n = equity.len().min(ts.len());
     let (ts, equity) = (&ts[..n], &equity[..n]);
     let days = if n >= 2 {

@@ -1016,9 +1016,11 @@ pub(super) fn shared_batches(
         // SAFETY (both arms): `Path::resolve` picks these paths only when
         // the CPU reports the kernel's target features.
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => shared_lanes::<BATCH_LANES_AVX512>(ok, closes, lens, &|x, l, sc, o| unsafe {
-            shared_kernel_avx512(x, l, sc, o)
-        }),
+        Path::Avx512 => {
+            shared_lanes::<BATCH_LANES_AVX512>(ok, closes, lens, &|x, l, sc, o| unsafe {
+                shared_kernel_avx512(x, l, sc, o)
+            })
+        }
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => shared_lanes::<BATCH_LANES>(ok, closes, lens, &|x, l, sc, o| unsafe {
             shared_kernel_avx2(x, l, sc, o)
@@ -1114,6 +1116,7 @@ fn shared_kernel<const W: usize, V: Lanes<W>>(
             o[l] = (w[1][l] - w[0][l]).abs();
         }
     }
+    let (one, two52) = (V::splat(1.0), V::splat(4_503_599_627_370_496.0));
     for f in Family::ALL {
         family_mas::<W, V>(f, x, &lens[f.index()], diffs, mas, tmp);
         let mut s = [V::splat(0.0); K];
@@ -1121,12 +1124,23 @@ fn shared_kernel<const W: usize, V: Lanes<W>>(
             if i >= 1 {
                 update_signals(&mut s, x, &*mas, i, n);
             }
-            let v: [[f64; W]; K] = s.map(|v| v.store());
+            // -1, 0, 1 stored as 0, 1, 2, the low byte of the bits of
+            // (s + 1) + 2^52; byte l of word k is lane l's (W <= 8), so each
+            // lane's nine bytes are shifts. (Loops, not `map`: a closure
+            // would not inherit the kernel's target features.)
+            let mut words = [0u64; K];
+            for (word, v) in words.iter_mut().zip(&s) {
+                let y = v.add(one).add(two52).store();
+                let mut bytes = [0u8; 8];
+                for (b, y) in bytes.iter_mut().zip(&y) {
+                    *b = y.to_bits() as u8;
+                }
+                *word = u64::from_le_bytes(bytes);
+            }
             for (l, o) in out.iter_mut().enumerate() {
                 if let Some(row) = o.row_mut(f.index(), i) {
-                    for k in 0..K {
-                        // -1, 0, 1 stored as 0, 1, 2.
-                        row[k] = (v[k][l] as i8 + 1) as u8;
+                    for (b, w) in row.iter_mut().zip(&words) {
+                        *b = (w >> (8 * l)) as u8;
                     }
                 }
             }

@@ -252,7 +252,11 @@ impl LayerLanes {
     /// Every parameter set must be valid and share `cutout`,
     /// `starting_equity` and the six weights (their lengths and thresholds
     /// do not matter here); errors otherwise.
-    pub fn new(params: &[&AtcParams], max_bars: usize, isa: Isa) -> Result<LayerLanes, EngineError> {
+    pub fn new(
+        params: &[&AtcParams],
+        max_bars: usize,
+        isa: Isa,
+    ) -> Result<LayerLanes, EngineError> {
         let lanes_err = |count: usize| EngineError::InvalidParam {
             name: "lanes",
             value: count.to_string(),
@@ -440,9 +444,10 @@ fn lanes_kernel<const W: usize, V: Lanes<W>>(
     num[c..n].fill([0.0; W]);
     den[c..n].fill([0.0; W]);
     let d = V::load(&std::array::from_fn(|l| ll.d[l]));
-    for f in Family::ALL {
-        let sig = &s.sig[f.index() * n * K..(f.index() + 1) * n * K];
-        family_lanes::<W, V>(sig, n, c, ll.start, ll.weights[f.index()], d, facs, num, den);
+    let facs = &facs[..n];
+    for f in 0..6 {
+        let sig = &s.sig[f * n * K..(f + 1) * n * K];
+        family_lanes::<W, V>(sig, c, ll.start, ll.weights[f], d, facs, num, den);
     }
     for i in c..n {
         for l in 0..W {
@@ -452,13 +457,14 @@ fn lanes_kernel<const W: usize, V: Lanes<W>>(
 }
 
 /// One family's layer 1, family signal, layer 2 and average-signal term,
-/// bars `c..n` (the operations of the batched kernel's `family_layers`,
-/// see the module doc for the table lookups and the skipped division).
+/// bars `c..n`: the operations of the batched kernel's `family_layers`
+/// (see the module doc for the table lookups and the skipped division).
+/// (Running two or three families in one bar loop, for more independent
+/// work per bar, measured no faster: the loop is throughput-bound.)
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn family_lanes<const W: usize, V: Lanes<W>>(
     sig: &[u8],
-    n: usize,
     c: usize,
     start: f64,
     w: f64,
@@ -467,17 +473,9 @@ fn family_lanes<const W: usize, V: Lanes<W>>(
     num: &mut [[f64; W]],
     den: &mut [[f64; W]],
 ) {
+    let n = facs.len();
     let (zero, one, quarter) = (V::splat(0.0), V::splat(1.0), V::splat(0.25));
     let sgn = [V::splat(-1.0), zero, one, zero];
-    let (hundred, half) = (V::splat(100.0), V::splat(0.5));
-    // `floor(100·x + 0.5)` without the final `/ 100` (see the module doc).
-    let round_k = |x: V| x.mul(hundred).add(half).floor_exact();
-    let (hi, lo, minus_one) = (V::splat(49.0), V::splat(-49.0), V::splat(-1.0));
-    let avg_term = |k: V, e2: V, num: &mut [f64; W], den: &mut [f64; W]| {
-        let cut = V::select(k.gt(hi), one, V::select(k.lt(lo), minus_one, zero));
-        *num = V::load(num).add(cut.mul(e2)).store();
-        *den = V::load(den).add(e2).store();
-    };
     // The first active bar: every equity is its (floored) start and layer
     // 2 reads an na L1, so its `a` keeps the initial 0.0.
     let v0 = V::splat(start).floor_at(quarter);
@@ -485,31 +483,52 @@ fn family_lanes<const W: usize, V: Lanes<W>>(
     let row = &sig[c * K..(c + 1) * K];
     let (mut nm, mut dn) = (zero, zero);
     for k in 0..K {
-        nm = nm.add(sgn[(row[k] & 3) as usize].mul(e[k]));
+        nm = nm.add(sgn[row[k] as usize].mul(e[k]));
         dn = dn.add(e[k]);
     }
-    let mut k_prev = round_k(nm.div(dn));
+    let mut k_prev = round_k::<W, V>(nm.div(dn));
     let mut e2 = V::splat(w).floor_at(quarter);
     let mut f2 = one.add(zero);
-    avg_term(k_prev, e2, &mut num[c], &mut den[c]);
+    avg_term::<W, V>(k_prev, e2, &mut num[c], &mut den[c]);
     for i in c + 1..n {
         let fr = &facs[i];
         let prev = &sig[(i - 1) * K..i * K];
         let cur = &sig[i * K..(i + 1) * K];
         let (mut nm, mut dn) = (zero, zero);
         for k in 0..K {
-            let fac = V::load(&fr[(prev[k] & 3) as usize]);
+            let fac = V::load(&fr[prev[k] as usize]);
             let v = e[k].mul(d).mul(fac).floor_at(quarter);
-            nm = nm.add(sgn[(cur[k] & 3) as usize].mul(v));
+            nm = nm.add(sgn[cur[k] as usize].mul(v));
             dn = dn.add(v);
             e[k] = v;
         }
         // Layer 2 reads the family signal of the previous bar.
-        let k_now = round_k(nm.div(dn));
+        let k_now = round_k::<W, V>(nm.div(dn));
         let (u, dw) = (V::load(&fr[2]), V::load(&fr[0]));
         f2 = V::select(k_prev.gt(zero), u, V::select(k_prev.lt(zero), dw, f2));
         e2 = e2.mul(d).mul(f2).floor_at(quarter);
-        avg_term(k_now, e2, &mut num[i], &mut den[i]);
+        avg_term::<W, V>(k_now, e2, &mut num[i], &mut den[i]);
         k_prev = k_now;
     }
+}
+
+/// `floor(100·x + 0.5)`: `round2` without its final `/ 100` (see the
+/// module doc). Not a closure: a closure would not inherit the kernel's
+/// target features.
+#[inline(always)]
+fn round_k<const W: usize, V: Lanes<W>>(x: V) -> V {
+    x.mul(V::splat(100.0)).add(V::splat(0.5)).floor_exact()
+}
+
+/// Adds a family's term `Cut(L1)·eq2` and `eq2` to the average signal's
+/// numerator and denominator (spec sec. 12), `Cut` taken on `k = 100·L1`.
+#[inline(always)]
+fn avg_term<const W: usize, V: Lanes<W>>(k: V, e2: V, num: &mut [f64; W], den: &mut [f64; W]) {
+    let cut = V::select(
+        k.gt(V::splat(49.0)),
+        V::splat(1.0),
+        V::select(k.lt(V::splat(-49.0)), V::splat(-1.0), V::splat(0.0)),
+    );
+    *num = V::load(num).add(cut.mul(e2)).store();
+    *den = V::load(den).add(e2).store();
 }

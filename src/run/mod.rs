@@ -552,7 +552,7 @@ pub fn run_to_dir(
 /// drops out later). Built by merging one window at a time, so memory is
 /// the calendar, never symbols × bars; each series' pages are released
 /// after reading.
-fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
+pub(crate) fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
     let mut timeline: Vec<i64> = Vec::new();
     for a in active {
         let ts = &data.view(a.idx).ts[a.window.clone()];

@@ -24,6 +24,7 @@
 
 pub mod grid;
 pub mod output;
+mod plan;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -31,13 +32,19 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backtest::Metrics;
+use crate::backtest::{
+    periods_per_year, simulate_into, Bars, ExecConfig, Metrics, PortfolioSum, SymbolRun, TradeStat,
+};
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
-use crate::engine::{compute_batch, AtcParams, BatchDetail};
+use crate::engine::batch::Isa;
+use crate::engine::{
+    lane_direction, shared_signals, AtcParams, LaneScratch, LayerLanes, SharedSignals, MA_COUNT,
+};
+use crate::run::output::{BENCHMARK, PORTFOLIO};
 use crate::run::{
-    aggregate, collect, prepare, span_hash, trade_series, ActiveSeries, RunError, RunPlan, Skipped,
-    Strategy,
+    aggregate, collect, portfolio_metrics, prepare, span_hash, trade_series, window_timeline,
+    ActiveSeries, RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{Grid, GridError, Value};
 
@@ -152,74 +159,33 @@ fn lengths_key(p: &AtcParams) -> (u8, [usize; 6]) {
     )
 }
 
-/// Per symbol: its active window in each sample (None where it has no bars).
+/// One engine span of a symbol: the bars `start..end` the engine sees, and
+/// the samples whose window is traded on them.
+struct Span {
+    start: usize,
+    end: usize,
+    samples: Vec<usize>,
+    /// [`span_hash`] (only with the cache enabled).
+    hash: String,
+}
+
+/// Per symbol: its active window in each sample (None where it has no
+/// bars), its engine spans, and the periods per year of each window.
 struct SymbolPlan {
     idx: usize,
     per_sample: Vec<Option<ActiveSeries>>,
+    spans: Vec<Span>,
+    ppy: Vec<f64>,
 }
 
 /// Distinct engine spans `(start, end)` of a symbol over its samples.
-fn spans(sp: &SymbolPlan) -> Vec<(usize, usize)> {
+fn spans(per_sample: &[Option<ActiveSeries>]) -> Vec<(usize, usize)> {
     let mut by_start: BTreeMap<usize, usize> = BTreeMap::new();
-    for a in sp.per_sample.iter().flatten() {
+    for a in per_sample.iter().flatten() {
         let e = by_start.entry(a.start).or_insert(0);
         *e = (*e).max(a.window.end);
     }
     by_start.into_iter().collect()
-}
-
-/// A span's average signal and direction, or why the engine refused it.
-type SpanSignals = Result<(Vec<f64>, Vec<i8>), String>;
-
-/// The engine's output for every symbol's spans under `p`: `[symbol]` →
-/// `(start, signals)`. Cached signals are taken from the cache; the rest
-/// are computed in one batched call.
-fn span_signals(
-    data: &Dataset,
-    symbol_plans: &[SymbolPlan],
-    p: &AtcParams,
-    cache: &Cache,
-) -> Vec<Vec<(usize, SpanSignals)>> {
-    let all: Vec<(usize, usize, usize)> = symbol_plans
-        .iter()
-        .enumerate()
-        .flat_map(|(si, sp)| spans(sp).into_iter().map(move |(s, e)| (si, s, e)))
-        .collect();
-    let hash = |&(si, s, e): &(usize, usize, usize)| {
-        span_hash(&data.series()[symbol_plans[si].idx].close_hash, s, e)
-    };
-    let mut out: Vec<Option<SpanSignals>> = all
-        .par_iter()
-        .map(|t| lookup_signals_once(cache, &hash(t), t.2 - t.1, p).map(Ok))
-        .collect();
-    let missing: Vec<usize> = (0..all.len()).filter(|&i| out[i].is_none()).collect();
-    if !missing.is_empty() {
-        let closes: Vec<&[f64]> = missing
-            .iter()
-            .map(|&i| {
-                let (si, s, e) = all[i];
-                &data.view(symbol_plans[si].idx).close[s..e]
-            })
-            .collect();
-        match compute_batch(&closes, p, BatchDetail::Direction) {
-            Ok(v) => {
-                for (&i, r) in missing.iter().zip(v) {
-                    out[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
-                }
-            }
-            Err(e) => {
-                for &i in &missing {
-                    out[i] = Some(Err(e.to_string()));
-                }
-            }
-        }
-    }
-    let mut per_symbol: Vec<Vec<(usize, SpanSignals)>> =
-        symbol_plans.iter().map(|_| Vec::new()).collect();
-    for (&(si, s, _), o) in all.iter().zip(out) {
-        per_symbol[si].push((s, o.unwrap_or_else(|| Err("no engine result".into()))));
-    }
-    per_symbol
 }
 
 /// Runs the sweep. `emit` receives each finished combination's rows (stream
@@ -238,18 +204,8 @@ pub fn sweep(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
-    sweep_with(
-        data,
-        plan,
-        grid,
-        base,
-        samples,
-        strict,
-        cache,
-        None,
-        emit,
-        on_combo,
-        &mut |_, _, _, _| Ok(()),
+    sweep_inner(
+        data, plan, grid, base, samples, strict, cache, None, emit, on_combo, None,
     )
 }
 
@@ -261,14 +217,7 @@ pub type Observer<'a> =
 /// The order in which [`sweep`] processes (and emits) combinations: groups
 /// of equal lengths in a fixed order, grid order inside a group.
 pub fn combo_order(grid: &Grid, base: &AtcParams) -> Vec<usize> {
-    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
-    for c in 0..grid.count() as usize {
-        groups
-            .entry(lengths_key(&grid.combo(base, c)))
-            .or_default()
-            .push(c);
-    }
-    groups.into_values().flatten().collect()
+    combo_groups(grid, base).into_values().flatten().collect()
 }
 
 /// [`sweep`] with the capital split given per sample (`capital_symbols[k]`
@@ -288,6 +237,235 @@ pub fn sweep_with(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
     observe: &mut Observer<'_>,
+) -> Result<SweepResult, RunError> {
+    sweep_inner(
+        data,
+        plan,
+        grid,
+        base,
+        samples,
+        strict,
+        cache,
+        capital_symbols,
+        emit,
+        on_combo,
+        Some(observe),
+    )
+}
+
+/// Bytes of shared-stage results (`R` and 54 signals per engine bar) one
+/// block of symbols may hold.
+const BANK_BUDGET_BYTES: usize = 64 << 20;
+
+/// The fixed inputs of every task of a sweep.
+struct Ctx<'a> {
+    data: &'a Dataset,
+    symbols: &'a [SymbolPlan],
+    capital: &'a [f64],
+    cfg: ExecConfig,
+    cache: &'a Cache,
+    /// Keep every symbol's full result (for an observer).
+    keep_full: bool,
+}
+
+/// What one (combination, sample) gathers over the symbols, in symbol
+/// order: the streamed portfolio of `aggregate`, or (with an observer)
+/// the symbols' full results.
+struct SampleAcc {
+    sum: PortfolioSum,
+    trades: Vec<TradeStat>,
+    fees: Vec<f64>,
+    /// `(symbol plan index, metrics)` of each symbol that traded.
+    rows: Vec<(usize, Metrics)>,
+    failed: Vec<Skipped>,
+    full: Vec<Result<SymbolResult, Skipped>>,
+}
+
+/// One combination inside a task.
+struct TaskCombo {
+    /// Index in the chunk.
+    at: usize,
+    /// Lane of the task's kernel that computes its average signal.
+    lane: usize,
+    params: AtcParams,
+    /// Why the engine refuses the parameters, if it does.
+    invalid: Option<String>,
+    accs: Vec<SampleAcc>,
+}
+
+/// A unit of parallel work (see [`plan::plan_tasks`]).
+struct TaskRun {
+    lanes: Option<LayerLanes>,
+    combos: Vec<TaskCombo>,
+}
+
+/// Buffers a worker thread reuses.
+#[derive(Default)]
+struct Worker {
+    lane: LaneScratch,
+    avg: Vec<f64>,
+    lane_avg: Vec<f64>,
+    dir: Vec<i8>,
+    run: SymbolRun,
+}
+
+impl TaskRun {
+    /// Runs the task's combinations over `block` (symbols in order) whose
+    /// shared stages are `banks[symbol][span]`.
+    fn run_block(
+        &mut self,
+        ctx: &Ctx<'_>,
+        block: std::ops::Range<usize>,
+        banks: &[Vec<Result<SharedSignals, String>>],
+        w: &mut Worker,
+    ) {
+        let data = ctx.data;
+        for (si, bank) in block.zip(banks) {
+            let sp = &ctx.symbols[si];
+            let name = &data.series()[sp.idx].name;
+            for (span, shared) in sp.spans.iter().zip(bank) {
+                let n = span.end - span.start;
+                let hits: Vec<Option<(Vec<f64>, Vec<i8>)>> = self
+                    .combos
+                    .iter()
+                    .map(|c| lookup_signals_once(ctx.cache, &span.hash, n, &c.params))
+                    .collect();
+                let computed = match (&self.lanes, shared) {
+                    (Some(lanes), Ok(sh))
+                        if self
+                            .combos
+                            .iter()
+                            .zip(&hits)
+                            .any(|(c, h)| h.is_none() && c.invalid.is_none()) =>
+                    {
+                        lanes.average_signal(sh, &mut w.lane, &mut w.avg);
+                        Some(lanes.width())
+                    }
+                    _ => None,
+                };
+                for (c, hit) in self.combos.iter_mut().zip(hits) {
+                    // This span's average signal and direction for `c`.
+                    let signals: Result<(), &String> = match (hit, &c.invalid, shared, computed) {
+                        (Some((avg, dir)), _, _, _) => {
+                            (w.lane_avg, w.dir) = (avg, dir);
+                            Ok(())
+                        }
+                        (None, Some(e), _, _) | (None, None, Err(e), _) => Err(e),
+                        (None, None, Ok(_), Some(width)) => {
+                            let p = &c.params;
+                            lane_direction(
+                                &w.avg,
+                                width,
+                                c.lane,
+                                p.long_threshold,
+                                p.short_threshold,
+                                &mut w.dir,
+                            );
+                            if ctx.keep_full {
+                                w.lane_avg.clear();
+                                w.lane_avg
+                                    .extend(w.avg.iter().skip(c.lane).step_by(width).take(n));
+                            }
+                            Ok(())
+                        }
+                        (None, None, Ok(_), None) => unreachable!("computed when needed"),
+                    };
+                    for &k in &span.samples {
+                        let Some(a) = &sp.per_sample[k] else { continue };
+                        let acc = &mut c.accs[k];
+                        let fail = |reason: String| Skipped {
+                            symbol: name.clone(),
+                            reason,
+                        };
+                        let len = a.window.end - a.start;
+                        if ctx.keep_full {
+                            acc.full.push(match signals {
+                                Ok(()) => trade_series(
+                                    data,
+                                    a,
+                                    &w.lane_avg[..len],
+                                    &w.dir[..len],
+                                    ctx.capital[k],
+                                    &ctx.cfg,
+                                ),
+                                Err(reason) => Err(fail(reason.clone())),
+                            });
+                            continue;
+                        }
+                        if let Err(reason) = signals {
+                            acc.failed.push(fail(reason.clone()));
+                            continue;
+                        }
+                        // `trade_series` without its copies: the same
+                        // simulation and metrics, into reused buffers.
+                        let view = data.view(a.idx);
+                        let (start, end) = (a.start, a.window.end);
+                        let bars = Bars {
+                            ts: &view.ts[start..end],
+                            open: &view.open[start..end],
+                            close: &view.close[start..end],
+                        };
+                        let local = a.window.start - start..end - start;
+                        let r = simulate_into(
+                            &mut w.run,
+                            name,
+                            bars,
+                            &w.dir[..len],
+                            local,
+                            ctx.capital[k],
+                            &ctx.cfg,
+                        );
+                        match r {
+                            Ok(()) => {
+                                let m = w.run.metrics_with_ppy(sp.ppy[k]);
+                                acc.sum.add(&w.run);
+                                acc.trades.extend(w.run.trades.iter().map(TradeStat::of));
+                                acc.fees.push(w.run.total_fees);
+                                acc.rows.push((si, m));
+                            }
+                            Err(e) => acc.failed.push(fail(e.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A finished (combination, sample) of the streamed path.
+struct SampleOut {
+    failed: Vec<Skipped>,
+    rows: Vec<(usize, Metrics)>,
+    metrics: Option<(Metrics, Metrics)>,
+}
+
+/// The portfolio of a streamed (combination, sample): what [`aggregate`]
+/// computes from the same symbols, summed in the same order.
+fn finish_sample(acc: SampleAcc, capital: f64) -> SampleOut {
+    let metrics = (!acc.rows.is_empty()).then(|| {
+        let (port, bench) = acc.sum.finish();
+        portfolio_metrics(&port, &bench, &acc.trades, &acc.fees, capital)
+    });
+    SampleOut {
+        failed: acc.failed,
+        rows: acc.rows,
+        metrics,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep_inner(
+    data: &Dataset,
+    plan: &RunPlan,
+    grid: &Grid,
+    base: &Strategy,
+    samples: &[Sample],
+    strict: bool,
+    cache: &Cache,
+    capital_symbols: Option<&[usize]>,
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &(dyn Fn() + Sync),
+    mut observe: Option<&mut Observer<'_>>,
 ) -> Result<SweepResult, RunError> {
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
@@ -319,20 +497,59 @@ pub fn sweep_with(
             base.execution.capital / n.max(1) as f64
         })
         .collect();
-    let mut symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
+    // Every window bar of each sample: a superset of its portfolio's
+    // timeline (see `PortfolioSum`).
+    let timelines: Vec<Vec<i64>> = per_sample_active
         .iter()
-        .map(|a| SymbolPlan {
-            idx: a.idx,
-            per_sample: Vec::with_capacity(samples.len()),
+        .map(|a| window_timeline(data, a))
+        .collect();
+    let symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
+        .iter()
+        .map(|first| {
+            let per_sample: Vec<Option<ActiveSeries>> = per_sample_active
+                .iter()
+                .map(|active| active.iter().find(|a| a.idx == first.idx).cloned())
+                .collect();
+            let view = data.view(first.idx);
+            let ppy = per_sample
+                .iter()
+                .map(|a| {
+                    a.as_ref()
+                        .map_or(0.0, |a| periods_per_year(&view.ts[a.window.clone()]))
+                })
+                .collect();
+            let spans = spans(&per_sample)
+                .into_iter()
+                .map(|(start, end)| Span {
+                    start,
+                    end,
+                    samples: (0..samples.len())
+                        .filter(|&k| per_sample[k].as_ref().is_some_and(|a| a.start == start))
+                        .collect(),
+                    hash: if cache.is_enabled() {
+                        span_hash(&data.series()[first.idx].close_hash, start, end)
+                    } else {
+                        String::new()
+                    },
+                })
+                .collect();
+            SymbolPlan {
+                idx: first.idx,
+                per_sample,
+                spans,
+                ppy,
+            }
         })
         .collect();
-    for sp in &mut symbol_plans {
-        for active in &per_sample_active {
-            sp.per_sample
-                .push(active.iter().find(|a| a.idx == sp.idx).cloned());
-        }
-    }
-    let cfg = base.execution.exec_config();
+    let keep_full = observe.is_some();
+    let ctx = Ctx {
+        data,
+        symbols: &symbol_plans,
+        capital: &capital,
+        cfg: base.execution.exec_config(),
+        cache,
+        keep_full,
+    };
     let total_window_bars: usize = symbol_plans
         .iter()
         .flat_map(|sp| sp.per_sample.iter().flatten())
@@ -340,105 +557,230 @@ pub fn sweep_with(
         .sum();
     let engine_bars: usize = symbol_plans
         .iter()
-        .flat_map(|sp| spans(sp).into_iter().map(|(s, e)| e - s))
+        .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
         .sum();
-    // Per combination a chunk holds each symbol's trade results (~64 bytes
-    // per window bar) and the engine's signals (9 bytes per engine bar).
-    let per_combo = total_window_bars * 64 + engine_bars * 9;
+    let longest = symbol_plans
+        .iter()
+        .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
+        .max()
+        .unwrap_or(0);
+    // Per combination a chunk holds, per sample, a portfolio sum (~41
+    // bytes per timeline bar) and each symbol's metrics, and the trade
+    // statistics (~2 bytes per window bar at one trade per 20 bars); with
+    // an observer, each symbol's full results (~64 bytes per window bar)
+    // and signals (9 bytes per engine bar).
+    let per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
+        + per_sample_active
+            .iter()
+            .map(|a| a.len() * (std::mem::size_of::<Metrics>() + 64))
+            .sum::<usize>()
+        + total_window_bars * 2
+        + longest * 8
+        + if keep_full {
+            total_window_bars * 64 + engine_bars * 9
+        } else {
+            0
+        };
     let chunk = (CHUNK_BUDGET_BYTES / per_combo.max(1)).clamp(1, 4096);
-
-    // Group combinations by lengths, keeping grid order inside a group.
-    let count = grid.count() as usize;
-    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
-    for c in 0..count {
-        groups
-            .entry(lengths_key(&grid.combo(&base.atc, c)))
-            .or_default()
-            .push(c);
+    // Symbols whose shared stages fit the bank budget together.
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    while at < symbol_plans.len() {
+        let mut end = at;
+        let mut bytes = 0;
+        while end < symbol_plans.len() && (end == at || bytes < BANK_BUDGET_BYTES) {
+            bytes += symbol_plans[end]
+                .spans
+                .iter()
+                .map(|s| (s.end - s.start) * (MA_COUNT + 8))
+                .sum::<usize>();
+            end += 1;
+        }
+        blocks.push(at..end);
+        at = end;
     }
+    let width = LayerLanes::max_width(Isa::Auto);
+    let min_tasks = 4 * rayon::current_num_threads();
 
-    let mut summaries: Vec<Option<ComboSummary>> = vec![None; count];
+    let mut summaries: Vec<Option<ComboSummary>> = vec![None; grid.count() as usize];
     let mut combo_bars = 0u64;
-    for combos in groups.values() {
+    for combos in combo_groups(grid, &base.atc).values() {
         for chunk_combos in combos.chunks(chunk) {
             let params: Vec<AtcParams> = chunk_combos
                 .iter()
                 .map(|&c| grid.combo(&base.atc, c))
                 .collect();
-            // [combo][symbol] → (span start, signals)
-            let signals: Vec<Vec<Vec<(usize, SpanSignals)>>> = params
+            let invalid: Vec<Option<String>> = params
                 .iter()
-                .map(|p| span_signals(data, &symbol_plans, p, cache))
+                .map(|p| p.validate().err().map(|e| e.to_string()))
                 .collect();
-            // [symbol][combo][sample]
-            let per_symbol: Vec<Vec<Vec<Option<Result<_, Skipped>>>>> = symbol_plans
-                .par_iter()
-                .enumerate()
-                .map(|(si, sp)| {
-                    signals
+            let valid: Vec<bool> = invalid.iter().map(Option::is_none).collect();
+            let new_acc = |k: usize| SampleAcc {
+                sum: PortfolioSum::new(
+                    if keep_full {
+                        Vec::new()
+                    } else {
+                        timelines[k].clone()
+                    },
+                    capital[k],
+                ),
+                trades: Vec::new(),
+                fees: Vec::new(),
+                rows: Vec::new(),
+                failed: Vec::new(),
+                full: Vec::new(),
+            };
+            let mut tasks: Vec<TaskRun> = plan::plan_tasks(&params, &valid, width, min_tasks)
+                .into_iter()
+                .map(|t| {
+                    let lane_params: Vec<&AtcParams> =
+                        t.lanes.iter().map(|&c| &params[c]).collect();
+                    TaskRun {
+                        lanes: (!lane_params.is_empty())
+                            .then(|| LayerLanes::new(&lane_params, longest, Isa::Auto).ok())
+                            .flatten(),
+                        combos: t
+                            .combos
+                            .iter()
+                            .map(|&(at, lane)| TaskCombo {
+                                at,
+                                lane,
+                                params: params[at].clone(),
+                                invalid: invalid[at].clone(),
+                                accs: (0..samples.len()).map(new_acc).collect(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            let lengths = params.iter().zip(&valid).find(|(_, v)| **v).map(|(p, _)| p);
+            for block in &blocks {
+                let spans: Vec<&[f64]> = symbol_plans[block.clone()]
+                    .iter()
+                    .flat_map(|sp| {
+                        let close = data.view(sp.idx).close;
+                        sp.spans.iter().map(move |s| &close[s.start..s.end])
+                    })
+                    .collect();
+                let shared: Vec<Result<SharedSignals, String>> = match lengths {
+                    Some(p) => match shared_signals(&spans, p, Isa::Auto) {
+                        Ok(v) => v
+                            .into_iter()
+                            .map(|r| r.map_err(|e| e.to_string()))
+                            .collect(),
+                        Err(e) => spans.iter().map(|_| Err(e.to_string())).collect(),
+                    },
+                    None => spans
                         .iter()
-                        .map(|per_symbol| {
-                            sp.per_sample
-                                .iter()
-                                .enumerate()
-                                .map(|(k, a)| {
-                                    let a = a.as_ref()?;
-                                    let (_, sig) =
-                                        per_symbol[si].iter().find(|(s, _)| *s == a.start)?;
-                                    let len = a.window.end - a.start;
-                                    Some(match sig {
-                                        Ok((avg, dir)) => trade_series(
-                                            data,
-                                            a,
-                                            &avg[..len],
-                                            &dir[..len],
-                                            capital[k],
-                                            &cfg,
-                                        ),
-                                        Err(reason) => Err(Skipped {
-                                            symbol: data.series()[sp.idx].name.clone(),
-                                            reason: reason.clone(),
-                                        }),
-                                    })
-                                })
-                                .collect()
-                        })
+                        .map(|_| Err("no valid parameters".into()))
+                        .collect(),
+                };
+                let mut shared: Vec<_> = shared.into_iter().rev().collect();
+                let banks: Vec<Vec<Result<SharedSignals, String>>> = symbol_plans[block.clone()]
+                    .iter()
+                    .map(|sp| sp.spans.iter().filter_map(|_| shared.pop()).collect())
+                    .collect();
+                tasks.par_iter_mut().for_each_init(Worker::default, |w, t| {
+                    t.run_block(&ctx, block.clone(), &banks, w)
+                });
+                // Done with these series for this chunk: let the kernel
+                // drop their mapped pages.
+                for sp in &symbol_plans[block.clone()] {
+                    data.release(sp.idx);
+                }
+            }
+            // Back in chunk order.
+            let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..params.len()).map(|_| None).collect();
+            for t in tasks {
+                for c in t.combos {
+                    accs[c.at] = Some(c.accs);
+                }
+            }
+            let accs: Vec<Vec<SampleAcc>> =
+                accs.into_iter().map(Option::unwrap_or_default).collect();
+            if let Some(observe) = observe.as_deref_mut() {
+                for ((ci, &c), accs) in chunk_combos.iter().enumerate().zip(accs) {
+                    let mut rows = Vec::new();
+                    let mut port = Vec::new();
+                    let mut bench = Vec::new();
+                    for (k, acc) in accs.into_iter().enumerate() {
+                        let mut sk = Vec::new();
+                        let symbols = collect(acc.full, &mut sk, strict)?;
+                        observe(c, k, &symbols, &sk)
+                            .map_err(|message| RunError::Output { message })?;
+                        if c == 0 && k == 0 {
+                            skipped.extend(sk);
+                        }
+                        if symbols.is_empty() {
+                            port.push(None);
+                            bench.push(None);
+                            continue;
+                        }
+                        let r = aggregate(symbols, Vec::new(), capital[k]);
+                        push_rows(&mut rows, c, &samples[k].name, &r);
+                        port.push(Some(r.portfolio_metrics));
+                        bench.push(Some(r.benchmark_metrics));
+                    }
+                    summaries[c] = Some(ComboSummary {
+                        combo: c,
+                        params: params[ci].clone(),
+                        portfolio: port,
+                        benchmark: bench,
+                    });
+                    emit(rows).map_err(|message| RunError::Output { message })?;
+                    combo_bars += engine_bars as u64;
+                    on_combo();
+                }
+                continue;
+            }
+            let finished: Vec<Vec<SampleOut>> = accs
+                .into_par_iter()
+                .map(|accs| {
+                    accs.into_iter()
+                        .enumerate()
+                        .map(|(k, acc)| finish_sample(acc, capital[k]))
                         .collect()
                 })
                 .collect();
-            drop(signals);
-            // Transpose to combos, aggregate each sample in symbol order.
-            let mut per_symbol: Vec<_> = per_symbol.into_iter().map(|v| v.into_iter()).collect();
-            for (ci, &c) in chunk_combos.iter().enumerate() {
-                let mut by_sample: Vec<Vec<Result<_, Skipped>>> = vec![Vec::new(); samples.len()];
-                for it in per_symbol.iter_mut() {
-                    if let Some(v) = it.next() {
-                        for (k, r) in v.into_iter().enumerate() {
-                            if let Some(r) = r {
-                                by_sample[k].push(r);
-                            }
-                        }
-                    }
-                }
+            for ((ci, &c), outs) in chunk_combos.iter().enumerate().zip(finished) {
                 let mut rows = Vec::new();
                 let mut port = Vec::new();
                 let mut bench = Vec::new();
-                for (k, outcomes) in by_sample.into_iter().enumerate() {
-                    let mut sk = Vec::new();
-                    let symbols = collect(outcomes, &mut sk, strict)?;
-                    observe(c, k, &symbols, &sk).map_err(|message| RunError::Output { message })?;
-                    if c == 0 && k == 0 {
-                        skipped.extend(sk);
+                for (k, out) in outs.into_iter().enumerate() {
+                    if strict {
+                        if let Some(s) = out.failed.into_iter().next() {
+                            return Err(RunError::Strict {
+                                symbol: s.symbol,
+                                reason: s.reason,
+                            });
+                        }
+                    } else if c == 0 && k == 0 {
+                        skipped.extend(out.failed);
                     }
-                    if symbols.is_empty() {
+                    let Some((pm, bm)) = out.metrics else {
                         port.push(None);
                         bench.push(None);
                         continue;
+                    };
+                    let sample = &samples[k].name;
+                    for (si, metrics) in out.rows {
+                        rows.push(Row {
+                            combo: c,
+                            sample: sample.clone(),
+                            symbol: data.series()[symbol_plans[si].idx].name.clone(),
+                            metrics,
+                        });
                     }
-                    let r = aggregate(symbols, Vec::new(), capital[k]);
-                    push_rows(&mut rows, c, &samples[k].name, &r);
-                    port.push(Some(r.portfolio_metrics));
-                    bench.push(Some(r.benchmark_metrics));
+                    for (name, m) in [(PORTFOLIO, &pm), (BENCHMARK, &bm)] {
+                        rows.push(Row {
+                            combo: c,
+                            sample: sample.clone(),
+                            symbol: name.to_string(),
+                            metrics: m.clone(),
+                        });
+                    }
+                    port.push(Some(pm));
+                    bench.push(Some(bm));
                 }
                 summaries[c] = Some(ComboSummary {
                     combo: c,
@@ -458,4 +800,17 @@ pub fn sweep_with(
         skipped,
         combo_bars,
     })
+}
+
+/// Combination numbers grouped by lengths (in a fixed order), grid order
+/// inside a group.
+fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec<usize>> {
+    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
+    for c in 0..grid.count() as usize {
+        groups
+            .entry(lengths_key(&grid.combo(base, c)))
+            .or_default()
+            .push(c);
+    }
+    groups
 }
