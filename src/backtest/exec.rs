@@ -243,10 +243,12 @@ struct Holding {
     entry_fee: f64,
 }
 
-fn validate(
+/// The checks of [`simulate`] that do not read the direction's values, in
+/// its order (`dir_len`: the direction's length).
+fn validate_inputs(
     symbol: &str,
     bars: &Bars<'_>,
-    dir: &[i8],
+    dir_len: usize,
     window: &Range<usize>,
     capital: f64,
     cfg: &ExecConfig,
@@ -255,7 +257,7 @@ fn validate(
     for (what, got) in [
         ("open", bars.open.len()),
         ("close", bars.close.len()),
-        ("dir", dir.len()),
+        ("dir", dir_len),
     ] {
         if got != n {
             return Err(BacktestError::LengthMismatch {
@@ -306,6 +308,11 @@ fn validate(
             });
         }
     }
+    Ok(())
+}
+
+/// The last check of [`simulate`]: the direction values it reads.
+fn validate_dir(symbol: &str, dir: &[i8], window: &Range<usize>) -> Result<(), BacktestError> {
     // Only dir[start-1 .. end-1] is read; the last bar's dir would fill after the window.
     let first_read = window.start.saturating_sub(1);
     for (i, &d) in dir.iter().enumerate().take(window.end).skip(first_read) {
@@ -340,9 +347,8 @@ pub fn simulate(
     Ok(run)
 }
 
-/// [`simulate`] into `run`, reusing its vectors' memory (a sweep simulates
-/// every symbol once per combination). `run` is overwritten entirely; on
-/// an error its content is unspecified.
+/// [`simulate`] into `run`, reusing its vectors' memory. `run` is
+/// overwritten entirely; on an error its content is unspecified.
 pub fn simulate_into(
     run: &mut SymbolRun,
     symbol: &str,
@@ -352,7 +358,70 @@ pub fn simulate_into(
     capital: f64,
     cfg: &ExecConfig,
 ) -> Result<(), BacktestError> {
-    validate(symbol, &bars, dir, &window, capital, cfg)?;
+    let inputs = Checked::new(symbol, bars, dir.len(), window, capital, cfg)?;
+    simulate_checked_into(run, &inputs, dir)
+}
+
+/// The inputs of [`simulate`] other than the direction, checked once: a
+/// sweep simulates the same bars, window, capital and costs once per
+/// combination ([`simulate_checked_into`]).
+#[derive(Debug, Clone)]
+pub struct Checked<'a> {
+    symbol: &'a str,
+    bars: Bars<'a>,
+    window: Range<usize>,
+    capital: f64,
+    cfg: ExecConfig,
+}
+
+impl<'a> Checked<'a> {
+    /// Runs the checks of [`simulate`] that do not read the direction's
+    /// values, in its order (`dir_len`: the length of the directions that
+    /// will be simulated): the same error `simulate` would return first.
+    pub fn new(
+        symbol: &'a str,
+        bars: Bars<'a>,
+        dir_len: usize,
+        window: Range<usize>,
+        capital: f64,
+        cfg: &ExecConfig,
+    ) -> Result<Checked<'a>, BacktestError> {
+        validate_inputs(symbol, &bars, dir_len, &window, capital, cfg)?;
+        Ok(Checked {
+            symbol,
+            bars,
+            window,
+            capital,
+            cfg: *cfg,
+        })
+    }
+}
+
+/// [`simulate_into`] on checked inputs: only the direction is checked
+/// (its length, then its values), so the result and any error are those
+/// of [`simulate`] with the same arguments.
+pub fn simulate_checked_into(
+    run: &mut SymbolRun,
+    inputs: &Checked<'_>,
+    dir: &[i8],
+) -> Result<(), BacktestError> {
+    let Checked {
+        symbol,
+        bars,
+        ref window,
+        capital,
+        ref cfg,
+    } = *inputs;
+    let window = window.clone();
+    if dir.len() != bars.ts.len() {
+        return Err(BacktestError::LengthMismatch {
+            symbol: symbol.to_string(),
+            what: "dir",
+            expected: bars.ts.len(),
+            got: dir.len(),
+        });
+    }
+    validate_dir(symbol, dir, &window)?;
     let len = window.len();
     run.symbol.clear();
     run.symbol.push_str(symbol);

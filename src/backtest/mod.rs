@@ -30,7 +30,9 @@ mod trade;
 
 pub use annualise::periods_per_year;
 pub use error::BacktestError;
-pub use exec::{simulate, simulate_into, Bars, ExecConfig, Mode, SymbolRun};
+pub use exec::{
+    simulate, simulate_checked_into, simulate_into, Bars, Checked, ExecConfig, Mode, SymbolRun,
+};
 pub use metrics::{
     metrics, metrics_of_stats, metrics_of_stats_with_ppy, metrics_with_ppy, Metrics, TradeStat,
 };

@@ -282,6 +282,8 @@ struct Scratch<const W: usize> {
     x: Vec<[f64; W]>,
     /// [`BAR_ROWS`] rows of one value per bar (see [`bar_rows`]).
     bars: Vec<[f64; W]>,
+    /// The shared stage's signals of a family as lane bits.
+    masks: Vec<u16>,
 }
 
 impl<const W: usize> Default for Scratch<W> {
@@ -291,6 +293,7 @@ impl<const W: usize> Default for Scratch<W> {
             tmp: Vec::new(),
             x: Vec::new(),
             bars: Vec::new(),
+            masks: Vec::new(),
         }
     }
 }
@@ -1116,36 +1119,31 @@ fn shared_kernel<const W: usize, V: Lanes<W>>(
             o[l] = (w[1][l] - w[0][l]).abs();
         }
     }
-    let (one, two52) = (V::splat(1.0), V::splat(4_503_599_627_370_496.0));
+    let zero = V::splat(0.0);
+    // Per bar and MA, the lanes whose signal is 1 (low byte) and -1 (next
+    // byte) as bits (W <= 8).
+    let mut masks = std::mem::take(&mut sc.masks);
+    masks.resize(K * n, 0);
     for f in Family::ALL {
         family_mas::<W, V>(f, x, &lens[f.index()], diffs, mas, tmp);
-        let mut s = [V::splat(0.0); K];
-        for i in 0..n {
+        let mut s = [zero; K];
+        for (i, row) in masks.chunks_exact_mut(K).enumerate() {
             if i >= 1 {
                 update_signals(&mut s, x, &*mas, i, n);
             }
-            // -1, 0, 1 stored as 0, 1, 2, the low byte of the bits of
-            // (s + 1) + 2^52; byte l of word k is lane l's (W <= 8), so each
-            // lane's nine bytes are shifts. (Loops, not `map`: a closure
-            // would not inherit the kernel's target features.)
-            let mut words = [0u64; K];
-            for (word, v) in words.iter_mut().zip(&s) {
-                let y = v.add(one).add(two52).store();
-                let mut bytes = [0u8; 8];
-                for (b, y) in bytes.iter_mut().zip(&y) {
-                    *b = y.to_bits() as u8;
-                }
-                *word = u64::from_le_bytes(bytes);
+            for (m, v) in row.iter_mut().zip(&s) {
+                *m = (V::bits(v.gt(zero)) | V::bits(v.lt(zero)) << 8) as u16;
             }
-            for (l, o) in out.iter_mut().enumerate() {
-                if let Some(row) = o.row_mut(f.index(), i) {
-                    for (b, w) in row.iter_mut().zip(&words) {
-                        *b = (w >> (8 * l)) as u8;
-                    }
-                }
+        }
+        // Each lane's signal + 1 (0, 1, 2), contiguous in and out.
+        for (l, o) in out.iter_mut().enumerate() {
+            let dst = o.family_mut(f.index());
+            for (b, m) in dst.iter_mut().zip(&masks) {
+                *b = 1 + (m >> l & 1) as u8 - (m >> (l + 8) & 1) as u8;
             }
         }
     }
+    sc.masks = masks;
 }
 
 #[cfg(test)]

@@ -75,13 +75,10 @@ impl SharedSignals {
         }
     }
 
-    /// The nine signals (+1) of family `f` at bar `i`, if `i < n`.
-    pub(super) fn row_mut(&mut self, f: usize, i: usize) -> Option<&mut [u8]> {
-        if i >= self.n {
-            return None;
-        }
-        let at = (f * self.n + i) * K;
-        Some(&mut self.sig[at..at + K])
+    /// The signals (+1) of family `f`, bar after bar, nine per bar. Every
+    /// byte written must be 0, 1 or 2 (the layer kernel relies on it).
+    pub(super) fn family_mut(&mut self, f: usize) -> &mut [u8] {
+        &mut self.sig[f * self.n * K..(f + 1) * self.n * K]
     }
 
     /// Bars.
@@ -343,24 +340,26 @@ pub fn lane_direction(
     short: f64,
     out: &mut Vec<i8>,
 ) {
+    let width = width.max(1);
+    let n = avg.len() / width;
     out.clear();
-    let n = avg.len() / width.max(1);
-    if n == 0 {
-        return;
-    }
-    out.reserve(n);
-    out.push(0);
-    let mut state = 0.0f64;
-    let mut p = avg[lane];
-    for i in 1..n {
-        let a = avg[i * width + lane];
-        if a > long && p <= long {
-            state = 1.0;
+    out.resize(n, 0);
+    // The engine keeps the state as the f64 0, 1 or -1 and writes it `as
+    // i8`; the same values as an i8 directly.
+    let mut state = 0i8;
+    let mut p = f64::NAN;
+    for (i, (bar, d)) in avg.chunks_exact(width).zip(out.iter_mut()).enumerate() {
+        let a = bar[lane.min(width - 1)];
+        // Bar 0 has no previous bar: no cross.
+        if i > 0 {
+            if a > long && p <= long {
+                state = 1;
+            }
+            if a < short && p >= short {
+                state = -1;
+            }
         }
-        if a < short && p >= short {
-            state = -1.0;
-        }
-        out.push(state as i8);
+        *d = state;
         p = a;
     }
 }
@@ -496,9 +495,16 @@ fn family_lanes<const W: usize, V: Lanes<W>>(
         let cur = &sig[i * K..(i + 1) * K];
         let (mut nm, mut dn) = (zero, zero);
         for k in 0..K {
-            let fac = V::load(&fr[prev[k] as usize]);
-            let v = e[k].mul(d).mul(fac).floor_at(quarter);
-            nm = nm.add(sgn[cur[k] as usize].mul(v));
+            let (p, s) = (prev[k] as usize, cur[k] as usize);
+            debug_assert!(p < 3 && s < 3);
+            // SAFETY: a `SharedSignals` only ever holds 0, 1 or 2 (`nan`
+            // fills 1s, `from_bank` checks, the shared kernel writes
+            // 1 + [s > 0] − [s < 0]), and both tables have four entries.
+            // (Bounds checks here cost a third of the kernel's
+            // instructions: they kept every index live across the loop.)
+            let (fac, sg) = unsafe { (fr.get_unchecked(p), sgn.get_unchecked(s)) };
+            let v = e[k].mul(d).mul(V::load(fac)).floor_at(quarter);
+            nm = nm.add(sg.mul(v));
             dn = dn.add(v);
             e[k] = v;
         }

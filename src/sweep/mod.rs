@@ -33,7 +33,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{
-    periods_per_year, simulate_into, Bars, ExecConfig, Metrics, PortfolioSum, SymbolRun, TradeStat,
+    periods_per_year, simulate_checked_into, Bars, Checked, ExecConfig, Metrics, PortfolioSum,
+    SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
@@ -323,8 +324,30 @@ impl TaskRun {
         for (si, bank) in block.zip(banks) {
             let sp = &ctx.symbols[si];
             let name = &data.series()[sp.idx].name;
+            let view = data.view(sp.idx);
             for (span, shared) in sp.spans.iter().zip(bank) {
                 let n = span.end - span.start;
+                // The backtest's inputs other than the direction, checked
+                // once for all the task's combinations (lean path only).
+                let inputs: Vec<Option<Result<Checked<'_>, String>>> = (0..ctx.capital.len())
+                    .map(|k| {
+                        let a = sp.per_sample[k].as_ref()?;
+                        if ctx.keep_full || !span.samples.contains(&k) {
+                            return None;
+                        }
+                        let (start, end) = (a.start, a.window.end);
+                        let bars = Bars {
+                            ts: &view.ts[start..end],
+                            open: &view.open[start..end],
+                            close: &view.close[start..end],
+                        };
+                        let local = a.window.start - start..end - start;
+                        Some(
+                            Checked::new(name, bars, end - start, local, ctx.capital[k], &ctx.cfg)
+                                .map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect();
                 let hits: Vec<Option<(Vec<f64>, Vec<i8>)>> = self
                     .combos
                     .iter()
@@ -398,23 +421,14 @@ impl TaskRun {
                         }
                         // `trade_series` without its copies: the same
                         // simulation and metrics, into reused buffers.
-                        let view = data.view(a.idx);
-                        let (start, end) = (a.start, a.window.end);
-                        let bars = Bars {
-                            ts: &view.ts[start..end],
-                            open: &view.open[start..end],
-                            close: &view.close[start..end],
+                        let r = match &inputs[k] {
+                            Some(Ok(checked)) => {
+                                simulate_checked_into(&mut w.run, checked, &w.dir[..len])
+                                    .map_err(|e| e.to_string())
+                            }
+                            Some(Err(e)) => Err(e.clone()),
+                            None => Err("no window".into()),
                         };
-                        let local = a.window.start - start..end - start;
-                        let r = simulate_into(
-                            &mut w.run,
-                            name,
-                            bars,
-                            &w.dir[..len],
-                            local,
-                            ctx.capital[k],
-                            &ctx.cfg,
-                        );
                         match r {
                             Ok(()) => {
                                 let m = w.run.metrics_with_ppy(sp.ppy[k]);
@@ -423,7 +437,7 @@ impl TaskRun {
                                 acc.fees.push(w.run.total_fees);
                                 acc.rows.push((si, m));
                             }
-                            Err(e) => acc.failed.push(fail(e.to_string())),
+                            Err(reason) => acc.failed.push(fail(reason)),
                         }
                     }
                 }
@@ -453,6 +467,253 @@ fn finish_sample(acc: SampleAcc, capital: f64) -> SampleOut {
     }
 }
 
+/// The shared stages of some symbols' spans: `[symbol][span]`.
+type Banks = Vec<Vec<Result<SharedSignals, String>>>;
+
+/// The shared stages of the spans of `symbols` under the lengths of `p`
+/// (`None`: no valid parameters, nothing to compute).
+fn shared_banks(data: &Dataset, symbols: &[SymbolPlan], p: Option<&AtcParams>) -> Banks {
+    let spans: Vec<&[f64]> = symbols
+        .iter()
+        .flat_map(|sp| {
+            let close = data.view(sp.idx).close;
+            sp.spans.iter().map(move |s| &close[s.start..s.end])
+        })
+        .collect();
+    let all: Vec<Result<SharedSignals, String>> = match p {
+        Some(p) => match shared_signals(&spans, p, Isa::Auto) {
+            Ok(v) => v
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => spans.iter().map(|_| Err(e.to_string())).collect(),
+        },
+        None => spans
+            .iter()
+            .map(|_| Err("no valid parameters".into()))
+            .collect(),
+    };
+    let mut all = all.into_iter();
+    symbols
+        .iter()
+        .map(|sp| all.by_ref().take(sp.spans.len()).collect())
+        .collect()
+}
+
+/// A chunk of one lengths group's combinations (in processing order)
+/// with its tasks.
+struct Chunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    tasks: Vec<TaskRun>,
+}
+
+/// A chunk whose tasks have run: per combination, per sample, what it
+/// gathered, back in chunk order.
+struct RanChunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    accs: Vec<Vec<SampleAcc>>,
+}
+
+impl Chunk {
+    /// Runs every task over every symbol: the shared stages are `kept`,
+    /// or computed block by block (and their data pages released).
+    fn run(
+        mut self,
+        ctx: &Ctx<'_>,
+        blocks: &[std::ops::Range<usize>],
+        kept: Option<&Banks>,
+    ) -> RanChunk {
+        let lengths = self
+            .tasks
+            .iter()
+            .flat_map(|t| &t.combos)
+            .find(|c| c.invalid.is_none())
+            .map(|c| c.params.clone());
+        for block in blocks {
+            let computed;
+            let banks = match kept {
+                Some(all) => &all[block.clone()],
+                None => {
+                    computed =
+                        shared_banks(ctx.data, &ctx.symbols[block.clone()], lengths.as_ref());
+                    &computed[..]
+                }
+            };
+            self.tasks
+                .par_iter_mut()
+                .for_each_init(Worker::default, |w, t| {
+                    t.run_block(ctx, block.clone(), banks, w)
+                });
+            if kept.is_none() {
+                // Done with these series for this chunk: let the kernel
+                // drop their mapped pages.
+                for sp in &ctx.symbols[block.clone()] {
+                    ctx.data.release(sp.idx);
+                }
+            }
+        }
+        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.params.len()).map(|_| None).collect();
+        for t in self.tasks {
+            for c in t.combos {
+                accs[c.at] = Some(c.accs);
+            }
+        }
+        RanChunk {
+            combos: self.combos,
+            params: self.params,
+            accs: accs.into_iter().map(Option::unwrap_or_default).collect(),
+        }
+    }
+}
+
+/// A streamed chunk with every portfolio summed, ready to emit.
+struct FinishedChunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    outs: Vec<Vec<SampleOut>>,
+}
+
+impl RanChunk {
+    /// The portfolios of every (combination, sample), in parallel.
+    fn finish(self, capital: &[f64]) -> FinishedChunk {
+        let outs = self
+            .accs
+            .into_par_iter()
+            .map(|accs| {
+                accs.into_iter()
+                    .enumerate()
+                    .map(|(k, acc)| finish_sample(acc, capital[k]))
+                    .collect()
+            })
+            .collect();
+        FinishedChunk {
+            combos: self.combos,
+            params: self.params,
+            outs,
+        }
+    }
+}
+
+/// What the emitting side of a sweep updates, combination by combination.
+struct Emitter<'e, 'o> {
+    data: &'e Dataset,
+    symbols: &'e [SymbolPlan],
+    samples: &'e [Sample],
+    capital: &'e [f64],
+    strict: bool,
+    engine_bars: usize,
+    emit: &'e mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &'e (dyn Fn() + Sync),
+    observe: Option<&'e mut Observer<'o>>,
+    summaries: Vec<Option<ComboSummary>>,
+    skipped: Vec<Skipped>,
+    combo_bars: u64,
+}
+
+impl Emitter<'_, '_> {
+    fn done(
+        &mut self,
+        c: usize,
+        params: AtcParams,
+        rows: Vec<Row>,
+        port: Vec<Option<Metrics>>,
+        bench: Vec<Option<Metrics>>,
+    ) -> Result<(), RunError> {
+        self.summaries[c] = Some(ComboSummary {
+            combo: c,
+            params,
+            portfolio: port,
+            benchmark: bench,
+        });
+        (self.emit)(rows).map_err(|message| RunError::Output { message })?;
+        self.combo_bars += self.engine_bars as u64;
+        (self.on_combo)();
+        Ok(())
+    }
+
+    /// Emits a streamed chunk: each combination's rows (symbols, then
+    /// `PORTFOLIO` and `BENCHMARK`, per sample), as [`push_rows`] orders
+    /// them.
+    fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
+        for ((&c, params), outs) in fin.combos.iter().zip(fin.params).zip(fin.outs) {
+            let mut rows = Vec::new();
+            let mut port = Vec::new();
+            let mut bench = Vec::new();
+            for (k, out) in outs.into_iter().enumerate() {
+                if self.strict {
+                    if let Some(s) = out.failed.into_iter().next() {
+                        return Err(RunError::Strict {
+                            symbol: s.symbol,
+                            reason: s.reason,
+                        });
+                    }
+                } else if c == 0 && k == 0 {
+                    self.skipped.extend(out.failed);
+                }
+                let Some((pm, bm)) = out.metrics else {
+                    port.push(None);
+                    bench.push(None);
+                    continue;
+                };
+                let sample = &self.samples[k].name;
+                for (si, metrics) in out.rows {
+                    rows.push(Row {
+                        combo: c,
+                        sample: sample.clone(),
+                        symbol: self.data.series()[self.symbols[si].idx].name.clone(),
+                        metrics,
+                    });
+                }
+                for (name, m) in [(PORTFOLIO, &pm), (BENCHMARK, &bm)] {
+                    rows.push(Row {
+                        combo: c,
+                        sample: sample.clone(),
+                        symbol: name.to_string(),
+                        metrics: m.clone(),
+                    });
+                }
+                port.push(Some(pm));
+                bench.push(Some(bm));
+            }
+            self.done(c, params, rows, port, bench)?;
+        }
+        Ok(())
+    }
+
+    /// Emits a chunk kept in full for the observer: the steps of `run`
+    /// ([`collect`], [`aggregate`]) on each (combination, sample).
+    fn observed(&mut self, ran: RanChunk) -> Result<(), RunError> {
+        for ((&c, params), accs) in ran.combos.iter().zip(ran.params).zip(ran.accs) {
+            let mut rows = Vec::new();
+            let mut port = Vec::new();
+            let mut bench = Vec::new();
+            for (k, acc) in accs.into_iter().enumerate() {
+                let mut sk = Vec::new();
+                let symbols = collect(acc.full, &mut sk, self.strict)?;
+                if let Some(observe) = self.observe.as_deref_mut() {
+                    observe(c, k, &symbols, &sk).map_err(|message| RunError::Output { message })?;
+                }
+                if c == 0 && k == 0 {
+                    self.skipped.extend(sk);
+                }
+                if symbols.is_empty() {
+                    port.push(None);
+                    bench.push(None);
+                    continue;
+                }
+                let r = aggregate(symbols, Vec::new(), self.capital[k]);
+                push_rows(&mut rows, c, &self.samples[k].name, &r);
+                port.push(Some(r.portfolio_metrics));
+                bench.push(Some(r.benchmark_metrics));
+            }
+            self.done(c, params, rows, port, bench)?;
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sweep_inner(
     data: &Dataset,
@@ -465,7 +726,7 @@ fn sweep_inner(
     capital_symbols: Option<&[usize]>,
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
-    mut observe: Option<&mut Observer<'_>>,
+    observe: Option<&mut Observer<'_>>,
 ) -> Result<SweepResult, RunError> {
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
@@ -503,7 +764,205 @@ fn sweep_inner(
         .iter()
         .map(|a| window_timeline(data, a))
         .collect();
-    let symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
+    let symbol_plans = symbol_plans(data, &per_sample_active, samples.len(), cache);
+    let keep_full = observe.is_some();
+    let ctx = Ctx {
+        data,
+        symbols: &symbol_plans,
+        capital: &capital,
+        cfg: base.execution.exec_config(),
+        cache,
+        keep_full,
+    };
+    let total_window_bars: usize = symbol_plans
+        .iter()
+        .flat_map(|sp| sp.per_sample.iter().flatten())
+        .map(|a| a.window.len())
+        .sum();
+    let span_bars = || {
+        symbol_plans
+            .iter()
+            .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
+    };
+    let engine_bars: usize = span_bars().sum();
+    let longest = span_bars().max().unwrap_or(0);
+    // Per combination a chunk holds, per sample, a portfolio sum (~41
+    // bytes per timeline bar) and each symbol's metrics, and the trade
+    // statistics (~2 bytes per window bar at one trade per 20 bars); with
+    // an observer, each symbol's full results (~64 bytes per window bar)
+    // and signals (9 bytes per engine bar). Two chunks are alive at once
+    // (one emitted while the next runs).
+    let per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
+        + per_sample_active
+            .iter()
+            .map(|a| a.len() * (std::mem::size_of::<Metrics>() + 64))
+            .sum::<usize>()
+        + total_window_bars * 2
+        + longest * 8
+        + if keep_full {
+            total_window_bars * 64 + engine_bars * 9
+        } else {
+            0
+        };
+    let budget_chunk = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
+    // The shared stages of every symbol, kept for a whole lengths group
+    // when they fit the budget; else computed per block of symbols (and
+    // chunk).
+    let bank_bytes = |sp: &SymbolPlan| -> usize {
+        sp.spans
+            .iter()
+            .map(|s| (s.end - s.start) * (MA_COUNT + 8))
+            .sum()
+    };
+    let keep_banks = symbol_plans.iter().map(bank_bytes).sum::<usize>() <= BANK_BUDGET_BYTES;
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    while at < symbol_plans.len() {
+        let mut end = at;
+        let mut bytes = 0;
+        while end < symbol_plans.len() && (end == at || bytes < BANK_BUDGET_BYTES) {
+            bytes += bank_bytes(&symbol_plans[end]);
+            end += 1;
+        }
+        blocks.push(at..end);
+        at = end;
+    }
+    let width = LayerLanes::max_width(Isa::Auto);
+    let threads = rayon::current_num_threads();
+    let min_tasks = 2 * threads;
+    // Chunks a few lane groups per thread long, so one chunk's rows are
+    // written while the next one runs; whole lanes where the grid allows
+    // (a multiple of width × the combinations that share a layer key's
+    // cutout and thresholds); longer when the shared stages are recomputed
+    // per chunk, so that stays a small part.
+    let repeat = grid
+        .axes
+        .iter()
+        .filter(|(a, _)| a == "cutout" || a.ends_with("_threshold"))
+        .map(|(_, v)| v.len())
+        .product::<usize>()
+        .max(1);
+    let unit = width * repeat;
+    let per_chunk_units = if keep_banks {
+        2 * threads
+    } else {
+        16 * threads
+    };
+    let chunk = (unit * per_chunk_units).min(budget_chunk).max(1);
+
+    let mut out = Emitter {
+        data,
+        symbols: &symbol_plans,
+        samples,
+        capital: &capital,
+        strict,
+        engine_bars,
+        emit,
+        on_combo,
+        observe,
+        summaries: vec![None; grid.count() as usize],
+        skipped,
+        combo_bars: 0,
+    };
+    let new_acc = |k: usize| SampleAcc {
+        sum: PortfolioSum::new(
+            if keep_full {
+                Vec::new()
+            } else {
+                timelines[k].clone()
+            },
+            capital[k],
+        ),
+        trades: Vec::new(),
+        fees: Vec::new(),
+        rows: Vec::new(),
+        failed: Vec::new(),
+        full: Vec::new(),
+    };
+    let plan_chunk = |combos: &[usize]| -> Chunk {
+        let params: Vec<AtcParams> = combos.iter().map(|&c| grid.combo(&base.atc, c)).collect();
+        let invalid: Vec<Option<String>> = params
+            .iter()
+            .map(|p| p.validate().err().map(|e| e.to_string()))
+            .collect();
+        let valid: Vec<bool> = invalid.iter().map(Option::is_none).collect();
+        let tasks = plan::plan_tasks(&params, &valid, width, min_tasks)
+            .into_iter()
+            .map(|t| {
+                let lane_params: Vec<&AtcParams> = t.lanes.iter().map(|&c| &params[c]).collect();
+                TaskRun {
+                    lanes: (!lane_params.is_empty())
+                        .then(|| LayerLanes::new(&lane_params, longest, Isa::Auto).ok())
+                        .flatten(),
+                    combos: t
+                        .combos
+                        .iter()
+                        .map(|&(at, lane)| TaskCombo {
+                            at,
+                            lane,
+                            params: params[at].clone(),
+                            invalid: invalid[at].clone(),
+                            accs: (0..samples.len()).map(new_acc).collect(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Chunk {
+            combos: combos.to_vec(),
+            params,
+            tasks,
+        }
+    };
+
+    // The streamed chunk waiting to be emitted while the next one runs.
+    let mut pending: Option<FinishedChunk> = None;
+    for combos in combo_groups(grid, &base.atc).values() {
+        let first_valid = combos
+            .iter()
+            .map(|&c| grid.combo(&base.atc, c))
+            .find(|p| p.validate().is_ok());
+        let kept = (keep_banks && first_valid.is_some())
+            .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
+        for chunk_combos in combos.chunks(chunk) {
+            let chunk = plan_chunk(chunk_combos);
+            if keep_full {
+                let ran = chunk.run(&ctx, &blocks, kept.as_ref());
+                out.observed(ran)?;
+                continue;
+            }
+            let mut ran = None;
+            let mut emitted = Ok(());
+            rayon::in_place_scope(|s| {
+                s.spawn(|_| ran = Some(chunk.run(&ctx, &blocks, kept.as_ref())));
+                if let Some(fin) = pending.take() {
+                    emitted = out.streamed(fin);
+                }
+            });
+            emitted?;
+            pending = ran.map(|r| r.finish(&capital));
+        }
+    }
+    if let Some(fin) = pending.take() {
+        out.streamed(fin)?;
+    }
+    Ok(SweepResult {
+        combos: out.summaries.into_iter().flatten().collect(),
+        samples: samples.to_vec(),
+        skipped: out.skipped,
+        combo_bars: out.combo_bars,
+    })
+}
+
+/// Each symbol active in the first sample (`full`) with its windows,
+/// engine spans and periods per year in every sample.
+fn symbol_plans(
+    data: &Dataset,
+    per_sample_active: &[Vec<ActiveSeries>],
+    samples: usize,
+    cache: &Cache,
+) -> Vec<SymbolPlan> {
+    per_sample_active[0]
         .iter()
         .map(|first| {
             let per_sample: Vec<Option<ActiveSeries>> = per_sample_active
@@ -523,7 +982,7 @@ fn sweep_inner(
                 .map(|(start, end)| Span {
                     start,
                     end,
-                    samples: (0..samples.len())
+                    samples: (0..samples)
                         .filter(|&k| per_sample[k].as_ref().is_some_and(|a| a.start == start))
                         .collect(),
                     hash: if cache.is_enabled() {
@@ -540,266 +999,7 @@ fn sweep_inner(
                 ppy,
             }
         })
-        .collect();
-    let keep_full = observe.is_some();
-    let ctx = Ctx {
-        data,
-        symbols: &symbol_plans,
-        capital: &capital,
-        cfg: base.execution.exec_config(),
-        cache,
-        keep_full,
-    };
-    let total_window_bars: usize = symbol_plans
-        .iter()
-        .flat_map(|sp| sp.per_sample.iter().flatten())
-        .map(|a| a.window.len())
-        .sum();
-    let engine_bars: usize = symbol_plans
-        .iter()
-        .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
-        .sum();
-    let longest = symbol_plans
-        .iter()
-        .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
-        .max()
-        .unwrap_or(0);
-    // Per combination a chunk holds, per sample, a portfolio sum (~41
-    // bytes per timeline bar) and each symbol's metrics, and the trade
-    // statistics (~2 bytes per window bar at one trade per 20 bars); with
-    // an observer, each symbol's full results (~64 bytes per window bar)
-    // and signals (9 bytes per engine bar).
-    let per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
-        + per_sample_active
-            .iter()
-            .map(|a| a.len() * (std::mem::size_of::<Metrics>() + 64))
-            .sum::<usize>()
-        + total_window_bars * 2
-        + longest * 8
-        + if keep_full {
-            total_window_bars * 64 + engine_bars * 9
-        } else {
-            0
-        };
-    let chunk = (CHUNK_BUDGET_BYTES / per_combo.max(1)).clamp(1, 4096);
-    // Symbols whose shared stages fit the bank budget together.
-    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut at = 0;
-    while at < symbol_plans.len() {
-        let mut end = at;
-        let mut bytes = 0;
-        while end < symbol_plans.len() && (end == at || bytes < BANK_BUDGET_BYTES) {
-            bytes += symbol_plans[end]
-                .spans
-                .iter()
-                .map(|s| (s.end - s.start) * (MA_COUNT + 8))
-                .sum::<usize>();
-            end += 1;
-        }
-        blocks.push(at..end);
-        at = end;
-    }
-    let width = LayerLanes::max_width(Isa::Auto);
-    let min_tasks = 4 * rayon::current_num_threads();
-
-    let mut summaries: Vec<Option<ComboSummary>> = vec![None; grid.count() as usize];
-    let mut combo_bars = 0u64;
-    for combos in combo_groups(grid, &base.atc).values() {
-        for chunk_combos in combos.chunks(chunk) {
-            let params: Vec<AtcParams> = chunk_combos
-                .iter()
-                .map(|&c| grid.combo(&base.atc, c))
-                .collect();
-            let invalid: Vec<Option<String>> = params
-                .iter()
-                .map(|p| p.validate().err().map(|e| e.to_string()))
-                .collect();
-            let valid: Vec<bool> = invalid.iter().map(Option::is_none).collect();
-            let new_acc = |k: usize| SampleAcc {
-                sum: PortfolioSum::new(
-                    if keep_full {
-                        Vec::new()
-                    } else {
-                        timelines[k].clone()
-                    },
-                    capital[k],
-                ),
-                trades: Vec::new(),
-                fees: Vec::new(),
-                rows: Vec::new(),
-                failed: Vec::new(),
-                full: Vec::new(),
-            };
-            let mut tasks: Vec<TaskRun> = plan::plan_tasks(&params, &valid, width, min_tasks)
-                .into_iter()
-                .map(|t| {
-                    let lane_params: Vec<&AtcParams> =
-                        t.lanes.iter().map(|&c| &params[c]).collect();
-                    TaskRun {
-                        lanes: (!lane_params.is_empty())
-                            .then(|| LayerLanes::new(&lane_params, longest, Isa::Auto).ok())
-                            .flatten(),
-                        combos: t
-                            .combos
-                            .iter()
-                            .map(|&(at, lane)| TaskCombo {
-                                at,
-                                lane,
-                                params: params[at].clone(),
-                                invalid: invalid[at].clone(),
-                                accs: (0..samples.len()).map(new_acc).collect(),
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
-            let lengths = params.iter().zip(&valid).find(|(_, v)| **v).map(|(p, _)| p);
-            for block in &blocks {
-                let spans: Vec<&[f64]> = symbol_plans[block.clone()]
-                    .iter()
-                    .flat_map(|sp| {
-                        let close = data.view(sp.idx).close;
-                        sp.spans.iter().map(move |s| &close[s.start..s.end])
-                    })
-                    .collect();
-                let shared: Vec<Result<SharedSignals, String>> = match lengths {
-                    Some(p) => match shared_signals(&spans, p, Isa::Auto) {
-                        Ok(v) => v
-                            .into_iter()
-                            .map(|r| r.map_err(|e| e.to_string()))
-                            .collect(),
-                        Err(e) => spans.iter().map(|_| Err(e.to_string())).collect(),
-                    },
-                    None => spans
-                        .iter()
-                        .map(|_| Err("no valid parameters".into()))
-                        .collect(),
-                };
-                let mut shared: Vec<_> = shared.into_iter().rev().collect();
-                let banks: Vec<Vec<Result<SharedSignals, String>>> = symbol_plans[block.clone()]
-                    .iter()
-                    .map(|sp| sp.spans.iter().filter_map(|_| shared.pop()).collect())
-                    .collect();
-                tasks.par_iter_mut().for_each_init(Worker::default, |w, t| {
-                    t.run_block(&ctx, block.clone(), &banks, w)
-                });
-                // Done with these series for this chunk: let the kernel
-                // drop their mapped pages.
-                for sp in &symbol_plans[block.clone()] {
-                    data.release(sp.idx);
-                }
-            }
-            // Back in chunk order.
-            let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..params.len()).map(|_| None).collect();
-            for t in tasks {
-                for c in t.combos {
-                    accs[c.at] = Some(c.accs);
-                }
-            }
-            let accs: Vec<Vec<SampleAcc>> =
-                accs.into_iter().map(Option::unwrap_or_default).collect();
-            if let Some(observe) = observe.as_deref_mut() {
-                for ((ci, &c), accs) in chunk_combos.iter().enumerate().zip(accs) {
-                    let mut rows = Vec::new();
-                    let mut port = Vec::new();
-                    let mut bench = Vec::new();
-                    for (k, acc) in accs.into_iter().enumerate() {
-                        let mut sk = Vec::new();
-                        let symbols = collect(acc.full, &mut sk, strict)?;
-                        observe(c, k, &symbols, &sk)
-                            .map_err(|message| RunError::Output { message })?;
-                        if c == 0 && k == 0 {
-                            skipped.extend(sk);
-                        }
-                        if symbols.is_empty() {
-                            port.push(None);
-                            bench.push(None);
-                            continue;
-                        }
-                        let r = aggregate(symbols, Vec::new(), capital[k]);
-                        push_rows(&mut rows, c, &samples[k].name, &r);
-                        port.push(Some(r.portfolio_metrics));
-                        bench.push(Some(r.benchmark_metrics));
-                    }
-                    summaries[c] = Some(ComboSummary {
-                        combo: c,
-                        params: params[ci].clone(),
-                        portfolio: port,
-                        benchmark: bench,
-                    });
-                    emit(rows).map_err(|message| RunError::Output { message })?;
-                    combo_bars += engine_bars as u64;
-                    on_combo();
-                }
-                continue;
-            }
-            let finished: Vec<Vec<SampleOut>> = accs
-                .into_par_iter()
-                .map(|accs| {
-                    accs.into_iter()
-                        .enumerate()
-                        .map(|(k, acc)| finish_sample(acc, capital[k]))
-                        .collect()
-                })
-                .collect();
-            for ((ci, &c), outs) in chunk_combos.iter().enumerate().zip(finished) {
-                let mut rows = Vec::new();
-                let mut port = Vec::new();
-                let mut bench = Vec::new();
-                for (k, out) in outs.into_iter().enumerate() {
-                    if strict {
-                        if let Some(s) = out.failed.into_iter().next() {
-                            return Err(RunError::Strict {
-                                symbol: s.symbol,
-                                reason: s.reason,
-                            });
-                        }
-                    } else if c == 0 && k == 0 {
-                        skipped.extend(out.failed);
-                    }
-                    let Some((pm, bm)) = out.metrics else {
-                        port.push(None);
-                        bench.push(None);
-                        continue;
-                    };
-                    let sample = &samples[k].name;
-                    for (si, metrics) in out.rows {
-                        rows.push(Row {
-                            combo: c,
-                            sample: sample.clone(),
-                            symbol: data.series()[symbol_plans[si].idx].name.clone(),
-                            metrics,
-                        });
-                    }
-                    for (name, m) in [(PORTFOLIO, &pm), (BENCHMARK, &bm)] {
-                        rows.push(Row {
-                            combo: c,
-                            sample: sample.clone(),
-                            symbol: name.to_string(),
-                            metrics: m.clone(),
-                        });
-                    }
-                    port.push(Some(pm));
-                    bench.push(Some(bm));
-                }
-                summaries[c] = Some(ComboSummary {
-                    combo: c,
-                    params: params[ci].clone(),
-                    portfolio: port,
-                    benchmark: bench,
-                });
-                emit(rows).map_err(|message| RunError::Output { message })?;
-                combo_bars += engine_bars as u64;
-                on_combo();
-            }
-        }
-    }
-    Ok(SweepResult {
-        combos: summaries.into_iter().flatten().collect(),
-        samples: samples.to_vec(),
-        skipped,
-        combo_bars,
-    })
+        .collect()
 }
 
 /// Combination numbers grouped by lengths (in a fixed order), grid order
