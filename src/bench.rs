@@ -16,7 +16,8 @@ use crate::engine::{
     compute_batch, compute_unchecked, lane_direction, shared_signals, AtcParams, BatchDetail,
     Detail, LaneScratch, LayerLanes, SharedSignals,
 };
-use crate::run::{run, RunPlan, Strategy};
+use crate::run::output::write_curves_parquet;
+use crate::run::{run, run_to_dir, RunPlan, Strategy};
 use crate::sweep::output::ResultsWriter;
 use crate::sweep::{sweep, Grid};
 use crate::synthetic::random_walk;
@@ -113,9 +114,11 @@ pub struct SweepFigures {
     /// The grid as `atc-bt sweep` flags.
     pub grid: String,
     /// Median seconds of one `run` of the same data (engine, backtest,
-    /// metrics; no files), the unit of the ratio.
+    /// metrics and its result files, as `atc-bt run --no-report` after
+    /// opening the data), the unit of the ratio.
     pub run_s_median: f64,
-    /// Median seconds of the whole sweep (with `results.parquet`).
+    /// Median seconds of the whole sweep (with `results.parquet` and the
+    /// best combination's curves, as `atc-bt sweep --no-report`).
     pub sweep_s_median: f64,
     /// `sweep_s_median / run_s_median`: the sweep's cost in single runs.
     pub sweep_in_runs: f64,
@@ -338,11 +341,19 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
     let samples = crate::sweep::samples(None, None, None);
     let cache = Cache::disabled();
     let job = |e: &dyn std::fmt::Display| BenchError::Job(e.to_string());
+    // What `atc-bt run --no-report` does after opening the data: the
+    // engine, the backtest and the result files.
     let one_run = || -> Result<(), BenchError> {
-        let r = run(&data, &plan, &strategy, false, &|| {}).map_err(|e| job(&e))?;
+        let dir = tmp.join("run");
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).map_err(|e| job(&e))?;
+        let r = run_to_dir(&data, &plan, &strategy, false, None, &cache, &|_| {}, &dir)
+            .map_err(|e| job(&e))?;
         std::hint::black_box(r.portfolio_metrics.sharpe);
         Ok(())
     };
+    // What `atc-bt sweep --no-report` does after opening the data: the
+    // sweep with `results.parquet`, then the best combination's curves.
     let results = tmp.join("results.parquet");
     let one_sweep = || -> Result<(), BenchError> {
         let mut w = ResultsWriter::new(&results, &grid, &strategy.atc);
@@ -359,7 +370,19 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
         )
         .map_err(|e| job(&e))?;
         w.finish().map_err(|e| job(&e))?;
-        std::hint::black_box(r.combos.len());
+        let order = crate::sweep::output::rank(&r.combos, "sharpe", 0);
+        if let Some(best) = order.first().map(|&i| &r.combos[i]) {
+            let s = Strategy {
+                atc: best.params.clone(),
+                execution: strategy.execution.clone(),
+            };
+            let b = run(&data, &plan, &s, false, &|| {}).map_err(|e| job(&e))?;
+            write_curves_parquet(
+                &tmp.join("best_equity.parquet"),
+                &[("PORTFOLIO", &b.portfolio), ("BENCHMARK", &b.benchmark)],
+            )
+            .map_err(|e| job(&e))?;
+        }
         Ok(())
     };
     // The two stages of the sweep's engine alone.

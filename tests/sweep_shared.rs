@@ -4,7 +4,8 @@
 //! the bits of the engine run once per combination: the average signal,
 //! the direction, and the signals and rate of change of the shared stage.
 //! Random series (flat stretches, jumps, ragged lengths), random grids,
-//! every instruction-set path, 1 and 2 threads.
+//! every instruction-set path, 1 and 2 threads. And the whole sweep: every
+//! combination's rows equal `run` with that combination's parameters.
 
 use atc_bt::engine::batch::{compute_batch_isa, Isa};
 use atc_bt::engine::{
@@ -12,6 +13,8 @@ use atc_bt::engine::{
     LayerLanes, Robustness,
 };
 use atc_bt::synthetic::SplitMix64;
+
+mod common;
 
 fn same(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len()
@@ -178,4 +181,144 @@ fn shared_stage_reports_bad_series_and_params_like_the_engine() {
     let e = LayerLanes::new(&[&a, &b], 100, Isa::Auto).unwrap_err();
     assert!(e.to_string().contains("cutout"), "{e}");
     assert!(LayerLanes::new(&[], 100, Isa::Auto).is_err());
+}
+
+/// Every row of a sweep (each symbol, `PORTFOLIO`, `BENCHMARK`, in every
+/// sample) is the metrics of `run` with that combination's parameters on
+/// that sample's window, bit for bit (compared as JSON, which tells -0.0
+/// from 0.0), on ragged series, over lambda, decay, cutout, threshold and
+/// lengths axes, and a sweep on 1 thread writes the rows of 2 threads.
+#[test]
+fn every_sweep_row_equals_run_with_its_parameters() {
+    use atc_bt::data::{DataOptions, Dataset};
+    use atc_bt::run::{run, RunPlan, Strategy};
+    use atc_bt::sweep::{samples, sweep, Grid, Row};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ragged.parquet");
+    // Different lengths, starts and ends, so windows, spans and the
+    // portfolio timeline differ per symbol and sample.
+    let full = common::weekdays(420);
+    let series: Vec<common::Series> = (0..7u64)
+        .map(|k| {
+            let (skip, len) = (
+                [0, 30, 0, 90, 5, 0, 200][k as usize],
+                [420, 390, 300, 330, 400, 250, 220][k as usize],
+            );
+            let mut s = common::walk(&format!("R{k}"), 90 + k, len);
+            s.ts = full[skip..skip + len].to_vec();
+            s
+        })
+        .collect();
+    common::write_ohlcv(&path, &series);
+    let data = Dataset::open(&DataOptions {
+        data: path,
+        store: Some(tmp.path().join("store")),
+        ..Default::default()
+    })
+    .unwrap();
+    let plan = RunPlan {
+        series: (0..data.series().len()).collect(),
+        from: Some(full[20]),
+        to: Some(full[400]),
+        warmup_bars: Some(60),
+    };
+    // Many axes (one chunk per lengths group), and a long lambda axis
+    // (several chunks: rows written while the next chunk runs).
+    let grids: Vec<Grid> = [
+        &[
+            ("lambda", "0.02,0.07,0.3"),
+            ("decay", "0.03,0.2"),
+            ("cutout", "0,7,500"),
+            ("long_threshold", "0.1,0.3"),
+            ("ema_len", "20,28"),
+        ][..],
+        &[("lambda", "0.01:0.2:0.01"), ("decay", "0.03,0.2")][..],
+    ]
+    .iter()
+    .map(|axes| {
+        let mut g = Grid::default();
+        for (axis, values) in axes.iter() {
+            g.set_axis(axis, values).unwrap();
+        }
+        g
+    })
+    .collect();
+    let base = Strategy::default();
+    let smp = samples(plan.from, plan.to, Some(full[250]));
+    for grid in &grids {
+        let rows_on = |threads: usize| -> Vec<Row> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut rows = Vec::new();
+            let cache = atc_bt::cache::Cache::disabled();
+            pool.install(|| {
+                sweep(
+                    &data,
+                    &plan,
+                    grid,
+                    &base,
+                    &smp,
+                    false,
+                    &cache,
+                    &mut |r| {
+                        rows.extend(r);
+                        Ok(())
+                    },
+                    &|| {},
+                )
+            })
+            .unwrap();
+            rows
+        };
+        let text = |m: &atc_bt::backtest::Metrics| serde_json::to_string(m).unwrap();
+        let keyed = |rows: &[Row]| -> Vec<(usize, String, String, String)> {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.combo,
+                        r.sample.clone(),
+                        r.symbol.clone(),
+                        text(&r.metrics),
+                    )
+                })
+                .collect()
+        };
+        let rows = rows_on(2);
+        let (one, two) = (keyed(&rows_on(1)), keyed(&rows));
+        assert!(one == two, "1 and 2 threads differ");
+        let mut checked = 0;
+        for c in 0..grid.count() as usize {
+            let strategy = Strategy {
+                atc: grid.combo(&base.atc, c),
+                execution: base.execution.clone(),
+            };
+            for s in &smp {
+                let p = RunPlan {
+                    from: s.from,
+                    to: s.to,
+                    ..plan.clone()
+                };
+                let r = run(&data, &p, &strategy, false, &|| {}).unwrap();
+                let mut want: Vec<(String, String)> = r
+                    .symbols
+                    .iter()
+                    .map(|x| (x.run.symbol.clone(), text(&x.metrics)))
+                    .collect();
+                want.push(("PORTFOLIO".into(), text(&r.portfolio_metrics)));
+                want.push(("BENCHMARK".into(), text(&r.benchmark_metrics)));
+                let got: Vec<(String, String)> = rows
+                    .iter()
+                    .filter(|x| x.combo == c && x.sample == s.name)
+                    .map(|x| (x.symbol.clone(), text(&x.metrics)))
+                    .collect();
+                assert_eq!(got, want, "combo {c} sample {}", s.name);
+                checked += got.len();
+            }
+        }
+        assert_eq!(checked, rows.len());
+        assert!(checked >= grid.count() as usize * 3 * 5, "{checked}");
+    }
 }

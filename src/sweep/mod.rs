@@ -2,25 +2,41 @@
 //! the selected symbols, with shared work planned so each distinct piece is
 //! computed once.
 //!
-//! - Every combination runs the batched engine ([`compute_batch`]) over all
-//!   symbols at once, as `run` does: symbols in SIMD lanes, batches on all
-//!   cores. It recomputes the moving averages per combination, and is still
-//!   about twice as fast per combination as re-running only the layers of a
-//!   shared single-series [`SignalBank`](crate::engine::SignalBank)
-//!   (measured; see the README). Combinations are processed grouped by
-//!   their lengths (robustness + six base lengths), in a fixed order.
+//! - Combinations are processed grouped by their lengths (robustness + six
+//!   base lengths), in a fixed order, grid order inside a group. Per group
+//!   the shared stage of every symbol (its rate of change and 54 cross
+//!   signals, [`shared_signals`]: the moving averages) is computed once;
+//!   lambda, decay, cutout and the thresholds only change what follows.
+//! - The combinations of a group run as tasks (`plan.rs`): up to 8
+//!   (lambda, decay) pairs with one cutout side by side in the SIMD lanes
+//!   of the layer kernel ([`LayerLanes`]: layer 1, layer 2 and the average
+//!   signal), with every combination that reads them (thresholds only act
+//!   on the average signal, [`lane_direction`]). A task walks the symbols
+//!   in order, so each combination's portfolio is summed in symbol order
+//!   whatever the thread count: bit-identical results on any machine.
+//! - Each combination's backtest is the library's, as in `run`
+//!   ([`trade_series`], [`aggregate`]), without their copies: the
+//!   simulation reuses its buffers ([`simulate_checked_into`], the bars
+//!   checked once per symbol), each symbol's periods per year are computed
+//!   once, and the portfolio is summed as the symbols stream by
+//!   ([`PortfolioSum`] on the window timeline, as `run` streams it), so no
+//!   per-symbol curve is kept. One combination of a sweep gives exactly
+//!   the metrics of `run` with the same parameters (tested), and the
+//!   results are byte-identical to computing every combination with the
+//!   full engine (tested).
 //! - Each symbol's average signal and direction per combination are looked
 //!   up in the result cache (the `signals` kind that `run` stores), so a
 //!   combination that a run already computed is not recomputed. A sweep
 //!   does not store them: measured on 1,000 × 1,500 × 12 combinations,
 //!   storing cost +24% on the cold sweep and 280 MB of disk for a 1.3×
 //!   faster rerun, and one big grid would push out the entries runs reuse.
-//! - A combination's results come from the same functions as `atc-bt run`
-//!   ([`trade_series`], [`aggregate`]): one combination of a sweep gives
-//!   exactly the metrics of `run` with the same parameters.
+//!   Nor does it cache the shared stage (the `bank` kind): it is about one
+//!   engine pass per lengths group, a few percent of a sweep (see the
+//!   README).
 //! - Memory is bounded independently of the grid: combinations are
 //!   processed in chunks sized to a memory budget, and their rows are
-//!   streamed to the results file before the next chunk starts.
+//!   streamed to the results file (while the next chunk runs) before the
+//!   chunk after that starts.
 
 pub mod grid;
 pub mod output;
