@@ -292,7 +292,7 @@ fn bench_grid(combos: usize) -> Grid {
     let combos = combos.max(1);
     let a = (1..=combos)
         .take_while(|a| a * a <= combos)
-        .filter(|a| combos % a == 0)
+        .filter(|a| combos.is_multiple_of(*a))
         .last()
         .unwrap_or(1);
     let b = combos / a;

@@ -421,16 +421,14 @@ fn lanes_kernel<const W: usize, V: Lanes<W>>(
     }
     // Per bar the three equity factors `1 + a` a layer-1 curve can take,
     // indexed by the previous signal + 1: `1 + (−rg)`, `1.0`, `1 + rg`
-    // (the fourth entry only keeps the index in bounds).
+    // (the fourth entry is padding).
     let steps = ll.growth.len() / W;
-    for i in c..n {
-        let t = i - c;
+    for (t, (fac, &r)) in facs[c..n].iter_mut().zip(&s.r[c..n]).enumerate() {
         let g: [f64; W] = if t < steps {
             std::array::from_fn(|l| ll.growth[t * W + l])
         } else {
             std::array::from_fn(|l| (ll.la[l] * t as f64).exp())
         };
-        let r = s.r[i];
         let mut up = [0.0; W];
         let mut down = [0.0; W];
         for l in 0..W {
@@ -438,7 +436,7 @@ fn lanes_kernel<const W: usize, V: Lanes<W>>(
             up[l] = 1.0 + rg;
             down[l] = 1.0 + (-rg);
         }
-        facs[i] = [down, [1.0; W], up, [1.0; W]];
+        *fac = [down, [1.0; W], up, [1.0; W]];
     }
     num[c..n].fill([0.0; W]);
     den[c..n].fill([0.0; W]);
