@@ -350,15 +350,17 @@ pub fn lane_direction(
     let mut p = f64::NAN;
     for (i, (bar, d)) in avg.chunks_exact(width).zip(out.iter_mut()).enumerate() {
         let a = bar[lane.min(width - 1)];
-        // Bar 0 has no previous bar: no cross.
-        if i > 0 {
-            if a > long && p <= long {
-                state = 1;
-            }
-            if a < short && p >= short {
-                state = -1;
-            }
-        }
+        // Bar 0 has no previous bar: no cross. (`&`, not `&&`: no
+        // branches to mispredict.)
+        let over = (i > 0) & (a > long) & (p <= long);
+        let under = (i > 0) & (a < short) & (p >= short);
+        state = if under {
+            -1
+        } else if over {
+            1
+        } else {
+            state
+        };
         *d = state;
         p = a;
     }
