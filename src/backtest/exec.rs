@@ -358,7 +358,7 @@ pub fn simulate_into(
     capital: f64,
     cfg: &ExecConfig,
 ) -> Result<(), BacktestError> {
-    let inputs = Checked::new(symbol, bars, dir.len(), window, capital, cfg)?;
+    let inputs = CheckedInputs::new(symbol, bars, dir.len(), window, capital, cfg)?;
     simulate_checked_into(run, &inputs, dir)
 }
 
@@ -366,7 +366,7 @@ pub fn simulate_into(
 /// sweep simulates the same bars, window, capital and costs once per
 /// combination ([`simulate_checked_into`]).
 #[derive(Debug, Clone)]
-pub struct Checked<'a> {
+pub struct CheckedInputs<'a> {
     symbol: &'a str,
     bars: Bars<'a>,
     window: Range<usize>,
@@ -374,7 +374,7 @@ pub struct Checked<'a> {
     cfg: ExecConfig,
 }
 
-impl<'a> Checked<'a> {
+impl<'a> CheckedInputs<'a> {
     /// Runs the checks of [`simulate`] that do not read the direction's
     /// values, in its order (`dir_len`: the length of the directions that
     /// will be simulated): the same error `simulate` would return first.
@@ -385,9 +385,9 @@ impl<'a> Checked<'a> {
         window: Range<usize>,
         capital: f64,
         cfg: &ExecConfig,
-    ) -> Result<Checked<'a>, BacktestError> {
+    ) -> Result<CheckedInputs<'a>, BacktestError> {
         validate_inputs(symbol, &bars, dir_len, &window, capital, cfg)?;
-        Ok(Checked {
+        Ok(CheckedInputs {
             symbol,
             bars,
             window,
@@ -402,10 +402,10 @@ impl<'a> Checked<'a> {
 /// of [`simulate`] with the same arguments.
 pub fn simulate_checked_into(
     run: &mut SymbolRun,
-    inputs: &Checked<'_>,
+    inputs: &CheckedInputs<'_>,
     dir: &[i8],
 ) -> Result<(), BacktestError> {
-    let Checked {
+    let CheckedInputs {
         symbol,
         bars,
         ref window,

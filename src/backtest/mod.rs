@@ -31,7 +31,8 @@ mod trade;
 pub use annualise::periods_per_year;
 pub use error::BacktestError;
 pub use exec::{
-    simulate, simulate_checked_into, simulate_into, Bars, Checked, ExecConfig, Mode, SymbolRun,
+    simulate, simulate_checked_into, simulate_into, Bars, CheckedInputs, ExecConfig, Mode,
+    SymbolRun,
 };
 pub use metrics::{
     metrics, metrics_of_stats, metrics_of_stats_with_ppy, metrics_with_ppy, Metrics, TradeStat,

@@ -49,8 +49,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{
-    periods_per_year, simulate_checked_into, Bars, Checked, ExecConfig, Metrics, PortfolioSum,
-    SymbolRun, TradeStat,
+    periods_per_year, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Metrics,
+    PortfolioSum, SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
@@ -345,7 +345,7 @@ impl TaskRun {
                 let n = span.end - span.start;
                 // The backtest's inputs other than the direction, checked
                 // once for all the task's combinations (lean path only).
-                let inputs: Vec<Option<Result<Checked<'_>, String>>> = (0..ctx.capital.len())
+                let inputs: Vec<Option<Result<CheckedInputs<'_>, String>>> = (0..ctx.capital.len())
                     .map(|k| {
                         let a = sp.per_sample[k].as_ref()?;
                         if ctx.keep_full || !span.samples.contains(&k) {
@@ -359,8 +359,15 @@ impl TaskRun {
                         };
                         let local = a.window.start - start..end - start;
                         Some(
-                            Checked::new(name, bars, end - start, local, ctx.capital[k], &ctx.cfg)
-                                .map_err(|e| e.to_string()),
+                            CheckedInputs::new(
+                                name,
+                                bars,
+                                end - start,
+                                local,
+                                ctx.capital[k],
+                                &ctx.cfg,
+                            )
+                            .map_err(|e| e.to_string()),
                         )
                     })
                     .collect();
