@@ -16,7 +16,7 @@ use crate::engine::{
     compute_batch, compute_unchecked, lane_direction, shared_signals, AtcParams, BatchDetail,
     Detail, LaneScratch, LayerLanes, SharedSignals,
 };
-use crate::run::output::write_curves_parquet;
+use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{run, run_to_dir, RunPlan, Strategy};
 use crate::sweep::output::ResultsWriter;
 use crate::sweep::{sweep, Grid};
@@ -211,7 +211,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
                         open: &opens[i],
                         close: &closes[i],
                     };
-                    simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec)
+                    simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec, false)
                         .map(|r| r.metrics().trades)
                         .unwrap_or(0)
                 })
@@ -334,11 +334,13 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
         from: None,
         to: None,
         warmup_bars: None,
-    };
+    }
+    .pinned(&data);
     let strategy = Strategy::default();
     let grid = bench_grid(cfg.combos);
     let combos = grid.count() as usize;
-    let samples = crate::sweep::samples(None, None, None);
+    let mut samples = crate::sweep::samples(None, None, None);
+    crate::sweep::pin_samples(&data, &plan.series, &mut samples);
     let cache = Cache::disabled();
     let job = |e: &dyn std::fmt::Display| BenchError::Job(e.to_string());
     // What `atc-bt run --no-report` does after opening the data: the
@@ -375,11 +377,15 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             let s = Strategy {
                 atc: best.params.clone(),
                 execution: strategy.execution.clone(),
+                metrics: strategy.metrics.clone(),
             };
             let b = run(&data, &plan, &s, false, &|| {}).map_err(|e| job(&e))?;
             write_curves_parquet(
                 &tmp.join("best_equity.parquet"),
-                &[("PORTFOLIO", &b.portfolio), ("BENCHMARK", &b.benchmark)],
+                &[
+                    (Aggregate::Portfolio, &b.portfolio),
+                    (Aggregate::Benchmark, &b.benchmark),
+                ],
             )
             .map_err(|e| job(&e))?;
         }

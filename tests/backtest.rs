@@ -1,10 +1,13 @@
 //! Backtest library: fills, fees, marks and every metric against values
-//! computed on paper; no look-ahead; warm-up entry; open trades; portfolio
-//! union with carry-forward; determinism.
+//! computed on paper; no look-ahead; warm-up entry; open trades; exits at
+//! the end of a symbol's data; portfolio union with carry-forward;
+//! determinism; degenerate ratios; the metrics against quantstats' numbers
+//! on a committed curve.
 
 use atc_bt::backtest::{
-    benchmark_metrics, metrics, periods_per_year, portfolio, simulate, BacktestError, Bars, Curve,
-    ExecConfig, Metrics, Mode, Side, SymbolRun, Trade,
+    benchmark_metrics, metrics, metrics_of_stats, periods_per_year, portfolio, simulate,
+    BacktestError, Bars, Calendar, Curve, ExecConfig, ExitReason, Metrics, MetricsOptions, Mode,
+    Side, SymbolRun, Trade, TradeStat,
 };
 
 const DAY: i64 = 86_400_000_000;
@@ -75,7 +78,7 @@ fn paper_run(mode: Mode) -> SymbolRun {
         fee: FEE,
         slippage: SLIP,
     };
-    simulate("P", bars, &DIR, 0..5, 1000.0, &cfg).unwrap()
+    simulate("P", bars, &DIR, 0..5, 1000.0, &cfg, false).unwrap()
 }
 
 #[test]
@@ -85,26 +88,32 @@ fn long_only_fills_fees_and_marks_on_paper() {
     // Bar 0: no warm-up, nothing held.
     assert_eq!(run.equity[0], 1000.0);
     assert_eq!(run.position[0], 0.0);
-    // Bar 1 open: dir[0] = 1 → buy at 100·1.01 = 101, qty = 1000/101, fee = 1.
-    let q1 = 1000.0 / 101.0;
+    // Bar 1 open: dir[0] = 1 → buy at 100·1.01 = 101 with the fee inside
+    // the cash: notional n1 = 1000/(1+fee), qty = n1/101, fee = fee·n1,
+    // cash left 0.
+    let n1 = 1000.0 / (1.0 + FEE);
+    let q1 = n1 / 101.0;
+    let f1 = FEE * n1;
     assert_close!(run.position[1], q1);
-    assert_close!(run.equity[1], -1.0 + q1 * 110.0);
+    assert_close!(run.equity[1], q1 * 110.0);
+    assert_close!(n1 + f1, 1000.0);
     // Bar 2: hold.
-    assert_close!(run.equity[2], -1.0 + q1 * 120.0);
+    assert_close!(run.equity[2], q1 * 120.0);
     // Bar 3 open: dir[2] = -1 → flat (long-only): sell at 120·0.99 = 118.8.
     let n3 = q1 * 118.8;
-    let c3 = -1.0 + n3 - FEE * n3;
+    let c3 = n3 - FEE * n3;
     assert_eq!(run.position[3], 0.0);
     assert_close!(run.equity[3], c3);
     // Bar 4 open: dir[3] = 1 → buy at 115·1.01 = 116.15 with all cash c3.
-    let q4 = c3 / 116.15;
+    let q4 = c3 / (116.15 * (1.0 + FEE));
+    let f4 = FEE * c3 / (1.0 + FEE);
     assert_close!(run.position[4], q4);
-    assert_close!(run.equity[4], -FEE * c3 + q4 * 120.0);
-    assert_close!(run.total_fees, 1.0 + FEE * n3 + FEE * c3);
+    assert_close!(run.equity[4], q4 * 120.0);
+    assert_close!(run.total_fees, f1 + FEE * n3 + f4);
     // Benchmark: 1000/100 units at bar 0's open, no fees.
     assert_eq!(run.benchmark, vec![1000.0, 1100.0, 1200.0, 1150.0, 1200.0]);
     assert_eq!(run.gross[4], q4 * 120.0);
-    let bm = benchmark_metrics(1000.0, &run.benchmark_curve());
+    let bm = benchmark_metrics(1000.0, &run.benchmark_curve(), &MetricsOptions::default());
     assert_close!(bm.total_return, 0.2);
     assert_eq!((bm.beta, bm.alpha, bm.trades), (Some(1.0), Some(0.0), 0));
     assert_eq!((bm.exposure, bm.max_gross_exposure), (Some(1.0), Some(1.0)));
@@ -116,19 +125,21 @@ fn long_only_fills_fees_and_marks_on_paper() {
     assert_close!(t.entry_price, 101.0);
     assert_close!(t.exit_price, 118.8);
     assert_close!(t.qty, q1);
-    assert_close!(t.fees, 1.0 + FEE * n3);
-    assert_close!(t.pnl, q1 * (118.8 - 101.0) - 1.0 - FEE * n3);
-    assert_close!(t.ret, t.pnl / 1000.0);
+    assert_close!(t.fees, f1 + FEE * n3);
+    assert_close!(t.pnl, q1 * (118.8 - 101.0) - f1 - FEE * n3);
+    assert_close!(t.ret, t.pnl / n1);
     assert_eq!(t.bars_held, 2);
     assert!(!t.open);
+    assert_eq!(t.exit_reason, ExitReason::Signal);
     // The position entered at bar 4 is still open: flagged, marked at the last close.
     let o = &run.trades[1];
     assert!(o.open);
     assert_eq!((o.entry_ts, o.exit_ts), (ts[4], None));
     assert_close!(o.exit_price, 120.0);
-    assert_close!(o.fees, FEE * c3);
-    assert_close!(o.pnl, q4 * (120.0 - 116.15) - FEE * c3);
+    assert_close!(o.fees, f4);
+    assert_close!(o.pnl, q4 * (120.0 - 116.15) - f4);
     assert_eq!(o.bars_held, 1);
+    assert_eq!(o.exit_reason, ExitReason::EndOfWindow);
     // Cash + marks reconcile with the ledger: final equity = capital + Σ pnl.
     let pnl: f64 = run.trades.iter().map(|t| t.pnl).sum();
     assert_close!(run.equity[4], 1000.0 + pnl);
@@ -137,23 +148,28 @@ fn long_only_fills_fees_and_marks_on_paper() {
 #[test]
 fn long_short_flip_is_two_trades_with_fees_on_both() {
     let run = paper_run(Mode::LongShort);
-    let q1 = 1000.0 / 101.0;
+    let n1 = 1000.0 / (1.0 + FEE);
+    let q1 = n1 / 101.0;
     let n3 = q1 * 118.8;
-    let c3 = -1.0 + n3 - FEE * n3; // cash after closing the long
-                                   // Bar 3 open: then short c3 worth at 118.8; proceeds added to cash.
-    let qs = c3 / 118.8;
-    let cash3 = c3 + c3 - FEE * c3;
+    let c3 = n3 - FEE * n3; // cash after closing the long
+                            // Bar 3 open: then short c3/(1+fee) worth at 118.8: the fee comes out
+                            // of equity, the proceeds go to cash.
+    let ns = c3 / (1.0 + FEE);
+    let qs = ns / 118.8;
+    let cash3 = c3 + ns - FEE * ns;
     assert_close!(run.position[3], -qs);
     assert_close!(run.equity[3], cash3 - qs * 115.0);
+    // Right after the short entry, equity = c3 − fee·ns.
+    assert_close!(cash3 - qs * 118.8, c3 - FEE * ns);
     // Bar 4 open: dir[3] = 1 → buy back at 115·1.01 = 116.15, then go long.
     let nb = qs * 116.15;
     let c4 = cash3 - nb - FEE * nb;
-    let q4 = c4 / 116.15;
+    let q4 = c4 / (116.15 * (1.0 + FEE));
     assert_close!(run.position[4], q4);
-    assert_close!(run.equity[4], -FEE * c4 + q4 * 120.0);
+    assert_close!(run.equity[4], q4 * 120.0);
     assert_close!(
         run.total_fees,
-        1.0 + FEE * n3 + FEE * c3 + FEE * nb + FEE * c4
+        FEE * n1 + FEE * n3 + FEE * ns + FEE * nb + FEE * c4 / (1.0 + FEE)
     );
 
     assert_eq!(run.trades.len(), 3);
@@ -162,9 +178,9 @@ fn long_short_flip_is_two_trades_with_fees_on_both() {
     assert_close!(s.entry_price, 118.8);
     assert_close!(s.exit_price, 116.15);
     assert_close!(s.qty, qs);
-    assert_close!(s.fees, FEE * c3 + FEE * nb);
-    assert_close!(s.pnl, qs * (118.8 - 116.15) - FEE * c3 - FEE * nb);
-    assert_close!(s.ret, s.pnl / c3);
+    assert_close!(s.fees, FEE * ns + FEE * nb);
+    assert_close!(s.pnl, qs * (118.8 - 116.15) - FEE * ns - FEE * nb);
+    assert_close!(s.ret, s.pnl / ns);
     assert_eq!(s.bars_held, 1);
     assert!(run.trades[2].open && run.trades[2].side == Side::Long);
     let pnl: f64 = run.trades.iter().map(|t| t.pnl).sum();
@@ -184,7 +200,7 @@ fn warm_up_signal_enters_at_first_window_open() {
         ..ExecConfig::default()
     };
     // Window starts at bar 2; dir[1] = 1 was known at the last warm-up close.
-    let run = simulate("W", bars, &DIR, 2..5, 1000.0, &cfg).unwrap();
+    let run = simulate("W", bars, &DIR, 2..5, 1000.0, &cfg, false).unwrap();
     assert_eq!(run.ts, ts[2..].to_vec());
     assert_eq!(run.trades[0].entry_ts, ts[2]);
     assert_eq!(run.trades[0].entry_price, 110.0);
@@ -192,7 +208,7 @@ fn warm_up_signal_enters_at_first_window_open() {
     // Benchmark buys at the first window bar's open too.
     assert_close!(run.benchmark[0], 1000.0 / 110.0 * 120.0);
     // Without warm-up nothing is held at bar 0, and dir[0] fills at bar 1's open.
-    let run0 = simulate("W", bars, &DIR, 0..5, 1000.0, &cfg).unwrap();
+    let run0 = simulate("W", bars, &DIR, 0..5, 1000.0, &cfg, false).unwrap();
     assert_eq!(run0.position[0], 0.0);
     assert_eq!(run0.trades[0].entry_ts, ts[1]);
 }
@@ -234,7 +250,7 @@ fn no_look_ahead_future_bars_do_not_change_the_past() {
             open: &open,
             close: &close,
         };
-        let base = simulate("L", bars, &dir, 5..n, 1000.0, &cfg).unwrap();
+        let base = simulate("L", bars, &dir, 5..n, 1000.0, &cfg, false).unwrap();
         for t in 5..n - 1 {
             // Change everything after bar t (prices) and from bar t on (dir[t]
             // only decides bar t+1's position).
@@ -251,7 +267,7 @@ fn no_look_ahead_future_bars_do_not_change_the_past() {
                 open: &o2,
                 close: &c2,
             };
-            let alt = simulate("L", bars2, &d2, 5..n, 1000.0, &cfg).unwrap();
+            let alt = simulate("L", bars2, &d2, 5..n, 1000.0, &cfg, false).unwrap();
             let w = t - 5; // index of bar t in the window
             assert_eq!(alt.equity[..=w], base.equity[..=w], "mode {mode}, t {t}");
             assert_eq!(alt.position[..=w], base.position[..=w]);
@@ -276,7 +292,16 @@ fn all_flat_and_one_bar_windows_have_no_nan() {
         open: &OPEN,
         close: &CLOSE,
     };
-    let flat = simulate("F", bars, &[0; 5], 0..5, 1000.0, &ExecConfig::default()).unwrap();
+    let flat = simulate(
+        "F",
+        bars,
+        &[0; 5],
+        0..5,
+        1000.0,
+        &ExecConfig::default(),
+        false,
+    )
+    .unwrap();
     assert!(flat.trades.is_empty());
     assert_eq!(flat.equity, vec![1000.0; 5]);
     let m = flat.metrics();
@@ -294,7 +319,7 @@ fn all_flat_and_one_bar_windows_have_no_nan() {
     assert!(json.contains("\"sharpe\":null"));
     assert_json_round_trip(&m);
 
-    let one = simulate("O", bars, &DIR, 4..5, 1000.0, &ExecConfig::default()).unwrap();
+    let one = simulate("O", bars, &DIR, 4..5, 1000.0, &ExecConfig::default(), false).unwrap();
     assert_eq!(one.equity.len(), 1);
     // dir[3] = 1 (the last warm-up bar) → entered at the only bar's open, still open.
     assert_eq!(one.trades.len(), 1);
@@ -327,11 +352,12 @@ fn ruined_short_is_liquidated_and_stays_flat_without_nan() {
         fee: 0.0,
         slippage: 0.0,
     };
-    let run = simulate("R", bars, &[-1; 4], 0..4, 100.0, &cfg).unwrap();
+    let run = simulate("R", bars, &[-1; 4], 0..4, 100.0, &cfg, false).unwrap();
     assert_eq!(run.equity, vec![100.0, -50.0, -100.0, -100.0]);
     assert_eq!(run.position, vec![0.0, -10.0, 0.0, 0.0]);
     assert_eq!(run.trades.len(), 1); // no re-entry after ruin
     assert_eq!(run.trades[0].pnl, -200.0);
+    assert_eq!(run.trades[0].exit_reason, ExitReason::Liquidation);
     let m = run.metrics();
     assert_eq!(m.total_return, -2.0);
     assert_eq!(m.cagr, Some(-1.0));
@@ -452,7 +478,7 @@ fn results_identical_for_any_thread_count() {
                         open: o,
                         close: c,
                     };
-                    simulate(&format!("S{k}"), bars, d, 2..ts.len(), 100.0, &cfg).unwrap()
+                    simulate(&format!("S{k}"), bars, d, 2..ts.len(), 100.0, &cfg, false).unwrap()
                 })
                 .collect()
         });
@@ -480,7 +506,9 @@ fn return_metrics_on_paper() {
     assert_close!(some(m.sortino), 0.025 / 0.005f64.sqrt() * 252f64.sqrt());
     assert_close!(some(m.omega), 0.3 / 0.2);
     assert_close!(m.max_drawdown, 0.1);
-    assert_close!(some(m.calmar), some(m.cagr) / 0.1);
+    // Calmar on the geometric annual return (quantstats, empyrical).
+    assert_close!(some(m.annual_return), 1.0692f64.powf(252.0 / 4.0) - 1.0);
+    assert_close!(some(m.calmar), some(m.annual_return) / 0.1);
     assert_close!(m.equity_peak, 118.8);
     assert_close!(m.final_equity, 106.92);
     assert_close!(m.benchmark_return, 0.0692);
@@ -550,6 +578,11 @@ fn trade(pnl: f64, bars: usize, open: bool) -> Trade {
         ret: pnl / 100.0,
         bars_held: bars,
         open,
+        exit_reason: if open {
+            ExitReason::EndOfWindow
+        } else {
+            ExitReason::Signal
+        },
     }
 }
 
@@ -617,7 +650,7 @@ fn bad_inputs_are_refused_with_context() {
         close: &CLOSE,
     };
     let cfg = ExecConfig::default();
-    let err = simulate("X", bars, &DIR[..4], 0..5, 1.0, &cfg).unwrap_err();
+    let err = simulate("X", bars, &DIR[..4], 0..5, 1.0, &cfg, false).unwrap_err();
     assert!(matches!(
         err,
         BacktestError::LengthMismatch {
@@ -626,19 +659,19 @@ fn bad_inputs_are_refused_with_context() {
             ..
         }
     ));
-    let err = simulate("X", bars, &DIR, 3..3, 1.0, &cfg).unwrap_err();
+    let err = simulate("X", bars, &DIR, 3..3, 1.0, &cfg, false).unwrap_err();
     assert!(err.to_string().contains("X: the window 3..3 is empty"));
     assert!(matches!(
-        simulate("X", bars, &DIR, 0..6, 1.0, &cfg),
+        simulate("X", bars, &DIR, 0..6, 1.0, &cfg, false),
         Err(BacktestError::WindowOutOfRange { .. })
     ));
     assert!(matches!(
-        simulate("X", bars, &DIR, 0..5, 0.0, &cfg),
+        simulate("X", bars, &DIR, 0..5, 0.0, &cfg, false),
         Err(BacktestError::BadCapital { .. })
     ));
     let bad_fee = ExecConfig { fee: -0.1, ..cfg };
     assert!(matches!(
-        simulate("X", bars, &DIR, 0..5, 1.0, &bad_fee),
+        simulate("X", bars, &DIR, 0..5, 1.0, &bad_fee, false),
         Err(BacktestError::BadConfig { name: "fee", .. })
     ));
     let mut open = OPEN;
@@ -647,12 +680,12 @@ fn bad_inputs_are_refused_with_context() {
         open: &open,
         ..bars
     };
-    let err = simulate("X", nan, &DIR, 0..5, 1.0, &cfg).unwrap_err();
+    let err = simulate("X", nan, &DIR, 0..5, 1.0, &cfg, false).unwrap_err();
     assert!(err.to_string().contains("X: open at bar 2"), "{err}");
     // A bad open in the warm-up is never read.
-    assert!(simulate("X", nan, &DIR, 3..5, 1.0, &cfg).is_ok());
+    assert!(simulate("X", nan, &DIR, 3..5, 1.0, &cfg, false).is_ok());
     assert!(matches!(
-        simulate("X", bars, &[1, 2, 0, 0, 0], 0..5, 1.0, &cfg),
+        simulate("X", bars, &[1, 2, 0, 0, 0], 0..5, 1.0, &cfg, false),
         Err(BacktestError::BadDirection {
             bar: 1,
             value: 2,
@@ -674,4 +707,310 @@ fn mode_parses_and_serializes_kebab_case() {
     let cfg = ExecConfig::default();
     assert_eq!((cfg.fee, cfg.slippage), (0.0005, 0.0));
     assert_eq!(serde_json::to_string(&Side::Short).unwrap(), "\"short\"");
+}
+
+/// `tests/fixtures/quantstats/curve.csv`: `(initial, ts, equity, benchmark)`.
+fn quantstats_curve() -> (f64, Vec<i64>, Vec<f64>, Vec<f64>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quantstats");
+    let text = std::fs::read_to_string(dir.join("curve.csv")).unwrap();
+    let mut lines = text.lines();
+    let head = lines.next().unwrap();
+    let initial: f64 = head
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("initial="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(lines.next(), Some("ts,equity,benchmark"));
+    let (mut ts, mut eq, mut b) = (vec![], vec![], vec![]);
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let d = chrono::NaiveDate::parse_from_str(f[0], "%Y-%m-%d").unwrap();
+        ts.push(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros());
+        eq.push(f[1].parse().unwrap());
+        b.push(f[2].parse().unwrap());
+    }
+    (initial, ts, eq, b)
+}
+
+/// Every metric with a quantstats equivalent equals quantstats' number on
+/// a curve atc-bt wrote (the peer column of METRICS.md, pinned): reference
+/// values from `tests/fixtures/quantstats/make_reference.py`.
+#[test]
+fn metrics_match_quantstats() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quantstats");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    let (initial, ts, eq, bench) = quantstats_curve();
+    assert_eq!(initial, r["initial"].as_f64().unwrap());
+    let opts = MetricsOptions {
+        risk_free: r["risk_free"].as_f64().unwrap(),
+        ..MetricsOptions::default()
+    };
+    let m = metrics_of_stats(initial, &ts, &eq, &bench, &[], None, 0.0, &opts);
+    // The inferred calendar is the `periods` quantstats was given.
+    assert_eq!(m.periods_per_year, r["periods"].as_f64().unwrap());
+    let want = |k: &str| {
+        r[k].as_f64()
+            .unwrap_or_else(|| panic!("reference lacks {k}"))
+    };
+    let pairs = [
+        ("total_return", Some(m.total_return)),
+        ("annual_return", m.annual_return),
+        ("volatility", m.volatility),
+        ("sharpe", m.sharpe),
+        ("sortino", m.sortino),
+        ("calmar", m.calmar),
+        ("max_drawdown", Some(m.max_drawdown)),
+        ("avg_drawdown", Some(m.avg_drawdown)),
+        ("skew", m.skew),
+        ("kurtosis", m.kurtosis),
+        ("var_95", m.var_95),
+        ("cvar_95", m.cvar_95),
+        ("tail_ratio", m.tail_ratio),
+        ("omega", m.omega),
+        ("alpha", m.alpha),
+        ("beta", m.beta),
+    ];
+    for (k, v) in pairs {
+        let v = v.unwrap_or_else(|| panic!("{k} undefined"));
+        assert!(close_to(v, want(k)), "{k}: {v} vs quantstats {}", want(k));
+    }
+    // Without a risk-free rate.
+    let m0 = metrics_of_stats(
+        initial,
+        &ts,
+        &eq,
+        &bench,
+        &[],
+        None,
+        0.0,
+        &MetricsOptions::default(),
+    );
+    assert_close!(some(m0.sharpe), want("sharpe_rf0"));
+    assert_close!(some(m0.sortino), want("sortino_rf0"));
+    // Calendar years and the deepest drawdowns (valley dates, depths).
+    let years = r["yearly_returns"].as_object().unwrap();
+    assert_eq!(m.yearly_returns.len(), years.len());
+    for (y, v) in years {
+        let ours = m.yearly_returns[&y.parse::<i32>().unwrap()].unwrap();
+        assert_close!(ours, v.as_f64().unwrap());
+    }
+    let worst = r["worst_drawdowns"].as_array().unwrap();
+    assert_eq!(m.worst_drawdowns.len(), worst.len());
+    for (d, w) in m.worst_drawdowns.iter().zip(worst) {
+        let valley = chrono::DateTime::from_timestamp_micros(d.valley).unwrap();
+        assert_eq!(
+            valley.format("%Y-%m-%d").to_string(),
+            w["valley"].as_str().unwrap()
+        );
+        assert_close!(d.depth, w["depth"].as_f64().unwrap());
+    }
+}
+
+/// A price growing by exactly 0.1% a bar: buy & hold's returns are one
+/// constant plus float residue, so every ratio over a spread is undefined
+/// (the residue gave Sharpe 1.57e14 and volatility 2.3e-15).
+#[test]
+fn constant_return_ratios_are_null_not_huge() {
+    let n = 300;
+    let ts = daily(n);
+    let close: Vec<f64> = (1..=n).map(|t| 100.0 * 1.001f64.powi(t as i32)).collect();
+    let b: Vec<f64> = close.iter().map(|c| 1000.0 * c / 100.0).collect();
+    let m = metrics(1000.0, &ts, &b, &b, &[], None, 0.0);
+    assert_eq!(m.volatility, Some(0.0));
+    assert_eq!(
+        (m.sharpe, m.sortino, m.calmar, m.omega),
+        (None, None, None, None)
+    );
+    assert_eq!(
+        (m.alpha, m.beta, m.skew, m.kurtosis),
+        (None, None, None, None)
+    );
+    assert!(m.total_return > 0.3);
+    // The same with a risk-free rate that nearly cancels the return.
+    let opts = MetricsOptions {
+        risk_free: 0.44,
+        ..MetricsOptions::default()
+    };
+    let m = metrics_of_stats(1000.0, &ts, &b, &b, &[], None, 0.0, &opts);
+    assert_eq!(m.sharpe, None);
+    // Trades: equal returns give no SQN; tiny losses no profit factor.
+    let t = |pnl: f64, ret: f64| TradeStat {
+        ret,
+        pnl,
+        bars_held: 1,
+        entry_ts: 0,
+        exit_ts: Some(1),
+        open: false,
+    };
+    let same = [t(10.0, 0.01), t(10.0, 0.01), t(10.0, 0.01)];
+    let m = metrics_of_stats(
+        1000.0,
+        &ts[..2],
+        &[1000.0; 2],
+        &[1000.0; 2],
+        &same,
+        None,
+        0.0,
+        &opts,
+    );
+    assert_eq!((m.sqn, m.profit_factor, m.payoff_ratio), (None, None, None));
+    let residue = [t(10.0, 0.01), t(-1e-14, -1e-17)];
+    let m = metrics_of_stats(
+        1000.0,
+        &ts[..2],
+        &[1000.0; 2],
+        &[1000.0; 2],
+        &residue,
+        None,
+        0.0,
+        &opts,
+    );
+    assert_eq!((m.profit_factor, m.payoff_ratio), (None, None));
+    assert_close!(some(m.kelly), 0.5); // W − (1−W)·|al|/aw → W
+}
+
+#[test]
+fn new_statistics_on_paper() {
+    // initial 100; returns +10%, −10%, +20%, −10% on Mon..Thu.
+    let ts = daily(4);
+    let eq = [110.0, 99.0, 118.8, 106.92];
+    let opts = MetricsOptions {
+        risk_free: 0.05,
+        ..MetricsOptions::default()
+    };
+    let m = metrics_of_stats(100.0, &ts, &eq, &eq, &[], None, 0.0, &opts);
+    assert_eq!((m.start, m.end), (Some(ts[0]), Some(ts[3])));
+    assert_eq!(m.risk_free, 0.05);
+    assert_close!(some(m.annual_return), 1.0692f64.powf(252.0 / 4.0) - 1.0);
+    // Excess returns: rf per bar (1.05)^(1/252) − 1; std unchanged.
+    let rf = 1.05f64.powf(1.0 / 252.0) - 1.0;
+    assert_close!(some(m.sharpe), (0.025 - rf) / 0.15 * 252f64.sqrt());
+    let down = ((0.1 + rf).powi(2) * 2.0 / 4.0).sqrt();
+    assert_close!(some(m.sortino), (0.025 - rf) / down * 252f64.sqrt());
+    // Quantiles of [−0.1, −0.1, 0.1, 0.2]: h = 0.15 → −0.1; h = 2.85 → 0.185.
+    assert_close!(some(m.var_95), -0.1);
+    assert_close!(some(m.cvar_95), -0.1);
+    assert_close!(some(m.tail_ratio), 0.185 / 0.1);
+    assert_close!(some(m.calmar), some(m.annual_return) / 0.1);
+    // Drawdowns: 110 → 99 (peak bar 0, recovered at bar 2), 118.8 → 106.92.
+    let d = &m.worst_drawdowns;
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        (d[0].start, d[0].valley, d[0].recovery),
+        (ts[0], ts[1], Some(ts[2]))
+    );
+    assert_eq!(
+        (d[1].start, d[1].valley, d[1].recovery),
+        (ts[2], ts[3], None)
+    );
+    assert_close!(d[1].depth, 0.1);
+    assert_eq!(m.yearly_returns.len(), 1);
+    assert_close!(m.yearly_returns[&2024].unwrap(), 0.0692);
+
+    // Trades: payoff, streaks and durations of winners and losers.
+    let tr = |pnl: f64, bars: usize, exit: usize| TradeStat {
+        ret: pnl / 100.0,
+        pnl,
+        bars_held: bars,
+        entry_ts: MON,
+        exit_ts: Some(MON + exit as i64 * DAY),
+        open: false,
+    };
+    // Exit order: +, +, −, +, −, − (given out of order).
+    let trades = [
+        tr(10.0, 2, 1),
+        tr(-5.0, 3, 3),
+        tr(20.0, 4, 2),
+        tr(5.0, 1, 4),
+        tr(-10.0, 5, 6),
+        tr(-3.0, 1, 5),
+    ];
+    let m = metrics_of_stats(100.0, &ts, &eq, &eq, &trades, None, 0.0, &opts);
+    assert_eq!((m.max_winning_streak, m.max_losing_streak), (2, 2));
+    assert_close!(some(m.payoff_ratio), (35.0 / 3.0) / 6.0);
+    assert_close!(some(m.avg_winning_trade_duration), 7.0 / 3.0);
+    assert_close!(some(m.avg_losing_trade_duration), 3.0);
+    assert_close!(some(m.avg_winning_trade_duration_days), 7.0 / 3.0);
+    assert_close!(some(m.avg_losing_trade_duration_days), 14.0 / 3.0);
+}
+
+#[test]
+fn yearly_returns_follow_the_series_zone() {
+    // Daily bars at Tokyo midnight around New Year: 2024-01-01 00:00+09
+    // is 2023-12-31 15:00 UTC, and belongs to 2024 in Tokyo.
+    let ts: Vec<i64> = (0..4)
+        .map(|k| MON - 2 * DAY - 9 * 3_600_000_000 + k * DAY)
+        .collect();
+    let eq = [101.0, 102.0, 103.0, 104.0];
+    let tokyo = MetricsOptions {
+        calendar: Calendar::from_zone(Some("Asia/Tokyo")).unwrap(),
+        ..MetricsOptions::default()
+    };
+    let m = metrics_of_stats(100.0, &ts, &eq, &eq, &[], None, 0.0, &tokyo);
+    let keys: Vec<i32> = m.yearly_returns.keys().copied().collect();
+    assert_eq!(keys, vec![2023, 2024]);
+    assert_close!(m.yearly_returns[&2023].unwrap(), 0.02);
+    assert_close!(m.yearly_returns[&2024].unwrap(), 104.0 / 102.0 - 1.0);
+    let utc = metrics(100.0, &ts, &eq, &eq, &[], None, 0.0);
+    assert_close!(utc.yearly_returns[&2023].unwrap(), 0.03);
+}
+
+/// A symbol whose data ends inside the window is exited at its last close:
+/// its trade is closed (`end_of_data`), and from then on its sub-account
+/// is cash, outside the portfolio's exposure.
+#[test]
+fn delisted_symbol_is_closed_and_leaves_the_exposure() {
+    let ts = daily(6);
+    let open = [10.0, 10.0, 11.0, 12.0, 13.0, 14.0];
+    let close = [10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
+    let cfg = ExecConfig::default();
+    let long = simulate(
+        "LONG",
+        Bars {
+            ts: &ts,
+            open: &open,
+            close: &close,
+        },
+        &[1; 6],
+        0..6,
+        1000.0,
+        &cfg,
+        false,
+    )
+    .unwrap();
+    let gone = simulate(
+        "GONE",
+        Bars {
+            ts: &ts[..3],
+            open: &open[..3],
+            close: &close[..3],
+        },
+        &[1; 3],
+        0..3,
+        1000.0,
+        &cfg,
+        true,
+    )
+    .unwrap();
+    let t = &gone.trades[0];
+    assert_eq!(
+        (t.open, t.exit_reason, t.exit_ts),
+        (false, ExitReason::EndOfData, Some(ts[2]))
+    );
+    assert_close!(t.exit_price, 12.0);
+    let (p, _) = portfolio(&[long.clone(), gone.clone()], 1000.0);
+    // GONE's cash is carried; only LONG is exposed after bar 2.
+    for k in 3..6 {
+        assert_close!(p.equity[k], long.equity[k] + gone.equity[2]);
+        assert_close!(p.gross[k], long.gross[k]);
+    }
+    let x = p.gross[5] / p.equity[5];
+    assert_close!(p.exposure()[5], x);
+    assert!(x < 0.6, "{x}");
+    let m = gone.metrics();
+    assert_eq!((m.trades, m.open_trades), (1, 0));
+    assert_close!(m.exposure.unwrap(), 1.0 / 3.0);
 }

@@ -53,10 +53,10 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     )
     .unwrap();
     let a = dir.path().join("a");
-    write_run_dir(&a, &in_memory, &json).unwrap();
+    write_run_dir(&a, &in_memory, &json, false).unwrap();
 
     let b = dir.path().join("b");
-    let tmp = partial_dir(&b).unwrap();
+    let tmp = partial_dir(&b, false).unwrap();
     let streamed = run_to_dir(
         &data,
         &plan,
@@ -68,7 +68,7 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
         &tmp,
     )
     .unwrap();
-    commit_run_dir(&tmp, &b, &json, |_| Ok(())).unwrap();
+    commit_run_dir(&tmp, &b, &json, false, |_| Ok(())).unwrap();
 
     assert_eq!(streamed.symbols.len(), in_memory.symbols.len());
     assert!(streamed.symbols.len() > 256, "must span two output batches");

@@ -183,16 +183,19 @@ fn shared_stage_reports_bad_series_and_params_like_the_engine() {
     assert!(LayerLanes::new(&[], 100, Isa::Auto).is_err());
 }
 
-/// Every row of a sweep (each symbol, `PORTFOLIO`, `BENCHMARK`, in every
-/// sample) is the metrics of `run` with that combination's parameters on
-/// that sample's window, bit for bit (compared as JSON, which tells -0.0
-/// from 0.0), on ragged series, over lambda, decay, cutout, threshold and
-/// lengths axes, and a sweep on 1 thread writes the rows of 2 threads.
+/// Every row of a sweep (each symbol, then the portfolio and benchmark
+/// rows, in every sample) is the metrics of `run` with that combination's
+/// parameters on that sample's window, bit for bit (compared as JSON,
+/// which tells -0.0 from 0.0), on ragged series (some end inside a sample:
+/// closed at their last bar), over lambda, decay, cutout, threshold and
+/// lengths axes, with a risk-free rate, and a sweep on 1 thread writes the
+/// rows of 2 threads.
 #[test]
 fn every_sweep_row_equals_run_with_its_parameters() {
     use atc_bt::data::{DataOptions, Dataset};
+    use atc_bt::run::output::Aggregate;
     use atc_bt::run::{run, RunPlan, Strategy};
-    use atc_bt::sweep::{samples, sweep, Grid, Row};
+    use atc_bt::sweep::{pin_samples, samples, sweep, Grid, Row};
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ragged.parquet");
@@ -244,8 +247,11 @@ fn every_sweep_row_equals_run_with_its_parameters() {
         g
     })
     .collect();
-    let base = Strategy::default();
-    let smp = samples(plan.from, plan.to, Some(full[250]));
+    let mut base = Strategy::default();
+    base.metrics.risk_free = 0.02;
+    // As `atc-bt sweep` does: each sample ends at the selection's last bar.
+    let mut smp = samples(plan.from, plan.to, Some(full[250]));
+    pin_samples(&data, &plan.series, &mut smp);
     for grid in &grids {
         let rows_on = |threads: usize| -> Vec<Row> {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -274,16 +280,10 @@ fn every_sweep_row_equals_run_with_its_parameters() {
             rows
         };
         let text = |m: &atc_bt::backtest::Metrics| serde_json::to_string(m).unwrap();
+        let who = |r: &Row| format!("{:?} {:?}", r.symbol, r.aggregate);
         let keyed = |rows: &[Row]| -> Vec<(usize, String, String, String)> {
             rows.iter()
-                .map(|r| {
-                    (
-                        r.combo,
-                        r.sample.clone(),
-                        r.symbol.clone(),
-                        text(&r.metrics),
-                    )
-                })
+                .map(|r| (r.combo, r.sample.clone(), who(r), text(&r.metrics)))
                 .collect()
         };
         let rows = rows_on(2);
@@ -294,6 +294,7 @@ fn every_sweep_row_equals_run_with_its_parameters() {
             let strategy = Strategy {
                 atc: grid.combo(&base.atc, c),
                 execution: base.execution.clone(),
+                metrics: base.metrics.clone(),
             };
             for s in &smp {
                 let p = RunPlan {
@@ -305,14 +306,21 @@ fn every_sweep_row_equals_run_with_its_parameters() {
                 let mut want: Vec<(String, String)> = r
                     .symbols
                     .iter()
-                    .map(|x| (x.run.symbol.clone(), text(&x.metrics)))
+                    .map(|x| {
+                        let symbol = Some(x.run.symbol.clone());
+                        (format!("{symbol:?} None"), text(&x.metrics))
+                    })
                     .collect();
-                want.push(("PORTFOLIO".into(), text(&r.portfolio_metrics)));
-                want.push(("BENCHMARK".into(), text(&r.benchmark_metrics)));
+                for (agg, m) in [
+                    (Aggregate::Portfolio, &r.portfolio_metrics),
+                    (Aggregate::Benchmark, &r.benchmark_metrics),
+                ] {
+                    want.push((format!("None {:?}", Some(agg)), text(m)));
+                }
                 let got: Vec<(String, String)> = rows
                     .iter()
                     .filter(|x| x.combo == c && x.sample == s.name)
-                    .map(|x| (x.symbol.clone(), text(&x.metrics)))
+                    .map(|x| (who(x), text(&x.metrics)))
                     .collect();
                 assert_eq!(got, want, "combo {c} sample {}", s.name);
                 checked += got.len();

@@ -19,26 +19,40 @@
 //!
 //! * Buy price `open·(1+slippage)`, sell price `open·(1−slippage)`.
 //! * Fee `fee·|qty·fill price|`, paid from cash.
-//! * Full-equity sizing: an entry buys (or sells short) `qty = E / fill
-//!   price` units, where `E` is the cash available at that open after any
-//!   close at the same open (so a flip long → short is two ledger trades and
-//!   pays fees on both notionals, and the new position is sized from the
-//!   equity left after the first trade's costs). The entry fee comes on top,
-//!   so cash right after a long entry is `−fee·E`.
+//! * Full-equity sizing as vectorbt (`size=inf`) and backtesting.py do it:
+//!   the fee fits inside the cash. An entry trades the notional
+//!   `N = E / (1 + fee)`, i.e. `qty = E / (fill price·(1 + fee))`, where `E`
+//!   is the cash available at that open after any close at the same open
+//!   (so a flip long → short is two ledger trades and pays fees on both
+//!   notionals, and the new position is sized from the equity left after
+//!   the first trade's costs). A long entry leaves no cash (`E − N − fee·N
+//!   = 0`); a short entry adds its proceeds `N` and pays `fee·N`, so in both
+//!   cases the equity right after the entry is `E − fee·N`: the fee comes
+//!   out of equity, never on top of it.
 //! * While the target sign does not change the position is held as is
 //!   (no rebalancing), as in backtesting.py.
 //! * A short sale adds its proceeds to cash; equity is still
 //!   `cash + units·close` with `units < 0`.
 //!
+//! # End of data
+//!
+//! When the symbol's data ends inside the run's window (`data_ends`: a
+//! delisted symbol, or one whose file simply stops earlier than the
+//! others'), a position held at its last bar is closed at that bar's close
+//! (`close·(1∓slippage)`, fee as any fill); the sub-account then holds
+//! cash, so it no longer counts as exposure and its trade is closed
+//! ([`ExitReason::EndOfData`]). A position held at the end of the window
+//! stays open ([`ExitReason::EndOfWindow`]), marked to the last close.
+//!
 //! # Ruin
 //!
 //! A short can lose more than the sub-account's equity. If at an open the
 //! equity `cash + units·open` is ≤ 0, the position is closed there (forced
-//! liquidation) and the sub-account is *ruined*: it stays flat for the rest
-//! of the window, and its equity (possibly negative) is carried unchanged.
-//! An entry is also skipped (and the account ruined) if the cash left after
-//! a close is ≤ 0. Equity is never capped, so the numbers stay honest, and
-//! every value stays finite.
+//! liquidation, [`ExitReason::Liquidation`]) and the sub-account is
+//! *ruined*: it stays flat for the rest of the window, and its equity
+//! (possibly negative) is carried unchanged. An entry is also skipped (and
+//! the account ruined) if the cash left after a close is ≤ 0. Equity is
+//! never capped, so the numbers stay honest, and every value stays finite.
 
 use std::fmt;
 use std::ops::Range;
@@ -47,7 +61,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::error::BacktestError;
-use super::trade::{Side, Trade};
+use super::trade::{ExitReason, Side, Trade};
 
 /// Which directions may be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -194,25 +208,24 @@ impl SymbolRun {
         }
     }
 
-    /// All metrics of this symbol against its own buy & hold.
+    /// All metrics of this symbol against its own buy & hold, with default
+    /// options (periods per year inferred in UTC, no risk-free rate).
     pub fn metrics(&self) -> super::Metrics {
-        self.metrics_with_ppy(super::periods_per_year(&self.ts))
+        self.metrics_with(&super::MetricsOptions::default())
     }
 
-    /// [`SymbolRun::metrics`] with the periods per year of `ts` given
-    /// (a sweep computes them once per symbol and window, not once per
-    /// combination); the same bits when `ppy` is
-    /// [`periods_per_year`](super::periods_per_year)`(&self.ts)`.
-    pub fn metrics_with_ppy(&self, ppy: f64) -> super::Metrics {
-        super::metrics_with_ppy(
-            ppy,
+    /// All metrics of this symbol against its own buy & hold, with `opts`.
+    pub fn metrics_with(&self, opts: &super::MetricsOptions) -> super::Metrics {
+        let stats: Vec<super::TradeStat> = self.trades.iter().map(super::TradeStat::of).collect();
+        super::metrics_of_stats(
             self.capital,
             &self.ts,
             &self.equity,
             &self.benchmark,
-            &self.trades,
+            &stats,
             Some(&self.exposure()),
             self.total_fees,
+            opts,
         )
     }
 }
@@ -328,12 +341,14 @@ fn validate_dir(symbol: &str, dir: &[i8], window: &Range<usize>) -> Result<(), B
 }
 
 /// Simulates one symbol; see the module docs for the event order, fills,
-/// sizing and ruin rule.
+/// sizing, end-of-data and ruin rules.
 ///
 /// `bars` and `dir` are the full series the engine saw (warm-up + window,
 /// same length); `window` is the index range of traded and measured bars.
 /// Bars outside the window are not read, except `dir[window.start − 1]`
 /// (the decision for the first window open) when `window.start > 0`.
+/// `data_ends`: the symbol's data ends at the window's last bar while the
+/// run goes on (a position held there is closed at its close).
 pub fn simulate(
     symbol: &str,
     bars: Bars<'_>,
@@ -341,25 +356,12 @@ pub fn simulate(
     window: Range<usize>,
     capital: f64,
     cfg: &ExecConfig,
+    data_ends: bool,
 ) -> Result<SymbolRun, BacktestError> {
+    let inputs = CheckedInputs::new(symbol, bars, dir.len(), window, capital, cfg, data_ends)?;
     let mut run = SymbolRun::default();
-    simulate_into(&mut run, symbol, bars, dir, window, capital, cfg)?;
+    simulate_checked_into(&mut run, &inputs, dir)?;
     Ok(run)
-}
-
-/// [`simulate`] into `run`, reusing its vectors' memory. `run` is
-/// overwritten entirely; on an error its content is unspecified.
-pub fn simulate_into(
-    run: &mut SymbolRun,
-    symbol: &str,
-    bars: Bars<'_>,
-    dir: &[i8],
-    window: Range<usize>,
-    capital: f64,
-    cfg: &ExecConfig,
-) -> Result<(), BacktestError> {
-    let inputs = CheckedInputs::new(symbol, bars, dir.len(), window, capital, cfg)?;
-    simulate_checked_into(run, &inputs, dir)
 }
 
 /// The inputs of [`simulate`] other than the direction, checked once: a
@@ -372,6 +374,7 @@ pub struct CheckedInputs<'a> {
     window: Range<usize>,
     capital: f64,
     cfg: ExecConfig,
+    data_ends: bool,
 }
 
 impl<'a> CheckedInputs<'a> {
@@ -385,6 +388,7 @@ impl<'a> CheckedInputs<'a> {
         window: Range<usize>,
         capital: f64,
         cfg: &ExecConfig,
+        data_ends: bool,
     ) -> Result<CheckedInputs<'a>, BacktestError> {
         validate_inputs(symbol, &bars, dir_len, &window, capital, cfg)?;
         Ok(CheckedInputs {
@@ -393,13 +397,16 @@ impl<'a> CheckedInputs<'a> {
             window,
             capital,
             cfg: *cfg,
+            data_ends,
         })
     }
 }
 
-/// [`simulate_into`] on checked inputs: only the direction is checked
-/// (its length, then its values), so the result and any error are those
-/// of [`simulate`] with the same arguments.
+/// [`simulate`] on checked inputs, into `run` (its vectors' memory is
+/// reused; it is overwritten entirely, and on an error its content is
+/// unspecified). Only the direction is checked (its length, then its
+/// values), so the result and any error are those of [`simulate`] with
+/// the same arguments.
 pub fn simulate_checked_into(
     run: &mut SymbolRun,
     inputs: &CheckedInputs<'_>,
@@ -411,6 +418,7 @@ pub fn simulate_checked_into(
         ref window,
         capital,
         ref cfg,
+        data_ends,
     } = *inputs;
     let window = window.clone();
     if dir.len() != bars.ts.len() {
@@ -453,9 +461,11 @@ pub fn simulate_checked_into(
         } else {
             cfg.mode.target(dir[i - 1])
         };
+        let mut reason = ExitReason::Signal;
         if let Some(h) = &held {
             if cash + h.side.sign() * h.qty * open <= 0.0 {
                 ruined = true; // equity at this open is <= 0: forced liquidation
+                reason = ExitReason::Liquidation;
             }
         }
         if ruined {
@@ -475,9 +485,8 @@ pub fn simulate_checked_into(
                 run.trades.push(make_trade(
                     symbol,
                     &h,
-                    &run.ts,
-                    window.start,
-                    i,
+                    (&run.ts, window.start),
+                    (i, i, reason),
                     price,
                     exit_fee,
                 ));
@@ -489,7 +498,8 @@ pub fn simulate_checked_into(
                         Side::Long => open * (1.0 + cfg.slippage),
                         Side::Short => open * (1.0 - cfg.slippage),
                     };
-                    let notional = cash;
+                    // The fee fits inside the cash: notional·(1 + fee) = cash.
+                    let notional = cash / (1.0 + cfg.fee);
                     let fee = cfg.fee * notional;
                     cash -= side.sign() * notional + fee;
                     run.total_fees += fee;
@@ -505,6 +515,27 @@ pub fn simulate_checked_into(
                 }
             }
         }
+        if data_ends && i + 1 == window.end {
+            // The symbol's data ends here: close at this bar's close.
+            if let Some(h) = held.take() {
+                let price = match h.side {
+                    Side::Long => close * (1.0 - cfg.slippage),
+                    Side::Short => close * (1.0 + cfg.slippage),
+                };
+                let notional = h.qty * price;
+                let exit_fee = cfg.fee * notional;
+                cash += h.side.sign() * notional - exit_fee;
+                run.total_fees += exit_fee;
+                run.trades.push(make_trade(
+                    symbol,
+                    &h,
+                    (&run.ts, window.start),
+                    (i, i + 1, ExitReason::EndOfData),
+                    price,
+                    exit_fee,
+                ));
+            }
+        }
         let units = held.as_ref().map_or(0.0, |h| h.side.sign() * h.qty);
         run.equity.push(cash + units * close);
         run.position.push(units);
@@ -515,7 +546,14 @@ pub fn simulate_checked_into(
     if let Some(h) = held {
         let last = window.end - 1;
         let price = bars.close[last];
-        let mut t = make_trade(symbol, &h, &run.ts, window.start, last + 1, price, 0.0);
+        let mut t = make_trade(
+            symbol,
+            &h,
+            (&run.ts, window.start),
+            (last, last + 1, ExitReason::EndOfWindow),
+            price,
+            0.0,
+        );
         t.exit_ts = None;
         t.open = true;
         run.trades.push(t);
@@ -523,13 +561,15 @@ pub fn simulate_checked_into(
     Ok(())
 }
 
-/// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked there).
+/// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked
+/// there); `held_to` is the bar index its `bars_held` counts up to
+/// (`exit_bar` for an exit at an open, `exit_bar + 1` at a close). `ts`
+/// holds the window's timestamps, which start at bar `start`.
 fn make_trade(
     symbol: &str,
     h: &Holding,
-    ts: &[i64],
-    start: usize,
-    exit_bar: usize,
+    (ts, start): (&[i64], usize),
+    (exit_bar, held_to, exit_reason): (usize, usize, ExitReason),
     exit_price: f64,
     exit_fee: f64,
 ) -> Trade {
@@ -546,8 +586,9 @@ fn make_trade(
         fees,
         pnl,
         ret: pnl / (h.qty * h.entry_price),
-        bars_held: exit_bar - h.entry_bar,
+        bars_held: held_to - h.entry_bar,
         open: false,
+        exit_reason,
     }
 }
 
@@ -584,8 +625,70 @@ mod tests {
             fee: 0.0,
             slippage: 0.0,
         };
-        let run = simulate("Z", bars, &[-1; 4], 0..4, 100.0, &cfg).unwrap();
+        let run = simulate("Z", bars, &[-1; 4], 0..4, 100.0, &cfg, false).unwrap();
         assert_eq!(run.equity, vec![100.0, 50.0, 0.0, 0.0]);
         assert_eq!(run.position[2..], [0.0, 0.0]);
+        assert_eq!(run.trades[0].exit_reason, ExitReason::Liquidation);
+    }
+
+    /// vectorbt `size=inf` / backtesting.py: `qty = cash / (price·(1+fee))`,
+    /// so a long entry spends exactly the cash and a short's fee comes out
+    /// of equity.
+    #[test]
+    fn entries_fit_the_fee_inside_the_cash() {
+        let ts = [0, 1, 2];
+        let open = [10.0, 10.0, 10.0];
+        let close = [10.0, 10.0, 10.0];
+        let bars = Bars {
+            ts: &ts,
+            open: &open,
+            close: &close,
+        };
+        for (mode, dir) in [(Mode::LongOnly, 1), (Mode::LongShort, -1)] {
+            let cfg = ExecConfig {
+                mode,
+                fee: 0.001,
+                slippage: 0.0,
+            };
+            let run = simulate("F", bars, &[dir; 3], 0..3, 1000.0, &cfg, false).unwrap();
+            let qty = 1000.0 / (10.0 * 1.001);
+            assert!((run.position[1].abs() - qty).abs() < 1e-12);
+            // Equity right after the entry: capital − fee, never below it.
+            let fee = 0.001 * qty * 10.0;
+            assert!((run.equity[1] - (1000.0 - fee)).abs() < 1e-9, "{mode}");
+            assert!((run.gross[1] / run.equity[1] - 10.0 * qty / (1000.0 - fee)).abs() < 1e-12);
+            assert!(run.gross[1] / run.equity[1] <= 1.0 + 1e-12, "{mode}");
+        }
+    }
+
+    #[test]
+    fn data_ending_early_closes_at_the_last_close() {
+        let ts = [0, 1, 2];
+        let open = [10.0, 10.0, 12.0];
+        let close = [10.0, 11.0, 13.0];
+        let bars = Bars {
+            ts: &ts,
+            open: &open,
+            close: &close,
+        };
+        let cfg = ExecConfig {
+            fee: 0.001,
+            ..ExecConfig::default()
+        };
+        let run = simulate("D", bars, &[1; 3], 0..3, 1000.0, &cfg, true).unwrap();
+        let t = &run.trades[0];
+        assert!(!t.open);
+        assert_eq!(t.exit_reason, ExitReason::EndOfData);
+        assert_eq!((t.exit_ts, t.exit_price, t.bars_held), (Some(2), 13.0, 2));
+        assert_eq!((run.position[2], run.gross[2]), (0.0, 0.0));
+        // All cash: the sale's proceeds less its fee.
+        let cash = t.qty * 13.0 * (1.0 - 0.001);
+        assert!((run.equity[2] - cash).abs() < 1e-9);
+        assert!((run.equity[2] - (1000.0 + t.pnl)).abs() < 1e-9);
+        // Without the end of data the trade stays open at the window's end.
+        let open_end = simulate("D", bars, &[1; 3], 0..3, 1000.0, &cfg, false).unwrap();
+        assert!(open_end.trades[0].open);
+        assert_eq!(open_end.trades[0].exit_reason, ExitReason::EndOfWindow);
+        assert_eq!(open_end.trades[0].bars_held, 2);
     }
 }

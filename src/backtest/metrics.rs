@@ -1,129 +1,280 @@
-//! The statistics table: what backtesting.py's `stats` and vectorbt's
-//! `Portfolio.stats()` show, with one written-down formula per number.
+//! The statistics table: what quantstats' full report, backtesting.py's
+//! `stats` and vectorbt's `Portfolio.stats()` show, with one written-down
+//! formula per number.
 //!
-//! Conventions (see also `src/backtest/METRICS.md`):
+//! Conventions (see also `src/backtest/METRICS.md`, and the metric facts
+//! table [`METRICS`](super::METRICS) for each number's definition, unit and
+//! peer equivalent):
 //!
 //! * Returns are fractions (0.25 = +25%).
 //! * Per-bar returns: `r_0 = e_0 / initial − 1`, `r_t = e_t / e_{t−1} − 1`;
 //!   a bar whose previous equity is ≤ 0 (a ruined sub-account) has return 0.
 //!   This is quantstats/empyrical on the equity curve with `initial`
 //!   prepended, so the first bar's move and the entry fee count.
-//! * `ppy` = [`periods_per_year`] of `ts`; std uses `ddof = 1` (pandas);
-//!   risk-free rate 0.
+//! * `ppy` = [`MetricsOptions::periods_per_year`] or, by default,
+//!   [`periods_per_year_in`] of `ts` in the curve's calendar; std uses
+//!   `ddof = 1` (pandas); the risk-free rate (annual) enters Sharpe and
+//!   Sortino as quantstats does: `r − ((1 + rf)^(1/ppy) − 1)`.
 //! * Trade statistics use **closed** trades only (as vectorbt's "closed
 //!   trades" statistics do); an open trade's mark-to-market result is in
 //!   `open_trades` / `open_trade_pnl` and in the equity curve.
 //! * A statistic that is undefined (no trades, zero variance, no losses, …)
 //!   is `None`, which serializes to JSON `null`; no field is ever NaN or ±∞.
+//!   A spread (standard deviation, downside deviation, sum of losses,
+//!   drawdown, average loss, lower quantile) at most [`SPREAD_TOL`] times
+//!   the magnitude it is compared with counts as zero: it is float residue
+//!   (a price growing by exactly 0.1% a bar has a float standard deviation
+//!   of 1e-16, not a Sharpe of 1e14).
+//!
+//! Cost: a sweep computes every metric of every combination, so everything
+//! here is one or two passes over the curve; the quantiles use selection
+//! (`select_nth_unstable`, O(n)), never a full sort.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-use super::annualise::{periods_per_year, DAY_US};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::annualise::{periods_per_year_in, Calendar, DAY_US};
 use super::trade::Trade;
 
+/// A spread at most this fraction of the magnitude it is compared with
+/// (the mean return for a standard deviation, the gains for the losses, …)
+/// is float residue and counts as zero. Real series are many orders of
+/// magnitude away on both sides: a per-bar Sharpe of 1e9 does not exist,
+/// and the residue of a constant return is ~1e-13 of it.
+pub const SPREAD_TOL: f64 = 1e-9;
+
+/// How a curve's statistics are annualised and against which rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsOptions {
+    /// Bars per year; `None` infers it from the curve's timestamps
+    /// ([`periods_per_year_in`] in `calendar`).
+    pub periods_per_year: Option<f64>,
+    /// Annual risk-free rate as a fraction (0.02 = 2%), used by Sharpe and
+    /// Sortino (quantstats' `rf`); 0 by default.
+    pub risk_free: f64,
+    /// Time zone of weekdays (annualisation) and calendar years
+    /// (`yearly_returns`).
+    pub calendar: Calendar,
+}
+
+/// One drawdown episode: a maximal run of bars below the running peak.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Drawdown {
+    /// Timestamp of the peak bar: the last bar at the high-water mark
+    /// before the episode (bar 0 when the episode starts there, where the
+    /// peak is the starting capital). RFC 3339 in JSON.
+    #[serde(with = "rfc3339")]
+    pub start: i64,
+    /// Timestamp of the deepest bar.
+    #[serde(with = "rfc3339")]
+    pub valley: i64,
+    /// Timestamp of the first bar back at (or above) the peak; `None`
+    /// (JSON `null`) while still under water at the end.
+    #[serde(with = "rfc3339_opt")]
+    pub recovery: Option<i64>,
+    /// Deepest drawdown of the episode, a positive fraction.
+    pub depth: f64,
+    /// Bars below the peak.
+    pub bars: usize,
+    /// `(ts of the last bar below the peak − start) / 1 day`.
+    pub days: f64,
+}
+
 /// Every statistic of one equity curve (a symbol, the portfolio or the
-/// benchmark). Field names are the column names of the results files.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// benchmark). Field names are the keys of `metrics.json` and the columns
+/// of the sweep's `results.parquet`; the definition, unit and peer
+/// equivalent of each are in the metric facts table
+/// [`METRICS`](super::METRICS), which also serializes this struct.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
 pub struct Metrics {
-    /// Bars per year used to annualise, from [`periods_per_year`].
-    pub periods_per_year: f64,
+    /// First bar of the curve (µs UTC; RFC 3339 in JSON).
+    #[serde(with = "rfc3339_opt")]
+    pub start: Option<i64>,
+    /// Last bar of the curve.
+    #[serde(with = "rfc3339_opt")]
+    pub end: Option<i64>,
     /// Number of bars `n` in the curve.
     pub bars: usize,
     /// Calendar span `(ts_last − ts_first) / 1 day`.
     pub days: f64,
+    /// Bars per year used to annualise.
+    pub periods_per_year: f64,
+    /// Annual risk-free rate used by Sharpe and Sortino.
+    pub risk_free: f64,
     /// `e_last / initial − 1`.
     pub total_return: f64,
     /// Buy & hold: `b_last / initial − 1`.
     pub benchmark_return: f64,
-    /// `(e_last / initial)^(365.25 / days) − 1`; −1 if `e_last ≤ 0`;
-    /// `None` if `days = 0`.
+    /// Calendar CAGR `(e_last / initial)^(365.25 / days) − 1`.
     pub cagr: Option<f64>,
-    /// Annualised volatility `std(r) · √ppy`; `None` with fewer than 2 bars.
+    /// Geometric annualised return `(e_last / initial)^(ppy / n) − 1`.
+    pub annual_return: Option<f64>,
+    /// `std(r) · √ppy`.
     pub volatility: Option<f64>,
-    /// `mean(r) / std(r) · √ppy` (rf = 0, quantstats); `None` if `std = 0`.
+    /// `mean(x) / std(x) · √ppy` on excess returns `x`.
     pub sharpe: Option<f64>,
-    /// `mean(r) / √(Σ min(r,0)² / n) · √ppy` (quantstats' downside deviation
-    /// over all `n` bars); `None` if no bar loses.
+    /// `mean(x) / √(Σ min(x,0)² / n) · √ppy`.
     pub sortino: Option<f64>,
-    /// `cagr / max_drawdown`; `None` if there is no drawdown.
+    /// `annual_return / max_drawdown`.
     pub calmar: Option<f64>,
-    /// `max_t (1 − e_t / peak_t)` with `peak_t = max(initial, e_0..e_t)`, a
-    /// positive fraction (0.2 = −20% from the peak).
+    /// `max_t (1 − e_t / peak_t)`, `peak_t = max(initial, e_0..e_t)`.
     pub max_drawdown: f64,
-    /// Mean over drawdown episodes of each episode's deepest drawdown; 0 if
-    /// none. An episode is a maximal run of bars below the running peak.
+    /// Mean over drawdown episodes of each episode's depth.
     pub avg_drawdown: f64,
-    /// Longest episode in bars (number of bars below the peak).
+    /// Longest episode in bars below the peak.
     pub max_drawdown_duration: usize,
-    /// Longest episode in days: `(ts of its last bar below the peak − ts of
-    /// the peak bar) / 1 day`; the peak bar of an episode starting at bar 0
-    /// is bar 0.
+    /// Longest episode in days.
     pub max_drawdown_duration_days: f64,
-    /// Mean episode length in bars; 0 if none.
+    /// Mean episode length in bars.
     pub avg_drawdown_duration: f64,
-    /// Mean episode length in days; 0 if none.
+    /// Mean episode length in days.
     pub avg_drawdown_duration_days: f64,
-    /// OLS intercept of `r` on the benchmark's per-bar returns `r_b`, times
-    /// `ppy` (quantstats' `greeks`); `None` if `var(r_b) = 0`.
+    /// Sample skewness of `r` (pandas).
+    pub skew: Option<f64>,
+    /// Sample excess kurtosis of `r` (pandas).
+    pub kurtosis: Option<f64>,
+    /// Historical 95% value at risk: the 5% quantile of `r`.
+    pub var_95: Option<f64>,
+    /// Historical 95% expected shortfall: mean of `r_t ≤ var_95`.
+    pub cvar_95: Option<f64>,
+    /// `|q95(r) / q05(r)|`.
+    pub tail_ratio: Option<f64>,
+    /// OLS intercept of `r` on `r_b`, times `ppy`.
     pub alpha: Option<f64>,
-    /// OLS slope `cov(r, r_b) / var(r_b)`; `None` if `var(r_b) = 0`.
+    /// OLS slope of `r` on `r_b`.
     pub beta: Option<f64>,
-    /// Omega ratio at threshold 0: `Σ max(r,0) / Σ max(−r,0)`; `None` if no
-    /// bar loses.
+    /// `Σ max(r,0) / Σ max(−r,0)`.
     pub omega: Option<f64>,
-    /// Fraction of bars with a position at the close (exposure ≠ 0); `None`
-    /// if no exposure series was given.
+    /// Fraction of bars with a position at the close.
     pub exposure: Option<f64>,
-    /// `max_t |units·close| / equity` over bars where it is finite.
+    /// `max_t |units·close| / equity`.
     pub max_gross_exposure: Option<f64>,
     /// Number of closed trades `k`.
     pub trades: usize,
     /// Closed trades with `pnl > 0`, divided by `k`.
     pub win_rate: Option<f64>,
-    /// `Σ pnl⁺ / |Σ pnl⁻|` over closed trades; `None` if nothing lost.
+    /// `Σ pnl⁺ / |Σ pnl⁻|`.
     pub profit_factor: Option<f64>,
-    /// Mean closed-trade `pnl` in currency, net of fees (vectorbt's
-    /// expectancy; the return version is `avg_trade_return`).
+    /// Mean closed-trade `pnl` in currency.
     pub expectancy: Option<f64>,
-    /// System quality number `√k · mean(ret) / std(ret)` over closed trades'
-    /// returns; `None` if `k < 2` or `std = 0`.
+    /// `√k · mean(ret) / std(ret)`.
     pub sqn: Option<f64>,
-    /// Kelly fraction `W − (1 − W) / (avg_winning_trade / |avg_losing_trade|)`
-    /// with `W = win_rate`; `W` if nothing lost; `None` if nothing won.
+    /// `W − (1 − W) / payoff_ratio`.
     pub kelly: Option<f64>,
+    /// `avg_winning_trade / |avg_losing_trade|`.
+    pub payoff_ratio: Option<f64>,
     /// Mean closed-trade `ret`.
     pub avg_trade_return: Option<f64>,
     /// Largest closed-trade `ret`.
     pub best_trade: Option<f64>,
     /// Smallest closed-trade `ret`.
     pub worst_trade: Option<f64>,
-    /// Mean `ret` of closed trades with `pnl > 0`.
+    /// Mean `ret` of winning trades.
     pub avg_winning_trade: Option<f64>,
-    /// Mean `ret` of closed trades with `pnl < 0` (negative).
+    /// Mean `ret` of losing trades.
     pub avg_losing_trade: Option<f64>,
     /// Mean `bars_held` of closed trades.
     pub avg_trade_duration: Option<f64>,
-    /// Mean `(exit_ts − entry_ts) / 1 day` of closed trades.
+    /// Mean duration in days of closed trades.
     pub avg_trade_duration_days: Option<f64>,
     /// Largest `bars_held` of closed trades.
     pub max_trade_duration: Option<usize>,
     /// Largest closed-trade duration in days.
     pub max_trade_duration_days: Option<f64>,
-    /// Fees paid in the window (entries of open trades included).
+    /// Mean `bars_held` of winning trades.
+    pub avg_winning_trade_duration: Option<f64>,
+    /// Mean `bars_held` of losing trades.
+    pub avg_losing_trade_duration: Option<f64>,
+    /// Mean duration in days of winning trades.
+    pub avg_winning_trade_duration_days: Option<f64>,
+    /// Mean duration in days of losing trades.
+    pub avg_losing_trade_duration_days: Option<f64>,
+    /// Most consecutive winning trades (in exit order).
+    pub max_winning_streak: usize,
+    /// Most consecutive losing trades (in exit order).
+    pub max_losing_streak: usize,
+    /// Fees paid in the window.
     pub total_fees: f64,
-    /// Trades still open at the end (marked to the last close).
+    /// Trades still open at the end.
     pub open_trades: usize,
-    /// `Σ pnl` of open trades (mark-to-market, entry fee deducted).
+    /// `Σ pnl` of open trades.
     pub open_trade_pnl: f64,
-    /// `e_last` (`initial` for an empty curve).
+    /// `e_last`.
     pub final_equity: f64,
     /// `max(initial, e_0..e_last)`.
     pub equity_peak: f64,
+    /// Compounded return of each calendar year (in the curve's calendar).
+    pub yearly_returns: BTreeMap<i32, Option<f64>>,
+    /// The five deepest drawdown episodes, deepest first.
+    pub worst_drawdowns: Vec<Drawdown>,
+}
+
+impl Serialize for Metrics {
+    /// The facts table's keys in its order ([`METRICS`](super::METRICS)),
+    /// so `metrics.json` holds exactly the documented metrics.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let facts = super::facts::METRICS;
+        let mut map = s.serialize_map(Some(facts.len()))?;
+        for f in facts {
+            map.serialize_entry(f.key, &(f.value)(self))?;
+        }
+        map.end()
+    }
+}
+
+/// Timestamps as RFC 3339 text in JSON (`2020-01-02T00:00:00Z`).
+pub(crate) fn fmt_rfc3339(us: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(us) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => us.to_string(),
+    }
+}
+
+fn parse_rfc3339<E: serde::de::Error>(s: &str) -> Result<i64, E> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_micros())
+        .map_err(|e| E::custom(format!("{s:?} is not an RFC 3339 time: {e}")))
+}
+
+mod rfc3339 {
+    use super::*;
+    pub fn serialize<S: Serializer>(us: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt_rfc3339(*us))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        parse_rfc3339(&String::deserialize(d)?)
+    }
+}
+
+mod rfc3339_opt {
+    use super::*;
+    pub fn serialize<S: Serializer>(us: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match us {
+            Some(us) => s.serialize_str(&fmt_rfc3339(*us)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| parse_rfc3339(&s))
+            .transpose()
+    }
 }
 
 /// `Some(x)` if finite: undefined statistics become JSON `null`.
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
+}
+
+/// A spread that is float residue next to `scale` counts as zero.
+fn spread(s: f64, scale: f64) -> f64 {
+    if s <= SPREAD_TOL * scale.abs() {
+        0.0
+    } else {
+        s
+    }
 }
 
 /// Sum from +0.0 (std's `Sum` for f64 starts at −0.0, which would print
@@ -156,7 +307,72 @@ pub(crate) fn bar_returns(initial: f64, equity: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// Drawdown summary: (max, avg, max bars, max days, avg bars, avg days).
+/// The `q` quantile of `v` with linear interpolation between order
+/// statistics (numpy's default, pandas' `quantile`): `h = (n − 1)·q`,
+/// `x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋+1] − x[⌊h⌋])`. By selection, O(n); `v` is
+/// reordered. `None` for an empty slice.
+pub fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let h = (n - 1) as f64 * q;
+    let lo = (h.floor() as usize).min(n - 1);
+    let (_, x_lo, above) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let x_lo = *x_lo;
+    let frac = h - lo as f64;
+    if frac == 0.0 || above.is_empty() {
+        return Some(x_lo);
+    }
+    let x_hi = above.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(x_lo + frac * (x_hi - x_lo))
+}
+
+/// `Σa², Σa³, Σa⁴` with `a = x − m`, in one pass (three independent sums,
+/// each in slice order from +0.0, so `Σa²` is bit for bit the sum [`std`]
+/// takes).
+fn central_sums(v: &[f64], m: f64) -> (f64, f64, f64) {
+    let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+    for &x in v {
+        let a = x - m;
+        let a2 = a * a;
+        m2 += a2;
+        m3 += a2 * a;
+        m4 += a2 * a2;
+    }
+    (m2, m3, m4)
+}
+
+/// Pandas' bias-corrected sample skewness (G1) and excess kurtosis (G2) of
+/// `len` values from their [`central_sums`]; `None` below 3 (skew) / 4
+/// (kurtosis) values or for a zero spread `sd`.
+fn moments(len: usize, (m2, m3, m4): (f64, f64, f64), sd: f64) -> (Option<f64>, Option<f64>) {
+    let n = len as f64;
+    if sd == 0.0 || len < 3 {
+        return (None, None);
+    }
+    let skew = finite(n * (n - 1.0).sqrt() / (n - 2.0) * (m3 / m2.powf(1.5)));
+    let kurt = (len >= 4)
+        .then(|| {
+            let num = n * (n + 1.0) * (n - 1.0) * m4;
+            let den = (n - 2.0) * (n - 3.0) * m2 * m2;
+            finite(num / den - 3.0 * (n - 1.0) * (n - 1.0) / ((n - 2.0) * (n - 3.0)))
+        })
+        .flatten();
+    (skew, kurt)
+}
+
+/// One drawdown episode while it is being measured.
+struct Episode {
+    peak: usize,
+    valley: usize,
+    depth: f64,
+    bars: usize,
+    /// Bar index at which equity is back at the peak, if it is.
+    recovery: Option<usize>,
+}
+
+/// Drawdown summary of a curve.
 struct Drawdowns {
     max: f64,
     avg: f64,
@@ -164,50 +380,98 @@ struct Drawdowns {
     max_days: f64,
     avg_bars: f64,
     avg_days: f64,
+    worst: Vec<Drawdown>,
 }
 
 fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
-    // (depth, bars, days) per episode
-    let mut episodes: Vec<(f64, usize, f64)> = Vec::new();
+    let mut episodes: Vec<Episode> = Vec::new();
     let mut peak = initial;
-    let mut cur: Option<(usize, f64, usize)> = None; // (peak bar, depth, bars)
+    let mut cur: Option<Episode> = None;
     let mut max = 0.0f64;
-    let close_episode = |c: (usize, f64, usize), last: usize, eps: &mut Vec<(f64, usize, f64)>| {
-        let days = (ts[last] - ts[c.0]) as f64 / DAY_US as f64;
-        eps.push((c.1, c.2, days));
-    };
     for (t, &e) in equity.iter().enumerate() {
         peak = peak.max(e);
         let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
         max = max.max(dd);
         if dd > 0.0 {
-            let c = cur.get_or_insert((t.saturating_sub(1), 0.0, 0));
-            c.1 = c.1.max(dd);
-            c.2 += 1;
-        } else if let Some(c) = cur.take() {
-            close_episode(c, t - 1, &mut episodes);
+            let c = cur.get_or_insert(Episode {
+                peak: t.saturating_sub(1),
+                valley: t,
+                depth: 0.0,
+                bars: 0,
+                recovery: None,
+            });
+            if dd > c.depth {
+                c.depth = dd;
+                c.valley = t;
+            }
+            c.bars += 1;
+        } else if let Some(mut c) = cur.take() {
+            c.recovery = Some(t);
+            episodes.push(c);
         }
     }
-    if let Some(c) = cur.take() {
-        close_episode(c, equity.len() - 1, &mut episodes);
-    }
+    episodes.extend(cur.take());
+    // Days from the peak bar to the last bar below it.
+    let days = |e: &Episode| {
+        let last = e.recovery.map_or(equity.len() - 1, |r| r - 1);
+        (ts[last] - ts[e.peak]) as f64 / DAY_US as f64
+    };
     let k = episodes.len() as f64;
-    let sum = |f: fn(&(f64, usize, f64)) -> f64| total(episodes.iter().map(f));
-    Drawdowns {
-        max,
-        avg: if k > 0.0 { sum(|e| e.0) / k } else { 0.0 },
-        max_bars: episodes.iter().map(|e| e.1).max().unwrap_or(0),
-        max_days: episodes.iter().map(|e| e.2).fold(0.0, f64::max),
-        avg_bars: if k > 0.0 {
-            sum(|e| e.1 as f64) / k
+    let avg = |f: &dyn Fn(&Episode) -> f64| {
+        if k > 0.0 {
+            total(episodes.iter().map(f)) / k
         } else {
             0.0
-        },
-        avg_days: if k > 0.0 { sum(|e| e.2) / k } else { 0.0 },
+        }
+    };
+    let mut by_depth: Vec<&Episode> = episodes.iter().collect();
+    by_depth.sort_by(|a, b| b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak)));
+    Drawdowns {
+        max,
+        avg: avg(&|e| e.depth),
+        max_bars: episodes.iter().map(|e| e.bars).max().unwrap_or(0),
+        max_days: episodes.iter().map(days).fold(0.0, f64::max),
+        avg_bars: avg(&|e| e.bars as f64),
+        avg_days: avg(&days),
+        worst: by_depth
+            .into_iter()
+            .take(5)
+            .map(|e| Drawdown {
+                start: ts[e.peak],
+                valley: ts[e.valley],
+                recovery: e.recovery.map(|r| ts[r]),
+                depth: e.depth,
+                bars: e.bars,
+                days: days(e),
+            })
+            .collect(),
     }
 }
 
-/// All statistics of one curve; see [`Metrics`] for each formula.
+/// Compounded return `Π(1 + r_t) − 1` of each calendar year of `ts` in
+/// `calendar` (quantstats' end-of-year returns). `None` for a year whose
+/// product is not finite.
+fn yearly_returns(ts: &[i64], r: &[f64], calendar: &Calendar) -> BTreeMap<i32, Option<f64>> {
+    let mut out = BTreeMap::new();
+    let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else {
+        return out;
+    };
+    let starts = calendar.year_starts(first, last);
+    for (k, &(year, from)) in starts.iter().enumerate() {
+        let a = ts.partition_point(|&t| t < from);
+        let b = starts
+            .get(k + 1)
+            .map_or(ts.len(), |&(_, next)| ts.partition_point(|&t| t < next));
+        if a < b {
+            let growth = r[a..b].iter().fold(1.0, |g, x| g * (1.0 + x));
+            out.insert(year, finite(growth - 1.0));
+        }
+    }
+    out
+}
+
+/// All statistics of one curve with default options (ppy inferred in UTC,
+/// risk-free rate 0); see [`Metrics`] and [`metrics_of_stats`].
 ///
 /// * `initial`: the capital the curve started with (capital per symbol for
 ///   a symbol, the total for the portfolio); must be > 0.
@@ -228,38 +492,20 @@ pub fn metrics(
     exposure: Option<&[f64]>,
     total_fees: f64,
 ) -> Metrics {
-    metrics_with_ppy(
-        periods_per_year(ts),
+    let stats: Vec<TradeStat> = trades.iter().map(TradeStat::of).collect();
+    metrics_of_stats(
         initial,
         ts,
         equity,
         benchmark,
-        trades,
+        &stats,
         exposure,
         total_fees,
+        &MetricsOptions::default(),
     )
 }
 
-/// [`metrics`] with `ppy` = [`periods_per_year`]`(ts)` given by the caller
-/// (a sweep computes it once per symbol, not once per combination).
-#[allow(clippy::too_many_arguments)]
-pub fn metrics_with_ppy(
-    ppy: f64,
-    initial: f64,
-    ts: &[i64],
-    equity: &[f64],
-    benchmark: &[f64],
-    trades: &[Trade],
-    exposure: Option<&[f64]>,
-    total_fees: f64,
-) -> Metrics {
-    let stats: Vec<TradeStat> = trades.iter().map(TradeStat::of).collect();
-    metrics_of_stats_with_ppy(
-        ppy, initial, ts, equity, benchmark, &stats, exposure, total_fees,
-    )
-}
-
-/// What the metrics need of one trade: 40 bytes instead of a [`Trade`]
+/// What the metrics need of one trade: 48 bytes instead of a [`Trade`]
 /// with its symbol, so a run over thousands of symbols can keep every
 /// trade of the portfolio for its statistics after writing the ledger.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -270,8 +516,10 @@ pub struct TradeStat {
     pub pnl: f64,
     /// [`Trade::bars_held`].
     pub bars_held: usize,
-    /// `exit_ts − entry_ts` in µs, if the trade has an exit.
-    pub span_us: Option<i64>,
+    /// [`Trade::entry_ts`].
+    pub entry_ts: i64,
+    /// [`Trade::exit_ts`].
+    pub exit_ts: Option<i64>,
     /// [`Trade::open`].
     pub open: bool,
 }
@@ -283,18 +531,50 @@ impl TradeStat {
             ret: t.ret,
             pnl: t.pnl,
             bars_held: t.bars_held,
-            span_us: t.exit_ts.map(|x| x - t.entry_ts),
+            entry_ts: t.entry_ts,
+            exit_ts: t.exit_ts,
             open: t.open,
         }
     }
 
     /// [`Trade::duration_days`], bit for bit.
     fn duration_days(&self) -> Option<f64> {
-        self.span_us.map(|d| d as f64 / DAY_US as f64)
+        self.exit_ts
+            .map(|x| (x - self.entry_ts) as f64 / DAY_US as f64)
     }
 }
 
-/// [`metrics`] from the trades' [`TradeStat`]s (same order, same bits).
+/// Longest runs of winning and losing trades (`pnl > 0` / `< 0`; a trade
+/// with `pnl = 0` ends both) among `closed`, taken in exit order (ties in
+/// slice order).
+fn streaks(closed: &[&TradeStat]) -> (usize, usize) {
+    let mut order: Vec<&TradeStat> = closed.to_vec();
+    if !order.is_sorted_by_key(|t| t.exit_ts) {
+        order.sort_by_key(|t| t.exit_ts);
+    }
+    let (mut win, mut loss, mut best_win, mut best_loss) = (0, 0, 0, 0);
+    for t in order {
+        if t.pnl > 0.0 {
+            win += 1;
+            loss = 0;
+        } else if t.pnl < 0.0 {
+            loss += 1;
+            win = 0;
+        } else {
+            win = 0;
+            loss = 0;
+        }
+        best_win = usize::max(best_win, win);
+        best_loss = usize::max(best_loss, loss);
+    }
+    (best_win, best_loss)
+}
+
+/// [`metrics`] from the trades' [`TradeStat`]s (same order, same bits),
+/// with `opts` (periods per year, risk-free rate, calendar). This is the
+/// one function every path (run, sweep, merge, walk-forward) computes its
+/// statistics with.
+#[allow(clippy::too_many_arguments)]
 pub fn metrics_of_stats(
     initial: f64,
     ts: &[i64],
@@ -303,33 +583,13 @@ pub fn metrics_of_stats(
     trades: &[TradeStat],
     exposure: Option<&[f64]>,
     total_fees: f64,
-) -> Metrics {
-    metrics_of_stats_with_ppy(
-        periods_per_year(ts),
-        initial,
-        ts,
-        equity,
-        benchmark,
-        trades,
-        exposure,
-        total_fees,
-    )
-}
-
-/// [`metrics_of_stats`] with `ppy` = [`periods_per_year`]`(ts)` given.
-#[allow(clippy::too_many_arguments)]
-pub fn metrics_of_stats_with_ppy(
-    ppy: f64,
-    initial: f64,
-    ts: &[i64],
-    equity: &[f64],
-    benchmark: &[f64],
-    trades: &[TradeStat],
-    exposure: Option<&[f64]>,
-    total_fees: f64,
+    opts: &MetricsOptions,
 ) -> Metrics {
     let n = equity.len().min(ts.len());
     let (ts, equity) = (&ts[..n], &equity[..n]);
+    let ppy = opts
+        .periods_per_year
+        .unwrap_or_else(|| periods_per_year_in(ts, &opts.calendar));
     let days = if n >= 2 {
         (ts[n - 1] - ts[0]) as f64 / DAY_US as f64
     } else {
@@ -337,43 +597,78 @@ pub fn metrics_of_stats_with_ppy(
     };
     let final_equity = equity.last().copied().unwrap_or(initial);
     let bench_final = benchmark.get(n.wrapping_sub(1)).copied().unwrap_or(initial);
-
-    let r = bar_returns(initial, equity);
-    let m = mean(&r);
-    let sd = std(&r);
-    let volatility = sd.and_then(|s| finite(s * ppy.sqrt()));
-    let sharpe = match (m, sd) {
-        (Some(m), Some(s)) if s > 0.0 => finite(m / s * ppy.sqrt()),
-        _ => None,
-    };
-    let downside = mean(&r.iter().map(|x| x.min(0.0).powi(2)).collect::<Vec<_>>());
-    let sortino = match (m, downside) {
-        (Some(m), Some(d)) if d > 0.0 => finite(m / d.sqrt() * ppy.sqrt()),
-        _ => None,
-    };
-    let cagr = if days > 0.0 {
+    let growth = |years: f64| {
         if final_equity <= 0.0 {
             Some(-1.0)
         } else {
-            finite((final_equity / initial).powf(365.25 / days) - 1.0)
+            finite((final_equity / initial).powf(1.0 / years) - 1.0)
         }
+    };
+
+    let mut r = bar_returns(initial, equity);
+    let m = mean(&r);
+    let sums = m.map(|m| central_sums(&r, m));
+    // As [`std`]: `√(Σa² / (n − 1))`.
+    let raw_sd = sums
+        .filter(|_| n >= 2)
+        .map(|(m2, _, _)| (m2 / (n - 1) as f64).sqrt());
+    let sd = match (raw_sd, m) {
+        (Some(s), Some(m)) => Some(spread(s, m)),
+        _ => None,
+    };
+    let volatility = sd.and_then(|s| finite(s * ppy.sqrt()));
+    // Excess returns: quantstats de-annualises rf over the same periods.
+    let rf = if opts.risk_free != 0.0 {
+        (1.0 + opts.risk_free).powf(1.0 / ppy) - 1.0
+    } else {
+        0.0
+    };
+    let mx = m.map(|m| m - rf);
+    let sharpe = match (mx, sd) {
+        (Some(mx), Some(s)) if s > 0.0 => finite(mx / s * ppy.sqrt()),
+        _ => None,
+    };
+    let downside = (n > 0).then(|| {
+        (total(r.iter().map(|&x| {
+            let e = (x - rf).min(0.0);
+            e * e
+        })) / n as f64)
+            .sqrt()
+    });
+    let sortino = match (mx, m, downside) {
+        (Some(mx), Some(m), Some(d)) if spread(d, m) > 0.0 => finite(mx / d * ppy.sqrt()),
+        _ => None,
+    };
+    let cagr = if days > 0.0 {
+        growth(days / 365.25)
     } else {
         None
     };
+    let annual_return = if n > 0 { growth(n as f64 / ppy) } else { None };
     let dd = drawdowns(initial, ts, equity);
-    let calmar = match cagr {
-        Some(c) if dd.max > 0.0 => finite(c / dd.max),
+    let calmar = match annual_return {
+        Some(a) if spread(dd.max, a) > 0.0 => finite(a / dd.max),
         _ => None,
+    };
+    let (skew, kurtosis) = match (sums, sd) {
+        (Some(sums), Some(s)) => moments(n, sums, s),
+        _ => (None, None),
     };
 
     // OLS of r on the benchmark's returns.
     let rb = bar_returns(initial, &benchmark[..n.min(benchmark.len())]);
     let k = r.len().min(rb.len());
-    let (alpha, beta) = match (mean(&r[..k]), mean(&rb[..k])) {
+    let ms = if k == r.len() { m } else { mean(&r[..k]) };
+    let (alpha, beta) = match (ms, mean(&rb[..k])) {
         (Some(ms), Some(mb)) if k >= 2 => {
-            let cov = total((0..k).map(|i| (r[i] - ms) * (rb[i] - mb)));
-            let var = total(rb[..k].iter().map(|x| (x - mb) * (x - mb)));
-            if var > 0.0 {
+            let (mut cov, mut var) = (0.0, 0.0);
+            for (x, y) in r[..k].iter().zip(&rb[..k]) {
+                let b = y - mb;
+                cov += (x - ms) * b;
+                var += b * b;
+            }
+            let sb = (var / (k - 1) as f64).sqrt();
+            if spread(sb, mb) > 0.0 {
                 let beta = cov / var;
                 (finite((ms - beta * mb) * ppy), finite(beta))
             } else {
@@ -382,9 +677,34 @@ pub fn metrics_of_stats_with_ppy(
         }
         _ => (None, None),
     };
-    let gains = total(r.iter().copied().filter(|&x| x > 0.0));
-    let losses = -total(r.iter().copied().filter(|&x| x < 0.0));
-    let omega = (losses > 0.0).then(|| finite(gains / losses)).flatten();
+    let (gains, losses) = r.iter().fold((0.0, 0.0), |(g, l), &x| {
+        if x > 0.0 {
+            (g + x, l)
+        } else if x < 0.0 {
+            (g, l - x)
+        } else {
+            (g, l)
+        }
+    });
+    let omega = (spread(losses, gains) > 0.0)
+        .then(|| finite(gains / losses))
+        .flatten();
+
+    let yearly_returns = yearly_returns(ts, &r, &opts.calendar);
+    // Quantiles last: selection reorders `r`.
+    let var_95 = quantile(&mut r, 0.05);
+    let cvar_95 = var_95.and_then(|q| {
+        let (s, c) = r
+            .iter()
+            .filter(|&&x| x <= q)
+            .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
+        (c > 0).then(|| s / c as f64)
+    });
+    let q95 = quantile(&mut r, 0.95);
+    let tail_ratio = match (q95, var_95) {
+        (Some(hi), Some(lo)) if spread(lo.abs(), hi) > 0.0 => finite((hi / lo).abs()),
+        _ => None,
+    };
 
     let (exposure, max_gross_exposure) = match exposure {
         Some(x) if !x.is_empty() => {
@@ -403,45 +723,57 @@ pub fn metrics_of_stats_with_ppy(
     let closed: Vec<&TradeStat> = trades.iter().filter(|t| !t.open).collect();
     let rets: Vec<f64> = closed.iter().map(|t| t.ret).collect();
     let pnls: Vec<f64> = closed.iter().map(|t| t.pnl).collect();
-    let wins: Vec<f64> = closed
-        .iter()
-        .filter(|t| t.pnl > 0.0)
-        .map(|t| t.ret)
-        .collect();
-    let loss: Vec<f64> = closed
-        .iter()
-        .filter(|t| t.pnl < 0.0)
-        .map(|t| t.ret)
-        .collect();
+    let won: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl > 0.0).collect();
+    let lost: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl < 0.0).collect();
+    let wins: Vec<f64> = won.iter().map(|t| t.ret).collect();
+    let loss: Vec<f64> = lost.iter().map(|t| t.ret).collect();
     let nt = closed.len();
     let win_rate = (nt > 0).then(|| wins.len() as f64 / nt as f64);
     let gross_profit = total(pnls.iter().copied().filter(|&p| p > 0.0));
     let gross_loss = -total(pnls.iter().copied().filter(|&p| p < 0.0));
-    let profit_factor = (gross_loss > 0.0)
+    let profit_factor = (spread(gross_loss, gross_profit) > 0.0)
         .then(|| finite(gross_profit / gross_loss))
         .flatten();
     let sqn = match (mean(&rets), std(&rets)) {
-        (Some(m), Some(s)) if s > 0.0 => finite((nt as f64).sqrt() * m / s),
+        (Some(m), Some(s)) if spread(s, m) > 0.0 => finite((nt as f64).sqrt() * m / s),
         _ => None,
     };
     let avg_win = mean(&wins);
     let avg_loss = mean(&loss);
+    let payoff_ratio = match (avg_win, avg_loss) {
+        (Some(aw), Some(al)) if spread(al.abs(), aw) > 0.0 => finite(aw / al.abs()),
+        _ => None,
+    };
     let kelly = match (win_rate, avg_win, avg_loss) {
-        (Some(w), Some(aw), Some(al)) => finite(w - (1.0 - w) / (aw / al.abs())),
+        (Some(w), Some(aw), Some(al)) if spread(aw, al) > 0.0 => {
+            finite(w - (1.0 - w) / (aw / al.abs()))
+        }
         (Some(w), Some(_), None) => Some(w),
         _ => None,
     };
-    let bars_held: Vec<f64> = closed.iter().map(|t| t.bars_held as f64).collect();
+    let held = |v: &[&TradeStat]| mean(&v.iter().map(|t| t.bars_held as f64).collect::<Vec<_>>());
+    let held_days = |v: &[&TradeStat]| {
+        mean(
+            &v.iter()
+                .filter_map(|t| t.duration_days())
+                .collect::<Vec<_>>(),
+        )
+    };
     let durations: Vec<f64> = closed.iter().filter_map(|t| t.duration_days()).collect();
+    let (max_winning_streak, max_losing_streak) = streaks(&closed);
     let open: Vec<&TradeStat> = trades.iter().filter(|t| t.open).collect();
 
     Metrics {
-        periods_per_year: ppy,
+        start: ts.first().copied(),
+        end: ts.last().copied(),
         bars: n,
         days,
+        periods_per_year: ppy,
+        risk_free: opts.risk_free,
         total_return: final_equity / initial - 1.0,
         benchmark_return: bench_final / initial - 1.0,
         cagr,
+        annual_return,
         volatility,
         sharpe,
         sortino,
@@ -452,6 +784,11 @@ pub fn metrics_of_stats_with_ppy(
         max_drawdown_duration_days: dd.max_days,
         avg_drawdown_duration: dd.avg_bars,
         avg_drawdown_duration_days: dd.avg_days,
+        skew,
+        kurtosis,
+        var_95,
+        cvar_95,
+        tail_ratio,
         alpha,
         beta,
         omega,
@@ -463,20 +800,29 @@ pub fn metrics_of_stats_with_ppy(
         expectancy: mean(&pnls),
         sqn,
         kelly,
+        payoff_ratio,
         avg_trade_return: mean(&rets),
         best_trade: rets.iter().copied().reduce(f64::max),
         worst_trade: rets.iter().copied().reduce(f64::min),
         avg_winning_trade: avg_win,
         avg_losing_trade: avg_loss,
-        avg_trade_duration: mean(&bars_held),
+        avg_trade_duration: held(&closed),
         avg_trade_duration_days: mean(&durations),
         max_trade_duration: closed.iter().map(|t| t.bars_held).max(),
         max_trade_duration_days: durations.iter().copied().reduce(f64::max),
+        avg_winning_trade_duration: held(&won),
+        avg_losing_trade_duration: held(&lost),
+        avg_winning_trade_duration_days: held_days(&won),
+        avg_losing_trade_duration_days: held_days(&lost),
+        max_winning_streak,
+        max_losing_streak,
         total_fees,
         open_trades: open.len(),
         open_trade_pnl: total(open.iter().map(|t| t.pnl)),
         final_equity,
         equity_peak: equity.iter().copied().fold(initial, f64::max),
+        yearly_returns,
+        worst_drawdowns: dd.worst,
     }
 }
 
@@ -506,9 +852,50 @@ mod tests {
     }
 
     #[test]
+    fn quantile_interpolates_linearly_like_numpy() {
+        // np.percentile([1, 2, 3, 4], 5) = 1.15; [.., 95] = 3.85.
+        let mut v = vec![4.0, 1.0, 3.0, 2.0];
+        assert!((quantile(&mut v, 0.05).unwrap() - 1.15).abs() < 1e-15);
+        assert!((quantile(&mut v, 0.95).unwrap() - 3.85).abs() < 1e-15);
+        assert_eq!(quantile(&mut [7.0], 0.05), Some(7.0));
+        assert_eq!(quantile(&mut [], 0.05), None);
+        let mut w = vec![5.0, 1.0, 9.0];
+        assert_eq!(quantile(&mut w, 0.5), Some(5.0));
+    }
+
+    #[test]
+    fn skew_and_kurtosis_match_pandas() {
+        // pandas: Series([0.01, -0.02, 0.03, -0.01, 0.02]).skew() / .kurt()
+        let v = [0.01, -0.02, 0.03, -0.01, 0.02];
+        let m = mean(&v).unwrap();
+        let (s, k) = moments(v.len(), central_sums(&v, m), std(&v).unwrap());
+        assert!((s.unwrap() - -0.23551393640880602).abs() < 1e-12, "{s:?}");
+        assert!((k.unwrap() - -1.9632233639805297).abs() < 1e-12, "{k:?}");
+    }
+
+    #[test]
+    fn streaks_follow_exit_order() {
+        let t = |pnl: f64, exit: i64| TradeStat {
+            ret: pnl,
+            pnl,
+            bars_held: 1,
+            entry_ts: 0,
+            exit_ts: Some(exit),
+            open: false,
+        };
+        let a = [t(1.0, 1), t(1.0, 5), t(-1.0, 6)];
+        let b = [t(1.0, 2), t(-1.0, 3), t(-1.0, 4), t(0.0, 7)];
+        let all: Vec<&TradeStat> = a.iter().chain(&b).collect();
+        // Exit order: +1 +1 −1 −1 +1 −1 0 → 2 wins, 2 losses in a row.
+        assert_eq!(streaks(&all), (2, 2));
+    }
+
+    #[test]
     fn empty_curve_reports_initial() {
         let m = metrics(100.0, &[], &[], &[], &[], None, 0.0);
         assert_eq!((m.bars, m.final_equity, m.total_return), (0, 100.0, 0.0));
         assert_eq!((m.sharpe, m.cagr, m.exposure), (None, None, None));
+        assert_eq!((m.start, m.annual_return, m.var_95), (None, None, None));
+        assert!(m.worst_drawdowns.is_empty() && m.yearly_returns.is_empty());
     }
 }

@@ -2,9 +2,10 @@
 //! metrics; portfolio across symbols.
 //!
 //! Pure functions, no I/O: [`simulate`] runs one symbol, [`portfolio`] sums
-//! sub-accounts in slice order, [`metrics`] computes the statistics table.
-//! Definitions of every metric and the annualisation rule are in
-//! `src/backtest/METRICS.md` and on the fields of [`Metrics`].
+//! sub-accounts in slice order, [`metrics`] / [`metrics_of_stats`] compute
+//! the statistics table. Definitions of every metric and the annualisation
+//! rule are in `src/backtest/METRICS.md` and in the metric facts table
+//! [`METRICS`].
 //!
 //! ```
 //! use atc_bt::backtest::{metrics, portfolio, simulate, Bars, ExecConfig};
@@ -13,7 +14,7 @@
 //! let close = [10.0, 11.0, 12.0];
 //! let dir = [1, 1, 1];
 //! let bars = Bars { ts: &ts, open: &open, close: &close };
-//! let run = simulate("X", bars, &dir, 0..3, 1000.0, &ExecConfig::default()).unwrap();
+//! let run = simulate("X", bars, &dir, 0..3, 1000.0, &ExecConfig::default(), false).unwrap();
 //! assert_eq!(run.trades.len(), 1); // entered at bar 1's open, still open
 //! let (port, bench) = portfolio(std::slice::from_ref(&run), 1000.0);
 //! let m = metrics(1000.0, &port.ts, &port.equity, &bench.equity, &run.trades,
@@ -24,18 +25,17 @@
 pub mod annualise;
 mod error;
 mod exec;
+pub mod facts;
 mod metrics;
 mod portfolio;
 mod trade;
 
-pub use annualise::periods_per_year;
+pub use annualise::{periods_per_year, periods_per_year_in, Calendar};
 pub use error::BacktestError;
-pub use exec::{
-    simulate, simulate_checked_into, simulate_into, Bars, CheckedInputs, ExecConfig, Mode,
-    SymbolRun,
-};
+pub use exec::{simulate, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Mode, SymbolRun};
+pub use facts::{metric_fact, metric_value, MetricFact, MetricValue, METRICS};
 pub use metrics::{
-    metrics, metrics_of_stats, metrics_of_stats_with_ppy, metrics_with_ppy, Metrics, TradeStat,
+    metrics, metrics_of_stats, quantile, Drawdown, Metrics, MetricsOptions, TradeStat, SPREAD_TOL,
 };
 pub use portfolio::{benchmark_metrics, portfolio, Curve, PortfolioSum};
-pub use trade::{Side, Trade};
+pub use trade::{ExitReason, Side, Trade};

@@ -37,8 +37,12 @@ impl Curve {
 /// trades): the benchmark row of the statistics table. Use it for the
 /// portfolio's benchmark curve from [`portfolio`] or a symbol's
 /// [`SymbolRun::benchmark_curve`].
-pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
-    super::metrics(
+pub fn benchmark_metrics(
+    initial: f64,
+    bench: &Curve,
+    opts: &super::MetricsOptions,
+) -> super::Metrics {
+    super::metrics_of_stats(
         initial,
         &bench.ts,
         &bench.equity,
@@ -46,6 +50,7 @@ pub fn benchmark_metrics(initial: f64, bench: &Curve) -> super::Metrics {
         &[],
         Some(&bench.exposure()),
         0.0,
+        opts,
     )
 }
 

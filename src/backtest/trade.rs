@@ -24,12 +24,61 @@ impl Side {
     }
 }
 
+/// Why a trade ended: the `exit_reason` column of `trades.parquet`.
+///
+/// New reasons (stops, targets) are new variants with a [`name`] and a
+/// line in [`ExitReason::ALL`]; readers parse by name, so the set can grow
+/// without a layout change.
+///
+/// [`name`]: ExitReason::name
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The direction changed (long-only: the signal left long); filled at
+    /// the next open.
+    Signal,
+    /// The symbol's data ends inside the window (delisted, or simply no
+    /// later bar): closed at its last bar's close.
+    EndOfData,
+    /// Still open when the window ends: marked to the last close, not
+    /// closed (`open = true`).
+    EndOfWindow,
+    /// Equity at an open was ≤ 0: forced out there, the account is ruined.
+    Liquidation,
+}
+
+impl ExitReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [ExitReason; 4] = [
+        ExitReason::Signal,
+        ExitReason::EndOfData,
+        ExitReason::EndOfWindow,
+        ExitReason::Liquidation,
+    ];
+
+    /// The name written to files (`signal`, `end_of_data`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitReason::Signal => "signal",
+            ExitReason::EndOfData => "end_of_data",
+            ExitReason::EndOfWindow => "end_of_window",
+            ExitReason::Liquidation => "liquidation",
+        }
+    }
+
+    /// The reason named `name` (as [`ExitReason::name`] writes it).
+    pub fn from_name(name: &str) -> Option<ExitReason> {
+        ExitReason::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
 /// One round trip of one symbol.
 ///
 /// Prices are fill prices, slippage included. A trade still open at the end
 /// of the window is marked to the last close: `exit_price` is that close,
-/// `exit_ts` is `None`, `open` is `true`, and `fees` holds only the entry fee
-/// (no exit was paid for).
+/// `exit_ts` is `None`, `open` is `true`, `exit_reason` is
+/// [`ExitReason::EndOfWindow`], and `fees` holds only the entry fee (no exit
+/// was paid for).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trade {
     /// The symbol traded.
@@ -40,7 +89,9 @@ pub struct Trade {
     pub entry_ts: i64,
     /// Entry fill price: `open·(1+slippage)` for a long, `open·(1−slippage)` for a short.
     pub entry_price: f64,
-    /// Timestamp of the bar whose open filled the exit; `None` while open.
+    /// Timestamp of the bar that filled the exit: its open for a signal or
+    /// a liquidation, its close at the end of the symbol's data; `None`
+    /// while open.
     pub exit_ts: Option<i64>,
     /// Exit fill price, or the last close of the window if the trade is open.
     pub exit_price: f64,
@@ -52,11 +103,14 @@ pub struct Trade {
     pub pnl: f64,
     /// `pnl / (qty·entry_price)`: the return on the entry notional.
     pub ret: f64,
-    /// Closes at which the position was held: `exit_bar − entry_bar` for a
-    /// closed trade, `last_bar + 1 − entry_bar` for an open one.
+    /// Bars whose price move the trade carried: `exit_bar − entry_bar` for
+    /// an exit at an open, `exit_bar + 1 − entry_bar` for an exit at a
+    /// close (end of data) and for an open trade (at the last bar).
     pub bars_held: usize,
     /// `true` if the trade was still open at the end of the window.
     pub open: bool,
+    /// Why the trade ended.
+    pub exit_reason: ExitReason,
 }
 
 impl Trade {

@@ -57,32 +57,37 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
     };
     let r = run_bench(&cfg)?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        outln!("{}", serde_json::to_string(&r)?);
     } else {
-        println!(
+        outln!(
             "stage {:?} ({:?} engine): {} symbols × {} bars, {} threads, {} repeats",
-            r.stage, r.engine, r.symbols, r.bars, r.threads, r.repeat
+            r.stage,
+            r.engine,
+            r.symbols,
+            r.bars,
+            r.threads,
+            r.repeat
         );
-        println!(
+        outln!(
             "  {:.2}M bars/s median (min {:.2}M, max {:.2}M)",
             r.bars_per_s_median / 1e6,
             r.bars_per_s_min / 1e6,
             r.bars_per_s_max / 1e6
         );
-        println!(
+        outln!(
             "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
             r.bars_per_s_1_thread_median / 1e6,
             r.speedup_vs_1_thread
         );
         if let (Some(o), Some(x)) = (r.other_engine_bars_per_s_median, r.ratio_vs_other_engine) {
-            println!(
+            outln!(
                 "  other engine: {:.2}M bars/s median; ratio {:.2}×",
                 o / 1e6,
                 x
             );
         }
         if let Some(s) = &r.sweep {
-            println!(
+            outln!(
                 "  sweep of {} combinations ({}): {:.3} s median = {:.2} single runs ({:.3} s); \
                  shared stage {:.3} s, layers {:.3} s",
                 s.combos,
@@ -94,7 +99,7 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
                 s.layers_s_median
             );
         }
-        println!("  peak RSS {:.1} MiB", r.peak_rss_mib);
+        outln!("  peak RSS {:.1} MiB", r.peak_rss_mib);
     }
     Ok(())
 }

@@ -10,15 +10,13 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, ReportFlags};
+use super::run::{progress_bar, resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
 use crate::cache::Cache;
 use crate::data::{parse_date_bound, Dataset};
 use crate::report::{write_memory_parquet, MemorySampler};
-use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
+use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{fmt_ts, run, RunPlan, Strategy};
-use crate::sweep::output::{
-    heatmap_json, metric_names, metric_value, rank, write_json, ResultsWriter,
-};
+use crate::sweep::output::{heatmap_json, metric_value, rank, write_json, ResultsWriter};
 use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
 use crate::sweep::{sweep, Grid};
 
@@ -44,46 +42,71 @@ pub struct SweepArgs {
     pub axes: GridArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub metrics: MetricArgs,
     /// Split date: metrics in sample (before it) and out of sample (from it on)
-    #[arg(long, value_name = "DATE", conflicts_with = "train_frac")]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "DATE",
+        conflicts_with = "train_frac"
+    )]
     pub split: Option<String>,
     /// Split at this fraction of the window's time span instead of a date
-    #[arg(long, value_name = "F")]
+    #[arg(help_heading = "Sweep", long, value_name = "F")]
     pub train_frac: Option<f64>,
     /// Walk-forward: `train=3y,test=1y[,step=1y]` (units y, m, w, d). At each
     /// step the best combination of the training window (by --rank-by) is
     /// traded in the next test window; the chained out-of-sample equity is
     /// reported beside buy & hold
-    #[arg(long, value_name = "SPEC")]
+    #[arg(help_heading = "Sweep", long, value_name = "SPEC")]
     pub walk_forward: Option<String>,
-    /// Metric to rank combinations by (any metric of `run`, e.g. sharpe,
-    /// total_return, calmar, cagr, sortino, max_drawdown)
-    #[arg(long, value_name = "METRIC", default_value = "sharpe")]
+    /// Metric to rank combinations by: any number of metrics.json (e.g.
+    /// sharpe, total_return, calmar, cagr, sortino, max_drawdown; those
+    /// where less is better, such as drawdowns and volatility, rank
+    /// ascending)
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "METRIC",
+        default_value = "sharpe"
+    )]
     pub rank_by: String,
     /// Refuse grids larger than this
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    #[arg(
+        help_heading = "Sweep",
+        long,
+        value_name = "N",
+        default_value_t = 100_000
+    )]
     pub max_combos: usize,
     /// Combinations to print
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(help_heading = "Sweep", long, value_name = "N", default_value_t = 10)]
     pub top: usize,
     #[command(flatten)]
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
-    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
-    #[arg(long, value_name = "DIR")]
+    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/].
+    /// An existing directory is replaced only if atc-bt wrote everything in
+    /// it (its sweep.json lists its files); anything else is refused
+    #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace --out even if it holds files atc-bt did not write (they are
+    /// deleted)
+    #[arg(long)]
+    pub force: bool,
     /// Worker threads [default: all cores]
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Output", long, value_name = "N")]
     pub threads: Option<usize>,
     /// No progress bar and no ranking table
-    #[arg(long, short)]
+    #[arg(help_heading = "Output", long, short)]
     pub quiet: bool,
     /// Process only shard I of N (the symbols with blake3(name) mod N = I)
     /// and write a part `part-I-of-N/` into --out (default
     /// reports/shards/<hash of the inputs>/) for `atc-bt merge`. `auto/N`
     /// reads I from $JOB_COMPLETION_INDEX or $AWS_BATCH_JOB_ARRAY_INDEX
-    #[arg(long, value_name = "I/N")]
+    #[arg(help_heading = "Output", long, value_name = "I/N")]
     pub shard: Option<String>,
 }
 
@@ -213,23 +236,20 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");
     }
     let strategy_path = args.strategy.clone().or(grid_strategy);
-    let base = resolve_strategy(strategy_path.as_ref(), &AtcArgs::default(), &args.exec)?;
+    let base = resolve_strategy(
+        strategy_path.as_ref(),
+        &AtcArgs::default(),
+        &args.exec,
+        &args.metrics,
+    )?;
     grid.validate(&base.atc, args.max_combos)?;
     if let Some(f) = args.train_frac {
         if !(f > 0.0 && f < 1.0) {
             bail!("--train-frac {f}: valid range is 0 < F < 1");
         }
     }
-    let known = metric_names(&crate::backtest::metrics(
-        1.0,
-        &[0],
-        &[1.0],
-        &[1.0],
-        &[],
-        None,
-        0.0,
-    ));
-    if !known.contains(&args.rank_by) {
+    if !crate::backtest::facts::rankable_keys().any(|k| k == args.rank_by) {
+        let known: Vec<&str> = crate::backtest::facts::rankable_keys().collect();
         bail!(
             "--rank-by {}: unknown metric; choose one of {}",
             args.rank_by,
@@ -237,22 +257,20 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         );
     }
 
+    if let Some(out) = &args.out {
+        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
+    }
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
-    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
-    let cache = Cache::open(&args.cache.config(dataset.dir()));
-    for w in cache.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;
+    // A shard opens its own cache below (sled allows one process per
+    // database): the shared one stays closed.
+    let cache = match shard {
+        Some(_) => Cache::disabled(),
+        None => Cache::open(&args.cache.config(dataset.base())),
+    };
+    super::cache::print_new_warnings(&cache);
     let strict = args.data.strict;
-    super::run::print_data_warnings(&dataset);
-    for bad in dataset.invalid() {
-        if strict {
-            bail!("{bad} (--strict)");
-        }
-        eprintln!("warning: skipped {bad}");
-    }
-    let plan = resolve_plan(&args.selection, &dataset)?;
     let split = match (&args.split, args.train_frac) {
         (Some(s), _) => Some(parse_date_bound(s, false).with_context(|| "--split")?),
         (None, Some(f)) => {
@@ -276,6 +294,14 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         }
         None => None,
     };
+    // Each sample ends at the selection's last bar in it, before any
+    // sharding, so every shard judges which symbols end inside it alike.
+    crate::sweep::pin_samples(&dataset, &plan.series, &mut samples);
+    // Symbols of different frequencies or calendars: say so once.
+    let warnings = crate::run::plan_warnings(&dataset, &plan, &base.metrics)?;
+    for w in &warnings {
+        errln!("warning: {w}");
+    }
     let mut h = blake3::Hasher::new();
     h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
     h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
@@ -294,10 +320,11 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         if args.walk_forward.is_some() {
             bail!("--walk-forward cannot be sharded yet: run the walk-forward on one machine");
         }
-        let mut cfg = args.cache.config(dataset.dir());
+        let mut cfg = args.cache.config(dataset.base());
         cfg.dir = spec.cache_dir(&cfg.dir);
         let shard_cache = Cache::open(&cfg);
-        return super::merge::sweep_shard(
+        super::cache::print_new_warnings(&shard_cache);
+        let r = super::merge::sweep_shard(
             args,
             spec,
             &dataset,
@@ -308,6 +335,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash,
             &shard_cache,
         );
+        shard_cache.flush();
+        super::cache::print_new_warnings(&shard_cache);
+        return r;
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/sweeps").join(format!(
@@ -316,7 +346,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash[..12]
         ))
     });
-    let tmp = crate::run::output::partial_dir(&out)?;
+    let tmp = crate::run::output::partial_dir(&out, args.force)?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
@@ -364,7 +394,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     sampler.phase("write");
     crate::run::print_skipped(&result.skipped);
 
-    let rank_k = if split.is_some() { 1 } else { 0 };
+    let rank_k = ranked_sample(&result.samples);
     let order = rank(&result.combos, &args.rank_by, rank_k);
     for (k, s) in result
         .samples
@@ -401,11 +431,11 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         "best": best.map(|b| serde_json::json!({"combo": b.combo, "params": b.params})),
         "ranking": order.iter().take(100).map(|&i| result.combos[i].combo).collect::<Vec<_>>(),
         "skipped": result.skipped,
+        "warnings": warnings,
         "timings_ms": {"load": t_load.as_secs_f64() * 1e3, "compute": t_compute.as_secs_f64() * 1e3},
         "combo_bars": result.combo_bars,
         "threads": pool.current_num_threads(),
     });
-    write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
     let walk = match &wf {
         Some((spec, folds, first)) => {
             let w = pool.install(|| {
@@ -440,7 +470,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
             write_curves_parquet(
                 &tmp.join("walk_forward_equity.parquet"),
-                &[("WALK_FORWARD", &w.curve), (BENCHMARK, &w.benchmark)],
+                &[
+                    (Aggregate::WalkForward, &w.curve),
+                    (Aggregate::Benchmark, &w.benchmark),
+                ],
             )?;
             Some(w)
         }
@@ -452,25 +485,33 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         let strategy = Strategy {
             atc: b.params.clone(),
             execution: base.execution.clone(),
+            metrics: base.metrics.clone(),
         };
         let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
         write_curves_parquet(
             &tmp.join("best_equity.parquet"),
-            &[(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)],
+            &[
+                (Aggregate::Portfolio, &r.portfolio),
+                (Aggregate::Benchmark, &r.benchmark),
+            ],
         )?;
     }
     write_memory_parquet(&tmp.join("memory.parquet"), &sampler.finish())?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out)
-            .with_context(|| format!("cannot replace {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, &out)
-        .with_context(|| format!("cannot move results to {}", out.display()))?;
+    // sweep.json last: it lists the files written before it.
+    crate::run::output::commit_dir_with_manifest(
+        &tmp,
+        &out,
+        "sweep.json",
+        &sweep_json,
+        args.force,
+    )?;
+    super::cache::print_new_warnings(&cache);
 
     if !args.quiet {
-        print_ranking(&grid, &result, &order, &args.rank_by, rank_k, args.top);
+        let table = ranking_table(&grid, &result, &order, &args.rank_by, args.top);
+        outln!("{}", table.trim_end_matches('\n'));
         let secs = t_compute.as_secs_f64().max(1e-9);
-        println!(
+        outln!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
             result.combos.len(),
             plan.series.len(),
@@ -478,48 +519,18 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             result.combo_bars as f64 / secs / 1e6
         );
         if let Some(w) = &walk {
-            print_walk_forward(w, &args.rank_by);
+            let table = walk_forward_table(w, &grid, &result.combos, &args.rank_by);
+            outln!("{}", table.trim_end_matches('\n'));
         }
-        println!("results: {}", out.display());
+        outln!("results: {}", out.display());
         if hits + misses > 0 {
-            println!(
+            outln!(
                 "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
                 100.0 * hits as f64 / (hits + misses) as f64
             );
         }
     }
     args.report.render(&out, args.quiet)
-}
-
-fn print_walk_forward(w: &WalkForward, metric: &str) {
-    println!(
-        "walk-forward ({} folds, best by {metric} in each training window):",
-        w.folds.len()
-    );
-    for (k, f) in w.folds.iter().enumerate() {
-        println!(
-            "  fold {k}: train {}..{}  test {}..{}  combo {}  {metric} {}  test return {}",
-            fmt_ts(f.fold.train_from),
-            fmt_ts(f.fold.train_to),
-            fmt_ts(f.fold.test_from),
-            fmt_ts(f.fold.test_to),
-            f.best_combo.map_or("-".into(), |c| c.to_string()),
-            fmt_opt(f.train_metric),
-            f.test
-                .as_ref()
-                .map_or("n/a".into(), |m| format!("{:+.2}%", m.total_return * 100.0)),
-        );
-    }
-    let (m, b) = (&w.metrics, &w.benchmark_metrics);
-    println!(
-        "  out of sample: return {:+.2}% (buy & hold {:+.2}%), sharpe {} ({}), max drawdown {:.2}% ({:.2}%)",
-        m.total_return * 100.0,
-        b.total_return * 100.0,
-        fmt_opt(m.sharpe),
-        fmt_opt(b.sharpe),
-        m.max_drawdown * 100.0,
-        b.max_drawdown * 100.0
-    );
 }
 
 /// The earliest and latest window bar over the selected series.
@@ -541,74 +552,183 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-pub(super) fn print_ranking(
+/// The sample combinations are ranked on: `in` with a split, else `full`.
+pub(super) fn ranked_sample(samples: &[crate::sweep::Sample]) -> usize {
+    samples.iter().position(|s| s.name == "in").unwrap_or(0)
+}
+
+/// A value of `metric` of combination `c`'s portfolio (or buy & hold) in
+/// sample `k`.
+fn sample_value(
+    c: &crate::sweep::ComboSummary,
+    k: Option<usize>,
+    metric: &str,
+    bench: bool,
+) -> Option<f64> {
+    let m = if bench { &c.benchmark } else { &c.portfolio };
+    m.get(k?)
+        .and_then(|m| m.as_ref())
+        .and_then(|m| metric_value(m, metric))
+}
+
+/// The parameter values of combination `c` on the grid's axes, as shown.
+fn axis_values(grid: &Grid, c: &crate::sweep::ComboSummary) -> Vec<String> {
+    let p = serde_json::to_value(&c.params).unwrap_or_default();
+    grid.axes
+        .iter()
+        .map(|(a, _)| {
+            p.get(a.as_str())
+                .map(|v| v.to_string().trim_matches('"').to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The ranking table: the top combinations by `metric` on the ranked
+/// sample ([`ranked_sample`]), each column labelled with the sample it
+/// shows (`[full]`, or `[in]`/`[out]` with a split). Walk-forward training
+/// windows are never shown here: the folds have their own table
+/// ([`walk_forward_table`]).
+pub(super) fn ranking_table(
     grid: &Grid,
     r: &crate::sweep::SweepResult,
     order: &[usize],
     metric: &str,
-    k: usize,
     top: usize,
-) {
-    let axes: Vec<&str> = grid.axes.iter().map(|(a, _)| a.as_str()).collect();
-    let split = r.samples.len() > 1;
+) -> String {
+    use std::fmt::Write as _;
+    let by_name = |n: &str| r.samples.iter().position(|s| s.name == n);
+    let (inn, out) = (by_name("in"), by_name("out"));
+    let split = inn.is_some() && out.is_some();
+    let mut t = String::new();
     let mut header = format!("{:>4} {:>6}", "rank", "combo");
-    for a in &axes {
-        header.push_str(&format!(" {a:>10}"));
+    for (a, _) in &grid.axes {
+        let _ = write!(header, " {a:>10}");
     }
-    if split {
-        header.push_str(&format!(
-            " {:>12} {:>12} {:>12}",
-            format!("{metric} IS"),
-            format!("{metric} OOS"),
-            "B&H OOS"
-        ));
+    let cols: Vec<(String, Option<usize>, bool)> = if split {
+        vec![
+            (format!("{metric} [in]"), inn, false),
+            (format!("{metric} [out]"), out, false),
+            ("buy&hold [out]".to_string(), out, true),
+        ]
     } else {
-        header.push_str(&format!(" {:>12} {:>12}", metric, "buy & hold"));
-    }
-    println!("{header}");
-    let value = |c: &crate::sweep::ComboSummary, k: usize, bench: bool| {
-        let m = if bench { &c.benchmark } else { &c.portfolio };
-        m.get(k)
-            .and_then(|m| m.as_ref())
-            .and_then(|m| metric_value(m, metric))
+        vec![
+            (format!("{metric} [full]"), Some(0), false),
+            ("buy&hold [full]".to_string(), Some(0), true),
+        ]
     };
+    for (label, _, _) in &cols {
+        let _ = write!(header, " {label:>16}");
+    }
+    let _ = writeln!(t, "{header}");
     for (pos, &i) in order.iter().take(top).enumerate() {
         let c = &r.combos[i];
-        let mut line = format!("{:>4} {:>6}", pos + 1, c.combo);
-        let p = serde_json::to_value(&c.params).unwrap_or_default();
-        for a in &axes {
-            let v = p
-                .get(*a)
-                .map(|v| v.to_string().trim_matches('"').to_string())
-                .unwrap_or_default();
-            line.push_str(&format!(" {v:>10}"));
+        let _ = write!(t, "{:>4} {:>6}", pos + 1, c.combo);
+        for v in axis_values(grid, c) {
+            let _ = write!(t, " {v:>10}");
         }
-        if split {
-            line.push_str(&format!(
-                " {:>12} {:>12} {:>12}",
-                fmt_opt(value(c, 1, false)),
-                fmt_opt(value(c, 2, false)),
-                fmt_opt(value(c, 2, true))
-            ));
-        } else {
-            line.push_str(&format!(
-                " {:>12} {:>12}",
-                fmt_opt(value(c, k, false)),
-                fmt_opt(value(c, k, true))
-            ));
+        for (_, k, bench) in &cols {
+            let _ = write!(t, " {:>16}", fmt_opt(sample_value(c, *k, metric, *bench)));
         }
-        println!("{line}");
+        let _ = writeln!(t);
     }
-    if split {
-        if let Some(&best) = order.first() {
-            let oos = rank(&r.combos, metric, 2);
-            let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
-            println!(
-                "in-sample best (combo {}) ranks #{} of {} out of sample",
-                r.combos[best].combo,
-                pos,
-                r.combos.len()
-            );
-        }
+    if let (true, Some(&best), Some(out)) = (split, order.first(), out) {
+        let oos = rank(&r.combos, metric, out);
+        let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
+        let _ = writeln!(
+            t,
+            "in-sample best (combo {}) ranks #{} of {} out of sample",
+            r.combos[best].combo,
+            pos,
+            r.combos.len()
+        );
     }
+    t
+}
+
+/// The walk-forward table: per fold its windows, the combination chosen on
+/// the training window (number and parameters), its `metric` there, and
+/// its out-of-sample results in the test window beside buy & hold; then
+/// the chained out-of-sample totals.
+pub(super) fn walk_forward_table(
+    w: &WalkForward,
+    grid: &Grid,
+    combos: &[crate::sweep::ComboSummary],
+    metric: &str,
+) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "walk-forward: {} folds; in each, the best combination by {metric} on the training window is traded in the test window",
+        w.folds.len()
+    );
+    let mut header = format!(
+        "{:>4} {:>23} {:>23} {:>6}",
+        "fold", "train", "test", "combo"
+    );
+    for (a, _) in &grid.axes {
+        let _ = write!(header, " {a:>10}");
+    }
+    let _ = write!(
+        header,
+        " {:>16} {:>16} {:>15} {:>15}",
+        format!("{metric} [train]"),
+        format!("{metric} [test]"),
+        "return [test]",
+        "buy&hold [test]"
+    );
+    let _ = writeln!(t, "{header}");
+    for (k, f) in w.folds.iter().enumerate() {
+        let span = |a: i64, b: i64| format!("{}..{}", fmt_day(a), fmt_day(b));
+        let chosen = f
+            .best_combo
+            .and_then(|c| combos.iter().find(|x| x.combo == c));
+        let _ = write!(
+            t,
+            "{k:>4} {:>23} {:>23} {:>6}",
+            span(f.fold.train_from, f.fold.train_to),
+            span(f.fold.test_from, f.fold.test_to),
+            f.best_combo.map_or("-".into(), |c| c.to_string())
+        );
+        match chosen {
+            Some(c) => {
+                for v in axis_values(grid, c) {
+                    let _ = write!(t, " {v:>10}");
+                }
+            }
+            None => {
+                for _ in &grid.axes {
+                    let _ = write!(t, " {:>10}", "-");
+                }
+            }
+        }
+        let test = f.test.as_ref();
+        let pct = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{:+.2}%", v * 100.0));
+        let _ = writeln!(
+            t,
+            " {:>16} {:>16} {:>15} {:>15}",
+            fmt_opt(f.train_metric),
+            fmt_opt(test.and_then(|m| metric_value(m, metric))),
+            pct(test.map(|m| m.total_return)),
+            pct(test.map(|m| m.benchmark_return)),
+        );
+    }
+    let (m, b) = (&w.metrics, &w.benchmark_metrics);
+    let _ = writeln!(
+        t,
+        "out of sample, chained: return {:+.2}% (buy & hold {:+.2}%), {metric} {} ({}), max drawdown {:.2}% ({:.2}%)",
+        m.total_return * 100.0,
+        b.total_return * 100.0,
+        fmt_opt(metric_value(m, metric)),
+        fmt_opt(metric_value(b, metric)),
+        m.max_drawdown * 100.0,
+        b.max_drawdown * 100.0
+    );
+    t
+}
+
+/// A date for the fold table (`2020-01-01`).
+fn fmt_day(us: i64) -> String {
+    fmt_ts(us).chars().take(10).collect()
 }

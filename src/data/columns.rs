@@ -32,7 +32,8 @@ pub const INPUT_HELP: &str =
 Columns (any letter case): symbol (or ticker, sym); ts (or timestamp, date, datetime, time); \
 open, high, low, close (or o, h, l, c); volume (or vol, v; optional, nullable). \
 Prices: any numeric type. Timestamps: Parquet TIMESTAMP of any unit (s, ms, µs, ns), with or \
-without a time zone (no zone = UTC; stored as UTC), DATE, or text in RFC 3339 / ISO 8601 \
+without a time zone (no zone = UTC; stored as UTC instants, the zone kept to judge weekdays and \
+calendar years in), DATE, or text in RFC 3339 / ISO 8601 \
 (e.g. 2020-03-15 or 2020-03-15T14:30:00Z). Integer timestamps are refused: they carry no unit.";
 
 /// Positions of the canonical columns in a file's schema.
@@ -134,6 +135,26 @@ fn check_ts(path: &str, schema: &Schema, i: usize) -> Result<(), DataError> {
             i,
             "a timestamp, a date, or RFC 3339 text\n  hint: integer times carry no unit; store them as a Parquet TIMESTAMP",
         )),
+    }
+}
+
+/// The time zone of timestamp column `i`, if it has one; an unknown zone
+/// name is an error naming it (weekdays could not be judged in it).
+pub fn time_zone(path: &str, schema: &Schema, i: usize) -> Result<Option<String>, DataError> {
+    match schema.field(i).data_type() {
+        DataType::Timestamp(_, Some(tz)) => {
+            let tz = tz.to_string();
+            if tz.parse::<arrow_array::timezone::Tz>().is_err() {
+                return Err(type_err(
+                    path,
+                    schema,
+                    i,
+                    "a timestamp whose time zone is an IANA name (e.g. Asia/Tokyo) or an offset (+09:00)\n  hint: fix the zone in the file's schema, or write the timestamps in UTC",
+                ));
+            }
+            Ok(Some(tz))
+        }
+        _ => Ok(None),
     }
 }
 

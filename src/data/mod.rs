@@ -78,6 +78,11 @@ pub struct SeriesInfo {
     /// blake3 hex of the ts, open and close columns: everything a run reads
     /// of the series, so a cached run result is keyed by it.
     pub bars_hash: String,
+    /// Time zone of the source's timestamp column (`Asia/Tokyo`, `+09:00`),
+    /// `None` when it has none (UTC). Timestamps are UTC instants either
+    /// way; the zone decides which weekday and calendar year a bar is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
 }
 
 /// Zero-copy columns of one series (slices into the memory-mapped store).

@@ -55,6 +55,10 @@ pub struct FileScan {
     pub rows: u64,
     /// Column positions.
     pub map: ColumnMap,
+    /// Time zone of the timestamp column, when it is a Parquet TIMESTAMP
+    /// with one (an IANA name such as `Asia/Tokyo`, or an offset); the
+    /// weekdays of the file's series are judged in it.
+    pub tz: Option<String>,
 }
 
 fn not_parquet(path: &str, e: impl std::fmt::Display) -> DataError {
@@ -90,6 +94,7 @@ pub fn scan(path: &Path) -> Result<FileScan, DataError> {
     let p = path.display().to_string();
     let b = builder(path)?;
     let map = columns::resolve(&p, b.schema())?;
+    let tz = columns::time_zone(&p, b.schema(), map.ts)?;
     let rows = b.metadata().file_metadata().num_rows().max(0) as u64;
     if rows == 0 {
         return Err(DataError::EmptyFile { path: p });
@@ -137,6 +142,7 @@ pub fn scan(path: &Path) -> Result<FileScan, DataError> {
         last_row,
         rows: row0,
         map,
+        tz,
     })
 }
 

@@ -25,32 +25,17 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Metrics shown as percentages (fractions in `metrics.json`).
+/// Metrics shown as percentages (fractions in `metrics.json`): the facts
+/// table's [`Unit::Fraction`](crate::backtest::facts::Unit::Fraction).
 pub fn is_percent(metric: &str) -> bool {
-    matches!(
-        metric,
-        "total_return"
-            | "benchmark_return"
-            | "cagr"
-            | "volatility"
-            | "max_drawdown"
-            | "avg_drawdown"
-            | "alpha"
-            | "exposure"
-            | "max_gross_exposure"
-            | "win_rate"
-            | "avg_trade_return"
-            | "best_trade"
-            | "worst_trade"
-            | "avg_winning_trade"
-            | "avg_losing_trade"
-            | "kelly"
-    )
+    crate::backtest::metric_fact(metric)
+        .is_some_and(|f| f.unit == crate::backtest::facts::Unit::Fraction)
 }
 
 /// A number for display: percentages with 2 decimals, counts as integers,
 /// other values with 4 significant-looking decimals; `n/a` for non-finite.
 pub fn fmt_metric(metric: &str, v: f64) -> String {
+    use crate::backtest::facts::{Kind, Unit};
     if !v.is_finite() {
         return "n/a".into();
     }
@@ -62,10 +47,9 @@ pub fn fmt_metric(metric: &str, v: f64) -> String {
             format!("{p:.2}%")
         };
     }
-    if matches!(
-        metric,
-        "trades" | "bars" | "periods_per_year" | "max_drawdown_duration"
-    ) {
+    if crate::backtest::metric_fact(metric)
+        .is_some_and(|f| f.kind == Kind::Int || f.unit == Unit::PerYear)
+    {
         return fmt_num(v);
     }
     let a = v.abs();

@@ -21,13 +21,16 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The run-directory layout version this reader understands.
-pub const SUPPORTED_FORMAT_VERSION: u64 = 1;
+/// The run-directory layout version this reader understands (version 1
+/// kept the aggregate rows in the `symbol` column, which this reader no
+/// longer trusts: such a directory is refused with both versions named).
+pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
 
-/// Name of the portfolio rows.
-pub const PORTFOLIO: &str = "PORTFOLIO";
-/// Name of the benchmark rows.
-pub const BENCHMARK: &str = "BENCHMARK";
+/// The `aggregate` value of the portfolio rows.
+const PORTFOLIO: &str = "portfolio";
+/// The `aggregate` value of the benchmark rows.
+const BENCHMARK: &str = "benchmark";
+use crate::run::output::AGGREGATE_COLUMN as AGGREGATE;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
@@ -111,6 +114,13 @@ impl Batch<'_> {
     /// Whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
+    }
+
+    /// Whether column `name` holds timestamps.
+    pub fn is_timestamp(&self, name: &str) -> bool {
+        self.batch
+            .column_by_name(name)
+            .is_some_and(|c| matches!(c.data_type(), DataType::Timestamp(_, _)))
     }
 
     /// Whether the batch has column `name`.
@@ -359,12 +369,12 @@ pub fn load_run_series(
     symbols: &BTreeSet<String>,
 ) -> Result<(), ReportError> {
     let epath = dir.join("equity.parquet");
-    for_each_batch(&epath, &["ts", "symbol", "equity", "drawdown"], |b| {
-        let rows = b.rows_where("symbol", |s| s == PORTFOLIO || s == BENCHMARK)?;
+    for_each_batch(&epath, &["ts", AGGREGATE, "equity", "drawdown"], |b| {
+        let rows = b.rows_where(AGGREGATE, |s| s == PORTFOLIO || s == BENCHMARK)?;
         if rows.is_empty() {
             return Ok(());
         }
-        let sym = b.strs("symbol")?;
+        let sym = b.strs(AGGREGATE)?;
         let ts = b.ts("ts")?;
         let eq = b.f64s("equity")?;
         let dd = if b.has("drawdown") {
@@ -551,7 +561,7 @@ pub fn label(v: &Value) -> String {
 }
 
 /// Columns of `results.parquet` that are not metrics.
-pub const RESULT_KEY_COLUMNS: [&str; 3] = ["combo", "sample", "symbol"];
+pub const RESULT_KEY_COLUMNS: [&str; 4] = ["combo", "sample", "symbol", AGGREGATE];
 
 /// Reads a sweep directory.
 pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, ReportError> {
@@ -636,7 +646,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
                 })
                 .collect();
         }
-        let keep = b.rows_where("symbol", |s| s == PORTFOLIO)?;
+        let keep = b.rows_where(AGGREGATE, |s| s == PORTFOLIO)?;
         if keep.is_empty() {
             return Ok(());
         }
@@ -651,7 +661,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
             }
             if b.is_string(n) {
                 strs.insert(n.clone(), b.strs(n)?);
-            } else {
+            } else if !b.is_timestamp(n) {
                 nums.insert(n.clone(), b.f64s(n)?);
             }
         }
@@ -672,8 +682,8 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let mut benchmark = Curve::default();
     let bpath = dir.join("best_equity.parquet");
     if bpath.exists() {
-        for_each_batch(&bpath, &["ts", "symbol", "equity"], |b| {
-            let sym = b.strs("symbol")?;
+        for_each_batch(&bpath, &["ts", AGGREGATE, "equity"], |b| {
+            let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
             for i in 0..b.len() {

@@ -74,7 +74,7 @@ pub enum ReportError {
     },
     /// The directory was written by an incompatible version.
     #[error(
-        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version {}. \
+        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version 1 to {}. \
          Render it with the atc-bt version that wrote it, or rerun the backtest",
         path.display(), env!("CARGO_PKG_VERSION"), load::SUPPORTED_FORMAT_VERSION
     )]
@@ -170,6 +170,12 @@ pub const FILES_DIR: &str = "report_files";
 
 /// Renders the report of `dir`, a run or a sweep directory.
 pub fn render_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    // `report_files/` is recreated only inside a directory atc-bt wrote.
+    if !crate::files::out::is_result_dir(dir) {
+        return Err(ReportError::NotAResultDir {
+            path: dir.to_path_buf(),
+        });
+    }
     if dir.join("run.json").exists() {
         render_run_report(dir, opts)
     } else if dir.join("sweep.json").exists() {
@@ -251,21 +257,28 @@ impl Writer {
     }
 }
 
-/// A file-name-safe form of a symbol, prefixed by its index so that two
-/// symbols never share a file.
+/// The file name (without extension) of a symbol's chart: unique and safe
+/// whatever the symbol. `sym-<NNNN>-<safe>-<hash>`: the symbol's index in
+/// the run (unique in the run), at most 32 of its characters with anything
+/// but ASCII letters, digits, `-` and `_` replaced by `_` (readable, and
+/// safe on every file system: no separators, dots, control characters or
+/// reserved names), and the first 8 hex digits of the blake3 of its exact
+/// bytes, so names that differ only in replaced characters, in letter case
+/// (case-insensitive file systems) or beyond 32 characters still differ.
 fn symbol_file_stem(index: usize, symbol: &str) -> String {
     let safe: String = symbol
         .chars()
+        .take(32)
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
                 '_'
             }
         })
-        .take(40)
         .collect();
-    format!("sym-{:04}-{}", index + 1, safe.trim_matches('.'))
+    let hash = blake3::hash(symbol.as_bytes()).to_hex();
+    format!("sym-{:04}-{safe}-{}", index + 1, &hash.as_str()[..8])
 }
 
 fn metric_f64(m: &BTreeMap<String, Value>, name: &str) -> Option<f64> {
@@ -304,59 +317,84 @@ pub fn choose_symbols(
         .collect()
 }
 
-/// Metric names in a sensible reading order: known ones first, then any
-/// others alphabetically.
-const METRIC_ORDER: [&str; 35] = [
-    "total_return",
-    "benchmark_return",
-    "cagr",
-    "volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "avg_drawdown",
-    "max_drawdown_duration",
-    "max_drawdown_duration_days",
-    "avg_drawdown_duration",
-    "avg_drawdown_duration_days",
-    "alpha",
-    "beta",
-    "omega",
-    "exposure",
-    "max_gross_exposure",
-    "trades",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "sqn",
-    "kelly",
-    "avg_trade_return",
-    "best_trade",
-    "worst_trade",
-    "avg_winning_trade",
-    "avg_losing_trade",
-    "avg_trade_duration",
-    "avg_trade_duration_days",
-    "total_fees",
-    "bars",
-    "days",
-    "periods_per_year",
-];
-
+/// Metric names in the facts table's reading order, then any others
+/// (from another build) alphabetically; the tables (per year, drawdowns)
+/// are left out: they have their own sections.
 fn ordered_metrics<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    use crate::backtest::facts::Kind;
     let set: BTreeSet<&String> = keys.collect();
-    let mut out: Vec<String> = METRIC_ORDER
+    let mut out: Vec<String> = crate::backtest::METRICS
         .iter()
-        .filter(|k| set.iter().any(|s| s.as_str() == **k))
-        .map(|k| k.to_string())
+        .filter(|f| f.kind != Kind::Table && set.iter().any(|s| s.as_str() == f.key))
+        .map(|f| f.key.to_string())
         .collect();
     for k in set {
-        if !out.contains(k) {
+        let table = crate::backtest::metric_fact(k).is_some_and(|f| f.kind == Kind::Table);
+        if !out.contains(k) && !table {
             out.push(k.clone());
         }
     }
     out
+}
+
+/// The report's label of a metric (the facts table's, else the key).
+fn metric_label(key: &str) -> String {
+    crate::backtest::metric_fact(key).map_or_else(|| key.replace('_', " "), |f| f.label.into())
+}
+
+/// The per-year returns and deepest drawdowns of `metrics.json` as two
+/// small tables (portfolio beside buy & hold for the years); empty when
+/// the file has neither (an older run).
+fn period_tables(pm: &BTreeMap<String, Value>, bm: &BTreeMap<String, Value>) -> String {
+    let mut t = String::new();
+    let years = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Option<f64>> {
+        m.get("yearly_returns")
+            .and_then(Value::as_object)
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_f64())).collect())
+            .unwrap_or_default()
+    };
+    let (py, by) = (years(pm), years(bm));
+    if !py.is_empty() {
+        t.push_str("<table id=\"years\"><thead><tr><th>year</th><th>portfolio</th><th>buy &amp; hold</th></tr></thead><tbody>\n");
+        for (y, v) in &py {
+            let cell = |v: Option<f64>| {
+                html::metric_cell("total_return", v.map(|x| serde_json::json!(x)).as_ref())
+            };
+            let _ = writeln!(
+                t,
+                "<tr><td>{}</td>{}{}</tr>",
+                escape(y),
+                cell(*v),
+                cell(by.get(y).copied().flatten())
+            );
+        }
+        t.push_str("</tbody></table>\n<p class=\"caption\">Compounded return of each calendar year (in the data's time zone).</p>\n");
+    }
+    if let Some(dds) = pm.get("worst_drawdowns").and_then(Value::as_array) {
+        if !dds.is_empty() {
+            t.push_str("<table id=\"drawdowns\"><thead><tr><th>start (peak)</th><th>valley</th><th>recovery</th><th>depth</th><th>bars</th><th>days</th></tr></thead><tbody>\n");
+            for d in dds {
+                let text = |k: &str| {
+                    d.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("not yet")
+                        .to_string()
+                };
+                let _ = writeln!(
+                    t,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}{}</tr>",
+                    escape(&text("start")),
+                    escape(&text("valley")),
+                    escape(&text("recovery")),
+                    html::metric_cell("max_drawdown", d.get("depth")),
+                    html::metric_cell("max_drawdown_duration", d.get("bars")),
+                    html::metric_cell("max_drawdown_duration_days", d.get("days")),
+                );
+            }
+            t.push_str("</tbody></table>\n<p class=\"caption\">The five deepest drawdowns of the portfolio: from the peak bar to the first bar back at the peak.</p>\n");
+        }
+    }
+    t
 }
 
 /// Columns of the per-symbol table (a subset keeps a 1,000-symbol page
@@ -678,7 +716,7 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
 /// Version of the [`RunReportParts`] layout and of what the run report
 /// draws: part of the key under which a cache keeps them, so a build that
 /// draws differently never reuses another's charts.
-pub const RUN_REPORT_LAYOUT: u32 = 1;
+pub const RUN_REPORT_LAYOUT: u32 = 2;
 
 /// The half of a run report that depends only on the result files
 /// (`metrics.json`, `equity.parquet`, `signals.parquet`, `trades.parquet`,
@@ -793,7 +831,7 @@ pub fn render_run_report_parts(
             "<div class=\"kpi\" data-metric=\"{k}\" data-v=\"{}\"><b>{}</b><span>{}</span></div>",
             v.map(html::data_value).unwrap_or_default(),
             escape(&text),
-            escape(&k.replace('_', " "))
+            escape(&metric_label(k))
         );
     }
     let bh = bm.get("total_return").and_then(Value::as_f64);
@@ -835,14 +873,16 @@ pub fn render_run_report_parts(
     for k in ordered_metrics(pm.keys().chain(bm.keys())) {
         let _ = writeln!(
             t,
-            "<tr data-metric=\"{}\"><td>{}</td>{}{}</tr>",
+            "<tr data-metric=\"{}\"><td title=\"{}\">{}</td>{}{}</tr>",
             escape(&k),
             escape(&k),
+            escape(&metric_label(&k)),
             html::metric_cell(&k, pm.get(&k)),
             html::metric_cell(&k, bm.get(&k))
         );
     }
-    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json; percentages are fractions × 100.</p>\n");
+    t.push_str("</tbody></table>\n<p class=\"caption\">Every metric of metrics.json (hover a name for its key; definitions and peer equivalents in METRICS.md); percentages are fractions × 100.</p>\n");
+    t.push_str(&period_tables(pm, bm));
     body.push_str(&section("statistics", "Statistics", &t));
 
     // Period returns.
@@ -882,7 +922,8 @@ pub fn render_run_report_parts(
     let mut figs = String::new();
     for sym in &chosen {
         let panel = data.panels.remove(sym).unwrap_or_default();
-        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(0), sym);
+        // Chosen symbols come from the same map: the index is always there.
+        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(index.len()), sym);
         let bars = panel.avg.ts.len();
         let c = SymbolChart {
             symbol: sym.clone(),
@@ -986,19 +1027,9 @@ pub fn render_run_report_parts(
 /// Parameter columns of `results.parquet` (not metrics), as the sweep writes them.
 use crate::sweep::output::PARAM_COLUMNS;
 
-/// Metrics where smaller is better.
+/// Metrics where smaller is better (the facts table's direction).
 fn lower_is_better(metric: &str) -> bool {
-    matches!(
-        metric,
-        "max_drawdown"
-            | "avg_drawdown"
-            | "volatility"
-            | "max_drawdown_duration"
-            | "max_drawdown_duration_days"
-            | "avg_drawdown_duration"
-            | "avg_drawdown_duration_days"
-            | "total_fees"
-    )
+    crate::sweep::output::lower_is_better(metric)
 }
 
 /// Heatmaps of one sample: x = lambda, y = decay (or the first axes), one
@@ -1308,11 +1339,31 @@ mod tests {
 
     #[test]
     fn symbol_files_are_safe_and_unique() {
-        assert_eq!(
-            symbol_file_stem(0, "<script>alert(1)</script>"),
-            "sym-0001-_script_alert_1___script_"
-        );
-        assert_eq!(symbol_file_stem(9, "BTC/USDT"), "sym-0010-BTC_USDT");
+        let a = symbol_file_stem(0, "<script>alert(1)</script>");
+        assert!(a.starts_with("sym-0001-_script_alert_1___script_-"), "{a}");
+        let b = symbol_file_stem(9, "BTC/USDT");
+        assert!(b.starts_with("sym-0010-BTC_USDT-"), "{b}");
+        // Same index, names equal once made safe or cut: still different.
+        let long = "X".repeat(40);
+        let names = [
+            "BTC/USDT".to_string(),
+            "BTC_USDT".to_string(),
+            "btc_usdt".to_string(),
+            format!("{long}A"),
+            format!("{long}B"),
+            "..".to_string(),
+            String::new(),
+            "\u{1b}[2J".to_string(),
+        ];
+        let stems: std::collections::BTreeSet<String> =
+            names.iter().map(|n| symbol_file_stem(0, n)).collect();
+        assert_eq!(stems.len(), names.len());
+        for s in &stems {
+            assert!(s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            assert!(s.len() <= 4 + 5 + 32 + 9 + 2, "{s}");
+        }
     }
 
     #[test]

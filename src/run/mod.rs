@@ -15,14 +15,15 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
+use crate::backtest::annualise::mixed_frequencies;
 use crate::backtest::{
-    benchmark_metrics, metrics_of_stats, portfolio, simulate, Bars, Curve, ExecConfig, Metrics,
-    SymbolRun, TradeStat,
+    benchmark_metrics, metrics_of_stats, periods_per_year_in, portfolio, simulate, Bars, Calendar,
+    Curve, ExecConfig, Metrics, MetricsOptions, SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, store_signals_once, Cache};
 use crate::data::{window, Dataset};
 use crate::engine::{compute_batch, BatchDetail};
-pub use strategy::{Execution, Strategy, StrategyError};
+pub use strategy::{Execution, MetricsSettings, Strategy, StrategyError};
 
 /// What to trade: series indices into [`Dataset::series`] and the window.
 #[derive(Debug, Clone)]
@@ -35,6 +36,41 @@ pub struct RunPlan {
     pub to: Option<i64>,
     /// Bars of history before the window that the engine sees (all if None).
     pub warmup_bars: Option<usize>,
+}
+
+impl RunPlan {
+    /// The plan with `to` set to the last bar any of its series has in the
+    /// window (`None` if none has one). The window's bars are unchanged;
+    /// what changes is that `to` is a bar of the selection, so a symbol
+    /// counts as ending inside the window (closed at its last bar, see
+    /// [`ActiveSeries::data_ends`]) only if others trade after it. Pin the
+    /// whole selection's plan *before* splitting it into shards, so every
+    /// shard judges the same end.
+    pub fn pinned(mut self, data: &Dataset) -> RunPlan {
+        self.to = last_bar(data, &self.series, self.from, self.to).or(self.to);
+        self
+    }
+}
+
+/// The last bar time (µs UTC) in `[from, to]` over `series`; `None` if
+/// none has a bar there.
+pub fn last_bar(
+    data: &Dataset,
+    series: &[usize],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Option<i64> {
+    let mut last = None;
+    for &i in series {
+        let ts = data.view(i).ts;
+        let end = to.map_or(ts.len(), |t| ts.partition_point(|&x| x <= t));
+        if let Some(&t) = end.checked_sub(1).and_then(|e| ts.get(e)) {
+            if from.is_none_or(|f| t >= f) {
+                last = Some(last.map_or(t, |l: i64| l.max(t)));
+            }
+        }
+    }
+    last
 }
 
 /// A symbol left out of the run, with why.
@@ -63,6 +99,8 @@ pub struct SymbolResult {
     pub window: Range<usize>,
     /// Bars the engine saw (warm-up + window).
     pub engine_bars: usize,
+    /// The calendar (time zone) of the series: its metrics are judged in it.
+    pub calendar: Calendar,
 }
 
 /// Everything a run produces, before it is written.
@@ -84,6 +122,10 @@ pub struct RunResult {
     pub capital_per_symbol: f64,
     /// Engine bars processed (warm-up included), for throughput.
     pub engine_bars: usize,
+    /// Warnings about the results (mixed bar frequencies).
+    pub warnings: Vec<String>,
+    /// The metric settings the results were computed with.
+    pub settings: MetricsSettings,
 }
 
 /// What a run keeps of one symbol once its bars are written: enough for
@@ -133,6 +175,8 @@ pub struct RunSummary {
     pub capital_per_symbol: f64,
     /// Engine bars processed (warm-up included), for throughput.
     pub engine_bars: usize,
+    /// Warnings about the results (mixed bar frequencies).
+    pub warnings: Vec<String>,
 }
 
 impl RunResult {
@@ -148,6 +192,7 @@ impl RunResult {
             benchmark_metrics: self.benchmark_metrics.clone(),
             capital_per_symbol: self.capital_per_symbol,
             engine_bars: self.engine_bars,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -166,6 +211,22 @@ pub enum RunError {
         to: String,
         /// The range the data covers.
         covers: String,
+    },
+    /// Every selected series was left out before the run (invalid data).
+    #[error("no series to run: every selected series was left out of the store for bad data ({count} in all; {first})\n  hint: `atc-bt data info` lists every problem; fix or drop the rows in the source files")]
+    NothingSelected {
+        /// How many were left out.
+        count: usize,
+        /// The first few, with their reasons.
+        first: String,
+    },
+    /// Every series with data in the window was skipped while running.
+    #[error("every selected series was skipped ({count} in all): {first}\n  hint: the reasons above name each series; fix the data or change the parameters")]
+    AllSkipped {
+        /// How many were skipped.
+        count: usize,
+        /// The first few, with their reasons.
+        first: String,
     },
     /// A symbol failed and `--strict` was given.
     #[error("{symbol}: {reason} (without --strict the symbol would be skipped)")]
@@ -202,13 +263,17 @@ pub fn print_skipped(skipped: &[Skipped]) {
         by_reason.entry(&s.reason).or_default().push(&s.symbol);
     }
     for (reason, names) in by_reason {
-        let shown: Vec<&str> = names.iter().take(5).copied().collect();
+        let shown: Vec<String> = names
+            .iter()
+            .take(5)
+            .map(|n| crate::term::quote(n).into_owned())
+            .collect();
         let more = if names.len() > 5 {
             format!(" and {} more", names.len() - 5)
         } else {
             String::new()
         };
-        eprintln!(
+        crate::errln!(
             "warning: skipped {} series ({}{more}): {reason}",
             names.len(),
             shown.join(", ")
@@ -234,15 +299,42 @@ pub struct ActiveSeries {
     pub start: usize,
     /// The traded window (absolute bar indices).
     pub window: Range<usize>,
+    /// The series' data ends inside the run's window: its last bar is the
+    /// window's last for it, and the window goes on after it (the plan's
+    /// `to`, or the last bar of the other series). A position held there
+    /// is closed at that bar's close.
+    pub data_ends: bool,
 }
 
 /// Splits the plan's series into those with bars in the window and those
-/// without; errors when none has any.
+/// without; errors when none has any. The window ends at `plan.to` (see
+/// [`RunPlan::pinned`]) or, without one, at the last bar of the series
+/// with data in it; a series whose data stops before that end
+/// [`data_ends`](ActiveSeries::data_ends).
 pub fn prepare(
     data: &Dataset,
     plan: &RunPlan,
 ) -> Result<(Vec<ActiveSeries>, Vec<Skipped>), RunError> {
     let series = data.series();
+    if plan.series.is_empty() {
+        let bad = data.invalid();
+        return Err(RunError::NothingSelected {
+            count: bad.len(),
+            first: bad
+                .iter()
+                .take(3)
+                .map(|b| {
+                    format!(
+                        "{}: row {}: {}",
+                        crate::term::quote(&b.name),
+                        b.row,
+                        b.problem
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
     let mut active = Vec::new();
     let mut skipped = Vec::new();
     for &idx in &plan.series {
@@ -251,6 +343,8 @@ pub fn prepare(
             Some((start, win)) => active.push(ActiveSeries {
                 idx,
                 start,
+                // Whether the window goes on after it is known below.
+                data_ends: win.end == view.ts.len(),
                 window: win,
             }),
             None => skipped.push(Skipped {
@@ -278,11 +372,45 @@ pub fn prepare(
             covers: format!("{} to {}", fmt_ts(first), fmt_ts(last)),
         });
     }
+    let last_ts = |a: &ActiveSeries| data.view(a.idx).ts[a.window.end - 1];
+    let end = plan
+        .to
+        .unwrap_or_else(|| active.iter().map(last_ts).max().unwrap_or(i64::MAX));
+    for a in &mut active {
+        a.data_ends = a.data_ends && last_ts(a) < end;
+    }
     Ok((active, skipped))
 }
 
+/// The calendar of series `idx`: its source's time zone, else UTC (an
+/// unknown zone, which the store refuses to record, reads as UTC).
+pub fn series_calendar(data: &Dataset, idx: usize) -> Calendar {
+    Calendar::from_zone(data.series()[idx].tz.as_deref()).unwrap_or_default()
+}
+
+/// The metric options of series `a` under `settings`: its calendar, and
+/// its periods per year resolved once from its window's timestamps (a
+/// sweep reuses them for every combination).
+pub fn series_options(
+    data: &Dataset,
+    a: &ActiveSeries,
+    settings: &MetricsSettings,
+) -> MetricsOptions {
+    let calendar = series_calendar(data, a.idx);
+    let ppy = settings
+        .periods_per_year
+        .unwrap_or_else(|| periods_per_year_in(&data.view(a.idx).ts[a.window.clone()], &calendar));
+    MetricsOptions {
+        periods_per_year: Some(ppy),
+        risk_free: settings.risk_free,
+        calendar,
+    }
+}
+
 /// Trades one series given the engine's average signal and direction over
-/// `a.start..a.window.end` (the bars the engine saw).
+/// `a.start..a.window.end` (the bars the engine saw); its metrics use
+/// `opts` (from [`series_options`]).
+#[allow(clippy::too_many_arguments)]
 pub fn trade_series(
     data: &Dataset,
     a: &ActiveSeries,
@@ -290,6 +418,7 @@ pub fn trade_series(
     dir: &[i8],
     capital: f64,
     cfg: &ExecConfig,
+    opts: &MetricsOptions,
 ) -> Result<SymbolResult, Skipped> {
     let name = &data.series()[a.idx].name;
     let view = data.view(a.idx);
@@ -300,11 +429,19 @@ pub fn trade_series(
         close: &view.close[start..end],
     };
     let local = a.window.start - start..end - start;
-    let run = simulate(name, bars, dir, local.clone(), capital, cfg).map_err(|e| Skipped {
-        symbol: name.clone(),
-        reason: e.to_string(),
+    let run = simulate(name, bars, dir, local.clone(), capital, cfg, a.data_ends).map_err(|e| {
+        Skipped {
+            symbol: name.clone(),
+            reason: e.to_string(),
+        }
     })?;
-    let m = run.metrics();
+    if let Some(reason) = non_finite(&run, a) {
+        return Err(Skipped {
+            symbol: name.clone(),
+            reason,
+        });
+    }
+    let m = run.metrics_with(opts);
     Ok(SymbolResult {
         metrics: m,
         close: view.close[a.window.clone()].to_vec(),
@@ -312,16 +449,35 @@ pub fn trade_series(
         dir: dir[local].to_vec(),
         window: a.window.clone(),
         engine_bars: end - start,
+        calendar: opts.calendar.clone(),
         run,
     })
 }
 
+/// Why `run` (series `a`'s simulation) is left out, if its equity or
+/// benchmark is not finite somewhere. Validation keeps prices where the
+/// arithmetic stays finite; should a sub-account still overflow, it is
+/// left out rather than turn the portfolio into NaN.
+pub fn non_finite(run: &SymbolRun, a: &ActiveSeries) -> Option<String> {
+    let k = run
+        .equity
+        .iter()
+        .chain(&run.benchmark)
+        .position(|v| !v.is_finite())?;
+    Some(format!(
+        "its equity is not a finite number at bar {} ({}); left out so the portfolio stays finite",
+        a.window.start + k,
+        fmt_ts(run.ts.get(k).copied().unwrap_or(0))
+    ))
+}
+
 /// Sums the sub-accounts into the portfolio and benchmark (in the order of
-/// `symbols`) and computes their metrics.
+/// `symbols`) and computes their metrics under `settings`.
 pub fn aggregate(
     symbols: Vec<SymbolResult>,
     skipped: Vec<Skipped>,
     capital_per_symbol: f64,
+    settings: &MetricsSettings,
 ) -> RunResult {
     let runs: Vec<&SymbolRun> = symbols.iter().map(|s| &s.run).collect();
     let (portfolio_curve, benchmark_curve) = portfolio(&runs, capital_per_symbol);
@@ -330,14 +486,22 @@ pub fn aggregate(
         .flat_map(|r| r.trades.iter().map(TradeStat::of))
         .collect();
     let fees: Vec<f64> = runs.iter().map(|r| r.total_fees).collect();
+    let opts = settings.options(common_calendar(symbols.iter().map(|s| &s.calendar)));
     let (portfolio_metrics, benchmark_metrics) = portfolio_metrics(
         &portfolio_curve,
         &benchmark_curve,
         &trades,
         &fees,
         capital_per_symbol,
+        &opts,
     );
     let engine_bars = symbols.iter().map(|s| s.engine_bars).sum();
+    let warnings = frequency_warnings(
+        symbols
+            .iter()
+            .map(|s| (s.run.symbol.as_str(), s.metrics.periods_per_year)),
+        &portfolio_metrics,
+    );
     RunResult {
         symbols,
         skipped,
@@ -347,20 +511,86 @@ pub fn aggregate(
         benchmark_metrics,
         capital_per_symbol,
         engine_bars,
+        warnings,
+        settings: settings.clone(),
     }
 }
 
+/// The mixed-frequency warning of a plan before anything is computed (what
+/// [`aggregate`] finds after a run): each series' periods per year in its
+/// window, and the portfolio's on the union of the windows. A sweep, which
+/// keeps no per-symbol summary, reports it from here.
+pub fn plan_warnings(
+    data: &Dataset,
+    plan: &RunPlan,
+    settings: &MetricsSettings,
+) -> Result<Vec<String>, RunError> {
+    let (active, _) = prepare(data, plan)?;
+    let per_symbol: Vec<(String, f64, Calendar)> = active
+        .iter()
+        .map(|a| {
+            let o = series_options(data, a, settings);
+            let ppy = o.periods_per_year.unwrap_or(252.0);
+            (data.series()[a.idx].name.clone(), ppy, o.calendar)
+        })
+        .collect();
+    let calendar = common_calendar(per_symbol.iter().map(|s| &s.2));
+    let portfolio = settings
+        .periods_per_year
+        .unwrap_or_else(|| periods_per_year_in(&window_timeline(data, &active), &calendar));
+    Ok(
+        mixed_frequencies(per_symbol.iter().map(|s| (s.0.as_str(), s.1)), portfolio)
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// The portfolio's calendar: the symbols' common time zone, or UTC when
+/// they differ (or there are none).
+pub fn common_calendar<'a>(mut calendars: impl Iterator<Item = &'a Calendar>) -> Calendar {
+    let Some(first) = calendars.next() else {
+        return Calendar::utc();
+    };
+    if calendars.all(|c| c == first) {
+        first.clone()
+    } else {
+        Calendar::utc()
+    }
+}
+
+/// The mixed-frequency warning (if the symbols' periods per year differ),
+/// as a list for `run.json`.
+pub fn frequency_warnings<'a>(
+    per_symbol: impl IntoIterator<Item = (&'a str, f64)>,
+    portfolio: &Metrics,
+) -> Vec<String> {
+    mixed_frequencies(per_symbol, portfolio.periods_per_year)
+        .into_iter()
+        .collect()
+}
+
 /// The portfolio's and the benchmark's metrics, from the summed curves, every
-/// trade and each sub-account's fees (one entry per sub-account, in order).
+/// trade and each sub-account's fees (one entry per sub-account, in order),
+/// with `opts` (the portfolio's calendar; periods per year from its own
+/// timeline unless overridden).
 pub fn portfolio_metrics(
     portfolio_curve: &Curve,
     benchmark_curve: &Curve,
     trades: &[TradeStat],
     fees: &[f64],
     capital_per_symbol: f64,
+    opts: &MetricsOptions,
 ) -> (Metrics, Metrics) {
     // The portfolio starts with the capital of the sub-accounts it sums.
     let initial = capital_per_symbol * fees.len() as f64;
+    // Both curves share the timeline: infer their periods per year once.
+    let opts = MetricsOptions {
+        periods_per_year: Some(
+            opts.periods_per_year
+                .unwrap_or_else(|| periods_per_year_in(&portfolio_curve.ts, &opts.calendar)),
+        ),
+        ..opts.clone()
+    };
     let m = metrics_of_stats(
         initial,
         &portfolio_curve.ts,
@@ -369,8 +599,23 @@ pub fn portfolio_metrics(
         trades,
         Some(&portfolio_curve.exposure()),
         fees.iter().sum(),
+        &opts,
     );
-    (m, benchmark_metrics(initial, benchmark_curve))
+    (m, benchmark_metrics(initial, benchmark_curve, &opts))
+}
+
+/// The error of a run in which every series with data in the window was
+/// skipped (`skipped` holds them all).
+pub fn all_skipped(skipped: &[Skipped]) -> RunError {
+    RunError::AllSkipped {
+        count: skipped.len(),
+        first: skipped
+            .iter()
+            .take(3)
+            .map(|s| format!("{}: {}", crate::term::quote(&s.symbol), s.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 /// Collects per-symbol outcomes: failures are skipped, or end the run with
@@ -490,7 +735,15 @@ pub fn run_with_cache(
         },
     )?;
     let symbols = collect(outcomes, &mut skipped, strict)?;
-    Ok(aggregate(symbols, skipped, capital_per_symbol))
+    if symbols.is_empty() && capital_symbols.is_none() {
+        return Err(all_skipped(&skipped));
+    }
+    Ok(aggregate(
+        symbols,
+        skipped,
+        capital_per_symbol,
+        &strategy.metrics,
+    ))
 }
 
 /// [`run_with_cache`] streamed into the run directory being written at
@@ -520,7 +773,9 @@ pub fn run_to_dir(
         message: e.to_string(),
     };
     let mut writer =
-        output::RunWriter::create(dir, timeline, capital_per_symbol).map_err(out_err)?;
+        output::RunWriter::create(dir, timeline, capital_per_symbol, strategy.metrics.clone())
+            .map_err(out_err)?;
+    let mut traded = 0usize;
     run_chunks(
         data,
         &active,
@@ -531,7 +786,10 @@ pub fn run_to_dir(
         &mut |part| {
             for o in part {
                 match o {
-                    Ok(r) => writer.push(&r).map_err(out_err)?,
+                    Ok(r) => {
+                        traded += 1;
+                        writer.push(&r).map_err(out_err)?
+                    }
                     Err(s) if strict => {
                         return Err(RunError::Strict {
                             symbol: s.symbol,
@@ -544,6 +802,9 @@ pub fn run_to_dir(
             Ok(())
         },
     )?;
+    if traded == 0 && capital_symbols.is_none() {
+        return Err(all_skipped(&skipped));
+    }
     writer.finish(skipped).map_err(out_err)
 }
 
@@ -673,7 +934,8 @@ fn run_chunks(
                         reason,
                     })
                     .and_then(|(avg, dir)| {
-                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg)
+                        let opts = series_options(data, a, &strategy.metrics);
+                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg, &opts)
                     });
                 // Done with this series: let the kernel drop its mapped
                 // pages, so resident memory does not grow with the number

@@ -18,16 +18,44 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use super::{RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
-use crate::backtest::{PortfolioSum, Side, Trade, TradeStat};
+use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
+use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
 
-/// Name of the portfolio rows in `equity.parquet` and `metrics.json`.
-pub const PORTFOLIO: &str = "PORTFOLIO";
-/// Name of the benchmark rows in `equity.parquet` and `metrics.json`.
-pub const BENCHMARK: &str = "BENCHMARK";
+/// An aggregate row: not a symbol of the data but a sum over them (or a
+/// chain of runs). Aggregates never share a namespace with data: their
+/// rows carry the aggregate's name in the `aggregate` column and a null
+/// `symbol`, and a symbol's rows a null `aggregate`, so a symbol named
+/// `PORTFOLIO` (or anything else) is just a symbol, in every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    /// The portfolio: the sum of the sub-accounts.
+    Portfolio,
+    /// Buy & hold under the same split.
+    Benchmark,
+    /// The chained out-of-sample equity of a walk-forward.
+    WalkForward,
+}
+
+impl Aggregate {
+    /// The name in the `aggregate` column (and the key in `metrics.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Portfolio => "portfolio",
+            Aggregate::Benchmark => "benchmark",
+            Aggregate::WalkForward => "walk_forward",
+        }
+    }
+}
+
+/// The name of the column that marks aggregate rows.
+pub const AGGREGATE_COLUMN: &str = "aggregate";
 
 /// Version of the run-directory layout; readers refuse other versions.
-pub const RUN_FORMAT_VERSION: u32 = 1;
+/// 2: `trades.parquet` has `exit_reason`; `metrics.json` the facts table's
+/// keys (start/end, annual_return, skew … worst_drawdowns); aggregate rows
+/// moved from `symbol` to the `aggregate` column; `run.json`/`sweep.json`
+/// list their `files`.
+pub const RUN_FORMAT_VERSION: u32 = 2;
 
 /// Errors writing results.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +76,9 @@ pub enum OutputError {
         /// What went wrong.
         message: String,
     },
+    /// The output directory cannot be replaced (see [`crate::files::out`]).
+    #[error(transparent)]
+    Out(#[from] crate::files::out::OutError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -160,7 +191,8 @@ fn drawdowns(equity: &[f64]) -> Vec<f64> {
 fn equity_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         ts_field("ts", false),
-        Field::new("symbol", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new(AGGREGATE_COLUMN, DataType::Utf8, true),
         Field::new("equity", DataType::Float64, false),
         Field::new("position", DataType::Float64, true),
         Field::new("drawdown", DataType::Float64, false),
@@ -238,6 +270,10 @@ pub struct RunWriter {
     pending: PendingRows,
     portfolio: PortfolioSum,
     capital_per_symbol: f64,
+    settings: MetricsSettings,
+    /// The common calendar of the symbols so far (`None`: none yet), and
+    /// whether they differ.
+    calendar: Option<(Calendar, bool)>,
     trades: Vec<TradeStat>,
     fees: Vec<f64>,
     symbols: Vec<SymbolSummary>,
@@ -247,11 +283,13 @@ pub struct RunWriter {
 impl RunWriter {
     /// Starts the result files in `dir` (an existing, empty directory).
     /// `timeline` must contain every timestamp of the runs to be pushed
-    /// (it may hold more; see [`PortfolioSum`]).
+    /// (it may hold more; see [`PortfolioSum`]); the portfolio's metrics
+    /// use `settings`.
     pub fn create(
         dir: &Path,
         timeline: Vec<i64>,
         capital_per_symbol: f64,
+        settings: MetricsSettings,
     ) -> Result<RunWriter, OutputError> {
         Ok(RunWriter {
             dir: dir.to_path_buf(),
@@ -261,6 +299,8 @@ impl RunWriter {
             pending: PendingRows::default(),
             portfolio: PortfolioSum::new(timeline, capital_per_symbol),
             capital_per_symbol,
+            settings,
+            calendar: None,
             trades: Vec::new(),
             fees: Vec::new(),
             symbols: Vec::new(),
@@ -271,6 +311,10 @@ impl RunWriter {
     /// Adds the next symbol (in output order).
     pub fn push(&mut self, s: &SymbolResult) -> Result<(), OutputError> {
         self.portfolio.add(&s.run);
+        match &mut self.calendar {
+            None => self.calendar = Some((s.calendar.clone(), false)),
+            Some((c, mixed)) => *mixed |= *c != s.calendar,
+        }
         // The portfolio's trade statistics need every trade, but only
         // what they use (the ledger itself goes to disk with the batch).
         self.trades.extend(s.run.trades.iter().map(TradeStat::of));
@@ -293,9 +337,11 @@ impl RunWriter {
         }
         let sym = p.symbol_array();
         let ts = ts_array(p.ts);
+        let no_aggregate: ArrayRef = Arc::new(StringArray::new_null(p.equity.len()));
         let equity_cols = vec![
             ts.clone(),
             sym.clone(),
+            no_aggregate,
             Arc::new(Float64Array::from(p.equity)) as ArrayRef,
             Arc::new(Float64Array::from(p.position)),
             Arc::new(Float64Array::from(p.drawdown)),
@@ -321,17 +367,32 @@ impl RunWriter {
     pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
         self.flush()?;
         let (portfolio, benchmark) = self.portfolio.finish();
+        let calendar = match self.calendar.take() {
+            Some((c, false)) => c,
+            _ => Calendar::utc(),
+        };
         let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
             &portfolio,
             &benchmark,
             &self.trades,
             &self.fees,
             self.capital_per_symbol,
+            &self.settings.options(calendar),
         );
-        for (name, c) in [(PORTFOLIO, &portfolio), (BENCHMARK, &benchmark)] {
+        let warnings = super::frequency_warnings(
+            self.symbols
+                .iter()
+                .map(|s| (s.symbol.as_str(), s.metrics.periods_per_year)),
+            &portfolio_metrics,
+        );
+        for (agg, c) in [
+            (Aggregate::Portfolio, &portfolio),
+            (Aggregate::Benchmark, &benchmark),
+        ] {
             self.equity.write(vec![
                 ts_array(c.ts.clone()),
-                Arc::new(StringArray::from(vec![name; c.ts.len()])),
+                Arc::new(StringArray::new_null(c.ts.len())),
+                Arc::new(StringArray::from(vec![agg.name(); c.ts.len()])),
                 Arc::new(Float64Array::from(c.equity.clone())),
                 Arc::new(Float64Array::from(vec![None::<f64>; c.ts.len()])),
                 Arc::new(Float64Array::from(drawdowns(&c.equity))),
@@ -346,6 +407,7 @@ impl RunWriter {
             benchmark_metrics,
             capital_per_symbol: self.capital_per_symbol,
             engine_bars: self.engine_bars,
+            warnings,
         };
         let (equity, signals, trades, dir) = (self.equity, self.signals, self.trade_sink, self.dir);
         let ((a, b), (c, d)) = rayon::join(
@@ -376,6 +438,7 @@ fn trades_schema() -> Arc<Schema> {
         Field::new("return", DataType::Float64, false),
         Field::new("bars_held", DataType::UInt64, false),
         Field::new("open", DataType::Boolean, false),
+        Field::new("exit_reason", DataType::Utf8, false),
     ]))
 }
 
@@ -413,26 +476,25 @@ fn trade_columns(trades: &[Trade]) -> Vec<ArrayRef> {
         Arc::new(BooleanArray::from(
             trades.iter().map(|t| t.open).collect::<Vec<_>>(),
         )),
+        Arc::new(StringArray::from_iter_values(
+            trades.iter().map(|t| t.exit_reason.name()),
+        )),
     ]
 }
 
 /// `metrics.json`: `{"benchmark": {...}, "portfolio": {...}, "symbols":
-/// {...}}`, keys sorted at every level. Serialized straight to the file,
-/// one symbol's metrics in memory at a time: a `Value` of the whole
-/// document would cost a few KB per symbol at the end of a large run.
+/// {...}}`, symbols by name, each metrics object in the order of the
+/// metric facts table ([`crate::backtest::METRICS`]). Serialized straight
+/// to the file, one symbol's metrics in memory at a time: a `Value` of the
+/// whole document would cost a few KB per symbol at the end of a large run.
 struct MetricsDoc<'a>(&'a RunSummary);
-
-/// `metrics` as a JSON object with sorted keys.
-fn sorted_json<E: serde::ser::Error>(m: &crate::backtest::Metrics) -> Result<serde_json::Value, E> {
-    serde_json::to_value(m).map_err(E::custom)
-}
 
 impl Serialize for MetricsDoc<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("benchmark", &sorted_json(&self.0.benchmark_metrics)?)?;
-        map.serialize_entry("portfolio", &sorted_json(&self.0.portfolio_metrics)?)?;
+        map.serialize_entry("benchmark", &self.0.benchmark_metrics)?;
+        map.serialize_entry("portfolio", &self.0.portfolio_metrics)?;
         map.serialize_entry("symbols", &SymbolMetrics(self.0))?;
         map.end()
     }
@@ -448,7 +510,7 @@ impl Serialize for SymbolMetrics<'_> {
         by_name.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let mut map = s.serialize_map(Some(by_name.len()))?;
         for x in by_name {
-            map.serialize_entry(&x.symbol, &sorted_json(&x.metrics)?)?;
+            map.serialize_entry(&x.symbol, &x.metrics)?;
         }
         map.end()
     }
@@ -472,38 +534,33 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Creates (empty) the temporary sibling `.<name>.partial-<pid>` of `out`
-/// that a result directory is written into before it is renamed to `out`;
-/// a leftover from a crashed process with the same pid is cleared first.
-pub fn partial_dir(out: &Path) -> Result<PathBuf, OutputError> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    Ok(tmp)
+/// Prepares to write the result directory `out`: refuses an `out` that
+/// holds anything atc-bt did not write (unless `force`), removes stale
+/// temporaries of killed commands beside it, and creates the empty
+/// temporary sibling `.<name>.partial-<tag>` the results are written into
+/// before [`commit_run_dir`] renames it (see [`crate::files::out`]).
+pub fn partial_dir(out: &Path, force: bool) -> Result<PathBuf, OutputError> {
+    Ok(crate::files::out::begin_dir(out, force)?)
 }
 
 /// Writes the whole run directory at `out` atomically: everything goes to a
 /// temporary sibling first, which is renamed to `out` when complete. An
-/// existing `out` is replaced only after the new one is complete.
+/// existing `out` is replaced only after the new one is complete, and only
+/// if atc-bt wrote everything in it (or with `force`).
 pub fn write_run_dir(
     out: &Path,
     r: &RunResult,
     run_json: &serde_json::Value,
+    force: bool,
 ) -> Result<(), OutputError> {
-    let tmp = partial_dir(out)?;
+    let tmp = partial_dir(out, force)?;
     let written = (|| {
-        let mut w = RunWriter::create(&tmp, r.portfolio.ts.clone(), r.capital_per_symbol)?;
+        let mut w = RunWriter::create(
+            &tmp,
+            r.portfolio.ts.clone(),
+            r.capital_per_symbol,
+            r.settings.clone(),
+        )?;
         for s in &r.symbols {
             w.push(s)?;
         }
@@ -513,47 +570,64 @@ pub fn write_run_dir(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    commit_run_dir(&tmp, out, run_json, |_| Ok(()))
+    commit_run_dir(&tmp, out, run_json, force, |_| Ok(()))
+}
+
+/// Completes a result directory whose files are in `tmp` (from
+/// [`partial_dir`]): writes its manifest `manifest` (`run.json`,
+/// `sweep.json`) last, with `files` listing everything written before it
+/// (its presence marks a complete directory, and the list tells a later
+/// command what atc-bt may replace), and renames `tmp` to `out`. On any
+/// error `tmp` is removed.
+pub fn commit_dir_with_manifest(
+    tmp: &Path,
+    out: &Path,
+    manifest: &str,
+    value: &serde_json::Value,
+    force: bool,
+) -> Result<(), OutputError> {
+    let r = (|| {
+        let mut value = value.clone();
+        value["files"] = serde_json::json!(crate::files::out::listing(tmp)?);
+        write_json(&tmp.join(manifest), &value)?;
+        crate::files::out::commit_dir(tmp, out, force)?;
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    r
 }
 
 /// Completes a run directory whose result files are in `tmp` (from
 /// [`partial_dir`]): calls `extra` on it (e.g. to add `memory.parquet`),
-/// writes `run.json` last (its presence marks a complete directory) and
-/// renames `tmp` to `out`, replacing an existing `out` only then.
+/// then [`commit_dir_with_manifest`] with `run.json`. On any error `tmp`
+/// is removed.
 pub fn commit_run_dir(
     tmp: &Path,
     out: &Path,
     run_json: &serde_json::Value,
+    force: bool,
     extra: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    let parent = tmp.parent().unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
-    extra(tmp)?;
-    write_json(&tmp.join("run.json"), run_json)?;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(io_err(out))?;
-        std::fs::rename(tmp, out).map_err(io_err(out))?;
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    } else {
-        std::fs::rename(tmp, out).map_err(io_err(out))?;
+    if let Err(e) = extra(tmp) {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(e);
     }
-    Ok(())
+    commit_dir_with_manifest(tmp, out, "run.json", run_json, force)
 }
 
-/// Writes named equity curves (`ts, symbol, equity, drawdown`) as Parquet,
-/// e.g. the best sweep combination's `PORTFOLIO` and `BENCHMARK`.
+/// Writes aggregate equity curves (`ts, symbol, aggregate, equity,
+/// drawdown`, `symbol` null as on every aggregate row) as Parquet, e.g. the
+/// best sweep combination's portfolio and benchmark.
 pub fn write_curves_parquet(
     path: &Path,
-    curves: &[(&str, &crate::backtest::Curve)],
+    curves: &[(Aggregate, &crate::backtest::Curve)],
 ) -> Result<(), OutputError> {
-    let (mut ts, mut sym, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
-    for (name, c) in curves {
+    let (mut ts, mut agg, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
+    for (a, c) in curves {
         ts.extend_from_slice(&c.ts);
-        sym.extend(std::iter::repeat_n(*name, c.ts.len()));
+        agg.extend(std::iter::repeat_n(a.name(), c.ts.len()));
         eq.extend_from_slice(&c.equity);
         dd.extend(drawdowns(&c.equity));
     }
@@ -561,13 +635,15 @@ pub fn write_curves_parquet(
         path,
         vec![
             ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new(AGGREGATE_COLUMN, DataType::Utf8, true),
             Field::new("equity", DataType::Float64, false),
             Field::new("drawdown", DataType::Float64, false),
         ],
         vec![
             ts_array(ts),
-            Arc::new(StringArray::from(sym)),
+            Arc::new(StringArray::new_null(agg.len())),
+            Arc::new(StringArray::from(agg)),
             Arc::new(Float64Array::from(eq)),
             Arc::new(Float64Array::from(dd)),
         ],

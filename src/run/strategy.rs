@@ -1,13 +1,14 @@
 //! Strategy files (`strategies/*.toml`): the ATC parameters under `[atc]`
-//! (the spec's names and defaults) and the execution settings under
-//! `[execution]`. Every key is optional; unknown keys and out-of-range
-//! values are errors naming the key and the file.
+//! (the spec's names and defaults), the execution settings under
+//! `[execution]` and how statistics are annualised under `[metrics]`.
+//! Every key is optional; unknown keys and out-of-range values are errors
+//! naming the key and the file.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{ExecConfig, Mode};
+use crate::backtest::{Calendar, ExecConfig, MetricsOptions, Mode};
 use crate::engine::{AtcParams, EngineError};
 
 /// The shipped default strategy; identical to the spec defaults, and used
@@ -75,7 +76,58 @@ impl Execution {
     }
 }
 
-/// A whole strategy: ATC parameters plus execution settings.
+/// `[metrics]` of a strategy: how the statistics are annualised and the
+/// rate Sharpe and Sortino are measured against (`--periods-per-year`,
+/// `--risk-free`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bars per year for every curve (symbols, portfolio, benchmark);
+    /// absent: inferred from each curve's calendar (METRICS.md,
+    /// *Annualisation*).
+    pub periods_per_year: Option<f64>,
+    /// Annual risk-free rate as a fraction (0.02 = 2%), used by Sharpe and
+    /// Sortino as quantstats uses `rf`.
+    pub risk_free: f64,
+}
+
+impl MetricsSettings {
+    /// The backtester's options for a curve in `calendar`.
+    pub fn options(&self, calendar: Calendar) -> MetricsOptions {
+        MetricsOptions {
+            periods_per_year: self.periods_per_year,
+            risk_free: self.risk_free,
+            calendar,
+        }
+    }
+
+    /// Checks ranges: periods per year finite and > 0; the risk-free rate
+    /// finite and in (−1, 1).
+    pub fn validate(&self) -> Result<(), StrategyError> {
+        if let Some(p) = self.periods_per_year {
+            if !(p.is_finite() && p > 0.0) {
+                return Err(StrategyError::Invalid {
+                    file: None,
+                    key: "periods_per_year",
+                    value: p.to_string(),
+                    range: "finite and > 0, e.g. 252 for daily stock bars",
+                });
+            }
+        }
+        if !(self.risk_free.is_finite() && self.risk_free > -1.0 && self.risk_free < 1.0) {
+            return Err(StrategyError::Invalid {
+                file: None,
+                key: "risk_free",
+                value: self.risk_free.to_string(),
+                range: "an annual fraction in (-1, 1), e.g. 0.02 for 2%",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A whole strategy: ATC parameters, execution settings and how the
+/// statistics are annualised.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Strategy {
@@ -83,6 +135,8 @@ pub struct Strategy {
     pub atc: AtcParams,
     /// How the direction is traded.
     pub execution: Execution,
+    /// How the statistics are annualised.
+    pub metrics: MetricsSettings,
 }
 
 /// Errors reading or validating a strategy.
@@ -137,17 +191,20 @@ impl Strategy {
             path: path.to_path_buf(),
             source,
         })?;
-        s.execution.validate().map_err(|e| match e {
-            StrategyError::Invalid {
-                key, value, range, ..
-            } => StrategyError::Invalid {
-                file: Some(path.to_path_buf()),
-                key,
-                value,
-                range,
-            },
-            other => other,
-        })?;
+        s.execution
+            .validate()
+            .and_then(|()| s.metrics.validate())
+            .map_err(|e| match e {
+                StrategyError::Invalid {
+                    key, value, range, ..
+                } => StrategyError::Invalid {
+                    file: Some(path.to_path_buf()),
+                    key,
+                    value,
+                    range,
+                },
+                other => other,
+            })?;
         Ok(s)
     }
 
@@ -208,6 +265,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("exec"), "{err}");
+    }
+
+    #[test]
+    fn metrics_table_parses_and_is_checked() {
+        let s = Strategy::from_toml(
+            "[metrics]\nperiods_per_year = 365\nrisk_free = 0.02\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.metrics.periods_per_year, Some(365.0));
+        assert_eq!(s.metrics.risk_free, 0.02);
+        for (bad, key) in [
+            ("risk_free = 2", "risk_free = 2"),
+            ("periods_per_year = -1", "periods_per_year = -1"),
+        ] {
+            let err = Strategy::from_toml(&format!("[metrics]\n{bad}\n"), Path::new("s.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("s.toml") && err.contains(key), "{err}");
+        }
     }
 
     #[test]

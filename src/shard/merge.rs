@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use super::part::{read_header, PartError, PartHeader, PartKind, PartReader, Stored, SUCCESS};
 use crate::backtest::Curve;
-use crate::run::{aggregate, collect, RunError, RunResult, Skipped, Strategy, SymbolResult};
+use crate::run::{
+    aggregate, collect, MetricsSettings, RunError, RunResult, Skipped, Strategy, SymbolResult,
+};
 use crate::sweep::{combo_order, samples, ComboSummary, Grid, Row, Sample, SweepResult, Value};
 
 /// Errors of `merge`.
@@ -336,19 +338,31 @@ fn window_skipped(parts: &[Part]) -> Vec<Skipped> {
         .collect()
 }
 
+/// The strategy of a `run` part.
+pub fn run_strategy(parts: &[Part]) -> Result<Strategy, MergeError> {
+    serde_json::from_value(parts[0].header.params["strategy"].clone())
+        .map_err(|e| bad(parts, format!("strategy: {e}")))
+}
+
 /// Rebuilds the result of a sharded `run` exactly as the single run
 /// computes it.
 pub fn merge_run(parts: &[Part]) -> Result<RunResult, MergeError> {
+    let settings: MetricsSettings = run_strategy(parts)?.metrics;
     let mut skipped = window_skipped(parts);
     let mut map = BTreeMap::new();
     for mut r in open_readers(parts)? {
-        r.take_combo(0, &mut map)?;
+        r.take_combo(0, &settings, &mut map)?;
         r.check_exhausted()?;
     }
     let outcomes: Vec<Result<SymbolResult, Skipped>> =
         map.into_values().map(Stored::into_outcome).collect();
     let symbols = collect(outcomes, &mut skipped, false)?;
-    Ok(aggregate(symbols, skipped, parts[0].header.capital(0)))
+    Ok(aggregate(
+        symbols,
+        skipped,
+        parts[0].header.capital(0),
+        &settings,
+    ))
 }
 
 fn bad(parts: &[Part], why: impl Into<String>) -> MergeError {
@@ -392,8 +406,15 @@ pub fn sweep_setup(parts: &[Part]) -> Result<(Grid, Strategy, Vec<Sample>), Merg
         }
         grid.set_values(name, values);
     }
-    let i = |k: &str| p[k].as_i64();
-    Ok((grid, base, samples(i("from_us"), i("to_us"), i("split_us"))))
+    // The samples as the sweep pinned them (their ends at bars).
+    let samples = match serde_json::from_value::<Vec<Sample>>(p["samples"].clone()) {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            let i = |k: &str| p[k].as_i64();
+            samples(i("from_us"), i("to_us"), i("split_us"))
+        }
+    };
+    Ok((grid, base, samples))
 }
 
 /// Rebuilds a sharded sweep: `emit` receives each combination's rows in
@@ -415,7 +436,7 @@ pub fn merge_sweep(
     for c in combo_order(&grid, &base.atc) {
         let mut map = BTreeMap::new();
         for r in &mut readers {
-            r.take_combo(c, &mut map)?;
+            r.take_combo(c, &base.metrics, &mut map)?;
         }
         let mut by_sample: Vec<Vec<Result<SymbolResult, Skipped>>> =
             vec![Vec::new(); samples.len()];
@@ -440,7 +461,7 @@ pub fn merge_sweep(
                 bench.push(None);
                 continue;
             }
-            let r = aggregate(symbols, Vec::new(), capital[k]);
+            let r = aggregate(symbols, Vec::new(), capital[k], &base.metrics);
             if k == 0 {
                 combo_bars += r.engine_bars as u64;
             }
@@ -475,7 +496,7 @@ pub fn sweep_curves(parts: &[Part], combo: usize) -> Result<Option<(Curve, Curve
     for c in combo_order(&grid, &base.atc) {
         let mut map = BTreeMap::new();
         for r in &mut readers {
-            r.take_combo(c, &mut map)?;
+            r.take_combo(c, &base.metrics, &mut map)?;
         }
         if c != combo {
             continue;
@@ -489,7 +510,12 @@ pub fn sweep_curves(parts: &[Part], combo: usize) -> Result<Option<(Curve, Curve
         if symbols.is_empty() {
             return Ok(None);
         }
-        let r = aggregate(symbols, Vec::new(), parts[0].header.capital(0));
+        let r = aggregate(
+            symbols,
+            Vec::new(),
+            parts[0].header.capital(0),
+            &base.metrics,
+        );
         return Ok(Some((r.portfolio, r.benchmark)));
     }
     Ok(None)

@@ -6,7 +6,8 @@
 //!   part.json        PartHeader: shard, inputs hash, resolved parameters,
 //!                    capital split (f64 bits), window-skipped symbols
 //!   symbols.parquet  one row per (combo, sample, symbol): capital,
-//!                    total_fees, window, engine bars, or the error
+//!                    total_fees, window, engine bars, time zone, or the
+//!                    error
 //!   curves.parquet   one row per (combo, sample, symbol, bar): ts, equity,
 //!                    position, gross, benchmark (+ close, avg, dir for run)
 //!   trades.parquet   one row per (combo, sample, symbol, trade)
@@ -45,11 +46,12 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::ShardSpec;
-use crate::backtest::{Side, SymbolRun, Trade};
-use crate::run::{Skipped, SymbolResult};
+use crate::backtest::{Calendar, ExitReason, Side, SymbolRun, Trade};
+use crate::run::{MetricsSettings, Skipped, SymbolResult};
 
-/// Version of the part layout; `merge` refuses other versions.
-pub const PART_FORMAT_VERSION: u32 = 1;
+/// Version of the part layout; `merge` refuses other versions. 2: trades
+/// carry `exit_reason`, symbols their time zone `tz`.
+pub const PART_FORMAT_VERSION: u32 = 2;
 /// The header file of a part.
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.
@@ -82,6 +84,9 @@ pub enum PartError {
         /// Why.
         why: String,
     },
+    /// The part directory cannot be replaced.
+    #[error(transparent)]
+    Out(crate::files::out::OutError),
     /// A table that does not have the layout this version writes.
     #[error("{}: corrupt part table: {why}; rerun the shard that wrote it", path.display())]
     Corrupt {
@@ -201,6 +206,7 @@ fn symbols_schema() -> SchemaRef {
         Field::new("window_end", DataType::UInt64, false),
         Field::new("engine_bars", DataType::UInt64, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("tz", DataType::Utf8, true),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -234,6 +240,7 @@ fn trades_schema() -> SchemaRef {
         Field::new("ret", DataType::Float64, false),
         Field::new("bars_held", DataType::UInt64, false),
         Field::new("open", DataType::Boolean, false),
+        Field::new("exit_reason", DataType::Utf8, false),
     ]);
     Arc::new(Schema::new(f))
 }
@@ -280,6 +287,7 @@ impl Table {
 pub struct PartWriter {
     out: PathBuf,
     tmp: PathBuf,
+    force: bool,
     detail: bool,
     pos_of: HashMap<String, u32>,
     symbols: Table,
@@ -298,25 +306,19 @@ impl PartWriter {
     /// Starts the part of `spec` under `parts_dir`. `selection` is the whole
     /// selection's series names in order (a symbol's position is its index
     /// there). `detail` keeps close, avg and dir (run) or leaves them null
-    /// (sweep).
+    /// (sweep). An existing part directory is replaced only if it is a part
+    /// (or with `force`); stale temporaries of killed shards beside it go.
     pub fn create(
         parts_dir: &Path,
         spec: ShardSpec,
         selection: &[String],
         detail: bool,
+        force: bool,
     ) -> Result<PartWriter, PartError> {
-        std::fs::create_dir_all(parts_dir).map_err(io(parts_dir))?;
         let out = parts_dir.join(spec.part_name());
-        let tmp = parts_dir.join(format!(
-            ".{}.partial-{}",
-            spec.part_name(),
-            std::process::id()
-        ));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let tmp = crate::files::out::begin_dir(&out, force).map_err(PartError::Out)?;
         Ok(PartWriter {
+            force,
             detail,
             pos_of: selection
                 .iter()
@@ -356,6 +358,7 @@ impl PartWriter {
         let mut names = Vec::with_capacity(n);
         let (mut cap, mut fees, mut ws, mut we, mut eb, mut err) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut tz = Vec::with_capacity(n);
         for s in done {
             pos.push(self.pos(&s.run.symbol)?);
             names.push(s.run.symbol.as_str());
@@ -365,6 +368,7 @@ impl PartWriter {
             we.push(s.window.end as u64);
             eb.push(s.engine_bars as u64);
             err.push(None);
+            tz.push(s.calendar.zone());
         }
         for f in failed {
             pos.push(self.pos(&f.symbol)?);
@@ -375,6 +379,7 @@ impl PartWriter {
             we.push(0);
             eb.push(0);
             err.push(Some(f.reason.as_str()));
+            tz.push(None);
         }
         let (c, k) = keys(n, combo, sample);
         self.symbols.write(vec![
@@ -388,6 +393,7 @@ impl PartWriter {
             Arc::new(UInt64Array::from(we)),
             Arc::new(UInt64Array::from(eb)),
             Arc::new(StringArray::from(err)),
+            Arc::new(StringArray::from(tz)),
         ])?;
 
         // curves.parquet
@@ -491,6 +497,9 @@ impl PartWriter {
             Arc::new(BooleanArray::from(
                 t.iter().map(|x| x.open).collect::<Vec<_>>(),
             )),
+            Arc::new(StringArray::from_iter_values(
+                t.iter().map(|x| x.exit_reason.name()),
+            )),
         ])
     }
 
@@ -511,21 +520,9 @@ impl PartWriter {
             &self.tmp.join(SUCCESS),
             format!("{}\n", blake3::hash(text.as_bytes()).to_hex()).as_bytes(),
         )?;
-        if self.out.exists() {
-            let parent = self.out.parent().unwrap_or(Path::new("."));
-            let old = parent.join(format!(
-                ".{}.old-{}",
-                self.out
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::process::id()
-            ));
-            std::fs::rename(&self.out, &old).map_err(io(&self.out))?;
-            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        } else {
-            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
+        if let Err(e) = crate::files::out::commit_dir(&self.tmp, &self.out, self.force) {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+            return Err(PartError::Out(e));
         }
         Ok(self.out)
     }
@@ -659,6 +656,7 @@ impl Stored {
 
 /// A symbol's result while its rows are read.
 struct Partial {
+    calendar: Calendar,
     run: SymbolRun,
     close: Vec<f64>,
     avg: Vec<f64>,
@@ -692,9 +690,12 @@ impl PartReader {
 
     /// Reads the rows of `combo` into `into`, keyed by (sample, position in
     /// the selection): iterating the map gives the single-machine order.
+    /// Each symbol's metrics are computed under `settings` in its own
+    /// calendar, as the single machine computes them.
     pub fn take_combo(
         &mut self,
         combo: usize,
+        settings: &MetricsSettings,
         into: &mut BTreeMap<(u32, u32), Stored>,
     ) -> Result<(), PartError> {
         let combo = combo as u32;
@@ -714,6 +715,7 @@ impl PartReader {
             let we = col::<UInt64Array>(&p, &b, "window_end")?;
             let eb = col::<UInt64Array>(&p, &b, "engine_bars")?;
             let err = col::<StringArray>(&p, &b, "error")?;
+            let tz = col::<StringArray>(&p, &b, "tz")?;
             for i in 0..b.num_rows() {
                 let key = (sample.value(i), pos.value(i));
                 let symbol = name.value(i).to_string();
@@ -734,9 +736,12 @@ impl PartReader {
                     continue;
                 }
                 let (a, e) = (ws.value(i) as usize, we.value(i) as usize);
+                let zone = (!tz.is_null(i)).then(|| tz.value(i));
+                let calendar = Calendar::from_zone(zone).map_err(|why| corrupt(&p, why))?;
                 runs.insert(
                     key,
                     Partial {
+                        calendar,
                         run: SymbolRun {
                             symbol,
                             capital: cap.value(i),
@@ -810,12 +815,16 @@ impl PartReader {
             );
             let held = col::<UInt64Array>(&p, &b, "bars_held")?;
             let open = col::<BooleanArray>(&p, &b, "open")?;
+            let reason = col::<StringArray>(&p, &b, "exit_reason")?;
             for i in 0..b.num_rows() {
                 let key = (sample.value(i), pos.value(i));
                 let s = runs.get_mut(&key).ok_or_else(|| {
                     corrupt(&p, format!("trade rows of an unknown symbol {key:?}"))
                 })?;
                 let symbol = s.run.symbol.clone();
+                let exit_reason = ExitReason::from_name(reason.value(i)).ok_or_else(|| {
+                    corrupt(&p, format!("unknown exit_reason {:?}", reason.value(i)))
+                })?;
                 s.run.trades.push(Trade {
                     symbol,
                     side: if long.value(i) {
@@ -833,6 +842,7 @@ impl PartReader {
                     ret: ret.value(i),
                     bars_held: held.value(i) as usize,
                     open: open.value(i),
+                    exit_reason,
                 });
             }
         }
@@ -840,8 +850,10 @@ impl PartReader {
             into.insert(
                 key,
                 Stored::Done(Box::new(SymbolResult {
-                    // The same call as `trade_series`, on the same numbers.
-                    metrics: s.run.metrics(),
+                    // The same call as `trade_series`, on the same numbers
+                    // (its periods per year from the same window bars).
+                    metrics: s.run.metrics_with(&settings.options(s.calendar.clone())),
+                    calendar: s.calendar,
                     run: s.run,
                     close: s.close,
                     avg: s.avg,

@@ -49,8 +49,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{
-    periods_per_year, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Metrics,
-    PortfolioSum, SymbolRun, TradeStat,
+    simulate_checked_into, Bars, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
+    SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
@@ -58,10 +58,11 @@ use crate::engine::batch::Isa;
 use crate::engine::{
     lane_direction, shared_signals, AtcParams, LaneScratch, LayerLanes, SharedSignals, MA_COUNT,
 };
-use crate::run::output::{BENCHMARK, PORTFOLIO};
+use crate::run::output::Aggregate;
 use crate::run::{
-    aggregate, collect, portfolio_metrics, prepare, span_hash, trade_series, window_timeline,
-    ActiveSeries, RunError, RunPlan, Skipped, Strategy, SymbolResult,
+    aggregate, collect, common_calendar, last_bar, non_finite, portfolio_metrics, prepare,
+    series_options, span_hash, trade_series, window_timeline, ActiveSeries, MetricsSettings,
+    RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{Grid, GridError, Value};
 
@@ -69,7 +70,7 @@ pub use grid::{Grid, GridError, Value};
 const CHUNK_BUDGET_BYTES: usize = 256 << 20;
 
 /// A named sub-window of the run window: `full`, or `in`/`out` of sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Sample {
     /// `full`, `in`, `out`, or `wf<k>-train` / `wf<k>-test` for walk-forward folds.
     pub name: String,
@@ -99,8 +100,10 @@ pub struct Row {
     pub combo: usize,
     /// Sample name.
     pub sample: String,
-    /// Series name, or `PORTFOLIO` / `BENCHMARK`.
-    pub symbol: String,
+    /// Series name; `None` on an aggregate row.
+    pub symbol: Option<String>,
+    /// The aggregate (portfolio, benchmark) of an aggregate row.
+    pub aggregate: Option<crate::run::output::Aggregate>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -119,27 +122,39 @@ pub struct SweepResult {
 }
 
 /// Appends the rows of one (combination, sample): each symbol, then the
-/// `PORTFOLIO` and `BENCHMARK` rows. Shared by `sweep` and `merge`, so a
-/// merged sweep writes exactly the rows of a single-machine one.
+/// portfolio and benchmark rows (aggregate rows: `symbol` null). Shared by
+/// `sweep` and `merge`, so a merged sweep writes exactly the rows of a
+/// single-machine one.
 pub fn push_rows(rows: &mut Vec<Row>, combo: usize, sample: &str, r: &crate::run::RunResult) {
     for s in &r.symbols {
         rows.push(Row {
             combo,
             sample: sample.to_string(),
-            symbol: s.run.symbol.clone(),
+            symbol: Some(s.run.symbol.clone()),
+            aggregate: None,
             metrics: s.metrics.clone(),
         });
     }
-    for (name, m) in [
-        (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
-        (crate::run::output::BENCHMARK, &r.benchmark_metrics),
+    for (agg, m) in [
+        (Aggregate::Portfolio, &r.portfolio_metrics),
+        (Aggregate::Benchmark, &r.benchmark_metrics),
     ] {
         rows.push(Row {
             combo,
             sample: sample.to_string(),
-            symbol: name.to_string(),
+            symbol: None,
+            aggregate: Some(agg),
             metrics: m.clone(),
         });
+    }
+}
+
+/// Sets each sample's `to` to the last bar of `series` in it (as
+/// [`RunPlan::pinned`] does for a run), so a symbol counts as ending
+/// inside a sample only if others trade after it. Pin before sharding.
+pub fn pin_samples(data: &Dataset, series: &[usize], samples: &mut [Sample]) {
+    for s in samples {
+        s.to = last_bar(data, series, s.from, s.to).or(s.to);
     }
 }
 
@@ -187,12 +202,13 @@ struct Span {
 }
 
 /// Per symbol: its active window in each sample (None where it has no
-/// bars), its engine spans, and the periods per year of each window.
+/// bars), its engine spans, and the metric options of each window (its
+/// periods per year resolved once, not per combination).
 struct SymbolPlan {
     idx: usize,
     per_sample: Vec<Option<ActiveSeries>>,
     spans: Vec<Span>,
-    ppy: Vec<f64>,
+    options: Vec<Option<MetricsOptions>>,
 }
 
 /// Distinct engine spans `(start, end)` of a symbol over its samples.
@@ -280,6 +296,7 @@ struct Ctx<'a> {
     symbols: &'a [SymbolPlan],
     capital: &'a [f64],
     cfg: ExecConfig,
+    settings: &'a MetricsSettings,
     cache: &'a Cache,
     /// Keep every symbol's full result (for an observer).
     keep_full: bool,
@@ -366,6 +383,7 @@ impl TaskRun {
                                 local,
                                 ctx.capital[k],
                                 &ctx.cfg,
+                                a.data_ends,
                             )
                             .map_err(|e| e.to_string()),
                         )
@@ -417,7 +435,9 @@ impl TaskRun {
                         (None, None, Ok(_), None) => unreachable!("computed when needed"),
                     };
                     for &k in &span.samples {
-                        let Some(a) = &sp.per_sample[k] else { continue };
+                        let (Some(a), Some(opts)) = (&sp.per_sample[k], &sp.options[k]) else {
+                            continue;
+                        };
                         let acc = &mut c.accs[k];
                         let fail = |reason: String| Skipped {
                             symbol: name.clone(),
@@ -433,6 +453,7 @@ impl TaskRun {
                                     &w.dir[..len],
                                     ctx.capital[k],
                                     &ctx.cfg,
+                                    opts,
                                 ),
                                 Err(reason) => Err(fail(reason.clone())),
                             });
@@ -448,13 +469,14 @@ impl TaskRun {
                             Some(Ok(checked)) => {
                                 simulate_checked_into(&mut w.run, checked, &w.dir[..len])
                                     .map_err(|e| e.to_string())
+                                    .and_then(|()| non_finite(&w.run, a).map_or(Ok(()), Err))
                             }
                             Some(Err(e)) => Err(e.clone()),
                             None => Err("no window".into()),
                         };
                         match r {
                             Ok(()) => {
-                                let m = w.run.metrics_with_ppy(sp.ppy[k]);
+                                let m = w.run.metrics_with(opts);
                                 acc.sum.add(&w.run);
                                 acc.trades.extend(w.run.trades.iter().map(TradeStat::of));
                                 acc.fees.push(w.run.total_fees);
@@ -476,12 +498,25 @@ struct SampleOut {
     metrics: Option<(Metrics, Metrics)>,
 }
 
-/// The portfolio of a streamed (combination, sample): what [`aggregate`]
-/// computes from the same symbols, summed in the same order.
-fn finish_sample(acc: SampleAcc, capital: f64) -> SampleOut {
+/// The portfolio of sample `k` of a streamed combination: what
+/// [`aggregate`] computes from the same symbols, summed in the same
+/// order, under the same options (the symbols' common calendar).
+fn finish_sample(
+    acc: SampleAcc,
+    k: usize,
+    capital: f64,
+    symbols: &[SymbolPlan],
+    settings: &MetricsSettings,
+) -> SampleOut {
     let metrics = (!acc.rows.is_empty()).then(|| {
+        let calendars = acc
+            .rows
+            .iter()
+            .filter_map(|&(si, _)| symbols[si].options[k].as_ref())
+            .map(|o| &o.calendar);
+        let opts = settings.options(common_calendar(calendars));
         let (port, bench) = acc.sum.finish();
-        portfolio_metrics(&port, &bench, &acc.trades, &acc.fees, capital)
+        portfolio_metrics(&port, &bench, &acc.trades, &acc.fees, capital, &opts)
     });
     SampleOut {
         failed: acc.failed,
@@ -600,14 +635,16 @@ struct FinishedChunk {
 
 impl RanChunk {
     /// The portfolios of every (combination, sample), in parallel.
-    fn finish(self, capital: &[f64]) -> FinishedChunk {
+    fn finish(self, ctx: &Ctx<'_>) -> FinishedChunk {
         let outs = self
             .accs
             .into_par_iter()
             .map(|accs| {
                 accs.into_iter()
                     .enumerate()
-                    .map(|(k, acc)| finish_sample(acc, capital[k]))
+                    .map(|(k, acc)| {
+                        finish_sample(acc, k, ctx.capital[k], ctx.symbols, ctx.settings)
+                    })
                     .collect()
             })
             .collect();
@@ -625,6 +662,7 @@ struct Emitter<'e, 'o> {
     symbols: &'e [SymbolPlan],
     samples: &'e [Sample],
     capital: &'e [f64],
+    settings: &'e MetricsSettings,
     strict: bool,
     engine_bars: usize,
     emit: &'e mut dyn FnMut(Vec<Row>) -> Result<(), String>,
@@ -657,7 +695,7 @@ impl Emitter<'_, '_> {
     }
 
     /// Emits a streamed chunk: each combination's rows (symbols, then
-    /// `PORTFOLIO` and `BENCHMARK`, per sample), as [`push_rows`] orders
+    /// the portfolio and benchmark rows, per sample), as [`push_rows`] orders
     /// them.
     fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
         for ((&c, params), outs) in fin.combos.iter().zip(fin.params).zip(fin.outs) {
@@ -685,15 +723,17 @@ impl Emitter<'_, '_> {
                     rows.push(Row {
                         combo: c,
                         sample: sample.clone(),
-                        symbol: self.data.series()[self.symbols[si].idx].name.clone(),
+                        symbol: Some(self.data.series()[self.symbols[si].idx].name.clone()),
+                        aggregate: None,
                         metrics,
                     });
                 }
-                for (name, m) in [(PORTFOLIO, &pm), (BENCHMARK, &bm)] {
+                for (agg, m) in [(Aggregate::Portfolio, &pm), (Aggregate::Benchmark, &bm)] {
                     rows.push(Row {
                         combo: c,
                         sample: sample.clone(),
-                        symbol: name.to_string(),
+                        symbol: None,
+                        aggregate: Some(agg),
                         metrics: m.clone(),
                     });
                 }
@@ -726,7 +766,7 @@ impl Emitter<'_, '_> {
                     bench.push(None);
                     continue;
                 }
-                let r = aggregate(symbols, Vec::new(), self.capital[k]);
+                let r = aggregate(symbols, Vec::new(), self.capital[k], self.settings);
                 push_rows(&mut rows, c, &self.samples[k].name, &r);
                 port.push(Some(r.portfolio_metrics));
                 bench.push(Some(r.benchmark_metrics));
@@ -787,13 +827,20 @@ fn sweep_inner(
         .iter()
         .map(|a| window_timeline(data, a))
         .collect();
-    let symbol_plans = symbol_plans(data, &per_sample_active, samples.len(), cache);
+    let symbol_plans = symbol_plans(
+        data,
+        &per_sample_active,
+        samples.len(),
+        cache,
+        &base.metrics,
+    );
     let keep_full = observe.is_some();
     let ctx = Ctx {
         data,
         symbols: &symbol_plans,
         capital: &capital,
         cfg: base.execution.exec_config(),
+        settings: &base.metrics,
         cache,
         keep_full,
     };
@@ -878,6 +925,7 @@ fn sweep_inner(
         symbols: &symbol_plans,
         samples,
         capital: &capital,
+        settings: &base.metrics,
         strict,
         engine_bars,
         emit,
@@ -963,7 +1011,7 @@ fn sweep_inner(
                 }
             });
             emitted?;
-            pending = ran.map(|r| r.finish(&capital));
+            pending = ran.map(|r| r.finish(&ctx));
         }
     }
     if let Some(fin) = pending.take() {
@@ -978,27 +1026,24 @@ fn sweep_inner(
 }
 
 /// Each symbol active in the first sample (`full`) with its windows,
-/// engine spans and periods per year in every sample.
+/// engine spans and metric options in every sample.
 fn symbol_plans(
     data: &Dataset,
     per_sample_active: &[Vec<ActiveSeries>],
     samples: usize,
     cache: &Cache,
+    settings: &MetricsSettings,
 ) -> Vec<SymbolPlan> {
     per_sample_active[0]
-        .iter()
+        .par_iter()
         .map(|first| {
             let per_sample: Vec<Option<ActiveSeries>> = per_sample_active
                 .iter()
                 .map(|active| active.iter().find(|a| a.idx == first.idx).cloned())
                 .collect();
-            let view = data.view(first.idx);
-            let ppy = per_sample
+            let options = per_sample
                 .iter()
-                .map(|a| {
-                    a.as_ref()
-                        .map_or(0.0, |a| periods_per_year(&view.ts[a.window.clone()]))
-                })
+                .map(|a| a.as_ref().map(|a| series_options(data, a, settings)))
                 .collect();
             let spans = spans(&per_sample)
                 .into_iter()
@@ -1019,7 +1064,7 @@ fn symbol_plans(
                 idx: first.idx,
                 per_sample,
                 spans,
-                ppy,
+                options,
             }
         })
         .collect()

@@ -1,33 +1,40 @@
 //! Sweep output: `results.parquet` (one row per combination × sample ×
-//! symbol, plus `PORTFOLIO` and `BENCHMARK` rows: the parameters and every
-//! metric of `run`), `heatmap_<sample>.json` (the ranking metric as an
-//! n-dimensional array over the grid axes) and `sweep.json`.
+//! symbol, plus the aggregate rows `portfolio` and `benchmark`, marked in
+//! the `aggregate` column with a null `symbol`: the parameters and every
+//! scalar metric of the facts table [`METRICS`], typed by its kind: counts,
+//! bars, lengths and cutout as integers, start/end as timestamps),
+//! `heatmap_<sample>.json` (the ranking metric as an n-dimensional array
+//! over the grid axes) and `sweep.json`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{ComboSummary, Grid, Row, Sample};
-use crate::backtest::Metrics;
+use crate::backtest::facts::{Kind, MetricValue};
+pub use crate::backtest::metric_value;
+use crate::backtest::{metric_fact, MetricFact, METRICS};
 use crate::engine::AtcParams;
 
-/// Metric names in column order (the field order of [`Metrics`]).
-pub fn metric_names(m: &Metrics) -> Vec<String> {
-    match serde_json::to_value(m) {
-        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
-        _ => Vec::new(),
-    }
+/// The facts stored as columns of `results.parquet`: every fact but the
+/// tables, in the facts table's order.
+pub fn metric_columns() -> impl Iterator<Item = &'static MetricFact> {
+    METRICS.iter().filter(|f| f.kind != Kind::Table)
 }
 
-/// A metric by name as f64 (None for null or unknown).
-pub fn metric_value(m: &Metrics, name: &str) -> Option<f64> {
-    serde_json::to_value(m).ok()?.get(name)?.as_f64()
+/// Parameter columns stored as integers (lengths and cutout are whole
+/// numbers of bars).
+fn param_is_int(name: &str) -> bool {
+    name == "cutout" || name.ends_with("_len")
 }
 
 /// Parameter columns of `results.parquet`, in order (the report reads them too).
@@ -82,7 +89,6 @@ pub struct ResultsWriter {
     path: PathBuf,
     writer: Option<ArrowWriter<File>>,
     schema: Option<SchemaRef>,
-    metric_names: Vec<String>,
     grid: Grid,
     base: AtcParams,
 }
@@ -94,7 +100,6 @@ impl ResultsWriter {
             path: path.to_path_buf(),
             writer: None,
             schema: None,
-            metric_names: Vec::new(),
             grid: grid.clone(),
             base: base.clone(),
         }
@@ -110,22 +115,29 @@ impl ResultsWriter {
             return Ok(());
         }
         if self.writer.is_none() {
-            self.metric_names = metric_names(&rows[0].metrics);
             let mut fields = vec![
                 Field::new("combo", DataType::UInt32, false),
                 Field::new("sample", DataType::Utf8, false),
-                Field::new("symbol", DataType::Utf8, false),
+                Field::new("symbol", DataType::Utf8, true),
+                Field::new(crate::run::output::AGGREGATE_COLUMN, DataType::Utf8, true),
             ];
             for p in PARAM_COLUMNS {
                 let dt = if p == "robustness" {
                     DataType::Utf8
+                } else if param_is_int(p) {
+                    DataType::Int64
                 } else {
                     DataType::Float64
                 };
                 fields.push(Field::new(p, dt, false));
             }
-            for m in &self.metric_names {
-                fields.push(Field::new(m, DataType::Float64, true));
+            for f in metric_columns() {
+                let dt = match f.kind {
+                    Kind::Int => DataType::Int64,
+                    Kind::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    _ => DataType::Float64,
+                };
+                fields.push(Field::new(f.key, dt, true));
             }
             let schema = Arc::new(Schema::new(fields));
             let file = File::create(&self.path).map_err(|e| self.err(e))?;
@@ -148,8 +160,11 @@ impl ResultsWriter {
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.sample.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.symbol.as_str()),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.symbol.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.aggregate.map(|a| a.name())),
             )),
         ];
         for p in PARAM_COLUMNS {
@@ -157,23 +172,42 @@ impl ResultsWriter {
                 cols.push(Arc::new(StringArray::from_iter_values(
                     params.iter().map(|x| x.robustness.name()),
                 )));
+            } else if param_is_int(p) {
+                cols.push(Arc::new(Int64Array::from_iter_values(
+                    params.iter().map(|x| param_f64(x, p) as i64),
+                )));
             } else {
                 cols.push(Arc::new(Float64Array::from_iter_values(
                     params.iter().map(|x| param_f64(x, p)),
                 )));
             }
         }
-        let values: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| serde_json::to_value(&r.metrics).unwrap_or_default())
-            .collect();
-        for m in &self.metric_names {
-            cols.push(Arc::new(Float64Array::from(
-                values
-                    .iter()
-                    .map(|v| v.get(m).and_then(|x| x.as_f64()))
-                    .collect::<Vec<_>>(),
-            )));
+        for f in metric_columns() {
+            let values = rows.iter().map(|r| (f.value)(&r.metrics));
+            cols.push(match f.kind {
+                Kind::Int => Arc::new(Int64Array::from(
+                    values
+                        .map(|v| match v {
+                            MetricValue::Int(x) => x.map(|x| x as i64),
+                            _ => None,
+                        })
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+                Kind::Time => Arc::new(
+                    TimestampMicrosecondArray::from(
+                        values
+                            .map(|v| match v {
+                                MetricValue::Time(x) => x,
+                                _ => None,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                _ => Arc::new(Float64Array::from(
+                    values.map(|v| v.as_f64()).collect::<Vec<_>>(),
+                )),
+            });
         }
         let schema = self.schema.clone().ok_or_else(|| self.err("no schema"))?;
         let batch = RecordBatch::try_new(schema, cols).map_err(|e| self.err(e))?;
@@ -200,19 +234,9 @@ impl ResultsWriter {
     }
 }
 
-/// Metrics where smaller is better (ranked ascending).
+/// Metrics where smaller is better (ranked ascending), from the facts table.
 pub fn lower_is_better(metric: &str) -> bool {
-    matches!(
-        metric,
-        "max_drawdown"
-            | "avg_drawdown"
-            | "volatility"
-            | "max_drawdown_duration"
-            | "max_drawdown_duration_days"
-            | "avg_drawdown_duration"
-            | "avg_drawdown_duration_days"
-            | "total_fees"
-    )
+    metric_fact(metric).is_some_and(MetricFact::lower_is_better)
 }
 
 /// Combination numbers sorted best first by `metric` of sample `k` (None

@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use super::output::rank;
 use super::{ComboSummary, Sample};
-use crate::backtest::{metrics, Curve, Metrics, Trade};
+use crate::backtest::{metrics_of_stats, Curve, Metrics, MetricsOptions, TradeStat};
 use crate::data::Dataset;
-use crate::run::{fmt_ts, run, RunError, RunPlan, Strategy};
+use crate::run::{common_calendar, fmt_ts, run, series_calendar, RunError, RunPlan, Strategy};
 
 /// A calendar span: `3y`, `6m`, `2w`, `90d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -221,7 +221,7 @@ pub fn walk_forward(
         gross: Vec::new(),
     };
     let (mut curve, mut bench) = (empty(), empty());
-    let (mut trades, mut fees): (Vec<Trade>, f64) = (Vec::new(), 0.0);
+    let (mut trades, mut fees): (Vec<TradeStat>, f64) = (Vec::new(), 0.0);
     let (mut level, mut bench_level) = (capital, capital);
     let mut out = Vec::new();
     for (k, fold) in folds.iter().enumerate() {
@@ -245,15 +245,17 @@ pub fn walk_forward(
         let strategy = Strategy {
             atc: best.params.clone(),
             execution: base.execution.clone(),
+            metrics: base.metrics.clone(),
         };
         let test_plan = RunPlan {
             from: Some(fold.test_from),
             to: Some(fold.test_to),
             ..plan.clone()
-        };
+        }
+        .pinned(data);
         let r = match run(data, &test_plan, &strategy, strict, &|| {}) {
             Ok(r) => r,
-            Err(RunError::EmptyWindow { .. }) => {
+            Err(RunError::EmptyWindow { .. } | RunError::AllSkipped { .. }) => {
                 out.push(FoldResult {
                     fold: *fold,
                     best_combo: Some(best.combo),
@@ -273,9 +275,7 @@ pub fn walk_forward(
         bench_level = bench.equity.last().copied().unwrap_or(bench_level);
         for s in &r.symbols {
             for t in &s.run.trades {
-                let mut t = t.clone();
-                t.qty *= f;
-                t.fees *= f;
+                let mut t = TradeStat::of(t);
                 t.pnl *= f;
                 trades.push(t);
             }
@@ -292,7 +292,13 @@ pub fn walk_forward(
             test: Some(r.portfolio_metrics),
         });
     }
-    let m = metrics(
+    let calendars: Vec<_> = plan
+        .series
+        .iter()
+        .map(|&i| series_calendar(data, i))
+        .collect();
+    let opts: MetricsOptions = base.metrics.options(common_calendar(calendars.iter()));
+    let m = metrics_of_stats(
         capital,
         &curve.ts,
         &curve.equity,
@@ -300,8 +306,9 @@ pub fn walk_forward(
         &trades,
         Some(&curve.exposure()),
         fees,
+        &opts,
     );
-    let bm = crate::backtest::benchmark_metrics(capital, &bench);
+    let bm = crate::backtest::benchmark_metrics(capital, &bench, &opts);
     Ok(WalkForward {
         folds: out,
         curve,

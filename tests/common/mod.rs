@@ -51,6 +51,31 @@ pub fn f64_col(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
     out
 }
 
+/// A numeric column of any type (integer or float) of all batches, as
+/// f64 (None for nulls).
+pub fn num_col(batches: &[RecordBatch], name: &str) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let a = arrow_cast::cast(a, &DataType::Float64).unwrap();
+        let a = a.as_any().downcast_ref::<Float64Array>().unwrap();
+        out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i))));
+    }
+    out
+}
+
+/// The data type of column `name` of a Parquet file's batches.
+pub fn col_type(batches: &[RecordBatch], name: &str) -> DataType {
+    batches[0]
+        .schema()
+        .field_with_name(name)
+        .unwrap_or_else(|_| panic!("no column {name}"))
+        .data_type()
+        .clone()
+}
+
 /// A string column of all batches.
 pub fn str_col(batches: &[RecordBatch], name: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -60,6 +85,20 @@ pub fn str_col(batches: &[RecordBatch], name: &str) -> Vec<String> {
             .unwrap_or_else(|| panic!("no column {name}"));
         let a = a.as_any().downcast_ref::<StringArray>().unwrap();
         out.extend((0..a.len()).map(|i| a.value(i).to_string()));
+    }
+    out
+}
+
+/// A string column of all batches, None for nulls.
+#[allow(dead_code)]
+pub fn opt_str_col(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())));
     }
     out
 }
