@@ -192,6 +192,7 @@ fn shared_stage_reports_bad_series_and_params_like_the_engine() {
 /// rows of 2 threads.
 #[test]
 fn every_sweep_row_equals_run_with_its_parameters() {
+    use atc_bt::backtest::ExitReason;
     use atc_bt::data::{DataOptions, Dataset};
     use atc_bt::run::output::Aggregate;
     use atc_bt::run::{run, RunPlan, Strategy};
@@ -210,6 +211,14 @@ fn every_sweep_row_equals_run_with_its_parameters() {
             );
             let mut s = common::walk(&format!("R{k}"), 90 + k, len);
             s.ts = full[skip..skip + len].to_vec();
+            if k == 2 {
+                // Rising into its last bar, which is inside the window:
+                // held there, so closed at that bar (end of data).
+                for i in len - 80..len {
+                    s.close[i] = s.close[i - 1] * 1.01;
+                    s.open[i] = (s.close[i - 1] + s.close[i]) / 2.0;
+                }
+            }
             s
         })
         .collect();
@@ -290,6 +299,7 @@ fn every_sweep_row_equals_run_with_its_parameters() {
         let (one, two) = (keyed(&rows_on(1)), keyed(&rows));
         assert!(one == two, "1 and 2 threads differ");
         let mut checked = 0;
+        let mut ended = 0;
         for c in 0..grid.count() as usize {
             let strategy = Strategy {
                 atc: grid.combo(&base.atc, c),
@@ -303,6 +313,12 @@ fn every_sweep_row_equals_run_with_its_parameters() {
                     ..plan.clone()
                 };
                 let r = run(&data, &p, &strategy, false, &|| {}).unwrap();
+                ended += r
+                    .symbols
+                    .iter()
+                    .flat_map(|x| &x.run.trades)
+                    .filter(|t| t.exit_reason == ExitReason::EndOfData)
+                    .count();
                 let mut want: Vec<(String, String)> = r
                     .symbols
                     .iter()
@@ -327,6 +343,7 @@ fn every_sweep_row_equals_run_with_its_parameters() {
             }
         }
         assert_eq!(checked, rows.len());
+        assert!(ended > 0, "no position closed at the end of its data");
         assert!(checked >= grid.count() as usize * 3 * 5, "{checked}");
     }
 }
