@@ -1,48 +1,69 @@
-//! Shared work in sweeps, side by side in one run: N lambda/decay/cutout
-//! combinations computed as N full engine runs versus one signal bank per
-//! symbol plus N layer stages (what `atc-bt sweep` does). The ratio of the
-//! two, and of one `layers` call to one full `compute`, is the marginal cost
-//! of one more combination.
+//! Shared work in sweeps, side by side in one run (criterion).
+//!
+//! `per_combination`: the engine work of 8 (lambda, decay) combinations
+//! over 64 symbols × 1,500 bars, three ways:
+//! - `batched_engine`: the full batched engine once per combination (what
+//!   `sweep` did before the shared stage);
+//! - `single_bank_layers`: the single-series signal bank once per symbol,
+//!   then `layers` per combination (the older alternative);
+//! - `shared_stage_lanes`: the shared stage once per symbol, then the
+//!   layer kernel with the 8 pairs in SIMD lanes and a direction per
+//!   combination (what `sweep` does now).
+//!
+//! `shared_stage`: the shared stage of 500 symbols computed, versus
+//! restored from a warm on-disk cache (the `bank` kind, opened fresh as a
+//! second sweep would), to decide whether caching it pays.
 
-use atc_bt::engine::{compute_unchecked, layers, signal_bank, AtcParams, Detail};
+use atc_bt::cache::{cached_signal_bank, Cache, CacheConfig};
+use atc_bt::engine::batch::{compute_batch_isa, Isa};
+use atc_bt::engine::{
+    lane_direction, layers, shared_signals, signal_bank, AtcParams, BatchDetail, Detail,
+    LaneScratch, LayerLanes, SharedSignals,
+};
 use atc_bt::synthetic::random_walk;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use rayon::prelude::*;
 
-const SYMBOLS: usize = 20;
+const SYMBOLS: usize = 64;
 const BARS: usize = 1_500;
-const COMBOS: usize = 10;
+const COMBOS: usize = 8;
 
 fn combos() -> Vec<AtcParams> {
     (0..COMBOS)
         .map(|k| AtcParams {
             lambda: 0.01 + 0.01 * k as f64,
             decay: 0.01 + 0.005 * k as f64,
-            cutout: 5 * k,
             ..AtcParams::default()
         })
         .collect()
 }
 
-fn sweep_vs_runs(c: &mut Criterion) {
+fn per_combination(c: &mut Criterion) {
     let series: Vec<Vec<f64>> = (0..SYMBOLS).map(|s| random_walk(s as u64, BARS)).collect();
+    let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
     let combos = combos();
-    let mut g = c.benchmark_group("sweep_10_combos");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a thread pool");
+    let mut g = c.benchmark_group("per_combination");
     g.throughput(Throughput::Elements((SYMBOLS * BARS * COMBOS) as u64));
     g.sample_size(10);
-    g.bench_function("separate_runs", |b| {
+    g.bench_function("batched_engine", |b| {
         b.iter(|| {
-            let mut n = 0usize;
-            for close in &series {
-                for p in &combos {
-                    n += compute_unchecked(black_box(close), p, Detail::Signal)
-                        .dir
-                        .len();
-                }
-            }
-            n
+            pool.install(|| {
+                combos
+                    .iter()
+                    .map(|p| {
+                        compute_batch_isa(black_box(&refs), p, BatchDetail::Direction, Isa::Auto)
+                            .map(|v| v.len())
+                            .unwrap_or(0)
+                    })
+                    .sum::<usize>()
+            })
         })
     });
-    g.bench_function("shared_bank", |b| {
+    g.bench_function("single_bank_layers", |b| {
         b.iter(|| {
             let mut n = 0usize;
             for close in &series {
@@ -54,26 +75,82 @@ fn sweep_vs_runs(c: &mut Criterion) {
             n
         })
     });
-    g.finish();
-    let mut g = c.benchmark_group("one_combination");
-    g.throughput(Throughput::Elements(BARS as u64));
-    let (bank, _) = signal_bank(&series[0], &combos[0], false);
-    g.bench_function("full_compute", |b| {
+    let lane_params: Vec<&AtcParams> = combos.iter().collect();
+    let lanes: Vec<LayerLanes> = lane_params
+        .chunks(LayerLanes::max_width(Isa::Auto))
+        .filter_map(|c| LayerLanes::new(c, BARS, Isa::Auto).ok())
+        .collect();
+    g.bench_function("shared_stage_lanes", |b| {
         b.iter(|| {
-            compute_unchecked(black_box(&series[0]), &combos[1], Detail::Signal)
-                .dir
-                .len()
-        })
-    });
-    g.bench_function("layers_only", |b| {
-        b.iter(|| {
-            layers(black_box(&bank), &combos[1], Detail::Signal)
-                .dir
-                .len()
+            pool.install(|| {
+                let shared = shared_signals(black_box(&refs), &combos[0], Isa::Auto)
+                    .map(|v| v.into_iter().flatten().collect::<Vec<_>>())
+                    .unwrap_or_default();
+                let (mut scratch, mut avg, mut dir) =
+                    (LaneScratch::default(), Vec::new(), Vec::new());
+                let mut n = 0usize;
+                for sh in &shared {
+                    for ll in &lanes {
+                        ll.average_signal(sh, &mut scratch, &mut avg);
+                        for (l, p) in combos.iter().enumerate().take(ll.lanes()) {
+                            lane_direction(
+                                &avg,
+                                ll.width(),
+                                l,
+                                p.long_threshold,
+                                p.short_threshold,
+                                &mut dir,
+                            );
+                            n += dir.len();
+                        }
+                    }
+                }
+                n
+            })
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, sweep_vs_runs);
+fn shared_stage(c: &mut Criterion) {
+    const MANY: usize = 500;
+    let series: Vec<Vec<f64>> = (0..MANY).map(|s| random_walk(s as u64, BARS)).collect();
+    let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
+    let p = AtcParams::default();
+    let dir = std::env::temp_dir().join(format!("atc-bt-bench-bank-{}", std::process::id()));
+    let cfg = CacheConfig::new(dir.clone());
+    {
+        let cache = Cache::open(&cfg);
+        for (i, close) in refs.iter().enumerate() {
+            cached_signal_bank(&cache, &format!("s{i}"), close, &p);
+        }
+        cache.flush();
+    }
+    let mut g = c.benchmark_group("shared_stage");
+    g.throughput(Throughput::Elements((MANY * BARS) as u64));
+    g.sample_size(10);
+    g.bench_function("compute", |b| {
+        b.iter(|| shared_signals(black_box(&refs), &p, Isa::Auto).map(|v| v.len()))
+    });
+    g.bench_function("restore_from_bank_cache", |b| {
+        b.iter(|| {
+            let cache = Cache::open(&cfg);
+            refs.par_iter()
+                .enumerate()
+                .filter_map(|(i, close)| {
+                    SharedSignals::from_bank(&cached_signal_bank(
+                        &cache,
+                        &format!("s{i}"),
+                        close,
+                        &p,
+                    ))
+                })
+                .count()
+        })
+    });
+    g.finish();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+criterion_group!(benches, per_combination, shared_stage);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! `atc-bt bench`: throughput of the full ATC (54 MAs, 54 signals, 54
-//! equities, layer 1 and 2, average, direction) or of the backtest stage on
-//! a seeded synthetic set, at N threads and at 1 thread in the same run.
+//! equities, layer 1 and 2, average, direction), of the backtest stage, or
+//! of a whole parameter sweep on a seeded synthetic set, at N threads and
+//! at 1 thread in the same run.
 
 use std::time::Instant;
 
@@ -8,7 +9,17 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{simulate, Bars, ExecConfig};
-use crate::engine::{compute_batch, compute_unchecked, AtcParams, BatchDetail, Detail};
+use crate::cache::Cache;
+use crate::data::Dataset;
+use crate::engine::batch::Isa;
+use crate::engine::{
+    compute_batch, compute_unchecked, lane_direction, shared_signals, AtcParams, BatchDetail,
+    Detail, LaneScratch, LayerLanes, SharedSignals,
+};
+use crate::run::output::{write_curves_parquet, Aggregate};
+use crate::run::{run, run_to_dir, RunPlan, Strategy};
+use crate::sweep::output::ResultsWriter;
+use crate::sweep::{sweep, Grid};
 use crate::synthetic::random_walk;
 
 /// What to measure.
@@ -20,6 +31,10 @@ pub enum Stage {
     /// Positions, fills, equity, trades and every metric, from a given
     /// direction series.
     Backtest,
+    /// A lambda × decay sweep of `--combos` combinations (engine, backtest,
+    /// metrics and `results.parquet`), timed beside one run of the same
+    /// data; bars/s are combination-bars/s.
+    Sweep,
 }
 
 /// Which ATC engine the `full` stage times.
@@ -51,6 +66,8 @@ pub struct BenchConfig {
     /// Also time the other engine in the same run (`full` stage only), so
     /// the ratio between them is measured under the same machine load.
     pub compare: bool,
+    /// Combinations of the `sweep` stage.
+    pub combos: usize,
 }
 
 /// Figures of one benchmark run.
@@ -84,6 +101,33 @@ pub struct BenchReport {
     pub other_engine_bars_per_s_median: Option<f64>,
     /// With `compare`: `bars_per_s_median / other_engine_bars_per_s_median`.
     pub ratio_vs_other_engine: Option<f64>,
+    /// The `sweep` stage's figures.
+    pub sweep: Option<SweepFigures>,
+}
+
+/// What the `sweep` stage measures besides combination-bars/s, at the
+/// main thread count.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepFigures {
+    /// Combinations in the grid (`lambda` × `decay`).
+    pub combos: usize,
+    /// The grid as `atc-bt sweep` flags.
+    pub grid: String,
+    /// Median seconds of one `run` of the same data (engine, backtest,
+    /// metrics and its result files, as `atc-bt run --no-report` after
+    /// opening the data), the unit of the ratio.
+    pub run_s_median: f64,
+    /// Median seconds of the whole sweep (with `results.parquet` and the
+    /// best combination's curves, as `atc-bt sweep --no-report`).
+    pub sweep_s_median: f64,
+    /// `sweep_s_median / run_s_median`: the sweep's cost in single runs.
+    pub sweep_in_runs: f64,
+    /// Median seconds of the shared stage alone (54 MAs and signals of
+    /// every symbol, once).
+    pub shared_stage_s_median: f64,
+    /// Median seconds of the layer kernel and direction alone, every
+    /// combination over every symbol.
+    pub layers_s_median: f64,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
@@ -112,8 +156,12 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Runs the benchmark. Errors only if a thread pool cannot start.
-pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuildError> {
+/// Runs the benchmark. Errors if a thread pool cannot start or (sweep
+/// stage) the synthetic data cannot be written.
+pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
+    if cfg.stage == Stage::Sweep {
+        return sweep_bench(cfg);
+    }
     let params = AtcParams::default();
     let closes: Vec<Vec<f64>> = (0..cfg.symbols)
         .map(|s| random_walk(s as u64, cfg.bars))
@@ -155,7 +203,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuil
                         .len()
                 })
                 .sum(),
-            (Stage::Backtest, _) => (0..cfg.symbols)
+            (Stage::Backtest | Stage::Sweep, _) => (0..cfg.symbols)
                 .into_par_iter()
                 .map(|i| {
                     let bars = Bars {
@@ -219,5 +267,245 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, rayon::ThreadPoolBuil
         engine: cfg.engine,
         other_engine_bars_per_s_median: other,
         ratio_vs_other_engine: other.filter(|&o| o > 0.0).map(|o| med / o),
+        sweep: None,
+    })
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The worker threads did not start.
+    #[error("cannot start worker threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
+    /// The synthetic data set could not be written or opened.
+    #[error("synthetic data: {0}")]
+    Data(String),
+    /// The benchmarked job failed.
+    #[error("{0}")]
+    Job(String),
+}
+
+/// `lambda` × `decay` values with exactly `combos` combinations, as close
+/// to square as `combos` allows (100 → 10 × 10, the grid: 0.01 …
+/// 0.10 each).
+fn bench_grid(combos: usize) -> Grid {
+    let combos = combos.max(1);
+    let a = (1..=combos)
+        .take_while(|a| a * a <= combos)
+        .filter(|a| combos.is_multiple_of(*a))
+        .last()
+        .unwrap_or(1);
+    let b = combos / a;
+    let mut grid = Grid::default();
+    let range = |k: usize| format!("0.01:{}:0.01", k as f64 / 100.0);
+    // Both parse (the values are positive and finite).
+    let _ = grid.set_axis("lambda", &range(b));
+    let _ = grid.set_axis("decay", &range(a));
+    grid
+}
+
+/// The `sweep` stage: a seeded synthetic data store in a temporary
+/// directory, then one `run` and the sweep, each timed `repeat` times.
+fn sweep_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
+    let tmp = std::env::temp_dir().join(format!(
+        "atc-bt-bench-{}-{}x{}",
+        std::process::id(),
+        cfg.symbols,
+        cfg.bars
+    ));
+    let out = sweep_bench_in(cfg, &tmp);
+    std::fs::remove_dir_all(&tmp).ok();
+    out
+}
+
+fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchReport, BenchError> {
+    let data_err = |e: &dyn std::fmt::Display| BenchError::Data(e.to_string());
+    std::fs::create_dir_all(tmp).map_err(|e| data_err(&e))?;
+    let file = tmp.join("synth.parquet");
+    crate::data::synth(cfg.symbols, cfg.bars, 42, &file).map_err(|e| data_err(&e))?;
+    let data = Dataset::open(&crate::data::DataOptions {
+        data: file,
+        store: Some(tmp.join("store")),
+        ..Default::default()
+    })
+    .map_err(|e| data_err(&e))?;
+    let plan = RunPlan {
+        series: (0..data.series().len()).collect(),
+        from: None,
+        to: None,
+        warmup_bars: None,
+    }
+    .pinned(&data);
+    let strategy = Strategy::default();
+    let grid = bench_grid(cfg.combos);
+    let combos = grid.count() as usize;
+    let mut samples = crate::sweep::samples(None, None, None);
+    crate::sweep::pin_samples(&data, &plan.series, &mut samples);
+    let cache = Cache::disabled();
+    let job = |e: &dyn std::fmt::Display| BenchError::Job(e.to_string());
+    // What `atc-bt run --no-report` does after opening the data: the
+    // engine, the backtest and the result files.
+    let one_run = || -> Result<(), BenchError> {
+        let dir = tmp.join("run");
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).map_err(|e| job(&e))?;
+        let r = run_to_dir(&data, &plan, &strategy, false, None, &cache, &|_| {}, &dir)
+            .map_err(|e| job(&e))?;
+        std::hint::black_box(r.portfolio_metrics.sharpe);
+        Ok(())
+    };
+    // What `atc-bt sweep --no-report` does after opening the data: the
+    // sweep with `results.parquet`, then the best combination's curves.
+    let results = tmp.join("results.parquet");
+    let one_sweep = || -> Result<(), BenchError> {
+        let mut w = ResultsWriter::new(&results, &grid, &strategy.atc);
+        let r = sweep(
+            &data,
+            &plan,
+            &grid,
+            &strategy,
+            &samples,
+            false,
+            &cache,
+            &mut |rows| w.write(&rows),
+            &|| {},
+        )
+        .map_err(|e| job(&e))?;
+        w.finish().map_err(|e| job(&e))?;
+        let order = crate::sweep::output::rank(&r.combos, "sharpe", 0);
+        if let Some(best) = order.first().map(|&i| &r.combos[i]) {
+            let s = Strategy {
+                atc: best.params.clone(),
+                execution: strategy.execution.clone(),
+                metrics: strategy.metrics.clone(),
+            };
+            let b = run(&data, &plan, &s, false, &|| {}).map_err(|e| job(&e))?;
+            write_curves_parquet(
+                &tmp.join("best_equity.parquet"),
+                &[
+                    (Aggregate::Portfolio, &b.portfolio),
+                    (Aggregate::Benchmark, &b.benchmark),
+                ],
+            )
+            .map_err(|e| job(&e))?;
+        }
+        Ok(())
+    };
+    // The two stages of the sweep's engine alone.
+    let closes: Vec<&[f64]> = plan.series.iter().map(|&i| data.view(i).close).collect();
+    let params: Vec<AtcParams> = grid.combos(&strategy.atc).collect();
+    let shared_stage = || -> Vec<SharedSignals> {
+        shared_signals(&closes, &strategy.atc, Isa::Auto)
+            .map(|v| v.into_iter().flatten().collect())
+            .unwrap_or_default()
+    };
+    let width = LayerLanes::max_width(Isa::Auto);
+    let lanes: Vec<LayerLanes> = params
+        .chunks(width)
+        .filter_map(|c| {
+            let refs: Vec<&AtcParams> = c.iter().collect();
+            LayerLanes::new(&refs, cfg.bars, Isa::Auto).ok()
+        })
+        .collect();
+    let time = |f: &dyn Fn() -> Result<(), BenchError>| -> Result<f64, BenchError> {
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let measure = |threads: usize| -> Result<[Vec<f64>; 4], BenchError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        pool.install(|| {
+            // One untimed pass of each warms caches and the allocator.
+            one_run()?;
+            one_sweep()?;
+            let mut t: [Vec<f64>; 4] = Default::default();
+            for _ in 0..cfg.repeat.max(1) {
+                t[0].push(time(&one_run)?);
+                t[1].push(time(&one_sweep)?);
+                let s = Instant::now();
+                let shared = shared_stage();
+                t[2].push(s.elapsed().as_secs_f64());
+                let s = Instant::now();
+                let n: usize = shared
+                    .par_iter()
+                    .map_init(
+                        || (LaneScratch::default(), Vec::new(), Vec::new()),
+                        |(sc, avg, dir), sh| {
+                            let mut n = 0;
+                            for (ll, p) in lanes.iter().zip(params.chunks(width)) {
+                                ll.average_signal(sh, sc, avg);
+                                for (l, p) in p.iter().enumerate() {
+                                    lane_direction(
+                                        avg,
+                                        ll.width(),
+                                        l,
+                                        p.long_threshold,
+                                        p.short_threshold,
+                                        dir,
+                                    );
+                                    n += dir.len();
+                                }
+                            }
+                            n
+                        },
+                    )
+                    .sum();
+                std::hint::black_box(n);
+                t[3].push(s.elapsed().as_secs_f64());
+            }
+            Ok(t)
+        })
+    };
+    let combo_bars = (combos * cfg.symbols * cfg.bars) as f64;
+    let [mut runs, mut sweeps, mut shared_s, mut layers_s] = measure(cfg.threads)?;
+    let mut one = if cfg.threads == 1 {
+        sweeps.clone()
+    } else {
+        measure(1)?[1].clone()
+    };
+    let (run_s, sweep_s) = (median(&mut runs), median(&mut sweeps));
+    let rate = |s: f64| combo_bars / s.max(1e-12);
+    let mut rates: Vec<f64> = sweeps.iter().map(|&s| rate(s)).collect();
+    rates.sort_by(f64::total_cmp);
+    let med1 = rate(median(&mut one));
+    let med = rate(sweep_s);
+    let flag = |name: &str| {
+        grid.axes
+            .iter()
+            .find(|(a, _)| a == name)
+            .map(|(_, v)| {
+                v.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    Ok(BenchReport {
+        stage: cfg.stage,
+        symbols: cfg.symbols,
+        bars: cfg.bars,
+        threads: cfg.threads,
+        repeat: cfg.repeat.max(1),
+        bars_per_s_median: med,
+        bars_per_s_min: rates.first().copied().unwrap_or(0.0),
+        bars_per_s_max: rates.last().copied().unwrap_or(0.0),
+        bars_per_s_1_thread_median: med1,
+        speedup_vs_1_thread: if med1 > 0.0 { med / med1 } else { 0.0 },
+        peak_rss_mib: peak_rss_mib(),
+        engine: cfg.engine,
+        other_engine_bars_per_s_median: None,
+        ratio_vs_other_engine: None,
+        sweep: Some(SweepFigures {
+            combos,
+            grid: format!("--lambda {} --decay {}", flag("lambda"), flag("decay")),
+            run_s_median: run_s,
+            sweep_s_median: sweep_s,
+            sweep_in_runs: sweep_s / run_s.max(1e-12),
+            shared_stage_s_median: median(&mut shared_s),
+            layers_s_median: median(&mut layers_s),
+        }),
     })
 }

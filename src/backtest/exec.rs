@@ -164,7 +164,7 @@ pub struct Bars<'a> {
 }
 
 /// The result of simulating one symbol over its window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SymbolRun {
     /// The symbol.
     pub symbol: String,
@@ -256,10 +256,12 @@ struct Holding {
     entry_fee: f64,
 }
 
-fn validate(
+/// The checks of [`simulate`] that do not read the direction's values, in
+/// its order (`dir_len`: the direction's length).
+fn validate_inputs(
     symbol: &str,
     bars: &Bars<'_>,
-    dir: &[i8],
+    dir_len: usize,
     window: &Range<usize>,
     capital: f64,
     cfg: &ExecConfig,
@@ -268,7 +270,7 @@ fn validate(
     for (what, got) in [
         ("open", bars.open.len()),
         ("close", bars.close.len()),
-        ("dir", dir.len()),
+        ("dir", dir_len),
     ] {
         if got != n {
             return Err(BacktestError::LengthMismatch {
@@ -319,6 +321,11 @@ fn validate(
             });
         }
     }
+    Ok(())
+}
+
+/// The last check of [`simulate`]: the direction values it reads.
+fn validate_dir(symbol: &str, dir: &[i8], window: &Range<usize>) -> Result<(), BacktestError> {
     // Only dir[start-1 .. end-1] is read; the last bar's dir would fill after the window.
     let first_read = window.start.saturating_sub(1);
     for (i, &d) in dir.iter().enumerate().take(window.end).skip(first_read) {
@@ -351,19 +358,95 @@ pub fn simulate(
     cfg: &ExecConfig,
     data_ends: bool,
 ) -> Result<SymbolRun, BacktestError> {
-    validate(symbol, &bars, dir, &window, capital, cfg)?;
-    let len = window.len();
-    let mut run = SymbolRun {
-        symbol: symbol.to_string(),
+    let inputs = CheckedInputs::new(symbol, bars, dir.len(), window, capital, cfg, data_ends)?;
+    let mut run = SymbolRun::default();
+    simulate_checked_into(&mut run, &inputs, dir)?;
+    Ok(run)
+}
+
+/// The inputs of [`simulate`] other than the direction, checked once: a
+/// sweep simulates the same bars, window, capital and costs once per
+/// combination ([`simulate_checked_into`]).
+#[derive(Debug, Clone)]
+pub struct CheckedInputs<'a> {
+    symbol: &'a str,
+    bars: Bars<'a>,
+    window: Range<usize>,
+    capital: f64,
+    cfg: ExecConfig,
+    data_ends: bool,
+}
+
+impl<'a> CheckedInputs<'a> {
+    /// Runs the checks of [`simulate`] that do not read the direction's
+    /// values, in its order (`dir_len`: the length of the directions that
+    /// will be simulated): the same error `simulate` would return first.
+    pub fn new(
+        symbol: &'a str,
+        bars: Bars<'a>,
+        dir_len: usize,
+        window: Range<usize>,
+        capital: f64,
+        cfg: &ExecConfig,
+        data_ends: bool,
+    ) -> Result<CheckedInputs<'a>, BacktestError> {
+        validate_inputs(symbol, &bars, dir_len, &window, capital, cfg)?;
+        Ok(CheckedInputs {
+            symbol,
+            bars,
+            window,
+            capital,
+            cfg: *cfg,
+            data_ends,
+        })
+    }
+}
+
+/// [`simulate`] on checked inputs, into `run` (its vectors' memory is
+/// reused; it is overwritten entirely, and on an error its content is
+/// unspecified). Only the direction is checked (its length, then its
+/// values), so the result and any error are those of [`simulate`] with
+/// the same arguments.
+pub fn simulate_checked_into(
+    run: &mut SymbolRun,
+    inputs: &CheckedInputs<'_>,
+    dir: &[i8],
+) -> Result<(), BacktestError> {
+    let CheckedInputs {
+        symbol,
+        bars,
+        ref window,
         capital,
-        ts: bars.ts[window.clone()].to_vec(),
-        equity: Vec::with_capacity(len),
-        position: Vec::with_capacity(len),
-        gross: Vec::with_capacity(len),
-        benchmark: Vec::with_capacity(len),
-        trades: Vec::new(),
-        total_fees: 0.0,
-    };
+        ref cfg,
+        data_ends,
+    } = *inputs;
+    let window = window.clone();
+    if dir.len() != bars.ts.len() {
+        return Err(BacktestError::LengthMismatch {
+            symbol: symbol.to_string(),
+            what: "dir",
+            expected: bars.ts.len(),
+            got: dir.len(),
+        });
+    }
+    validate_dir(symbol, dir, &window)?;
+    let len = window.len();
+    run.symbol.clear();
+    run.symbol.push_str(symbol);
+    run.capital = capital;
+    run.ts.clear();
+    run.ts.extend_from_slice(&bars.ts[window.clone()]);
+    for v in [
+        &mut run.equity,
+        &mut run.position,
+        &mut run.gross,
+        &mut run.benchmark,
+    ] {
+        v.clear();
+        v.reserve(len);
+    }
+    run.trades.clear();
+    run.total_fees = 0.0;
     let bench_units = capital / bars.open[window.start];
     let mut cash = capital;
     let mut held: Option<Holding> = None;
@@ -475,7 +558,7 @@ pub fn simulate(
         t.open = true;
         run.trades.push(t);
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked

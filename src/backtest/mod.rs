@@ -32,7 +32,7 @@ mod trade;
 
 pub use annualise::{periods_per_year, periods_per_year_in, Calendar};
 pub use error::BacktestError;
-pub use exec::{simulate, Bars, ExecConfig, Mode, SymbolRun};
+pub use exec::{simulate, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Mode, SymbolRun};
 pub use facts::{metric_fact, metric_value, MetricFact, MetricValue, METRICS};
 pub use metrics::{
     metrics, metrics_of_stats, quantile, Drawdown, Metrics, MetricsOptions, TradeStat, SPREAD_TOL,

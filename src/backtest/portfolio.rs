@@ -133,6 +133,14 @@ impl PortfolioSum {
     /// order runs are added, so the floating-point sums are fixed by that
     /// order alone.
     pub fn add(&mut self, run: &SymbolRun) {
+        if !self.add_aligned(run) {
+            self.add_searching(run);
+        }
+    }
+
+    /// [`PortfolioSum::add`] for any run: each timeline bar takes the
+    /// run's last bar at or before it.
+    fn add_searching(&mut self, run: &SymbolRun) {
         let cap = self.capital_per_symbol;
         let mut j = 0; // next unread bar of this run
         let (mut eq, mut gross, mut b, mut bg) = (cap, 0.0, cap, 0.0);
@@ -153,6 +161,51 @@ impl PortfolioSum {
             self.bench.equity[k] += b;
             self.bench.gross[k] += bg;
         }
+    }
+
+    /// [`PortfolioSum::add`] for the common case of a run whose timestamps
+    /// are a contiguous stretch of the timeline (and whose vectors are all
+    /// as long as them): the same additions, without the search. Returns
+    /// false (adding nothing) for any other run.
+    fn add_aligned(&mut self, run: &SymbolRun) -> bool {
+        let m = run.ts.len();
+        if m == 0 || run.equity.len() != m || run.gross.len() != m || run.benchmark.len() != m {
+            return false;
+        }
+        let a = self.port.ts.partition_point(|&t| t < run.ts[0]);
+        if self.port.ts.get(a..a + m) != Some(&run.ts[..]) {
+            return false;
+        }
+        let cap = self.capital_per_symbol;
+        // Before the run's first bar: its starting cash, no exposure.
+        for k in 0..a {
+            self.port.equity[k] += cap;
+            self.port.gross[k] += 0.0;
+            self.bench.equity[k] += cap;
+            self.bench.gross[k] += 0.0;
+        }
+        // Its bars, one per timeline bar.
+        let rows = self.port.equity[a..a + m]
+            .iter_mut()
+            .zip(&mut self.port.gross[a..a + m])
+            .zip(&mut self.bench.equity[a..a + m])
+            .zip(&mut self.bench.gross[a..a + m]);
+        for (j, (((pe, pg), be), bg)) in rows.enumerate() {
+            *pe += run.equity[j];
+            *pg += run.gross[j];
+            *be += run.benchmark[j];
+            *bg += run.benchmark[j].abs();
+        }
+        self.covered[a..a + m].fill(true);
+        // After its last bar its last values carry forward.
+        let (eq, gross, b) = (run.equity[m - 1], run.gross[m - 1], run.benchmark[m - 1]);
+        for k in a + m..self.port.ts.len() {
+            self.port.equity[k] += eq;
+            self.port.gross[k] += gross;
+            self.bench.equity[k] += b;
+            self.bench.gross[k] += b.abs();
+        }
+        true
     }
 
     /// `(portfolio, benchmark)` on the timestamps some added run has.
@@ -177,5 +230,77 @@ impl PortfolioSum {
             c.ts.retain(|_| it.next().copied().unwrap_or(false));
         }
         (port, bench)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ts: &[i64], seed: u64) -> SymbolRun {
+        let mut x = seed;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        SymbolRun {
+            symbol: "S".into(),
+            capital: 100.0,
+            ts: ts.to_vec(),
+            equity: ts.iter().map(|_| 50.0 + 100.0 * next()).collect(),
+            position: ts.iter().map(|_| 0.0).collect(),
+            gross: ts
+                .iter()
+                .map(|_| if next() < 0.3 { 0.0 } else { 80.0 * next() })
+                .collect(),
+            benchmark: ts.iter().map(|_| 50.0 + 100.0 * next()).collect(),
+            trades: Vec::new(),
+            total_fees: 0.0,
+        }
+    }
+
+    fn bits(c: &Curve) -> (Vec<i64>, Vec<u64>, Vec<u64>) {
+        let b = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect();
+        (c.ts.clone(), b(&c.equity), b(&c.gross))
+    }
+
+    /// The aligned fast path adds exactly what the general search adds.
+    #[test]
+    fn aligned_runs_add_the_bits_of_the_search() {
+        let timeline: Vec<i64> = (0..40).map(|i| i * 10).collect();
+        let runs = [
+            run(&timeline, 1),
+            run(&timeline[5..30], 2),
+            run(&timeline[..12], 3),
+            run(&timeline[33..], 4),
+            // Not aligned: a gap, and a timestamp between timeline bars.
+            run(&[0, 10, 30, 40], 5),
+            run(&[15, 20, 25], 6),
+        ];
+        let aligned: Vec<bool> = runs
+            .iter()
+            .map(|r| PortfolioSum::new(timeline.clone(), 1.0).add_aligned(r))
+            .collect();
+        assert_eq!(aligned, [true, true, true, true, false, false]);
+        let mut fast = PortfolioSum::new(timeline.clone(), 100.0);
+        let mut slow = PortfolioSum::new(timeline.clone(), 100.0);
+        for r in &runs {
+            fast.add(r);
+            slow.add_searching(r);
+        }
+        let (fp, fb) = fast.finish();
+        let (sp, sb) = slow.finish();
+        assert_eq!(bits(&fp), bits(&sp));
+        assert_eq!(bits(&fb), bits(&sb));
+        // And on a timeline the runs do not fully cover.
+        let mut fast = PortfolioSum::new(timeline.clone(), 7.0);
+        let mut slow = PortfolioSum::new(timeline, 7.0);
+        for r in &runs[1..4] {
+            fast.add(r);
+            slow.add_searching(r);
+        }
+        assert_eq!(bits(&fast.finish().0), bits(&slow.finish().0));
     }
 }

@@ -1,6 +1,6 @@
 //! `atc-bt bench`: throughput on a seeded synthetic set.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
@@ -20,9 +20,15 @@ pub struct BenchArgs {
     /// Timed repetitions (min/median reported)
     #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub repeat: usize,
-    /// full: the whole ATC engine; backtest: fills, equity, trades and metrics only
+    /// full: the whole ATC engine; backtest: fills, equity, trades and
+    /// metrics only; sweep: a lambda × decay sweep of --combos combinations
+    /// beside one run of the same data (ratio = the sweep in single runs)
     #[arg(long, value_enum, default_value_t = Stage::Full)]
     pub stage: Stage,
+    /// Combinations of the sweep stage (lambda × decay, as square as the
+    /// number allows; 100 is `--lambda 0.01:0.1:0.01 --decay 0.01:0.1:0.01`)
+    #[arg(long, default_value_t = 100)]
+    pub combos: usize,
     /// Engine for the full stage: batched (symbols in SIMD lanes, what `run` uses) or single (one series at a time)
     #[arg(long, value_enum, default_value_t = EngineKind::Batched)]
     pub engine: EngineKind,
@@ -47,8 +53,9 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         stage: args.stage,
         engine: args.engine,
         compare: args.compare,
+        combos: args.combos.max(1),
     };
-    let r = run_bench(&cfg).context("cannot start worker threads")?;
+    let r = run_bench(&cfg)?;
     if args.json {
         outln!("{}", serde_json::to_string(&r)?);
     } else {
@@ -77,6 +84,19 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
                 "  other engine: {:.2}M bars/s median; ratio {:.2}×",
                 o / 1e6,
                 x
+            );
+        }
+        if let Some(s) = &r.sweep {
+            outln!(
+                "  sweep of {} combinations ({}): {:.3} s median = {:.2} single runs ({:.3} s); \
+                 shared stage {:.3} s, layers {:.3} s",
+                s.combos,
+                s.grid,
+                s.sweep_s_median,
+                s.sweep_in_runs,
+                s.run_s_median,
+                s.shared_stage_s_median,
+                s.layers_s_median
             );
         }
         outln!("  peak RSS {:.1} MiB", r.peak_rss_mib);

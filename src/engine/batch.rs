@@ -53,6 +53,7 @@ use super::lanes::{Arr, Lanes};
 use super::lanes::{Avx, Avx512};
 use super::ma::{KAMA_FAST, KAMA_SLOW};
 use super::params::{AtcParams, Family};
+use super::shared::SharedSignals;
 
 /// Symbols per batch on the AVX2 and baseline paths: one f64 lane each.
 /// Four lanes are one AVX2 register (two SSE2 registers); more lanes would
@@ -101,7 +102,7 @@ pub enum Isa {
 
 /// The kernel a call runs on, resolved from [`Isa`] and the CPU.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Path {
+pub(super) enum Path {
     Baseline,
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -110,7 +111,7 @@ enum Path {
 }
 
 impl Path {
-    fn resolve(isa: Isa) -> Path {
+    pub(super) fn resolve(isa: Isa) -> Path {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 = std::arch::is_x86_feature_detected!("avx2");
@@ -281,6 +282,8 @@ struct Scratch<const W: usize> {
     x: Vec<[f64; W]>,
     /// [`BAR_ROWS`] rows of one value per bar (see [`bar_rows`]).
     bars: Vec<[f64; W]>,
+    /// The shared stage's signals of a family as lane bits.
+    masks: Vec<u16>,
 }
 
 impl<const W: usize> Default for Scratch<W> {
@@ -290,6 +293,7 @@ impl<const W: usize> Default for Scratch<W> {
             tmp: Vec::new(),
             x: Vec::new(),
             bars: Vec::new(),
+            masks: Vec::new(),
         }
     }
 }
@@ -349,6 +353,22 @@ impl KernelParams {
     }
 }
 
+/// Packs up to `W` non-empty series into `x` in lane layout, as long as
+/// the longest; shorter series are padded with their last close (see the
+/// module doc) and empty lanes repeat the first series (wasted but
+/// harmless work).
+fn pack_lanes<const W: usize>(series: &[&[f64]], x: &mut Vec<[f64; W]>) {
+    let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
+    x.resize(n, [0.0; W]);
+    for l in 0..W {
+        let s = series.get(l).unwrap_or(&series[0]);
+        let last = s[s.len() - 1];
+        for (i, v) in x.iter_mut().enumerate() {
+            v[l] = s.get(i).copied().unwrap_or(last);
+        }
+    }
+}
+
 /// Packs up to `W` series into lanes (padding as the module doc explains),
 /// runs the kernel and unpacks one output per series.
 fn run_kernel<const W: usize>(
@@ -360,15 +380,7 @@ fn run_kernel<const W: usize>(
 ) -> Vec<AtcOutput> {
     let n = series.iter().map(|s| s.len()).max().unwrap_or(0);
     let mut x = std::mem::take(&mut scratch.x);
-    x.resize(n, [0.0; W]);
-    for l in 0..W {
-        // Empty lanes repeat the first series: wasted but harmless work.
-        let s = series.get(l).unwrap_or(&series[0]);
-        let last = s[s.len() - 1];
-        for (i, v) in x.iter_mut().enumerate() {
-            v[l] = s.get(i).copied().unwrap_or(last);
-        }
-    }
+    pack_lanes(series, &mut x);
     let k = kern(&x, growth, kp, scratch);
     scratch.x = x;
     let avg = &scratch.bars[AVG_ROW * n..(AVG_ROW + 1) * n];
@@ -513,70 +525,7 @@ fn kernel<const W: usize, V: Lanes<W>>(
     }
 
     for f in Family::ALL {
-        let lens = &kp.lens[f.index()];
-        // The longest warm-up of a row: DEMA's 2·len − 2 bars.
-        let warm = 2 * lens.iter().copied().max().unwrap_or(0);
-        nan_prefix(mas, n, warm);
-        match f {
-            Family::Ema => ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *mas, n),
-            Family::Hma => {
-                prefix_sums::<W, false, WIDE_STARTS>(x, lens, &mut *tmp, &mut [], n);
-                for (k, &len) in lens.iter().enumerate() {
-                    let lf = len as f64;
-                    let rows = mas[k * n..(k + 1) * n]
-                        .iter_mut()
-                        .zip(&tmp[k * n..(k + 1) * n]);
-                    let lfv = V::splat(lf);
-                    for (o, sum) in rows.skip(len.saturating_sub(1)) {
-                        *o = V::load(sum).div(lfv).store();
-                    }
-                }
-            }
-            Family::Wma => {
-                for (k, &len) in lens.iter().enumerate() {
-                    wma_row(x, len, &mut mas[k * n..(k + 1) * n]);
-                }
-            }
-            Family::Dema => {
-                nan_prefix(tmp, n, warm);
-                ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
-                let starts = lens.map(|l| l - 1);
-                ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *mas, n);
-                // mas holds e2; DEMA = 2·e1 − e2, in place.
-                let two = V::splat(2.0);
-                for (o, e1) in mas.iter_mut().zip(&*tmp) {
-                    *o = two.mul(V::load(e1)).sub(V::load(o)).store();
-                }
-            }
-            Family::Lsma => {
-                // Σy to tmp, Σ j·y to mas; the line then replaces Σ j·y.
-                prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *mas, n);
-                for (k, &len) in lens.iter().enumerate() {
-                    let lf = len as f64;
-                    let sx = (len * (len - 1) / 2) as f64;
-                    let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
-                    let den = lf * sxx - sx * sx;
-                    let row = k * n..(k + 1) * n;
-                    let rows = mas[row.clone()].iter_mut().zip(&tmp[row]);
-                    let (lfv, sxv, denv) = (V::splat(lf), V::splat(sx), V::splat(den));
-                    let lm1 = V::splat(lf - 1.0);
-                    for (o, sy) in rows.skip(len.saturating_sub(1)) {
-                        let (sy, sxy) = (V::load(sy), V::load(o));
-                        // slope = (L·Sxy − Sx·Sy) / den; intercept =
-                        // (Sy − slope·Sx) / L; value = intercept + slope·(L − 1).
-                        let slope = lfv.mul(sxy).sub(sxv.mul(sy)).div(denv);
-                        let intercept = sy.sub(slope.mul(sxv)).div(lfv);
-                        *o = intercept.add(slope.mul(lm1)).store();
-                    }
-                }
-            }
-            Family::Kama => {
-                // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
-                // the window of `len` diffs ending at diff index i − 1.
-                prefix_sums::<W, false, WIDE_STARTS>(diffs, lens, &mut *tmp, &mut [], n);
-                kama_rows::<W, V>(x, lens, &*tmp, &mut *mas, n);
-            }
-        }
+        family_mas::<W, V>(f, x, &kp.lens[f.index()], diffs, mas, tmp);
         family_layers::<W, V>(x, up, down, &*mas, kp, f, l1, eq2, avg_num, avg_den);
         if kp.keep {
             l1_rows.push(l1.to_vec());
@@ -609,6 +558,85 @@ fn kernel<const W: usize, V: Lanes<W>>(
         r: if kp.keep { r.to_vec() } else { Vec::new() },
         l1: l1_rows,
         eq2: eq2_rows,
+    }
+}
+
+/// The nine moving averages of family `f` into the nine rows of `mas`
+/// (`n = x.len()` bars each, NaN before each row's first valid bar), with
+/// `tmp` as a second nine-row buffer and `diffs` the KAMA's
+/// `|x[j+1] − x[j]|` (spec sec. 5, the operations of `ma.rs`).
+#[inline(always)]
+fn family_mas<const W: usize, V: Lanes<W>>(
+    f: Family,
+    x: &[[f64; W]],
+    lens: &[usize; K],
+    diffs: &[[f64; W]],
+    mas: &mut [[f64; W]],
+    tmp: &mut [[f64; W]],
+) {
+    let n = x.len();
+    // The longest warm-up of a row: DEMA's 2·len − 2 bars.
+    let warm = 2 * lens.iter().copied().max().unwrap_or(0);
+    nan_prefix(mas, n, warm);
+    match f {
+        Family::Ema => ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *mas, n),
+        Family::Hma => {
+            prefix_sums::<W, false, WIDE_STARTS>(x, lens, &mut *tmp, &mut [], n);
+            for (k, &len) in lens.iter().enumerate() {
+                let lf = len as f64;
+                let rows = mas[k * n..(k + 1) * n]
+                    .iter_mut()
+                    .zip(&tmp[k * n..(k + 1) * n]);
+                let lfv = V::splat(lf);
+                for (o, sum) in rows.skip(len.saturating_sub(1)) {
+                    *o = V::load(sum).div(lfv).store();
+                }
+            }
+        }
+        Family::Wma => {
+            for (k, &len) in lens.iter().enumerate() {
+                wma_row(x, len, &mut mas[k * n..(k + 1) * n]);
+            }
+        }
+        Family::Dema => {
+            nan_prefix(tmp, n, warm);
+            ema_rows::<W, V>(&|_| x, &[0; K], lens, &mut *tmp, n);
+            let starts = lens.map(|l| l - 1);
+            ema_rows::<W, V>(&|k| &tmp[k * n..(k + 1) * n], &starts, lens, &mut *mas, n);
+            // mas holds e2; DEMA = 2·e1 − e2, in place.
+            let two = V::splat(2.0);
+            for (o, e1) in mas.iter_mut().zip(&*tmp) {
+                *o = two.mul(V::load(e1)).sub(V::load(o)).store();
+            }
+        }
+        Family::Lsma => {
+            // Σy to tmp, Σ j·y to mas; the line then replaces Σ j·y.
+            prefix_sums::<W, true, STARTS>(x, lens, &mut *tmp, &mut *mas, n);
+            for (k, &len) in lens.iter().enumerate() {
+                let lf = len as f64;
+                let sx = (len * (len - 1) / 2) as f64;
+                let sxx = (len * (len - 1) * (2 * len - 1) / 6) as f64;
+                let den = lf * sxx - sx * sx;
+                let row = k * n..(k + 1) * n;
+                let rows = mas[row.clone()].iter_mut().zip(&tmp[row]);
+                let (lfv, sxv, denv) = (V::splat(lf), V::splat(sx), V::splat(den));
+                let lm1 = V::splat(lf - 1.0);
+                for (o, sy) in rows.skip(len.saturating_sub(1)) {
+                    let (sy, sxy) = (V::load(sy), V::load(o));
+                    // slope = (L·Sxy − Sx·Sy) / den; intercept =
+                    // (Sy − slope·Sx) / L; value = intercept + slope·(L − 1).
+                    let slope = lfv.mul(sxy).sub(sxv.mul(sy)).div(denv);
+                    let intercept = sy.sub(slope.mul(sxv)).div(lfv);
+                    *o = intercept.add(slope.mul(lm1)).store();
+                }
+            }
+        }
+        Family::Kama => {
+            // noise[i] (i >= len) is the sum of diffs[i−len ..= i−1]:
+            // the window of `len` diffs ending at diff index i − 1.
+            prefix_sums::<W, false, WIDE_STARTS>(diffs, lens, &mut *tmp, &mut [], n);
+            kama_rows::<W, V>(x, lens, &*tmp, &mut *mas, n);
+        }
     }
 }
 
@@ -971,6 +999,151 @@ fn family_layers<const W: usize, V: Lanes<W>>(
         add_avg_term(l1, e2, &mut avg_num[i], &mut avg_den[i]);
         l1_prev = l1;
     }
+}
+
+/// A shared-stage kernel entry point for `W` lanes.
+type SharedFn<const W: usize> =
+    dyn Fn(&[[f64; W]], &[[usize; K]; 6], &mut Scratch<W>, &mut [SharedSignals]) + Sync;
+
+/// The shared stage of a sweep ([`SharedSignals`]) for the validated,
+/// length-sorted series `ok` of `closes`: batches of `W` series in SIMD
+/// lanes, in parallel on the current rayon pool. `lens` are the nine
+/// lengths of each family. Returns `(index into closes, signals)`.
+pub(super) fn shared_batches(
+    ok: &[usize],
+    closes: &[&[f64]],
+    lens: &[[usize; K]; 6],
+    isa: Isa,
+) -> Vec<(usize, SharedSignals)> {
+    match Path::resolve(isa) {
+        // SAFETY (both arms): `Path::resolve` picks these paths only when
+        // the CPU reports the kernel's target features.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => {
+            shared_lanes::<BATCH_LANES_AVX512>(ok, closes, lens, &|x, l, sc, o| unsafe {
+                shared_kernel_avx512(x, l, sc, o)
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => shared_lanes::<BATCH_LANES>(ok, closes, lens, &|x, l, sc, o| unsafe {
+            shared_kernel_avx2(x, l, sc, o)
+        }),
+        Path::Baseline => shared_lanes::<BATCH_LANES>(
+            ok,
+            closes,
+            lens,
+            &shared_kernel::<BATCH_LANES, Arr<BATCH_LANES>>,
+        ),
+    }
+}
+
+fn shared_lanes<const W: usize>(
+    ok: &[usize],
+    closes: &[&[f64]],
+    lens: &[[usize; K]; 6],
+    kern: &SharedFn<W>,
+) -> Vec<(usize, SharedSignals)> {
+    let per_batch: Vec<Vec<(usize, SharedSignals)>> = ok
+        .par_chunks(W)
+        .map_init(Scratch::<W>::default, |sc, chunk| {
+            let series: Vec<&[f64]> = chunk.iter().map(|&i| closes[i]).collect();
+            let mut x = std::mem::take(&mut sc.x);
+            pack_lanes(&series, &mut x);
+            let mut outs: Vec<SharedSignals> =
+                series.iter().map(|s| SharedSignals::nan(s.len())).collect();
+            kern(&x, lens, sc, &mut outs);
+            sc.x = x;
+            chunk.iter().copied().zip(outs).collect()
+        })
+        .collect();
+    per_batch.into_iter().flatten().collect()
+}
+
+/// [`shared_kernel`] compiled with AVX2 (see [`kernel_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn shared_kernel_avx2(
+    x: &[[f64; 4]],
+    lens: &[[usize; K]; 6],
+    sc: &mut Scratch<4>,
+    out: &mut [SharedSignals],
+) {
+    shared_kernel::<4, Avx>(x, lens, sc, out)
+}
+
+/// [`shared_kernel`] compiled with AVX-512F (see [`kernel_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn shared_kernel_avx512(
+    x: &[[f64; 8]],
+    lens: &[[usize; K]; 6],
+    sc: &mut Scratch<8>,
+    out: &mut [SharedSignals],
+) {
+    shared_kernel::<8, Avx512>(x, lens, sc, out)
+}
+
+/// The part of [`kernel`] that every (lambda, decay, cutout, thresholds)
+/// shares: the rate of change, the 54 moving averages and their persistent
+/// cross signals (spec sec. 5–7), with the very operations of [`kernel`]
+/// ([`family_mas`], [`update_signals`]), so the signals are its bits.
+/// `out[l]` receives lane `l` (its own length, at most `x.len()`).
+#[inline(always)]
+fn shared_kernel<const W: usize, V: Lanes<W>>(
+    x: &[[f64; W]],
+    lens: &[[usize; K]; 6],
+    sc: &mut Scratch<W>,
+    out: &mut [SharedSignals],
+) {
+    let n = x.len();
+    let nan = [f64::NAN; W];
+    let [r, _, _, _, _, _, _, diffs, _, _] = bar_rows(&mut sc.bars, n);
+    r[0] = nan;
+    for i in 1..n {
+        for l in 0..W {
+            r[i][l] = (x[i][l] - x[i - 1][l]) / x[i - 1][l];
+        }
+    }
+    for (l, o) in out.iter_mut().enumerate() {
+        for (v, ri) in o.r.iter_mut().zip(r.iter()) {
+            *v = ri[l];
+        }
+    }
+    for v in [&mut sc.mas, &mut sc.tmp] {
+        v.resize(K * n, nan);
+    }
+    let (mas, tmp) = (sc.mas.as_mut_slice(), sc.tmp.as_mut_slice());
+    let diffs = &mut diffs[..n - 1];
+    for (o, w) in diffs.iter_mut().zip(x.windows(2)) {
+        for l in 0..W {
+            o[l] = (w[1][l] - w[0][l]).abs();
+        }
+    }
+    let zero = V::splat(0.0);
+    // Per bar and MA, the lanes whose signal is 1 (low byte) and -1 (next
+    // byte) as bits (W <= 8).
+    let mut masks = std::mem::take(&mut sc.masks);
+    masks.resize(K * n, 0);
+    for f in Family::ALL {
+        family_mas::<W, V>(f, x, &lens[f.index()], diffs, mas, tmp);
+        let mut s = [zero; K];
+        for (i, row) in masks.chunks_exact_mut(K).enumerate() {
+            if i >= 1 {
+                update_signals(&mut s, x, &*mas, i, n);
+            }
+            for (m, v) in row.iter_mut().zip(&s) {
+                *m = (V::bits(v.gt(zero)) | V::bits(v.lt(zero)) << 8) as u16;
+            }
+        }
+        // Each lane's signal + 1 (0, 1, 2), contiguous in and out.
+        for (l, o) in out.iter_mut().enumerate() {
+            let dst = o.family_mut(f.index());
+            for (b, m) in dst.iter_mut().zip(&masks) {
+                *b = 1 + (m >> l & 1) as u8 - (m >> (l + 8) & 1) as u8;
+            }
+        }
+    }
+    sc.masks = masks;
 }
 
 #[cfg(test)]

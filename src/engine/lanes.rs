@@ -48,6 +48,8 @@ pub(crate) unsafe trait Lanes<const W: usize>: Copy {
     fn ge(self, o: Self) -> Self::M;
     /// Lane-wise `a && b`.
     fn and(a: Self::M, b: Self::M) -> Self::M;
+    /// The mask as bits: bit `l` is lane `l`.
+    fn bits(m: Self::M) -> u32;
     /// Lane-wise `if m { a } else { b }`.
     fn select(m: Self::M, a: Self, b: Self) -> Self;
     /// Lane-wise `if self < lo { lo } else { self }` (NaN stays NaN).
@@ -129,6 +131,14 @@ unsafe impl<const W: usize> Lanes<W> for Arr<W> {
     #[inline(always)]
     fn and(a: [bool; W], b: [bool; W]) -> [bool; W] {
         std::array::from_fn(|l| a[l] && b[l])
+    }
+    #[inline(always)]
+    fn bits(m: [bool; W]) -> u32 {
+        let mut b = 0;
+        for (l, &x) in m.iter().enumerate() {
+            b |= u32::from(x) << l;
+        }
+        b
     }
     #[inline(always)]
     fn select(m: [bool; W], a: Self, b: Self) -> Self {
@@ -225,6 +235,11 @@ mod avx {
             unsafe { _mm256_and_pd(a, b) }
         }
         #[inline(always)]
+        fn bits(m: __m256d) -> u32 {
+            // A compare sets every bit of a true lane, its sign bit included.
+            unsafe { _mm256_movemask_pd(m) as u32 }
+        }
+        #[inline(always)]
         fn select(m: __m256d, a: Self, b: Self) -> Self {
             // blendv takes the second source where the mask lane is set.
             unsafe { Avx(_mm256_blendv_pd(b.0, a.0, m)) }
@@ -237,19 +252,12 @@ mod avx {
         }
         #[inline(always)]
         fn floor_exact(self) -> Self {
-            // The operations of `batch::floor_exact`, lane-wise.
+            // vroundpd toward −∞ is IEEE floor, so `batch::floor_exact`'s
+            // bits (signed zeros, NaN, ±∞ and large values included).
             unsafe {
-                let two52 = _mm256_set1_pd(4_503_599_627_370_496.0);
-                let sign = _mm256_set1_pd(-0.0);
-                let y = self.0;
-                let a = _mm256_andnot_pd(sign, y);
-                let r = _mm256_sub_pd(_mm256_add_pd(a, two52), two52);
-                // copysign(r, y): r is >= 0, so or-ing y's sign bit in.
-                let t = _mm256_or_pd(_mm256_andnot_pd(sign, r), _mm256_and_pd(sign, y));
-                let t1 = _mm256_sub_pd(t, _mm256_set1_pd(1.0));
-                let t = _mm256_blendv_pd(t, t1, _mm256_cmp_pd::<_CMP_GT_OQ>(t, y));
-                let small = _mm256_cmp_pd::<_CMP_LT_OQ>(a, two52);
-                Avx(_mm256_blendv_pd(y, t, small))
+                Avx(_mm256_round_pd::<
+                    { _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC },
+                >(self.0))
             }
         }
     }
@@ -330,6 +338,10 @@ mod avx {
             a & b
         }
         #[inline(always)]
+        fn bits(m: __mmask8) -> u32 {
+            u32::from(m)
+        }
+        #[inline(always)]
         fn select(m: __mmask8, a: Self, b: Self) -> Self {
             // mask_blend takes the second source where the mask bit is set.
             unsafe { Avx512(_mm512_mask_blend_pd(m, b.0, a.0)) }
@@ -341,22 +353,89 @@ mod avx {
         }
         #[inline(always)]
         fn floor_exact(self) -> Self {
-            // The operations of `batch::floor_exact`, lane-wise; the sign
-            // bit is handled with integer ops (AVX-512F has no `andpd`).
+            // vrndscalepd toward −∞ with scale 0 is IEEE floor (see `Avx`).
             unsafe {
-                let two52 = _mm512_set1_pd(4_503_599_627_370_496.0);
-                let sign = _mm512_set1_epi64(i64::MIN);
-                let y = self.0;
-                let yi = _mm512_castpd_si512(y);
-                let a = _mm512_castsi512_pd(_mm512_andnot_si512(sign, yi));
-                let r = _mm512_sub_pd(_mm512_add_pd(a, two52), two52);
-                let ri = _mm512_andnot_si512(sign, _mm512_castpd_si512(r));
-                let t = _mm512_castsi512_pd(_mm512_or_si512(ri, _mm512_and_si512(sign, yi)));
-                let t1 = _mm512_sub_pd(t, _mm512_set1_pd(1.0));
-                let t = _mm512_mask_blend_pd(_mm512_cmp_pd_mask::<_CMP_GT_OQ>(t, y), t, t1);
-                let small = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(a, two52);
-                Avx512(_mm512_mask_blend_pd(small, y, t))
+                Avx512(_mm512_roundscale_pd::<
+                    { _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC },
+                >(self.0))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every implementation's `floor_exact` is `f64::floor`, bit for bit.
+    #[test]
+    fn floor_exact_is_floor_on_every_path() {
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            -1.5,
+            4503599627370495.5,
+            -4503599627370495.5,
+            9e15,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        let mut z = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            z = z
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            vals.push(((z >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 203.0);
+            vals.push(f64::from_bits(z));
+        }
+        let want: Vec<u64> = vals
+            .iter()
+            .map(|v| if v.is_nan() { 0 } else { v.floor().to_bits() })
+            .collect();
+        let bits = |v: f64| if v.is_nan() { 0 } else { v.to_bits() };
+        for (c, w) in vals.chunks_exact(4).zip(want.chunks_exact(4)) {
+            let a = Arr::<4>::load(&[c[0], c[1], c[2], c[3]])
+                .floor_exact()
+                .store();
+            assert_eq!(a.map(bits), [w[0], w[1], w[2], w[3]], "{c:?}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 (which implies AVX) was detected.
+                let got: Vec<u64> = vals
+                    .chunks_exact(4)
+                    .flat_map(|c| unsafe { avx_floor(c) })
+                    .collect();
+                assert_eq!(got, want[..got.len()]);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: AVX-512F was detected.
+                let got: Vec<u64> = vals
+                    .chunks_exact(8)
+                    .flat_map(|c| unsafe { avx512_floor(c) })
+                    .collect();
+                assert_eq!(got, want[..got.len()]);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx_floor(c: &[f64]) -> [u64; 4] {
+        let v = Avx::load(&[c[0], c[1], c[2], c[3]]).floor_exact().store();
+        v.map(|x| if x.is_nan() { 0 } else { x.to_bits() })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512_floor(c: &[f64]) -> [u64; 8] {
+        let a: [f64; 8] = std::array::from_fn(|i| c[i]);
+        let v = Avx512::load(&a).floor_exact().store();
+        v.map(|x| if x.is_nan() { 0 } else { x.to_bits() })
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod lanes;
 pub mod ma;
 mod params;
+mod shared;
 mod signal;
 
 pub use atc::{
@@ -21,4 +22,5 @@ pub use batch::{compute_batch, BatchDetail, BATCH_LANES, BATCH_LANES_AVX512};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};
+pub use shared::{lane_direction, shared_signals, LaneScratch, LayerLanes, SharedSignals};
 pub use signal::{cross_signal, cut, direction};

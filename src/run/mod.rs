@@ -452,22 +452,10 @@ pub fn trade_series(
             reason: e.to_string(),
         }
     })?;
-    // Validation keeps prices where the arithmetic stays finite; should a
-    // sub-account still overflow, it is left out rather than turn the
-    // portfolio into NaN.
-    let bad = run
-        .equity
-        .iter()
-        .chain(&run.benchmark)
-        .position(|v| !v.is_finite());
-    if let Some(k) = bad {
+    if let Some(reason) = non_finite(&run, a) {
         return Err(Skipped {
             symbol: name.clone(),
-            reason: format!(
-                "its equity is not a finite number at bar {} ({}); left out so the portfolio stays finite",
-                a.window.start + k,
-                fmt_ts(run.ts.get(k).copied().unwrap_or(0))
-            ),
+            reason,
         });
     }
     let m = run.metrics_with(opts);
@@ -481,6 +469,23 @@ pub fn trade_series(
         calendar: opts.calendar.clone(),
         run,
     })
+}
+
+/// Why `run` (series `a`'s simulation) is left out, if its equity or
+/// benchmark is not finite somewhere. Validation keeps prices where the
+/// arithmetic stays finite; should a sub-account still overflow, it is
+/// left out rather than turn the portfolio into NaN.
+pub fn non_finite(run: &SymbolRun, a: &ActiveSeries) -> Option<String> {
+    let k = run
+        .equity
+        .iter()
+        .chain(&run.benchmark)
+        .position(|v| !v.is_finite())?;
+    Some(format!(
+        "its equity is not a finite number at bar {} ({}); left out so the portfolio stays finite",
+        a.window.start + k,
+        fmt_ts(run.ts.get(k).copied().unwrap_or(0))
+    ))
 }
 
 /// Sums the sub-accounts into the portfolio and benchmark (in the order of
@@ -825,7 +830,7 @@ pub fn run_to_dir(
 /// drops out later). Built by merging one window at a time, so memory is
 /// the calendar, never symbols × bars; each series' pages are released
 /// after reading.
-fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
+pub(crate) fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
     let mut timeline: Vec<i64> = Vec::new();
     for a in active {
         let ts = &data.view(a.idx).ts[a.window.clone()];

@@ -2,28 +2,45 @@
 //! the selected symbols, with shared work planned so each distinct piece is
 //! computed once.
 //!
-//! - Every combination runs the batched engine ([`compute_batch`]) over all
-//!   symbols at once, as `run` does: symbols in SIMD lanes, batches on all
-//!   cores. It recomputes the moving averages per combination, and is still
-//!   about twice as fast per combination as re-running only the layers of a
-//!   shared single-series [`SignalBank`](crate::engine::SignalBank)
-//!   (measured; see the README). Combinations are processed grouped by
-//!   their lengths (robustness + six base lengths), in a fixed order.
+//! - Combinations are processed grouped by their lengths (robustness + six
+//!   base lengths), in a fixed order, grid order inside a group. Per group
+//!   the shared stage of every symbol (its rate of change and 54 cross
+//!   signals, [`shared_signals`]: the moving averages) is computed once;
+//!   lambda, decay, cutout and the thresholds only change what follows.
+//! - The combinations of a group run as tasks (`plan.rs`): up to 8
+//!   (lambda, decay) pairs with one cutout side by side in the SIMD lanes
+//!   of the layer kernel ([`LayerLanes`]: layer 1, layer 2 and the average
+//!   signal), with every combination that reads them (thresholds only act
+//!   on the average signal, [`lane_direction`]). A task walks the symbols
+//!   in order, so each combination's portfolio is summed in symbol order
+//!   whatever the thread count: bit-identical results on any machine.
+//! - Each combination's backtest is the library's, as in `run`
+//!   ([`trade_series`], [`aggregate`]), without their copies: the
+//!   simulation reuses its buffers ([`simulate_checked_into`], the bars
+//!   checked once per symbol), each symbol's periods per year are computed
+//!   once, and the portfolio is summed as the symbols stream by
+//!   ([`PortfolioSum`] on the window timeline, as `run` streams it), so no
+//!   per-symbol curve is kept. One combination of a sweep gives exactly
+//!   the metrics of `run` with the same parameters (tested), and the
+//!   results are byte-identical to computing every combination with the
+//!   full engine (tested).
 //! - Each symbol's average signal and direction per combination are looked
 //!   up in the result cache (the `signals` kind that `run` stores), so a
 //!   combination that a run already computed is not recomputed. A sweep
 //!   does not store them: measured on 1,000 × 1,500 × 12 combinations,
 //!   storing cost +24% on the cold sweep and 280 MB of disk for a 1.3×
 //!   faster rerun, and one big grid would push out the entries runs reuse.
-//! - A combination's results come from the same functions as `atc-bt run`
-//!   ([`trade_series`], [`aggregate`]): one combination of a sweep gives
-//!   exactly the metrics of `run` with the same parameters.
+//!   Nor does it cache the shared stage (the `bank` kind): it is about one
+//!   engine pass per lengths group, a few percent of a sweep (see the
+//!   README).
 //! - Memory is bounded independently of the grid: combinations are
 //!   processed in chunks sized to a memory budget, and their rows are
-//!   streamed to the results file before the next chunk starts.
+//!   streamed to the results file (while the next chunk runs) before the
+//!   chunk after that starts.
 
 pub mod grid;
 pub mod output;
+mod plan;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -31,14 +48,21 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::backtest::Metrics;
-use crate::backtest::MetricsOptions;
+use crate::backtest::{
+    simulate_checked_into, Bars, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
+    SymbolRun, TradeStat,
+};
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
-use crate::engine::{compute_batch, AtcParams, BatchDetail};
+use crate::engine::batch::Isa;
+use crate::engine::{
+    lane_direction, shared_signals, AtcParams, LaneScratch, LayerLanes, SharedSignals, MA_COUNT,
+};
+use crate::run::output::Aggregate;
 use crate::run::{
-    aggregate, collect, last_bar, prepare, series_options, span_hash, trade_series, ActiveSeries,
-    RunError, RunPlan, Skipped, Strategy,
+    aggregate, collect, common_calendar, last_bar, non_finite, portfolio_metrics, prepare,
+    series_options, span_hash, trade_series, window_timeline, ActiveSeries, MetricsSettings,
+    RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{Grid, GridError, Value};
 
@@ -102,7 +126,6 @@ pub struct SweepResult {
 /// `sweep` and `merge`, so a merged sweep writes exactly the rows of a
 /// single-machine one.
 pub fn push_rows(rows: &mut Vec<Row>, combo: usize, sample: &str, r: &crate::run::RunResult) {
-    use crate::run::output::Aggregate;
     for s in &r.symbols {
         rows.push(Row {
             combo,
@@ -168,77 +191,34 @@ fn lengths_key(p: &AtcParams) -> (u8, [usize; 6]) {
     )
 }
 
+/// One engine span of a symbol: the bars `start..end` the engine sees, and
+/// the samples whose window is traded on them.
+struct Span {
+    start: usize,
+    end: usize,
+    samples: Vec<usize>,
+    /// [`span_hash`] (only with the cache enabled).
+    hash: String,
+}
+
 /// Per symbol: its active window in each sample (None where it has no
-/// bars), and the metric options of each (its periods per year resolved
-/// once, not per combination).
+/// bars), its engine spans, and the metric options of each window (its
+/// periods per year resolved once, not per combination).
 struct SymbolPlan {
     idx: usize,
     per_sample: Vec<Option<ActiveSeries>>,
+    spans: Vec<Span>,
     options: Vec<Option<MetricsOptions>>,
 }
 
 /// Distinct engine spans `(start, end)` of a symbol over its samples.
-fn spans(sp: &SymbolPlan) -> Vec<(usize, usize)> {
+fn spans(per_sample: &[Option<ActiveSeries>]) -> Vec<(usize, usize)> {
     let mut by_start: BTreeMap<usize, usize> = BTreeMap::new();
-    for a in sp.per_sample.iter().flatten() {
+    for a in per_sample.iter().flatten() {
         let e = by_start.entry(a.start).or_insert(0);
         *e = (*e).max(a.window.end);
     }
     by_start.into_iter().collect()
-}
-
-/// A span's average signal and direction, or why the engine refused it.
-type SpanSignals = Result<(Vec<f64>, Vec<i8>), String>;
-
-/// The engine's output for every symbol's spans under `p`: `[symbol]` →
-/// `(start, signals)`. Cached signals are taken from the cache; the rest
-/// are computed in one batched call.
-fn span_signals(
-    data: &Dataset,
-    symbol_plans: &[SymbolPlan],
-    p: &AtcParams,
-    cache: &Cache,
-) -> Vec<Vec<(usize, SpanSignals)>> {
-    let all: Vec<(usize, usize, usize)> = symbol_plans
-        .iter()
-        .enumerate()
-        .flat_map(|(si, sp)| spans(sp).into_iter().map(move |(s, e)| (si, s, e)))
-        .collect();
-    let hash = |&(si, s, e): &(usize, usize, usize)| {
-        span_hash(&data.series()[symbol_plans[si].idx].close_hash, s, e)
-    };
-    let mut out: Vec<Option<SpanSignals>> = all
-        .par_iter()
-        .map(|t| lookup_signals_once(cache, &hash(t), t.2 - t.1, p).map(Ok))
-        .collect();
-    let missing: Vec<usize> = (0..all.len()).filter(|&i| out[i].is_none()).collect();
-    if !missing.is_empty() {
-        let closes: Vec<&[f64]> = missing
-            .iter()
-            .map(|&i| {
-                let (si, s, e) = all[i];
-                &data.view(symbol_plans[si].idx).close[s..e]
-            })
-            .collect();
-        match compute_batch(&closes, p, BatchDetail::Direction) {
-            Ok(v) => {
-                for (&i, r) in missing.iter().zip(v) {
-                    out[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
-                }
-            }
-            Err(e) => {
-                for &i in &missing {
-                    out[i] = Some(Err(e.to_string()));
-                }
-            }
-        }
-    }
-    let mut per_symbol: Vec<Vec<(usize, SpanSignals)>> =
-        symbol_plans.iter().map(|_| Vec::new()).collect();
-    for (&(si, s, _), o) in all.iter().zip(out) {
-        per_symbol[si].push((s, o.unwrap_or_else(|| Err("no engine result".into()))));
-    }
-    per_symbol
 }
 
 /// Runs the sweep. `emit` receives each finished combination's rows (stream
@@ -257,18 +237,8 @@ pub fn sweep(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
-    sweep_with(
-        data,
-        plan,
-        grid,
-        base,
-        samples,
-        strict,
-        cache,
-        None,
-        emit,
-        on_combo,
-        &mut |_, _, _, _| Ok(()),
+    sweep_inner(
+        data, plan, grid, base, samples, strict, cache, None, emit, on_combo, None,
     )
 }
 
@@ -280,14 +250,7 @@ pub type Observer<'a> =
 /// The order in which [`sweep`] processes (and emits) combinations: groups
 /// of equal lengths in a fixed order, grid order inside a group.
 pub fn combo_order(grid: &Grid, base: &AtcParams) -> Vec<usize> {
-    let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
-    for c in 0..grid.count() as usize {
-        groups
-            .entry(lengths_key(&grid.combo(base, c)))
-            .or_default()
-            .push(c);
-    }
-    groups.into_values().flatten().collect()
+    combo_groups(grid, base).into_values().flatten().collect()
 }
 
 /// [`sweep`] with the capital split given per sample (`capital_symbols[k]`
@@ -307,6 +270,526 @@ pub fn sweep_with(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
     observe: &mut Observer<'_>,
+) -> Result<SweepResult, RunError> {
+    sweep_inner(
+        data,
+        plan,
+        grid,
+        base,
+        samples,
+        strict,
+        cache,
+        capital_symbols,
+        emit,
+        on_combo,
+        Some(observe),
+    )
+}
+
+/// Bytes of shared-stage results (`R` and 54 signals per engine bar) one
+/// block of symbols may hold.
+const BANK_BUDGET_BYTES: usize = 64 << 20;
+
+/// The fixed inputs of every task of a sweep.
+struct Ctx<'a> {
+    data: &'a Dataset,
+    symbols: &'a [SymbolPlan],
+    capital: &'a [f64],
+    cfg: ExecConfig,
+    settings: &'a MetricsSettings,
+    cache: &'a Cache,
+    /// Keep every symbol's full result (for an observer).
+    keep_full: bool,
+}
+
+/// What one (combination, sample) gathers over the symbols, in symbol
+/// order: the streamed portfolio of `aggregate`, or (with an observer)
+/// the symbols' full results.
+struct SampleAcc {
+    sum: PortfolioSum,
+    trades: Vec<TradeStat>,
+    fees: Vec<f64>,
+    /// `(symbol plan index, metrics)` of each symbol that traded.
+    rows: Vec<(usize, Metrics)>,
+    failed: Vec<Skipped>,
+    full: Vec<Result<SymbolResult, Skipped>>,
+}
+
+/// One combination inside a task.
+struct TaskCombo {
+    /// Index in the chunk.
+    at: usize,
+    /// Lane of the task's kernel that computes its average signal.
+    lane: usize,
+    params: AtcParams,
+    /// Why the engine refuses the parameters, if it does.
+    invalid: Option<String>,
+    accs: Vec<SampleAcc>,
+}
+
+/// A unit of parallel work (see [`plan::plan_tasks`]).
+struct TaskRun {
+    lanes: Option<LayerLanes>,
+    combos: Vec<TaskCombo>,
+}
+
+/// Buffers a worker thread reuses.
+#[derive(Default)]
+struct Worker {
+    lane: LaneScratch,
+    avg: Vec<f64>,
+    lane_avg: Vec<f64>,
+    dir: Vec<i8>,
+    run: SymbolRun,
+}
+
+impl TaskRun {
+    /// Runs the task's combinations over `block` (symbols in order) whose
+    /// shared stages are `banks[symbol][span]`.
+    fn run_block(
+        &mut self,
+        ctx: &Ctx<'_>,
+        block: std::ops::Range<usize>,
+        banks: &[Vec<Result<SharedSignals, String>>],
+        w: &mut Worker,
+    ) {
+        let data = ctx.data;
+        for (si, bank) in block.zip(banks) {
+            let sp = &ctx.symbols[si];
+            let name = &data.series()[sp.idx].name;
+            let view = data.view(sp.idx);
+            for (span, shared) in sp.spans.iter().zip(bank) {
+                let n = span.end - span.start;
+                // The backtest's inputs other than the direction, checked
+                // once for all the task's combinations (lean path only).
+                let inputs: Vec<Option<Result<CheckedInputs<'_>, String>>> = (0..ctx.capital.len())
+                    .map(|k| {
+                        let a = sp.per_sample[k].as_ref()?;
+                        if ctx.keep_full || !span.samples.contains(&k) {
+                            return None;
+                        }
+                        let (start, end) = (a.start, a.window.end);
+                        let bars = Bars {
+                            ts: &view.ts[start..end],
+                            open: &view.open[start..end],
+                            close: &view.close[start..end],
+                        };
+                        let local = a.window.start - start..end - start;
+                        Some(
+                            CheckedInputs::new(
+                                name,
+                                bars,
+                                end - start,
+                                local,
+                                ctx.capital[k],
+                                &ctx.cfg,
+                                a.data_ends,
+                            )
+                            .map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect();
+                let hits: Vec<Option<(Vec<f64>, Vec<i8>)>> = self
+                    .combos
+                    .iter()
+                    .map(|c| lookup_signals_once(ctx.cache, &span.hash, n, &c.params))
+                    .collect();
+                let computed = match (&self.lanes, shared) {
+                    (Some(lanes), Ok(sh))
+                        if self
+                            .combos
+                            .iter()
+                            .zip(&hits)
+                            .any(|(c, h)| h.is_none() && c.invalid.is_none()) =>
+                    {
+                        lanes.average_signal(sh, &mut w.lane, &mut w.avg);
+                        Some(lanes.width())
+                    }
+                    _ => None,
+                };
+                for (c, hit) in self.combos.iter_mut().zip(hits) {
+                    // This span's average signal and direction for `c`.
+                    let signals: Result<(), &String> = match (hit, &c.invalid, shared, computed) {
+                        (Some((avg, dir)), _, _, _) => {
+                            (w.lane_avg, w.dir) = (avg, dir);
+                            Ok(())
+                        }
+                        (None, Some(e), _, _) | (None, None, Err(e), _) => Err(e),
+                        (None, None, Ok(_), Some(width)) => {
+                            let p = &c.params;
+                            lane_direction(
+                                &w.avg,
+                                width,
+                                c.lane,
+                                p.long_threshold,
+                                p.short_threshold,
+                                &mut w.dir,
+                            );
+                            if ctx.keep_full {
+                                w.lane_avg.clear();
+                                w.lane_avg
+                                    .extend(w.avg.iter().skip(c.lane).step_by(width).take(n));
+                            }
+                            Ok(())
+                        }
+                        (None, None, Ok(_), None) => unreachable!("computed when needed"),
+                    };
+                    for &k in &span.samples {
+                        let (Some(a), Some(opts)) = (&sp.per_sample[k], &sp.options[k]) else {
+                            continue;
+                        };
+                        let acc = &mut c.accs[k];
+                        let fail = |reason: String| Skipped {
+                            symbol: name.clone(),
+                            reason,
+                        };
+                        let len = a.window.end - a.start;
+                        if ctx.keep_full {
+                            acc.full.push(match signals {
+                                Ok(()) => trade_series(
+                                    data,
+                                    a,
+                                    &w.lane_avg[..len],
+                                    &w.dir[..len],
+                                    ctx.capital[k],
+                                    &ctx.cfg,
+                                    opts,
+                                ),
+                                Err(reason) => Err(fail(reason.clone())),
+                            });
+                            continue;
+                        }
+                        if let Err(reason) = signals {
+                            acc.failed.push(fail(reason.clone()));
+                            continue;
+                        }
+                        // `trade_series` without its copies: the same
+                        // simulation and metrics, into reused buffers.
+                        let r = match &inputs[k] {
+                            Some(Ok(checked)) => {
+                                simulate_checked_into(&mut w.run, checked, &w.dir[..len])
+                                    .map_err(|e| e.to_string())
+                                    .and_then(|()| non_finite(&w.run, a).map_or(Ok(()), Err))
+                            }
+                            Some(Err(e)) => Err(e.clone()),
+                            None => Err("no window".into()),
+                        };
+                        match r {
+                            Ok(()) => {
+                                let m = w.run.metrics_with(opts);
+                                acc.sum.add(&w.run);
+                                acc.trades.extend(w.run.trades.iter().map(TradeStat::of));
+                                acc.fees.push(w.run.total_fees);
+                                acc.rows.push((si, m));
+                            }
+                            Err(reason) => acc.failed.push(fail(reason)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A finished (combination, sample) of the streamed path.
+struct SampleOut {
+    failed: Vec<Skipped>,
+    rows: Vec<(usize, Metrics)>,
+    metrics: Option<(Metrics, Metrics)>,
+}
+
+/// The portfolio of sample `k` of a streamed combination: what
+/// [`aggregate`] computes from the same symbols, summed in the same
+/// order, under the same options (the symbols' common calendar).
+fn finish_sample(
+    acc: SampleAcc,
+    k: usize,
+    capital: f64,
+    symbols: &[SymbolPlan],
+    settings: &MetricsSettings,
+) -> SampleOut {
+    let metrics = (!acc.rows.is_empty()).then(|| {
+        let calendars = acc
+            .rows
+            .iter()
+            .filter_map(|&(si, _)| symbols[si].options[k].as_ref())
+            .map(|o| &o.calendar);
+        let opts = settings.options(common_calendar(calendars));
+        let (port, bench) = acc.sum.finish();
+        portfolio_metrics(&port, &bench, &acc.trades, &acc.fees, capital, &opts)
+    });
+    SampleOut {
+        failed: acc.failed,
+        rows: acc.rows,
+        metrics,
+    }
+}
+
+/// The shared stages of some symbols' spans: `[symbol][span]`.
+type Banks = Vec<Vec<Result<SharedSignals, String>>>;
+
+/// The shared stages of the spans of `symbols` under the lengths of `p`
+/// (`None`: no valid parameters, nothing to compute).
+fn shared_banks(data: &Dataset, symbols: &[SymbolPlan], p: Option<&AtcParams>) -> Banks {
+    let spans: Vec<&[f64]> = symbols
+        .iter()
+        .flat_map(|sp| {
+            let close = data.view(sp.idx).close;
+            sp.spans.iter().map(move |s| &close[s.start..s.end])
+        })
+        .collect();
+    let all: Vec<Result<SharedSignals, String>> = match p {
+        Some(p) => match shared_signals(&spans, p, Isa::Auto) {
+            Ok(v) => v
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect(),
+            Err(e) => spans.iter().map(|_| Err(e.to_string())).collect(),
+        },
+        None => spans
+            .iter()
+            .map(|_| Err("no valid parameters".into()))
+            .collect(),
+    };
+    let mut all = all.into_iter();
+    symbols
+        .iter()
+        .map(|sp| all.by_ref().take(sp.spans.len()).collect())
+        .collect()
+}
+
+/// A chunk of one lengths group's combinations (in processing order)
+/// with its tasks.
+struct Chunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    tasks: Vec<TaskRun>,
+}
+
+/// A chunk whose tasks have run: per combination, per sample, what it
+/// gathered, back in chunk order.
+struct RanChunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    accs: Vec<Vec<SampleAcc>>,
+}
+
+impl Chunk {
+    /// Runs every task over every symbol: the shared stages are `kept`,
+    /// or computed block by block (and their data pages released).
+    fn run(
+        mut self,
+        ctx: &Ctx<'_>,
+        blocks: &[std::ops::Range<usize>],
+        kept: Option<&Banks>,
+    ) -> RanChunk {
+        let lengths = self
+            .tasks
+            .iter()
+            .flat_map(|t| &t.combos)
+            .find(|c| c.invalid.is_none())
+            .map(|c| c.params.clone());
+        for block in blocks {
+            let computed;
+            let banks = match kept {
+                Some(all) => &all[block.clone()],
+                None => {
+                    computed =
+                        shared_banks(ctx.data, &ctx.symbols[block.clone()], lengths.as_ref());
+                    &computed[..]
+                }
+            };
+            self.tasks
+                .par_iter_mut()
+                .for_each_init(Worker::default, |w, t| {
+                    t.run_block(ctx, block.clone(), banks, w)
+                });
+            if kept.is_none() {
+                // Done with these series for this chunk: let the kernel
+                // drop their mapped pages.
+                for sp in &ctx.symbols[block.clone()] {
+                    ctx.data.release(sp.idx);
+                }
+            }
+        }
+        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.params.len()).map(|_| None).collect();
+        for t in self.tasks {
+            for c in t.combos {
+                accs[c.at] = Some(c.accs);
+            }
+        }
+        RanChunk {
+            combos: self.combos,
+            params: self.params,
+            accs: accs.into_iter().map(Option::unwrap_or_default).collect(),
+        }
+    }
+}
+
+/// A streamed chunk with every portfolio summed, ready to emit.
+struct FinishedChunk {
+    combos: Vec<usize>,
+    params: Vec<AtcParams>,
+    outs: Vec<Vec<SampleOut>>,
+}
+
+impl RanChunk {
+    /// The portfolios of every (combination, sample), in parallel.
+    fn finish(self, ctx: &Ctx<'_>) -> FinishedChunk {
+        let outs = self
+            .accs
+            .into_par_iter()
+            .map(|accs| {
+                accs.into_iter()
+                    .enumerate()
+                    .map(|(k, acc)| {
+                        finish_sample(acc, k, ctx.capital[k], ctx.symbols, ctx.settings)
+                    })
+                    .collect()
+            })
+            .collect();
+        FinishedChunk {
+            combos: self.combos,
+            params: self.params,
+            outs,
+        }
+    }
+}
+
+/// What the emitting side of a sweep updates, combination by combination.
+struct Emitter<'e, 'o> {
+    data: &'e Dataset,
+    symbols: &'e [SymbolPlan],
+    samples: &'e [Sample],
+    capital: &'e [f64],
+    settings: &'e MetricsSettings,
+    strict: bool,
+    engine_bars: usize,
+    emit: &'e mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &'e (dyn Fn() + Sync),
+    observe: Option<&'e mut Observer<'o>>,
+    summaries: Vec<Option<ComboSummary>>,
+    skipped: Vec<Skipped>,
+    combo_bars: u64,
+}
+
+impl Emitter<'_, '_> {
+    fn done(
+        &mut self,
+        c: usize,
+        params: AtcParams,
+        rows: Vec<Row>,
+        port: Vec<Option<Metrics>>,
+        bench: Vec<Option<Metrics>>,
+    ) -> Result<(), RunError> {
+        self.summaries[c] = Some(ComboSummary {
+            combo: c,
+            params,
+            portfolio: port,
+            benchmark: bench,
+        });
+        (self.emit)(rows).map_err(|message| RunError::Output { message })?;
+        self.combo_bars += self.engine_bars as u64;
+        (self.on_combo)();
+        Ok(())
+    }
+
+    /// Emits a streamed chunk: each combination's rows (symbols, then
+    /// the portfolio and benchmark rows, per sample), as [`push_rows`] orders
+    /// them.
+    fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
+        for ((&c, params), outs) in fin.combos.iter().zip(fin.params).zip(fin.outs) {
+            let mut rows = Vec::new();
+            let mut port = Vec::new();
+            let mut bench = Vec::new();
+            for (k, out) in outs.into_iter().enumerate() {
+                if self.strict {
+                    if let Some(s) = out.failed.into_iter().next() {
+                        return Err(RunError::Strict {
+                            symbol: s.symbol,
+                            reason: s.reason,
+                        });
+                    }
+                } else if c == 0 && k == 0 {
+                    self.skipped.extend(out.failed);
+                }
+                let Some((pm, bm)) = out.metrics else {
+                    port.push(None);
+                    bench.push(None);
+                    continue;
+                };
+                let sample = &self.samples[k].name;
+                for (si, metrics) in out.rows {
+                    rows.push(Row {
+                        combo: c,
+                        sample: sample.clone(),
+                        symbol: Some(self.data.series()[self.symbols[si].idx].name.clone()),
+                        aggregate: None,
+                        metrics,
+                    });
+                }
+                for (agg, m) in [(Aggregate::Portfolio, &pm), (Aggregate::Benchmark, &bm)] {
+                    rows.push(Row {
+                        combo: c,
+                        sample: sample.clone(),
+                        symbol: None,
+                        aggregate: Some(agg),
+                        metrics: m.clone(),
+                    });
+                }
+                port.push(Some(pm));
+                bench.push(Some(bm));
+            }
+            self.done(c, params, rows, port, bench)?;
+        }
+        Ok(())
+    }
+
+    /// Emits a chunk kept in full for the observer: the steps of `run`
+    /// ([`collect`], [`aggregate`]) on each (combination, sample).
+    fn observed(&mut self, ran: RanChunk) -> Result<(), RunError> {
+        for ((&c, params), accs) in ran.combos.iter().zip(ran.params).zip(ran.accs) {
+            let mut rows = Vec::new();
+            let mut port = Vec::new();
+            let mut bench = Vec::new();
+            for (k, acc) in accs.into_iter().enumerate() {
+                let mut sk = Vec::new();
+                let symbols = collect(acc.full, &mut sk, self.strict)?;
+                if let Some(observe) = self.observe.as_deref_mut() {
+                    observe(c, k, &symbols, &sk).map_err(|message| RunError::Output { message })?;
+                }
+                if c == 0 && k == 0 {
+                    self.skipped.extend(sk);
+                }
+                if symbols.is_empty() {
+                    port.push(None);
+                    bench.push(None);
+                    continue;
+                }
+                let r = aggregate(symbols, Vec::new(), self.capital[k], self.settings);
+                push_rows(&mut rows, c, &self.samples[k].name, &r);
+                port.push(Some(r.portfolio_metrics));
+                bench.push(Some(r.benchmark_metrics));
+            }
+            self.done(c, params, rows, port, bench)?;
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep_inner(
+    data: &Dataset,
+    plan: &RunPlan,
+    grid: &Grid,
+    base: &Strategy,
+    samples: &[Sample],
+    strict: bool,
+    cache: &Cache,
+    capital_symbols: Option<&[usize]>,
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &(dyn Fn() + Sync),
+    observe: Option<&mut Observer<'_>>,
 ) -> Result<SweepResult, RunError> {
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
@@ -338,152 +821,264 @@ pub fn sweep_with(
             base.execution.capital / n.max(1) as f64
         })
         .collect();
-    let mut symbol_plans: Vec<SymbolPlan> = per_sample_active[0]
+    // Every window bar of each sample: a superset of its portfolio's
+    // timeline (see `PortfolioSum`).
+    let timelines: Vec<Vec<i64>> = per_sample_active
         .iter()
-        .map(|a| SymbolPlan {
-            idx: a.idx,
-            per_sample: Vec::with_capacity(samples.len()),
-            options: Vec::with_capacity(samples.len()),
-        })
+        .map(|a| window_timeline(data, a))
         .collect();
-    for sp in &mut symbol_plans {
-        for active in &per_sample_active {
-            sp.per_sample
-                .push(active.iter().find(|a| a.idx == sp.idx).cloned());
-        }
-    }
-    symbol_plans.par_iter_mut().for_each(|sp| {
-        sp.options = sp
-            .per_sample
-            .iter()
-            .map(|a| a.as_ref().map(|a| series_options(data, a, &base.metrics)))
-            .collect();
-    });
-    let cfg = base.execution.exec_config();
+    let symbol_plans = symbol_plans(
+        data,
+        &per_sample_active,
+        samples.len(),
+        cache,
+        &base.metrics,
+    );
+    let keep_full = observe.is_some();
+    let ctx = Ctx {
+        data,
+        symbols: &symbol_plans,
+        capital: &capital,
+        cfg: base.execution.exec_config(),
+        settings: &base.metrics,
+        cache,
+        keep_full,
+    };
     let total_window_bars: usize = symbol_plans
         .iter()
         .flat_map(|sp| sp.per_sample.iter().flatten())
         .map(|a| a.window.len())
         .sum();
-    let engine_bars: usize = symbol_plans
+    let span_bars = || {
+        symbol_plans
+            .iter()
+            .flat_map(|sp| sp.spans.iter().map(|s| s.end - s.start))
+    };
+    let engine_bars: usize = span_bars().sum();
+    let longest = span_bars().max().unwrap_or(0);
+    // Per combination a chunk holds, per sample, a portfolio sum (~41
+    // bytes per timeline bar) and each symbol's metrics, and the trade
+    // statistics (~2 bytes per window bar at one trade per 20 bars); with
+    // an observer, each symbol's full results (~64 bytes per window bar)
+    // and signals (9 bytes per engine bar). Two chunks are alive at once
+    // (one emitted while the next runs).
+    let per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
+        + per_sample_active
+            .iter()
+            .map(|a| a.len() * (std::mem::size_of::<Metrics>() + 64))
+            .sum::<usize>()
+        + total_window_bars * 2
+        + longest * 8
+        + if keep_full {
+            total_window_bars * 64 + engine_bars * 9
+        } else {
+            0
+        };
+    let budget_chunk = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
+    // The shared stages of every symbol, kept for a whole lengths group
+    // when they fit the budget; else computed per block of symbols (and
+    // chunk).
+    let bank_bytes = |sp: &SymbolPlan| -> usize {
+        sp.spans
+            .iter()
+            .map(|s| (s.end - s.start) * (MA_COUNT + 8))
+            .sum()
+    };
+    let keep_banks = symbol_plans.iter().map(bank_bytes).sum::<usize>() <= BANK_BUDGET_BYTES;
+    let mut blocks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    while at < symbol_plans.len() {
+        let mut end = at;
+        let mut bytes = 0;
+        while end < symbol_plans.len() && (end == at || bytes < BANK_BUDGET_BYTES) {
+            bytes += bank_bytes(&symbol_plans[end]);
+            end += 1;
+        }
+        blocks.push(at..end);
+        at = end;
+    }
+    let width = LayerLanes::max_width(Isa::Auto);
+    let threads = rayon::current_num_threads();
+    let min_tasks = 2 * threads;
+    // Chunks a few lane groups per thread long, so one chunk's rows are
+    // written while the next one runs; whole lanes where the grid allows
+    // (a multiple of width × the combinations that share a layer key's
+    // cutout and thresholds); longer when the shared stages are recomputed
+    // per chunk, so that stays a small part.
+    let repeat = grid
+        .axes
         .iter()
-        .flat_map(|sp| spans(sp).into_iter().map(|(s, e)| e - s))
-        .sum();
-    // Per combination a chunk holds each symbol's trade results (~64 bytes
-    // per window bar) and the engine's signals (9 bytes per engine bar).
-    let per_combo = total_window_bars * 64 + engine_bars * 9;
-    let chunk = (CHUNK_BUDGET_BYTES / per_combo.max(1)).clamp(1, 4096);
+        .filter(|(a, _)| a == "cutout" || a.ends_with("_threshold"))
+        .map(|(_, v)| v.len())
+        .product::<usize>()
+        .max(1);
+    let unit = width * repeat;
+    let per_chunk_units = if keep_banks {
+        2 * threads
+    } else {
+        16 * threads
+    };
+    let chunk = (unit * per_chunk_units).min(budget_chunk).max(1);
 
-    // Group combinations by lengths, keeping grid order inside a group.
-    let count = grid.count() as usize;
+    let mut out = Emitter {
+        data,
+        symbols: &symbol_plans,
+        samples,
+        capital: &capital,
+        settings: &base.metrics,
+        strict,
+        engine_bars,
+        emit,
+        on_combo,
+        observe,
+        summaries: vec![None; grid.count() as usize],
+        skipped,
+        combo_bars: 0,
+    };
+    let new_acc = |k: usize| SampleAcc {
+        sum: PortfolioSum::new(
+            if keep_full {
+                Vec::new()
+            } else {
+                timelines[k].clone()
+            },
+            capital[k],
+        ),
+        trades: Vec::new(),
+        fees: Vec::new(),
+        rows: Vec::new(),
+        failed: Vec::new(),
+        full: Vec::new(),
+    };
+    let plan_chunk = |combos: &[usize]| -> Chunk {
+        let params: Vec<AtcParams> = combos.iter().map(|&c| grid.combo(&base.atc, c)).collect();
+        let invalid: Vec<Option<String>> = params
+            .iter()
+            .map(|p| p.validate().err().map(|e| e.to_string()))
+            .collect();
+        let valid: Vec<bool> = invalid.iter().map(Option::is_none).collect();
+        let tasks = plan::plan_tasks(&params, &valid, width, min_tasks)
+            .into_iter()
+            .map(|t| {
+                let lane_params: Vec<&AtcParams> = t.lanes.iter().map(|&c| &params[c]).collect();
+                TaskRun {
+                    lanes: (!lane_params.is_empty())
+                        .then(|| LayerLanes::new(&lane_params, longest, Isa::Auto).ok())
+                        .flatten(),
+                    combos: t
+                        .combos
+                        .iter()
+                        .map(|&(at, lane)| TaskCombo {
+                            at,
+                            lane,
+                            params: params[at].clone(),
+                            invalid: invalid[at].clone(),
+                            accs: (0..samples.len()).map(new_acc).collect(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Chunk {
+            combos: combos.to_vec(),
+            params,
+            tasks,
+        }
+    };
+
+    // The streamed chunk waiting to be emitted while the next one runs.
+    let mut pending: Option<FinishedChunk> = None;
+    for combos in combo_groups(grid, &base.atc).values() {
+        let first_valid = combos
+            .iter()
+            .map(|&c| grid.combo(&base.atc, c))
+            .find(|p| p.validate().is_ok());
+        let kept = (keep_banks && first_valid.is_some())
+            .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
+        for chunk_combos in combos.chunks(chunk) {
+            let chunk = plan_chunk(chunk_combos);
+            if keep_full {
+                let ran = chunk.run(&ctx, &blocks, kept.as_ref());
+                out.observed(ran)?;
+                continue;
+            }
+            let mut ran = None;
+            let mut emitted = Ok(());
+            rayon::in_place_scope(|s| {
+                s.spawn(|_| ran = Some(chunk.run(&ctx, &blocks, kept.as_ref())));
+                if let Some(fin) = pending.take() {
+                    emitted = out.streamed(fin);
+                }
+            });
+            emitted?;
+            pending = ran.map(|r| r.finish(&ctx));
+        }
+    }
+    if let Some(fin) = pending.take() {
+        out.streamed(fin)?;
+    }
+    Ok(SweepResult {
+        combos: out.summaries.into_iter().flatten().collect(),
+        samples: samples.to_vec(),
+        skipped: out.skipped,
+        combo_bars: out.combo_bars,
+    })
+}
+
+/// Each symbol active in the first sample (`full`) with its windows,
+/// engine spans and metric options in every sample.
+fn symbol_plans(
+    data: &Dataset,
+    per_sample_active: &[Vec<ActiveSeries>],
+    samples: usize,
+    cache: &Cache,
+    settings: &MetricsSettings,
+) -> Vec<SymbolPlan> {
+    per_sample_active[0]
+        .par_iter()
+        .map(|first| {
+            let per_sample: Vec<Option<ActiveSeries>> = per_sample_active
+                .iter()
+                .map(|active| active.iter().find(|a| a.idx == first.idx).cloned())
+                .collect();
+            let options = per_sample
+                .iter()
+                .map(|a| a.as_ref().map(|a| series_options(data, a, settings)))
+                .collect();
+            let spans = spans(&per_sample)
+                .into_iter()
+                .map(|(start, end)| Span {
+                    start,
+                    end,
+                    samples: (0..samples)
+                        .filter(|&k| per_sample[k].as_ref().is_some_and(|a| a.start == start))
+                        .collect(),
+                    hash: if cache.is_enabled() {
+                        span_hash(&data.series()[first.idx].close_hash, start, end)
+                    } else {
+                        String::new()
+                    },
+                })
+                .collect();
+            SymbolPlan {
+                idx: first.idx,
+                per_sample,
+                spans,
+                options,
+            }
+        })
+        .collect()
+}
+
+/// Combination numbers grouped by lengths (in a fixed order), grid order
+/// inside a group.
+fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec<usize>> {
     let mut groups: BTreeMap<(u8, [usize; 6]), Vec<usize>> = BTreeMap::new();
-    for c in 0..count {
+    for c in 0..grid.count() as usize {
         groups
-            .entry(lengths_key(&grid.combo(&base.atc, c)))
+            .entry(lengths_key(&grid.combo(base, c)))
             .or_default()
             .push(c);
     }
-
-    let mut summaries: Vec<Option<ComboSummary>> = vec![None; count];
-    let mut combo_bars = 0u64;
-    for combos in groups.values() {
-        for chunk_combos in combos.chunks(chunk) {
-            let params: Vec<AtcParams> = chunk_combos
-                .iter()
-                .map(|&c| grid.combo(&base.atc, c))
-                .collect();
-            // [combo][symbol] → (span start, signals)
-            let signals: Vec<Vec<Vec<(usize, SpanSignals)>>> = params
-                .iter()
-                .map(|p| span_signals(data, &symbol_plans, p, cache))
-                .collect();
-            // [symbol][combo][sample]
-            let per_symbol: Vec<Vec<Vec<Option<Result<_, Skipped>>>>> = symbol_plans
-                .par_iter()
-                .enumerate()
-                .map(|(si, sp)| {
-                    signals
-                        .iter()
-                        .map(|per_symbol| {
-                            sp.per_sample
-                                .iter()
-                                .enumerate()
-                                .map(|(k, a)| {
-                                    let a = a.as_ref()?;
-                                    let (_, sig) =
-                                        per_symbol[si].iter().find(|(s, _)| *s == a.start)?;
-                                    let len = a.window.end - a.start;
-                                    Some(match sig {
-                                        Ok((avg, dir)) => trade_series(
-                                            data,
-                                            a,
-                                            &avg[..len],
-                                            &dir[..len],
-                                            capital[k],
-                                            &cfg,
-                                            sp.options[k].as_ref()?,
-                                        ),
-                                        Err(reason) => Err(Skipped {
-                                            symbol: data.series()[sp.idx].name.clone(),
-                                            reason: reason.clone(),
-                                        }),
-                                    })
-                                })
-                                .collect()
-                        })
-                        .collect()
-                })
-                .collect();
-            drop(signals);
-            // Transpose to combos, aggregate each sample in symbol order.
-            let mut per_symbol: Vec<_> = per_symbol.into_iter().map(|v| v.into_iter()).collect();
-            for (ci, &c) in chunk_combos.iter().enumerate() {
-                let mut by_sample: Vec<Vec<Result<_, Skipped>>> = vec![Vec::new(); samples.len()];
-                for it in per_symbol.iter_mut() {
-                    if let Some(v) = it.next() {
-                        for (k, r) in v.into_iter().enumerate() {
-                            if let Some(r) = r {
-                                by_sample[k].push(r);
-                            }
-                        }
-                    }
-                }
-                let mut rows = Vec::new();
-                let mut port = Vec::new();
-                let mut bench = Vec::new();
-                for (k, outcomes) in by_sample.into_iter().enumerate() {
-                    let mut sk = Vec::new();
-                    let symbols = collect(outcomes, &mut sk, strict)?;
-                    observe(c, k, &symbols, &sk).map_err(|message| RunError::Output { message })?;
-                    if c == 0 && k == 0 {
-                        skipped.extend(sk);
-                    }
-                    if symbols.is_empty() {
-                        port.push(None);
-                        bench.push(None);
-                        continue;
-                    }
-                    let r = aggregate(symbols, Vec::new(), capital[k], &base.metrics);
-                    push_rows(&mut rows, c, &samples[k].name, &r);
-                    port.push(Some(r.portfolio_metrics));
-                    bench.push(Some(r.benchmark_metrics));
-                }
-                summaries[c] = Some(ComboSummary {
-                    combo: c,
-                    params: params[ci].clone(),
-                    portfolio: port,
-                    benchmark: bench,
-                });
-                emit(rows).map_err(|message| RunError::Output { message })?;
-                combo_bars += engine_bars as u64;
-                on_combo();
-            }
-        }
-    }
-    Ok(SweepResult {
-        combos: summaries.into_iter().flatten().collect(),
-        samples: samples.to_vec(),
-        skipped,
-        combo_bars,
-    })
+    groups
 }
