@@ -66,6 +66,14 @@ fn shipped_grid_on_bundled_data_with_split() {
     let wf = json(&out.join("walk_forward.json"));
     let folds = wf["folds"].as_array().unwrap();
     assert!(folds.len() >= 5, "{}", folds.len());
+    // Each fold keeps its test window and its test metrics apart (the
+    // metrics once overwrote the window under one key `test`).
+    for f in folds {
+        for w in ["train", "test"] {
+            assert!(f[w]["from"].is_string() && f[w]["to"].is_string(), "{f}");
+        }
+        assert!(f.get("test_metrics").is_some(), "{f}");
+    }
     assert!(wf["out_of_sample"]["total_return"].is_number());
     let curve = read_parquet(&out.join("walk_forward_equity.parquet"));
     let names = str_col(&curve, "aggregate");

@@ -477,7 +477,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
                         "best_combo": f.best_combo,
                         "params": f.best_combo.and_then(|c| result.combos.iter().find(|x| x.combo == c)).map(|c| &c.params),
                         "train_metric": f.train_metric,
-                        "test": f.test,
+                        "test_metrics": f.test,
                     })).collect::<Vec<_>>(),
                     "out_of_sample": w.metrics,
                     "benchmark": w.benchmark_metrics,

@@ -1462,26 +1462,12 @@ fn sweep_heatmaps(
     out
 }
 
-/// A fold's `train` or `test` window `(from, to)` in µs. `walk_forward.json`
-/// of this version writes the test window and the test metrics under the
-/// same key `test`, and the metrics win; the window is then the bars the
-/// metrics cover (`start`, `end`), or starts right after the training
-/// window when the fold traded nothing.
+/// A fold's `train` or `test` window `(from, to)` in µs, as
+/// `walk_forward.json` writes it (`{"from", "to"}`).
 fn fold_window(f: &Value, which: &str) -> (Option<i64>, Option<i64>) {
     let w = f.get(which);
     let get = |k: &str| parse_time(w.and_then(|w| w.get(k)));
-    match (get("from"), get("to")) {
-        (Some(a), b) => (Some(a), b),
-        _ if which == "test" => {
-            let after_train = fold_window(f, "train").1.map(|t| {
-                // The training window ends one tick before the test window.
-                let s = 1_000_000;
-                (t + s).div_euclid(s) * s
-            });
-            (get("start").or(after_train), get("end"))
-        }
-        (None, b) => (None, b),
-    }
+    (get("from"), get("to"))
 }
 
 /// A window bound as a day when it is a day's start or its last second
@@ -1601,7 +1587,7 @@ fn walk_forward_section(
                 _ => t.push_str("<td class=\"na\" data-v=\"\">n/a</td>"),
             }
         }
-        let test = f.get("test");
+        let test = f.get("test_metrics");
         t.push_str(&num(f.get("train_metric"), &metric));
         t.push_str(&num(test.and_then(|m| m.get(&metric)), &metric));
         t.push_str(&num(

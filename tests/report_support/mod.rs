@@ -605,15 +605,14 @@ pub fn write_walk_forward_dir(dir: &Path, folds: usize) {
         } else {
             0.02 * (k as f64 + 1.0) - 0.03
         };
-        // As `atc-bt sweep` writes it: the test window and the test
-        // metrics share the key `test`, and the metrics (with their first
-        // and last bar) win.
+        // As `atc-bt sweep` writes it.
         fj.push(json!({
             "train": {"from": rfc3339(train_from), "to": rfc3339(test_from - 1)},
+            "test": {"from": rfc3339(test_from), "to": rfc3339(test_to)},
             "best_combo": if none { Value::Null } else { json!(k * 3) },
             "params": if none { Value::Null } else { json!({"lambda": 0.01 * (k as f64 + 1.0), "decay": 0.02, "cutout": 0}) },
             "train_metric": if none { Value::Null } else { json!(1.5 + k as f64 * 0.1) },
-            "test": if none { Value::Null } else { json!({
+            "test_metrics": if none { Value::Null } else { json!({
                 "start": rfc3339(test_from),
                 "end": rfc3339(test_from + 179 * DAY),
                 "sharpe": 0.8 - k as f64 * 0.1,
@@ -621,7 +620,6 @@ pub fn write_walk_forward_dir(dir: &Path, folds: usize) {
                 "benchmark_return": 0.01 * k as f64,
             }) },
         }));
-        let _ = test_to;
         for d in 0..180usize {
             let t = test_from + d as i64 * DAY;
             let i = k * 180 + d;
