@@ -21,6 +21,7 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod parquet_write;
 pub mod report;
 pub mod run;
 pub mod shard;

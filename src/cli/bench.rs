@@ -1,6 +1,6 @@
 //! `atc-bt bench`: throughput on a seeded synthetic set.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
 use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
@@ -20,7 +20,11 @@ pub struct BenchArgs {
     /// Timed repetitions (min/median reported)
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
-    /// full: the whole ATC engine; backtest: fills, equity, trades and metrics only
+    /// full: the whole ATC engine; backtest: fills, equity, trades and
+    /// metrics only; run: the whole `run` path (engine, backtest, metrics,
+    /// result files written and synced, as `run --no-cache --no-report`)
+    /// on `data synth`'s set in a scratch directory, alternated with the
+    /// engine alone on the same bars, and their ratio
     #[arg(long, value_enum, default_value_t = Stage::Full)]
     pub stage: Stage,
     /// Engine for the full stage: batched (symbols in SIMD lanes, what `run` uses) or single (one series at a time)
@@ -29,6 +33,9 @@ pub struct BenchArgs {
     /// Also time the other engine in the same run and print the ratio
     #[arg(long)]
     pub compare: bool,
+    /// The run stage's result files, as `run --outputs`
+    #[arg(long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = crate::run::output::Outputs::parse)]
+    pub outputs: crate::run::output::Outputs,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -47,8 +54,9 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         stage: args.stage,
         engine: args.engine,
         compare: args.compare,
+        outputs: args.outputs,
     };
-    let r = run_bench(&cfg).context("cannot start worker threads")?;
+    let r = run_bench(&cfg)?;
     if args.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -62,11 +70,38 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
             r.bars_per_s_min / 1e6,
             r.bars_per_s_max / 1e6
         );
-        println!(
-            "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
-            r.bars_per_s_1_thread_median / 1e6,
-            r.speedup_vs_1_thread
-        );
+        if let (Some(one), Some(x)) = (r.bars_per_s_1_thread_median, r.speedup_vs_1_thread) {
+            println!(
+                "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
+                one / 1e6,
+                x
+            );
+        }
+        if let Some(run) = &r.run {
+            println!(
+                "  engine alone on the same bars: {:.2}M bars/s median",
+                run.engine_bars_per_s_median / 1e6
+            );
+            println!(
+                "  run / engine: {:.0}% (wall, median; each: {}), {:.0}% (CPU time)",
+                100.0 * run.run_vs_engine,
+                run.run_vs_engine_each
+                    .iter()
+                    .map(|x| format!("{:.0}%", 100.0 * x))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                100.0 * run.run_vs_engine_cpu
+            );
+            println!(
+                "  results: {:.2} bytes per bar ({})",
+                run.output_bytes_per_bar,
+                run.files
+                    .iter()
+                    .map(|(n, b)| format!("{n} {:.1} MB", *b as f64 / 1e6))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let (Some(o), Some(x)) = (r.other_engine_bars_per_s_median, r.ratio_vs_other_engine) {
             println!(
                 "  other engine: {:.2}M bars/s median; ratio {:.2}×",

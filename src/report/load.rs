@@ -12,7 +12,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -255,6 +257,109 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// The rows of `meta`'s file whose `symbol` column may hold one of
+/// `names`: the row groups and, within them, the pages whose min/max
+/// statistics of `symbol` allow it (the column index, when the file has
+/// one; else every page of the row group). Conservative: a group or page
+/// without statistics is kept. `None` when the file has no `symbol` column.
+fn symbol_selection(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    names: &BTreeSet<String>,
+) -> Option<(Vec<usize>, RowSelection)> {
+    use parquet::file::page_index::index::Index;
+    let schema = meta.file_metadata().schema_descr();
+    let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "symbol")?;
+    let may_hold = |lo: Option<&[u8]>, hi: Option<&[u8]>| match (lo, hi) {
+        (Some(lo), Some(hi)) => names
+            .iter()
+            .any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi),
+        // An all-null page or no statistics: cannot tell.
+        _ => true,
+    };
+    let (mut groups, mut selectors) = (Vec::new(), Vec::new());
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        let rows = rg.num_rows().max(0) as usize;
+        if let Some(st) = rg.column(col).statistics() {
+            if !may_hold(st.min_bytes_opt(), st.max_bytes_opt()) {
+                continue;
+            }
+        }
+        groups.push(g);
+        let pages = match (meta.column_index(), meta.offset_index()) {
+            (Some(ci), Some(oi)) => match (&ci[g][col], oi[g][col].page_locations()) {
+                (Index::BYTE_ARRAY(index), locations) if index.indexes.len() == locations.len() => {
+                    Some((index, locations))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((index, locations)) = pages else {
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        for (p, page) in index.indexes.iter().enumerate() {
+            let first = locations[p].first_row_index.max(0) as usize;
+            let end = locations
+                .get(p + 1)
+                .map_or(rows, |l| l.first_row_index.max(0) as usize);
+            let n = end.saturating_sub(first);
+            if may_hold(page.min_bytes(), page.max_bytes()) {
+                selectors.push(RowSelector::select(n));
+            } else {
+                selectors.push(RowSelector::skip(n));
+            }
+        }
+    }
+    Some((groups, RowSelection::from(selectors)))
+}
+
+/// [`for_each_batch`] over only the row groups and pages of `path` that may
+/// hold rows of the symbols `names` (by the `symbol` statistics, see
+/// [`symbol_selection`]): a 10,000-symbol run's report reads a few pages
+/// per chosen symbol, not the whole file. The batches still hold other
+/// symbols' rows from the same pages; callers filter by name.
+pub fn for_each_batch_of(
+    path: &Path,
+    columns: &[&str],
+    names: &BTreeSet<String>,
+    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let file = File::open(path).map_err(io(path))?;
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| pq(path, e))?
+        .with_batch_size(64 * 1024);
+    if let Some((groups, selection)) = symbol_selection(builder.metadata(), names) {
+        builder = builder
+            .with_row_groups(groups)
+            .with_row_selection(selection);
+    }
+    if !columns.is_empty() {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| pq(path, e))?;
+    for b in reader {
+        let batch = b.map_err(|e| pq(path, e))?;
+        f(&Batch { path, batch })?;
+    }
+    Ok(())
+}
+
+/// The names of the aggregate rows (`PORTFOLIO`, `BENCHMARK`) among a
+/// file's `symbol` values. Issue 16 moves them out of the symbol
+/// namespace; this and [`is_aggregate`] are the report's only knowledge of
+/// how they are told apart.
+pub fn aggregate_names() -> BTreeSet<String> {
+    [PORTFOLIO, BENCHMARK].map(String::from).into()
+}
+
+/// Whether a `symbol` value names an aggregate row.
+pub fn is_aggregate(symbol: &str) -> bool {
+    symbol == PORTFOLIO || symbol == BENCHMARK
+}
+
 /// A time series (timestamps in microseconds since the epoch, UTC).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
@@ -361,72 +466,90 @@ pub fn load_run_meta(dir: &Path) -> Result<RunData, ReportError> {
     })
 }
 
-/// Reads the curves, the panels of `symbols`, and `memory.parquet`.
+/// Reads the curves, the panels of `symbols`, and `memory.parquet`: only
+/// the row groups and pages that hold those rows ([`for_each_batch_of`]).
+/// `drawdown` is computed from the curve where `equity.parquet` has no
+/// such column (`--outputs` without `drawdown`); a run written without
+/// `signals.parquet` or `trades.parquet` has panels without them.
 pub fn load_run_series(
     dir: &Path,
     data: &mut RunData,
     symbols: &BTreeSet<String>,
 ) -> Result<(), ReportError> {
     let epath = dir.join("equity.parquet");
-    for_each_batch(&epath, &["ts", "symbol", "equity", "drawdown"], |b| {
-        let rows = b.rows_where("symbol", |s| s == PORTFOLIO || s == BENCHMARK)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let sym = b.strs("symbol")?;
-        let ts = b.ts("ts")?;
-        let eq = b.f64s("equity")?;
-        let dd = if b.has("drawdown") {
-            b.f64s("drawdown")?
-        } else {
-            vec![None; b.len()]
-        };
-        for i in rows {
-            let c = if sym[i] == PORTFOLIO {
-                &mut data.portfolio
-            } else {
-                &mut data.benchmark
-            };
-            if let Some(t) = ts[i] {
-                c.equity.ts.push(t);
-                c.equity.values.push(eq[i].unwrap_or(f64::NAN));
-                c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+    let mut has_drawdown = false;
+    for_each_batch_of(
+        &epath,
+        &["ts", "symbol", "equity", "drawdown"],
+        &aggregate_names(),
+        |b| {
+            let rows = b.rows_where("symbol", is_aggregate)?;
+            if rows.is_empty() {
+                return Ok(());
             }
+            let sym = b.strs("symbol")?;
+            let ts = b.ts("ts")?;
+            let eq = b.f64s("equity")?;
+            has_drawdown = b.has("drawdown");
+            let dd = if has_drawdown {
+                b.f64s("drawdown")?
+            } else {
+                vec![None; b.len()]
+            };
+            for i in rows {
+                let c = if sym[i] == PORTFOLIO {
+                    &mut data.portfolio
+                } else {
+                    &mut data.benchmark
+                };
+                if let Some(t) = ts[i] {
+                    c.equity.ts.push(t);
+                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
+                    c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if !has_drawdown {
+        for c in [&mut data.portfolio, &mut data.benchmark] {
+            c.drawdown = drawdowns(&c.equity.values);
         }
-        Ok(())
-    })?;
+    }
     if symbols.is_empty() {
         return load_memory(dir, data);
     }
     let spath = dir.join("signals.parquet");
-    for_each_batch(&spath, &["ts", "symbol", "close", "avg"], |b| {
-        let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let sym = b.strs("symbol")?;
-        let ts = b.ts("ts")?;
-        let avg = b.f64s("avg")?;
-        let close = if b.has("close") {
-            Some(b.f64s("close")?)
-        } else {
-            None
-        };
-        for i in rows {
-            let Some(t) = ts[i] else { continue };
-            let p = data.panels.entry(sym[i].clone()).or_default();
-            p.avg.ts.push(t);
-            p.avg.values.push(avg[i].unwrap_or(f64::NAN));
-            if let Some(c) = &close {
-                p.close.ts.push(t);
-                p.close.values.push(c[i].unwrap_or(f64::NAN));
+    if spath.exists() {
+        for_each_batch_of(&spath, &["ts", "symbol", "close", "avg"], symbols, |b| {
+            let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+            if rows.is_empty() {
+                return Ok(());
             }
-        }
-        Ok(())
-    })?;
+            let sym = b.strs("symbol")?;
+            let ts = b.ts("ts")?;
+            let avg = b.f64s("avg")?;
+            let close = if b.has("close") {
+                Some(b.f64s("close")?)
+            } else {
+                None
+            };
+            for i in rows {
+                let Some(t) = ts[i] else { continue };
+                let p = data.panels.entry(sym[i].clone()).or_default();
+                p.avg.ts.push(t);
+                p.avg.values.push(avg[i].unwrap_or(f64::NAN));
+                if let Some(c) = &close {
+                    p.close.ts.push(t);
+                    p.close.values.push(c[i].unwrap_or(f64::NAN));
+                }
+            }
+            Ok(())
+        })?;
+    }
     let tpath = dir.join("trades.parquet");
     if tpath.exists() {
-        for_each_batch(
+        for_each_batch_of(
             &tpath,
             &[
                 "symbol",
@@ -436,6 +559,7 @@ pub fn load_run_series(
                 "exit_ts",
                 "exit_price",
             ],
+            symbols,
             |b| {
                 let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
                 if rows.is_empty() {
@@ -634,7 +758,8 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let rpath = dir.join("results.parquet");
     let mut rows = Vec::new();
     let mut metric_columns = Vec::new();
-    for_each_batch(&rpath, &[], |b| {
+    let portfolio: BTreeSet<String> = [PORTFOLIO.to_string()].into();
+    for_each_batch_of(&rpath, &[], &portfolio, |b| {
         if metric_columns.is_empty() {
             metric_columns = b
                 .column_names()

@@ -645,7 +645,7 @@ pub fn run_with_cache(
     let (active, mut skipped) = prepare(data, plan)?;
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
-    let mut outcomes: Vec<Result<SymbolResult, Skipped>> = Vec::with_capacity(active.len());
+    let mut sink = Collect(Vec::with_capacity(active.len()));
     run_chunks(
         data,
         &active,
@@ -653,11 +653,9 @@ pub fn run_with_cache(
         capital_per_symbol,
         cache,
         on_done,
-        &mut |part| {
-            outcomes.extend(part);
-            Ok(())
-        },
+        &mut sink,
     )?;
+    let outcomes = sink.0;
     let symbols = collect(outcomes, &mut skipped, strict)?;
     Ok(aggregate(
         symbols,
@@ -668,12 +666,13 @@ pub fn run_with_cache(
 }
 
 /// [`run_with_cache`] streamed into the run directory being written at
-/// `dir` (the temporary directory of [`output::partial_dir`]): each chunk
-/// of symbols is written as soon as it is traded and the portfolio is
-/// summed as it goes, so memory holds one chunk of per-bar results however
-/// many symbols run. The files are byte-identical to
-/// [`output::write_run_dir`] of [`run_with_cache`]'s result; `run.json`
-/// is the caller's (see [`output::commit_run_dir`]).
+/// `dir` (the temporary directory of [`output::partial_dir`]), writing the
+/// files of `outputs`: each chunk of symbols is encoded while the next one
+/// computes, and the portfolio is summed as it goes, so memory holds a few
+/// chunks of per-bar results however many symbols run. The files are
+/// byte-identical to [`output::write_run_dir`] of [`run_with_cache`]'s
+/// result at any thread count; `run.json` is the caller's (see
+/// [`output::commit_run_dir`]).
 #[allow(clippy::too_many_arguments)]
 pub fn run_to_dir(
     data: &Dataset,
@@ -684,18 +683,26 @@ pub fn run_to_dir(
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
     dir: &Path,
+    outputs: output::Outputs,
 ) -> Result<RunSummary, RunError> {
     strategy.atc.validate()?;
-    let (active, mut skipped) = prepare(data, plan)?;
+    let (active, skipped) = prepare(data, plan)?;
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let timeline = window_timeline(data, &active);
-    let out_err = |e: output::OutputError| RunError::Output {
-        message: e.to_string(),
+    let writer = output::RunWriter::create(
+        dir,
+        timeline,
+        capital_per_symbol,
+        strategy.metrics.clone(),
+        outputs,
+    )
+    .map_err(out_err)?;
+    let mut sink = Stream {
+        writer,
+        skipped,
+        strict,
     };
-    let mut writer =
-        output::RunWriter::create(dir, timeline, capital_per_symbol, strategy.metrics.clone())
-            .map_err(out_err)?;
     run_chunks(
         data,
         &active,
@@ -703,23 +710,65 @@ pub fn run_to_dir(
         capital_per_symbol,
         cache,
         on_done,
-        &mut |part| {
-            for o in part {
-                match o {
-                    Ok(r) => writer.push(&r).map_err(out_err)?,
-                    Err(s) if strict => {
-                        return Err(RunError::Strict {
-                            symbol: s.symbol,
-                            reason: s.reason,
-                        })
-                    }
-                    Err(s) => skipped.push(s),
-                }
-            }
-            Ok(())
-        },
+        &mut sink,
     )?;
-    writer.finish(skipped).map_err(out_err)
+    sink.writer.finish(sink.skipped).map_err(out_err)
+}
+
+fn out_err(e: output::OutputError) -> RunError {
+    RunError::Output {
+        message: e.to_string(),
+    }
+}
+
+/// Where [`run_chunks`] hands each chunk's outcomes.
+trait ChunkSink: Send {
+    /// Work that runs beside the computation of the next chunk (encoding
+    /// the previous one).
+    fn background(&mut self) -> Result<(), RunError> {
+        Ok(())
+    }
+    /// Takes a chunk's outcomes, in plan order.
+    fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError>;
+}
+
+/// Keeps every outcome in memory ([`run_with_cache`]).
+struct Collect(Vec<Result<SymbolResult, Skipped>>);
+
+impl ChunkSink for Collect {
+    fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError> {
+        self.0.extend(part);
+        Ok(())
+    }
+}
+
+/// Streams outcomes into a [`output::RunWriter`] ([`run_to_dir`]).
+struct Stream {
+    writer: output::RunWriter,
+    skipped: Vec<Skipped>,
+    strict: bool,
+}
+
+impl ChunkSink for Stream {
+    fn background(&mut self) -> Result<(), RunError> {
+        self.writer.drain().map_err(out_err)
+    }
+
+    fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError> {
+        for o in part {
+            match o {
+                Ok(r) => self.writer.push(r).map_err(out_err)?,
+                Err(s) if self.strict => {
+                    return Err(RunError::Strict {
+                        symbol: s.symbol,
+                        reason: s.reason,
+                    })
+                }
+                Err(s) => self.skipped.push(s),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Every timestamp of the active windows, sorted and de-duplicated: a
@@ -785,10 +834,11 @@ fn merge_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
 
 /// Streams the active series through the batched engine and the
 /// backtester a chunk at a time, handing each chunk's outcomes (in plan
-/// order) to `each`, so the engine's working set stays a few chunks
+/// order) to `sink`, so the engine's working set stays a few chunks
 /// whatever the symbol count and any thread count gives the same bits.
-/// Signals found in the cache skip the engine; the misses of a chunk are
-/// computed in one batch and stored.
+/// While a chunk computes, the sink's background work (encoding the
+/// previous chunk) runs on the same pool. Signals found in the cache skip
+/// the engine; the misses of a chunk are computed in one batch and stored.
 fn run_chunks(
     data: &Dataset,
     active: &[ActiveSeries],
@@ -796,73 +846,90 @@ fn run_chunks(
     capital_per_symbol: f64,
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
-    each: &mut dyn FnMut(Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError>,
+    sink: &mut dyn ChunkSink,
 ) -> Result<(), RunError> {
     let cfg = strategy.execution.exec_config();
     for chunk in active.chunks(RUN_CHUNK) {
-        let hashes: Vec<String> = chunk
+        let (background, part) = rayon::join(
+            || sink.background(),
+            || compute_chunk(data, chunk, strategy, capital_per_symbol, cache, on_done, &cfg),
+        );
+        background?;
+        sink.take(part)?;
+    }
+    sink.background()
+}
+
+/// One chunk of [`run_chunks`]: signals from the cache or the batched
+/// engine, then the backtest of each series.
+fn compute_chunk(
+    data: &Dataset,
+    chunk: &[ActiveSeries],
+    strategy: &Strategy,
+    capital_per_symbol: f64,
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    cfg: &ExecConfig,
+) -> Vec<Result<SymbolResult, Skipped>> {
+    let hashes: Vec<String> = chunk
+        .iter()
+        .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
+        .collect();
+    // A run uses each series' signals once: the cache's memory tier
+    // would only hold them until the process exits.
+    let mut signals: Vec<Option<Result<Signals, String>>> = chunk
+        .par_iter()
+        .zip(&hashes)
+        .map(|(a, h)| lookup_signals_once(cache, h, a.window.end - a.start, &strategy.atc).map(Ok))
+        .collect();
+    let missing: Vec<usize> = (0..chunk.len()).filter(|&i| signals[i].is_none()).collect();
+    if !missing.is_empty() {
+        let closes: Vec<&[f64]> = missing
             .iter()
-            .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
+            .map(|&i| &data.view(chunk[i].idx).close[chunk[i].start..chunk[i].window.end])
             .collect();
-        // A run uses each series' signals once: the cache's memory tier
-        // would only hold them until the process exits.
-        let mut signals: Vec<Option<Result<Signals, String>>> = chunk
-            .par_iter()
-            .zip(&hashes)
-            .map(|(a, h)| {
-                lookup_signals_once(cache, h, a.window.end - a.start, &strategy.atc).map(Ok)
-            })
-            .collect();
-        let missing: Vec<usize> = (0..chunk.len()).filter(|&i| signals[i].is_none()).collect();
-        if !missing.is_empty() {
-            let closes: Vec<&[f64]> = missing
-                .iter()
-                .map(|&i| &data.view(chunk[i].idx).close[chunk[i].start..chunk[i].window.end])
-                .collect();
-            match compute_batch(&closes, &strategy.atc, BatchDetail::Direction) {
-                Ok(v) => {
-                    for (&i, r) in missing.iter().zip(v) {
-                        signals[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
-                    }
-                }
-                Err(e) => {
-                    for &i in &missing {
-                        signals[i] = Some(Err(e.to_string()));
-                    }
+        match compute_batch(&closes, &strategy.atc, BatchDetail::Direction) {
+            Ok(v) => {
+                for (&i, r) in missing.iter().zip(v) {
+                    signals[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
                 }
             }
-            missing.par_iter().for_each(|&i| {
-                if let Some(Ok((avg, dir))) = &signals[i] {
-                    store_signals_once(cache, &hashes[i], &strategy.atc, avg, dir);
+            Err(e) => {
+                for &i in &missing {
+                    signals[i] = Some(Err(e.to_string()));
                 }
-            });
+            }
         }
-        let part: Vec<Result<SymbolResult, Skipped>> = chunk
-            .par_iter()
-            .zip(signals.into_par_iter())
-            .map(|(a, sig)| {
-                let sig = sig.unwrap_or_else(|| Err("no engine result".into()));
-                let result = sig
-                    .map_err(|reason| Skipped {
-                        symbol: data.series()[a.idx].name.clone(),
-                        reason,
-                    })
-                    .and_then(|(avg, dir)| {
-                        let opts = series_options(data, a, &strategy.metrics);
-                        trade_series(data, a, &avg, &dir, capital_per_symbol, &cfg, &opts)
-                    });
-                // Done with this series: let the kernel drop its mapped
-                // pages, so resident memory does not grow with the number
-                // of symbols.
-                data.release(a.idx);
-                on_done(a.window.end - a.start);
-                result
-            })
-            .collect();
-        data.release_all();
-        each(part)?;
+        missing.par_iter().for_each(|&i| {
+            if let Some(Ok((avg, dir))) = &signals[i] {
+                store_signals_once(cache, &hashes[i], &strategy.atc, avg, dir);
+            }
+        });
     }
-    Ok(())
+    let part: Vec<Result<SymbolResult, Skipped>> = chunk
+        .par_iter()
+        .zip(signals.into_par_iter())
+        .map(|(a, sig)| {
+            let sig = sig.unwrap_or_else(|| Err("no engine result".into()));
+            let result = sig
+                .map_err(|reason| Skipped {
+                    symbol: data.series()[a.idx].name.clone(),
+                    reason,
+                })
+                .and_then(|(avg, dir)| {
+                    let opts = series_options(data, a, &strategy.metrics);
+                    trade_series(data, a, &avg, &dir, capital_per_symbol, cfg, &opts)
+                });
+            // Done with this series: let the kernel drop its mapped
+            // pages, so resident memory does not grow with the number
+            // of symbols.
+            data.release(a.idx);
+            on_done(a.window.end - a.start);
+            result
+        })
+        .collect();
+    data.release_all();
+    part
 }
 
 #[cfg(test)]
