@@ -26,6 +26,24 @@ pub fn atc_columns() -> Vec<String> {
     cols
 }
 
+/// Whether `path` is a CSV written by [`write_atc_csv`]: its first line is
+/// exactly the header of [`atc_columns`].
+pub fn is_atc_csv(path: &std::path::Path) -> bool {
+    use std::io::{BufRead, BufReader, Read};
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    if BufReader::new(f)
+        .take(1 << 16)
+        .read_line(&mut first)
+        .is_err()
+    {
+        return false;
+    }
+    first.trim_end_matches(['\n', '\r']) == atc_columns().join(",")
+}
+
 /// Writes `v` so that parsing it gives the same f64 (Rust's `Display` is
 /// shortest round-trip); NaN becomes the empty field.
 fn put_f64(buf: &mut String, v: f64) {

@@ -12,8 +12,15 @@
 //!  cli/             clap commands: parse, call the library, print
 //! ```
 //!
+//! Beside the stages: [`files`] (atc-bt replaces only what it wrote, and
+//! recognises the temporaries of killed commands), [`locate`] (one rule
+//! for where the store and the cache live) and [`term`] (names shown
+//! safely, printing that survives a closed pipe).
+//!
 //! Everything a command does is callable from Rust without the CLI.
 
+#[macro_use]
+pub mod term;
 pub mod backtest;
 pub mod bench;
 pub mod cache;
@@ -21,6 +28,8 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod export;
+pub mod files;
+pub mod locate;
 pub mod parquet_write;
 pub mod report;
 pub mod run;

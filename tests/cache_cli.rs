@@ -94,6 +94,7 @@ fn rerun_hits_every_entry_with_the_same_digest() {
 fn kill_9_mid_run_leaves_a_usable_cache() {
     let t = tempfile::tempdir().unwrap();
     let want = no_cache_digest();
+    let mut killed_running = 0;
     for delay_ms in [150u64, 400, 900] {
         let mut child = bin()
             .args([
@@ -111,11 +112,19 @@ fn kill_9_mid_run_leaves_a_usable_cache() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        let _ = child.kill(); // SIGKILL; it may have finished already
+        let status = child.wait().unwrap();
+        // Killed by the signal, so it was still running when killed.
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            killed_running += 1;
+        }
         let again = selftest(t.path(), &[]);
         assert_eq!(digest(&again), want, "after kill at {delay_ms} ms");
     }
+    assert!(
+        killed_running > 0,
+        "every child finished before its kill: the test proves nothing"
+    );
 }
 
 #[test]

@@ -211,11 +211,15 @@ fn missing_close_column_degrades_gracefully() {
     let dir = tmp.path().join("run");
     write_run_dir(&dir, &["X".to_string(), "Y".to_string()], 300, false);
     let s = render_run_report(&dir, &opts(Format::Both, SymbolsInReport::All)).unwrap();
-    assert!(s
+    let chart = s
         .files
         .iter()
-        .any(|p| p.to_string_lossy().contains("sym-0001-X.svg")));
-    let svg = std::fs::read_to_string(dir.join("report_files/sym-0001-X.svg")).unwrap();
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("sym-0001-X-") && n.ends_with(".svg")
+        })
+        .expect("the chart of X");
+    let svg = std::fs::read_to_string(chart).unwrap();
     assert!(svg.contains("close prices not recorded"));
 }
 
@@ -247,7 +251,7 @@ fn bad_format_version_is_a_clear_error() {
         .stderr(predicates::str::contains("panicked").not());
 
     // Corrupt metrics.json: an error naming the file, not a panic.
-    v["format_version"] = serde_json::json!(1);
+    v["format_version"] = serde_json::json!(2);
     std::fs::write(&p, v.to_string()).unwrap();
     std::fs::write(dir.join("metrics.json"), "{not json").unwrap();
     let e = render_report(&dir, &ReportOptions::default())

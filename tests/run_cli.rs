@@ -393,11 +393,12 @@ fn killed_run_leaves_no_complete_looking_directory() {
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        // Killed by the signal, so it was still running when killed.
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
             killed_before_done += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         if out.exists() {
             assert!(
                 out.join("run.json").is_file(),
@@ -586,6 +587,7 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
         .assert()
         .success();
     let bin = assert_cmd::cargo::cargo_bin("atc-bt");
+    let mut killed_running = 0;
     for delay_ms in [50u64, 150, 300, 600] {
         let mut child = std::process::Command::new(&bin)
             .current_dir(tmp.path())
@@ -601,7 +603,11 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL; it may have finished already
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        // Killed by the signal, so it was still running when killed.
+        if std::os::unix::process::ExitStatusExt::signal(&status) == Some(9) {
+            killed_running += 1;
+        }
         let out = tmp.path().join(format!("after-{delay_ms}"));
         atc(tmp.path())
             .args(["run", "--no-report", "-q", "--data"])
@@ -619,4 +625,8 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
             );
         }
     }
+    assert!(
+        killed_running > 0,
+        "every run finished before its kill: the test proves nothing"
+    );
 }

@@ -55,11 +55,11 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     )
     .unwrap();
     let a = dir.path().join("a");
-    write_run_dir(&a, &in_memory, &json, Outputs::default()).unwrap();
+    write_run_dir(&a, &in_memory, &json, false, Outputs::default()).unwrap();
 
     let stream = |name: &str, threads: usize, outputs: Outputs| {
         let b = dir.path().join(name);
-        let tmp = partial_dir(&b).unwrap();
+        let tmp = partial_dir(&b, false).unwrap();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -79,7 +79,7 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
                 )
             })
             .unwrap();
-        commit_run_dir(&tmp, &b, &json, |_| Ok(())).unwrap();
+        commit_run_dir(&tmp, &b, &json, false, |_| Ok(())).unwrap();
         assert!(!tmp.exists(), "the partial directory was renamed into place");
         (b, streamed)
     };
@@ -128,7 +128,7 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     };
     assert_eq!(
         names("equity.parquet"),
-        ["ts", "symbol", "equity", "position", "drawdown"]
+        ["ts", "symbol", "aggregate", "equity", "position", "drawdown"]
     );
     assert_eq!(
         names("signals.parquet"),
@@ -149,8 +149,8 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     let (m, _) = stream("metrics", 2, Outputs::parse("metrics").unwrap());
     assert!(!m.join("signals.parquet").exists() && !m.join("trades.parquet").exists());
     let eq = common::read_parquet(&m.join("equity.parquet"));
-    let mut syms = common::str_col(&eq, "symbol");
-    syms.dedup();
-    assert_eq!(syms, ["PORTFOLIO", "BENCHMARK"]);
+    let mut aggs = common::str_col(&eq, "aggregate");
+    aggs.dedup();
+    assert_eq!(aggs, ["portfolio", "benchmark"]);
     same(&b, &m, &["metrics.json"], "metrics.json with --outputs metrics");
 }

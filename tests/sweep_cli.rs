@@ -40,11 +40,15 @@ fn shipped_grid_on_bundled_data_with_split() {
     assert_eq!(heat["shape"], serde_json::json!([5, 4, 3]));
     assert_eq!(heat["values"].as_array().unwrap().len(), 60);
     let rows = read_parquet(&out.join("results.parquet"));
-    let symbols = str_col(&rows, "symbol");
+    let symbols = opt_str_col(&rows, "symbol");
+    let aggregates = opt_str_col(&rows, "aggregate");
     let samples = str_col(&rows, "sample");
+    // Aggregate rows have no symbol, symbol rows no aggregate.
+    assert!((0..symbols.len()).all(|i| symbols[i].is_some() != aggregates[i].is_some()));
     let portfolio_rows = (0..symbols.len())
         .filter(|&i| {
-            symbols[i] == "PORTFOLIO" && ["full", "in", "out"].contains(&samples[i].as_str())
+            aggregates[i].as_deref() == Some("portfolio")
+                && ["full", "in", "out"].contains(&samples[i].as_str())
         })
         .count();
     assert_eq!(
@@ -64,8 +68,8 @@ fn shipped_grid_on_bundled_data_with_split() {
     assert!(folds.len() >= 5, "{}", folds.len());
     assert!(wf["out_of_sample"]["total_return"].is_number());
     let curve = read_parquet(&out.join("walk_forward_equity.parquet"));
-    let names = str_col(&curve, "symbol");
-    assert!(names.iter().any(|n| n == "WALK_FORWARD") && names.iter().any(|n| n == "BENCHMARK"));
+    let names = str_col(&curve, "aggregate");
+    assert!(names.iter().any(|n| n == "walk_forward") && names.iter().any(|n| n == "benchmark"));
 }
 
 /// Any combination of a sweep gives exactly the metrics of `run`.
@@ -104,7 +108,8 @@ fn one_combination_equals_run() {
         .success();
     let metrics = json(&run_out.join("metrics.json"));
     let rows = read_parquet(&sweep_out.join("results.parquet"));
-    let sym = str_col(&rows, "symbol");
+    let sym = opt_str_col(&rows, "symbol");
+    let agg = opt_str_col(&rows, "aggregate");
     let lambda = f64_col(&rows, "lambda");
     let decay = f64_col(&rows, "decay");
     let cutout = num_col(&rows, "cutout");
@@ -131,10 +136,10 @@ fn one_combination_equals_run() {
         if lambda[i] != Some(0.08) || decay[i] != Some(0.2) || cutout[i] != Some(30.0) {
             continue;
         }
-        let expected = match sym[i].as_str() {
-            "PORTFOLIO" => &metrics["portfolio"],
-            "BENCHMARK" => &metrics["benchmark"],
-            s => &metrics["symbols"][s],
+        let expected = match (sym[i].as_deref(), agg[i].as_deref()) {
+            (None, Some(a)) => &metrics[a],
+            (Some(s), None) => &metrics["symbols"][s],
+            other => panic!("row {i}: {other:?}"),
         };
         for (k, v) in expected.as_object().unwrap() {
             match v {
@@ -145,9 +150,9 @@ fn one_combination_equals_run() {
                 serde_json::Value::String(t) => {
                     let got = ts_col(&rows, k)[i].unwrap();
                     let want = chrono::DateTime::parse_from_rfc3339(t).unwrap();
-                    assert_eq!(got, want.timestamp_micros(), "{} {k}", sym[i]);
+                    assert_eq!(got, want.timestamp_micros(), "{:?} {k}", sym[i]);
                 }
-                _ => assert_eq!(num_col(&rows, k)[i], v.as_f64(), "{} {k}", sym[i]),
+                _ => assert_eq!(num_col(&rows, k)[i], v.as_f64(), "{:?} {k}", sym[i]),
             }
         }
         checked += 1;

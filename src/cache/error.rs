@@ -29,6 +29,15 @@ pub enum CacheError {
         /// The store's own message.
         message: String,
     },
+    /// The store is damaged: sled panicked or reported corruption. The
+    /// database is moved aside and the run continues without it.
+    #[error("the cache database {path} is damaged ({message})")]
+    Damaged {
+        /// The database directory.
+        path: PathBuf,
+        /// What sled said.
+        message: String,
+    },
     /// The store was written by another cache format or store version.
     #[error("the cache database {path} has format {found:?}, this build uses {expected:?}")]
     Version {

@@ -169,6 +169,8 @@ pub struct Cache {
     /// L2 entries used this run and how often, for meta updates at flush.
     touched: Mutex<HashMap<Key, u32>>,
     warnings: Mutex<Vec<String>>,
+    /// How many of `warnings` [`Cache::take_warnings`] returned.
+    warnings_shown: Mutex<usize>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -285,6 +287,7 @@ impl Cache {
             counters: Counters::default(),
             touched: Mutex::new(HashMap::new()),
             warnings: Mutex::new(Vec::new()),
+            warnings_shown: Mutex::new(0),
         }
     }
 
@@ -322,18 +325,61 @@ impl Cache {
     }
 
     fn live_l2(&self) -> Option<&Arc<dyn KvStore>> {
-        self.l2
+        let s = self
+            .l2
             .as_ref()
-            .filter(|_| self.l2_live.load(Ordering::Relaxed))
+            .filter(|_| self.l2_live.load(Ordering::Relaxed))?;
+        if let Some(message) = store::background_panic() {
+            self.l2_failed(&CacheError::Damaged {
+                path: self.l2_path.clone(),
+                message: format!("a sled thread panicked: {message}"),
+            });
+            return None;
+        }
+        Some(s)
     }
 
-    /// A write failed (full disk, I/O error): stop using L2 for this run.
+    /// A call into the store failed: stop using L2 for this run. A full
+    /// disk or an I/O error leaves the database as it is; a damaged one
+    /// (sled panicked or reported corruption) is moved aside, so the next
+    /// command starts with an empty cache. One warning either way; results
+    /// are unaffected.
     fn l2_failed(&self, e: &CacheError) {
-        if self.l2_live.swap(false, Ordering::Relaxed) {
+        if !self.l2_live.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let damaged = matches!(e, CacheError::Damaged { .. })
+            || matches!(e, CacheError::Io { message } if message.contains("corrupt"));
+        if damaged {
+            let moved = self.l2.as_ref().and_then(|s| s.quarantine());
+            self.warn_once(match moved {
+                Some(to) => format!(
+                    "warning: cache: {e}; moved it to {} (kept for inspection); this run continues without the on-disk cache and the next starts with an empty one",
+                    to.display()
+                ),
+                None => format!(
+                    "warning: cache: {e}; continuing without the on-disk cache for this run"
+                ),
+            });
+        } else {
             self.warn_once(format!(
                 "warning: cache: {e}; continuing without the on-disk cache for this run"
             ));
         }
+    }
+
+    /// Warnings not yet returned by this method, one line each: the CLI
+    /// prints them after opening the cache and again at the end, so a
+    /// failure during the run (a full disk) is reported too.
+    pub fn take_warnings(&self) -> Vec<String> {
+        let w = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shown = self
+            .warnings_shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let new = w[(*shown).min(w.len())..].to_vec();
+        *shown = w.len();
+        new
     }
 
     pub(crate) fn bump(&self, kind: Kind, c: Counter) {
@@ -443,7 +489,8 @@ impl Cache {
             l1: self.l1_usage(),
             ..Default::default()
         };
-        if let Some(s) = &self.l2 {
+        // Never into a store that failed (it may be damaged).
+        if let Some(s) = self.live_l2() {
             let info = |k: &[u8]| s.get(Tree::Info, k).ok().flatten().unwrap_or_default();
             out.last_run = stats::decode(&info(b"last_run"));
             out.total = stats::decode(&info(b"total"));
@@ -728,23 +775,84 @@ fn put_entry(
     s.insert(Tree::Meta, &key.0, &meta.encode())
 }
 
-/// Removes the whole cache directory's database (and moved-aside copies)
-/// and the files of run entries.
-pub fn clear(dir: &std::path::Path) -> std::io::Result<u64> {
+/// The cache directory tag (<https://bford.info/cachedir/>): backup tools
+/// skip a directory holding it, and it marks the directory as atc-bt's
+/// cache for [`clear`].
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+const TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is the result cache of atc-bt (https://github.com/atc-bt).\n# It can be deleted at any time (`atc-bt cache clear`).\n";
+
+/// Writes the cache directory tag into `dir` if it is missing (best
+/// effort).
+pub(crate) fn tag_dir(dir: &std::path::Path) {
+    let tag = dir.join(CACHEDIR_TAG);
+    if !tag.exists() {
+        let _ = std::fs::write(tag, TAG_TEXT);
+    }
+}
+
+/// Why [`clear`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ClearError {
+    /// The directory is not an atc-bt cache.
+    #[error("{}: not an atc-bt cache directory (no {CACHEDIR_TAG} and no database); nothing removed\n  hint: pass the --data of the run, or --cache-dir with the directory `atc-bt cache stats` names", .0.display())]
+    NotACache(std::path::PathBuf),
+    /// Another process uses the cache.
+    #[error("the cache database {} is in use by another atc-bt process; nothing removed\n  hint: run `atc-bt cache clear` again when it has finished", .0.display())]
+    Locked(std::path::PathBuf),
+    /// A file-system error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// `cache clear`: removes the database (and moved-aside copies), the files
+/// of run entries, the memos and the hit journal of the cache in `dir`,
+/// without opening the database (so a damaged one is cleared too); anything
+/// else in `dir` is left alone. Refuses a directory that is not an atc-bt
+/// cache, and one whose database another process holds. Returns the bytes
+/// freed (0 when there is no cache).
+pub fn clear(dir: &std::path::Path) -> Result<u64, ClearError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    let db = store::db_path(dir);
+    let is_cache =
+        dir.join(CACHEDIR_TAG).is_file() || db.join("conf").is_file() || db.join("db").is_file();
+    if !is_cache {
+        return Err(ClearError::NotACache(dir.to_path_buf()));
+    }
+    // sled holds an exclusive flock on `db/db` while open (fs2, i.e.
+    // flock(2), the same lock std takes): holding it keeps another
+    // process from opening the database while it is removed.
+    let lock = std::fs::File::open(db.join("db")).ok();
+    if let Some(f) = &lock {
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(ClearError::Locked(db)),
+            Err(std::fs::TryLockError::Error(_)) => {}
+        }
+    }
     let before = store::dir_bytes(dir);
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+    let io = |path: std::path::PathBuf| move |source| ClearError::Io { path, source };
+    for entry in std::fs::read_dir(dir).map_err(io(dir.to_path_buf()))? {
+        let entry = entry.map_err(io(dir.to_path_buf()))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        let path = entry.path();
         if name == "db"
             || name == run_files::RUNS_DIR
             || name == fast::MEMO_DIR
             || name.starts_with("broken-")
         {
-            std::fs::remove_dir_all(entry.path())?;
+            std::fs::remove_dir_all(&path).map_err(io(path.clone()))?;
         } else if name.starts_with(fast::USES_LOG) {
-            std::fs::remove_file(entry.path())?;
+            std::fs::remove_file(&path).map_err(io(path.clone()))?;
         }
     }
-    Ok(before)
+    drop(lock);
+    Ok(before.saturating_sub(store::dir_bytes(dir)))
 }

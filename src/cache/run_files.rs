@@ -11,11 +11,12 @@
 //! directory as [`MANIFEST_FILE`], for lookups that do not open the store
 //! ([`super::fast`]).
 //!
-//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<pid>-<hex>`,
-//! renames that to the final name, and only then inserts the manifest. A
-//! crash leaves at worst a temporary directory or a directory without a
-//! manifest in the store, which no store lookup ever reads and `cache gc`
-//! deletes. A lookup trusts nothing on disk: [`Cache::restore_files`]
+//! Crash safety: [`Cache::store_files`] copies into `runs/.tmp-<tag>` (its
+//! writer's tag, see [`crate::files::owner`]), renames that to the final
+//! name, and only then inserts the manifest. A crash leaves at worst a
+//! temporary directory or a directory without a manifest in the store,
+//! which no store lookup ever reads and `cache gc` deletes (a temporary
+//! only once its writer is gone). A lookup trusts nothing on disk: [`Cache::restore_files`]
 //! re-hashes every file while copying it out, and any mismatch drops the
 //! entry.
 //!
@@ -26,8 +27,6 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rayon::prelude::*;
 
@@ -48,16 +47,9 @@ pub const MANIFEST_FILE: &str = ".manifest";
 /// Prefix of a directory being filled by [`Cache::store_files`].
 const TMP_PREFIX: &str = ".tmp-";
 
-/// A temporary directory this old is stale whether or not its writer's pid
-/// is alive (pids are reused; no store takes an hour).
-const STALE_TMP: Duration = Duration::from_secs(3600);
-
 /// Copy buffer: large enough that syscalls and hashing calls are few on
 /// tens of MB, small enough to run one per file in parallel.
 const BUF: usize = 1 << 20;
-
-/// Makes temporary names unique between threads of one process.
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Why a streamed copy stopped. The variant says which side failed and
 /// whether the destination file was created (and must be cleaned up).
@@ -240,17 +232,6 @@ pub(crate) fn entry_size(key: &Key, value: &[u8]) -> u64 {
     files.saturating_add(value.len() as u64)
 }
 
-/// Whether process `pid` runs: `Some` where the platform tells (Linux's
-/// `/proc`), `None` elsewhere (the age rule alone applies then).
-fn pid_alive(pid: u32) -> Option<bool> {
-    let proc_ = Path::new("/proc");
-    if cfg!(target_os = "linux") && proc_.join("self").exists() {
-        Some(proc_.join(pid.to_string()).exists())
-    } else {
-        None
-    }
-}
-
 /// Why [`Cache::store_files`] gave up: a problem with the caller's files (a
 /// warning; the cache stays usable) or with the cache's own disk (the
 /// on-disk tier is dropped for the rest of the run, as for other kinds).
@@ -372,13 +353,7 @@ impl Cache {
         }
         let runs = &self.runs_dir;
         fs::create_dir_all(runs).map_err(|e| StoreFail::Cache(run_io(runs)(e)))?;
-        let hex = key.to_hex();
-        let tmp = runs.join(format!(
-            "{TMP_PREFIX}{}-{}{:x}",
-            std::process::id(),
-            &hex[..16],
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = runs.join(crate::files::owner::temp_name("", TMP_PREFIX));
         fs::create_dir(&tmp).map_err(|e| StoreFail::Cache(run_io(&tmp)(e)))?;
         let r = self.fill_and_commit(s, kind, key, files, &tmp);
         // After a successful rename there is nothing left to remove here.
@@ -551,20 +526,8 @@ impl Cache {
                 // Owned only by a files manifest under the same key.
                 let owned = v.is_some_and(|v| codec::peek(&v).is_some_and(|(k, _)| k.has_files()));
                 !owned
-            } else if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_TMP);
-                let dead = rest
-                    .split('-')
-                    .next()
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .and_then(pid_alive)
-                    == Some(false);
-                old || dead
+            } else if let Some(tag) = name.strip_prefix(TMP_PREFIX) {
+                crate::files::owner::is_stale(tag, &entry.path())
             } else {
                 false
             };
@@ -589,6 +552,7 @@ mod tests {
     use super::super::{CacheConfig, KindStats};
     use super::*;
     use std::sync::Arc;
+    use std::time::Duration;
 
     struct Fixture {
         _tmp: tempfile::TempDir,
@@ -903,7 +867,7 @@ mod tests {
         // Something that is not ours to judge.
         fs::write(fx.runs().join("README"), b"hands off").unwrap();
         let rep = c.gc().unwrap();
-        let pid_check = pid_alive(std::process::id()).is_some();
+        let pid_check = cfg!(target_os = "linux") && Path::new("/proc/self/stat").exists();
         assert_eq!(rep.orphans, if pid_check { 2 } else { 1 });
         let left = fx.runs_entries();
         assert!(left.contains(&key(1).to_hex()));
@@ -971,7 +935,12 @@ mod tests {
         let c = fx.cache();
         c.store_files(Kind::Run, &key(1), &fx.src(), &NAMES);
         drop(c);
-        super::super::clear(&fx.root.join("cache")).unwrap();
+        let dir = fx.root.join("cache");
+        // Not tagged as a cache: refused, nothing removed.
+        assert!(super::super::clear(&dir).is_err());
+        assert!(fx.runs().exists());
+        super::super::tag_dir(&dir);
+        super::super::clear(&dir).unwrap();
         assert!(!fx.runs().exists());
     }
 

@@ -9,8 +9,22 @@
 //! treats any open error, corruption or format mismatch as "move the
 //! database aside and start cold", and a lock held by another process as
 //! "use L1 only".
+//!
+//! **A panic inside sled is caught at this boundary.** A damaged file can
+//! make sled panic rather than return an error (one flipped block in
+//! `db/blobs/` gives `tried to serialize Uninitialized` at open). Every
+//! call into sled, its opening and its closing run under
+//! [`std::panic::catch_unwind`] ([`guard`]); a panic becomes
+//! [`CacheError::Damaged`], which the cache treats like corruption: the
+//! database is moved aside (kept for inspection as `broken-<ms>`) and the
+//! command continues without it, or with a fresh one at open. The panic
+//! message is not printed (one warning line says what happened); panics in
+//! sled's own background threads are silenced the same way and reported
+//! by [`background_panic`].
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -56,6 +70,11 @@ pub trait KvStore: Send + Sync {
     fn flush(&self) -> Result<(), CacheError>;
     /// Bytes the store occupies on disk, measured (not counted).
     fn disk_bytes(&self) -> u64;
+    /// Moves a damaged store out of the way (kept for inspection) so the
+    /// next process starts with an empty one; returns where it went.
+    fn quarantine(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 type MemTrees = HashMap<Tree, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -126,10 +145,81 @@ impl KvStore for MemStore {
     }
 }
 
-/// The sled backend.
-pub struct SledStore {
+thread_local! {
+    /// Set while this thread runs inside sled, so the panic hook stays quiet.
+    static IN_SLED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The first panic seen in one of sled's background threads, if any.
+static BACKGROUND_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Installs (once) a panic hook that stays silent for panics inside sled
+/// (on a thread in [`guard`], or on one of sled's own threads, which are
+/// named `log flusher` and `sled-io-*`) and defers to the previous hook
+/// for every other panic.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_SLED.with(Cell::get) {
+                return;
+            }
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("");
+            if name == "log flusher" || name.starts_with("sled-io") {
+                let mut g = BACKGROUND_PANIC.lock().unwrap_or_else(|e| e.into_inner());
+                if g.is_none() {
+                    *g = Some(panic_text(info.payload()));
+                }
+                return;
+            }
+            previous(info);
+        }));
+    });
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The message of a panic in one of sled's background threads, if one
+/// happened in this process (the database is then not to be trusted).
+pub fn background_panic() -> Option<String> {
+    BACKGROUND_PANIC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Runs `f`, a call into sled, turning a panic into
+/// [`CacheError::Damaged`] naming `path`.
+pub fn guard<T>(path: &Path, f: impl FnOnce() -> Result<T, CacheError>) -> Result<T, CacheError> {
+    install_quiet_hook();
+    let was = IN_SLED.with(|c| c.replace(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    IN_SLED.with(|c| c.set(was));
+    r.unwrap_or_else(|payload| {
+        Err(CacheError::Damaged {
+            path: path.to_path_buf(),
+            message: format!("sled panicked: {}", panic_text(&*payload)),
+        })
+    })
+}
+
+/// An open sled database and its trees.
+struct SledInner {
     db: sled::Db,
     trees: [sled::Tree; 3],
+}
+
+/// The sled backend. Every call goes through [`guard`].
+pub struct SledStore {
+    inner: Option<SledInner>,
     dir: PathBuf,
 }
 
@@ -146,36 +236,63 @@ fn io(e: sled::Error) -> CacheError {
 }
 
 impl SledStore {
-    fn tree(&self, t: Tree) -> &sled::Tree {
-        &self.trees[t as usize]
+    fn inner(&self) -> Result<&SledInner, CacheError> {
+        self.inner.as_ref().ok_or_else(|| CacheError::Io {
+            message: "the cache database is closed".into(),
+        })
+    }
+
+    fn call<T>(
+        &self,
+        tree: Tree,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+    ) -> Result<T, CacheError> {
+        let inner = self.inner()?;
+        guard(&self.dir, || f(&inner.trees[tree as usize]).map_err(io))
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Closing flushes; a damaged database may panic there too.
+        if let Some(inner) = self.inner.take() {
+            let _ = guard(&self.dir, || {
+                drop(inner);
+                Ok(())
+            });
+        }
     }
 }
 
 impl KvStore for SledStore {
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, CacheError> {
-        Ok(self.tree(tree).get(key).map_err(io)?.map(|v| v.to_vec()))
+        self.call(tree, |t| t.get(key).map(|v| v.map(|v| v.to_vec())))
     }
     fn insert(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), CacheError> {
-        self.tree(tree).insert(key, value).map_err(io)?;
-        Ok(())
+        self.call(tree, |t| t.insert(key, value).map(|_| ()))
     }
     fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), CacheError> {
-        self.tree(tree).remove(key).map_err(io)?;
-        Ok(())
+        self.call(tree, |t| t.remove(key).map(|_| ()))
     }
     fn scan(&self, tree: Tree, f: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), CacheError> {
-        for item in self.tree(tree).iter() {
-            let (k, v) = item.map_err(io)?;
-            f(&k, &v);
-        }
-        Ok(())
+        self.call(tree, |t| {
+            for item in t.iter() {
+                let (k, v) = item?;
+                f(&k, &v);
+            }
+            Ok(())
+        })
     }
     fn flush(&self) -> Result<(), CacheError> {
-        self.db.flush().map_err(io)?;
-        Ok(())
+        let inner = self.inner()?;
+        guard(&self.dir, || inner.db.flush().map(|_| ()).map_err(io))
     }
     fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir)
+    }
+    fn quarantine(&self) -> Option<PathBuf> {
+        let cache_dir = self.dir.parent()?;
+        move_aside(cache_dir, &self.dir).ok()
     }
 }
 
@@ -226,7 +343,12 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
         .mode(sled::Mode::LowSpace)
         .cache_capacity(SLED_CACHE_BYTES)
         .flush_every_ms(Some(500));
-    let db = match cfg.open() {
+    let opened = guard(db_dir, || Ok(cfg.open()));
+    let opened = match opened {
+        Ok(r) => r,
+        Err(e) => return Err((true, e)),
+    };
+    let db = match opened {
         Ok(db) => db,
         Err(e) if is_lock_error(&e) => {
             return Err((
@@ -264,22 +386,39 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
             },
         )
     };
-    let mut trees = Vec::with_capacity(3);
-    for t in Tree::ALL {
-        trees.push(db.open_tree(t.name()).map_err(open_err)?);
-    }
-    let [values, meta, info]: [sled::Tree; 3] = match trees.try_into() {
+    let trees = guard(db_dir, || {
+        let mut trees = Vec::with_capacity(3);
+        for t in Tree::ALL {
+            trees.push(db.open_tree(t.name()).map_err(io)?);
+        }
+        Ok(trees)
+    });
+    let trees = match trees {
         Ok(t) => t,
-        Err(_) => unreachable!("three trees were opened"),
+        Err(CacheError::Io { message }) => {
+            return Err(open_err(sled::Error::Unsupported(message)));
+        }
+        Err(e) => return Err((true, e)),
+    };
+    let Ok([values, meta, info]) = <[sled::Tree; 3]>::try_from(trees) else {
+        return Err(open_err(sled::Error::Unsupported(
+            "the database did not open its three trees".into(),
+        )));
     };
     let store = SledStore {
-        db,
-        trees: [values, meta, info],
+        inner: Some(SledInner {
+            db,
+            trees: [values, meta, info],
+        }),
         dir: db_dir.to_path_buf(),
     };
     match store.get(Tree::Info, b"format") {
         Ok(Some(f)) if f == STORE_FORMAT.as_bytes() => Ok(store),
-        Ok(None) if store.tree(Tree::Values).is_empty() => {
+        Ok(None)
+            if store
+                .call(Tree::Values, |t| Ok(t.is_empty()))
+                .unwrap_or(false) =>
+        {
             store
                 .insert(Tree::Info, b"format", STORE_FORMAT.as_bytes())
                 .map_err(|e| (false, e))?;
@@ -343,6 +482,7 @@ pub fn open_sled(cache_dir: &Path, lock_wait: Duration) -> Opened {
             warnings,
         };
     }
+    super::tag_dir(cache_dir);
     let deadline = Instant::now() + lock_wait;
     let mut moved = false;
     loop {
@@ -409,5 +549,7 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     // The manifests that owned the run entries' files went with the old
     // database: nothing could ever read those files again.
     let _ = std::fs::remove_dir_all(cache_dir.join(super::run_files::RUNS_DIR));
+    // Memos name run entries of the old database.
+    let _ = std::fs::remove_dir_all(cache_dir.join(super::fast::MEMO_DIR));
     Ok(to)
 }

@@ -58,31 +58,36 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
     };
     let r = run_bench(&cfg)?;
     if args.json {
-        println!("{}", serde_json::to_string(&r)?);
+        outln!("{}", serde_json::to_string(&r)?);
     } else {
-        println!(
+        outln!(
             "stage {:?} ({:?} engine): {} symbols × {} bars, {} threads, {} repeats",
-            r.stage, r.engine, r.symbols, r.bars, r.threads, r.repeat
+            r.stage,
+            r.engine,
+            r.symbols,
+            r.bars,
+            r.threads,
+            r.repeat
         );
-        println!(
+        outln!(
             "  {:.2}M bars/s median (min {:.2}M, max {:.2}M)",
             r.bars_per_s_median / 1e6,
             r.bars_per_s_min / 1e6,
             r.bars_per_s_max / 1e6
         );
         if let (Some(one), Some(x)) = (r.bars_per_s_1_thread_median, r.speedup_vs_1_thread) {
-            println!(
+            outln!(
                 "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
                 one / 1e6,
                 x
             );
         }
         if let Some(run) = &r.run {
-            println!(
+            outln!(
                 "  engine alone on the same bars: {:.2}M bars/s median",
                 run.engine_bars_per_s_median / 1e6
             );
-            println!(
+            outln!(
                 "  run / engine: {:.0}% (wall, median; each: {}), {:.0}% (CPU time)",
                 100.0 * run.run_vs_engine,
                 run.run_vs_engine_each
@@ -92,7 +97,7 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
                     .join(" "),
                 100.0 * run.run_vs_engine_cpu
             );
-            println!(
+            outln!(
                 "  results: {:.2} bytes per bar ({})",
                 run.output_bytes_per_bar,
                 run.files
@@ -103,13 +108,13 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
             );
         }
         if let (Some(o), Some(x)) = (r.other_engine_bars_per_s_median, r.ratio_vs_other_engine) {
-            println!(
+            outln!(
                 "  other engine: {:.2}M bars/s median; ratio {:.2}×",
                 o / 1e6,
                 x
             );
         }
-        println!("  peak RSS {:.1} MiB", r.peak_rss_mib);
+        outln!("  peak RSS {:.1} MiB", r.peak_rss_mib);
     }
     Ok(())
 }

@@ -16,7 +16,8 @@ use crate::engine::AtcParams;
 #[command(next_help_heading = "Cache")]
 pub struct CacheFlags {
     /// Cache directory [default: $ATC_CACHE_DIR, else <data dir>/.atc-cache
-    /// if writable, else the per-user cache directory]
+    /// if the data directory is writable, else ~/.cache/atc-bt/cache; the
+    /// same rule for `run`, `sweep` and `cache`, see `atc-bt cache --help`]
     #[arg(long, value_name = "DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
     /// Memory for the in-process cache (L1), e.g. 256MiB, 1GiB
@@ -34,70 +35,19 @@ pub struct CacheFlags {
 }
 
 impl CacheFlags {
-    /// The cache configuration for a run over data in `data_dir`.
-    pub fn config(&self, data_dir: &Path) -> CacheConfig {
-        self.config_in(self.dir(data_dir))
-    }
-
-    /// [`CacheFlags::config`] for reading only: the same directory choice,
-    /// but nothing is created (a `<data_dir>/.atc-cache` that does not exist
-    /// yet holds nothing to read, so the per-user directory is named).
-    pub fn lookup_config(&self, data_dir: &Path) -> CacheConfig {
-        self.config_in(self.choose_dir(data_dir, Path::is_dir))
-    }
-
-    fn config_in(&self, dir: PathBuf) -> CacheConfig {
+    /// The cache configuration for data whose data directory is `base`
+    /// (see [`crate::locate`]: `--cache-dir`, else `$ATC_CACHE_DIR`, else
+    /// `<base>/.atc-cache` when writable, else the per-user cache
+    /// directory). Nothing is created.
+    pub fn config(&self, base: &Path) -> CacheConfig {
         CacheConfig {
-            dir,
+            dir: crate::locate::cache_dir(base, self.cache_dir.as_deref()),
             mem_bytes: self.cache_mem,
             disk_bytes: self.cache_size,
             ttl: self.cache_ttl,
             enabled: !self.no_cache,
         }
     }
-
-    /// `--cache-dir`, else `$ATC_CACHE_DIR`, else `<data_dir>/.atc-cache`
-    /// when that can be created and written, else the per-user cache dir.
-    pub fn dir(&self, data_dir: &Path) -> PathBuf {
-        self.choose_dir(data_dir, writable)
-    }
-
-    /// [`CacheFlags::dir`], with `local_ok` deciding about
-    /// `<data_dir>/.atc-cache`.
-    fn choose_dir(&self, data_dir: &Path, local_ok: impl Fn(&Path) -> bool) -> PathBuf {
-        if let Some(d) = &self.cache_dir {
-            return d.clone();
-        }
-        if let Some(d) = std::env::var_os("ATC_CACHE_DIR").filter(|d| !d.is_empty()) {
-            return PathBuf::from(d);
-        }
-        let local = data_dir.join(".atc-cache");
-        if local_ok(&local) {
-            return local;
-        }
-        user_cache_dir()
-    }
-}
-
-fn writable(dir: &Path) -> bool {
-    if std::fs::create_dir_all(dir).is_err() {
-        return false;
-    }
-    let probe = dir.join(format!(".probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
-}
-
-/// `$XDG_CACHE_HOME/atc-bt`, else `~/.cache/atc-bt`, else the temp dir.
-fn user_cache_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(x).join("atc-bt");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("atc-bt");
-    }
-    std::env::temp_dir().join("atc-bt-cache")
 }
 
 /// Parses a byte size: `123`, `64KiB`, `256MiB`, `2GiB`, `1.5G`, `10MB`
@@ -171,13 +121,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Arguments of `atc-bt cache`.
 #[derive(Debug, Args)]
+#[command(after_long_help = CACHE_HELP)]
 pub struct CacheArgs {
     /// What to do with the cache.
     #[command(subcommand)]
     pub action: CacheAction,
+    /// The data whose cache this is (as given to `run --data`): the cache
+    /// is found by the same rule as `run` and `sweep` find it
+    #[arg(long, value_name = "PATH", default_value = "data", global = true)]
+    pub data: PathBuf,
     #[command(flatten)]
     pub flags: CacheFlags,
 }
+
+const CACHE_HELP: &str = "\
+Where the cache is (the same rule for every command, given the same flags):
+  --cache-dir DIR, else $ATC_CACHE_DIR, else <data dir>/.atc-cache when the
+  data directory is writable, else $XDG_CACHE_HOME/atc-bt/cache (or
+  ~/.cache/atc-bt/cache). <data dir> is --data made canonical: `data`,
+  `./data`, its absolute path and 'data/*.parquet' are one directory.
+  Shards of `run --shard` keep theirs in <cache>/shard-<i>.";
 
 /// The `cache` subcommands.
 #[derive(Debug, Subcommand)]
@@ -229,18 +192,24 @@ pub struct SelftestArgs {
 /// Runs `atc-bt cache …`.
 pub fn run(args: &CacheArgs) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut cfg = args.flags.config(&cwd);
+    let mut cfg = args.flags.config(&crate::locate::data_base(&args.data));
+    let absent = !cfg.dir.join("db").exists();
     match &args.action {
         CacheAction::Clear => {
-            let cache = open_for_maintenance(&cfg)?;
-            drop(cache);
-            let freed = cache::clear(&cfg.dir)
-                .with_context(|| format!("cannot clear the cache in {}", cfg.dir.display()))?;
-            println!("cleared {} ({})", cfg.dir.display(), human_bytes(freed));
+            // Never opens the database: a damaged one is cleared too.
+            let freed = cache::clear(&cfg.dir)?;
+            outln!("cleared {} ({})", cfg.dir.display(), human_bytes(freed));
+            Ok(())
+        }
+        CacheAction::Stats | CacheAction::Gc | CacheAction::Verify if absent => {
+            // Nothing to read: nothing is created either.
+            outln!("cache: {}", cfg.dir.display());
+            outln!("  empty: nothing has been cached here yet");
             Ok(())
         }
         CacheAction::Stats => {
             let cache = open_for_maintenance(&cfg)?;
+            outln!("cache: {}", cfg.dir.display());
             print_stats(&cache.stats());
             Ok(())
         }
@@ -248,10 +217,11 @@ pub fn run(args: &CacheArgs) -> Result<()> {
             let cache = open_for_maintenance(&cfg)?;
             let r = cache.gc().context("cache gc failed")?;
             for k in &r.corrupt {
-                println!("run entry {k} had lost its files: removed");
+                outln!("run entry {k} had lost its files: removed");
             }
-            println!(
-                "checked {} entries: removed {} expired, evicted {}, {} orphaned run directories; on disk {} -> {}",
+            outln!(
+                "{}: checked {} entries: removed {} expired, evicted {}, {} orphaned or stale temporary entries; on disk {} -> {}",
+                cfg.dir.display(),
                 r.checked,
                 r.expired,
                 r.evicted,
@@ -263,16 +233,29 @@ pub fn run(args: &CacheArgs) -> Result<()> {
         }
         CacheAction::Verify => {
             let cache = open_for_maintenance(&cfg)?;
+            let moved = cache.warnings().iter().any(|w| w.contains("moved it to"));
             let r = cache.verify().context("cache verify failed")?;
             for k in &r.corrupt {
-                println!("bad value {k}: removed");
+                outln!("bad value {k}: removed");
             }
-            println!("checked {} values: {} bad", r.checked, r.corrupt.len());
+            if moved {
+                outln!(
+                    "{}: the database was damaged and has been moved aside (see the warning); the cache is empty and usable",
+                    cfg.dir.display()
+                );
+            }
+            outln!(
+                "{}: checked {} values: {} bad",
+                cfg.dir.display(),
+                r.checked,
+                r.corrupt.len()
+            );
+            print_new_warnings(&cache);
             Ok(())
         }
         CacheAction::Corrupt { count } => {
             let cache = open_for_maintenance(&cfg)?;
-            println!("damaged {}", cache.corrupt_values_for_test(*count));
+            outln!("damaged {}", cache.corrupt_values_for_test(*count));
             Ok(())
         }
         CacheAction::Selftest(s) if s.measure => measure(&cfg, s.bars),
@@ -282,6 +265,13 @@ pub fn run(args: &CacheArgs) -> Result<()> {
             }
             selftest(&cfg, s)
         }
+    }
+}
+
+/// Prints the cache's warnings not printed yet (one line each).
+pub fn print_new_warnings(cache: &Cache) {
+    for w in cache.take_warnings() {
+        errln!("{w}");
     }
 }
 
@@ -297,9 +287,7 @@ fn open_for_maintenance(cfg: &CacheConfig) -> Result<Cache> {
             cache.warnings().join("; ")
         );
     }
-    for w in cache.warnings() {
-        eprintln!("{w}");
-    }
+    print_new_warnings(&cache);
     Ok(cache)
 }
 
@@ -316,7 +304,7 @@ fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
     let cache = Cache::open(cfg);
     let shown = cache.warnings().len();
     for w in cache.warnings() {
-        eprintln!("{w}");
+        errln!("{w}");
     }
     let sets: Vec<AtcParams> = (0..s.params.max(1))
         .map(|i| AtcParams {
@@ -344,15 +332,15 @@ fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
     std::thread::sleep(std::time::Duration::from_millis(s.hold_ms));
     cache.flush();
     for w in cache.warnings().iter().skip(shown) {
-        eprintln!("{w}");
+        errln!("{w}");
     }
-    println!("digest {}", d.finalize().to_hex());
+    outln!("digest {}", d.finalize().to_hex());
     let st = cache.stats();
     for k in Kind::ALL {
-        println!("{}", kind_line(k, &st.this_run[k.index()]));
+        outln!("{}", kind_line(k, &st.this_run[k.index()]));
     }
-    println!("l2 {}", if cache.has_l2() { "on" } else { "off" });
-    println!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
+    outln!("l2 {}", if cache.has_l2() { "on" } else { "off" });
+    outln!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }
 
@@ -465,9 +453,9 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
             }),
         ),
     ];
-    println!("bars {bars}, median of {reps} (µs):");
+    outln!("bars {bars}, median of {reps} (µs):");
     for (name, us) in rows {
-        println!("  {name:<48} {us:>10.1}");
+        outln!("  {name:<48} {us:>10.1}");
     }
     Ok(())
 }
@@ -494,14 +482,14 @@ fn print_stats(s: &CacheStats) {
         format!("{}d {}h ago", age / 86400, age % 86400 / 3600)
     };
     if let Some(l2) = &s.l2 {
-        println!(
+        outln!(
             "on disk (L2): {}  {} measured",
             l2.path.display(),
             human_bytes(l2.disk_bytes)
         );
         for k in Kind::ALL {
             let u = l2.usage[k.index()];
-            println!(
+            outln!(
                 "  {:<8} {:>8} entries {:>12}",
                 k.name(),
                 u.entries,
@@ -509,16 +497,16 @@ fn print_stats(s: &CacheStats) {
             );
         }
         match l2.oldest_ms {
-            Some(ms) => println!("  oldest entry written {}", when(ms)),
-            None => println!("  empty"),
+            Some(ms) => outln!("  oldest entry written {}", when(ms)),
+            None => outln!("  empty"),
         }
     }
-    println!("in memory (L1) at the end of the last run:");
+    outln!("in memory (L1) at the end of the last run:");
     // Run entries are files on disk only; an always-empty L1 line would
     // suggest otherwise.
     for k in Kind::ALL.into_iter().filter(|&k| !k.has_files()) {
         let u = s.last_run_l1[k.index()];
-        println!(
+        outln!(
             "  {:<8} {:>8} entries {:>12}",
             k.name(),
             u.entries,
@@ -526,13 +514,13 @@ fn print_stats(s: &CacheStats) {
         );
     }
     for (title, per) in [("last run", &s.last_run), ("total", &s.total)] {
-        println!("{title}:");
+        outln!("{title}:");
         let mut all = KindStats::default();
         for k in Kind::ALL {
             all = all.plus(per[k.index()]);
-            println!("  {}", kind_line(k, &per[k.index()]));
+            outln!("  {}", kind_line(k, &per[k.index()]));
         }
-        println!(
+        outln!(
             "  all: hit-rate {}",
             all.hit_rate()
                 .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))

@@ -19,9 +19,13 @@ pub struct ComputeArgs {
     /// or a Parquet file in the long OHLCV format (needs --symbol)
     #[arg(long, value_name = "FILE")]
     pub input: PathBuf,
-    /// Output CSV: 179 columns in the golden layout (spec sec. 15)
+    /// Output CSV: 179 columns in the golden layout (spec sec. 15). An
+    /// existing file is overwritten only if `compute` wrote it
     #[arg(long, value_name = "FILE.csv")]
     pub out: PathBuf,
+    /// Overwrite --out even if atc-bt did not write it
+    #[arg(long)]
+    pub force: bool,
     /// Symbol to take from a Parquet input
     #[arg(long, value_name = "S")]
     pub symbol: Option<String>,
@@ -36,13 +40,18 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     let close = read_close(&args.input, args.symbol.as_deref())?;
     let out = compute(&close, &params, Detail::Full)
         .with_context(|| format!("{}: cannot run the engine", args.input.display()))?;
-    let tmp = args.out.with_extension("csv.tmp");
-    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    write_atc_csv(BufWriter::new(file), &close, &out)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &args.out)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), args.out.display()))?;
-    Ok(())
+    crate::files::out::check_file(&args.out, args.force, crate::export::is_atc_csv)?;
+    let written = crate::files::out::write_file(&args.out, |tmp| {
+        let file = File::create(tmp)?;
+        write_atc_csv(BufWriter::new(file), &close, &out)
+    });
+    match written {
+        Ok(()) => Ok(()),
+        Err(crate::files::out::FileWriteError::Write(e)) => {
+            Err(e).with_context(|| format!("cannot write {}", args.out.display()))
+        }
+        Err(crate::files::out::FileWriteError::Out(e)) => Err(e.into()),
+    }
 }
 
 fn is_parquet(path: &Path) -> bool {

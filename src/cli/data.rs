@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
+use crate::data::store::Columns;
 use crate::data::{
     fmt_ts, parse_date_bound, synth, DataOptions, Dataset, SymbolSelection, INPUT_HELP,
 };
 
 /// What problems do: the policy, for `--help`.
 pub const POLICY_HELP: &str = "Bad data: a file that is not Parquet, truncated, empty, lacks a \
-column, has a non-numeric price column or a null symbol fails the command. A series with a \
-null/NaN/inf/<=0 price, a null timestamp, high < low, or two rows with the same timestamp and \
+column, has a non-numeric price column or a null symbol fails the command. A series with an \
+empty symbol, a null/NaN/inf/<=0 price, a price outside [1e-150, 1e150] (beyond it arithmetic on \
+prices can overflow), a null timestamp, high < low, or two rows with the same timestamp and \
 different values is invalid: it is reported (file, symbol, row, timestamp, problem) and left out; \
 `data info`/`data ingest` then exit with status 1, `run` skips it. Warnings (bar kept or \
 dropped): open/close outside [low, high] (kept), an exact duplicate row (dropped), negative \
@@ -36,9 +38,17 @@ pub enum DataCommand {
     /// file; then warnings and invalid series. Builds the store if needed
     #[command(after_long_help = format!("{INPUT_HELP}\n\n{POLICY_HELP}"))]
     Info(InfoArgs),
-    /// Build (or rebuild if stale) the memory-mapped store, with a progress bar
+    /// Build (or rebuild if stale or damaged) the memory-mapped store, with a
+    /// progress bar
     #[command(after_long_help = format!("{INPUT_HELP}\n\n{POLICY_HELP}"))]
     Ingest(IngestArgs),
+    /// Check every series of the store against the checksums written at
+    /// ingest; a damaged store is rebuilt from its Parquet sources
+    Verify(IngestArgs),
+    /// Remove the temporaries of killed ingests and the stores that could
+    /// only be rebuilt (a source file gone or changed, another format) from
+    /// the directory holding the stores of --data
+    Gc(GcArgs),
     /// Write a seeded synthetic OHLCV Parquet file (for benchmarks)
     Synth(SynthArgs),
 }
@@ -137,6 +147,19 @@ pub struct IngestArgs {
     pub quiet: bool,
 }
 
+/// Arguments of `data gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// The data whose store directory to clean (its `.atc-store/`, or the
+    /// per-user store directory when the data directory is read-only)
+    #[arg(long, value_name = "PATH", default_value = "data")]
+    pub data: PathBuf,
+    /// A store directory given to other commands as --store: its parent is
+    /// cleaned
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
 /// Arguments of `data synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
@@ -149,9 +172,13 @@ pub struct SynthArgs {
     /// Random seed; the same seed gives the same file
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Output Parquet file
+    /// Output Parquet file. An existing file is overwritten only if `data
+    /// synth` wrote it
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// Overwrite --out even if atc-bt did not write it
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `atc-bt data …`.
@@ -159,10 +186,13 @@ pub fn run(args: &DataArgs) -> Result<()> {
     match &args.command {
         DataCommand::Info(a) => info(a),
         DataCommand::Ingest(a) => ingest(a),
+        DataCommand::Verify(a) => verify(a),
+        DataCommand::Gc(a) => gc(a),
         DataCommand::Synth(a) => {
             let t0 = std::time::Instant::now();
+            crate::files::out::check_file(&a.out, a.force, crate::data::synth::is_synth_file)?;
             synth(a.symbols, a.bars, a.seed, &a.out)?;
-            eprintln!(
+            errln!(
                 "data: wrote {} ({} symbols × {} bars, seed {}) in {:.1} s",
                 a.out.display(),
                 a.symbols,
@@ -192,19 +222,19 @@ fn report_problems(ds: &Dataset, all: bool) -> Result<()> {
     let w = ds.warnings();
     if !w.is_empty() {
         let shown = if all { w.len() } else { w.len().min(10) };
-        eprintln!("data: {} warning(s):", w.len());
+        errln!("data: {} warning(s):", w.len());
         for x in &w[..shown] {
-            eprintln!("warning: {x}");
+            errln!("warning: {x}");
         }
         if shown < w.len() {
-            eprintln!(
+            errln!(
                 "  … {} more (see --all-warnings; --strict makes them errors)",
                 w.len() - shown
             );
         }
     }
     for x in ds.invalid() {
-        eprintln!("error: {x}");
+        errln!("error: {x}");
     }
     if !ds.invalid().is_empty() {
         bail!(
@@ -216,8 +246,17 @@ fn report_problems(ds: &Dataset, all: bool) -> Result<()> {
     Ok(())
 }
 
+/// Opens the store of `source` with every series checked against its
+/// checksum (a damaged store is rebuilt, with a warning).
+fn open_all(source: &DataSourceArgs, progress: bool) -> Result<Dataset> {
+    let opts = source.options(progress);
+    let ds = Dataset::open(&opts)?;
+    let all: Vec<usize> = (0..ds.series().len()).collect();
+    Ok(ds.verified(&opts, &all, Columns::All)?)
+}
+
 fn info(a: &InfoArgs) -> Result<()> {
-    let ds = Dataset::open(&a.source.options(false))?;
+    let ds = open_all(&a.source, false)?;
     if a.json {
         let v = serde_json::json!({
             "store": ds.dir().display().to_string(),
@@ -226,61 +265,135 @@ fn info(a: &InfoArgs) -> Result<()> {
             "warnings": ds.warnings(),
             "invalid": ds.invalid(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        // One write: a closed pipe drops the rest (see `crate::term`).
+        outln!(
+            "{}",
+            crate::term::json_safe(&serde_json::to_string_pretty(&v)?)
+        );
     } else {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
+        use crate::term::quote;
         let w = ds
             .series()
             .iter()
-            .map(|s| s.name.len())
+            .map(|s| quote(&s.name).chars().count())
+            .chain(ds.invalid().iter().map(|s| quote(&s.name).chars().count()))
             .max()
             .unwrap_or(4)
             .max(4);
-        writeln!(
-            out,
+        outln!(
             "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  {:<16}  file",
-            "name", "bars", "first", "last", "interval", "zone"
-        )?;
+            "name",
+            "bars",
+            "first",
+            "last",
+            "interval",
+            "zone"
+        );
         for s in ds.series() {
-            writeln!(
-                out,
+            if crate::term::stdout_closed() {
+                break;
+            }
+            outln!(
                 "{:<w$}  {:>8}  {:<20}  {:<20}  {:>8}  {:<16}  {}",
-                s.name,
+                quote(&s.name),
                 s.bars,
                 fmt_ts(s.first_ts),
                 fmt_ts(s.last_ts),
                 fmt_interval(s.interval_us),
                 // The zone weekdays and calendar years are judged in.
                 s.tz.as_deref().unwrap_or("UTC (none)"),
-                s.file_stem
-            )?;
+                quote(&s.file_stem)
+            );
         }
-        writeln!(
-            out,
-            "{} series, {} bars, {} source file(s), store {}",
+        for b in ds.invalid() {
+            outln!(
+                "{:<w$}  left out: row {} ({}): {}",
+                quote(&b.name),
+                b.row,
+                fmt_ts(b.ts),
+                crate::term::escape(&b.problem)
+            );
+        }
+        outln!(
+            "{} series, {} bars, {} source file(s), store {}{}",
             ds.series().len(),
             ds.total_bars(),
             ds.sources().len(),
-            ds.dir().display()
-        )?;
+            ds.dir().display(),
+            if ds.invalid().is_empty() {
+                String::new()
+            } else {
+                format!("; {} series left out", ds.invalid().len())
+            }
+        );
     }
     report_problems(&ds, a.all_warnings)
 }
 
 fn ingest(a: &IngestArgs) -> Result<()> {
     let t0 = std::time::Instant::now();
-    let ds = Dataset::open(&a.source.options(!a.quiet))?;
+    let ds = open_all(&a.source, !a.quiet)?;
     let secs = t0.elapsed().as_secs_f64();
     if ds.built_now() {
-        eprintln!(
+        errln!(
             "data: ingested {} bars in {:.2} s ({:.0} bars/s)",
             ds.total_bars(),
             secs,
             ds.total_bars() as f64 / secs.max(1e-9)
         );
     } else {
-        eprintln!("data: store is up to date; nothing to do (touch or change a source to rebuild)");
+        errln!("data: store is up to date and intact; nothing to do (touch or change a source to rebuild)");
     }
     report_problems(&ds, false)
+}
+
+fn verify(a: &IngestArgs) -> Result<()> {
+    let opts = a.source.options(!a.quiet);
+    let ds = Dataset::open(&opts)?;
+    let all: Vec<usize> = (0..ds.series().len()).collect();
+    let found = ds.verify(&all, Columns::All);
+    let n = ds.series().len();
+    match found {
+        Ok(()) => {
+            outln!(
+                "{}: {n} series, {} bars: every checksum matches",
+                ds.dir().display(),
+                ds.total_bars()
+            );
+            Ok(())
+        }
+        Err(damage) => {
+            outln!("{damage}");
+            let ds = ds.verified(&opts, &all, Columns::All)?;
+            outln!(
+                "{}: rebuilt from the Parquet sources; {} series, every checksum matches",
+                ds.dir().display(),
+                ds.series().len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn gc(a: &GcArgs) -> Result<()> {
+    let r = crate::data::store::gc(&DataOptions {
+        data: a.data.clone(),
+        store: a.store.clone(),
+        strict: false,
+        progress: false,
+    })?;
+    for p in &r.temporaries {
+        outln!("removed stale temporary {}", p.display());
+    }
+    for p in &r.outdated {
+        outln!("removed outdated store {}", p.display());
+    }
+    outln!(
+        "{}: removed {} stale temporaries and {} outdated stores ({:.1} MiB)",
+        r.area.display(),
+        r.temporaries.len(),
+        r.outdated.len(),
+        r.bytes as f64 / 1048576.0
+    );
+    Ok(())
 }

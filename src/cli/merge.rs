@@ -11,9 +11,7 @@ use super::run::{progress_bar, RunArgs};
 use super::sweep::SweepArgs;
 use crate::cache::Cache;
 use crate::data::Dataset;
-use crate::run::output::{
-    write_curves_parquet, write_run_dir, BENCHMARK, PORTFOLIO, RUN_FORMAT_VERSION,
-};
+use crate::run::output::{write_curves_parquet, write_run_dir, Aggregate, RUN_FORMAT_VERSION};
 use crate::run::{fmt_ts, prepare, run_with_cache, RunPlan, Skipped, Strategy};
 use crate::shard::merge::{check_parts, discover, kind, merge_run, merge_sweep, sweep_curves};
 use crate::shard::part::{PartHeader, PartKind, PartSkipped, PartWriter, PART_FORMAT_VERSION};
@@ -25,9 +23,14 @@ use crate::sweep::{sweep_with, Grid, Sample};
 #[derive(Debug, Args)]
 #[command(after_long_help = MERGE_HELP)]
 pub struct MergeArgs {
-    /// Output directory: the run or sweep directory one machine would write
+    /// Output directory: the run or sweep directory one machine would write.
+    /// An existing directory is replaced only if atc-bt wrote everything in it
     #[arg(value_name = "OUT")]
     pub out: PathBuf,
+    /// Replace OUT even if it holds files atc-bt did not write (they are
+    /// deleted)
+    #[arg(long)]
+    pub force: bool,
     /// Part directories (part-<i>-of-<N>), or a directory holding them
     #[arg(value_name = "PART", required = true)]
     pub parts: Vec<PathBuf>,
@@ -125,7 +128,7 @@ pub(super) fn run_shard(
         .count();
     let skipped_window = owned_skipped(spec, &skipped_all, &pos_of);
     let dir = parts_dir(args.out.as_ref(), &inputs_hash);
-    let mut writer = PartWriter::create(&dir, spec, &names, true)?;
+    let mut writer = PartWriter::create(&dir, spec, &names, true, args.force)?;
     let mut processed = 0;
     if shard_active > 0 {
         let pb = progress_bar(shard_plan.series.len(), args.quiet, "symbols");
@@ -187,7 +190,7 @@ pub(super) fn run_shard(
     };
     let out = writer.finish(&header)?;
     if !args.quiet {
-        println!(
+        outln!(
             "shard {spec}: {processed} of {} symbols; part: {}",
             plan.series.len(),
             out.display()
@@ -243,7 +246,7 @@ pub(super) fn sweep_shard(
         ..plan.clone()
     };
     let dir = parts_dir(args.out.as_ref(), inputs_hash);
-    let mut writer = PartWriter::create(&dir, spec, &names, false)?;
+    let mut writer = PartWriter::create(&dir, spec, &names, false, args.force)?;
     let mut combo_bars = 0;
     if shard_active > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -312,7 +315,7 @@ pub(super) fn sweep_shard(
     };
     let out = writer.finish(&header)?;
     if !args.quiet {
-        println!(
+        outln!(
             "shard {spec}: {shard_active} of {} symbols × {} combinations; part: {}",
             plan.series.len(),
             grid.count(),
@@ -325,6 +328,8 @@ pub(super) fn sweep_shard(
 /// Runs `atc-bt merge`.
 pub fn execute(args: &MergeArgs) -> Result<()> {
     let t0 = Instant::now();
+    // Refuse before any work: the directory is checked again at the end.
+    crate::files::out::check_replaceable(&args.out, args.force)?;
     let paths = discover(&args.parts)?;
     let parts = check_parts(&paths)?;
     let out_abs = std::path::absolute(&args.out).unwrap_or_else(|_| args.out.clone());
@@ -395,7 +400,7 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
                 "shards": h.shards,
                 "timings_ms": {"merge": t_merge.as_secs_f64() * 1e3},
             });
-            write_run_dir(&args.out, &r, &run_json, Default::default())?;
+            write_run_dir(&args.out, &r, &run_json, args.force, Default::default())?;
             if !args.quiet {
                 super::run::print_summary(
                     &r.summary(),
@@ -408,7 +413,7 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
         }
         PartKind::Sweep => merge_sweep_dir(args, &parts, command, started, t0)?,
     }
-    eprintln!(
+    errln!(
         "merge: {} parts in {:.2} s",
         parts.len(),
         t0.elapsed().as_secs_f64()
@@ -427,7 +432,7 @@ fn merge_sweep_dir(
     let (grid, base, _) = crate::shard::merge::sweep_setup(parts)?;
     let rank_by = h.params["rank_by"].as_str().unwrap_or("sharpe").to_string();
     let out = &args.out;
-    let tmp = crate::run::output::partial_dir(out)?;
+    let tmp = crate::run::output::partial_dir(out, args.force)?;
     let result = (|| -> Result<_> {
         let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
         let r = merge_sweep(parts, &mut |rows| writer.write(&rows))?;
@@ -471,36 +476,32 @@ fn merge_sweep_dir(
             "combo_bars": combo_bars,
             "shards": h.shards,
         });
-        write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
         if let Some(b) = best {
             if let Some((port, bench)) = sweep_curves(parts, b.combo)? {
                 write_curves_parquet(
                     &tmp.join("best_equity.parquet"),
-                    &[(PORTFOLIO, &port), (BENCHMARK, &bench)],
+                    &[
+                        (Aggregate::Portfolio, &port),
+                        (Aggregate::Benchmark, &bench),
+                    ],
                 )?;
             }
         }
-        Ok((r, order))
+        Ok((r, order, sweep_json))
     })();
-    let (r, order) = match result {
+    let (r, order, sweep_json) = match result {
         Ok(x) => x,
         Err(e) => {
             std::fs::remove_dir_all(&tmp).ok();
             return Err(e);
         }
     };
-    if out.exists() {
-        std::fs::remove_dir_all(out)
-            .with_context(|| format!("cannot replace {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move results to {}", out.display()))?;
+    // sweep.json last: it lists the files written before it.
+    crate::run::output::commit_dir_with_manifest(&tmp, out, "sweep.json", &sweep_json, args.force)?;
     if !args.quiet {
-        print!(
-            "{}",
-            super::sweep::ranking_table(&grid, &r, &order, &rank_by, args.top)
-        );
-        println!("results: {}", out.display());
+        let table = super::sweep::ranking_table(&grid, &r, &order, &rank_by, args.top);
+        outln!("{}", table.trim_end_matches('\n'));
+        outln!("results: {}", out.display());
     }
     Ok(())
 }

@@ -101,9 +101,9 @@ fn report_error(err: &anyhow::Error) -> i32 {
             }
         }
     }
-    eprintln!("error: {err}");
+    errln!("error: {err}");
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        errln!("  caused by: {cause}");
     }
     1
 }

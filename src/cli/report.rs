@@ -85,14 +85,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if !args.quiet {
         let secs = t.elapsed().as_secs_f64();
         match &summary.html {
-            Some(h) => println!(
+            Some(h) => outln!(
                 "report: {} ({:.1} KiB; {} files, {:.1} MiB in all; rendered in {secs:.2} s)",
                 h.display(),
                 summary.html_bytes as f64 / 1024.0,
                 summary.files.len(),
                 summary.total_bytes as f64 / 1048576.0
             ),
-            None => println!(
+            None => outln!(
                 "report: {} files in {} ({:.1} MiB; rendered in {secs:.2} s)",
                 summary.files.len(),
                 args.dir.join(crate::report::FILES_DIR).display(),

@@ -67,10 +67,10 @@ impl Invocation {
         }
         Some(Invocation {
             key: Key(*h.finalize().as_bytes()),
-            // Only reads: creating the cache directory inside a store
-            // directory that does not exist yet would make the data layer
-            // take it for a damaged store.
-            cfg: args.cache.lookup_config(&store_dir),
+            // The same directory the normal path uses (nothing created).
+            cfg: args
+                .cache
+                .config(&crate::locate::data_base(&args.data.data)),
         })
     }
 }
@@ -97,7 +97,7 @@ pub(super) fn try_restore(
         .out
         .clone()
         .unwrap_or_else(|| default_out(&memo.inputs_hash));
-    let tmp = partial_dir(&out)?;
+    let tmp = partial_dir(&out, args.force)?;
     let t_load = t0.elapsed();
     let t1 = Instant::now();
     let report = (!args.report.no_report).then(|| args.report.cache_key(&run));
@@ -141,7 +141,7 @@ pub(super) fn try_restore(
         return Ok(Some(sampler));
     };
     for line in &memo.notes {
-        eprintln!("{line}");
+        errln!("{line}");
     }
     let drawn = done.commit(args, sampler, parts.is_some())?;
     fc.record_hits(&hits);

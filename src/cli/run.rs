@@ -44,17 +44,23 @@ pub struct RunArgs {
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
-    /// Output directory [default: reports/runs/<UTC time>-<hash of the inputs>/]
+    /// Output directory [default: reports/runs/<UTC time>-<hash of the inputs>/].
+    /// An existing directory is replaced only if atc-bt wrote everything in
+    /// it (its run.json lists its files); anything else is refused
     #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Result files, a comma list: equity (each symbol's rows in
     /// equity.parquet), trades (trades.parquet), signals (signals.parquet:
     /// ts, symbol, avg, dir), close (signals.parquet with the input's
     /// close too), drawdown (equity.parquet's drawdown column), all; or
-    /// metrics alone (run.json, metrics.json and the PORTFOLIO and
-    /// BENCHMARK rows of equity.parquet: a universe scan)
+    /// metrics alone (run.json, metrics.json and the portfolio and
+    /// benchmark rows of equity.parquet: a universe scan)
     #[arg(help_heading = "Output", long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = Outputs::parse)]
     pub outputs: Outputs,
+    /// Replace --out even if it holds files atc-bt did not write (they are
+    /// deleted)
+    #[arg(long)]
+    pub force: bool,
     /// Worker threads [default: all cores]
     #[arg(help_heading = "Output", long, value_name = "N")]
     pub threads: Option<usize>,
@@ -109,7 +115,7 @@ impl ReportFlags {
         let summary = render_report(dir, &self.options()).with_context(|| report_failed(dir))?;
         if !quiet {
             if let Some(html) = summary.html {
-                println!("report: {}", html.display());
+                outln!("report: {}", html.display());
             }
         }
         Ok(())
@@ -222,25 +228,56 @@ pub fn progress_bar(len: usize, quiet: bool, what: &str) -> ProgressBar {
     pb
 }
 
-/// Prints the data warnings (bars kept or dropped), at most three in full,
-/// then a count with the command that lists them all.
-pub fn print_data_warnings(data: &Dataset) {
-    for line in data_warning_lines(data) {
-        eprintln!("{line}");
-    }
-}
-
-/// The lines [`print_data_warnings`] prints.
-fn data_warning_lines(data: &Dataset) -> Vec<String> {
-    let w = data.warnings();
-    let mut lines: Vec<String> = w.iter().take(3).map(|x| format!("warning: {x}")).collect();
-    if w.len() > 3 {
+/// The data problems of the selected series `idx` as lines for stderr:
+/// at most three warnings in full, a count of the others with the command
+/// that lists them all, each invalid series the selection (`all`) would
+/// have held, and one count for the problems of series not selected.
+pub fn data_notes(data: &Dataset, idx: &[usize], all: bool) -> Vec<String> {
+    let p = data.problems(idx, all);
+    let mut lines: Vec<String> = p
+        .warnings
+        .iter()
+        .take(3)
+        .map(|x| format!("warning: {x}"))
+        .collect();
+    if p.warnings.len() > 3 {
         lines.push(format!(
-            "warning: {} more data warnings; `atc-bt data info --all-warnings` lists them",
-            w.len() - 3
+            "warning: {} more data warnings for the selected series; `atc-bt data info --all-warnings` lists them",
+            p.warnings.len() - 3
+        ));
+    }
+    for bad in &p.invalid {
+        lines.push(format!("warning: skipped {bad}"));
+    }
+    if p.other_warnings + p.other_invalid > 0 {
+        lines.push(format!(
+            "data: {} warning(s) and {} invalid series concern series not selected; `atc-bt data info` lists them",
+            p.other_warnings, p.other_invalid
         ));
     }
     lines
+}
+
+/// Opens the data of `args`, resolves the selection (an unknown or
+/// left-out name is an error before anything else is printed), checks the
+/// selected series' bytes against the store's checksums (a damaged store
+/// is rebuilt, with one warning) and prints the selection's data notes.
+/// Returns the data, the plan and the notes.
+pub fn open_selection(
+    data: &super::data::DataSourceArgs,
+    sel: &SelectionArgs,
+    progress: bool,
+) -> Result<(Dataset, RunPlan, Vec<String>)> {
+    let opts = data.options(progress);
+    let dataset = Dataset::open(&opts)?;
+    let plan = resolve_plan(sel, &dataset)?;
+    let dataset = dataset.verified(&opts, &plan.series, crate::data::store::Columns::Traded)?;
+    let all = sel.selection()? == crate::data::SymbolSelection::All;
+    let notes = data_notes(&dataset, &plan.series, all);
+    for n in &notes {
+        errln!("{n}");
+    }
+    Ok((dataset, plan, notes))
 }
 
 /// The series and window selected by the flags, the window's end pinned
@@ -266,6 +303,9 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .map(crate::shard::ShardSpec::from_arg)
         .transpose()?;
     let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec, &args.metrics)?;
+    if let Some(out) = &args.out {
+        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
+    }
     // The same command on unchanged data ran before: restore its files
     // without opening the data store or the cache's database.
     let invocation = match shard {
@@ -279,35 +319,25 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         },
         None => sampler,
     };
-    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
-    let mut cache_cfg = args.cache.config(dataset.dir());
+    let (dataset, plan, notes) = open_selection(&args.data, &args.selection, !args.quiet)?;
+    let mut cache_cfg = args.cache.config(dataset.base());
     if let Some(spec) = &shard {
         // sled allows one process per database: each shard has its own.
         cache_cfg.dir = spec.cache_dir(&cache_cfg.dir);
     }
     let cache = Cache::open(&cache_cfg);
-    for w in cache.warnings() {
-        eprintln!("warning: {w}");
-    }
+    super::cache::print_new_warnings(&cache);
     let strict = args.data.strict;
-    let mut notes = data_warning_lines(&dataset);
-    for bad in dataset.invalid() {
-        if strict {
-            anyhow::bail!("{bad} (--strict)");
-        }
-        notes.push(format!("warning: skipped {bad}"));
-    }
-    for n in &notes {
-        eprintln!("{n}");
-    }
-    let plan = resolve_plan(&args.selection, &dataset)?;
     let t_load = t0.elapsed();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
         .context("cannot start worker threads")?;
     if let Some(spec) = shard {
-        return super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
+        let r = super::merge::run_shard(args, spec, &dataset, &plan, &strategy, &pool, &cache);
+        cache.flush();
+        super::cache::print_new_warnings(&cache);
+        return r;
     }
     let inputs_hash = inputs_hash(&dataset, &plan, &strategy);
     let out = args
@@ -328,7 +358,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     });
     // Results are written into a temporary sibling of --out, which becomes
     // --out only when complete.
-    let tmp = partial_dir(&out)?;
+    let tmp = partial_dir(&out, args.force)?;
     let t1 = Instant::now();
     // The same run on the same bars was done before: restore its files.
     let run_key = cache
@@ -360,13 +390,14 @@ pub fn execute(args: &RunArgs) -> Result<()> {
                     let store = report_key.as_ref().map(|k| (&cache, k));
                     let r = report_run(args, &out, parts, store, Some(drawn));
                     cache.flush();
+                    super::cache::print_new_warnings(&cache);
                     return r;
                 }
                 // Files that passed their checksums but do not parse (another
                 // build's layout): never fail the run for the cache.
                 Err(e) => {
-                    eprintln!("warning: cache: cannot read the restored run ({e:#}); recomputing");
-                    tmp = partial_dir(&out)?;
+                    errln!("warning: cache: cannot read the restored run ({e:#}); recomputing");
+                    tmp = partial_dir(&out, args.force)?;
                 }
             }
         }
@@ -422,7 +453,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         "compute": t_compute.as_secs_f64() * 1e3,
     });
     run_json["cache"] = cache_json(&stats);
-    commit_with_memory(&tmp, &out, &run_json, &sampler.finish())?;
+    commit_with_memory(&tmp, &out, &run_json, &sampler.finish(), args.force)?;
     if let Some(key) = &run_key {
         cache.store_files(Kind::Run, key, &out, &args.outputs.files());
         if let Some((inv, notes)) = memo {
@@ -443,6 +474,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     let store = report_key.as_ref().map(|k| (&cache, k));
     let r = report_run(args, &out, None, store, None);
     cache.flush();
+    super::cache::print_new_warnings(&cache);
     r
 }
 
@@ -520,7 +552,7 @@ pub(super) fn report_run(
     let summary = rendered.with_context(|| report_failed(out))?;
     if !args.quiet {
         if let Some(html) = summary.html {
-            println!("report: {}", html.display());
+            outln!("report: {}", html.display());
         }
     }
     Ok(())
@@ -583,7 +615,7 @@ impl Restored<'_> {
         let timeline = sampler.finish();
         let opts = args.report.options();
         let (committed, memory) = rayon::join(
-            || commit_with_memory(self.tmp, self.out, &self.run_json, &timeline),
+            || commit_with_memory(self.tmp, self.out, &self.run_json, &timeline, args.force),
             || draw.then(|| draw_memory_section(self.out, Some(&timeline), &opts)),
         );
         committed?;
@@ -611,8 +643,9 @@ fn commit_with_memory(
     out: &std::path::Path,
     run_json: &serde_json::Value,
     timeline: &MemoryTimeline,
+    force: bool,
 ) -> Result<()> {
-    let committed = commit_run_dir(tmp, out, run_json, |tmp| {
+    let committed = commit_run_dir(tmp, out, run_json, force, |tmp: &std::path::Path| {
         let path = tmp.join("memory.parquet");
         write_memory_parquet(&path, timeline).map_err(|e| OutputError::Parquet {
             path: path.clone(),
@@ -780,7 +813,7 @@ pub(super) fn print_cache_line(stats: &crate::cache::CacheStats) {
         })
         .collect();
     if !parts.is_empty() {
-        println!("cache: {}", parts.join(", "));
+        outln!("cache: {}", parts.join(", "));
     }
 }
 
@@ -891,15 +924,28 @@ pub(super) fn periods_source(strategy: &Strategy) -> &'static str {
 /// Prints the result's warnings (mixed bar frequencies) to stderr.
 pub(super) fn print_result_warnings(r: &RunSummary) {
     for w in &r.warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
 }
 
 fn pct(x: f64) -> String {
-    if x.is_finite() {
-        format!("{:+.2}%", x * 100.0)
-    } else {
+    let p = x * 100.0;
+    if !p.is_finite() {
         "n/a".into()
+    } else if p.abs() >= 1e9 {
+        // Absurd but finite (a short in a price that exploded): keep the
+        // table readable.
+        format!("{p:+.2e}%")
+    } else {
+        format!("{p:+.2}%")
+    }
+}
+
+fn money(x: f64) -> String {
+    if x.is_finite() && x.abs() >= 1e15 {
+        format!("{x:.3e}")
+    } else {
+        format!("{x:.2}")
     }
 }
 
@@ -922,65 +968,77 @@ pub(super) fn print_summary(
 ) {
     let p = &r.portfolio_metrics;
     let b = &r.benchmark_metrics;
-    println!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");
-    println!(
+    outln!("{:<16} {:>12} {:>12}", "", "ATC", "buy & hold");
+    outln!(
         "{:<16} {:>12} {:>12}",
         "total return",
         pct(p.total_return),
         pct(b.total_return)
     );
-    println!(
+    outln!(
         "{:<16} {:>12} {:>12}",
         "CAGR",
         pct(p.cagr.unwrap_or(f64::NAN)),
         pct(b.cagr.unwrap_or(f64::NAN))
     );
-    println!(
+    outln!(
         "{:<16} {:>12} {:>12}",
         "max drawdown",
         pct(-p.max_drawdown),
         pct(-b.max_drawdown)
     );
-    println!(
+    outln!(
         "{:<16} {:>12} {:>12}",
         "sharpe",
         num(p.sharpe),
         num(b.sharpe)
     );
-    println!(
+    outln!(
         "{:<16} {:>12} {:>12}",
         "final equity",
-        format!("{:.2}", p.final_equity),
-        format!("{:.2}", b.final_equity)
+        money(p.final_equity),
+        money(b.final_equity)
     );
-    println!("{:<16} {:>12}", "trades", p.trades);
+    outln!("{:<16} {:>12}", "trades", p.trades);
     let mut by_ret: Vec<_> = r.symbols.iter().collect();
     by_ret.sort_by(|a, b| b.metrics.total_return.total_cmp(&a.metrics.total_return));
     let k = by_ret.len().min(5);
     if by_ret.len() <= 10 {
-        println!(
+        outln!(
             "by return: {}",
             by_ret
                 .iter()
-                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!(
+                    "{} {}",
+                    crate::term::quote(&s.symbol),
+                    pct(s.metrics.total_return)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     } else {
-        println!(
+        outln!(
             "top:    {}",
             by_ret[..k]
                 .iter()
-                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!(
+                    "{} {}",
+                    crate::term::quote(&s.symbol),
+                    pct(s.metrics.total_return)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        println!(
+        outln!(
             "bottom: {}",
             by_ret[by_ret.len() - k..]
                 .iter()
                 .rev()
-                .map(|s| format!("{} {}", s.symbol, pct(s.metrics.total_return)))
+                .map(|s| format!(
+                    "{} {}",
+                    crate::term::quote(&s.symbol),
+                    pct(s.metrics.total_return)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -992,19 +1050,19 @@ pub(super) fn print_summary(
     };
     let total_s = compute_s + write_s;
     if restored {
-        println!(
+        outln!(
             "{} symbols ({} engine bars) restored from the run cache in {total_s:.2} s{skipped}",
             r.symbols.len(),
             r.engine_bars,
         );
     } else {
         let rate = r.engine_bars as f64 / total_s.max(1e-9);
-        println!(
+        outln!(
             "{} symbols, {} bars through the engine, traded and written in {total_s:.2} s ({:.2}M bars/s){skipped}",
             r.symbols.len(),
             r.engine_bars,
             rate / 1e6,
         );
     }
-    println!("results: {}", out.display());
+    outln!("results: {}", out.display());
 }

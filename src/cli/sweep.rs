@@ -10,11 +10,11 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_plan, resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
+use super::run::{progress_bar, resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
 use crate::cache::Cache;
 use crate::data::{parse_date_bound, Dataset};
 use crate::report::{write_memory_parquet, MemorySampler};
-use crate::run::output::{write_curves_parquet, BENCHMARK, PORTFOLIO};
+use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{fmt_ts, run, RunPlan, Strategy};
 use crate::sweep::output::{heatmap_json, metric_value, rank, write_json, ResultsWriter};
 use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
@@ -87,9 +87,15 @@ pub struct SweepArgs {
     pub cache: CacheFlags,
     #[command(flatten)]
     pub report: ReportFlags,
-    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/]
+    /// Output directory [default: reports/sweeps/<UTC time>-<hash of the inputs>/].
+    /// An existing directory is replaced only if atc-bt wrote everything in
+    /// it (its sweep.json lists its files); anything else is refused
     #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace --out even if it holds files atc-bt did not write (they are
+    /// deleted)
+    #[arg(long)]
+    pub force: bool,
     /// Worker threads [default: all cores]
     #[arg(help_heading = "Output", long, value_name = "N")]
     pub threads: Option<usize>,
@@ -251,22 +257,20 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         );
     }
 
+    if let Some(out) = &args.out {
+        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
+    }
     let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
     sampler.phase("load");
-    let dataset = Dataset::open(&args.data.options(!args.quiet))?;
-    let cache = Cache::open(&args.cache.config(dataset.dir()));
-    for w in cache.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;
+    // A shard opens its own cache below (sled allows one process per
+    // database): the shared one stays closed.
+    let cache = match shard {
+        Some(_) => Cache::disabled(),
+        None => Cache::open(&args.cache.config(dataset.base())),
+    };
+    super::cache::print_new_warnings(&cache);
     let strict = args.data.strict;
-    super::run::print_data_warnings(&dataset);
-    for bad in dataset.invalid() {
-        if strict {
-            bail!("{bad} (--strict)");
-        }
-        eprintln!("warning: skipped {bad}");
-    }
-    let plan = resolve_plan(&args.selection, &dataset)?;
     let split = match (&args.split, args.train_frac) {
         (Some(s), _) => Some(parse_date_bound(s, false).with_context(|| "--split")?),
         (None, Some(f)) => {
@@ -296,7 +300,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     // Symbols of different frequencies or calendars: say so once.
     let warnings = crate::run::plan_warnings(&dataset, &plan, &base.metrics)?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let mut h = blake3::Hasher::new();
     h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
@@ -316,10 +320,11 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         if args.walk_forward.is_some() {
             bail!("--walk-forward cannot be sharded yet: run the walk-forward on one machine");
         }
-        let mut cfg = args.cache.config(dataset.dir());
+        let mut cfg = args.cache.config(dataset.base());
         cfg.dir = spec.cache_dir(&cfg.dir);
         let shard_cache = Cache::open(&cfg);
-        return super::merge::sweep_shard(
+        super::cache::print_new_warnings(&shard_cache);
+        let r = super::merge::sweep_shard(
             args,
             spec,
             &dataset,
@@ -330,6 +335,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash,
             &shard_cache,
         );
+        shard_cache.flush();
+        super::cache::print_new_warnings(&shard_cache);
+        return r;
     }
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("reports/sweeps").join(format!(
@@ -338,7 +346,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             &inputs_hash[..12]
         ))
     });
-    let tmp = crate::run::output::partial_dir(&out)?;
+    let tmp = crate::run::output::partial_dir(&out, args.force)?;
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
@@ -428,7 +436,6 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         "combo_bars": result.combo_bars,
         "threads": pool.current_num_threads(),
     });
-    write_json(&tmp.join("sweep.json"), &sweep_json).map_err(anyhow::Error::msg)?;
     let walk = match &wf {
         Some((spec, folds, first)) => {
             let w = pool.install(|| {
@@ -463,7 +470,10 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?;
             write_curves_parquet(
                 &tmp.join("walk_forward_equity.parquet"),
-                &[("WALK_FORWARD", &w.curve), (BENCHMARK, &w.benchmark)],
+                &[
+                    (Aggregate::WalkForward, &w.curve),
+                    (Aggregate::Benchmark, &w.benchmark),
+                ],
             )?;
             Some(w)
         }
@@ -480,24 +490,28 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
         write_curves_parquet(
             &tmp.join("best_equity.parquet"),
-            &[(PORTFOLIO, &r.portfolio), (BENCHMARK, &r.benchmark)],
+            &[
+                (Aggregate::Portfolio, &r.portfolio),
+                (Aggregate::Benchmark, &r.benchmark),
+            ],
         )?;
     }
     write_memory_parquet(&tmp.join("memory.parquet"), &sampler.finish())?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out)
-            .with_context(|| format!("cannot replace {}", out.display()))?;
-    }
-    std::fs::rename(&tmp, &out)
-        .with_context(|| format!("cannot move results to {}", out.display()))?;
+    // sweep.json last: it lists the files written before it.
+    crate::run::output::commit_dir_with_manifest(
+        &tmp,
+        &out,
+        "sweep.json",
+        &sweep_json,
+        args.force,
+    )?;
+    super::cache::print_new_warnings(&cache);
 
     if !args.quiet {
-        print!(
-            "{}",
-            ranking_table(&grid, &result, &order, &args.rank_by, args.top)
-        );
+        let table = ranking_table(&grid, &result, &order, &args.rank_by, args.top);
+        outln!("{}", table.trim_end_matches('\n'));
         let secs = t_compute.as_secs_f64().max(1e-9);
-        println!(
+        outln!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
             result.combos.len(),
             plan.series.len(),
@@ -505,14 +519,12 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             result.combo_bars as f64 / secs / 1e6
         );
         if let Some(w) = &walk {
-            print!(
-                "{}",
-                walk_forward_table(w, &grid, &result.combos, &args.rank_by)
-            );
+            let table = walk_forward_table(w, &grid, &result.combos, &args.rank_by);
+            outln!("{}", table.trim_end_matches('\n'));
         }
-        println!("results: {}", out.display());
+        outln!("results: {}", out.display());
         if hits + misses > 0 {
-            println!(
+            outln!(
                 "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
                 100.0 * hits as f64 / (hits + misses) as f64
             );

@@ -114,6 +114,9 @@ pub enum DataError {
         /// Closest names.
         suggestions: Vec<String>,
     },
+    /// The symbol asked for was left out of the store for bad rows.
+    #[error("{} was left out: {}: row {} ({}): {}\n  hint: fix or drop the row in the source file, or leave {} out of --symbols", crate::term::quote(&.0.name), .0.file, .0.row, fmt_ts(.0.ts), .0.problem, crate::term::quote(&.0.name))]
+    LeftOut(Box<InvalidSeries>),
     /// A bare symbol names series in several files.
     #[error("symbol {symbol:?} is in several files; name one of: {}", .candidates.join(", "))]
     AmbiguousSymbol {
@@ -166,6 +169,17 @@ pub enum DataError {
         /// What went wrong.
         detail: String,
     },
+    /// The store's bytes fail their checksums and the store could not be
+    /// rebuilt.
+    #[error("{damage}, and it cannot be rebuilt: {detail}\n  hint: restore the Parquet files it was built from, or delete {dir} and run again with the data you have")]
+    Damaged {
+        /// What is damaged.
+        damage: String,
+        /// Why the rebuild failed.
+        detail: String,
+        /// The store directory.
+        dir: String,
+    },
     /// Writing a Parquet file failed.
     #[error("{path}: cannot write Parquet: {detail}")]
     WriteParquet {
@@ -204,12 +218,12 @@ impl fmt::Display for DataWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: symbol {:?}: row {} ({}): {}",
-            self.file,
-            self.symbol,
+            "{}: symbol \"{}\": row {} ({}): {}",
+            crate::term::escape(&self.file),
+            crate::term::escape(&self.symbol),
             self.row,
             fmt_ts(self.ts),
-            self.problem
+            crate::term::escape(&self.problem)
         )
     }
 }
@@ -235,13 +249,13 @@ impl fmt::Display for InvalidSeries {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: symbol {:?}: row {} ({}): {}; series {} skipped\n  hint: fix or drop the row in the source file",
-            self.file,
-            self.symbol,
+            "{}: symbol \"{}\": row {} ({}): {}; series {} skipped\n  hint: fix or drop the row in the source file",
+            crate::term::escape(&self.file),
+            crate::term::escape(&self.symbol),
             self.row,
             fmt_ts(self.ts),
-            self.problem,
-            self.name
+            crate::term::escape(&self.problem),
+            crate::term::quote(&self.name)
         )
     }
 }

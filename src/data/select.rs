@@ -4,7 +4,7 @@ use std::ops::Range;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 
-use super::error::{fmt_ts, DataError};
+use super::error::{fmt_ts, DataError, InvalidSeries};
 use super::SeriesInfo;
 
 /// Which series to use.
@@ -53,8 +53,13 @@ impl SymbolSelection {
 
 /// Resolves a selection to indices into `series` (sorted by name, no
 /// duplicates). A bare symbol that names series in several files is an
-/// error listing the qualified names.
-pub fn select(series: &[SeriesInfo], sel: &SymbolSelection) -> Result<Vec<usize>, DataError> {
+/// error listing the qualified names; a name of a series left out for bad
+/// rows (`invalid`) is an error saying so, with the first bad row.
+pub fn select(
+    series: &[SeriesInfo],
+    invalid: &[InvalidSeries],
+    sel: &SymbolSelection,
+) -> Result<Vec<usize>, DataError> {
     let names = match sel {
         SymbolSelection::All => return Ok((0..series.len()).collect()),
         SymbolSelection::Names(n) => n,
@@ -71,10 +76,17 @@ pub fn select(series: &[SeriesInfo], sel: &SymbolSelection) -> Result<Vec<usize>
         match by_symbol.len() {
             1 => out.push(by_symbol[0]),
             0 => {
+                let left_out = invalid
+                    .iter()
+                    .find(|b| b.name == *want)
+                    .or_else(|| invalid.iter().find(|b| b.symbol == *want));
+                if let Some(bad) = left_out {
+                    return Err(DataError::LeftOut(Box::new(bad.clone())));
+                }
                 return Err(DataError::UnknownSymbol {
                     symbol: want.clone(),
                     suggestions: closest(want, series.iter().map(|s| s.name.as_str()), 5),
-                })
+                });
             }
             _ => {
                 return Err(DataError::AmbiguousSymbol {

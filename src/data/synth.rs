@@ -64,8 +64,52 @@ pub fn synth(symbols: usize, bars: usize, seed: u64, out: &Path) -> Result<(), D
         Field::new("close", DataType::Float64, false),
         Field::new("volume", DataType::Float64, true),
     ]));
-    let tmp = out.with_extension("parquet.tmp");
-    let file = File::create(&tmp).map_err(|source| DataError::Io {
+    let written = crate::files::out::write_file(out, |tmp| {
+        write_synth(tmp, symbols, bars, seed, &schema, &werr)
+    });
+    match written {
+        Ok(()) => Ok(()),
+        Err(crate::files::out::FileWriteError::Write(e)) => Err(e),
+        Err(crate::files::out::FileWriteError::Out(e)) => Err(DataError::Io {
+            path: out.display().to_string(),
+            action: "cannot move the finished file into place",
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// The key-value metadata that marks a file written by `data synth` (so
+/// that a later `data synth --out` may overwrite it, and nothing else).
+const SYNTH_KEY: &str = "atc-bt";
+const SYNTH_VALUE: &str = "data synth";
+
+/// Whether `path` is a Parquet file written by [`synth`].
+pub fn is_synth_file(path: &Path) -> bool {
+    use parquet::file::reader::FileReader;
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let Ok(r) = parquet::file::reader::SerializedFileReader::new(f) else {
+        return false;
+    };
+    r.metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .is_some_and(|kv| {
+            kv.iter()
+                .any(|k| k.key == SYNTH_KEY && k.value.as_deref() == Some(SYNTH_VALUE))
+        })
+}
+
+fn write_synth(
+    tmp: &Path,
+    symbols: usize,
+    bars: usize,
+    seed: u64,
+    schema: &Arc<Schema>,
+    werr: &dyn Fn(&dyn std::fmt::Display) -> DataError,
+) -> Result<(), DataError> {
+    let file = File::create(tmp).map_err(|source| DataError::Io {
         path: tmp.display().to_string(),
         action: "cannot create",
         source,
@@ -73,6 +117,10 @@ pub fn synth(symbols: usize, bars: usize, seed: u64, out: &Path) -> Result<(), D
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_size(1 << 20)
+        .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
+            SYNTH_KEY.to_string(),
+            SYNTH_VALUE.to_string(),
+        )]))
         .build();
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| werr(&e))?;
     let ts: Vec<i64> = (0..bars as i64)
@@ -114,10 +162,5 @@ pub fn synth(symbols: usize, bars: usize, seed: u64, out: &Path) -> Result<(), D
         w.write(&batch).map_err(|e| werr(&e))?;
     }
     w.close().map_err(|e| werr(&e))?;
-    std::fs::rename(&tmp, out).map_err(|source| DataError::Io {
-        path: out.display().to_string(),
-        action: "cannot move the finished file into place",
-        source,
-    })?;
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! | problem | outcome |
 //! |---|---|
 //! | rows not sorted by time | sorted, silently (not a problem) |
+//! | empty (or blank) symbol | series invalid |
 //! | null / NaN / ±inf / ≤ 0 open, high, low or close | series invalid |
+//! | a price outside [1e-150, 1e150] (see [`MAX_PRICE`]) | series invalid |
 //! | null timestamp | series invalid |
 //! | high < low | series invalid |
 //! | two rows with the same timestamp and different values | series invalid |
@@ -52,6 +54,21 @@ pub struct Problem {
     pub problem: String,
 }
 
+/// The largest price accepted (and [`MIN_PRICE`] the smallest): the bound
+/// within which no arithmetic on prices can overflow f64 (max ≈ 1.8e308).
+///
+/// The largest intermediate of the engine is the least-squares MA's
+/// `L·Σ j·close` over a window of length `L` (≈ close·L³/2); the backtest
+/// divides equity by a price (units = equity / open), multiplies it back
+/// (units · close) and takes returns as ratios of two prices. With every
+/// price in [1e-150, 1e150], any ratio of two prices stays within 1e±300
+/// and close·L³ stays finite for any length below 10^52, so prices alone
+/// can never make a result infinite or NaN. Real prices are many orders of
+/// magnitude inside the bound; prices scaled by 1e306 are not.
+pub const MAX_PRICE: f64 = 1e150;
+/// The smallest price accepted: see [`MAX_PRICE`].
+pub const MIN_PRICE: f64 = 1e-150;
+
 fn price_problem(name: &str, v: f64) -> Option<String> {
     if v.is_nan() {
         Some(format!("{name} is NaN or null"))
@@ -59,6 +76,10 @@ fn price_problem(name: &str, v: f64) -> Option<String> {
         Some(format!("{name} is {v}; prices must be finite"))
     } else if v <= 0.0 {
         Some(format!("{name} is {v}; prices must be > 0"))
+    } else if !(MIN_PRICE..=MAX_PRICE).contains(&v) {
+        Some(format!(
+            "{name} is {v:e}; prices must lie within [{MIN_PRICE:e}, {MAX_PRICE:e}], where no arithmetic on them can overflow (the engine's least-squares MA sums close·length³, returns divide two prices)"
+        ))
     } else {
         None
     }
@@ -75,6 +96,13 @@ pub fn validate(
     warnings: &mut Vec<DataWarning>,
 ) -> Result<CleanSeries, Problem> {
     let n = raw.ts.len();
+    if raw.symbol.trim().is_empty() {
+        return Err(Problem {
+            row: raw.rows.first().copied().unwrap_or(0),
+            ts: raw.ts.first().copied().unwrap_or(0),
+            problem: "the symbol is empty; every series needs a name".into(),
+        });
+    }
     let sorted = raw.ts.windows(2).all(|w| w[0] <= w[1]);
     let order: Vec<usize> = if sorted {
         (0..n).collect()

@@ -23,15 +23,16 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The newest run-directory layout version this reader understands; it
-/// reads every version from 1 (2 only added files' columns and metrics
-/// the report shows when present).
+/// The run-directory layout version this reader understands (version 1
+/// kept the aggregate rows in the `symbol` column, which this reader no
+/// longer trusts: such a directory is refused with both versions named).
 pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
 
-/// Name of the portfolio rows.
-pub const PORTFOLIO: &str = "PORTFOLIO";
-/// Name of the benchmark rows.
-pub const BENCHMARK: &str = "BENCHMARK";
+/// The `aggregate` value of the portfolio rows.
+const PORTFOLIO: &str = "portfolio";
+/// The `aggregate` value of the benchmark rows.
+const BENCHMARK: &str = "benchmark";
+use crate::run::output::AGGREGATE_COLUMN as AGGREGATE;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
@@ -59,7 +60,7 @@ pub fn read_json(path: &Path) -> Result<Value, ReportError> {
 /// Checks `format_version` of a `run.json` / `sweep.json`.
 pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
     match v.get("format_version").and_then(Value::as_u64) {
-        Some(1..=SUPPORTED_FORMAT_VERSION) => Ok(()),
+        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
         other => Err(ReportError::Version {
             path: path.to_path_buf(),
             found: other.map_or_else(
@@ -257,30 +258,38 @@ pub fn for_each_batch(
     Ok(())
 }
 
-/// The rows of `meta`'s file whose `symbol` column may hold one of
-/// `names`: the row groups and, within them, the pages whose min/max
-/// statistics of `symbol` allow it (the column index, when the file has
-/// one; else every page of the row group). Conservative: a group or page
-/// without statistics is kept. `None` when the file has no `symbol` column.
-fn symbol_selection(
+/// The rows of `meta`'s file whose column `column` (a string key: `symbol`
+/// or `aggregate`) may hold one of `names`: the row groups and, within
+/// them, the pages whose min/max statistics of the column allow it (the
+/// column index, when the file has one; else every page of the row group).
+/// A group or page in which the column is all null holds none of them (a
+/// symbol's rows have a null `aggregate`, an aggregate's a null `symbol`);
+/// one without statistics is kept. `None` when the file has no such
+/// column.
+fn key_selection(
     meta: &parquet::file::metadata::ParquetMetaData,
+    column: &str,
     names: &BTreeSet<String>,
 ) -> Option<(Vec<usize>, RowSelection)> {
     use parquet::file::page_index::index::Index;
     let schema = meta.file_metadata().schema_descr();
-    let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == "symbol")?;
-    let may_hold = |lo: Option<&[u8]>, hi: Option<&[u8]>| match (lo, hi) {
+    let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+    let may_hold = |lo: Option<&[u8]>, hi: Option<&[u8]>, nulls: Option<u64>, rows: usize| match (
+        lo, hi,
+    ) {
         (Some(lo), Some(hi)) => names
             .iter()
             .any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi),
-        // An all-null page or no statistics: cannot tell.
+        // No value but nulls: nothing to find there.
+        _ if nulls == Some(rows as u64) => false,
+        // No statistics: cannot tell.
         _ => true,
     };
     let (mut groups, mut selectors) = (Vec::new(), Vec::new());
     for (g, rg) in meta.row_groups().iter().enumerate() {
         let rows = rg.num_rows().max(0) as usize;
         if let Some(st) = rg.column(col).statistics() {
-            if !may_hold(st.min_bytes_opt(), st.max_bytes_opt()) {
+            if !may_hold(st.min_bytes_opt(), st.max_bytes_opt(), st.null_count_opt(), rows) {
                 continue;
             }
         }
@@ -304,7 +313,8 @@ fn symbol_selection(
                 .get(p + 1)
                 .map_or(rows, |l| l.first_row_index.max(0) as usize);
             let n = end.saturating_sub(first);
-            if may_hold(page.min_bytes(), page.max_bytes()) {
+            let nulls = page.null_count().map(|c| c.max(0) as u64);
+            if may_hold(page.min_bytes(), page.max_bytes(), nulls, n) {
                 selectors.push(RowSelector::select(n));
             } else {
                 selectors.push(RowSelector::skip(n));
@@ -315,13 +325,14 @@ fn symbol_selection(
 }
 
 /// [`for_each_batch`] over only the row groups and pages of `path` that may
-/// hold rows of the symbols `names` (by the `symbol` statistics, see
-/// [`symbol_selection`]): a 10,000-symbol run's report reads a few pages
-/// per chosen symbol, not the whole file. The batches still hold other
-/// symbols' rows from the same pages; callers filter by name.
+/// hold rows whose `column` is one of `names` (by the column's statistics,
+/// see [`key_selection`]): a 10,000-symbol run's report reads a few pages
+/// per chosen symbol and the aggregate rows, not the whole file. The
+/// batches may still hold other rows from the same pages; callers filter.
 pub fn for_each_batch_of(
     path: &Path,
     columns: &[&str],
+    column: &str,
     names: &BTreeSet<String>,
     mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
@@ -330,7 +341,7 @@ pub fn for_each_batch_of(
     let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
         .map_err(|e| pq(path, e))?
         .with_batch_size(64 * 1024);
-    if let Some((groups, selection)) = symbol_selection(builder.metadata(), names) {
+    if let Some((groups, selection)) = key_selection(builder.metadata(), column, names) {
         builder = builder
             .with_row_groups(groups)
             .with_row_selection(selection);
@@ -347,17 +358,15 @@ pub fn for_each_batch_of(
     Ok(())
 }
 
-/// The names of the aggregate rows (`PORTFOLIO`, `BENCHMARK`) among a
-/// file's `symbol` values. Issue 16 moves them out of the symbol
-/// namespace; this and [`is_aggregate`] are the report's only knowledge of
-/// how they are told apart.
+/// The `aggregate` values of the rows the run report draws (the portfolio
+/// and benchmark curves).
 pub fn aggregate_names() -> BTreeSet<String> {
     [PORTFOLIO, BENCHMARK].map(String::from).into()
 }
 
-/// Whether a `symbol` value names an aggregate row.
-pub fn is_aggregate(symbol: &str) -> bool {
-    symbol == PORTFOLIO || symbol == BENCHMARK
+/// Whether an `aggregate` value names the portfolio or benchmark rows.
+pub fn is_aggregate(name: &str) -> bool {
+    name == PORTFOLIO || name == BENCHMARK
 }
 
 /// A time series (timestamps in microseconds since the epoch, UTC).
@@ -480,14 +489,15 @@ pub fn load_run_series(
     let mut has_drawdown = false;
     for_each_batch_of(
         &epath,
-        &["ts", "symbol", "equity", "drawdown"],
+        &["ts", AGGREGATE, "equity", "drawdown"],
+        AGGREGATE,
         &aggregate_names(),
         |b| {
-            let rows = b.rows_where("symbol", is_aggregate)?;
+            let rows = b.rows_where(AGGREGATE, is_aggregate)?;
             if rows.is_empty() {
                 return Ok(());
             }
-            let sym = b.strs("symbol")?;
+            let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
             has_drawdown = b.has("drawdown");
@@ -521,7 +531,7 @@ pub fn load_run_series(
     }
     let spath = dir.join("signals.parquet");
     if spath.exists() {
-        for_each_batch_of(&spath, &["ts", "symbol", "close", "avg"], symbols, |b| {
+        for_each_batch_of(&spath, &["ts", "symbol", "close", "avg"], "symbol", symbols, |b| {
             let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
             if rows.is_empty() {
                 return Ok(());
@@ -559,6 +569,7 @@ pub fn load_run_series(
                 "exit_ts",
                 "exit_price",
             ],
+            "symbol",
             symbols,
             |b| {
                 let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
@@ -684,7 +695,7 @@ pub fn label(v: &Value) -> String {
 }
 
 /// Columns of `results.parquet` that are not metrics.
-pub const RESULT_KEY_COLUMNS: [&str; 3] = ["combo", "sample", "symbol"];
+pub const RESULT_KEY_COLUMNS: [&str; 4] = ["combo", "sample", "symbol", AGGREGATE];
 
 /// Reads a sweep directory.
 pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, ReportError> {
@@ -759,7 +770,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let mut rows = Vec::new();
     let mut metric_columns = Vec::new();
     let portfolio: BTreeSet<String> = [PORTFOLIO.to_string()].into();
-    for_each_batch_of(&rpath, &[], &portfolio, |b| {
+    for_each_batch_of(&rpath, &[], AGGREGATE, &portfolio, |b| {
         if metric_columns.is_empty() {
             metric_columns = b
                 .column_names()
@@ -770,7 +781,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
                 })
                 .collect();
         }
-        let keep = b.rows_where("symbol", |s| s == PORTFOLIO)?;
+        let keep = b.rows_where(AGGREGATE, |s| s == PORTFOLIO)?;
         if keep.is_empty() {
             return Ok(());
         }
@@ -806,8 +817,8 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let mut benchmark = Curve::default();
     let bpath = dir.join("best_equity.parquet");
     if bpath.exists() {
-        for_each_batch(&bpath, &["ts", "symbol", "equity"], |b| {
-            let sym = b.strs("symbol")?;
+        for_each_batch(&bpath, &["ts", AGGREGATE, "equity"], |b| {
+            let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
             for i in 0..b.len() {

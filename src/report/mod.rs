@@ -170,6 +170,12 @@ pub const FILES_DIR: &str = "report_files";
 
 /// Renders the report of `dir`, a run or a sweep directory.
 pub fn render_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, ReportError> {
+    // `report_files/` is recreated only inside a directory atc-bt wrote.
+    if !crate::files::out::is_result_dir(dir) {
+        return Err(ReportError::NotAResultDir {
+            path: dir.to_path_buf(),
+        });
+    }
     if dir.join("run.json").exists() {
         render_run_report(dir, opts)
     } else if dir.join("sweep.json").exists() {
@@ -251,21 +257,28 @@ impl Writer {
     }
 }
 
-/// A file-name-safe form of a symbol, prefixed by its index so that two
-/// symbols never share a file.
+/// The file name (without extension) of a symbol's chart: unique and safe
+/// whatever the symbol. `sym-<NNNN>-<safe>-<hash>`: the symbol's index in
+/// the run (unique in the run), at most 32 of its characters with anything
+/// but ASCII letters, digits, `-` and `_` replaced by `_` (readable, and
+/// safe on every file system: no separators, dots, control characters or
+/// reserved names), and the first 8 hex digits of the blake3 of its exact
+/// bytes, so names that differ only in replaced characters, in letter case
+/// (case-insensitive file systems) or beyond 32 characters still differ.
 fn symbol_file_stem(index: usize, symbol: &str) -> String {
     let safe: String = symbol
         .chars()
+        .take(32)
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
             } else {
                 '_'
             }
         })
-        .take(40)
         .collect();
-    format!("sym-{:04}-{}", index + 1, safe.trim_matches('.'))
+    let hash = blake3::hash(symbol.as_bytes()).to_hex();
+    format!("sym-{:04}-{safe}-{}", index + 1, &hash.as_str()[..8])
 }
 
 fn metric_f64(m: &BTreeMap<String, Value>, name: &str) -> Option<f64> {
@@ -703,7 +716,7 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
 /// Version of the [`RunReportParts`] layout and of what the run report
 /// draws: part of the key under which a cache keeps them, so a build that
 /// draws differently never reuses another's charts.
-pub const RUN_REPORT_LAYOUT: u32 = 1;
+pub const RUN_REPORT_LAYOUT: u32 = 2;
 
 /// The half of a run report that depends only on the result files
 /// (`metrics.json`, `equity.parquet`, `signals.parquet`, `trades.parquet`,
@@ -909,7 +922,8 @@ pub fn render_run_report_parts(
     let mut figs = String::new();
     for sym in &chosen {
         let panel = data.panels.remove(sym).unwrap_or_default();
-        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(0), sym);
+        // Chosen symbols come from the same map: the index is always there.
+        let stem = symbol_file_stem(index.get(sym).copied().unwrap_or(index.len()), sym);
         let bars = panel.avg.ts.len();
         let c = SymbolChart {
             symbol: sym.clone(),
@@ -1325,11 +1339,31 @@ mod tests {
 
     #[test]
     fn symbol_files_are_safe_and_unique() {
-        assert_eq!(
-            symbol_file_stem(0, "<script>alert(1)</script>"),
-            "sym-0001-_script_alert_1___script_"
-        );
-        assert_eq!(symbol_file_stem(9, "BTC/USDT"), "sym-0010-BTC_USDT");
+        let a = symbol_file_stem(0, "<script>alert(1)</script>");
+        assert!(a.starts_with("sym-0001-_script_alert_1___script_-"), "{a}");
+        let b = symbol_file_stem(9, "BTC/USDT");
+        assert!(b.starts_with("sym-0010-BTC_USDT-"), "{b}");
+        // Same index, names equal once made safe or cut: still different.
+        let long = "X".repeat(40);
+        let names = [
+            "BTC/USDT".to_string(),
+            "BTC_USDT".to_string(),
+            "btc_usdt".to_string(),
+            format!("{long}A"),
+            format!("{long}B"),
+            "..".to_string(),
+            String::new(),
+            "\u{1b}[2J".to_string(),
+        ];
+        let stems: std::collections::BTreeSet<String> =
+            names.iter().map(|n| symbol_file_stem(0, n)).collect();
+        assert_eq!(stems.len(), names.len());
+        for s in &stems {
+            assert!(s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            assert!(s.len() <= 4 + 5 + 32 + 9 + 2, "{s}");
+        }
     }
 
     #[test]

@@ -212,6 +212,22 @@ pub enum RunError {
         /// The range the data covers.
         covers: String,
     },
+    /// Every selected series was left out before the run (invalid data).
+    #[error("no series to run: every selected series was left out of the store for bad data ({count} in all; {first})\n  hint: `atc-bt data info` lists every problem; fix or drop the rows in the source files")]
+    NothingSelected {
+        /// How many were left out.
+        count: usize,
+        /// The first few, with their reasons.
+        first: String,
+    },
+    /// Every series with data in the window was skipped while running.
+    #[error("every selected series was skipped ({count} in all): {first}\n  hint: the reasons above name each series; fix the data or change the parameters")]
+    AllSkipped {
+        /// How many were skipped.
+        count: usize,
+        /// The first few, with their reasons.
+        first: String,
+    },
     /// A symbol failed and `--strict` was given.
     #[error("{symbol}: {reason} (without --strict the symbol would be skipped)")]
     Strict {
@@ -247,13 +263,17 @@ pub fn print_skipped(skipped: &[Skipped]) {
         by_reason.entry(&s.reason).or_default().push(&s.symbol);
     }
     for (reason, names) in by_reason {
-        let shown: Vec<&str> = names.iter().take(5).copied().collect();
+        let shown: Vec<String> = names
+            .iter()
+            .take(5)
+            .map(|n| crate::term::quote(n).into_owned())
+            .collect();
         let more = if names.len() > 5 {
             format!(" and {} more", names.len() - 5)
         } else {
             String::new()
         };
-        eprintln!(
+        crate::errln!(
             "warning: skipped {} series ({}{more}): {reason}",
             names.len(),
             shown.join(", ")
@@ -296,6 +316,25 @@ pub fn prepare(
     plan: &RunPlan,
 ) -> Result<(Vec<ActiveSeries>, Vec<Skipped>), RunError> {
     let series = data.series();
+    if plan.series.is_empty() {
+        let bad = data.invalid();
+        return Err(RunError::NothingSelected {
+            count: bad.len(),
+            first: bad
+                .iter()
+                .take(3)
+                .map(|b| {
+                    format!(
+                        "{}: row {}: {}",
+                        crate::term::quote(&b.name),
+                        b.row,
+                        b.problem
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
     let mut active = Vec::new();
     let mut skipped = Vec::new();
     for &idx in &plan.series {
@@ -396,6 +435,24 @@ pub fn trade_series(
             reason: e.to_string(),
         }
     })?;
+    // Validation keeps prices where the arithmetic stays finite; should a
+    // sub-account still overflow, it is left out rather than turn the
+    // portfolio into NaN.
+    let bad = run
+        .equity
+        .iter()
+        .chain(&run.benchmark)
+        .position(|v| !v.is_finite());
+    if let Some(k) = bad {
+        return Err(Skipped {
+            symbol: name.clone(),
+            reason: format!(
+                "its equity is not a finite number at bar {} ({}); left out so the portfolio stays finite",
+                a.window.start + k,
+                fmt_ts(run.ts.get(k).copied().unwrap_or(0))
+            ),
+        });
+    }
     let m = run.metrics_with(opts);
     Ok(SymbolResult {
         metrics: m,
@@ -542,6 +599,20 @@ pub fn portfolio_metrics(
     (m, benchmark_metrics(initial, benchmark_curve, &opts))
 }
 
+/// The error of a run in which every series with data in the window was
+/// skipped (`skipped` holds them all).
+pub fn all_skipped(skipped: &[Skipped]) -> RunError {
+    RunError::AllSkipped {
+        count: skipped.len(),
+        first: skipped
+            .iter()
+            .take(3)
+            .map(|s| format!("{}: {}", crate::term::quote(&s.symbol), s.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// Collects per-symbol outcomes: failures are skipped, or end the run with
 /// `strict`.
 pub fn collect(
@@ -657,6 +728,9 @@ pub fn run_with_cache(
     )?;
     let outcomes = sink.0;
     let symbols = collect(outcomes, &mut skipped, strict)?;
+    if symbols.is_empty() && capital_symbols.is_none() {
+        return Err(all_skipped(&skipped));
+    }
     Ok(aggregate(
         symbols,
         skipped,
@@ -702,6 +776,7 @@ pub fn run_to_dir(
         writer,
         skipped,
         strict,
+        traded: 0,
     };
     run_chunks(
         data,
@@ -712,6 +787,9 @@ pub fn run_to_dir(
         on_done,
         &mut sink,
     )?;
+    if sink.traded == 0 && capital_symbols.is_none() {
+        return Err(all_skipped(&sink.skipped));
+    }
     sink.writer.finish(sink.skipped).map_err(out_err)
 }
 
@@ -747,6 +825,8 @@ struct Stream {
     writer: output::RunWriter,
     skipped: Vec<Skipped>,
     strict: bool,
+    /// Symbols traded so far.
+    traded: usize,
 }
 
 impl ChunkSink for Stream {
@@ -757,7 +837,10 @@ impl ChunkSink for Stream {
     fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError> {
         for o in part {
             match o {
-                Ok(r) => self.writer.push(r).map_err(out_err)?,
+                Ok(r) => {
+                    self.traded += 1;
+                    self.writer.push(r).map_err(out_err)?
+                }
                 Err(s) if self.strict => {
                     return Err(RunError::Strict {
                         symbol: s.symbol,

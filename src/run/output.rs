@@ -26,16 +26,43 @@ use crate::parquet_write::{write_column, Table, WriteError};
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
 use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
 
-/// Name of the portfolio rows in `equity.parquet` and `metrics.json`.
-pub const PORTFOLIO: &str = "PORTFOLIO";
-/// Name of the benchmark rows in `equity.parquet` and `metrics.json`.
-pub const BENCHMARK: &str = "BENCHMARK";
+/// An aggregate row: not a symbol of the data but a sum over them (or a
+/// chain of runs). Aggregates never share a namespace with data: their
+/// rows carry the aggregate's name in the `aggregate` column and a null
+/// `symbol`, and a symbol's rows a null `aggregate`, so a symbol named
+/// `PORTFOLIO` (or anything else) is just a symbol, in every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    /// The portfolio: the sum of the sub-accounts.
+    Portfolio,
+    /// Buy & hold under the same split.
+    Benchmark,
+    /// The chained out-of-sample equity of a walk-forward.
+    WalkForward,
+}
+
+impl Aggregate {
+    /// The name in the `aggregate` column (and the key in `metrics.json`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Portfolio => "portfolio",
+            Aggregate::Benchmark => "benchmark",
+            Aggregate::WalkForward => "walk_forward",
+        }
+    }
+}
+
+/// The name of the column that marks aggregate rows.
+pub const AGGREGATE_COLUMN: &str = "aggregate";
 
 /// Version of the run-directory layout; readers refuse other versions.
 /// 2: `trades.parquet` has `exit_reason`; `metrics.json` the facts table's
-/// keys (start/end, annual_return, skew … worst_drawdowns). 3: the
-/// Parquet layout of [`crate::parquet_write`], `signals.parquet` without
-/// `close` unless asked (`--outputs close`), `run.json` has `outputs`.
+/// keys (start/end, annual_return, skew … worst_drawdowns); aggregate rows
+/// moved from `symbol` to the `aggregate` column; `run.json`/`sweep.json`
+/// list their `files`. 3: the Parquet layout of [`crate::parquet_write`];
+/// `signals.parquet` without `close` and `equity.parquet` without
+/// `drawdown` unless asked (`--outputs close,drawdown`); `run.json` has
+/// `outputs`.
 pub const RUN_FORMAT_VERSION: u32 = 3;
 
 /// Errors writing results.
@@ -57,6 +84,9 @@ pub enum OutputError {
         /// What went wrong.
         message: String,
     },
+    /// The output directory cannot be replaced (see [`crate::files::out`]).
+    #[error(transparent)]
+    Out(#[from] crate::files::out::OutError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
@@ -82,7 +112,7 @@ impl From<WriteError> for OutputError {
 }
 
 /// What a run writes besides `run.json` and `metrics.json` (`--outputs`).
-/// `equity.parquet` always holds the `PORTFOLIO` and `BENCHMARK` rows (the
+/// `equity.parquet` always holds the portfolio and benchmark rows (the
 /// report draws them); the flags add the per-symbol rows and files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Outputs {
@@ -235,12 +265,13 @@ fn drawdowns(equity: &[f64]) -> Vec<f64> {
 }
 
 /// The columns readers filter the per-bar files on.
-const BAR_KEYS: [&str; 2] = ["ts", "symbol"];
+const BAR_KEYS: [&str; 3] = ["ts", "symbol", AGGREGATE_COLUMN];
 
 fn equity_schema(drawdown: bool) -> Arc<Schema> {
     let mut f = vec![
         ts_field("ts", false),
-        Field::new("symbol", DataType::Utf8, false),
+        Field::new("symbol", DataType::Utf8, true),
+        Field::new(AGGREGATE_COLUMN, DataType::Utf8, true),
         Field::new("equity", DataType::Float64, false),
         Field::new("position", DataType::Float64, true),
     ];
@@ -268,6 +299,7 @@ fn signals_schema(close: bool) -> Arc<Schema> {
 enum BarColumn {
     Ts,
     Symbol,
+    Aggregate,
     Equity,
     Position,
     Drawdown,
@@ -281,6 +313,7 @@ impl BarColumn {
         Some(match name {
             "ts" => BarColumn::Ts,
             "symbol" => BarColumn::Symbol,
+            AGGREGATE_COLUMN => BarColumn::Aggregate,
             "equity" => BarColumn::Equity,
             "position" => BarColumn::Position,
             "drawdown" => BarColumn::Drawdown,
@@ -295,11 +328,14 @@ impl BarColumn {
 /// One symbol's per-bar columns as Arrow arrays, indexed by
 /// [`BarColumn`]. The vectors of the symbol's result become the arrays
 /// (moved, never copied); `None` where no file wants the column.
-type SymbolColumns = [Option<ArrayRef>; 8];
+type SymbolColumns = [Option<ArrayRef>; BAR_COLUMNS];
+
+/// How many [`BarColumn`]s there are.
+const BAR_COLUMNS: usize = 9;
 
 /// Takes a symbol's result apart into the columns `want` (by
 /// [`BarColumn`]) and its trades.
-fn take_columns(s: SymbolResult, want: &[bool; 8]) -> (SymbolColumns, Vec<Trade>) {
+fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, Vec<Trade>) {
     let SymbolResult {
         run, close, avg, dir, ..
     } = s;
@@ -318,6 +354,10 @@ fn take_columns(s: SymbolResult, want: &[bool; 8]) -> (SymbolColumns, Vec<Trade>
             b.append_value(&run.symbol);
         }
         c[BarColumn::Symbol as usize] = Some(Arc::new(b.finish()));
+    }
+    if on(BarColumn::Aggregate) {
+        // A symbol's rows are no aggregate's.
+        c[BarColumn::Aggregate as usize] = Some(Arc::new(StringArray::new_null(n)));
     }
     if on(BarColumn::Equity) {
         c[BarColumn::Equity as usize] = Some(Arc::new(Float64Array::from(run.equity)));
@@ -514,7 +554,7 @@ impl RunWriter {
         if let Some(t) = self.signals.as_mut() {
             tables.push(t);
         }
-        let mut want = [false; 8];
+        let mut want = [false; BAR_COLUMNS];
         for t in &tables {
             for f in t.schema().fields() {
                 if let Some(c) = BarColumn::of(f.name()) {
@@ -574,7 +614,10 @@ impl RunWriter {
         );
         let mut equity = self.equity;
         equity.write(aggregate_columns(
-            &[(PORTFOLIO, &portfolio), (BENCHMARK, &benchmark)],
+            &[
+                (Aggregate::Portfolio, &portfolio),
+                (Aggregate::Benchmark, &benchmark),
+            ],
             self.outputs.drawdown,
         ))?;
         let summary = RunSummary {
@@ -604,18 +647,17 @@ impl RunWriter {
     }
 }
 
-/// The `equity.parquet` rows of the aggregate curves (`PORTFOLIO`,
-/// `BENCHMARK`): position is null, drawdown (with `drawdown`) from the
-/// curve. Issue 16 moves these rows out of the `symbol` namespace; this is
-/// the one place that writes them.
+/// The `equity.parquet` rows of the aggregate curves (portfolio,
+/// benchmark): `symbol` and `position` null, drawdown (with `drawdown`)
+/// from the curve.
 fn aggregate_columns(
-    curves: &[(&str, &crate::backtest::Curve)],
+    curves: &[(Aggregate, &crate::backtest::Curve)],
     drawdown: bool,
 ) -> Vec<ArrayRef> {
-    let (mut ts, mut sym, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
-    for (name, c) in curves {
+    let (mut ts, mut agg, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
+    for (a, c) in curves {
         ts.extend_from_slice(&c.ts);
-        sym.extend(std::iter::repeat_n(*name, c.ts.len()));
+        agg.extend(std::iter::repeat_n(a.name(), c.ts.len()));
         eq.extend_from_slice(&c.equity);
         if drawdown {
             dd.extend(drawdowns(&c.equity));
@@ -624,7 +666,8 @@ fn aggregate_columns(
     let n = ts.len();
     let mut cols: Vec<ArrayRef> = vec![
         ts_array(ts),
-        Arc::new(StringArray::from(sym)),
+        Arc::new(StringArray::new_null(n)),
+        Arc::new(StringArray::from(agg)),
         Arc::new(Float64Array::from(eq)),
         Arc::new(Float64Array::from(vec![None::<f64>; n])),
     ];
@@ -797,38 +840,28 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Creates (empty) the temporary sibling `.<name>.partial-<pid>` of `out`
-/// that a result directory is written into before it is renamed to `out`;
-/// a leftover from a crashed process with the same pid is cleared first.
-pub fn partial_dir(out: &Path) -> Result<PathBuf, OutputError> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
-    Ok(tmp)
+/// Prepares to write the result directory `out`: refuses an `out` that
+/// holds anything atc-bt did not write (unless `force`), removes stale
+/// temporaries of killed commands beside it, and creates the empty
+/// temporary sibling `.<name>.partial-<tag>` the results are written into
+/// before [`commit_run_dir`] renames it (see [`crate::files::out`]).
+pub fn partial_dir(out: &Path, force: bool) -> Result<PathBuf, OutputError> {
+    Ok(crate::files::out::begin_dir(out, force)?)
 }
 
 /// Writes the whole run directory at `out` atomically (the files of
 /// `outputs`): everything goes to a
 /// temporary sibling first, which is renamed to `out` when complete. An
-/// existing `out` is replaced only after the new one is complete.
+/// existing `out` is replaced only after the new one is complete, and only
+/// if atc-bt wrote everything in it (or with `force`).
 pub fn write_run_dir(
     out: &Path,
     r: &RunResult,
     run_json: &serde_json::Value,
+    force: bool,
     outputs: Outputs,
 ) -> Result<(), OutputError> {
-    let tmp = partial_dir(out)?;
+    let tmp = partial_dir(out, force)?;
     let written = (|| {
         let mut w = RunWriter::create(
             &tmp,
@@ -846,47 +879,64 @@ pub fn write_run_dir(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    commit_run_dir(&tmp, out, run_json, |_| Ok(()))
+    commit_run_dir(&tmp, out, run_json, force, |_| Ok(()))
+}
+
+/// Completes a result directory whose files are in `tmp` (from
+/// [`partial_dir`]): writes its manifest `manifest` (`run.json`,
+/// `sweep.json`) last, with `files` listing everything written before it
+/// (its presence marks a complete directory, and the list tells a later
+/// command what atc-bt may replace), and renames `tmp` to `out`. On any
+/// error `tmp` is removed.
+pub fn commit_dir_with_manifest(
+    tmp: &Path,
+    out: &Path,
+    manifest: &str,
+    value: &serde_json::Value,
+    force: bool,
+) -> Result<(), OutputError> {
+    let r = (|| {
+        let mut value = value.clone();
+        value["files"] = serde_json::json!(crate::files::out::listing(tmp)?);
+        write_json(&tmp.join(manifest), &value)?;
+        crate::files::out::commit_dir(tmp, out, force)?;
+        Ok(())
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    r
 }
 
 /// Completes a run directory whose result files are in `tmp` (from
 /// [`partial_dir`]): calls `extra` on it (e.g. to add `memory.parquet`),
-/// writes `run.json` last (its presence marks a complete directory) and
-/// renames `tmp` to `out`, replacing an existing `out` only then.
+/// then [`commit_dir_with_manifest`] with `run.json`. On any error `tmp`
+/// is removed.
 pub fn commit_run_dir(
     tmp: &Path,
     out: &Path,
     run_json: &serde_json::Value,
+    force: bool,
     extra: impl FnOnce(&Path) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
-    let parent = tmp.parent().unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "run".into());
-    extra(tmp)?;
-    write_json(&tmp.join("run.json"), run_json)?;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(io_err(out))?;
-        std::fs::rename(tmp, out).map_err(io_err(out))?;
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-    } else {
-        std::fs::rename(tmp, out).map_err(io_err(out))?;
+    if let Err(e) = extra(tmp) {
+        let _ = std::fs::remove_dir_all(tmp);
+        return Err(e);
     }
-    Ok(())
+    commit_dir_with_manifest(tmp, out, "run.json", run_json, force)
 }
 
-/// Writes named equity curves (`ts, symbol, equity, drawdown`) as Parquet,
-/// e.g. the best sweep combination's `PORTFOLIO` and `BENCHMARK`.
+/// Writes aggregate equity curves (`ts, symbol, aggregate, equity,
+/// drawdown`, `symbol` null as on every aggregate row) as Parquet, e.g. the
+/// best sweep combination's portfolio and benchmark.
 pub fn write_curves_parquet(
     path: &Path,
-    curves: &[(&str, &crate::backtest::Curve)],
+    curves: &[(Aggregate, &crate::backtest::Curve)],
 ) -> Result<(), OutputError> {
-    let (mut ts, mut sym, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
-    for (name, c) in curves {
+    let (mut ts, mut agg, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
+    for (a, c) in curves {
         ts.extend_from_slice(&c.ts);
-        sym.extend(std::iter::repeat_n(*name, c.ts.len()));
+        agg.extend(std::iter::repeat_n(a.name(), c.ts.len()));
         eq.extend_from_slice(&c.equity);
         dd.extend(drawdowns(&c.equity));
     }
@@ -894,13 +944,15 @@ pub fn write_curves_parquet(
         path,
         vec![
             ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new(AGGREGATE_COLUMN, DataType::Utf8, true),
             Field::new("equity", DataType::Float64, false),
             Field::new("drawdown", DataType::Float64, false),
         ],
         vec![
             ts_array(ts),
-            Arc::new(StringArray::from(sym)),
+            Arc::new(StringArray::new_null(agg.len())),
+            Arc::new(StringArray::from(agg)),
             Arc::new(Float64Array::from(eq)),
             Arc::new(Float64Array::from(dd)),
         ],

@@ -84,6 +84,9 @@ pub enum PartError {
         /// Why.
         why: String,
     },
+    /// The part directory cannot be replaced.
+    #[error(transparent)]
+    Out(crate::files::out::OutError),
     /// A table that does not have the layout this version writes.
     #[error("{}: corrupt part table: {why}; rerun the shard that wrote it", path.display())]
     Corrupt {
@@ -284,6 +287,7 @@ impl Table {
 pub struct PartWriter {
     out: PathBuf,
     tmp: PathBuf,
+    force: bool,
     detail: bool,
     pos_of: HashMap<String, u32>,
     symbols: Table,
@@ -302,25 +306,19 @@ impl PartWriter {
     /// Starts the part of `spec` under `parts_dir`. `selection` is the whole
     /// selection's series names in order (a symbol's position is its index
     /// there). `detail` keeps close, avg and dir (run) or leaves them null
-    /// (sweep).
+    /// (sweep). An existing part directory is replaced only if it is a part
+    /// (or with `force`); stale temporaries of killed shards beside it go.
     pub fn create(
         parts_dir: &Path,
         spec: ShardSpec,
         selection: &[String],
         detail: bool,
+        force: bool,
     ) -> Result<PartWriter, PartError> {
-        std::fs::create_dir_all(parts_dir).map_err(io(parts_dir))?;
         let out = parts_dir.join(spec.part_name());
-        let tmp = parts_dir.join(format!(
-            ".{}.partial-{}",
-            spec.part_name(),
-            std::process::id()
-        ));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        let tmp = crate::files::out::begin_dir(&out, force).map_err(PartError::Out)?;
         Ok(PartWriter {
+            force,
             detail,
             pos_of: selection
                 .iter()
@@ -522,21 +520,9 @@ impl PartWriter {
             &self.tmp.join(SUCCESS),
             format!("{}\n", blake3::hash(text.as_bytes()).to_hex()).as_bytes(),
         )?;
-        if self.out.exists() {
-            let parent = self.out.parent().unwrap_or(Path::new("."));
-            let old = parent.join(format!(
-                ".{}.old-{}",
-                self.out
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                std::process::id()
-            ));
-            std::fs::rename(&self.out, &old).map_err(io(&self.out))?;
-            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
-        } else {
-            std::fs::rename(&self.tmp, &self.out).map_err(io(&self.out))?;
+        if let Err(e) = crate::files::out::commit_dir(&self.tmp, &self.out, self.force) {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+            return Err(PartError::Out(e));
         }
         Ok(self.out)
     }

@@ -76,8 +76,10 @@ pub struct Row {
     pub combo: usize,
     /// Sample name.
     pub sample: String,
-    /// Series name, or `PORTFOLIO` / `BENCHMARK`.
-    pub symbol: String,
+    /// Series name; `None` on an aggregate row.
+    pub symbol: Option<String>,
+    /// The aggregate (portfolio, benchmark) of an aggregate row.
+    pub aggregate: Option<crate::run::output::Aggregate>,
     /// Metrics.
     pub metrics: Metrics,
 }
@@ -96,25 +98,29 @@ pub struct SweepResult {
 }
 
 /// Appends the rows of one (combination, sample): each symbol, then the
-/// `PORTFOLIO` and `BENCHMARK` rows. Shared by `sweep` and `merge`, so a
-/// merged sweep writes exactly the rows of a single-machine one.
+/// portfolio and benchmark rows (aggregate rows: `symbol` null). Shared by
+/// `sweep` and `merge`, so a merged sweep writes exactly the rows of a
+/// single-machine one.
 pub fn push_rows(rows: &mut Vec<Row>, combo: usize, sample: &str, r: &crate::run::RunResult) {
+    use crate::run::output::Aggregate;
     for s in &r.symbols {
         rows.push(Row {
             combo,
             sample: sample.to_string(),
-            symbol: s.run.symbol.clone(),
+            symbol: Some(s.run.symbol.clone()),
+            aggregate: None,
             metrics: s.metrics.clone(),
         });
     }
-    for (name, m) in [
-        (crate::run::output::PORTFOLIO, &r.portfolio_metrics),
-        (crate::run::output::BENCHMARK, &r.benchmark_metrics),
+    for (agg, m) in [
+        (Aggregate::Portfolio, &r.portfolio_metrics),
+        (Aggregate::Benchmark, &r.benchmark_metrics),
     ] {
         rows.push(Row {
             combo,
             sample: sample.to_string(),
-            symbol: name.to_string(),
+            symbol: None,
+            aggregate: Some(agg),
             metrics: m.clone(),
         });
     }

@@ -1,5 +1,6 @@
 //! Sweep output: `results.parquet` (one row per combination × sample ×
-//! symbol, plus `PORTFOLIO` and `BENCHMARK` rows: the parameters and every
+//! symbol, plus the aggregate rows `portfolio` and `benchmark`, marked in
+//! the `aggregate` column with a null `symbol`: the parameters and every
 //! scalar metric of the facts table [`METRICS`], typed by its kind: counts,
 //! bars, lengths and cutout as integers, start/end as timestamps),
 //! `heatmap_<sample>.json` (the ranking metric as an n-dimensional array
@@ -117,7 +118,8 @@ impl ResultsWriter {
             let mut fields = vec![
                 Field::new("combo", DataType::UInt32, false),
                 Field::new("sample", DataType::Utf8, false),
-                Field::new("symbol", DataType::Utf8, false),
+                Field::new("symbol", DataType::Utf8, true),
+                Field::new(crate::run::output::AGGREGATE_COLUMN, DataType::Utf8, true),
             ];
             for p in PARAM_COLUMNS {
                 let dt = if p == "robustness" {
@@ -158,8 +160,11 @@ impl ResultsWriter {
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.sample.as_str()),
             )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.symbol.as_str()),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.symbol.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|r| r.aggregate.map(|a| a.name())),
             )),
         ];
         for p in PARAM_COLUMNS {

@@ -255,7 +255,7 @@ pub fn walk_forward(
         .pinned(data);
         let r = match run(data, &test_plan, &strategy, strict, &|| {}) {
             Ok(r) => r,
-            Err(RunError::EmptyWindow { .. }) => {
+            Err(RunError::EmptyWindow { .. } | RunError::AllSkipped { .. }) => {
                 out.push(FoldResult {
                     fold: *fold,
                     best_combo: Some(best.combo),

@@ -89,6 +89,20 @@ pub fn str_col(batches: &[RecordBatch], name: &str) -> Vec<String> {
     out
 }
 
+/// A string column of all batches, None for nulls.
+#[allow(dead_code)]
+pub fn opt_str_col(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())));
+    }
+    out
+}
+
 /// A timestamp column of all batches (µs; None for nulls).
 pub fn ts_col(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
     let mut out = Vec::new();

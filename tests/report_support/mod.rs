@@ -1,5 +1,5 @@
 //! Writes run and sweep directories in the layout of `atc-bt run` /
-//! `atc-bt sweep` (format_version 1) from seeded synthetic data, so report
+//! `atc-bt sweep` (format_version 2) from seeded synthetic data, so report
 //! tests need no backtest.
 
 #![allow(dead_code)]
@@ -119,7 +119,8 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
         &dir.join("equity.parquet"),
         vec![
             ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("aggregate", DataType::Utf8, true),
             Field::new("equity", DataType::Float64, false),
             Field::new("position", DataType::Float64, true),
             Field::new("drawdown", DataType::Float64, false),
@@ -203,14 +204,16 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
         eqw.write(vec![
             ts_array(ts.iter().map(|&t| Some(t)).collect()),
             Arc::new(StringArray::from(names)),
+            Arc::new(StringArray::new_null(bars)),
             Arc::new(Float64Array::from(eq.clone())),
             Arc::new(Float64Array::from(vec![Some(1.0); bars])),
             Arc::new(Float64Array::from(drawdowns(&eq))),
         ]);
     }
-    for (name, e) in [("PORTFOLIO", &portfolio), ("BENCHMARK", &bench)] {
+    for (name, e) in [("portfolio", &portfolio), ("benchmark", &bench)] {
         eqw.write(vec![
             ts_array(ts.iter().map(|&t| Some(t)).collect()),
+            Arc::new(StringArray::new_null(bars)),
             Arc::new(StringArray::from(vec![name; bars])),
             Arc::new(Float64Array::from(e.clone())),
             Arc::new(Float64Array::from(vec![None::<f64>; bars])),
@@ -262,7 +265,7 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
     )
     .unwrap();
     let run = json!({
-        "format_version": 1,
+        "format_version": 2,
         "atc_bt_version": "0.1.0",
         "command": ["atc-bt", "run", "--data", "data/<odd & name>.parquet"],
         "started_at": "2026-01-02T03:04:05Z",
@@ -335,7 +338,8 @@ pub fn write_sweep_dir(dir: &Path) {
         vec![
             Field::new("combo", DataType::UInt32, false),
             Field::new("sample", DataType::Utf8, false),
-            Field::new("symbol", DataType::Utf8, false),
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("aggregate", DataType::Utf8, true),
             Field::new("lambda", DataType::Float64, false),
             Field::new("decay", DataType::Float64, false),
             Field::new("cutout", DataType::Float64, false),
@@ -346,6 +350,7 @@ pub fn write_sweep_dir(dir: &Path) {
             Field::new("trades", DataType::Float64, true),
         ],
     );
+    let mut aggregate: Vec<Option<&str>> = vec![];
     let (
         mut combo,
         mut sample,
@@ -373,7 +378,11 @@ pub fn write_sweep_dir(dir: &Path) {
     );
     for c in 0..count {
         for (si, s) in samples.iter().enumerate() {
-            for sym in ["PORTFOLIO", "BENCHMARK", "AAA"] {
+            for (sym, agg) in [
+                (None, Some("portfolio")),
+                (None, Some("benchmark")),
+                (Some("AAA"), None),
+            ] {
                 let (l, rest) = (
                     c / (decays.len() * cutouts.len()),
                     c % (decays.len() * cutouts.len()),
@@ -381,6 +390,7 @@ pub fn write_sweep_dir(dir: &Path) {
                 combo.push(c as u32);
                 sample.push(*s);
                 symbol.push(sym);
+                aggregate.push(agg);
                 la.push(lambdas[l]);
                 de.push(decays[rest / cutouts.len()]);
                 cu.push(cutouts[rest % cutouts.len()] as f64);
@@ -400,6 +410,7 @@ pub fn write_sweep_dir(dir: &Path) {
         Arc::new(UInt32Array::from(combo)),
         Arc::new(StringArray::from(sample)),
         Arc::new(StringArray::from(symbol)),
+        Arc::new(StringArray::from(aggregate)),
         Arc::new(Float64Array::from(la)),
         Arc::new(Float64Array::from(de)),
         Arc::new(Float64Array::from(cu)),
@@ -436,7 +447,7 @@ pub fn write_sweep_dir(dir: &Path) {
     order.sort_by(|a, b| score(*b, 1).total_cmp(&score(*a, 1)).then(a.cmp(b)));
     let best = order[0];
     let sweep = json!({
-        "format_version": 1,
+        "format_version": 2,
         "atc_bt_version": "0.1.0",
         "command": ["atc-bt", "sweep"],
         "started_at": "2026-01-02T03:04:05Z",
@@ -462,7 +473,7 @@ pub fn write_sweep_dir(dir: &Path) {
         &dir.join("best_equity.parquet"),
         vec![
             ts_field("ts", false),
-            Field::new("symbol", DataType::Utf8, false),
+            Field::new("aggregate", DataType::Utf8, false),
             Field::new("equity", DataType::Float64, false),
         ],
     );
@@ -471,7 +482,7 @@ pub fn write_sweep_dir(dir: &Path) {
         .map(|i| 1000.0 * (1.0 + i as f64 * 0.001) * (px[i] / px[0]).sqrt())
         .collect();
     let bh: Vec<f64> = px.iter().map(|p| 1000.0 * p / px[0]).collect();
-    for (name, e) in [("PORTFOLIO", best_eq), ("BENCHMARK", bh)] {
+    for (name, e) in [("portfolio", best_eq), ("benchmark", bh)] {
         bw.write(vec![
             ts_array(ts.clone()),
             Arc::new(StringArray::from(vec![name; bars])),

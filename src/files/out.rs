@@ -1,0 +1,410 @@
+//! Output directories and files: atc-bt deletes only what it wrote.
+//!
+//! A result directory (`run`, `sweep`, `merge`) carries a manifest,
+//! `run.json` or `sweep.json`, written last, whose `files` lists every
+//! file written before it; a shard's part directory carries `part.json`
+//! and the fixed files of its layout. The report's `report.html` and
+//! `report_files/` belong to any result directory. An existing `--out`
+//! is replaced (atomically: the new directory is complete before the old
+//! one moves aside) only when it is empty or holds nothing but what its
+//! manifest owns; anything else in the way is refused with the entries
+//! named and the choice offered (`--force`, or another path). `--force`
+//! replaces whatever is there, except a directory that holds the current
+//! directory (deleting the ground under the user's feet is never asked
+//! for).
+//!
+//! Temporaries (`.<name>.partial-<tag>`, `.<name>.old-<tag>`, see
+//! [`super::owner`]) of writers that are gone are removed by the next
+//! command that writes beside them.
+
+use std::path::{Path, PathBuf};
+
+use super::owner;
+
+/// Marker of a directory or file being written.
+pub const PARTIAL: &str = ".partial-";
+/// Marker of a directory being replaced.
+pub const OLD: &str = ".old-";
+
+/// The files of a part directory (`run --shard`, `sweep --shard`).
+pub const PART_FILES: [&str; 5] = [
+    "part.json",
+    "_SUCCESS",
+    "symbols.parquet",
+    "curves.parquet",
+    "trades.parquet",
+];
+
+/// What format 1 result directories (no `files` list) held.
+const LEGACY_FILES: [&str; 11] = [
+    "run.json",
+    "metrics.json",
+    "equity.parquet",
+    "signals.parquet",
+    "trades.parquet",
+    "memory.parquet",
+    "sweep.json",
+    "results.parquet",
+    "best_equity.parquet",
+    "walk_forward.json",
+    "walk_forward_equity.parquet",
+];
+
+/// The report's entries, which belong to every result directory.
+pub const REPORT_ENTRIES: [&str; 2] = ["report.html", "report_files"];
+
+/// Errors of output paths.
+#[derive(Debug, thiserror::Error)]
+pub enum OutError {
+    /// Something atc-bt did not write is in the way.
+    #[error("{}: refusing to replace it: it holds {} atc-bt did not write ({}){}\n  hint: choose another path, move those files away, or pass --force to replace the directory with everything in it", dir.display(), count(.entries.len()), .entries.iter().take(8).map(|e| crate::term::quote(e)).collect::<Vec<_>>().join(", "), if .entries.len() > 8 { format!(" and {} more", .entries.len() - 8) } else { String::new() })]
+    InTheWay {
+        /// The directory.
+        dir: PathBuf,
+        /// Its entries that atc-bt does not own.
+        entries: Vec<String>,
+    },
+    /// The path exists and is not a directory atc-bt could have written.
+    #[error("{}: refusing to replace it: it is a file, not a directory atc-bt wrote\n  hint: choose another path, or pass --force to replace it", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An existing output file atc-bt did not write.
+    #[error("{}: refusing to overwrite it: atc-bt did not write this file\n  hint: choose another path, or pass --force to overwrite it", path.display())]
+    ForeignFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--force` on a directory holding the current directory.
+    #[error("{}: refusing to replace it even with --force: it holds the current directory", path.display())]
+    HoldsCwd {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The output directory holds the command's own input.
+    #[error("{}: refusing to write results here: it holds {}, which this command reads\n  hint: choose an --out outside it", path.display(), input.display())]
+    HoldsInput {
+        /// The output path.
+        path: PathBuf,
+        /// The input it holds.
+        input: PathBuf,
+    },
+    /// A file-system error.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 entry".into()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutError + '_ {
+    move |source| OutError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The names an atc-bt directory's manifest owns, with the manifest's own
+/// name; `None` if `dir` holds no atc-bt manifest.
+fn owned_names(dir: &Path) -> Option<Vec<String>> {
+    for manifest in ["run.json", "sweep.json"] {
+        let Ok(text) = std::fs::read(dir.join(manifest)) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if v.get("atc_bt_version").is_none() || v.get("format_version").is_none() {
+            continue;
+        }
+        let mut names: Vec<String> = match v.get("files").and_then(|f| f.as_array()) {
+            Some(list) => list
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            None => LEGACY_FILES
+                .iter()
+                .map(|s| s.to_string())
+                .chain(
+                    // Format 1 sweeps wrote one heatmap per sample.
+                    ["full", "in", "out"]
+                        .iter()
+                        .map(|s| format!("heatmap_{s}.json")),
+                )
+                .collect(),
+        };
+        names.push(manifest.to_string());
+        names.extend(REPORT_ENTRIES.iter().map(|s| s.to_string()));
+        return Some(names);
+    }
+    let part: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("part.json")).ok()?).ok()?;
+    (part.get("format_version").is_some() && part.get("kind").is_some())
+        .then(|| PART_FILES.iter().map(|s| s.to_string()).collect())
+}
+
+/// Whether `dir` is a result directory atc-bt wrote (a `run.json` or
+/// `sweep.json` of atc-bt's), so that its report may be (re)drawn there.
+pub fn is_result_dir(dir: &Path) -> bool {
+    owned_names(dir).is_some() && !dir.join("part.json").exists()
+}
+
+/// The entries of `dir` that atc-bt did not write (sorted); empty when `dir`
+/// is absent, empty, or holds only what its manifest owns. A path that is
+/// not a directory is one foreign entry: itself.
+pub fn foreign_entries(dir: &Path) -> Result<Vec<String>, OutError> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    if !meta.is_dir() {
+        return Err(OutError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let owned = owned_names(dir).unwrap_or_default();
+    names.retain(|n| !owned.contains(n));
+    Ok(names)
+}
+
+/// Whether `path` holds the current directory (or is it).
+fn holds_cwd(path: &Path) -> bool {
+    let (Ok(cwd), Ok(p)) = (std::env::current_dir(), std::fs::canonicalize(path)) else {
+        return false;
+    };
+    let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
+    cwd.starts_with(&p)
+}
+
+/// Refuses an `out` that is, or holds, `input` (the data a command reads):
+/// replacing it would delete the input, even with `--force`.
+pub fn check_not_holding(out: &Path, input: &Path) -> Result<(), OutError> {
+    let (o, i) = (
+        crate::locate::canonical(out),
+        crate::locate::canonical(input),
+    );
+    if i.starts_with(&o) {
+        return Err(OutError::HoldsInput {
+            path: out.to_path_buf(),
+            input: input.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the directory `out` may be replaced: absent, empty, an
+/// atc-bt directory holding only what it owns, or anything with `force`
+/// (except a directory holding the current directory).
+pub fn check_replaceable(out: &Path, force: bool) -> Result<(), OutError> {
+    if force {
+        if holds_cwd(out) {
+            return Err(OutError::HoldsCwd {
+                path: out.to_path_buf(),
+            });
+        }
+        return Ok(());
+    }
+    let foreign = foreign_entries(out)?;
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(OutError::InTheWay {
+            dir: out.to_path_buf(),
+            entries: foreign,
+        })
+    }
+}
+
+/// The parent of `out` ("." for a bare name).
+pub fn parent_of(out: &Path) -> &Path {
+    out.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn name_of(out: &Path) -> String {
+    out.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into())
+}
+
+/// Removes the stale temporaries (`.<name>.partial-<tag>`,
+/// `.<name>.old-<tag>`) in `dir` whose writers are gone; returns them.
+pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
+    owner::sweep(dir, |name| {
+        if !name.starts_with('.') {
+            return None;
+        }
+        owner::tag_after(name, PARTIAL).or_else(|| owner::tag_after(name, OLD))
+    })
+}
+
+/// Prepares to write the directory `out`: checks it may be replaced
+/// ([`check_replaceable`]), removes stale temporaries beside it, and
+/// creates the empty temporary sibling `.<name>.partial-<tag>` to write
+/// into. [`commit_dir`] renames it to `out`.
+pub fn begin_dir(out: &Path, force: bool) -> Result<PathBuf, OutError> {
+    check_replaceable(out, force)?;
+    let parent = parent_of(out);
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    sweep_stale(parent);
+    let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    Ok(tmp)
+}
+
+/// The sorted names of the files in `tmp` that a manifest lists (all but
+/// the report's entries).
+pub fn listing(tmp: &Path) -> Result<Vec<String>, OutError> {
+    let mut names: Vec<String> = std::fs::read_dir(tmp)
+        .map_err(io(tmp))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !REPORT_ENTRIES.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Renames the complete directory `tmp` to `out`, replacing an existing
+/// `out` only if [`check_replaceable`] allows (checked again: something may
+/// have appeared meanwhile). On refusal `tmp` is left for the caller.
+pub fn commit_dir(tmp: &Path, out: &Path, force: bool) -> Result<(), OutError> {
+    check_replaceable(out, force)?;
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::rename(tmp, out).map_err(io(out));
+        }
+        Err(e) => return Err(io(out)(e)),
+        Ok(_) => {}
+    }
+    let old = parent_of(out).join(owner::temp_name(&format!(".{}", name_of(out)), OLD));
+    std::fs::rename(out, &old).map_err(io(out))?;
+    if let Err(e) = std::fs::rename(tmp, out) {
+        // Put the old one back: never leave the user with neither.
+        let _ = std::fs::rename(&old, out);
+        return Err(io(out)(e));
+    }
+    let r = if old.is_dir() {
+        std::fs::remove_dir_all(&old)
+    } else {
+        std::fs::remove_file(&old)
+    };
+    r.map_err(io(&old))
+}
+
+/// Checks that the output file `out` may be overwritten: absent, written by
+/// atc-bt (`ours` says so from its path), or anything with `force`.
+pub fn check_file(out: &Path, force: bool, ours: impl Fn(&Path) -> bool) -> Result<(), OutError> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(out)(e)),
+        Ok(m) if m.is_dir() => Err(OutError::ForeignFile {
+            path: out.to_path_buf(),
+        }),
+        Ok(_) if force || ours(out) => Ok(()),
+        Ok(_) => Err(OutError::ForeignFile {
+            path: out.to_path_buf(),
+        }),
+    }
+}
+
+/// Writes the file `out` atomically: `write` fills a temporary sibling,
+/// which is renamed over `out` once complete (synced). The caller checks
+/// ownership first ([`check_file`]). Stale temporaries beside it go.
+pub fn write_file<E>(
+    out: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), FileWriteError<E>> {
+    let parent = parent_of(out);
+    sweep_stale(parent);
+    let tmp = parent.join(owner::temp_name(&format!(".{}", name_of(out)), PARTIAL));
+    let r = write(&tmp).map_err(FileWriteError::Write).and_then(|()| {
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, out))
+            .map_err(|e| FileWriteError::Out(io(out)(e)))
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Why [`write_file`] failed: the caller's writer, or the rename.
+#[derive(Debug)]
+pub enum FileWriteError<E> {
+    /// The writer failed.
+    Write(E),
+    /// Moving the file into place failed.
+    Out(OutError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_entries_name_what_is_not_owned() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("out");
+        assert!(foreign_entries(&d).unwrap().is_empty());
+        std::fs::create_dir(&d).unwrap();
+        assert!(foreign_entries(&d).unwrap().is_empty());
+        std::fs::write(d.join("thesis.txt"), b"mine").unwrap();
+        assert_eq!(foreign_entries(&d).unwrap(), vec!["thesis.txt"]);
+        std::fs::write(
+            d.join("run.json"),
+            br#"{"format_version": 2, "atc_bt_version": "x", "files": ["metrics.json"]}"#,
+        )
+        .unwrap();
+        std::fs::write(d.join("metrics.json"), b"{}").unwrap();
+        std::fs::create_dir(d.join("report_files")).unwrap();
+        assert_eq!(foreign_entries(&d).unwrap(), vec!["thesis.txt"]);
+        std::fs::remove_file(d.join("thesis.txt")).unwrap();
+        assert!(foreign_entries(&d).unwrap().is_empty());
+        // A run.json that is not atc-bt's owns nothing.
+        std::fs::write(d.join("run.json"), br#"{"x": 1}"#).unwrap();
+        assert_eq!(foreign_entries(&d).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn commit_replaces_only_what_atc_bt_owns() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("thesis.txt"), b"mine").unwrap();
+        let err = begin_dir(&out, false).unwrap_err().to_string();
+        assert!(
+            err.contains("thesis.txt") && err.contains("--force"),
+            "{err}"
+        );
+        assert!(out.join("thesis.txt").exists());
+        let tmp = begin_dir(&out, true).unwrap();
+        std::fs::write(tmp.join("x"), b"1").unwrap();
+        commit_dir(&tmp, &out, true).unwrap();
+        assert!(out.join("x").exists() && !out.join("thesis.txt").exists());
+        assert!(!tmp.exists());
+    }
+}
