@@ -399,9 +399,17 @@ fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
             ratio_vs_other_engine: None,
             run: Some(RunStageReport {
                 engine_bars_per_s_median: med_engine,
-                run_vs_engine: if med_engine > 0.0 { med / med_engine } else { 0.0 },
+                run_vs_engine: if med_engine > 0.0 {
+                    med / med_engine
+                } else {
+                    0.0
+                },
                 run_vs_engine_each: each,
-                run_vs_engine_cpu: if run_cpu > 0.0 { engine_cpu / run_cpu } else { 0.0 },
+                run_vs_engine_cpu: if run_cpu > 0.0 {
+                    engine_cpu / run_cpu
+                } else {
+                    0.0
+                },
                 output_bytes_per_bar: bytes as f64 / total.max(1.0),
                 files,
             }),

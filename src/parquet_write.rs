@@ -308,7 +308,11 @@ impl Table {
 
 /// Encodes `array` (the values of `field`) into the column writer `w`.
 /// Errors are text: the caller names the file.
-pub fn write_column(w: &mut ArrowColumnWriter, field: &Field, array: ArrayRef) -> Result<(), String> {
+pub fn write_column(
+    w: &mut ArrowColumnWriter,
+    field: &Field,
+    array: ArrayRef,
+) -> Result<(), String> {
     for leaf in compute_leaves(field, &array).map_err(|e| e.to_string())? {
         w.write(&leaf).map_err(|e| e.to_string())?;
     }
@@ -321,4 +325,17 @@ pub fn write_batch(path: &Path, batch: &RecordBatch, keys: &[&str]) -> Result<()
     let mut t = Table::create(path, batch.schema(), keys)?;
     t.write(batch.columns().to_vec())?;
     t.finish()
+}
+
+/// The columns a sweep's `results.parquet` (and a sweep shard's part of
+/// it) is filtered on: they get statistics.
+pub const SWEEP_RESULT_KEYS: [&str; 4] = ["combo", "sample", "symbol", "aggregate"];
+
+/// Writes a sweep's `results.parquet` (or a shard part of it) in atc-bt's
+/// layout: [`write_batch`] with [`SWEEP_RESULT_KEYS`]. The sweep's own
+/// writer (`src/sweep/output.rs`) is meant to call this (or a [`Table`]
+/// per file when it streams row groups), so sweeps, shards and merges
+/// share the run's encodings.
+pub fn write_sweep_results(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
+    write_batch(path, batch, &SWEEP_RESULT_KEYS)
 }

@@ -80,7 +80,10 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
             })
             .unwrap();
         commit_run_dir(&tmp, &b, &json, false, |_| Ok(())).unwrap();
-        assert!(!tmp.exists(), "the partial directory was renamed into place");
+        assert!(
+            !tmp.exists(),
+            "the partial directory was renamed into place"
+        );
         (b, streamed)
     };
     let (b, streamed) = stream("b", 2, Outputs::default());
@@ -102,9 +105,33 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
         );
         assert!(x == y, "{f} differs between the streamed and in-memory run");
     }
+    // The report reads only what it draws: the aggregate curves are a
+    // row group of their own, and a symbol's rows one of the batches'.
+    let read = |file: &str, column: &str, name: &str| {
+        let (mut rows, mut names) = (0, std::collections::BTreeSet::new());
+        let want: std::collections::BTreeSet<String> = [name.to_string()].into();
+        atc_bt::report::load::for_each_batch_of(&b.join(file), &[], column, &want, |batch| {
+            rows += batch.len();
+            names.extend(batch.strs("symbol")?);
+            Ok(())
+        })
+        .unwrap();
+        (rows, names.len())
+    };
+    let curve = streamed.portfolio.ts.len() + streamed.benchmark.ts.len();
+    assert_eq!(read("equity.parquet", "aggregate", "portfolio"), (curve, 1));
+    let last = &streamed.symbols.last().unwrap().symbol;
+    let (rows, symbols) = read("signals.parquet", "symbol", last);
+    assert!(
+        symbols <= streamed.symbols.len() - 256,
+        "{rows} rows of {symbols} symbols read for one symbol of the last batch"
+    );
     let same = |x: &std::path::Path, y: &std::path::Path, files: &[&str], what: &str| {
         for f in files {
-            let (p, q) = (std::fs::read(x.join(f)).unwrap(), std::fs::read(y.join(f)).unwrap());
+            let (p, q) = (
+                std::fs::read(x.join(f)).unwrap(),
+                std::fs::read(y.join(f)).unwrap(),
+            );
             assert!(p == q, "{f} differs: {what}");
         }
     };
@@ -128,7 +155,14 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     };
     assert_eq!(
         names("equity.parquet"),
-        ["ts", "symbol", "aggregate", "equity", "position", "drawdown"]
+        [
+            "ts",
+            "symbol",
+            "aggregate",
+            "equity",
+            "position",
+            "drawdown"
+        ]
     );
     assert_eq!(
         names("signals.parquet"),
@@ -152,5 +186,10 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     let mut aggs = common::str_col(&eq, "aggregate");
     aggs.dedup();
     assert_eq!(aggs, ["portfolio", "benchmark"]);
-    same(&b, &m, &["metrics.json"], "metrics.json with --outputs metrics");
+    same(
+        &b,
+        &m,
+        &["metrics.json"],
+        "metrics.json with --outputs metrics",
+    );
 }

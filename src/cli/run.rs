@@ -873,6 +873,7 @@ fn run_json(
         },
         "data": {
             "path": args.data.data.display().to_string(),
+            "store": data.dir().display().to_string(),
             "sources": sources_json(data),
             "series": r.symbols.iter().map(|s| {
                 let info = by_name.get(s.symbol.as_str());

@@ -843,6 +843,17 @@ impl Dataset {
         Dataset::open_inner(opts, false)
     }
 
+    /// The store of `opts` as it is, if it is current: never builds,
+    /// rebuilds or prints; `None` when the data or its store is gone,
+    /// changed or unreadable. For readers of results that want a few
+    /// series of the data a run used (the report's close prices).
+    pub fn open_current(opts: &DataOptions) -> Option<Dataset> {
+        let (files, base) = resolve_sources(&opts.data).ok()?;
+        let dir = store_dir(opts, &files, &base);
+        let current = stat_sources(&files).ok()?;
+        load(&dir, &base, &current).ok()
+    }
+
     fn open_inner(opts: &DataOptions, rebuild: bool) -> Result<Dataset, DataError> {
         let t0 = Instant::now();
         let (files, base) = resolve_sources(&opts.data)?;

@@ -376,7 +376,10 @@ impl Chart for SymbolChart {
                     .draw(&Text::new(self.symbol.clone(), (90, 16), font(18)))
                     .map_err(err)?;
                 let _ = uh;
-                message(&upper, "close prices not recorded in signals.parquet")?;
+                message(
+                    &upper,
+                    "close prices not recorded (`run --outputs close` keeps them in signals.parquet; the run's data is gone or changed)",
+                )?;
             }
             Some((y0, y1)) => {
                 let (p0, p1) = pad(y0, y1, 0.05);

@@ -23,10 +23,14 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The run-directory layout version this reader understands (version 1
-/// kept the aggregate rows in the `symbol` column, which this reader no
-/// longer trusts: such a directory is refused with both versions named).
+/// The newest run-directory layout version this reader understands.
 pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
+
+/// The oldest one: version 1 kept the aggregate rows in the `symbol`
+/// column, which this reader no longer trusts (such a directory is refused
+/// with both versions named); 2 differs from 3 only in holding `close` and
+/// `drawdown` always, which this reader takes when present.
+pub const OLDEST_FORMAT_VERSION: u64 = 2;
 
 /// The `aggregate` value of the portfolio rows.
 const PORTFOLIO: &str = "portfolio";
@@ -60,7 +64,7 @@ pub fn read_json(path: &Path) -> Result<Value, ReportError> {
 /// Checks `format_version` of a `run.json` / `sweep.json`.
 pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
     match v.get("format_version").and_then(Value::as_u64) {
-        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
+        Some(OLDEST_FORMAT_VERSION..=SUPPORTED_FORMAT_VERSION) => Ok(()),
         other => Err(ReportError::Version {
             path: path.to_path_buf(),
             found: other.map_or_else(
@@ -274,22 +278,26 @@ fn key_selection(
     use parquet::file::page_index::index::Index;
     let schema = meta.file_metadata().schema_descr();
     let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
-    let may_hold = |lo: Option<&[u8]>, hi: Option<&[u8]>, nulls: Option<u64>, rows: usize| match (
-        lo, hi,
-    ) {
-        (Some(lo), Some(hi)) => names
-            .iter()
-            .any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi),
-        // No value but nulls: nothing to find there.
-        _ if nulls == Some(rows as u64) => false,
-        // No statistics: cannot tell.
-        _ => true,
-    };
+    let may_hold =
+        |lo: Option<&[u8]>, hi: Option<&[u8]>, nulls: Option<u64>, rows: usize| match (lo, hi) {
+            (Some(lo), Some(hi)) => names
+                .iter()
+                .any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi),
+            // No value but nulls: nothing to find there.
+            _ if nulls == Some(rows as u64) => false,
+            // No statistics: cannot tell.
+            _ => true,
+        };
     let (mut groups, mut selectors) = (Vec::new(), Vec::new());
     for (g, rg) in meta.row_groups().iter().enumerate() {
         let rows = rg.num_rows().max(0) as usize;
         if let Some(st) = rg.column(col).statistics() {
-            if !may_hold(st.min_bytes_opt(), st.max_bytes_opt(), st.null_count_opt(), rows) {
+            if !may_hold(
+                st.min_bytes_opt(),
+                st.max_bytes_opt(),
+                st.null_count_opt(),
+                rows,
+            ) {
                 continue;
             }
         }
@@ -405,7 +413,8 @@ pub struct Trade {
 /// What the report draws for one symbol.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolPanel {
-    /// Close prices (empty when `signals.parquet` has no `close` column).
+    /// Close prices: `signals.parquet`'s `close` column, else the run's
+    /// input data when still current; empty when neither has them.
     pub close: Series,
     /// The ATC average signal (NaN while warming up).
     pub avg: Series,
@@ -531,31 +540,37 @@ pub fn load_run_series(
     }
     let spath = dir.join("signals.parquet");
     if spath.exists() {
-        for_each_batch_of(&spath, &["ts", "symbol", "close", "avg"], "symbol", symbols, |b| {
-            let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let sym = b.strs("symbol")?;
-            let ts = b.ts("ts")?;
-            let avg = b.f64s("avg")?;
-            let close = if b.has("close") {
-                Some(b.f64s("close")?)
-            } else {
-                None
-            };
-            for i in rows {
-                let Some(t) = ts[i] else { continue };
-                let p = data.panels.entry(sym[i].clone()).or_default();
-                p.avg.ts.push(t);
-                p.avg.values.push(avg[i].unwrap_or(f64::NAN));
-                if let Some(c) = &close {
-                    p.close.ts.push(t);
-                    p.close.values.push(c[i].unwrap_or(f64::NAN));
+        for_each_batch_of(
+            &spath,
+            &["ts", "symbol", "close", "avg"],
+            "symbol",
+            symbols,
+            |b| {
+                let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+                if rows.is_empty() {
+                    return Ok(());
                 }
-            }
-            Ok(())
-        })?;
+                let sym = b.strs("symbol")?;
+                let ts = b.ts("ts")?;
+                let avg = b.f64s("avg")?;
+                let close = if b.has("close") {
+                    Some(b.f64s("close")?)
+                } else {
+                    None
+                };
+                for i in rows {
+                    let Some(t) = ts[i] else { continue };
+                    let p = data.panels.entry(sym[i].clone()).or_default();
+                    p.avg.ts.push(t);
+                    p.avg.values.push(avg[i].unwrap_or(f64::NAN));
+                    if let Some(c) = &close {
+                        p.close.ts.push(t);
+                        p.close.values.push(c[i].unwrap_or(f64::NAN));
+                    }
+                }
+                Ok(())
+            },
+        )?;
     }
     let tpath = dir.join("trades.parquet");
     if tpath.exists() {
@@ -600,7 +615,72 @@ pub fn load_run_series(
             },
         )?;
     }
+    closes_from_input(data);
     load_memory(dir, data)
+}
+
+/// Fills the close prices of the panels that `signals.parquet` did not
+/// hold (a run writes them only with `--outputs close`) from the data the
+/// run read: the store named in `run.json` (`data.path`, `data.store`),
+/// opened only if it is current ([`Dataset::open_current`]: never built
+/// here), and only for a series whose close hash is the one `run.json`
+/// recorded, over the bars of the panel's signal. So the report drawn by
+/// `run` and a later `atc-bt report` draw the same prices; with the data
+/// gone or changed the chart says the prices were not recorded.
+///
+/// [`Dataset::open_current`]: crate::data::Dataset::open_current
+fn closes_from_input(data: &mut RunData) {
+    if data.panels.values().all(|p| !p.close.ts.is_empty()) {
+        return;
+    }
+    let text = |p: &str| {
+        data.run
+            .pointer(p)
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+    };
+    let (Some(path), Some(store)) = (text("/data/path"), text("/data/store")) else {
+        return;
+    };
+    let recorded: BTreeMap<&str, &str> = data
+        .run
+        .pointer("/data/series")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s.get("symbol")?.as_str()?, s.get("close_hash")?.as_str()?)))
+        .collect();
+    let Some(ds) = crate::data::Dataset::open_current(&crate::data::DataOptions {
+        data: path,
+        store: Some(store),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    for (name, panel) in data.panels.iter_mut() {
+        if !panel.close.ts.is_empty() {
+            continue;
+        }
+        let (Some(&first), Some(&last)) = (panel.avg.ts.first(), panel.avg.ts.last()) else {
+            continue;
+        };
+        let Some(idx) = ds.series().iter().position(|s| &s.name == name) else {
+            continue;
+        };
+        if recorded.get(name.as_str()) != Some(&ds.series()[idx].close_hash.as_str()) {
+            continue;
+        }
+        let v = ds.view(idx);
+        let (a, b) = (
+            v.ts.partition_point(|&t| t < first),
+            v.ts.partition_point(|&t| t <= last),
+        );
+        panel.close = Series {
+            ts: v.ts[a..b].to_vec(),
+            values: v.close[a..b].to_vec(),
+        };
+        ds.release(idx);
+    }
 }
 
 fn load_memory(dir: &Path, data: &mut RunData) -> Result<(), ReportError> {

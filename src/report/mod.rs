@@ -74,9 +74,9 @@ pub enum ReportError {
     },
     /// The directory was written by an incompatible version.
     #[error(
-        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version 1 to {}. \
+        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version {} to {}. \
          Render it with the atc-bt version that wrote it, or rerun the backtest",
-        path.display(), env!("CARGO_PKG_VERSION"), load::SUPPORTED_FORMAT_VERSION
+        path.display(), env!("CARGO_PKG_VERSION"), load::OLDEST_FORMAT_VERSION, load::SUPPORTED_FORMAT_VERSION
     )]
     Version {
         /// `run.json` or `sweep.json`.

@@ -935,7 +935,17 @@ fn run_chunks(
     for chunk in active.chunks(RUN_CHUNK) {
         let (background, part) = rayon::join(
             || sink.background(),
-            || compute_chunk(data, chunk, strategy, capital_per_symbol, cache, on_done, &cfg),
+            || {
+                compute_chunk(
+                    data,
+                    chunk,
+                    strategy,
+                    capital_per_symbol,
+                    cache,
+                    on_done,
+                    &cfg,
+                )
+            },
         );
         background?;
         sink.take(part)?;

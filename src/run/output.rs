@@ -337,13 +337,18 @@ const BAR_COLUMNS: usize = 9;
 /// [`BarColumn`]) and its trades.
 fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, Vec<Trade>) {
     let SymbolResult {
-        run, close, avg, dir, ..
+        run,
+        close,
+        avg,
+        dir,
+        ..
     } = s;
     let n = run.ts.len();
     let mut c: SymbolColumns = Default::default();
     let on = |k: BarColumn| want[k as usize];
     if on(BarColumn::Drawdown) {
-        c[BarColumn::Drawdown as usize] = Some(Arc::new(Float64Array::from(drawdowns(&run.equity))));
+        c[BarColumn::Drawdown as usize] =
+            Some(Arc::new(Float64Array::from(drawdowns(&run.equity))));
     }
     if on(BarColumn::Ts) {
         c[BarColumn::Ts as usize] = Some(ts_array(run.ts));
@@ -634,7 +639,12 @@ impl RunWriter {
         let (signals, trades, dir) = (self.signals, self.trade_table, self.dir);
         let finish = |t: Option<Table>| t.map_or(Ok(()), |t| t.finish().map_err(OutputError::from));
         let ((a, b), (c, d)) = rayon::join(
-            || rayon::join(|| equity.finish().map_err(OutputError::from), || finish(signals)),
+            || {
+                rayon::join(
+                    || equity.finish().map_err(OutputError::from),
+                    || finish(signals),
+                )
+            },
             || {
                 rayon::join(
                     || finish(trades),
