@@ -155,6 +155,10 @@ fn store_err(dir: &Path, detail: impl std::fmt::Display) -> DataError {
     }
 }
 
+/// Series checked between two [`Dataset::release_all`] calls by
+/// [`Dataset::verify`]: a run's chunk size.
+const VERIFY_CHUNK: usize = 256;
+
 /// Which columns of a series a command reads, for [`Dataset::verify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Columns {
@@ -525,7 +529,17 @@ fn build(
 }
 
 /// Loads a store; `Err(reason)` means it must be rebuilt.
+/// [`load_mapped`], then every page it touched released: reading one
+/// batch header per series faults in 64 KiB around each (fault-around),
+/// which held 540 MB of a 10,000-series store resident before any series
+/// was read.
 fn load(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, String> {
+    let ds = load_mapped(dir, base, current)?;
+    ds.release_all();
+    Ok(ds)
+}
+
+fn load_mapped(dir: &Path, base: &Path, current: &[SourceInfo]) -> Result<Dataset, String> {
     let mtext = fs::read(dir.join(MANIFEST)).map_err(|e| format!("no readable manifest ({e})"))?;
     let mut m: Manifest = serde_json::from_slice(&mtext)
         .map_err(|e| format!("the manifest is damaged: it does not parse ({e})"))?;
@@ -919,9 +933,30 @@ impl Dataset {
     /// Pages read for the check are released again ([`Dataset::release`]),
     /// so memory stays bounded however many series are checked.
     pub fn verify(&self, idx: &[usize], cols: Columns) -> Result<(), Damage> {
+        // A chunk at a time, every page of the mapping released after each:
+        // the kernel maps neighbours' pages around each fault (see
+        // [`Dataset::release_all`]), which per-series releases miss; without
+        // this a 10,000 × 2,500 check peaked at 850 MB resident.
+        let mut bad: Vec<usize> = Vec::new();
+        for part in idx.chunks(VERIFY_CHUNK) {
+            bad.extend(self.verify_part(part, cols));
+            self.release_all();
+        }
+        if bad.is_empty() {
+            return Ok(());
+        }
+        bad.sort_unstable();
+        bad.dedup();
+        Err(Damage {
+            dir: self.dir.clone(),
+            series: bad.iter().map(|&i| self.series[i].name.clone()).collect(),
+        })
+    }
+
+    /// The series of `idx` whose `cols` fail their checksums.
+    fn verify_part(&self, idx: &[usize], cols: Columns) -> Vec<usize> {
         use rayon::prelude::*;
-        let bad: Vec<usize> = idx
-            .par_iter()
+        idx.par_iter()
             .copied()
             .filter(|&i| {
                 let mut touched = false;
@@ -942,17 +977,7 @@ impl Dataset {
                 }
                 bad
             })
-            .collect();
-        if bad.is_empty() {
-            return Ok(());
-        }
-        let mut bad = bad;
-        bad.sort_unstable();
-        bad.dedup();
-        Err(Damage {
-            dir: self.dir.clone(),
-            series: bad.iter().map(|&i| self.series[i].name.clone()).collect(),
-        })
+            .collect()
     }
 
     /// This store with the `cols` of the series `idx` verified
