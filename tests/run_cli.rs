@@ -699,3 +699,55 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
         "every run finished before its kill: the test proves nothing"
     );
 }
+
+/// `atc-bt bench --stage run` times the whole run path beside the engine
+/// on a synthetic set in a scratch directory, reports the result files'
+/// bytes per bar, and leaves nothing behind.
+#[test]
+fn bench_run_stage_times_the_run_path_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let assert = atc(tmp.path())
+        .env("TMPDIR", &scratch)
+        .args([
+            "bench",
+            "--stage",
+            "run",
+            "--symbols",
+            "8",
+            "--bars",
+            "300",
+            "--repeat",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(v["stage"], "run", "{v}");
+    let run = &v["run"];
+    assert!(run["run_vs_engine"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(run["output_bytes_per_bar"].as_f64().unwrap() > 0.0, "{v}");
+    let files: Vec<&str> = run["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    for f in [
+        "equity.parquet",
+        "metrics.json",
+        "signals.parquet",
+        "trades.parquet",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the scratch directory is removed"
+    );
+}
