@@ -1,7 +1,9 @@
 //! `atc-bt bench`: throughput of the full ATC (54 MAs, 54 signals, 54
 //! equities, layer 1 and 2, average, direction), of the backtest stage, or
 //! of a whole parameter sweep on a seeded synthetic set, at N threads and
-//! at 1 thread in the same run.
+//! at 1 thread in the same run; or of the whole `run` path (engine,
+//! backtest, metrics and the result files) against the engine alone on the
+//! same bars, alternated.
 
 use std::time::Instant;
 
@@ -35,6 +37,11 @@ pub enum Stage {
     /// metrics and `results.parquet`), timed beside one run of the same
     /// data; bars/s are combination-bars/s.
     Sweep,
+    /// The end-to-end `run` path (what `atc-bt run --no-cache --no-report`
+    /// does once the data is open: engine, backtest, metrics, the Parquet
+    /// and JSON results written and synced), timed against the batched
+    /// engine alone on the same bars, the two alternated.
+    Run,
 }
 
 /// Which ATC engine the `full` stage times.
@@ -68,6 +75,8 @@ pub struct BenchConfig {
     pub compare: bool,
     /// Combinations of the `sweep` stage.
     pub combos: usize,
+    /// The files the `run` stage writes.
+    pub outputs: crate::run::output::Outputs,
 }
 
 /// Figures of one benchmark run.
@@ -89,10 +98,10 @@ pub struct BenchReport {
     pub bars_per_s_min: f64,
     /// Fastest repetition's bars/s at `threads`.
     pub bars_per_s_max: f64,
-    /// Median bars/s at 1 thread.
-    pub bars_per_s_1_thread_median: f64,
+    /// Median bars/s at 1 thread (not measured for the `run` stage).
+    pub bars_per_s_1_thread_median: Option<f64>,
     /// `bars_per_s_median / bars_per_s_1_thread_median`.
-    pub speedup_vs_1_thread: f64,
+    pub speedup_vs_1_thread: Option<f64>,
     /// Peak resident memory of the process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Engine timed (`full` stage).
@@ -103,6 +112,8 @@ pub struct BenchReport {
     pub ratio_vs_other_engine: Option<f64>,
     /// The `sweep` stage's figures.
     pub sweep: Option<SweepFigures>,
+    /// `run` stage: what the run path measured against the engine.
+    pub run: Option<RunStageReport>,
 }
 
 /// What the `sweep` stage measures besides combination-bars/s, at the
@@ -128,6 +139,28 @@ pub struct SweepFigures {
     /// Median seconds of the layer kernel and direction alone, every
     /// combination over every symbol.
     pub layers_s_median: f64,
+}
+
+/// The `run` stage's figures beside the engine's, from alternated
+/// repetitions on the same bars.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStageReport {
+    /// The batched engine alone: median bars/s (wall clock).
+    pub engine_bars_per_s_median: f64,
+    /// `bars_per_s_median` (the run) over `engine_bars_per_s_median`: the
+    /// share of the engine's speed the whole run keeps (1 = writing costs
+    /// nothing).
+    pub run_vs_engine: f64,
+    /// Each repetition's run/engine ratio, in order: a shared machine's
+    /// load shows as their spread.
+    pub run_vs_engine_each: Vec<f64>,
+    /// The same ratio in process CPU time (user + system) per bar, less
+    /// sensitive to other processes holding the cores.
+    pub run_vs_engine_cpu: f64,
+    /// Bytes of the result files per bar traded.
+    pub output_bytes_per_bar: f64,
+    /// Each result file and its size in bytes.
+    pub files: Vec<(String, u64)>,
 }
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
@@ -156,11 +189,38 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Runs the benchmark. Errors if a thread pool cannot start or (sweep
-/// stage) the synthetic data cannot be written.
+/// Errors of a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A thread pool could not start.
+    #[error("cannot start worker threads: {0}")]
+    Threads(#[from] rayon::ThreadPoolBuildError),
+    /// The synthetic data set could not be written or opened.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    /// The benchmarked job failed.
+    #[error("{0}")]
+    Job(String),
+    /// The scratch directory.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the benchmark.
 pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     if cfg.stage == Stage::Sweep {
         return sweep_bench(cfg);
+    }
+    if cfg.stage == Stage::Run {
+        return run_stage(cfg);
     }
     let params = AtcParams::default();
     let closes: Vec<Vec<f64>> = (0..cfg.symbols)
@@ -203,6 +263,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
                         .len()
                 })
                 .sum(),
+            (Stage::Run, _) => 0,
             (Stage::Backtest | Stage::Sweep, _) => (0..cfg.symbols)
                 .into_par_iter()
                 .map(|i| {
@@ -261,28 +322,15 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
         bars_per_s_median: med,
         bars_per_s_min: many.first().copied().unwrap_or(0.0),
         bars_per_s_max: many.last().copied().unwrap_or(0.0),
-        bars_per_s_1_thread_median: med1,
-        speedup_vs_1_thread: if med1 > 0.0 { med / med1 } else { 0.0 },
+        bars_per_s_1_thread_median: Some(med1),
+        speedup_vs_1_thread: Some(if med1 > 0.0 { med / med1 } else { 0.0 }),
         peak_rss_mib: peak_rss_mib(),
         engine: cfg.engine,
         other_engine_bars_per_s_median: other,
         ratio_vs_other_engine: other.filter(|&o| o > 0.0).map(|o| med / o),
         sweep: None,
+        run: None,
     })
-}
-
-/// Why a benchmark could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// The worker threads did not start.
-    #[error("cannot start worker threads: {0}")]
-    Threads(#[from] rayon::ThreadPoolBuildError),
-    /// The synthetic data set could not be written or opened.
-    #[error("synthetic data: {0}")]
-    Data(String),
-    /// The benchmarked job failed.
-    #[error("{0}")]
-    Job(String),
 }
 
 /// `lambda` × `decay` values with exactly `combos` combinations, as close
@@ -319,7 +367,7 @@ fn sweep_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
 }
 
 fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchReport, BenchError> {
-    let data_err = |e: &dyn std::fmt::Display| BenchError::Data(e.to_string());
+    let data_err = |e: &dyn std::fmt::Display| BenchError::Job(format!("synthetic data: {e}"));
     std::fs::create_dir_all(tmp).map_err(|e| data_err(&e))?;
     let file = tmp.join("synth.parquet");
     crate::data::synth(cfg.symbols, cfg.bars, 42, &file).map_err(|e| data_err(&e))?;
@@ -349,8 +397,18 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
         let dir = tmp.join("run");
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).map_err(|e| job(&e))?;
-        let r = run_to_dir(&data, &plan, &strategy, false, None, &cache, &|_| {}, &dir)
-            .map_err(|e| job(&e))?;
+        let r = run_to_dir(
+            &data,
+            &plan,
+            &strategy,
+            false,
+            None,
+            &cache,
+            &|_| {},
+            &dir,
+            cfg.outputs,
+        )
+        .map_err(|e| job(&e))?;
         std::hint::black_box(r.portfolio_metrics.sharpe);
         Ok(())
     };
@@ -492,8 +550,8 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
         bars_per_s_median: med,
         bars_per_s_min: rates.first().copied().unwrap_or(0.0),
         bars_per_s_max: rates.last().copied().unwrap_or(0.0),
-        bars_per_s_1_thread_median: med1,
-        speedup_vs_1_thread: if med1 > 0.0 { med / med1 } else { 0.0 },
+        bars_per_s_1_thread_median: Some(med1),
+        speedup_vs_1_thread: Some(if med1 > 0.0 { med / med1 } else { 0.0 }),
         peak_rss_mib: peak_rss_mib(),
         engine: cfg.engine,
         other_engine_bars_per_s_median: None,
@@ -507,5 +565,156 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             shared_stage_s_median: median(&mut shared_s),
             layers_s_median: median(&mut layers_s),
         }),
+        run: None,
     })
+}
+
+/// Process CPU time (user + system, every thread) in seconds, from
+/// `/proc/self/stat` (Linux; 0 elsewhere). Ticks are 1/100 s, the
+/// `USER_HZ` of every Linux ABI.
+pub fn process_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `run` stage: writes `data synth`'s seeded set into a scratch
+/// directory, opens it (not timed), then alternates the engine alone and
+/// the whole run path on it.
+fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
+    use crate::data::{DataOptions, Dataset};
+    use crate::run::{run_to_dir, RunPlan, Strategy};
+    let scratch = std::env::temp_dir().join(format!("atc-bt-bench-run-{}", std::process::id()));
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| BenchError::Io { path, source }
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(scratch.join("data")).map_err(io(&scratch))?;
+    let result = (|| {
+        let file = scratch.join("data").join("synth.parquet");
+        crate::data::synth::synth(cfg.symbols, cfg.bars, 42, &file)?;
+        let data = Dataset::open(&DataOptions {
+            data: file,
+            store: Some(scratch.join("store")),
+            ..Default::default()
+        })?;
+        let strategy = Strategy::shipped_default().map_err(|e| BenchError::Io {
+            path: "strategies/atc_default.toml".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let plan = RunPlan {
+            series: (0..data.series().len()).collect(),
+            from: None,
+            to: None,
+            warmup_bars: None,
+        }
+        .pinned(&data);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.threads)
+            .build()?;
+        let total = data.total_bars() as f64;
+        let engine = || -> usize {
+            let closes: Vec<&[f64]> = plan.series.iter().map(|&i| data.view(i).close).collect();
+            compute_batch(&closes, &strategy.atc, BatchDetail::Direction)
+                .map(|v| v.iter().flatten().map(|o| o.dir.len()).sum())
+                .unwrap_or(0)
+        };
+        let out = scratch.join("out");
+        let mut files = Vec::new();
+        let mut run = |keep: bool| -> Result<(), BenchError> {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).map_err(io(&out))?;
+            run_to_dir(
+                &data,
+                &plan,
+                &strategy,
+                false,
+                None,
+                &crate::cache::Cache::disabled(),
+                &|_| {},
+                &out,
+                cfg.outputs,
+            )?;
+            if keep {
+                files = list_files(&out);
+            }
+            Ok(())
+        };
+        // One untimed pass of each warms the page cache and the allocator.
+        pool.install(engine);
+        pool.install(|| run(true))?;
+        let (mut engine_rate, mut run_rate, mut each) = (vec![], vec![], vec![]);
+        let (mut engine_cpu, mut run_cpu) = (0.0, 0.0);
+        for _ in 0..cfg.repeat.max(1) {
+            let (c, t) = (process_cpu_s(), Instant::now());
+            std::hint::black_box(pool.install(engine));
+            let e = total / t.elapsed().as_secs_f64().max(1e-12);
+            engine_cpu += process_cpu_s() - c;
+            let (c, t) = (process_cpu_s(), Instant::now());
+            pool.install(|| run(false))?;
+            let r = total / t.elapsed().as_secs_f64().max(1e-12);
+            run_cpu += process_cpu_s() - c;
+            engine_rate.push(e);
+            run_rate.push(r);
+            each.push(r / e);
+        }
+        let bytes: u64 = files.iter().map(|f: &(String, u64)| f.1).sum();
+        let (med, med_engine) = (median(&mut run_rate.clone()), median(&mut engine_rate));
+        run_rate.sort_by(f64::total_cmp);
+        Ok(BenchReport {
+            stage: Stage::Run,
+            symbols: cfg.symbols,
+            bars: cfg.bars,
+            threads: cfg.threads,
+            repeat: cfg.repeat.max(1),
+            bars_per_s_median: med,
+            bars_per_s_min: run_rate.first().copied().unwrap_or(0.0),
+            bars_per_s_max: run_rate.last().copied().unwrap_or(0.0),
+            bars_per_s_1_thread_median: None,
+            speedup_vs_1_thread: None,
+            peak_rss_mib: peak_rss_mib(),
+            engine: EngineKind::Batched,
+            other_engine_bars_per_s_median: None,
+            ratio_vs_other_engine: None,
+            run: Some(RunStageReport {
+                engine_bars_per_s_median: med_engine,
+                run_vs_engine: if med_engine > 0.0 {
+                    med / med_engine
+                } else {
+                    0.0
+                },
+                run_vs_engine_each: each,
+                run_vs_engine_cpu: if run_cpu > 0.0 {
+                    engine_cpu / run_cpu
+                } else {
+                    0.0
+                },
+                output_bytes_per_bar: bytes as f64 / total.max(1.0),
+                files,
+            }),
+            sweep: None,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// The files of `dir` with their sizes, by name.
+fn list_files(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.metadata().ok()?.len())))
+        .collect();
+    v.sort();
+    v
 }

@@ -31,6 +31,7 @@ pub mod engine;
 pub mod export;
 pub mod files;
 pub mod locate;
+pub mod parquet_write;
 pub mod report;
 pub mod run;
 pub mod shard;

@@ -84,6 +84,26 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// An XML document with every character XML 1.0 forbids (C0 controls
+/// other than tab, line feed and carriage return) written visibly escaped
+/// (`\\u{1b}`). The document's markup never holds such characters, so
+/// only text drawn from names changes. Borrowed when nothing needs it.
+pub fn escape_controls_in_xml(xml: &str) -> Cow<'_, str> {
+    let bad = |c: char| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r');
+    if !xml.chars().any(bad) {
+        return Cow::Borrowed(xml);
+    }
+    let mut out = String::with_capacity(xml.len() + 8);
+    for c in xml.chars() {
+        if bad(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A name as shown in messages: [`escape`]d, and `""` when empty (so an
 /// empty name is visible).
 pub fn quote(s: &str) -> Cow<'_, str> {

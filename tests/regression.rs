@@ -1201,6 +1201,41 @@ fn control_characters_in_names_never_reach_the_terminal() {
     );
 }
 
+/// Attack on the report (issue 21): a symbol named with BEL and ESC made
+/// its chart an SVG that is not XML (a broken image) and put raw control
+/// bytes into report.html. Both now show them escaped, as the terminal.
+#[test]
+fn control_characters_in_symbols_keep_charts_valid_xml_and_the_page_clean() {
+    let t = named(&["tab\there\u{7}bell\u{1b}[31m", "OK"], 200);
+    let p = t.path();
+    run_ok(at(p).args([
+        "run",
+        "-q",
+        "--no-cache",
+        "--symbols-in-report",
+        "all",
+        "--out",
+        "r",
+    ]));
+    let forbidden = |b: &u8| b.is_ascii_control() && !b"\t\n\r".contains(b);
+    let html = std::fs::read(p.join("r/report.html")).unwrap();
+    assert!(
+        !html.iter().any(forbidden),
+        "raw control bytes in report.html"
+    );
+    assert!(String::from_utf8_lossy(&html).contains("\\u{7}bell\\u{1b}[31m"));
+    let mut svgs = 0;
+    for e in std::fs::read_dir(p.join("r/report_files")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "svg") {
+            svgs += 1;
+            let b = std::fs::read(&path).unwrap();
+            assert!(!b.iter().any(forbidden), "{}", path.display());
+        }
+    }
+    assert!(svgs >= 2, "{svgs} charts");
+}
+
 #[test]
 fn chart_file_names_are_unique_and_safe_whatever_the_symbol() {
     let long = "X".repeat(45);

@@ -515,6 +515,75 @@ fn run_renders_report_and_report_regenerates_it() {
         html == std::fs::read(out.join("report.html")).unwrap(),
         "report not byte-identical"
     );
+    // signals.parquet has no close by default: the report draws the
+    // prices from the run's data store.
+    let signals = read_parquet(&out.join("signals.parquet"));
+    assert!(signals[0].schema().index_of("close").is_err());
+    let charts: Vec<_> = std::fs::read_dir(out.join("report_files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("sym-") && n.ends_with(".svg")
+        })
+        .collect();
+    assert_eq!(charts.len(), 2);
+    for c in &charts {
+        let svg = std::fs::read_to_string(c).unwrap();
+        assert!(
+            !svg.contains("close prices not recorded"),
+            "{}",
+            c.display()
+        );
+    }
+}
+
+/// `--outputs` writes only the files asked for and records the choice;
+/// `metrics` alone keeps the aggregate curves; an unknown word is refused
+/// with the list of choices.
+#[test]
+fn outputs_choose_the_result_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    write_ohlcv(&data, &[walk("O1", 3, 300), walk("O2", 4, 300)]);
+    let out = tmp.path().join("m");
+    atc(tmp.path())
+        .args(["run", "-q", "--no-report", "--outputs", "metrics", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(!out.join("signals.parquet").exists());
+    assert!(!out.join("trades.parquet").exists());
+    assert_eq!(json(&out.join("run.json"))["outputs"], "metrics");
+    let eq = read_parquet(&out.join("equity.parquet"));
+    let rows: usize = eq.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 600, "the portfolio and benchmark curves only");
+    let all = tmp.path().join("a");
+    atc(tmp.path())
+        .args(["run", "-q", "--no-report", "--outputs", "all", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&all)
+        .assert()
+        .success();
+    assert_eq!(
+        json(&all.join("run.json"))["outputs"],
+        "metrics,equity,trades,close,drawdown"
+    );
+    let s = read_parquet(&all.join("signals.parquet"));
+    assert!(s[0].schema().index_of("close").is_ok());
+    let e = read_parquet(&all.join("equity.parquet"));
+    assert!(e[0].schema().index_of("drawdown").is_ok());
+    atc(tmp.path())
+        .args(["run", "--outputs", "equity,prices", "--data"])
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "unknown output `prices`; expected a comma list of metrics, equity, trades, signals, close, drawdown or all",
+        ));
 }
 
 /// A damaged run-cache entry (one flipped byte in a stored result file) is
@@ -628,5 +697,57 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
     assert!(
         killed_running > 0,
         "every run finished before its kill: the test proves nothing"
+    );
+}
+
+/// `atc-bt bench --stage run` times the whole run path beside the engine
+/// on a synthetic set in a scratch directory, reports the result files'
+/// bytes per bar, and leaves nothing behind.
+#[test]
+fn bench_run_stage_times_the_run_path_and_cleans_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let assert = atc(tmp.path())
+        .env("TMPDIR", &scratch)
+        .args([
+            "bench",
+            "--stage",
+            "run",
+            "--symbols",
+            "8",
+            "--bars",
+            "300",
+            "--repeat",
+            "1",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    assert_eq!(v["stage"], "run", "{v}");
+    let run = &v["run"];
+    assert!(run["run_vs_engine"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(run["output_bytes_per_bar"].as_f64().unwrap() > 0.0, "{v}");
+    let files: Vec<&str> = run["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    for f in [
+        "equity.parquet",
+        "metrics.json",
+        "signals.parquet",
+        "trades.parquet",
+    ] {
+        assert!(files.contains(&f), "{f} not in {files:?}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the scratch directory is removed"
     );
 }

@@ -74,6 +74,14 @@ fn shipped_grid_on_bundled_data_with_split() {
         }
         assert!(f.get("test_metrics").is_some(), "{f}");
     }
+    // The report reads those windows (bare dates included): no "?" bound.
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let sec = &page[page.find("id=\"walk-forward\"").expect("#walk-forward")..];
+    let sec = &sec[..sec.find("</section>").unwrap_or(sec.len())];
+    assert!(
+        !sec.contains("? to ") && !sec.contains(" to ?"),
+        "unknown window bound"
+    );
     assert!(wf["out_of_sample"]["total_return"].is_number());
     let curve = read_parquet(&out.join("walk_forward_equity.parquet"));
     let names = str_col(&curve, "aggregate");

@@ -21,8 +21,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
     pub repeat: usize,
     /// full: the whole ATC engine; backtest: fills, equity, trades and
-    /// metrics only; sweep: a lambda × decay sweep of --combos combinations
-    /// beside one run of the same data (ratio = the sweep in single runs)
+    /// metrics only; run: the whole `run` path (engine, backtest, metrics,
+    /// result files written and synced, as `run --no-cache --no-report`)
+    /// on `data synth`'s set in a scratch directory, alternated with the
+    /// engine alone on the same bars, and their ratio; sweep: a lambda ×
+    /// decay sweep of --combos combinations beside one run of the same data
+    /// (ratio = the sweep in single runs)
     #[arg(long, value_enum, default_value_t = Stage::Full)]
     pub stage: Stage,
     /// Combinations of the sweep stage (lambda × decay, as square as the
@@ -35,6 +39,9 @@ pub struct BenchArgs {
     /// Also time the other engine in the same run and print the ratio
     #[arg(long)]
     pub compare: bool,
+    /// The run stage's result files, as `run --outputs`
+    #[arg(long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = crate::run::output::Outputs::parse)]
+    pub outputs: crate::run::output::Outputs,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -54,6 +61,7 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         engine: args.engine,
         compare: args.compare,
         combos: args.combos.max(1),
+        outputs: args.outputs,
     };
     let r = run_bench(&cfg)?;
     if args.json {
@@ -74,11 +82,38 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
             r.bars_per_s_min / 1e6,
             r.bars_per_s_max / 1e6
         );
-        outln!(
-            "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
-            r.bars_per_s_1_thread_median / 1e6,
-            r.speedup_vs_1_thread
-        );
+        if let (Some(one), Some(x)) = (r.bars_per_s_1_thread_median, r.speedup_vs_1_thread) {
+            outln!(
+                "  1 thread: {:.2}M bars/s median; speedup {:.2}×",
+                one / 1e6,
+                x
+            );
+        }
+        if let Some(run) = &r.run {
+            outln!(
+                "  engine alone on the same bars: {:.2}M bars/s median",
+                run.engine_bars_per_s_median / 1e6
+            );
+            outln!(
+                "  run / engine: {:.0}% (wall, median; each: {}), {:.0}% (CPU time)",
+                100.0 * run.run_vs_engine,
+                run.run_vs_engine_each
+                    .iter()
+                    .map(|x| format!("{:.0}%", 100.0 * x))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                100.0 * run.run_vs_engine_cpu
+            );
+            outln!(
+                "  results: {:.2} bytes per bar ({})",
+                run.output_bytes_per_bar,
+                run.files
+                    .iter()
+                    .map(|(n, b)| format!("{n} {:.1} MB", *b as f64 / 1e6))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if let (Some(o), Some(x)) = (r.other_engine_bars_per_s_median, r.ratio_vs_other_engine) {
             outln!(
                 "  other engine: {:.2}M bars/s median; ratio {:.2}×",

@@ -401,10 +401,11 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
                 "periods_per_year_source": super::run::periods_source(&strategy),
                 "risk_free": strategy.metrics.risk_free,
                 "engine_bars": r.engine_bars,
+                "outputs": crate::run::output::Outputs::default().names(),
                 "shards": h.shards,
                 "timings_ms": {"merge": t_merge.as_secs_f64() * 1e3},
             });
-            write_run_dir(&args.out, &r, &run_json, args.force)?;
+            write_run_dir(&args.out, &r, &run_json, args.force, Default::default())?;
             if !args.quiet {
                 super::run::print_summary(
                     &r.summary(),

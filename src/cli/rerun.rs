@@ -56,8 +56,10 @@ impl Invocation {
         part(serde_json::to_string(strategy).ok()?.as_bytes());
         part(
             format!(
-                "{selection:?}|{from:?}|{to:?}|{:?}|{}",
-                sel.warmup_bars, args.data.strict
+                "{selection:?}|{from:?}|{to:?}|{:?}|{}|{}",
+                sel.warmup_bars,
+                args.data.strict,
+                args.outputs.names()
             )
             .as_bytes(),
         );

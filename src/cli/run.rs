@@ -19,7 +19,7 @@ use crate::report::{
     render_run_report_parts, write_memory_parquet, Format, MemorySampler, MemorySection,
     MemoryTimeline, ReportOptions, RunReportParts, SymbolsInReport, FILES_DIR, RUN_REPORT_LAYOUT,
 };
-use crate::run::output::{commit_run_dir, partial_dir, OutputError, RUN_FORMAT_VERSION};
+use crate::run::output::{commit_run_dir, partial_dir, OutputError, Outputs, RUN_FORMAT_VERSION};
 use crate::run::{fmt_ts, run_to_dir, RunPlan, RunSummary, Strategy};
 
 /// Arguments of `atc-bt run`.
@@ -49,6 +49,14 @@ pub struct RunArgs {
     /// it (its run.json lists its files); anything else is refused
     #[arg(help_heading = "Output", long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Result files, a comma list: equity (each symbol's rows in
+    /// equity.parquet), trades (trades.parquet), signals (signals.parquet:
+    /// ts, symbol, avg, dir), close (signals.parquet with the input's
+    /// close too), drawdown (equity.parquet's drawdown column), all; or
+    /// metrics alone (run.json, metrics.json and the portfolio and
+    /// benchmark rows of equity.parquet: a universe scan)
+    #[arg(help_heading = "Output", long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = Outputs::parse)]
+    pub outputs: Outputs,
     /// Replace --out even if it holds files atc-bt did not write (they are
     /// deleted)
     #[arg(long)]
@@ -363,7 +371,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     // The same run on the same bars was done before: restore its files.
     let run_key = cache
         .has_l2()
-        .then(|| run_cache_key(&dataset, &plan, &strategy, strict));
+        .then(|| run_cache_key(&dataset, &plan, &strategy, strict, args.outputs));
     let report_key = run_key.as_ref().map(|k| args.report.cache_key(k));
     let mut tmp = tmp;
     if let Some(key) = &run_key {
@@ -419,6 +427,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
                 sampler.add_bars(bars as u64);
             },
             &tmp,
+            args.outputs,
         )
     });
     let result = match result {
@@ -454,7 +463,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
     run_json["cache"] = cache_json(&stats);
     commit_with_memory(&tmp, &out, &run_json, &sampler.finish(), args.force)?;
     if let Some(key) = &run_key {
-        cache.store_files(Kind::Run, key, &out, &RUN_FILES);
+        cache.store_files(Kind::Run, key, &out, &args.outputs.files());
         if let Some((inv, notes)) = memo {
             cache.put_memo(&inv, &memo_of(key, &inputs_hash, notes));
         }
@@ -658,25 +667,18 @@ fn commit_with_memory(
     Ok(())
 }
 
-/// The result files a cached run restores; `memory.parquet` (this
-/// process's timeline) and the report are made anew.
-const RUN_FILES: [&str; 5] = [
-    "run.json",
-    "metrics.json",
-    "equity.parquet",
-    "signals.parquet",
-    "trades.parquet",
-];
-
 /// The run cache's key: everything that determines the result files
-/// (program and layout version, parameters, window, `--strict`, and the
-/// name and content hash of each selected series, in order), never file
-/// names or times.
+/// (program and layout version, parameters, window, `--strict`, the files
+/// written, and the name and content hash of each selected series, in
+/// order), never file names or times. (A cached run restores the files of
+/// [`Outputs::files`]; `memory.parquet`, this process's timeline, and the
+/// report are made anew.)
 fn run_cache_key(
     data: &Dataset,
     plan: &RunPlan,
     strategy: &Strategy,
     strict: bool,
+    outputs: Outputs,
 ) -> crate::cache::Key {
     let text = |v: &str| v.as_bytes().to_vec();
     let mut parts: Vec<Vec<u8>> = vec![
@@ -684,8 +686,11 @@ fn run_cache_key(
         RUN_FORMAT_VERSION.to_le_bytes().to_vec(),
         text(&serde_json::to_string(strategy).unwrap_or_default()),
         text(&format!(
-            "{:?}|{:?}|{:?}|{strict}",
-            plan.from, plan.to, plan.warmup_bars
+            "{:?}|{:?}|{:?}|{strict}|{}",
+            plan.from,
+            plan.to,
+            plan.warmup_bars,
+            outputs.names()
         )),
     ];
     for &i in &plan.series {
@@ -876,6 +881,7 @@ fn run_json(
         },
         "data": {
             "path": args.data.data.display().to_string(),
+            "store": data.dir().display().to_string(),
             "sources": sources_json(data),
             "series": r.symbols.iter().map(|s| {
                 let info = by_name.get(s.symbol.as_str());
@@ -897,6 +903,7 @@ fn run_json(
         "periods_per_year_source": periods_source(strategy),
         "risk_free": strategy.metrics.risk_free,
         "engine_bars": r.engine_bars,
+        "outputs": args.outputs.names(),
         "threads": threads,
     })
 }

@@ -64,7 +64,10 @@ pub fn to_svg(c: &impl Chart) -> Result<String, String> {
         c.draw(&root)?;
         root.present().map_err(err)?;
     }
-    Ok(s)
+    // Text drawn from names (a symbol with a BEL or ESC in it) would carry
+    // characters XML 1.0 forbids, and the file would not open: they are
+    // written visibly escaped, as on the terminal and in the page.
+    Ok(crate::term::escape_controls_in_xml(&s).into_owned())
 }
 
 /// Renders `c` as PNG bytes (RGB, 8 bits, deterministic).
@@ -575,7 +578,7 @@ impl Chart for EquityChart {
             .x_labels(10)
             .y_labels(4)
             .x_label_formatter(&|x| axis.label(*x))
-            .y_label_formatter(&|y| format!("{y:.1}%"))
+            .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 1))
             .light_line_style(WHITE)
             .bold_line_style(GRID)
             .label_style(font(12))
@@ -647,7 +650,10 @@ impl Chart for SymbolChart {
                 upper
                     .draw(&Text::new(self.symbol.clone(), (90, 16), font(18)))
                     .map_err(err)?;
-                message(&upper, "close prices not recorded in signals.parquet")?;
+                message(
+                    &upper,
+                    "close prices not recorded (`run --outputs close` keeps them in signals.parquet; the run's data is gone or changed)",
+                )?;
             }
             Some((y0, y1)) => {
                 let (p0, p1) = pad(y0, y1, 0.05);
@@ -767,7 +773,7 @@ impl Chart for SymbolChart {
                 .x_labels(10)
                 .y_labels(4)
                 .x_label_formatter(&|x| axis.label(*x))
-                .y_label_formatter(&|y| format!("{y:.1}%"))
+                .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 1))
                 .light_line_style(WHITE)
                 .bold_line_style(GRID)
                 .label_style(font(12))
@@ -1090,6 +1096,8 @@ impl Chart for GridChart {
             self.range,
         );
         let total = grid_scale(self.diverging, self.lower_is_better, &collect(true), None);
+        // A grid without one value has no scale to show and no best cell.
+        let has_values = !collect(false).is_empty();
         let label_size = (ch.min(cw) / 2).clamp(9, 14) as u32;
         let cell_x = |c: usize| left + c as i32 * cw + if Some(c) == total_col { gap } else { 0 };
         for (r, row) in self.values.iter().enumerate() {
@@ -1122,7 +1130,7 @@ impl Chart for GridChart {
                 }
             }
         }
-        if let Some((r, c)) = self.highlight {
+        if let Some((r, c)) = self.highlight.filter(|_| has_values) {
             let x = cell_x(c);
             let y = top + r as i32 * ch;
             root.draw(&Rectangle::new(
@@ -1138,6 +1146,9 @@ impl Chart for GridChart {
                 ))
                 .map_err(err)?;
             }
+        }
+        if !has_values {
+            return Ok(());
         }
         // Colour bar: worst at the bottom, best at the top, with values.
         let (bx, by0, by1) = (w - right + 12, top, top + rows * ch);
@@ -1510,6 +1521,59 @@ mod tests {
     fn labels(lo: f64, hi: f64) -> Vec<String> {
         let a = TimeAxis::new(lo, hi, 10);
         a.ticks().iter().map(|t| a.label(*t)).collect()
+    }
+
+    /// Attack on the report: a sweep panel where no combination has a
+    /// value drew a made-up 0 … 1 colour bar and outlined a "best" cell.
+    #[test]
+    fn heatmap_without_values_has_no_colour_bar_and_no_best_cell() {
+        let grid = |v: Option<f64>| GridChart {
+            title: "Sharpe".into(),
+            x_labels: vec!["0.01".into(), "0.02".into()],
+            y_labels: vec!["0.03".into()],
+            x_name: "lambda".into(),
+            y_name: "decay".into(),
+            values: vec![vec![v, None]],
+            diverging: false,
+            lower_is_better: false,
+            cells: CellFormat::Fixed(2),
+            range: Some((0.0, 1.0)),
+            total_column: false,
+            highlight: Some((0, 0)),
+            size: (400, 200),
+        };
+        let red = |svg: &str| svg.to_ascii_uppercase().contains("#C4342C");
+        let with = to_svg(&grid(Some(0.5))).unwrap();
+        assert!(red(&with) && with.contains("1.00"));
+        let without = to_svg(&grid(None)).unwrap();
+        assert!(!red(&without) && !without.contains("1.00"), "{without}");
+    }
+
+    #[test]
+    fn svg_text_never_holds_characters_xml_forbids() {
+        let svg = to_svg(&grid_named("a\u{7}b\u{1b}c")).unwrap();
+        assert!(!svg
+            .chars()
+            .any(|c| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')));
+        assert!(svg.contains("a\\u{7}b\\u{1b}c"), "{svg}");
+    }
+
+    fn grid_named(title: &str) -> GridChart {
+        GridChart {
+            title: title.into(),
+            x_labels: vec!["x".into()],
+            y_labels: vec!["y".into()],
+            x_name: String::new(),
+            y_name: String::new(),
+            values: vec![vec![Some(1.0)]],
+            diverging: true,
+            lower_is_better: false,
+            cells: CellFormat::Fixed(2),
+            range: None,
+            total_column: false,
+            highlight: None,
+            size: (200, 120),
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@ use std::fmt::Write as _;
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(s: &str) -> String {
+    // Control and invisible characters shown visibly (`\u{7}`), as on the
+    // terminal: raw they would be invalid in the page's text.
+    let s = crate::term::escape(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -186,6 +189,9 @@ pub fn fmt_axis(v: f64) -> String {
         format!("{}M", fmt_compact(v / 1e6, 2))
     } else if a >= 1e4 {
         format!("{}k", fmt_compact(v / 1e3, 1))
+    } else if a != 0.0 && a < 1e-3 {
+        // Log axes spanning many decades: not a column of "0".
+        format!("{v:.0e}")
     } else {
         fmt_compact(v, 4)
     }
@@ -437,6 +443,20 @@ fn strip_svg_size(svg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_labels_of_many_decades_are_not_zero_and_percent_axes_have_no_minus_zero() {
+        assert_eq!(fmt_axis(1e-5), "1e-5");
+        assert_eq!(fmt_axis(2.5e-40), "2e-40");
+        assert_eq!(fmt_axis(0.0), "0");
+        assert_eq!(fmt_pct(-0.0 / 100.0, 1), "0.0%");
+        assert_eq!(fmt_pct(-1e-9, 1), "0.0%");
+    }
+
+    #[test]
+    fn page_text_shows_control_characters_escaped() {
+        assert_eq!(escape("a\u{7}<b>"), "a\\u{7}&lt;b&gt;");
+    }
 
     #[test]
     fn escapes_markup() {

@@ -12,7 +12,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -21,10 +23,14 @@ use serde_json::Value;
 use super::memory::{MemorySample, MemoryTimeline};
 use super::ReportError;
 
-/// The run-directory layout version this reader understands (version 1
-/// kept the aggregate rows in the `symbol` column, which this reader no
-/// longer trusts: such a directory is refused with both versions named).
+/// The newest run-directory layout version this reader understands.
 pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION as u64;
+
+/// The oldest one: version 1 kept the aggregate rows in the `symbol`
+/// column, which this reader no longer trusts (such a directory is refused
+/// with both versions named); 2 differs from 3 only in holding `close` and
+/// `drawdown` always, which this reader takes when present.
+pub const OLDEST_FORMAT_VERSION: u64 = 2;
 
 /// The `aggregate` value of the portfolio rows.
 const PORTFOLIO: &str = "portfolio";
@@ -58,7 +64,7 @@ pub fn read_json(path: &Path) -> Result<Value, ReportError> {
 /// Checks `format_version` of a `run.json` / `sweep.json`.
 pub fn check_version(path: &Path, v: &Value) -> Result<(), ReportError> {
     match v.get("format_version").and_then(Value::as_u64) {
-        Some(SUPPORTED_FORMAT_VERSION) => Ok(()),
+        Some(OLDEST_FORMAT_VERSION..=SUPPORTED_FORMAT_VERSION) => Ok(()),
         other => Err(ReportError::Version {
             path: path.to_path_buf(),
             found: other.map_or_else(
@@ -256,6 +262,121 @@ pub fn for_each_batch(
     Ok(())
 }
 
+/// The rows of `meta`'s file whose column `column` (a string key: `symbol`
+/// or `aggregate`) may hold one of `names`: the row groups and, within
+/// them, the pages whose min/max statistics of the column allow it (the
+/// column index, when the file has one; else every page of the row group).
+/// A group or page in which the column is all null holds none of them (a
+/// symbol's rows have a null `aggregate`, an aggregate's a null `symbol`);
+/// one without statistics is kept. `None` when the file has no such
+/// column.
+fn key_selection(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    column: &str,
+    names: &BTreeSet<String>,
+) -> Option<(Vec<usize>, RowSelection)> {
+    use parquet::file::page_index::index::Index;
+    let schema = meta.file_metadata().schema_descr();
+    let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+    let may_hold =
+        |lo: Option<&[u8]>, hi: Option<&[u8]>, nulls: Option<u64>, rows: usize| match (lo, hi) {
+            (Some(lo), Some(hi)) => names
+                .iter()
+                .any(|n| lo <= n.as_bytes() && n.as_bytes() <= hi),
+            // No value but nulls: nothing to find there.
+            _ if nulls == Some(rows as u64) => false,
+            // No statistics: cannot tell.
+            _ => true,
+        };
+    let (mut groups, mut selectors) = (Vec::new(), Vec::new());
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        let rows = rg.num_rows().max(0) as usize;
+        if let Some(st) = rg.column(col).statistics() {
+            if !may_hold(
+                st.min_bytes_opt(),
+                st.max_bytes_opt(),
+                st.null_count_opt(),
+                rows,
+            ) {
+                continue;
+            }
+        }
+        groups.push(g);
+        let pages = match (meta.column_index(), meta.offset_index()) {
+            (Some(ci), Some(oi)) => match (&ci[g][col], oi[g][col].page_locations()) {
+                (Index::BYTE_ARRAY(index), locations) if index.indexes.len() == locations.len() => {
+                    Some((index, locations))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((index, locations)) = pages else {
+            selectors.push(RowSelector::select(rows));
+            continue;
+        };
+        for (p, page) in index.indexes.iter().enumerate() {
+            let first = locations[p].first_row_index.max(0) as usize;
+            let end = locations
+                .get(p + 1)
+                .map_or(rows, |l| l.first_row_index.max(0) as usize);
+            let n = end.saturating_sub(first);
+            let nulls = page.null_count().map(|c| c.max(0) as u64);
+            if may_hold(page.min_bytes(), page.max_bytes(), nulls, n) {
+                selectors.push(RowSelector::select(n));
+            } else {
+                selectors.push(RowSelector::skip(n));
+            }
+        }
+    }
+    Some((groups, RowSelection::from(selectors)))
+}
+
+/// [`for_each_batch`] over only the row groups and pages of `path` that may
+/// hold rows whose `column` is one of `names` (by the column's statistics,
+/// see [`key_selection`]): a 10,000-symbol run's report reads a few pages
+/// per chosen symbol and the aggregate rows, not the whole file. The
+/// batches may still hold other rows from the same pages; callers filter.
+pub fn for_each_batch_of(
+    path: &Path,
+    columns: &[&str],
+    column: &str,
+    names: &BTreeSet<String>,
+    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
+    let file = File::open(path).map_err(io(path))?;
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| pq(path, e))?
+        .with_batch_size(64 * 1024);
+    if let Some((groups, selection)) = key_selection(builder.metadata(), column, names) {
+        builder = builder
+            .with_row_groups(groups)
+            .with_row_selection(selection);
+    }
+    if !columns.is_empty() {
+        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    let reader = builder.build().map_err(|e| pq(path, e))?;
+    for b in reader {
+        let batch = b.map_err(|e| pq(path, e))?;
+        f(&Batch { path, batch })?;
+    }
+    Ok(())
+}
+
+/// The `aggregate` values of the rows the run report draws (the portfolio
+/// and benchmark curves).
+pub fn aggregate_names() -> BTreeSet<String> {
+    [PORTFOLIO, BENCHMARK].map(String::from).into()
+}
+
+/// Whether an `aggregate` value names the portfolio or benchmark rows.
+pub fn is_aggregate(name: &str) -> bool {
+    name == PORTFOLIO || name == BENCHMARK
+}
+
 /// A time series (timestamps in microseconds since the epoch, UTC).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Series {
@@ -292,7 +413,8 @@ pub struct Trade {
 /// What the report draws for one symbol.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolPanel {
-    /// Close prices (empty when `signals.parquet` has no `close` column).
+    /// Close prices: `signals.parquet`'s `close` column, else the run's
+    /// input data when still current; empty when neither has them.
     pub close: Series,
     /// The ATC average signal (NaN while warming up).
     pub avg: Series,
@@ -362,72 +484,97 @@ pub fn load_run_meta(dir: &Path) -> Result<RunData, ReportError> {
     })
 }
 
-/// Reads the curves, the panels of `symbols`, and `memory.parquet`.
+/// Reads the curves, the panels of `symbols`, and `memory.parquet`: only
+/// the row groups and pages that hold those rows ([`for_each_batch_of`]).
+/// `drawdown` is computed from the curve where `equity.parquet` has no
+/// such column (`--outputs` without `drawdown`); a run written without
+/// `signals.parquet` or `trades.parquet` has panels without them.
 pub fn load_run_series(
     dir: &Path,
     data: &mut RunData,
     symbols: &BTreeSet<String>,
 ) -> Result<(), ReportError> {
     let epath = dir.join("equity.parquet");
-    for_each_batch(&epath, &["ts", AGGREGATE, "equity", "drawdown"], |b| {
-        let rows = b.rows_where(AGGREGATE, |s| s == PORTFOLIO || s == BENCHMARK)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let sym = b.strs(AGGREGATE)?;
-        let ts = b.ts("ts")?;
-        let eq = b.f64s("equity")?;
-        let dd = if b.has("drawdown") {
-            b.f64s("drawdown")?
-        } else {
-            vec![None; b.len()]
-        };
-        for i in rows {
-            let c = if sym[i] == PORTFOLIO {
-                &mut data.portfolio
-            } else {
-                &mut data.benchmark
-            };
-            if let Some(t) = ts[i] {
-                c.equity.ts.push(t);
-                c.equity.values.push(eq[i].unwrap_or(f64::NAN));
-                c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+    let mut has_drawdown = false;
+    for_each_batch_of(
+        &epath,
+        &["ts", AGGREGATE, "equity", "drawdown"],
+        AGGREGATE,
+        &aggregate_names(),
+        |b| {
+            let rows = b.rows_where(AGGREGATE, is_aggregate)?;
+            if rows.is_empty() {
+                return Ok(());
             }
+            let sym = b.strs(AGGREGATE)?;
+            let ts = b.ts("ts")?;
+            let eq = b.f64s("equity")?;
+            has_drawdown = b.has("drawdown");
+            let dd = if has_drawdown {
+                b.f64s("drawdown")?
+            } else {
+                vec![None; b.len()]
+            };
+            for i in rows {
+                let c = if sym[i] == PORTFOLIO {
+                    &mut data.portfolio
+                } else {
+                    &mut data.benchmark
+                };
+                if let Some(t) = ts[i] {
+                    c.equity.ts.push(t);
+                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
+                    c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if !has_drawdown {
+        for c in [&mut data.portfolio, &mut data.benchmark] {
+            c.drawdown = drawdowns(&c.equity.values);
         }
-        Ok(())
-    })?;
+    }
     if symbols.is_empty() {
         return load_memory(dir, data);
     }
     let spath = dir.join("signals.parquet");
-    for_each_batch(&spath, &["ts", "symbol", "close", "avg"], |b| {
-        let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let sym = b.strs("symbol")?;
-        let ts = b.ts("ts")?;
-        let avg = b.f64s("avg")?;
-        let close = if b.has("close") {
-            Some(b.f64s("close")?)
-        } else {
-            None
-        };
-        for i in rows {
-            let Some(t) = ts[i] else { continue };
-            let p = data.panels.entry(sym[i].clone()).or_default();
-            p.avg.ts.push(t);
-            p.avg.values.push(avg[i].unwrap_or(f64::NAN));
-            if let Some(c) = &close {
-                p.close.ts.push(t);
-                p.close.values.push(c[i].unwrap_or(f64::NAN));
-            }
-        }
-        Ok(())
-    })?;
+    if spath.exists() {
+        for_each_batch_of(
+            &spath,
+            &["ts", "symbol", "close", "avg"],
+            "symbol",
+            symbols,
+            |b| {
+                let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let sym = b.strs("symbol")?;
+                let ts = b.ts("ts")?;
+                let avg = b.f64s("avg")?;
+                let close = if b.has("close") {
+                    Some(b.f64s("close")?)
+                } else {
+                    None
+                };
+                for i in rows {
+                    let Some(t) = ts[i] else { continue };
+                    let p = data.panels.entry(sym[i].clone()).or_default();
+                    p.avg.ts.push(t);
+                    p.avg.values.push(avg[i].unwrap_or(f64::NAN));
+                    if let Some(c) = &close {
+                        p.close.ts.push(t);
+                        p.close.values.push(c[i].unwrap_or(f64::NAN));
+                    }
+                }
+                Ok(())
+            },
+        )?;
+    }
     let tpath = dir.join("trades.parquet");
     if tpath.exists() {
-        for_each_batch(
+        for_each_batch_of(
             &tpath,
             &[
                 "symbol",
@@ -437,6 +584,8 @@ pub fn load_run_series(
                 "exit_ts",
                 "exit_price",
             ],
+            "symbol",
+            symbols,
             |b| {
                 let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
                 if rows.is_empty() {
@@ -466,7 +615,72 @@ pub fn load_run_series(
             },
         )?;
     }
+    closes_from_input(data);
     load_memory(dir, data)
+}
+
+/// Fills the close prices of the panels that `signals.parquet` did not
+/// hold (a run writes them only with `--outputs close`) from the data the
+/// run read: the store named in `run.json` (`data.path`, `data.store`),
+/// opened only if it is current ([`Dataset::open_current`]: never built
+/// here), and only for a series whose close hash is the one `run.json`
+/// recorded, over the bars of the panel's signal. So the report drawn by
+/// `run` and a later `atc-bt report` draw the same prices; with the data
+/// gone or changed the chart says the prices were not recorded.
+///
+/// [`Dataset::open_current`]: crate::data::Dataset::open_current
+fn closes_from_input(data: &mut RunData) {
+    if data.panels.values().all(|p| !p.close.ts.is_empty()) {
+        return;
+    }
+    let text = |p: &str| {
+        data.run
+            .pointer(p)
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+    };
+    let (Some(path), Some(store)) = (text("/data/path"), text("/data/store")) else {
+        return;
+    };
+    let recorded: BTreeMap<&str, &str> = data
+        .run
+        .pointer("/data/series")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s.get("symbol")?.as_str()?, s.get("close_hash")?.as_str()?)))
+        .collect();
+    let Some(ds) = crate::data::Dataset::open_current(&crate::data::DataOptions {
+        data: path,
+        store: Some(store),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    for (name, panel) in data.panels.iter_mut() {
+        if !panel.close.ts.is_empty() {
+            continue;
+        }
+        let (Some(&first), Some(&last)) = (panel.avg.ts.first(), panel.avg.ts.last()) else {
+            continue;
+        };
+        let Some(idx) = ds.series().iter().position(|s| &s.name == name) else {
+            continue;
+        };
+        if recorded.get(name.as_str()) != Some(&ds.series()[idx].close_hash.as_str()) {
+            continue;
+        }
+        let v = ds.view(idx);
+        let (a, b) = (
+            v.ts.partition_point(|&t| t < first),
+            v.ts.partition_point(|&t| t <= last),
+        );
+        panel.close = Series {
+            ts: v.ts[a..b].to_vec(),
+            values: v.close[a..b].to_vec(),
+        };
+        ds.release(idx);
+    }
 }
 
 fn load_memory(dir: &Path, data: &mut RunData) -> Result<(), ReportError> {
@@ -635,7 +849,8 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     let rpath = dir.join("results.parquet");
     let mut rows = Vec::new();
     let mut metric_columns = Vec::new();
-    for_each_batch(&rpath, &[], |b| {
+    let portfolio: BTreeSet<String> = [PORTFOLIO.to_string()].into();
+    for_each_batch_of(&rpath, &[], AGGREGATE, &portfolio, |b| {
         if metric_columns.is_empty() {
             metric_columns = b
                 .column_names()

@@ -78,9 +78,9 @@ pub enum ReportError {
     },
     /// The directory was written by an incompatible version.
     #[error(
-        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version 1 to {}. \
+        "{}: format_version {found} (written by atc-bt {written_by}) is not supported; this atc-bt {} reads format_version {} to {}. \
          Render it with the atc-bt version that wrote it, or rerun the backtest",
-        path.display(), env!("CARGO_PKG_VERSION"), load::SUPPORTED_FORMAT_VERSION
+        path.display(), env!("CARGO_PKG_VERSION"), load::OLDEST_FORMAT_VERSION, load::SUPPORTED_FORMAT_VERSION
     )]
     Version {
         /// `run.json` or `sweep.json`.
@@ -526,9 +526,14 @@ fn fmt_us(t: i64) -> String {
 /// Parses an RFC 3339 time of `metrics.json` to µs.
 fn parse_time(v: Option<&Value>) -> Option<i64> {
     let s = v?.as_str()?;
+    // `run::fmt_ts` writes a day's start as a bare date.
     chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
         .map(|d| d.timestamp_micros())
+        .ok()
+        .or_else(|| {
+            let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+            Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+        })
 }
 
 /// `#coverage`: which symbols had data when (their first and last bars in

@@ -1,22 +1,27 @@
 //! The run directory: `run.json`, `metrics.json`, `equity.parquet`,
-//! `trades.parquet`, `signals.parquet` (ts, symbol, close, avg, dir). Written into a temporary sibling
-//! directory and renamed into place, so an interrupted run never leaves a
-//! half-written directory that looks complete.
+//! `trades.parquet`, `signals.parquet` (ts, symbol, avg, dir; `close` with
+//! `--outputs close`), in the layout of [`crate::parquet_write`]. Written
+//! into a temporary sibling directory and renamed into place, so an
+//! interrupted run never leaves a half-written directory that looks
+//! complete.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::builder::StringBuilder;
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::arrow::arrow_writer::ArrowColumnWriter;
+use rayon::prelude::*;
 use serde::Serialize;
+
+use crate::parquet_write::{write_column, Table, WriteError};
 
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
 use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
@@ -54,8 +59,11 @@ pub const AGGREGATE_COLUMN: &str = "aggregate";
 /// 2: `trades.parquet` has `exit_reason`; `metrics.json` the facts table's
 /// keys (start/end, annual_return, skew … worst_drawdowns); aggregate rows
 /// moved from `symbol` to the `aggregate` column; `run.json`/`sweep.json`
-/// list their `files`.
-pub const RUN_FORMAT_VERSION: u32 = 2;
+/// list their `files`. 3: the Parquet layout of [`crate::parquet_write`];
+/// `signals.parquet` without `close` and `equity.parquet` without
+/// `drawdown` unless asked (`--outputs close,drawdown`); `run.json` has
+/// `outputs`.
+pub const RUN_FORMAT_VERSION: u32 = 3;
 
 /// Errors writing results.
 #[derive(Debug, thiserror::Error)]
@@ -88,69 +96,137 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     }
 }
 
-/// Writes `batch` to `path` as zstd-compressed Parquet.
-pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<(), OutputError> {
-    let perr = |e: &dyn std::fmt::Display| OutputError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file = File::create(path).map_err(io_err(path))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(|e| perr(&e))?;
-    w.write(batch).map_err(|e| perr(&e))?;
-    let file = w.into_inner().map_err(|e| perr(&e))?;
-    file.sync_all().map_err(io_err(path))
+/// Writes `batch` to `path` as one Parquet file in atc-bt's layout
+/// ([`crate::parquet_write`]); `keys` are the columns readers filter on.
+pub fn write_parquet(path: &Path, batch: &RecordBatch, keys: &[&str]) -> Result<(), OutputError> {
+    crate::parquet_write::write_batch(path, batch, keys).map_err(OutputError::from)
 }
 
-/// A Parquet file written batch by batch, so a large result is never held
-/// as whole-file columns.
-struct ParquetSink {
-    path: PathBuf,
-    schema: Arc<Schema>,
-    writer: ArrowWriter<File>,
-}
-
-impl ParquetSink {
-    fn create(path: &Path, schema: Arc<Schema>) -> Result<ParquetSink, OutputError> {
-        let file = File::create(path).map_err(io_err(path))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
-            OutputError::Parquet {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }
-        })?;
-        Ok(ParquetSink {
-            path: path.to_path_buf(),
-            schema,
-            writer,
-        })
+impl From<WriteError> for OutputError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Io { path, source } => OutputError::Io { path, source },
+            WriteError::Parquet { path, message } => OutputError::Parquet { path, message },
+        }
     }
+}
 
-    fn write(&mut self, cols: Vec<ArrayRef>) -> Result<(), OutputError> {
-        let perr = |e: &dyn std::fmt::Display| OutputError::Parquet {
-            path: self.path.clone(),
-            message: e.to_string(),
+/// What a run writes besides `run.json` and `metrics.json` (`--outputs`).
+/// `equity.parquet` always holds the portfolio and benchmark rows (the
+/// report draws them); the flags add the per-symbol rows and files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Outputs {
+    /// Each symbol's rows in `equity.parquet`.
+    pub equity: bool,
+    /// `trades.parquet`.
+    pub trades: bool,
+    /// `signals.parquet` (`ts, symbol, avg, dir`).
+    pub signals: bool,
+    /// The `close` column of `signals.parquet` (a copy of the input's
+    /// close; implies `signals`).
+    pub close: bool,
+    /// The `drawdown` column of `equity.parquet` (derived from `equity`:
+    /// `1 − equity / running peak`).
+    pub drawdown: bool,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs {
+            equity: true,
+            trades: true,
+            signals: true,
+            close: false,
+            drawdown: false,
+        }
+    }
+}
+
+/// The words `--outputs` takes, with what each adds.
+pub const OUTPUT_NAMES: [(&str, &str); 6] = [
+    ("metrics", "run.json and metrics.json only (always written)"),
+    ("equity", "per-symbol rows of equity.parquet"),
+    ("trades", "trades.parquet"),
+    ("signals", "signals.parquet (ts, symbol, avg, dir)"),
+    ("close", "signals.parquet with the input's close column"),
+    ("drawdown", "the drawdown column of equity.parquet"),
+];
+
+impl Outputs {
+    /// Parses a comma list of [`OUTPUT_NAMES`] (`metrics` alone writes no
+    /// per-symbol rows; `all` is every one).
+    pub fn parse(text: &str) -> Result<Outputs, String> {
+        let mut o = Outputs {
+            equity: false,
+            trades: false,
+            signals: false,
+            close: false,
+            drawdown: false,
         };
-        let b = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| perr(&e))?;
-        self.writer.write(&b).map_err(|e| perr(&e))
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            match word {
+                "metrics" => {}
+                "equity" => o.equity = true,
+                "trades" => o.trades = true,
+                "signals" => o.signals = true,
+                "close" => {
+                    o.signals = true;
+                    o.close = true;
+                }
+                "drawdown" => o.drawdown = true,
+                "all" => {
+                    o = Outputs {
+                        equity: true,
+                        trades: true,
+                        signals: true,
+                        close: true,
+                        drawdown: true,
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown output `{other}`; expected a comma list of {} or all",
+                        OUTPUT_NAMES.map(|n| n.0).join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(o)
     }
 
-    fn finish(self) -> Result<(), OutputError> {
-        let path = self.path;
-        let file = self.writer.into_inner().map_err(|e| OutputError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        file.sync_all().map_err(io_err(&path))
+    /// The canonical comma list (what [`Outputs::parse`] reads back).
+    pub fn names(&self) -> String {
+        let mut v = vec!["metrics"];
+        for (on, name) in [
+            (self.equity, "equity"),
+            (self.trades, "trades"),
+            (self.signals && !self.close, "signals"),
+            (self.close, "close"),
+            (self.drawdown, "drawdown"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v.join(",")
+    }
+
+    /// The result files these outputs write, `run.json` and
+    /// `metrics.json` included.
+    pub fn files(&self) -> Vec<&'static str> {
+        let mut v = vec!["run.json", "metrics.json", "equity.parquet"];
+        if self.signals {
+            v.push("signals.parquet");
+        }
+        if self.trades {
+            v.push("trades.parquet");
+        }
+        v
     }
 }
 
-/// Symbols per record batch of the per-bar files.
+/// Symbols per batch of the per-bar files: a batch's rows are encoded
+/// together while the next chunk of symbols computes.
 const SYMBOLS_PER_BATCH: usize = 256;
 
 fn ts_field(name: &str, nullable: bool) -> Field {
@@ -188,89 +264,156 @@ fn drawdowns(equity: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-fn equity_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+/// The columns readers filter the per-bar files on.
+const BAR_KEYS: [&str; 3] = ["ts", "symbol", AGGREGATE_COLUMN];
+
+fn equity_schema(drawdown: bool) -> Arc<Schema> {
+    let mut f = vec![
         ts_field("ts", false),
         Field::new("symbol", DataType::Utf8, true),
         Field::new(AGGREGATE_COLUMN, DataType::Utf8, true),
         Field::new("equity", DataType::Float64, false),
         Field::new("position", DataType::Float64, true),
-        Field::new("drawdown", DataType::Float64, false),
-    ]))
+    ];
+    if drawdown {
+        f.push(Field::new("drawdown", DataType::Float64, false));
+    }
+    Arc::new(Schema::new(f))
 }
 
-fn signals_schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+fn signals_schema(close: bool) -> Arc<Schema> {
+    let mut f = vec![
         ts_field("ts", false),
         Field::new("symbol", DataType::Utf8, false),
-        Field::new("close", DataType::Float64, false),
-        Field::new("avg", DataType::Float64, true),
-        Field::new("dir", DataType::Int8, false),
-    ]))
-}
-
-/// The rows of [`SYMBOLS_PER_BATCH`] symbols waiting to be encoded.
-#[derive(Default)]
-struct PendingRows {
-    symbols: usize,
-    ts: Vec<i64>,
-    sym: Vec<String>,
-    sym_len: Vec<usize>,
-    equity: Vec<f64>,
-    position: Vec<Option<f64>>,
-    drawdown: Vec<f64>,
-    close: Vec<f64>,
-    avg: Vec<Option<f64>>,
-    dir: Vec<i8>,
-    trades: Vec<Trade>,
-}
-
-impl PendingRows {
-    fn push(&mut self, s: &SymbolResult) {
-        let r = &s.run;
-        self.symbols += 1;
-        self.ts.extend_from_slice(&r.ts);
-        self.sym.push(r.symbol.clone());
-        self.sym_len.push(r.ts.len());
-        self.equity.extend_from_slice(&r.equity);
-        self.position.extend(r.position.iter().map(|&p| Some(p)));
-        self.drawdown.extend(drawdowns(&r.equity));
-        self.close.extend_from_slice(&s.close);
-        self.avg
-            .extend(s.avg.iter().map(|&a| (!a.is_nan()).then_some(a)));
-        self.dir.extend_from_slice(&s.dir);
-        self.trades.extend(r.trades.iter().cloned());
+    ];
+    if close {
+        f.push(Field::new("close", DataType::Float64, false));
     }
+    f.push(Field::new("avg", DataType::Float64, true));
+    f.push(Field::new("dir", DataType::Int8, false));
+    Arc::new(Schema::new(f))
+}
 
-    fn symbol_array(&self) -> ArrayRef {
-        let mut v: Vec<&str> = Vec::with_capacity(self.ts.len());
-        for (s, &n) in self.sym.iter().zip(&self.sym_len) {
-            v.extend(std::iter::repeat_n(s.as_str(), n));
+/// A per-bar column of `equity.parquet` or `signals.parquet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BarColumn {
+    Ts,
+    Symbol,
+    Aggregate,
+    Equity,
+    Position,
+    Drawdown,
+    Close,
+    Avg,
+    Dir,
+}
+
+impl BarColumn {
+    fn of(name: &str) -> Option<BarColumn> {
+        Some(match name {
+            "ts" => BarColumn::Ts,
+            "symbol" => BarColumn::Symbol,
+            AGGREGATE_COLUMN => BarColumn::Aggregate,
+            "equity" => BarColumn::Equity,
+            "position" => BarColumn::Position,
+            "drawdown" => BarColumn::Drawdown,
+            "close" => BarColumn::Close,
+            "avg" => BarColumn::Avg,
+            "dir" => BarColumn::Dir,
+            _ => return None,
+        })
+    }
+}
+
+/// One symbol's per-bar columns as Arrow arrays, indexed by
+/// [`BarColumn`]. The vectors of the symbol's result become the arrays
+/// (moved, never copied); `None` where no file wants the column.
+type SymbolColumns = [Option<ArrayRef>; BAR_COLUMNS];
+
+/// How many [`BarColumn`]s there are.
+const BAR_COLUMNS: usize = 9;
+
+/// Takes a symbol's result apart into the columns `want` (by
+/// [`BarColumn`]) and its trades.
+fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, Vec<Trade>) {
+    let SymbolResult {
+        run,
+        close,
+        avg,
+        dir,
+        ..
+    } = s;
+    let n = run.ts.len();
+    let mut c: SymbolColumns = Default::default();
+    let on = |k: BarColumn| want[k as usize];
+    if on(BarColumn::Drawdown) {
+        c[BarColumn::Drawdown as usize] =
+            Some(Arc::new(Float64Array::from(drawdowns(&run.equity))));
+    }
+    if on(BarColumn::Ts) {
+        c[BarColumn::Ts as usize] = Some(ts_array(run.ts));
+    }
+    if on(BarColumn::Symbol) {
+        let mut b = StringBuilder::with_capacity(n, n * run.symbol.len());
+        for _ in 0..n {
+            b.append_value(&run.symbol);
         }
-        Arc::new(StringArray::from(v))
+        c[BarColumn::Symbol as usize] = Some(Arc::new(b.finish()));
     }
+    if on(BarColumn::Aggregate) {
+        // A symbol's rows are no aggregate's.
+        c[BarColumn::Aggregate as usize] = Some(Arc::new(StringArray::new_null(n)));
+    }
+    if on(BarColumn::Equity) {
+        c[BarColumn::Equity as usize] = Some(Arc::new(Float64Array::from(run.equity)));
+    }
+    if on(BarColumn::Position) {
+        c[BarColumn::Position as usize] = Some(Arc::new(Float64Array::from(run.position)));
+    }
+    if on(BarColumn::Close) {
+        c[BarColumn::Close as usize] = Some(Arc::new(Float64Array::from(close)));
+    }
+    if on(BarColumn::Avg) {
+        // NaN (warm-up) is written as null.
+        let mut valid = BooleanBufferBuilder::new(avg.len());
+        for a in &avg {
+            valid.append(!a.is_nan());
+        }
+        let nulls = NullBuffer::new(valid.finish());
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        c[BarColumn::Avg as usize] = Some(Arc::new(Float64Array::new(avg.into(), nulls)));
+    }
+    if on(BarColumn::Dir) {
+        c[BarColumn::Dir as usize] = Some(Arc::new(Int8Array::from(dir)));
+    }
+    (c, run.trades)
 }
 
-/// Writes a run directory's result files while the run streams symbols
-/// through it: `equity.parquet` and `signals.parquet` a batch of
-/// [`SYMBOLS_PER_BATCH`] symbols at a time, the portfolio summed as the
-/// symbols arrive ([`PortfolioSum`]), `trades.parquet` with the same
-/// batches, and `metrics.json` at [`RunWriter::finish`]. Memory holds one batch of
-/// per-bar rows, the trades and the per-symbol metrics, never every
-/// symbol's bars.
-///
-/// The bytes depend only on the symbols pushed and their order (batches
-/// always hold the same symbols), so a streamed run, [`write_run_dir`] of
-/// an in-memory result and a merge of shards give identical files.
-pub struct RunWriter {
-    dir: PathBuf,
-    equity: ParquetSink,
-    signals: ParquetSink,
-    trade_sink: ParquetSink,
-    pending: PendingRows,
+/// Splits a batch into row groups of whole symbols of at most
+/// [`crate::parquet_write::ROW_GROUP_ROWS`] rows (a longer symbol is a row
+/// group alone), so a reader that wants a symbol reads one row group.
+fn row_groups(batch: &[SymbolResult]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut rows) = (0, 0);
+    for (i, s) in batch.iter().enumerate() {
+        let n = s.run.ts.len();
+        if i > start && rows + n > crate::parquet_write::ROW_GROUP_ROWS {
+            out.push(start..i);
+            start = i;
+            rows = 0;
+        }
+        rows += n;
+    }
+    if start < batch.len() {
+        out.push(start..batch.len());
+    }
+    out
+}
+
+/// What the run keeps of the symbols once written, summed in output
+/// order: the portfolio, trade statistics, fees and summaries.
+struct Book {
     portfolio: PortfolioSum,
-    capital_per_symbol: f64,
-    settings: MetricsSettings,
     /// The common calendar of the symbols so far (`None`: none yet), and
     /// whether they differ.
     calendar: Option<(Calendar, bool)>,
@@ -280,36 +423,8 @@ pub struct RunWriter {
     engine_bars: usize,
 }
 
-impl RunWriter {
-    /// Starts the result files in `dir` (an existing, empty directory).
-    /// `timeline` must contain every timestamp of the runs to be pushed
-    /// (it may hold more; see [`PortfolioSum`]); the portfolio's metrics
-    /// use `settings`.
-    pub fn create(
-        dir: &Path,
-        timeline: Vec<i64>,
-        capital_per_symbol: f64,
-        settings: MetricsSettings,
-    ) -> Result<RunWriter, OutputError> {
-        Ok(RunWriter {
-            dir: dir.to_path_buf(),
-            equity: ParquetSink::create(&dir.join("equity.parquet"), equity_schema())?,
-            signals: ParquetSink::create(&dir.join("signals.parquet"), signals_schema())?,
-            trade_sink: ParquetSink::create(&dir.join("trades.parquet"), trades_schema())?,
-            pending: PendingRows::default(),
-            portfolio: PortfolioSum::new(timeline, capital_per_symbol),
-            capital_per_symbol,
-            settings,
-            calendar: None,
-            trades: Vec::new(),
-            fees: Vec::new(),
-            symbols: Vec::new(),
-            engine_bars: 0,
-        })
-    }
-
-    /// Adds the next symbol (in output order).
-    pub fn push(&mut self, s: &SymbolResult) -> Result<(), OutputError> {
+impl Book {
+    fn add(&mut self, s: &SymbolResult) {
         self.portfolio.add(&s.run);
         match &mut self.calendar {
             None => self.calendar = Some((s.calendar.clone(), false)),
@@ -321,100 +436,218 @@ impl RunWriter {
         self.fees.push(s.run.total_fees);
         self.symbols.push(SymbolSummary::of(s));
         self.engine_bars += s.engine_bars;
+    }
+}
+
+/// Writes a run directory's result files while the run streams symbols
+/// through it: `equity.parquet`, `signals.parquet` and `trades.parquet` a
+/// batch of [`SYMBOLS_PER_BATCH`] symbols at a time, the portfolio summed
+/// as the symbols arrive ([`PortfolioSum`]), and `metrics.json` at
+/// [`RunWriter::finish`]. Memory holds a batch or two of per-bar rows, the
+/// trades' statistics and the per-symbol metrics, never every symbol's
+/// bars.
+///
+/// [`RunWriter::push`] only queues a symbol; [`RunWriter::drain`] encodes
+/// the full batches, every column of the three files on its own rayon
+/// task while the portfolio sums on another, so a caller can run it beside
+/// the computation of the next symbols ([`crate::run::run_to_dir`] does).
+/// The bytes depend only on the symbols pushed and their order (batches
+/// always hold the same symbols, row groups are cut at symbol boundaries),
+/// so a streamed run, [`write_run_dir`] of an in-memory result and a merge
+/// of shards give identical files at any thread count.
+pub struct RunWriter {
+    dir: PathBuf,
+    outputs: Outputs,
+    equity: Table,
+    signals: Option<Table>,
+    trade_table: Option<Table>,
+    pending: Vec<SymbolResult>,
+    ready: Vec<Vec<SymbolResult>>,
+    book: Book,
+    capital_per_symbol: f64,
+    settings: MetricsSettings,
+}
+
+impl RunWriter {
+    /// Starts the result files of `outputs` in `dir` (an existing, empty
+    /// directory). `timeline` must contain every timestamp of the runs to
+    /// be pushed (it may hold more; see [`PortfolioSum`]); the portfolio's
+    /// metrics use `settings`.
+    pub fn create(
+        dir: &Path,
+        timeline: Vec<i64>,
+        capital_per_symbol: f64,
+        settings: MetricsSettings,
+        outputs: Outputs,
+    ) -> Result<RunWriter, OutputError> {
+        let signals = outputs
+            .signals
+            .then(|| {
+                Table::create(
+                    &dir.join("signals.parquet"),
+                    signals_schema(outputs.close),
+                    &BAR_KEYS,
+                )
+            })
+            .transpose()?;
+        let trade_table = outputs
+            .trades
+            .then(|| Table::create(&dir.join("trades.parquet"), trades_schema(), &["symbol"]))
+            .transpose()?;
+        Ok(RunWriter {
+            dir: dir.to_path_buf(),
+            outputs,
+            equity: Table::create(
+                &dir.join("equity.parquet"),
+                equity_schema(outputs.drawdown),
+                &BAR_KEYS,
+            )?,
+            signals,
+            trade_table,
+            pending: Vec::with_capacity(SYMBOLS_PER_BATCH),
+            ready: Vec::new(),
+            book: Book {
+                portfolio: PortfolioSum::new(timeline, capital_per_symbol),
+                calendar: None,
+                trades: Vec::new(),
+                fees: Vec::new(),
+                symbols: Vec::new(),
+                engine_bars: 0,
+            },
+            capital_per_symbol,
+            settings,
+        })
+    }
+
+    /// Adds the next symbol (in output order). Cheap: the symbol waits in
+    /// its batch for [`RunWriter::drain`] (called here too once two full
+    /// batches wait, so memory stays bounded without it).
+    pub fn push(&mut self, s: SymbolResult) -> Result<(), OutputError> {
         self.pending.push(s);
-        if self.pending.symbols == SYMBOLS_PER_BATCH {
-            self.flush()?;
+        if self.pending.len() == SYMBOLS_PER_BATCH {
+            let full = std::mem::replace(&mut self.pending, Vec::with_capacity(SYMBOLS_PER_BATCH));
+            self.ready.push(full);
+        }
+        if self.ready.len() >= 2 {
+            self.drain()?;
         }
         Ok(())
     }
 
-    /// Encodes the pending rows into the three files (in parallel: they
-    /// are independent).
-    fn flush(&mut self) -> Result<(), OutputError> {
-        let p = std::mem::take(&mut self.pending);
-        if p.symbols == 0 {
+    /// Encodes and writes every full batch waiting.
+    pub fn drain(&mut self) -> Result<(), OutputError> {
+        for batch in std::mem::take(&mut self.ready) {
+            self.write_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one batch: the book adds its symbols in order, then its row
+    /// groups go into the files, every column of every file on its own
+    /// rayon task.
+    fn write_batch(&mut self, batch: Vec<SymbolResult>) -> Result<(), OutputError> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let sym = p.symbol_array();
-        let ts = ts_array(p.ts);
-        let no_aggregate: ArrayRef = Arc::new(StringArray::new_null(p.equity.len()));
-        let equity_cols = vec![
-            ts.clone(),
-            sym.clone(),
-            no_aggregate,
-            Arc::new(Float64Array::from(p.equity)) as ArrayRef,
-            Arc::new(Float64Array::from(p.position)),
-            Arc::new(Float64Array::from(p.drawdown)),
-        ];
-        let signal_cols = vec![
-            ts,
-            sym,
-            Arc::new(Float64Array::from(p.close)) as ArrayRef,
-            Arc::new(Float64Array::from(p.avg)),
-            Arc::new(Int8Array::from(p.dir)),
-        ];
-        let trade_cols = trade_columns(&p.trades);
-        let (equity, signals, trades) = (&mut self.equity, &mut self.signals, &mut self.trade_sink);
-        let (a, (b, c)) = rayon::join(
-            || equity.write(equity_cols),
-            || rayon::join(|| signals.write(signal_cols), || trades.write(trade_cols)),
-        );
-        a.and(b).and(c)
+        for s in &batch {
+            self.book.add(s);
+        }
+        let mut tables: Vec<&mut Table> = Vec::new();
+        if self.outputs.equity {
+            tables.push(&mut self.equity);
+        }
+        if let Some(t) = self.signals.as_mut() {
+            tables.push(t);
+        }
+        let mut want = [false; BAR_COLUMNS];
+        for t in &tables {
+            for f in t.schema().fields() {
+                if let Some(c) = BarColumn::of(f.name()) {
+                    want[c as usize] = true;
+                }
+            }
+        }
+        let groups = row_groups(&batch);
+        let mut symbols = batch.into_iter();
+        let mut trades: Vec<Trade> = Vec::new();
+        for g in groups {
+            let cols: Vec<SymbolColumns> = symbols
+                .by_ref()
+                .take(g.len())
+                .map(|s| {
+                    let (c, t) = take_columns(s, &want);
+                    trades.extend(t);
+                    c
+                })
+                .collect();
+            encode_bar_group(&mut tables, &cols)?;
+        }
+        if let Some(t) = self.trade_table.as_mut() {
+            if !trades.is_empty() {
+                let refs: Vec<&Trade> = trades.iter().collect();
+                t.write(trade_columns(&refs))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the last batch, the portfolio and benchmark rows and
     /// `metrics.json`, closes the files and returns the run's summary.
     pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
-        self.flush()?;
-        let (portfolio, benchmark) = self.portfolio.finish();
-        let calendar = match self.calendar.take() {
+        let last = std::mem::take(&mut self.pending);
+        self.ready.push(last);
+        self.drain()?;
+        let book = self.book;
+        let (portfolio, benchmark) = book.portfolio.finish();
+        let calendar = match book.calendar {
             Some((c, false)) => c,
             _ => Calendar::utc(),
         };
         let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
             &portfolio,
             &benchmark,
-            &self.trades,
-            &self.fees,
+            &book.trades,
+            &book.fees,
             self.capital_per_symbol,
             &self.settings.options(calendar),
         );
         let warnings = super::frequency_warnings(
-            self.symbols
+            book.symbols
                 .iter()
                 .map(|s| (s.symbol.as_str(), s.metrics.periods_per_year)),
             &portfolio_metrics,
         );
-        for (agg, c) in [
-            (Aggregate::Portfolio, &portfolio),
-            (Aggregate::Benchmark, &benchmark),
-        ] {
-            self.equity.write(vec![
-                ts_array(c.ts.clone()),
-                Arc::new(StringArray::new_null(c.ts.len())),
-                Arc::new(StringArray::from(vec![agg.name(); c.ts.len()])),
-                Arc::new(Float64Array::from(c.equity.clone())),
-                Arc::new(Float64Array::from(vec![None::<f64>; c.ts.len()])),
-                Arc::new(Float64Array::from(drawdowns(&c.equity))),
-            ])?;
-        }
+        let mut equity = self.equity;
+        equity.write(aggregate_columns(
+            &[
+                (Aggregate::Portfolio, &portfolio),
+                (Aggregate::Benchmark, &benchmark),
+            ],
+            self.outputs.drawdown,
+        ))?;
         let summary = RunSummary {
-            symbols: self.symbols,
+            symbols: book.symbols,
             skipped,
             portfolio,
             benchmark,
             portfolio_metrics,
             benchmark_metrics,
             capital_per_symbol: self.capital_per_symbol,
-            engine_bars: self.engine_bars,
+            engine_bars: book.engine_bars,
             warnings,
         };
-        let (equity, signals, trades, dir) = (self.equity, self.signals, self.trade_sink, self.dir);
+        let (signals, trades, dir) = (self.signals, self.trade_table, self.dir);
+        let finish = |t: Option<Table>| t.map_or(Ok(()), |t| t.finish().map_err(OutputError::from));
         let ((a, b), (c, d)) = rayon::join(
-            || rayon::join(|| equity.finish(), || signals.finish()),
             || {
                 rayon::join(
-                    || trades.finish(),
+                    || equity.finish().map_err(OutputError::from),
+                    || finish(signals),
+                )
+            },
+            || {
+                rayon::join(
+                    || finish(trades),
                     || write_json(&dir.join("metrics.json"), &MetricsDoc(&summary)),
                 )
             },
@@ -422,6 +655,89 @@ impl RunWriter {
         a.and(b).and(c).and(d)?;
         Ok(summary)
     }
+}
+
+/// The `equity.parquet` rows of the aggregate curves (portfolio,
+/// benchmark): `symbol` and `position` null, drawdown (with `drawdown`)
+/// from the curve.
+fn aggregate_columns(
+    curves: &[(Aggregate, &crate::backtest::Curve)],
+    drawdown: bool,
+) -> Vec<ArrayRef> {
+    let (mut ts, mut agg, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
+    for (a, c) in curves {
+        ts.extend_from_slice(&c.ts);
+        agg.extend(std::iter::repeat_n(a.name(), c.ts.len()));
+        eq.extend_from_slice(&c.equity);
+        if drawdown {
+            dd.extend(drawdowns(&c.equity));
+        }
+    }
+    let n = ts.len();
+    let mut cols: Vec<ArrayRef> = vec![
+        ts_array(ts),
+        Arc::new(StringArray::new_null(n)),
+        Arc::new(StringArray::from(agg)),
+        Arc::new(Float64Array::from(eq)),
+        Arc::new(Float64Array::from(vec![None::<f64>; n])),
+    ];
+    if drawdown {
+        cols.push(Arc::new(Float64Array::from(dd)));
+    }
+    cols
+}
+
+/// Encodes one row group of whole symbols (their columns, in order) into
+/// each of `tables` (the per-bar files), every column of every file on its
+/// own rayon task, fed symbol by symbol, and appends the groups in file
+/// order.
+fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Result<(), OutputError> {
+    struct Job {
+        file: usize,
+        writer: ArrowColumnWriter,
+        field: Arc<Field>,
+        column: BarColumn,
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    for (file, t) in tables.iter().enumerate() {
+        let writers = t.column_writers()?;
+        for (writer, field) in writers.into_iter().zip(t.schema().fields().iter()) {
+            let column = BarColumn::of(field.name()).ok_or_else(|| OutputError::Parquet {
+                path: t.path().to_path_buf(),
+                message: format!("no per-bar column `{}`", field.name()),
+            })?;
+            jobs.push(Job {
+                file,
+                writer,
+                field: field.clone(),
+                column,
+            });
+        }
+    }
+    let done: Vec<(usize, Result<ArrowColumnWriter, String>)> = jobs
+        .into_par_iter()
+        .map(|j| {
+            let mut w = j.writer;
+            let r = group
+                .iter()
+                .filter_map(|c| c[j.column as usize].clone())
+                .try_for_each(|a| write_column(&mut w, &j.field, a))
+                .map(|_| w);
+            (j.file, r)
+        })
+        .collect();
+    let mut per_file: Vec<Vec<ArrowColumnWriter>> = tables.iter().map(|_| Vec::new()).collect();
+    for (file, r) in done {
+        let w = r.map_err(|message| OutputError::Parquet {
+            path: tables[file].path().to_path_buf(),
+            message,
+        })?;
+        per_file[file].push(w);
+    }
+    for (t, writers) in tables.iter_mut().zip(per_file) {
+        t.append(writers)?;
+    }
+    Ok(())
 }
 
 fn trades_schema() -> Arc<Schema> {
@@ -442,7 +758,7 @@ fn trades_schema() -> Arc<Schema> {
     ]))
 }
 
-fn trade_columns(trades: &[Trade]) -> Vec<ArrayRef> {
+fn trade_columns(trades: &[&Trade]) -> Vec<ArrayRef> {
     vec![
         Arc::new(StringArray::from_iter_values(
             trades.iter().map(|t| t.symbol.as_str()),
@@ -537,13 +853,14 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
 /// Prepares to write the result directory `out`: refuses an `out` that
 /// holds anything atc-bt did not write (unless `force`), removes stale
 /// temporaries of killed commands beside it, and creates the empty
-/// temporary sibling `.<name>.partial-<tag>` the results are written into
+/// temporary sibling `.<name>.atc-bt-partial-<tag>` the results are written into
 /// before [`commit_run_dir`] renames it (see [`crate::files::out`]).
 pub fn partial_dir(out: &Path, force: bool) -> Result<PathBuf, OutputError> {
     Ok(crate::files::out::begin_dir(out, force)?)
 }
 
-/// Writes the whole run directory at `out` atomically: everything goes to a
+/// Writes the whole run directory at `out` atomically (the files of
+/// `outputs`): everything goes to a
 /// temporary sibling first, which is renamed to `out` when complete. An
 /// existing `out` is replaced only after the new one is complete, and only
 /// if atc-bt wrote everything in it (or with `force`).
@@ -552,6 +869,7 @@ pub fn write_run_dir(
     r: &RunResult,
     run_json: &serde_json::Value,
     force: bool,
+    outputs: Outputs,
 ) -> Result<(), OutputError> {
     let tmp = partial_dir(out, force)?;
     let written = (|| {
@@ -560,9 +878,10 @@ pub fn write_run_dir(
             r.portfolio.ts.clone(),
             r.capital_per_symbol,
             r.settings.clone(),
+            outputs,
         )?;
         for s in &r.symbols {
-            w.push(s)?;
+            w.push(s.clone())?;
         }
         w.finish(r.skipped.clone())
     })();
@@ -648,5 +967,5 @@ pub fn write_curves_parquet(
             Arc::new(Float64Array::from(dd)),
         ],
     )?;
-    write_parquet(path, &b)
+    write_parquet(path, &b, &BAR_KEYS)
 }

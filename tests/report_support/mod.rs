@@ -1,5 +1,5 @@
 //! Writes run and sweep directories in the layout of `atc-bt run` /
-//! `atc-bt sweep` (format_version 2) from seeded synthetic data, so report
+//! `atc-bt sweep` (format_version 3) from seeded synthetic data, so report
 //! tests need no backtest.
 
 #![allow(dead_code)]
@@ -281,7 +281,7 @@ pub fn write_run_dir(dir: &Path, symbols: &[String], bars: usize, close: bool) {
     )
     .unwrap();
     let run = json!({
-        "format_version": 2,
+        "format_version": 3,
         "atc_bt_version": "0.1.0",
         "command": ["atc-bt", "run", "--data", "data/<odd & name>.parquet"],
         "started_at": "2026-01-02T03:04:05Z",
@@ -540,7 +540,7 @@ pub fn write_sweep_dir(dir: &Path) {
     order.sort_by(|a, b| score(*b, 1).total_cmp(&score(*a, 1)).then(a.cmp(b)));
     let best = order[0];
     let sweep = json!({
-        "format_version": 2,
+        "format_version": 3,
         "atc_bt_version": "0.1.0",
         "command": ["atc-bt", "sweep"],
         "started_at": "2026-01-02T03:04:05Z",
