@@ -1748,6 +1748,44 @@ fn warnings_of_series_not_selected_are_only_counted() {
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
 
+/// Attack on issue 16: `run --symbols all --from 2020` on the bundled data
+/// printed the data warnings of series it then skipped as having no bars
+/// in the window. Those are only counted now.
+#[test]
+fn warnings_of_series_without_bars_in_the_window_are_only_counted() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    // NOISY: 200 weekdays of 2019 with 2 warnings; LONG runs into 2021.
+    let mut noisy = walk("NOISY", 1, 200);
+    for i in [20, 40] {
+        noisy.ts[i] = noisy.ts[i - 1];
+        noisy.open[i] = noisy.open[i - 1];
+        noisy.close[i] = noisy.close[i - 1];
+    }
+    write_ohlcv(&p.join("data/a.parquet"), &[noisy, walk("LONG", 2, 600)]);
+    let o = run_ok(at(p).args([
+        "run",
+        "-q",
+        "--no-cache",
+        "--no-report",
+        "--from",
+        "2020",
+        "--out",
+        "r",
+    ]));
+    let e = stderr(&o);
+    assert!(!e.contains("symbol \"NOISY\": row"), "{e}");
+    assert!(
+        e.contains("skipped 1 series (NOISY): no bars in the window"),
+        "{e}"
+    );
+    assert!(
+        e.contains("2 warning(s) and 0 invalid series concern series not selected or without bars in the window"),
+        "{e}"
+    );
+}
+
 #[test]
 fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
     // A real full disk: a 3 MiB tmpfs in a private mount namespace, under

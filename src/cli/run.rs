@@ -259,7 +259,7 @@ pub fn data_notes(data: &Dataset, idx: &[usize], all: bool) -> Vec<String> {
     }
     if p.other_warnings + p.other_invalid > 0 {
         lines.push(format!(
-            "data: {} warning(s) and {} invalid series concern series not selected; `atc-bt data info` lists them",
+            "data: {} warning(s) and {} invalid series concern series not selected or without bars in the window; `atc-bt data info` lists them",
             p.other_warnings, p.other_invalid
         ));
     }
@@ -281,7 +281,20 @@ pub fn open_selection(
     let plan = resolve_plan(sel, &dataset)?;
     let dataset = dataset.verified(&opts, &plan.series, crate::data::store::Columns::Traded)?;
     let all = sel.selection()? == crate::data::SymbolSelection::All;
-    let notes = data_notes(&dataset, &plan.series, all);
+    // Warnings of the series the run trades: a selected series with no bar
+    // in the window is skipped (said once below), its warnings only counted.
+    let traded: Vec<usize> = plan
+        .series
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let s = &dataset.series()[i];
+            s.bars > 0
+                && plan.from.is_none_or(|f| s.last_ts >= f)
+                && plan.to.is_none_or(|t| s.first_ts <= t)
+        })
+        .collect();
+    let notes = data_notes(&dataset, &traded, all);
     for n in &notes {
         errln!("{n}");
     }
