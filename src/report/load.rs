@@ -893,31 +893,12 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
         }
         Ok(())
     })?;
-    let mut best = Curve::default();
-    let mut benchmark = Curve::default();
     let bpath = dir.join("best_equity.parquet");
-    if bpath.exists() {
-        for_each_batch(&bpath, &["ts", AGGREGATE, "equity"], |b| {
-            let sym = b.strs(AGGREGATE)?;
-            let ts = b.ts("ts")?;
-            let eq = b.f64s("equity")?;
-            for i in 0..b.len() {
-                let c = match sym[i].as_str() {
-                    PORTFOLIO => &mut best,
-                    BENCHMARK => &mut benchmark,
-                    _ => continue,
-                };
-                if let Some(t) = ts[i] {
-                    c.equity.ts.push(t);
-                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
-                }
-            }
-            Ok(())
-        })?;
-        for c in [&mut best, &mut benchmark] {
-            c.drawdown = drawdowns(&c.equity.values);
-        }
-    }
+    let [best, benchmark] = if bpath.exists() {
+        aggregate_curves(&bpath, [PORTFOLIO, BENCHMARK])?
+    } else {
+        Default::default()
+    };
     let memory = read_memory(&dir.join("memory.parquet"))?;
     Ok(SweepData {
         sweep,
@@ -1055,6 +1036,34 @@ pub struct WalkForwardData {
     pub benchmark: Curve,
 }
 
+/// The equity curves (with their drawdowns) of the aggregates `names` in
+/// a curves file (`ts`, `aggregate`, `equity`), in the order named.
+fn aggregate_curves<const N: usize>(
+    path: &Path,
+    names: [&str; N],
+) -> Result<[Curve; N], ReportError> {
+    let mut curves: [Curve; N] = std::array::from_fn(|_| Curve::default());
+    for_each_batch(path, &["ts", AGGREGATE, "equity"], |b| {
+        let agg = b.strs(AGGREGATE)?;
+        let ts = b.ts("ts")?;
+        let eq = b.f64s("equity")?;
+        for i in 0..b.len() {
+            let Some(k) = names.iter().position(|n| *n == agg[i].as_str()) else {
+                continue;
+            };
+            if let Some(t) = ts[i] {
+                curves[k].equity.ts.push(t);
+                curves[k].equity.values.push(eq[i].unwrap_or(f64::NAN));
+            }
+        }
+        Ok(())
+    })?;
+    for c in &mut curves {
+        c.drawdown = drawdowns(&c.equity.values);
+    }
+    Ok(curves)
+}
+
 /// Reads `walk_forward.json` and `walk_forward_equity.parquet`; `None`
 /// when the sweep had no walk-forward.
 pub fn read_walk_forward(dir: &Path) -> Result<Option<WalkForwardData>, ReportError> {
@@ -1063,30 +1072,15 @@ pub fn read_walk_forward(dir: &Path) -> Result<Option<WalkForwardData>, ReportEr
         return Ok(None);
     }
     let json = read_json(&jpath)?;
-    let (mut curve, mut benchmark) = (Curve::default(), Curve::default());
     let epath = dir.join("walk_forward_equity.parquet");
-    if epath.exists() {
-        for_each_batch(&epath, &["ts", AGGREGATE, "equity"], |b| {
-            let agg = b.strs(AGGREGATE)?;
-            let ts = b.ts("ts")?;
-            let eq = b.f64s("equity")?;
-            for i in 0..b.len() {
-                let c = match agg[i].as_str() {
-                    x if x == crate::run::output::Aggregate::WalkForward.name() => &mut curve,
-                    BENCHMARK => &mut benchmark,
-                    _ => continue,
-                };
-                if let Some(t) = ts[i] {
-                    c.equity.ts.push(t);
-                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
-                }
-            }
-            Ok(())
-        })?;
-        for c in [&mut curve, &mut benchmark] {
-            c.drawdown = drawdowns(&c.equity.values);
-        }
-    }
+    let [curve, benchmark] = if epath.exists() {
+        aggregate_curves(
+            &epath,
+            [crate::run::output::Aggregate::WalkForward.name(), BENCHMARK],
+        )?
+    } else {
+        Default::default()
+    };
     Ok(Some(WalkForwardData {
         json,
         curve,
