@@ -474,22 +474,7 @@ pub fn simulate_checked_into(
         let held_sign = held.as_ref().map_or(0, |h| h.side.sign() as i8);
         if held_sign != target {
             if let Some(h) = held.take() {
-                let price = match h.side {
-                    Side::Long => open * (1.0 - cfg.slippage),
-                    Side::Short => open * (1.0 + cfg.slippage),
-                };
-                let notional = h.qty * price;
-                let exit_fee = cfg.fee * notional;
-                cash += h.side.sign() * notional - exit_fee;
-                run.total_fees += exit_fee;
-                run.trades.push(make_trade(
-                    symbol,
-                    &h,
-                    (&run.ts, window.start),
-                    (i, i, reason),
-                    price,
-                    exit_fee,
-                ));
+                cash += close_position(run, symbol, window.start, &h, open, cfg, (i, i, reason));
             }
             if target != 0 {
                 if cash > 0.0 {
@@ -518,22 +503,8 @@ pub fn simulate_checked_into(
         if data_ends && i + 1 == window.end {
             // The symbol's data ends here: close at this bar's close.
             if let Some(h) = held.take() {
-                let price = match h.side {
-                    Side::Long => close * (1.0 - cfg.slippage),
-                    Side::Short => close * (1.0 + cfg.slippage),
-                };
-                let notional = h.qty * price;
-                let exit_fee = cfg.fee * notional;
-                cash += h.side.sign() * notional - exit_fee;
-                run.total_fees += exit_fee;
-                run.trades.push(make_trade(
-                    symbol,
-                    &h,
-                    (&run.ts, window.start),
-                    (i, i + 1, ExitReason::EndOfData),
-                    price,
-                    exit_fee,
-                ));
+                let exit = (i, i + 1, ExitReason::EndOfData);
+                cash += close_position(run, symbol, window.start, &h, close, cfg, exit);
             }
         }
         let units = held.as_ref().map_or(0.0, |h| h.side.sign() * h.qty);
@@ -559,6 +530,31 @@ pub fn simulate_checked_into(
         run.trades.push(t);
     }
     Ok(())
+}
+
+/// Closes `h` at `quote` (an open, or the last close when the data ends):
+/// filled at `quote·(1∓slippage)` against the side, the fee `fee·notional`
+/// counted; records the trade (`exit`: exit bar, bars held to, reason) and
+/// returns what the close adds to the cash.
+fn close_position(
+    run: &mut SymbolRun,
+    symbol: &str,
+    start: usize,
+    h: &Holding,
+    quote: f64,
+    cfg: &ExecConfig,
+    exit: (usize, usize, ExitReason),
+) -> f64 {
+    let price = match h.side {
+        Side::Long => quote * (1.0 - cfg.slippage),
+        Side::Short => quote * (1.0 + cfg.slippage),
+    };
+    let notional = h.qty * price;
+    let exit_fee = cfg.fee * notional;
+    run.total_fees += exit_fee;
+    let trade = make_trade(symbol, h, (&run.ts, start), exit, price, exit_fee);
+    run.trades.push(trade);
+    h.side.sign() * notional - exit_fee
 }
 
 /// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked
