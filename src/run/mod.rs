@@ -520,13 +520,14 @@ pub fn trade_series(
 /// arithmetic stays finite; should a sub-account still overflow, it is
 /// left out rather than turn the portfolio into NaN.
 pub fn non_finite(run: &SymbolRun, a: &ActiveSeries) -> Option<String> {
-    let k = run
-        .equity
-        .iter()
-        .chain(&run.benchmark)
-        .position(|v| !v.is_finite())?;
+    let at = |v: &[f64]| v.iter().position(|v| !v.is_finite());
+    let (what, k) = match (at(&run.equity), at(&run.benchmark)) {
+        (Some(k), _) => ("equity", k),
+        (None, Some(k)) => ("buy & hold equity", k),
+        (None, None) => return None,
+    };
     Some(format!(
-        "its equity is not a finite number at bar {} ({}); left out so the portfolio stays finite",
+        "its {what} is not a finite number at bar {} ({}); left out so the portfolio stays finite",
         a.window.start + k,
         fmt_ts(run.ts.get(k).copied().unwrap_or(0))
     ))
@@ -1100,6 +1101,36 @@ fn compute_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_names_the_curve_and_the_bar_of_the_window() {
+        let mut run = SymbolRun {
+            ts: vec![10, 20, 30],
+            equity: vec![1.0, 2.0, 3.0],
+            benchmark: vec![1.0, f64::INFINITY, 3.0],
+            ..SymbolRun::default()
+        };
+        let a = ActiveSeries {
+            idx: 0,
+            start: 0,
+            window: 5..8,
+            data_ends: false,
+        };
+        let m = non_finite(&run, &a).unwrap();
+        assert!(
+            m.starts_with("its buy & hold equity is not a finite number at bar 6 "),
+            "{m}"
+        );
+        run.equity[2] = f64::NAN;
+        let m = non_finite(&run, &a).unwrap();
+        assert!(
+            m.starts_with("its equity is not a finite number at bar 7 "),
+            "{m}"
+        );
+        run.equity[2] = 3.0;
+        run.benchmark[1] = 2.0;
+        assert!(non_finite(&run, &a).is_none());
+    }
 
     #[test]
     fn end_of_data_is_not_a_weekend_or_a_time_zone() {
