@@ -163,6 +163,38 @@ pub struct RunStageReport {
     pub files: Vec<(String, u64)>,
 }
 
+impl BenchReport {
+    /// The figures of every stage: its configuration, the median bars/s
+    /// `med` and the spread of `sorted_rates` (bars/s of each repetition,
+    /// ascending), the peak RSS so far; nothing stage-specific.
+    fn base(
+        cfg: &BenchConfig,
+        stage: Stage,
+        engine: EngineKind,
+        med: f64,
+        sorted_rates: &[f64],
+    ) -> BenchReport {
+        BenchReport {
+            stage,
+            symbols: cfg.symbols,
+            bars: cfg.bars,
+            threads: cfg.threads,
+            repeat: cfg.repeat.max(1),
+            bars_per_s_median: med,
+            bars_per_s_min: sorted_rates.first().copied().unwrap_or(0.0),
+            bars_per_s_max: sorted_rates.last().copied().unwrap_or(0.0),
+            bars_per_s_1_thread_median: None,
+            speedup_vs_1_thread: None,
+            peak_rss_mib: peak_rss_mib(),
+            engine,
+            other_engine_bars_per_s_median: None,
+            ratio_vs_other_engine: None,
+            sweep: None,
+            run: None,
+        }
+    }
+}
+
 /// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -314,22 +346,11 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     let med = median(&mut many);
     let med1 = median(&mut one);
     Ok(BenchReport {
-        stage: cfg.stage,
-        symbols: cfg.symbols,
-        bars: cfg.bars,
-        threads: cfg.threads,
-        repeat: cfg.repeat.max(1),
-        bars_per_s_median: med,
-        bars_per_s_min: many.first().copied().unwrap_or(0.0),
-        bars_per_s_max: many.last().copied().unwrap_or(0.0),
         bars_per_s_1_thread_median: Some(med1),
         speedup_vs_1_thread: Some(if med1 > 0.0 { med / med1 } else { 0.0 }),
-        peak_rss_mib: peak_rss_mib(),
-        engine: cfg.engine,
         other_engine_bars_per_s_median: other,
         ratio_vs_other_engine: other.filter(|&o| o > 0.0).map(|o| med / o),
-        sweep: None,
-        run: None,
+        ..BenchReport::base(cfg, cfg.stage, cfg.engine, med, &many)
     })
 }
 
@@ -542,20 +563,8 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             .unwrap_or_default()
     };
     Ok(BenchReport {
-        stage: cfg.stage,
-        symbols: cfg.symbols,
-        bars: cfg.bars,
-        threads: cfg.threads,
-        repeat: cfg.repeat.max(1),
-        bars_per_s_median: med,
-        bars_per_s_min: rates.first().copied().unwrap_or(0.0),
-        bars_per_s_max: rates.last().copied().unwrap_or(0.0),
         bars_per_s_1_thread_median: Some(med1),
         speedup_vs_1_thread: Some(if med1 > 0.0 { med / med1 } else { 0.0 }),
-        peak_rss_mib: peak_rss_mib(),
-        engine: cfg.engine,
-        other_engine_bars_per_s_median: None,
-        ratio_vs_other_engine: None,
         sweep: Some(SweepFigures {
             combos,
             grid: format!("--lambda {} --decay {}", flag("lambda"), flag("decay")),
@@ -565,7 +574,7 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             shared_stage_s_median: median(&mut shared_s),
             layers_s_median: median(&mut layers_s),
         }),
-        run: None,
+        ..BenchReport::base(cfg, cfg.stage, cfg.engine, med, &rates)
     })
 }
 
@@ -670,20 +679,6 @@ fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
         let (med, med_engine) = (median(&mut run_rate.clone()), median(&mut engine_rate));
         run_rate.sort_by(f64::total_cmp);
         Ok(BenchReport {
-            stage: Stage::Run,
-            symbols: cfg.symbols,
-            bars: cfg.bars,
-            threads: cfg.threads,
-            repeat: cfg.repeat.max(1),
-            bars_per_s_median: med,
-            bars_per_s_min: run_rate.first().copied().unwrap_or(0.0),
-            bars_per_s_max: run_rate.last().copied().unwrap_or(0.0),
-            bars_per_s_1_thread_median: None,
-            speedup_vs_1_thread: None,
-            peak_rss_mib: peak_rss_mib(),
-            engine: EngineKind::Batched,
-            other_engine_bars_per_s_median: None,
-            ratio_vs_other_engine: None,
             run: Some(RunStageReport {
                 engine_bars_per_s_median: med_engine,
                 run_vs_engine: if med_engine > 0.0 {
@@ -700,7 +695,7 @@ fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
                 output_bytes_per_bar: bytes as f64 / total.max(1.0),
                 files,
             }),
-            sweep: None,
+            ..BenchReport::base(cfg, Stage::Run, EngineKind::Batched, med, &run_rate)
         })
     })();
     let _ = std::fs::remove_dir_all(&scratch);

@@ -244,12 +244,22 @@ impl Batch<'_> {
 pub fn for_each_batch(
     path: &Path,
     columns: &[&str],
-    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+    f: impl FnMut(&Batch) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
     let file = File::open(path).map_err(io(path))?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| pq(path, e))?
         .with_batch_size(64 * 1024);
+    stream(path, builder, columns, f)
+}
+
+/// Reads `builder`'s batches of `path`, only `columns` (all when empty).
+fn stream(
+    path: &Path,
+    mut builder: ParquetRecordBatchReaderBuilder<File>,
+    columns: &[&str],
+    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     if !columns.is_empty() {
         let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
         builder = builder.with_projection(mask);
@@ -342,7 +352,7 @@ pub fn for_each_batch_of(
     columns: &[&str],
     column: &str,
     names: &BTreeSet<String>,
-    mut f: impl FnMut(&Batch) -> Result<(), ReportError>,
+    f: impl FnMut(&Batch) -> Result<(), ReportError>,
 ) -> Result<(), ReportError> {
     let file = File::open(path).map_err(io(path))?;
     let options = ArrowReaderOptions::new().with_page_index(true);
@@ -354,16 +364,7 @@ pub fn for_each_batch_of(
             .with_row_groups(groups)
             .with_row_selection(selection);
     }
-    if !columns.is_empty() {
-        let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-        builder = builder.with_projection(mask);
-    }
-    let reader = builder.build().map_err(|e| pq(path, e))?;
-    for b in reader {
-        let batch = b.map_err(|e| pq(path, e))?;
-        f(&Batch { path, batch })?;
-    }
-    Ok(())
+    stream(path, builder, columns, f)
 }
 
 /// The `aggregate` values of the rows the run report draws (the portfolio
