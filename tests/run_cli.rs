@@ -541,6 +541,41 @@ fn run_renders_report_and_report_regenerates_it() {
 /// `--outputs` writes only the files asked for and records the choice;
 /// `metrics` alone keeps the aggregate curves; an unknown word is refused
 /// with the list of choices.
+/// Attack on issue 19: `--outputs ""` (an unset variable) silently wrote
+/// metrics only, `metrics,equity` ignored `metrics`, a control character
+/// was echoed raw; `bench` rewrote `--symbols 0`, `--bars 0`,
+/// `--combos 0` to 1 and took `--combos` beyond a sweep's limit.
+#[test]
+fn odd_outputs_and_bench_sizes_are_refused_naming_the_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (value, says) in [
+        ("", "no output named"),
+        (",", "no output named"),
+        ("metrics,equity", "`metrics` means metrics alone"),
+        ("equity\u{1}", "unknown output `equity\\u{1}`"),
+    ] {
+        let a = atc(tmp.path())
+            .args(["run", "--outputs", value])
+            .assert()
+            .failure();
+        let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(e.contains(says), "{value:?}: {e}");
+        assert!(!e.contains('\u{1}'), "{e}");
+    }
+    for args in [
+        &["--symbols", "0"][..],
+        &["--bars", "0"],
+        &["--repeat", "0"],
+        &["--stage", "sweep", "--combos", "0"],
+        &["--stage", "sweep", "--combos", "100001"],
+        &["--stage", "sweep", "--combos", "-3"],
+    ] {
+        let a = atc(tmp.path()).arg("bench").args(args).assert().failure();
+        let e = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(e.contains("is not in 1.."), "{args:?}: {e}");
+    }
+}
+
 #[test]
 fn outputs_choose_the_result_files() {
     let tmp = tempfile::tempdir().unwrap();

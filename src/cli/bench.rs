@@ -9,16 +9,16 @@ use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Synthetic symbols (seeded random walks, seeds 0..N)
-    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
     pub symbols: usize,
     /// Bars per symbol
-    #[arg(long, default_value_t = 1500, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1500, allow_negative_numbers = true, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
     pub bars: usize,
     /// Worker threads [default: all cores]; a 1-thread pass runs too, for the speedup
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Timed repetitions (min/median reported)
-    #[arg(long, default_value_t = 5, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..))]
     pub repeat: usize,
     /// full: the whole ATC engine; backtest: fills, equity, trades and
     /// metrics only; run: the whole `run` path (engine, backtest, metrics,
@@ -30,8 +30,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Stage::Full)]
     pub stage: Stage,
     /// Combinations of the sweep stage (lambda × decay, as square as the
-    /// number allows; 100 is `--lambda 0.01:0.1:0.01 --decay 0.01:0.1:0.01`)
-    #[arg(long, default_value_t = 100)]
+    /// number allows; 100 is `--lambda 0.01:0.1:0.01 --decay 0.01:0.1:0.01`;
+    /// 1 to 100,000, the default `sweep --max-combos`)
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(1..=100_000))]
     pub combos: usize,
     /// Engine for the full stage: batched (symbols in SIMD lanes, what `run` uses) or single (one series at a time)
     #[arg(long, value_enum, default_value_t = EngineKind::Batched)]
@@ -53,14 +54,14 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let cfg = BenchConfig {
-        symbols: args.symbols.max(1),
-        bars: args.bars.max(1),
+        symbols: args.symbols,
+        bars: args.bars,
         threads: threads.max(1),
-        repeat: args.repeat.max(1),
+        repeat: args.repeat,
         stage: args.stage,
         engine: args.engine,
         compare: args.compare,
-        combos: args.combos.max(1),
+        combos: args.combos,
         outputs: args.outputs,
     };
     let r = run_bench(&cfg)?;

@@ -163,7 +163,21 @@ impl Outputs {
             close: false,
             drawdown: false,
         };
-        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let words: Vec<&str> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Err("no output named; say `metrics` for metrics alone".into());
+        }
+        if words.contains(&"metrics") && words.len() > 1 {
+            return Err(format!(
+                "`metrics` means metrics alone, but {} names other outputs too; drop one",
+                crate::term::quote(text)
+            ));
+        }
+        for word in words {
             match word {
                 "metrics" => {}
                 "equity" => o.equity = true,
@@ -185,7 +199,8 @@ impl Outputs {
                 }
                 other => {
                     return Err(format!(
-                        "unknown output `{other}`; expected a comma list of {} or all",
+                        "unknown output `{}`; expected a comma list of {} or all",
+                        crate::term::quote(other),
                         OUTPUT_NAMES.map(|n| n.0).join(", ")
                     ))
                 }
