@@ -8,8 +8,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use rayon::prelude::*;
 
-use crate::cache::{self, Cache, CacheConfig, CacheStats, Kind, KindStats};
-use crate::engine::AtcParams;
+use atc_bt::cache::{self, Cache, CacheConfig, CacheStats, Kind, KindStats};
+use atc_bt::engine::AtcParams;
 
 /// Cache options shared by every computing command (`--no-cache`, …).
 #[derive(Debug, Clone, Args)]
@@ -35,13 +35,24 @@ pub struct CacheFlags {
 }
 
 impl CacheFlags {
+    /// The job's cache settings for these flags.
+    pub fn settings(&self) -> atc_bt::job::CacheSettings {
+        atc_bt::job::CacheSettings {
+            dir: self.cache_dir.clone(),
+            mem_bytes: self.cache_mem,
+            disk_bytes: self.cache_size,
+            ttl: self.cache_ttl,
+            enabled: !self.no_cache,
+        }
+    }
+
     /// The cache configuration for data whose data directory is `base`
-    /// (see [`crate::locate`]: `--cache-dir`, else `$ATC_CACHE_DIR`, else
+    /// (see [`atc_bt::locate`]: `--cache-dir`, else `$ATC_CACHE_DIR`, else
     /// `<base>/.atc-cache` when writable, else the per-user cache
     /// directory). Nothing is created.
     pub fn config(&self, base: &Path) -> CacheConfig {
         CacheConfig {
-            dir: crate::locate::cache_dir(base, self.cache_dir.as_deref()),
+            dir: atc_bt::locate::cache_dir(base, self.cache_dir.as_deref()),
             mem_bytes: self.cache_mem,
             disk_bytes: self.cache_size,
             ttl: self.cache_ttl,
@@ -192,7 +203,7 @@ pub struct SelftestArgs {
 /// Runs `atc-bt cache …`.
 pub fn run(args: &CacheArgs) -> Result<()> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut cfg = args.flags.config(&crate::locate::data_base(&args.data));
+    let mut cfg = args.flags.config(&atc_bt::locate::data_base(&args.data));
     let absent = !cfg.dir.join("db").exists();
     match &args.action {
         CacheAction::Clear => {
@@ -315,7 +326,7 @@ fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
     let results: Vec<Vec<(Vec<f64>, Vec<i8>)>> = (0..s.symbols)
         .into_par_iter()
         .map(|seed| {
-            let close = crate::synthetic::random_walk(seed, s.bars);
+            let close = atc_bt::synthetic::random_walk(seed, s.bars);
             let h = series_hash(&close);
             sets.iter()
                 .map(|p| cache::cached_signals(&cache, &h, &close, p))
@@ -374,7 +385,7 @@ fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
 
 /// Fetch vs recompute per kind on one series of `bars` bars.
 fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
-    let close = crate::synthetic::random_walk(42, bars);
+    let close = atc_bt::synthetic::random_walk(42, bars);
     let h = series_hash(&close);
     let p = AtcParams::default();
     let reps = 31;
@@ -397,12 +408,12 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
             ..cfg.clone()
         },
     );
-    let bank = crate::engine::signal_bank(&close, &p, false).0;
+    let bank = atc_bt::engine::signal_bank(&close, &p, false).0;
     let rows = [
         (
             "bank recompute (54 MAs + signals)",
             median_us(reps, || {
-                std::hint::black_box(crate::engine::signal_bank(&close, &p, false));
+                std::hint::black_box(atc_bt::engine::signal_bank(&close, &p, false));
             }),
         ),
         (
@@ -420,18 +431,22 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
         (
             "signals recompute from bank (layers)",
             median_us(reps, || {
-                std::hint::black_box(crate::engine::layers(
+                std::hint::black_box(atc_bt::engine::layers(
                     &bank,
                     &p,
-                    crate::engine::Detail::Signal,
+                    atc_bt::engine::Detail::Signal,
                 ));
             }),
         ),
         (
             "signals recompute from close (bank + layers)",
             median_us(reps, || {
-                let b = crate::engine::signal_bank(&close, &p, false).0;
-                std::hint::black_box(crate::engine::layers(&b, &p, crate::engine::Detail::Signal));
+                let b = atc_bt::engine::signal_bank(&close, &p, false).0;
+                std::hint::black_box(atc_bt::engine::layers(
+                    &b,
+                    &p,
+                    atc_bt::engine::Detail::Signal,
+                ));
             }),
         ),
         (
@@ -449,7 +464,7 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
         (
             "one EMA (len 28)",
             median_us(reps, || {
-                std::hint::black_box(crate::engine::ma::ema(&close, 28));
+                std::hint::black_box(atc_bt::engine::ma::ema(&close, 28));
             }),
         ),
     ];
