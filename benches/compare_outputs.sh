@@ -18,8 +18,8 @@
 #   memory.parquet          every value (RSS and times of this process):
 #                           its schema (column names and types) is compared
 #   report.html             the memory section (RSS over time) is dropped;
-#                           times and durations in the run details masked
-#                           (normalize_html below)
+#                           the run details' atc-bt version, started at,
+#                           command and timings masked (normalize_html)
 #   report_files/memory*.png  the memory timeline chart (drawn from RSS)
 #
 # Both binaries run in the same directory, on copies of data/ that keep
@@ -122,6 +122,31 @@ VOLATILE = {
     "part.json": ["context.compute_ms", "context.sources.*.mtime_ns"],
 }
 
+# Deliberate changes of issue 18 (manifest format 3 -> 4, part format 2 -> 3),
+# undone on the BEFORE side (or masked on both) so that everything else
+# must still be equal:
+#   format_version          3 -> 4 (run.json, sweep.json), 2 -> 3 (part.json)
+#   inputs_hash             one identity function (job::identity): new values
+#   sweep.json base         renamed params (one name for resolved parameters)
+#   part.json params.strategy / params.base   renamed params.params
+#   sweep.json, part.json sources   gain mtime_ns (masked above: file times)
+#   report.html             shows the two changed values (format version,
+#                           inputs hash) and a sweep's `base` block as `params`
+DELIBERATE = ["format_version", "inputs_hash"]
+
+def undo_deliberate(name, j, before):
+    for k in DELIBERATE:
+        j.pop(k, None)
+    if not before:
+        return
+    if name == "sweep.json" and "base" in j:
+        j["params"] = j.pop("base")
+    if name == "part.json":
+        p = j.get("params", {})
+        for old in ("strategy", "base"):
+            if old in p:
+                p["params"] = p.pop(old)
+
 def drop(obj, path):
     head, _, rest = path.partition(".")
     if isinstance(obj, list) and head == "*":
@@ -138,12 +163,17 @@ def drop(obj, path):
 def normalize_html(text):
     # The memory section is this process's RSS over time: dropped whole.
     text = re.sub(r'<section id="memory">.*?</section>', "<memory>", text, flags=re.S)
-    # Numbers in the run-details section: times, durations, command line.
-    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>", text)
-    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "<png>", text)
-    text = re.sub(r"\d+(\.\d+)?\s?(ms|s|MB|MiB|GB|KB|kB|bars/s|M bars/s)\b", "<num>", text)
-    text = re.sub(r"/tmp/atc-compare[^\s\"<]*", "<path>", text)
-    return text
+    # The run details' time, command line and durations (and version).
+    text = re.sub(r"(<dt>(atc-bt version|started at|command|timings)</dt>\s*<dd>).*?</dd>",
+                  r"\1<volatile></dd>", text, flags=re.S)
+    # Deliberate: the format version and inputs hash values; the resolved
+    # parameters' block (`base` before, `params` after, listed in a
+    # different place): the blocks are compared as a set.
+    text = re.sub(r"(<dt>(format version|inputs hash)</dt>\s*<dd>)[^<]*", r"\1<deliberate>", text)
+    blocks = sorted((("params" if n == "base" else n), b) for n, b in
+                    re.findall(r"<h3>(params|grid|base)</h3>\s*<pre>(.*?)</pre>", text, flags=re.S))
+    text = re.sub(r"<h3>(params|grid|base)</h3>\s*<pre>(.*?)</pre>", "", text, flags=re.S)
+    return text + repr(blocks)
 
 def parquet_schema(path):
     try:
@@ -174,6 +204,7 @@ for rel in sorted(files(before) | files(after), key=lambda r: (os.path.basename(
         ja, jb = json.loads(ba), json.loads(bb)
         for p in VOLATILE[name]:
             drop(ja, p); drop(jb, p)
+        undo_deliberate(name, ja, True); undo_deliberate(name, jb, False)
         if ja == jb:
             rows.append(("same*", rel)); continue
         keys = sorted(k for k in set(ja) | set(jb) if ja.get(k) != jb.get(k))

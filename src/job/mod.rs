@@ -298,8 +298,7 @@ pub fn open_selection(
     Ok((dataset, plan, notes))
 }
 
-/// The skipped symbols of a result as lines (what [`crate::run::print_skipped`]
-/// prints).
+/// Shows the skipped symbols of a result ([`crate::run::skipped_lines`]).
 pub(crate) fn show_skipped(skipped: &[crate::run::Skipped], progress: &dyn Progress) {
     for line in crate::run::skipped_lines(skipped) {
         progress.message(&line);
