@@ -127,10 +127,7 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<(), Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(
-        args.next()
-            .ok_or("usage: cache_measure CACHE_DIR [BARS]")?,
-    );
+    let dir = PathBuf::from(args.next().ok_or("usage: cache_measure CACHE_DIR [BARS]")?);
     let bars = args.next().map_or(Ok(1500), |b| b.parse())?;
     let cfg = CacheConfig {
         dir,

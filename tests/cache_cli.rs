@@ -23,9 +23,16 @@ fn driver(args: &[&str], dir: &Path) -> Command {
     all.push("--cache-dir".into());
     all.push(dir.display().to_string());
     let mut c = Command::new(std::env::current_exe().expect("test binary"));
-    c.args(["--exact", "cache_driver", "--ignored", "--nocapture", "--test-threads=1", "-q"])
-        .env(DRIVER_ENV, all.join("\u{1f}"))
-        .env_remove("ATC_CACHE_DIR");
+    c.args([
+        "--exact",
+        "cache_driver",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(DRIVER_ENV, all.join("\u{1f}"))
+    .env_remove("ATC_CACHE_DIR");
     c
 }
 
@@ -57,7 +64,9 @@ fn run_driver(args: &[&str]) -> Result<(), String> {
             .copied()
     };
     let num = |name: &str, default: u64| -> Result<u64, String> {
-        value(name).map_or(Ok(default), |v| v.parse().map_err(|e| format!("{name} {v}: {e}")))
+        value(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|e| format!("{name} {v}: {e}"))
+        })
     };
     let dir = value("--cache-dir").ok_or("--cache-dir is required")?;
     let ttl = match value("--cache-ttl") {
@@ -94,7 +103,13 @@ fn run_driver(args: &[&str]) -> Result<(), String> {
             Ok(())
         }
         Some(&"selftest") => {
-            run_selftest(&cfg, num("--symbols", 10)?, num("--bars", 1500)? as usize, num("--params", 1)? as usize, num("--hold-ms", 0)?);
+            run_selftest(
+                &cfg,
+                num("--symbols", 10)?,
+                num("--bars", 1500)? as usize,
+                num("--params", 1)? as usize,
+                num("--hold-ms", 0)?,
+            );
             Ok(())
         }
         other => Err(format!("unknown driver command {other:?}")),
@@ -251,11 +266,8 @@ fn kill_9_mid_run_leaves_a_usable_cache() {
     let want = no_cache_digest();
     let mut killed_running = 0;
     for delay_ms in [150u64, 400, 900] {
-        let mut child = driver(
-            &["selftest", "--symbols", "400", "--bars", "600"],
-            t.path(),
-        )
-        .stdout(Stdio::null())
+        let mut child = driver(&["selftest", "--symbols", "400", "--bars", "600"], t.path())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
@@ -338,15 +350,21 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
     let spawn = |hold: &str| {
         driver(
             &[
-                "selftest", "--symbols", "200", "--bars", "600", "--hold-ms", hold,
+                "selftest",
+                "--symbols",
+                "200",
+                "--bars",
+                "600",
+                "--hold-ms",
+                hold,
             ],
             t.path(),
         )
         .env("ATC_CACHE_LOCK_WAIT_MS", "100")
         .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     let a = spawn("3000");
     std::thread::sleep(Duration::from_millis(300));
@@ -444,7 +462,7 @@ fn eviction_under_a_tiny_cap_keeps_the_frequently_used_entries() {
         t.path(),
     )
     .output()
-        .unwrap();
+    .unwrap();
     assert!(out.status.success());
     let gc = bin()
         .args(["cache", "gc", "--cache-size", &cap, "--cache-dir"])

@@ -68,7 +68,7 @@ impl ReportSettings {
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     /// Data, symbols and window.
-    pub data: DataSettingsRef,
+    pub data: super::DataSettings,
     /// The resolved strategy ([`Strategy::shipped_default`] for the spec's).
     pub strategy: Strategy,
     /// The strategy file it came from, recorded in `run.json`.
@@ -91,9 +91,6 @@ pub struct RunSettings {
     /// Show the data ingest's progress bar when a store is built.
     pub show_ingest: bool,
 }
-
-/// The data settings of a job.
-pub type DataSettingsRef = super::DataSettings;
 
 impl Default for RunSettings {
     /// `data/`, the spec's strategy, the default outputs and cache, a
