@@ -107,7 +107,7 @@ impl SelectionArgs {
         Ok(SymbolSelection::parse(&self.symbols)?)
     }
     /// `--from` as µs UTC.
-    pub fn from_us(&self) -> Result<Option<i64>> {
+    pub fn window_start(&self) -> Result<Option<i64>> {
         Ok(self
             .from
             .as_deref()
@@ -115,7 +115,7 @@ impl SelectionArgs {
             .transpose()?)
     }
     /// `--to` as µs UTC (inclusive end).
-    pub fn to_us(&self) -> Result<Option<i64>> {
+    pub fn window_end(&self) -> Result<Option<i64>> {
         Ok(self
             .to
             .as_deref()

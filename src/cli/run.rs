@@ -269,8 +269,8 @@ pub fn data_settings(data: &DataSourceArgs, sel: &SelectionArgs) -> Result<DataS
         store: data.store.clone(),
         strict: data.strict,
         selection: sel.selection()?,
-        from: sel.from_us()?,
-        to: sel.to_us()?,
+        from: sel.window_start()?,
+        to: sel.window_end()?,
         warmup_bars: sel.warmup_bars,
     })
 }
