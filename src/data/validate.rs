@@ -222,7 +222,9 @@ pub fn middle<T: Copy + Ord>(v: &mut [T]) -> (T, Option<T>) {
     let n = v.len();
     let (lo, mid, _) = v.select_nth_unstable(n / 2);
     let mid = *mid;
-    let below = n.is_multiple_of(2).then(|| lo.iter().copied().max().unwrap_or(mid));
+    let below = n
+        .is_multiple_of(2)
+        .then(|| lo.iter().copied().max().unwrap_or(mid));
     (mid, below)
 }
 
