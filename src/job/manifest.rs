@@ -392,3 +392,62 @@ pub fn periods_source(strategy: &Strategy) -> &'static str {
         "inferred"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_manifest() -> RunManifest {
+        RunManifest {
+            format_version: RUN_FORMAT_VERSION,
+            atc_bt_version: "0".into(),
+            command: vec!["atc-bt".into(), "run".into()],
+            started_at: "2026-01-01T00:00:00Z".into(),
+            inputs_hash: "ab".into(),
+            params: Strategy::default(),
+            strategy_file: None,
+            window: Window::of(Some(1_577_836_800_000_000), None, Some(10)),
+            data: RunData {
+                path: "data".into(),
+                store: None,
+                sources: vec![SourceInfo {
+                    path: "/d/a.parquet".into(),
+                    size: 1,
+                    mtime_ns: 2,
+                    blake3: "ff".into(),
+                }],
+                series: vec![],
+            },
+            skipped: vec![],
+            warnings: vec![],
+            symbols: 0,
+            capital_per_symbol: f64::NAN,
+            periods_per_year: Some(252.0),
+            periods_per_year_source: "inferred".into(),
+            risk_free: 0.0,
+            engine_bars: 0,
+            outputs: "equity".into(),
+            threads: None,
+            shards: Some(3),
+            timings_ms: BTreeMap::new(),
+            cache: None,
+            files: vec!["metrics.json".into()],
+        }
+    }
+
+    #[test]
+    fn run_manifest_has_one_shape_and_reads_back() {
+        let v = serde_json::to_value(run_manifest()).unwrap();
+        assert_eq!(v["params"]["atc"]["lambda"], 0.02);
+        assert_eq!(v["window"]["from"], "2020-01-01");
+        let source = v["data"]["sources"][0].as_object().unwrap();
+        let keys: Vec<&str> = source.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["blake3", "mtime_ns", "path", "size"]);
+        // Absent, not null: a merged run has no store, threads or cache.
+        assert!(v["data"].get("store").is_none() && v.get("threads").is_none());
+        assert!(v["capital_per_symbol"].is_null());
+        let back: RunManifest = serde_json::from_value(v.clone()).unwrap();
+        assert!(back.capital_per_symbol.is_nan());
+        assert_eq!(serde_json::to_value(back).unwrap(), v);
+    }
+}
