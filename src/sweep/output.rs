@@ -23,7 +23,8 @@ use super::{ComboSummary, Grid, Row, Sample};
 use crate::backtest::facts::{Kind, MetricValue};
 pub use crate::backtest::metric_value;
 use crate::backtest::{metric_fact, MetricFact, METRICS};
-use crate::engine::AtcParams;
+use crate::engine::registry::{self, Kind as ParamKind, PARAM_COUNT};
+use crate::engine::{AtcParams, ParamSpec, ParamValue, PARAMS};
 
 /// Encoded bytes of `results.parquet` rows buffered before they are
 /// written out as a row group.
@@ -35,57 +36,43 @@ pub fn metric_columns() -> impl Iterator<Item = &'static MetricFact> {
     METRICS.iter().filter(|f| f.kind != Kind::Table)
 }
 
-/// Parameter columns stored as integers (lengths and cutout are whole
-/// numbers of bars).
-fn param_is_int(name: &str) -> bool {
-    name == "cutout" || name.ends_with("_len")
+/// Parameter columns of `results.parquet`, in order (the report reads them
+/// too): every row of the parameter registry, typed by its kind.
+pub const PARAM_COLUMNS: [&str; PARAM_COUNT] = registry::param_names();
+
+/// The Arrow type of a parameter column.
+fn param_type(kind: ParamKind) -> DataType {
+    match kind {
+        ParamKind::Robustness => DataType::Utf8,
+        ParamKind::Int => DataType::Int64,
+        ParamKind::Real => DataType::Float64,
+    }
 }
 
-/// Parameter columns of `results.parquet`, in order (the report reads them too).
-pub const PARAM_COLUMNS: [&str; 19] = [
-    "lambda",
-    "decay",
-    "cutout",
-    "robustness",
-    "ema_len",
-    "hma_len",
-    "wma_len",
-    "dema_len",
-    "lsma_len",
-    "kama_len",
-    "long_threshold",
-    "short_threshold",
-    "starting_equity",
-    "ema_w",
-    "hma_w",
-    "wma_w",
-    "dema_w",
-    "lsma_w",
-    "kama_w",
-];
-
-fn param_f64(p: &AtcParams, name: &str) -> f64 {
-    match name {
-        "lambda" => p.lambda,
-        "decay" => p.decay,
-        "cutout" => p.cutout as f64,
-        "ema_len" => p.ema_len as f64,
-        "hma_len" => p.hma_len as f64,
-        "wma_len" => p.wma_len as f64,
-        "dema_len" => p.dema_len as f64,
-        "lsma_len" => p.lsma_len as f64,
-        "kama_len" => p.kama_len as f64,
-        "long_threshold" => p.long_threshold,
-        "short_threshold" => p.short_threshold,
-        "starting_equity" => p.starting_equity,
-        "ema_w" => p.ema_w,
-        "hma_w" => p.hma_w,
-        "wma_w" => p.wma_w,
-        "dema_w" => p.dema_w,
-        "lsma_w" => p.lsma_w,
-        "kama_w" => p.kama_w,
-        _ => f64::NAN,
+/// One parameter column for `params`, typed by its kind.
+fn param_column(spec: &ParamSpec, params: &[AtcParams]) -> ArrayRef {
+    let values = params.iter().map(|p| (spec.get)(p));
+    match spec.kind {
+        ParamKind::Robustness => Arc::new(StringArray::from_iter_values(values.map(|v| match v {
+            ParamValue::Robustness(r) => r.name(),
+            _ => unreachable_kind(spec),
+        }))),
+        ParamKind::Int => Arc::new(Int64Array::from_iter_values(values.map(|v| match v {
+            ParamValue::Int(x) => x as i64,
+            _ => unreachable_kind(spec),
+        }))),
+        ParamKind::Real => Arc::new(Float64Array::from_iter_values(values.map(|v| match v {
+            ParamValue::Real(x) => x,
+            _ => unreachable_kind(spec),
+        }))),
     }
+}
+
+/// A registry row whose getter returns another kind than its `kind`: the
+/// registry's macro derives both from the field's type, so this is
+/// impossible by construction (and the registry's tests check it).
+fn unreachable_kind(spec: &ParamSpec) -> ! {
+    unreachable!("registry row {} reads a value of another kind", spec.name)
 }
 
 /// Streams rows into `results.parquet`, in row groups of about [`ROW_GROUP_BYTES`].
@@ -125,15 +112,8 @@ impl ResultsWriter {
                 Field::new("symbol", DataType::Utf8, true),
                 Field::new(crate::run::output::AGGREGATE_COLUMN, DataType::Utf8, true),
             ];
-            for p in PARAM_COLUMNS {
-                let dt = if p == "robustness" {
-                    DataType::Utf8
-                } else if param_is_int(p) {
-                    DataType::Int64
-                } else {
-                    DataType::Float64
-                };
-                fields.push(Field::new(p, dt, false));
+            for spec in PARAMS {
+                fields.push(Field::new(spec.name, param_type(spec.kind), false));
             }
             for f in metric_columns() {
                 let dt = match f.kind {
@@ -171,20 +151,8 @@ impl ResultsWriter {
                 rows.iter().map(|r| r.aggregate.map(|a| a.name())),
             )),
         ];
-        for p in PARAM_COLUMNS {
-            if p == "robustness" {
-                cols.push(Arc::new(StringArray::from_iter_values(
-                    params.iter().map(|x| x.robustness.name()),
-                )));
-            } else if param_is_int(p) {
-                cols.push(Arc::new(Int64Array::from_iter_values(
-                    params.iter().map(|x| param_f64(x, p) as i64),
-                )));
-            } else {
-                cols.push(Arc::new(Float64Array::from_iter_values(
-                    params.iter().map(|x| param_f64(x, p)),
-                )));
-            }
+        for spec in PARAMS {
+            cols.push(param_column(spec, &params));
         }
         for f in metric_columns() {
             let values = rows.iter().map(|r| (f.value)(&r.metrics));
