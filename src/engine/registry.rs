@@ -459,27 +459,6 @@ pub fn axes() -> impl Iterator<Item = &'static ParamSpec> {
     PARAMS.iter().filter(|s| s.axis)
 }
 
-/// The registry as Markdown (name, unit, default, valid range, spec,
-/// help), for documentation.
-pub fn markdown_table() -> String {
-    let mut t = String::from(
-        "| name | unit | default | valid range | sweep axis | spec | meaning |\n|---|---|---|---|---|---|---|\n",
-    );
-    for s in PARAMS {
-        t.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
-            s.name,
-            s.unit.describe(),
-            s.default,
-            s.range_text,
-            if s.axis { "yes" } else { "no" },
-            s.spec,
-            s.help
-        ));
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,14 +573,6 @@ mod tests {
             let e = s.check(&p).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains(&v.to_string()), "{e}");
             assert!(e.contains("valid"), "{e}");
-        }
-    }
-
-    #[test]
-    fn markdown_lists_every_parameter() {
-        let t = markdown_table();
-        for s in PARAMS {
-            assert!(t.contains(&format!("| `{}` |", s.name)), "{}", s.name);
         }
     }
 }

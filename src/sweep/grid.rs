@@ -498,4 +498,75 @@ mod tests {
         assert_eq!(c[5], (0.3, 0.02));
         assert_eq!(g.count(), 6);
     }
+
+    /// Each grid axis, given as text, sets exactly its field in the
+    /// combination's AtcParams; a name that is not an axis is an error
+    /// listing the axes (the old `apply` ignored it).
+    #[test]
+    fn every_axis_round_trips_to_the_combination() {
+        let base = AtcParams::default();
+        for s in registry::axes() {
+            let v = match s.default {
+                Value::Real(x) => Value::Real(x + 0.25),
+                Value::Int(x) => Value::Int(x + 3),
+                Value::Robustness(_) => Value::Robustness(Robustness::Wide),
+            };
+            let mut g = Grid::default();
+            g.set_axis(s.name, &v.to_string()).unwrap();
+            let p = g.combo(&base, 0);
+            let mut want = base.clone();
+            s.set(&mut want, v).unwrap();
+            assert_eq!(p, want, "{}", s.name);
+            assert_eq!((s.get)(&p), v, "{}", s.name);
+        }
+        let mut p = base.clone();
+        for name in ["lamda", "starting_equity", "ema_w"] {
+            let e = apply(&mut p, name, Value::Real(1.0))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(name) && e.contains("lambda, decay, cutout, robustness"),
+                "{e}"
+            );
+        }
+        let e = apply(&mut p, "cutout", Value::Real(1.5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cutout") && e.contains("whole number"), "{e}");
+        assert_eq!(p, base);
+        let e = Grid::default()
+            .set_values("ema_len", vec![Value::Real(3.0)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ema_len"), "{e}");
+    }
+
+    /// The grid file parser (moved from the CLI): strategy relative to the
+    /// file, lists, ranges and single values; unknown keys and axes are
+    /// errors naming the file.
+    #[test]
+    fn grid_file_reads_axes_and_strategy() {
+        let path = Path::new("/tmp/g/grid.toml");
+        let f = GridFile::from_toml(
+            "strategy = \"s.toml\"\n[grid]\nlambda = [0.01, 0.02]\ncutout = \"0:20:10\"\nrobustness = [\"narrow\", \"wide\"]\nema_len = 20\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(f.strategy, Some(PathBuf::from("/tmp/g/s.toml")));
+        assert_eq!(f.grid.count(), 2 * 3 * 2);
+        let names: Vec<&str> = f.grid.axes.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["lambda", "cutout", "robustness", "ema_len"]);
+        for (text, needle) in [
+            ("[grid]\nlamda = [1]", "lamda is not a sweepable"),
+            ("stratgy = \"x\"", "unknown key `stratgy`"),
+            ("[grid]\nlambda = {a = 1}", "expected a list"),
+            ("[grid", "not valid TOML"),
+        ] {
+            let e = GridFile::from_toml(text, path).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/tmp/g/grid.toml: ") && e.contains(needle),
+                "{e}"
+            );
+        }
+    }
 }

@@ -286,3 +286,129 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> 
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::registry::{self, ParamSpec};
+    use crate::engine::Robustness;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn other(s: &ParamSpec) -> ParamValue {
+        match s.default {
+            ParamValue::Real(x) => ParamValue::Real(x + 0.25),
+            ParamValue::Int(x) => ParamValue::Int(x + 3),
+            ParamValue::Robustness(_) => ParamValue::Robustness(Robustness::Wide),
+        }
+    }
+
+    /// Every registry row is a `results.parquet` column of its kind, in
+    /// registry order, holding the combination's value: grid axes from the
+    /// grid, the other rows from the base strategy.
+    #[test]
+    fn every_parameter_round_trips_through_results_parquet() {
+        let mut base = AtcParams::default();
+        let mut grid = Grid::default();
+        let mut want = AtcParams::default();
+        for s in registry::PARAMS {
+            let v = other(s);
+            s.set(&mut want, v).unwrap();
+            if s.axis {
+                grid.set_values(s.name, vec![(s.get)(&AtcParams::default()), v])
+                    .unwrap();
+            } else {
+                s.set(&mut base, v).unwrap();
+            }
+        }
+        let last = grid.count() as usize - 1;
+        assert_eq!(grid.combo(&base, last), want);
+        let ts: Vec<i64> = (0..4)
+            .map(|k| 1_704_067_200_000_000 + k * 86_400_000_000)
+            .collect();
+        let m = crate::backtest::metrics(
+            100.0,
+            &ts,
+            &[100.0, 101.0, 99.0, 102.0],
+            &[100.0; 4],
+            &[],
+            None,
+            1.0,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.parquet");
+        let mut w = ResultsWriter::new(&path, &grid, &base);
+        w.write(&[Row {
+            combo: last,
+            sample: "full".into(),
+            symbol: Some("X".into()),
+            aggregate: None,
+            metrics: m,
+        }])
+        .unwrap();
+        w.finish().unwrap();
+        let file = File::open(&path).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(&names[4..4 + PARAM_COUNT], &PARAM_COLUMNS[..]);
+        for s in registry::PARAMS {
+            let col = batch.column_by_name(s.name).unwrap();
+            assert_eq!(col.data_type(), &param_type(s.kind), "{}", s.name);
+            let got = match s.kind {
+                ParamKind::Real => ParamValue::Real(
+                    col.as_any()
+                        .downcast_ref::<Float64Array>()
+                        .unwrap()
+                        .value(0),
+                ),
+                ParamKind::Int => ParamValue::Int(
+                    col.as_any().downcast_ref::<Int64Array>().unwrap().value(0) as usize,
+                ),
+                ParamKind::Robustness => ParamValue::Robustness(
+                    col.as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap()
+                        .value(0)
+                        .parse()
+                        .unwrap(),
+                ),
+            };
+            assert_eq!(got, other(s), "{}", s.name);
+        }
+    }
+
+    /// The heatmap's axes (which the report draws and labels) are the grid
+    /// axes under their registry names.
+    #[test]
+    fn heatmap_axes_carry_registry_labels() {
+        let mut grid = Grid::default();
+        for s in registry::axes() {
+            grid.set_values(s.name, vec![s.default]).unwrap();
+        }
+        let sample = Sample {
+            name: "full".into(),
+            from: None,
+            to: None,
+        };
+        let h = heatmap_json(&grid, &[], "sharpe", &sample, 0);
+        let names: Vec<&str> = h["axes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = registry::axes().map(|s| s.label()).collect();
+        assert_eq!(names, want);
+    }
+}
