@@ -267,13 +267,14 @@ impl ParamSpec {
     /// What the parameter takes, in words.
     pub fn kind_text(&self) -> &'static str {
         match self.kind {
-            Kind::Real => "a finite number",
+            Kind::Real => "a number",
             Kind::Int => "a whole number >= 0",
             Kind::Robustness => "one of narrow, medium, wide (any letter case)",
         }
     }
 
-    /// Reads one value from text (no range check: see [`ParamSpec::check`]).
+    /// Reads one value from text (no range check, so `NaN` and `inf` read
+    /// as numbers for [`ParamSpec::check`] to refuse naming the range).
     pub fn parse(&self, text: &str) -> Result<ParamValue, ParamError> {
         let t = text.trim();
         let syntax = || ParamError::Syntax {
@@ -282,12 +283,7 @@ impl ParamSpec {
             want: self.kind_text(),
         };
         match self.kind {
-            Kind::Real => t
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .map(ParamValue::Real)
-                .ok_or_else(syntax),
+            Kind::Real => t.parse::<f64>().map(ParamValue::Real).map_err(|_| syntax()),
             Kind::Int => t
                 .parse::<usize>()
                 .map(ParamValue::Int)
@@ -536,7 +532,7 @@ mod tests {
             .set(&mut p, ParamValue::Int(3))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("lambda") && e.contains("finite number"), "{e}");
+        assert!(e.contains("lambda") && e.contains("a number"), "{e}");
         assert_eq!(p, AtcParams::default());
         let e = param("lamda").unwrap_err().to_string();
         assert!(
@@ -553,7 +549,14 @@ mod tests {
             let e = s.parse("x").unwrap_err().to_string();
             assert!(e.contains(s.name) && e.contains("\"x\""), "{e}");
         }
-        assert!(param("lambda").unwrap().parse("inf").is_err());
+        let lambda = param("lambda").unwrap();
+        let mut p = AtcParams::default();
+        lambda.set(&mut p, lambda.parse("inf").unwrap()).unwrap();
+        assert!(lambda
+            .check(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("lambda = inf"));
         assert!(param("cutout").unwrap().parse("-1").is_err());
     }
 

@@ -68,7 +68,7 @@ pub enum GridError {
         source: EngineError,
     },
     /// The grid file cannot be read.
-    #[error("{}: cannot read grid file: {source}", path.display())]
+    #[error("{}: cannot read grid file", path.display())]
     Read {
         /// The grid file.
         path: PathBuf,
@@ -93,7 +93,7 @@ pub enum GridError {
         what: String,
     },
     /// An axis of the grid file is wrong.
-    #[error("{}: [grid] {source}", path.display())]
+    #[error("{}: [grid]", path.display())]
     InFile {
         /// The grid file.
         path: PathBuf,
@@ -139,13 +139,20 @@ fn tidy(v: f64) -> f64 {
     }
 }
 
+/// One value of an axis; grids take finite numbers only (a range of
+/// NaN has no steps).
 fn parse_scalar(spec: &ParamSpec, s: &str) -> Result<Value, GridError> {
-    spec.parse(s).map_err(|e| match e {
-        registry::ParamError::Syntax { want, .. } => {
-            syntax(spec.name, s.trim(), format!("expected {want}"))
+    let want = match spec.kind {
+        Kind::Real => "a finite number",
+        _ => spec.kind_text(),
+    };
+    match spec.parse(s) {
+        Ok(Value::Real(x)) if !x.is_finite() => {
+            Err(syntax(spec.name, s.trim(), format!("expected {want}")))
         }
-        other => syntax(spec.name, s.trim(), other.to_string()),
-    })
+        Ok(v) => Ok(v),
+        Err(_) => Err(syntax(spec.name, s.trim(), format!("expected {want}"))),
+    }
 }
 
 /// Parses one axis from text: `a,b,c`, `start:stop:step` or one value.
@@ -562,7 +569,12 @@ mod tests {
             ("[grid]\nlambda = {a = 1}", "expected a list"),
             ("[grid", "not valid TOML"),
         ] {
-            let e = GridFile::from_toml(text, path).unwrap_err().to_string();
+            let e = GridFile::from_toml(text, path).unwrap_err();
+            // The message and its cause, as the CLI prints the chain.
+            let e = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
             assert!(
                 e.starts_with("/tmp/g/grid.toml: ") && e.contains(needle),
                 "{e}"
