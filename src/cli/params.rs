@@ -127,12 +127,7 @@ impl Args for GridArgs {
             let mut arg = Arg::new(id(s))
                 .long(s.flag())
                 .value_name("SPEC")
-                .help(format!(
-                    "{} values ({}; {})",
-                    s.name,
-                    s.unit.describe(),
-                    s.range_text
-                ))
+                .help(format!("{} [valid: {}]", s.help, s.range_text))
                 .action(ArgAction::Set);
             if s.kind != Kind::Robustness {
                 arg = arg.allow_hyphen_values(true);
@@ -246,6 +241,14 @@ mod tests {
         }
         let cmd = GridArgs::augment_args(Command::new("t"));
         assert_eq!(cmd.get_arguments().count(), axes.len());
+        for a in cmd.get_arguments() {
+            let s = registry::param(a.get_id().as_str()).unwrap();
+            let help = a.get_help().unwrap().to_string();
+            assert!(
+                help.starts_with(s.help) && help.contains(s.range_text),
+                "{help}"
+            );
+        }
         // Flags come back in registry order whatever the command line's.
         let g: GridArgs =
             parse(&["--decay".into(), "1".into(), "--lambda".into(), "2".into()]).unwrap();
