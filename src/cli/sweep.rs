@@ -1,14 +1,14 @@
 //! `atc-bt sweep`: parameter grids over lambda / decay / cutout (and the
 //! lengths, robustness and thresholds), ranked, with out-of-sample checks.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
-use super::params::AtcArgs;
+use super::params::{AtcArgs, GridArgs};
 use super::run::{resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
 use atc_bt::data::{fmt_ts, parse_date_bound};
 use atc_bt::job::{
@@ -17,6 +17,7 @@ use atc_bt::job::{
 };
 use atc_bt::sweep::output::{metric_value, rank};
 use atc_bt::sweep::walk::{WalkForward, WalkForwardSpec};
+use atc_bt::sweep::grid::GridFile;
 use atc_bt::sweep::Grid;
 
 /// Arguments of `atc-bt sweep`.
@@ -125,110 +126,6 @@ pub struct SweepArgs {
     pub shard: Option<String>,
 }
 
-/// Quick grid axes: a list `a,b,c`, a range `start:stop:step` (inclusive) or one value.
-#[derive(Debug, Clone, Default, Args)]
-#[command(next_help_heading = "Grid axes (list a,b,c or range start:stop:step)")]
-pub struct GridArgs {
-    /// lambda values, e.g. 0.01:0.05:0.01
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
-    pub lambda: Option<String>,
-    /// decay values, e.g. 0.01,0.03,0.05
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
-    pub decay: Option<String>,
-    /// cutout values, e.g. 0:100:25
-    #[arg(long, value_name = "SPEC")]
-    pub cutout: Option<String>,
-    /// robustness values, e.g. narrow,medium,wide
-    #[arg(long, value_name = "SPEC")]
-    pub robustness: Option<String>,
-    /// EMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub ema_len: Option<String>,
-    /// HMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub hma_len: Option<String>,
-    /// WMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub wma_len: Option<String>,
-    /// DEMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub dema_len: Option<String>,
-    /// LSMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub lsma_len: Option<String>,
-    /// KAMA base lengths
-    #[arg(long, value_name = "SPEC")]
-    pub kama_len: Option<String>,
-    /// long threshold values
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
-    pub long_threshold: Option<String>,
-    /// short threshold values
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true)]
-    pub short_threshold: Option<String>,
-}
-
-impl GridArgs {
-    fn pairs(&self) -> Vec<(&'static str, &Option<String>)> {
-        vec![
-            ("lambda", &self.lambda),
-            ("decay", &self.decay),
-            ("cutout", &self.cutout),
-            ("robustness", &self.robustness),
-            ("ema_len", &self.ema_len),
-            ("hma_len", &self.hma_len),
-            ("wma_len", &self.wma_len),
-            ("dema_len", &self.dema_len),
-            ("lsma_len", &self.lsma_len),
-            ("kama_len", &self.kama_len),
-            ("long_threshold", &self.long_threshold),
-            ("short_threshold", &self.short_threshold),
-        ]
-    }
-}
-
-/// Reads a grid file: returns the grid and its `strategy` path (resolved
-/// relative to the grid file).
-pub fn load_grid_file(path: &Path) -> Result<(Grid, Option<PathBuf>)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read grid file", path.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
-    let mut grid = Grid::default();
-    let mut strategy = None;
-    for (key, value) in &doc {
-        match (key.as_str(), value) {
-            ("strategy", toml::Value::String(s)) => {
-                let p = PathBuf::from(s);
-                strategy = Some(if p.is_absolute() { p } else { path.parent().unwrap_or(Path::new(".")).join(p) });
-            }
-            ("grid", toml::Value::Table(t)) => {
-                for (axis, v) in t {
-                    let spec = match v {
-                        toml::Value::String(s) => s.clone(),
-                        toml::Value::Integer(i) => i.to_string(),
-                        toml::Value::Float(f) => f.to_string(),
-                        toml::Value::Array(a) => a
-                            .iter()
-                            .map(|x| match x {
-                                toml::Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        other => bail!("{}: [grid] {axis} = {other}: expected a list or a \"start:stop:step\" string", path.display()),
-                    };
-                    grid.set_axis(axis, &spec).with_context(|| format!("{}: [grid]", path.display()))?;
-                }
-            }
-            (other, _) => bail!(
-                "{}: unknown key `{other}` (a grid file has `strategy = \"file.toml\"` and a [grid] table)",
-                path.display()
-            ),
-        }
-    }
-    Ok((grid, strategy))
-}
-
 /// Runs `atc-bt sweep`.
 pub fn execute(args: &SweepArgs) -> Result<()> {
     let shard = args
@@ -236,15 +133,16 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         .as_deref()
         .map(atc_bt::shard::ShardSpec::from_arg)
         .transpose()?;
-    let (mut grid, grid_strategy) = match &args.grid {
-        Some(p) => load_grid_file(p)?,
-        None => (Grid::default(), None),
+    let GridFile {
+        mut grid,
+        strategy: grid_strategy,
+    } = match &args.grid {
+        Some(p) => GridFile::load(p)?,
+        None => GridFile::default(),
     };
-    for (axis, spec) in args.axes.pairs() {
-        if let Some(spec) = spec {
-            grid.set_axis(axis, spec)
-                .with_context(|| format!("--{}", axis.replace('_', "-")))?;
-        }
+    for (axis, spec) in &args.axes.axes {
+        grid.set_axis(axis, spec)
+            .with_context(|| format!("--{}", axis.replace('_', "-")))?;
     }
     if grid.axes.is_empty() {
         bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");

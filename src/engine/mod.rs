@@ -11,6 +11,7 @@ mod error;
 mod lanes;
 pub mod ma;
 mod params;
+pub mod registry;
 mod shared;
 mod signal;
 
@@ -22,5 +23,6 @@ pub use batch::{compute_batch, BatchDetail, BATCH_LANES, BATCH_LANES_AVX512};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};
+pub use registry::{ParamError, ParamSpec, ParamValue, PARAMS};
 pub use shared::{lane_direction, shared_signals, LaneScratch, LayerLanes, SharedSignals};
 pub use signal::{cross_signal, cut, direction};

@@ -127,7 +127,8 @@ impl FromStr for Robustness {
 
 /// Every number that changes the ATC output. Field names are the spec's
 /// names and are used unchanged as TOML keys and (with `_` written `-`) as
-/// CLI flags.
+/// CLI flags; the registry ([`super::registry::PARAMS`]) has one row per
+/// field (unit, range, default, help), which every surface reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AtcParams {
@@ -271,73 +272,13 @@ impl AtcParams {
         1.0 - self.decay / 100.0
     }
 
-    /// Checks every parameter against the spec's valid range; the error names
-    /// the parameter, its value and the range.
+    /// Checks every parameter against the spec's valid range, in the
+    /// registry's order ([`super::registry::PARAMS`]); the error names the
+    /// parameter, its value and the range.
     pub fn validate(&self) -> Result<(), EngineError> {
-        fn bad(name: &'static str, value: impl fmt::Display, range: &'static str) -> EngineError {
-            EngineError::InvalidParam {
-                name,
-                value: value.to_string(),
-                range,
-            }
-        }
-        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
-            return Err(bad("lambda", self.lambda, "finite and >= 0"));
-        }
-        if !(self.decay.is_finite() && self.decay >= 0.0 && self.decay < 100.0) {
-            return Err(bad(
-                "decay",
-                self.decay,
-                "0 <= decay < 100 (percent per bar)",
-            ));
-        }
-        for family in Family::ALL {
-            if self.lengths(family).is_none() {
-                let name = match family {
-                    Family::Ema => "ema_len",
-                    Family::Hma => "hma_len",
-                    Family::Wma => "wma_len",
-                    Family::Dema => "dema_len",
-                    Family::Lsma => "lsma_len",
-                    Family::Kama => "kama_len",
-                };
-                let min = self.robustness.offsets()[3] + 2;
-                return Err(EngineError::LengthTooShort {
-                    name,
-                    value: self.base_len(family),
-                    robustness: self.robustness,
-                    min,
-                });
-            }
-        }
-        for (name, v) in [
-            ("long_threshold", self.long_threshold),
-            ("short_threshold", self.short_threshold),
-        ] {
-            if !v.is_finite() {
-                return Err(bad(name, v, "a finite number"));
-            }
-        }
-        if !(self.starting_equity.is_finite() && self.starting_equity > 0.0) {
-            return Err(bad(
-                "starting_equity",
-                self.starting_equity,
-                "finite and > 0",
-            ));
-        }
-        for (name, v) in [
-            ("ema_w", self.ema_w),
-            ("hma_w", self.hma_w),
-            ("wma_w", self.wma_w),
-            ("dema_w", self.dema_w),
-            ("lsma_w", self.lsma_w),
-            ("kama_w", self.kama_w),
-        ] {
-            if !v.is_finite() {
-                return Err(bad(name, v, "a finite number (below 0.25 acts as 0.25)"));
-            }
-        }
-        Ok(())
+        super::registry::PARAMS
+            .iter()
+            .try_for_each(|s| s.check(self))
     }
 }
 

@@ -304,4 +304,36 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Each registry row is a key of `[atc]`: a strategy file setting it
+    /// to another value sets exactly that field; a misspelt key is an
+    /// error naming it and the known keys.
+    #[test]
+    fn every_parameter_round_trips_through_strategy_toml() {
+        use crate::engine::registry::PARAMS;
+        use crate::engine::{ParamValue, Robustness};
+        for s in PARAMS {
+            let v = match s.default {
+                ParamValue::Real(x) => ParamValue::Real(x + 0.25),
+                ParamValue::Int(x) => ParamValue::Int(x + 3),
+                ParamValue::Robustness(_) => ParamValue::Robustness(Robustness::Wide),
+            };
+            let value = match v {
+                ParamValue::Robustness(r) => format!("\"{}\"", r.name().to_lowercase()),
+                other => other.to_string(),
+            };
+            let text = format!("[atc]\n{} = {value}\n", s.name);
+            let st = Strategy::from_toml(&text, Path::new("s.toml")).unwrap();
+            let mut want = Strategy::default();
+            s.set(&mut want.atc, v).unwrap();
+            assert_eq!(st, want, "{}", s.name);
+            // And back: the key written is the registry name.
+            let written = toml::to_string(&st).unwrap();
+            assert!(written.contains(&format!("\n{} = ", s.name)), "{written}");
+        }
+        let e = Strategy::from_toml("[atc]\nlamda = 1.0\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lamda") && e.contains("lambda"), "{e}");
+    }
 }

@@ -404,7 +404,8 @@ pub fn sweep_setup(parts: &[Part]) -> Result<(Grid, Strategy, Vec<Sample>), Merg
             };
             values.push(value);
         }
-        grid.set_values(name, values);
+        grid.set_values(name, values)
+            .map_err(|e| bad(parts, e.to_string()))?;
     }
     // The samples as the sweep pinned them (their ends at bars).
     let samples = match serde_json::from_value::<Vec<Sample>>(p["samples"].clone()) {

@@ -1,64 +1,41 @@
 //! Parameter grids: which ATC parameters a sweep varies and over which
 //! values. A grid is the Cartesian product of its axes, enumerated in a
-//! fixed order (axes in [`AXES`] order, the last axis fastest), so
+//! fixed order (axes in the parameter registry's order, the last axis
+//! fastest), so
 //! combination numbers are stable across runs and machines.
 //!
 //! An axis is written as a list (`0.01,0.03,0.05` or a TOML array), a range
 //! `start:stop:step` (stop inclusive), or one value.
 
-use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::engine::{AtcParams, EngineError, Robustness};
+use crate::engine::registry::{self, Kind, ParamSpec};
+use crate::engine::{AtcParams, EngineError};
 
-/// The parameters a grid may vary, in enumeration order.
-pub const AXES: [&str; 12] = [
-    "lambda",
-    "decay",
-    "cutout",
-    "robustness",
-    "ema_len",
-    "hma_len",
-    "wma_len",
-    "dema_len",
-    "lsma_len",
-    "kama_len",
-    "long_threshold",
-    "short_threshold",
-];
+/// One value of an axis (the registry's [`registry::ParamValue`]).
+pub use crate::engine::registry::ParamValue as Value;
 
-/// One value of an axis.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Value {
-    /// A real parameter (lambda, decay, thresholds).
-    Real(f64),
-    /// An integer parameter (cutout, lengths).
-    Int(usize),
-    /// Robustness.
-    Robustness(#[serde(serialize_with = "ser_rob")] Robustness),
+/// The names of the parameters a grid may vary, in enumeration order
+/// (the registry's rows marked [`ParamSpec::axis`]).
+pub fn axis_names() -> Vec<&'static str> {
+    registry::axes().map(|s| s.name).collect()
 }
 
-fn ser_rob<S: serde::Serializer>(r: &Robustness, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.name())
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Value::Real(v) => write!(f, "{v}"),
-            Value::Int(v) => write!(f, "{v}"),
-            Value::Robustness(r) => write!(f, "{r}"),
-        }
-    }
+/// The registry row of a grid axis; an error naming it and listing the
+/// sweepable parameters otherwise.
+pub fn axis_spec(axis: &str) -> Result<&'static ParamSpec, GridError> {
+    registry::axes()
+        .find(|s| s.name == axis)
+        .ok_or_else(|| GridError::UnknownAxis(axis.to_string()))
 }
 
 /// Errors in a grid, reported before any work starts.
 #[derive(Debug, thiserror::Error)]
 pub enum GridError {
     /// Not a parameter a grid can vary.
-    #[error("{0} is not a sweepable parameter (sweepable: {list})", list = AXES.join(", "))]
+    #[error("{0} is not a sweepable parameter (sweepable: {list})", list = axis_names().join(", "))]
     UnknownAxis(String),
     /// A value or range that does not parse.
     #[error("{axis}: cannot read {text:?}: {why}")]
@@ -90,6 +67,39 @@ pub enum GridError {
         /// The engine's validation error.
         source: EngineError,
     },
+    /// The grid file cannot be read.
+    #[error("{}: cannot read grid file", path.display())]
+    Read {
+        /// The grid file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The grid file is not valid TOML.
+    #[error("{}: not valid TOML: {message}", path.display())]
+    Toml {
+        /// The grid file.
+        path: PathBuf,
+        /// The parser's message (it names the line).
+        message: String,
+    },
+    /// A key of the grid file other than `strategy` and `[grid]`, or one
+    /// of the wrong type.
+    #[error("{}: {what}", path.display())]
+    File {
+        /// The grid file.
+        path: PathBuf,
+        /// What is wrong, and the fix.
+        what: String,
+    },
+    /// An axis of the grid file is wrong.
+    #[error("{}: [grid]", path.display())]
+    InFile {
+        /// The grid file.
+        path: PathBuf,
+        /// The axis' error.
+        source: Box<GridError>,
+    },
     /// Too many combinations.
     #[error("the grid has {count} combinations, more than --max-combos {max}; narrow an axis or raise --max-combos")]
     TooMany {
@@ -103,8 +113,10 @@ pub enum GridError {
 /// A parameter grid.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Grid {
-    /// `(parameter, values)` in [`AXES`] order; parameters not listed keep
-    /// the base strategy's value.
+    /// `(parameter, values)` in registry order ([`axis_names`]);
+    /// parameters not listed keep the base strategy's value. Built by
+    /// [`Grid::set_axis`] and [`Grid::set_values`], which refuse names
+    /// that are not axes and values of the wrong kind.
     pub axes: Vec<(String, Vec<Value>)>,
 }
 
@@ -127,36 +139,25 @@ fn tidy(v: f64) -> f64 {
     }
 }
 
-fn is_int_axis(axis: &str) -> bool {
-    axis == "cutout" || axis.ends_with("_len")
-}
-
-fn parse_scalar(axis: &str, s: &str) -> Result<Value, GridError> {
-    let s = s.trim();
-    if axis == "robustness" {
-        return s
-            .parse::<Robustness>()
-            .map(Value::Robustness)
-            .map_err(|e| syntax(axis, s, e.to_string()));
+/// One value of an axis; grids take finite numbers only (a range of
+/// NaN has no steps).
+fn parse_scalar(spec: &ParamSpec, s: &str) -> Result<Value, GridError> {
+    let want = match spec.kind {
+        Kind::Real => "a finite number",
+        _ => spec.kind_text(),
+    };
+    match spec.parse(s) {
+        Ok(Value::Real(x)) if !x.is_finite() => {
+            Err(syntax(spec.name, s.trim(), format!("expected {want}")))
+        }
+        Ok(v) => Ok(v),
+        Err(_) => Err(syntax(spec.name, s.trim(), format!("expected {want}"))),
     }
-    if is_int_axis(axis) {
-        return s
-            .parse::<usize>()
-            .map(Value::Int)
-            .map_err(|_| syntax(axis, s, "expected a whole number >= 0"));
-    }
-    s.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .map(Value::Real)
-        .ok_or_else(|| syntax(axis, s, "expected a finite number"))
 }
 
 /// Parses one axis from text: `a,b,c`, `start:stop:step` or one value.
 pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
-    if !AXES.contains(&axis) {
-        return Err(GridError::UnknownAxis(axis.to_string()));
-    }
+    let spec = axis_spec(axis)?;
     let t = text.trim();
     if t.is_empty() {
         return Err(GridError::BadRange {
@@ -170,7 +171,7 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
         if parts.len() != 3 {
             return Err(syntax(axis, t, "a range is start:stop:step"));
         }
-        if axis == "robustness" {
+        if spec.kind == Kind::Robustness {
             return Err(syntax(
                 axis,
                 t,
@@ -203,7 +204,7 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
         let mut out = Vec::with_capacity(count as usize);
         for k in 0..count {
             let v = tidy(start + k as f64 * step);
-            out.push(if is_int_axis(axis) {
+            out.push(if spec.kind == Kind::Int {
                 if v < 0.0 || v.fract() != 0.0 {
                     return Err(syntax(
                         axis,
@@ -218,23 +219,34 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
         }
         return Ok(out);
     }
-    t.split(',').map(|s| parse_scalar(axis, s)).collect()
+    t.split(',').map(|s| parse_scalar(spec, s)).collect()
 }
 
 impl Grid {
     /// Adds (or replaces) an axis given as text.
     pub fn set_axis(&mut self, axis: &str, text: &str) -> Result<(), GridError> {
         let values = parse_axis(axis, text)?;
-        self.set_values(axis, values);
-        Ok(())
+        self.set_values(axis, values)
     }
 
-    /// Adds (or replaces) an axis with parsed values, keeping [`AXES`] order.
-    pub fn set_values(&mut self, axis: &str, values: Vec<Value>) {
+    /// Adds (or replaces) an axis with parsed values, keeping registry
+    /// order; refuses a name that is not an axis and values of another
+    /// kind than the parameter's.
+    pub fn set_values(&mut self, axis: &str, values: Vec<Value>) -> Result<(), GridError> {
+        let spec = axis_spec(axis)?;
+        if let Some(v) = values.iter().find(|v| v.kind() != spec.kind) {
+            return Err(syntax(
+                axis,
+                &v.to_string(),
+                format!("expected {}", spec.kind_text()),
+            ));
+        }
         self.axes.retain(|(a, _)| a != axis);
         self.axes.push((axis.to_string(), values));
+        let order = axis_names();
         self.axes
-            .sort_by_key(|(a, _)| AXES.iter().position(|x| x == a).unwrap_or(usize::MAX));
+            .sort_by_key(|(a, _)| order.iter().position(|x| x == a).unwrap_or(usize::MAX));
+        Ok(())
     }
 
     /// Number of combinations (1 for an empty grid: the base strategy).
@@ -253,11 +265,13 @@ impl Grid {
         }
         for (axis, values) in &self.axes {
             for v in values {
+                let spec = axis_spec(axis)?;
                 let mut p = base.clone();
-                apply(&mut p, axis, *v);
+                apply(&mut p, axis, *v)?;
                 // Lengths are checked jointly with robustness below.
                 if let Err(source) = p.validate() {
-                    if !(axis.ends_with("_len") || axis == "robustness") {
+                    if !(spec.range == registry::Range::BaseLength || spec.kind == Kind::Robustness)
+                    {
                         return Err(GridError::OutOfRange {
                             axis: axis.clone(),
                             value: v.to_string(),
@@ -285,12 +299,19 @@ impl Grid {
     }
 
     /// The combination with number `index` (0-based, last axis fastest).
+    ///
+    /// Every axis name and value was checked when the axis was set
+    /// ([`Grid::set_values`]); an axis pushed into [`Grid::axes`] by hand
+    /// that is not a parameter of its kind is a defect of the caller and
+    /// panics naming it (run [`Grid::validate`] first to get an error).
     pub fn combo(&self, base: &AtcParams, mut index: usize) -> AtcParams {
         let mut p = base.clone();
         for (axis, values) in self.axes.iter().rev() {
             let v = values[index % values.len()];
             index /= values.len();
-            apply(&mut p, axis, v);
+            if let Err(e) = apply(&mut p, axis, v) {
+                panic!("Grid::combo on a grid that fails validate(): {e}");
+            }
         }
         p
     }
@@ -301,28 +322,101 @@ impl Grid {
     }
 }
 
-/// Sets one parameter of `p`.
-pub fn apply(p: &mut AtcParams, axis: &str, v: Value) {
-    match (axis, v) {
-        ("lambda", Value::Real(x)) => p.lambda = x,
-        ("decay", Value::Real(x)) => p.decay = x,
-        ("long_threshold", Value::Real(x)) => p.long_threshold = x,
-        ("short_threshold", Value::Real(x)) => p.short_threshold = x,
-        ("cutout", Value::Int(x)) => p.cutout = x,
-        ("ema_len", Value::Int(x)) => p.ema_len = x,
-        ("hma_len", Value::Int(x)) => p.hma_len = x,
-        ("wma_len", Value::Int(x)) => p.wma_len = x,
-        ("dema_len", Value::Int(x)) => p.dema_len = x,
-        ("lsma_len", Value::Int(x)) => p.lsma_len = x,
-        ("kama_len", Value::Int(x)) => p.kama_len = x,
-        ("robustness", Value::Robustness(r)) => p.robustness = r,
-        _ => {}
+/// Sets the parameter `axis` of `p` to `v`; an error for a name that is not
+/// an axis or a value of another kind.
+pub fn apply(p: &mut AtcParams, axis: &str, v: Value) -> Result<(), GridError> {
+    let spec = axis_spec(axis)?;
+    spec.set(p, v)
+        .map_err(|e| syntax(axis, &v.to_string(), e.to_string()))
+}
+
+/// A grid file: the grid and the base strategy it names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GridFile {
+    /// The `[grid]` table's axes.
+    pub grid: Grid,
+    /// `strategy = "file.toml"`, resolved relative to the grid file.
+    pub strategy: Option<PathBuf>,
+}
+
+impl GridFile {
+    /// Reads a grid file (TOML): optional `strategy = "file.toml"`
+    /// (relative to the grid file) and a `[grid]` table whose keys are
+    /// axes and whose values are lists, `"start:stop:step"` ranges or one
+    /// value.
+    pub fn load(path: &Path) -> Result<GridFile, GridError> {
+        let text = std::fs::read_to_string(path).map_err(|source| GridError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        GridFile::from_toml(&text, path)
+    }
+
+    /// Parses a grid file's text; `path` names it in errors and anchors a
+    /// relative `strategy`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<GridFile, GridError> {
+        let doc: toml::Table = toml::from_str(text).map_err(|e| GridError::Toml {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let file_err = |what: String| GridError::File {
+            path: path.to_path_buf(),
+            what,
+        };
+        let mut out = GridFile::default();
+        for (key, value) in &doc {
+            match (key.as_str(), value) {
+                ("strategy", toml::Value::String(s)) => {
+                    let p = PathBuf::from(s);
+                    out.strategy = Some(if p.is_absolute() {
+                        p
+                    } else {
+                        path.parent().unwrap_or(Path::new(".")).join(p)
+                    });
+                }
+                ("grid", toml::Value::Table(t)) => {
+                    for (axis, v) in t {
+                        let spec = match v {
+                            toml::Value::String(s) => s.clone(),
+                            toml::Value::Integer(i) => i.to_string(),
+                            toml::Value::Float(f) => f.to_string(),
+                            toml::Value::Array(a) => a
+                                .iter()
+                                .map(|x| match x {
+                                    toml::Value::String(s) => s.clone(),
+                                    other => other.to_string(),
+                                })
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            other => {
+                                return Err(file_err(format!(
+                                    "[grid] {axis} = {other}: expected a list or a \"start:stop:step\" string"
+                                )))
+                            }
+                        };
+                        out.grid
+                            .set_axis(axis, &spec)
+                            .map_err(|e| GridError::InFile {
+                                path: path.to_path_buf(),
+                                source: Box::new(e),
+                            })?;
+                    }
+                }
+                (other, _) => {
+                    return Err(file_err(format!(
+                        "unknown key `{other}` (a grid file has `strategy = \"file.toml\"` and a [grid] table)"
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Robustness;
 
     fn reals(v: &[Value]) -> Vec<f64> {
         v.iter()
@@ -410,5 +504,81 @@ mod tests {
         assert_eq!(c[1], (0.1, 0.02));
         assert_eq!(c[5], (0.3, 0.02));
         assert_eq!(g.count(), 6);
+    }
+
+    /// Each grid axis, given as text, sets exactly its field in the
+    /// combination's AtcParams; a name that is not an axis is an error
+    /// listing the axes (the old `apply` ignored it).
+    #[test]
+    fn every_axis_round_trips_to_the_combination() {
+        let base = AtcParams::default();
+        for s in registry::axes() {
+            let v = match s.default {
+                Value::Real(x) => Value::Real(x + 0.25),
+                Value::Int(x) => Value::Int(x + 3),
+                Value::Robustness(_) => Value::Robustness(Robustness::Wide),
+            };
+            let mut g = Grid::default();
+            g.set_axis(s.name, &v.to_string()).unwrap();
+            let p = g.combo(&base, 0);
+            let mut want = base.clone();
+            s.set(&mut want, v).unwrap();
+            assert_eq!(p, want, "{}", s.name);
+            assert_eq!((s.get)(&p), v, "{}", s.name);
+        }
+        let mut p = base.clone();
+        for name in ["lamda", "starting_equity", "ema_w"] {
+            let e = apply(&mut p, name, Value::Real(1.0))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(name) && e.contains("lambda, decay, cutout, robustness"),
+                "{e}"
+            );
+        }
+        let e = apply(&mut p, "cutout", Value::Real(1.5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cutout") && e.contains("whole number"), "{e}");
+        assert_eq!(p, base);
+        let e = Grid::default()
+            .set_values("ema_len", vec![Value::Real(3.0)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ema_len"), "{e}");
+    }
+
+    /// The grid file parser (moved from the CLI): strategy relative to the
+    /// file, lists, ranges and single values; unknown keys and axes are
+    /// errors naming the file.
+    #[test]
+    fn grid_file_reads_axes_and_strategy() {
+        let path = Path::new("/tmp/g/grid.toml");
+        let f = GridFile::from_toml(
+            "strategy = \"s.toml\"\n[grid]\nlambda = [0.01, 0.02]\ncutout = \"0:20:10\"\nrobustness = [\"narrow\", \"wide\"]\nema_len = 20\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(f.strategy, Some(PathBuf::from("/tmp/g/s.toml")));
+        assert_eq!(f.grid.count(), 2 * 3 * 2);
+        let names: Vec<&str> = f.grid.axes.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["lambda", "cutout", "robustness", "ema_len"]);
+        for (text, needle) in [
+            ("[grid]\nlamda = [1]", "lamda is not a sweepable"),
+            ("stratgy = \"x\"", "unknown key `stratgy`"),
+            ("[grid]\nlambda = {a = 1}", "expected a list"),
+            ("[grid", "not valid TOML"),
+        ] {
+            let e = GridFile::from_toml(text, path).unwrap_err();
+            // The message and its cause, as the CLI prints the chain.
+            let e = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            assert!(
+                e.starts_with("/tmp/g/grid.toml: ") && e.contains(needle),
+                "{e}"
+            );
+        }
     }
 }

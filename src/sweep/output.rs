@@ -23,7 +23,8 @@ use super::{ComboSummary, Grid, Row, Sample};
 use crate::backtest::facts::{Kind, MetricValue};
 pub use crate::backtest::metric_value;
 use crate::backtest::{metric_fact, MetricFact, METRICS};
-use crate::engine::AtcParams;
+use crate::engine::registry::{self, Kind as ParamKind, PARAM_COUNT};
+use crate::engine::{AtcParams, ParamSpec, ParamValue, PARAMS};
 
 /// Encoded bytes of `results.parquet` rows buffered before they are
 /// written out as a row group.
@@ -35,57 +36,43 @@ pub fn metric_columns() -> impl Iterator<Item = &'static MetricFact> {
     METRICS.iter().filter(|f| f.kind != Kind::Table)
 }
 
-/// Parameter columns stored as integers (lengths and cutout are whole
-/// numbers of bars).
-fn param_is_int(name: &str) -> bool {
-    name == "cutout" || name.ends_with("_len")
+/// Parameter columns of `results.parquet`, in order (the report reads them
+/// too): every row of the parameter registry, typed by its kind.
+pub const PARAM_COLUMNS: [&str; PARAM_COUNT] = registry::param_names();
+
+/// The Arrow type of a parameter column.
+fn param_type(kind: ParamKind) -> DataType {
+    match kind {
+        ParamKind::Robustness => DataType::Utf8,
+        ParamKind::Int => DataType::Int64,
+        ParamKind::Real => DataType::Float64,
+    }
 }
 
-/// Parameter columns of `results.parquet`, in order (the report reads them too).
-pub const PARAM_COLUMNS: [&str; 19] = [
-    "lambda",
-    "decay",
-    "cutout",
-    "robustness",
-    "ema_len",
-    "hma_len",
-    "wma_len",
-    "dema_len",
-    "lsma_len",
-    "kama_len",
-    "long_threshold",
-    "short_threshold",
-    "starting_equity",
-    "ema_w",
-    "hma_w",
-    "wma_w",
-    "dema_w",
-    "lsma_w",
-    "kama_w",
-];
-
-fn param_f64(p: &AtcParams, name: &str) -> f64 {
-    match name {
-        "lambda" => p.lambda,
-        "decay" => p.decay,
-        "cutout" => p.cutout as f64,
-        "ema_len" => p.ema_len as f64,
-        "hma_len" => p.hma_len as f64,
-        "wma_len" => p.wma_len as f64,
-        "dema_len" => p.dema_len as f64,
-        "lsma_len" => p.lsma_len as f64,
-        "kama_len" => p.kama_len as f64,
-        "long_threshold" => p.long_threshold,
-        "short_threshold" => p.short_threshold,
-        "starting_equity" => p.starting_equity,
-        "ema_w" => p.ema_w,
-        "hma_w" => p.hma_w,
-        "wma_w" => p.wma_w,
-        "dema_w" => p.dema_w,
-        "lsma_w" => p.lsma_w,
-        "kama_w" => p.kama_w,
-        _ => f64::NAN,
+/// One parameter column for `params`, typed by its kind.
+fn param_column(spec: &ParamSpec, params: &[AtcParams]) -> ArrayRef {
+    let values = params.iter().map(|p| (spec.get)(p));
+    match spec.kind {
+        ParamKind::Robustness => Arc::new(StringArray::from_iter_values(values.map(|v| match v {
+            ParamValue::Robustness(r) => r.name(),
+            _ => unreachable_kind(spec),
+        }))),
+        ParamKind::Int => Arc::new(Int64Array::from_iter_values(values.map(|v| match v {
+            ParamValue::Int(x) => x as i64,
+            _ => unreachable_kind(spec),
+        }))),
+        ParamKind::Real => Arc::new(Float64Array::from_iter_values(values.map(|v| match v {
+            ParamValue::Real(x) => x,
+            _ => unreachable_kind(spec),
+        }))),
     }
+}
+
+/// A registry row whose getter returns another kind than its `kind`: the
+/// registry's macro derives both from the field's type, so this is
+/// impossible by construction (and the registry's tests check it).
+fn unreachable_kind(spec: &ParamSpec) -> ! {
+    unreachable!("registry row {} reads a value of another kind", spec.name)
 }
 
 /// Streams rows into `results.parquet`, in row groups of about [`ROW_GROUP_BYTES`].
@@ -125,15 +112,8 @@ impl ResultsWriter {
                 Field::new("symbol", DataType::Utf8, true),
                 Field::new(crate::run::output::AGGREGATE_COLUMN, DataType::Utf8, true),
             ];
-            for p in PARAM_COLUMNS {
-                let dt = if p == "robustness" {
-                    DataType::Utf8
-                } else if param_is_int(p) {
-                    DataType::Int64
-                } else {
-                    DataType::Float64
-                };
-                fields.push(Field::new(p, dt, false));
+            for spec in PARAMS {
+                fields.push(Field::new(spec.name, param_type(spec.kind), false));
             }
             for f in metric_columns() {
                 let dt = match f.kind {
@@ -171,20 +151,8 @@ impl ResultsWriter {
                 rows.iter().map(|r| r.aggregate.map(|a| a.name())),
             )),
         ];
-        for p in PARAM_COLUMNS {
-            if p == "robustness" {
-                cols.push(Arc::new(StringArray::from_iter_values(
-                    params.iter().map(|x| x.robustness.name()),
-                )));
-            } else if param_is_int(p) {
-                cols.push(Arc::new(Int64Array::from_iter_values(
-                    params.iter().map(|x| param_f64(x, p) as i64),
-                )));
-            } else {
-                cols.push(Arc::new(Float64Array::from_iter_values(
-                    params.iter().map(|x| param_f64(x, p)),
-                )));
-            }
+        for spec in PARAMS {
+            cols.push(param_column(spec, &params));
         }
         for f in metric_columns() {
             let values = rows.iter().map(|r| (f.value)(&r.metrics));
@@ -317,4 +285,130 @@ pub fn heatmap_json(
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
     std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::registry::{self, ParamSpec};
+    use crate::engine::Robustness;
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn other(s: &ParamSpec) -> ParamValue {
+        match s.default {
+            ParamValue::Real(x) => ParamValue::Real(x + 0.25),
+            ParamValue::Int(x) => ParamValue::Int(x + 3),
+            ParamValue::Robustness(_) => ParamValue::Robustness(Robustness::Wide),
+        }
+    }
+
+    /// Every registry row is a `results.parquet` column of its kind, in
+    /// registry order, holding the combination's value: grid axes from the
+    /// grid, the other rows from the base strategy.
+    #[test]
+    fn every_parameter_round_trips_through_results_parquet() {
+        let mut base = AtcParams::default();
+        let mut grid = Grid::default();
+        let mut want = AtcParams::default();
+        for s in registry::PARAMS {
+            let v = other(s);
+            s.set(&mut want, v).unwrap();
+            if s.axis {
+                grid.set_values(s.name, vec![(s.get)(&AtcParams::default()), v])
+                    .unwrap();
+            } else {
+                s.set(&mut base, v).unwrap();
+            }
+        }
+        let last = grid.count() as usize - 1;
+        assert_eq!(grid.combo(&base, last), want);
+        let ts: Vec<i64> = (0..4)
+            .map(|k| 1_704_067_200_000_000 + k * 86_400_000_000)
+            .collect();
+        let m = crate::backtest::metrics(
+            100.0,
+            &ts,
+            &[100.0, 101.0, 99.0, 102.0],
+            &[100.0; 4],
+            &[],
+            None,
+            1.0,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.parquet");
+        let mut w = ResultsWriter::new(&path, &grid, &base);
+        w.write(&[Row {
+            combo: last,
+            sample: "full".into(),
+            symbol: Some("X".into()),
+            aggregate: None,
+            metrics: m,
+        }])
+        .unwrap();
+        w.finish().unwrap();
+        let file = File::open(&path).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let names: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(&names[4..4 + PARAM_COUNT], &PARAM_COLUMNS[..]);
+        for s in registry::PARAMS {
+            let col = batch.column_by_name(s.name).unwrap();
+            assert_eq!(col.data_type(), &param_type(s.kind), "{}", s.name);
+            let got = match s.kind {
+                ParamKind::Real => ParamValue::Real(
+                    col.as_any()
+                        .downcast_ref::<Float64Array>()
+                        .unwrap()
+                        .value(0),
+                ),
+                ParamKind::Int => ParamValue::Int(
+                    col.as_any().downcast_ref::<Int64Array>().unwrap().value(0) as usize,
+                ),
+                ParamKind::Robustness => ParamValue::Robustness(
+                    col.as_any()
+                        .downcast_ref::<StringArray>()
+                        .unwrap()
+                        .value(0)
+                        .parse()
+                        .unwrap(),
+                ),
+            };
+            assert_eq!(got, other(s), "{}", s.name);
+        }
+    }
+
+    /// The heatmap's axes (which the report draws and labels) are the grid
+    /// axes under their registry names.
+    #[test]
+    fn heatmap_axes_carry_registry_labels() {
+        let mut grid = Grid::default();
+        for s in registry::axes() {
+            grid.set_values(s.name, vec![s.default]).unwrap();
+        }
+        let sample = Sample {
+            name: "full".into(),
+            from: None,
+            to: None,
+        };
+        let h = heatmap_json(&grid, &[], "sharpe", &sample, 0);
+        let names: Vec<&str> = h["axes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        let want: Vec<&str> = registry::axes().map(|s| s.label()).collect();
+        assert_eq!(names, want);
+    }
 }
