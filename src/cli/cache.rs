@@ -178,7 +178,7 @@ pub struct SelftestArgs {
     /// Bars per series
     #[arg(long, default_value_t = 1500, allow_negative_numbers = true)]
     pub bars: usize,
-    /// Parameter sets per series (lambda varied: shares each bank)
+    /// Parameter sets per series (lambda varied)
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub params: usize,
     /// Instead, measure fetch vs recompute per kind on one series
@@ -403,18 +403,6 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
             "bank recompute (54 MAs + signals)",
             median_us(reps, || {
                 std::hint::black_box(crate::engine::signal_bank(&close, &p, false));
-            }),
-        ),
-        (
-            "bank fetch L2 (sled get + verify + decode)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&no_l1, &h, &close, &p));
-            }),
-        ),
-        (
-            "bank fetch L1 (clone)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&warm, &h, &close, &p));
             }),
         ),
         (
