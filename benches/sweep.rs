@@ -22,7 +22,6 @@ use atc_bt::engine::{
 };
 use atc_bt::synthetic::random_walk;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rayon::prelude::*;
 
 const SYMBOLS: usize = 64;
 const BARS: usize = 1_500;
