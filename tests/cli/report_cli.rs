@@ -4,7 +4,7 @@
 //! byte-identically, run `atc-bt report`, and screenshot the page in
 //! headless Chromium when it is installed.
 
-mod report_support;
+use crate::report_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
