@@ -10,19 +10,18 @@
 //!   layer kernel with the 8 pairs in SIMD lanes and a direction per
 //!   combination (what `sweep` does now).
 //!
-//! `shared_stage`: the shared stage of 500 symbols computed, versus
-//! restored from a warm on-disk cache (the `bank` kind, opened fresh as a
-//! second sweep would), to decide whether caching it pays.
+//! `shared_stage`: the shared stage of 500 symbols computed. (It was
+//! measured here against a restore from a warm on-disk `bank` cache kind,
+//! opened fresh as a second sweep would: the stage is ~1% of a sweep, so
+//! the restore could not pay, and the kind was removed.)
 
-use atc_bt::cache::{cached_signal_bank, Cache, CacheConfig};
 use atc_bt::engine::batch::{compute_batch_isa, Isa};
 use atc_bt::engine::{
     lane_direction, layers, shared_signals, signal_bank, AtcParams, BatchDetail, Detail,
-    LaneScratch, LayerLanes, SharedSignals,
+    LaneScratch, LayerLanes,
 };
 use atc_bt::synthetic::random_walk;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use rayon::prelude::*;
 
 const SYMBOLS: usize = 64;
 const BARS: usize = 1_500;
@@ -117,39 +116,13 @@ fn shared_stage(c: &mut Criterion) {
     let series: Vec<Vec<f64>> = (0..MANY).map(|s| random_walk(s as u64, BARS)).collect();
     let refs: Vec<&[f64]> = series.iter().map(|s| s.as_slice()).collect();
     let p = AtcParams::default();
-    let dir = std::env::temp_dir().join(format!("atc-bt-bench-bank-{}", std::process::id()));
-    let cfg = CacheConfig::new(dir.clone());
-    {
-        let cache = Cache::open(&cfg);
-        for (i, close) in refs.iter().enumerate() {
-            cached_signal_bank(&cache, &format!("s{i}"), close, &p);
-        }
-        cache.flush();
-    }
     let mut g = c.benchmark_group("shared_stage");
     g.throughput(Throughput::Elements((MANY * BARS) as u64));
     g.sample_size(10);
     g.bench_function("compute", |b| {
         b.iter(|| shared_signals(black_box(&refs), &p, Isa::Auto).map(|v| v.len()))
     });
-    g.bench_function("restore_from_bank_cache", |b| {
-        b.iter(|| {
-            let cache = Cache::open(&cfg);
-            refs.par_iter()
-                .enumerate()
-                .filter_map(|(i, close)| {
-                    SharedSignals::from_bank(&cached_signal_bank(
-                        &cache,
-                        &format!("s{i}"),
-                        close,
-                        &p,
-                    ))
-                })
-                .count()
-        })
-    });
     g.finish();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 criterion_group!(benches, per_combination, shared_stage);

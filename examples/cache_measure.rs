@@ -67,18 +67,6 @@ fn measure(cfg: &CacheConfig, bars: usize) -> Result<(), Box<dyn Error>> {
             }),
         ),
         (
-            "bank fetch L2 (sled get + verify + decode)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&no_l1, &h, &close, &p));
-            }),
-        ),
-        (
-            "bank fetch L1 (clone)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&warm, &h, &close, &p));
-            }),
-        ),
-        (
             "signals recompute from bank (layers)",
             median_us(reps, || {
                 std::hint::black_box(atc_bt::engine::layers(

@@ -10,9 +10,8 @@
 //! byte before it, so a flipped bit, a truncated value and a value stored
 //! under the wrong key are all detected. Signals (-1, 0, 1) are stored per
 //! series either run-length encoded (cross signals persist, so a series is
-//! a few dozen runs) or packed four to a byte, whichever is smaller; the
-//! 54 signals of a bank travel as one value (few large values suit sled
-//! better than many tiny ones). `f64`s are stored as raw bits, so decoding
+//! a few dozen runs) or packed four to a byte, whichever is smaller.
+//! `f64`s are stored as raw bits, so decoding
 //! is bit-identical.
 //!
 //! A [`Kind::Run`] or [`Kind::Report`] value is a manifest of the entry's files (the files
@@ -236,33 +235,6 @@ fn get_i8s(b: &[u8], pos: &mut usize, n: usize) -> Result<Vec<i8>, CodecError> {
     }
 }
 
-/// Encodes the cross signals of a bank (every series of length `bars`).
-pub fn encode_bank(key: &Key, created_ms: u64, bars: usize, sig: &[Vec<i8>]) -> Vec<u8> {
-    let mut v = begin(Kind::Bank, created_ms, bars, sig.len() * bars / 8);
-    v.push(sig.len().min(255) as u8);
-    for s in sig {
-        put_i8s(&mut v, s);
-    }
-    finish(key, v)
-}
-
-/// Decodes the body of a [`Kind::Bank`] value.
-pub fn decode_bank(header: &Header, body: &[u8]) -> Result<Vec<Vec<i8>>, CodecError> {
-    if header.kind != Kind::Bank {
-        return Err(CodecError::BadKind(header.kind.tag()));
-    }
-    let count = *body.first().ok_or(CodecError::Body("empty bank"))? as usize;
-    let mut pos = 1;
-    let mut sig = Vec::with_capacity(count);
-    for _ in 0..count {
-        sig.push(get_i8s(body, &mut pos, header.bars)?);
-    }
-    if pos != body.len() {
-        return Err(CodecError::Body("trailing bytes"));
-    }
-    Ok(sig)
-}
-
 /// Encodes an average signal and a direction of equal length.
 pub fn encode_signals(key: &Key, created_ms: u64, avg: &[f64], dir: &[i8]) -> Vec<u8> {
     let mut v = begin(Kind::Signals, created_ms, avg.len(), avg.len() * 8 + 16);
@@ -383,33 +355,6 @@ mod tests {
 
     fn key() -> Key {
         Key([7; 32])
-    }
-
-    fn sample_bank() -> Vec<Vec<i8>> {
-        let mut rng = crate::synthetic::SplitMix64::new(3);
-        (0..54)
-            .map(|k| {
-                (0..300)
-                    .map(|i| {
-                        if k % 2 == 0 {
-                            ((i / 37) % 3) as i8 - 1
-                        } else {
-                            (rng.next_u64() % 3) as i8 - 1
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn bank_round_trip_and_compact() {
-        let sig = sample_bank();
-        let v = encode_bank(&key(), 5, 300, &sig);
-        assert!(v.len() < 54 * 300 / 3, "{} bytes", v.len());
-        let (h, body) = open(&key(), &v).unwrap();
-        assert_eq!(h.created_ms, 5);
-        assert_eq!(decode_bank(&h, body).unwrap(), sig);
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! The cached engine entry points: per-series signal banks and per-series,
-//! per-parameter-set average signal and direction.
+//! The cached engine entry point: per-series, per-parameter-set average
+//! signal and direction (what `run` and `sweep` look up and store).
 //!
 //! Granularity (measured, see the module's report in `cache selftest
 //! --measure`): a single MA over 1,500 bars costs microseconds, less than a
-//! store lookup, so MAs are not cached one by one; the 54 cross signals of
-//! a series are one value (the bank), and the final `avg`/`dir` are another.
-//! A bank hit skips the 54 MAs; a signals hit skips everything.
+//! store lookup, so MAs are not cached one by one; the final `avg`/`dir` of
+//! a series are one value, and a hit skips everything. (A `bank` kind that
+//! kept the 54 cross signals of a series was removed: no command read or
+//! wrote it, since a sweep computes its shared stage once per symbol itself.)
 //!
-//! Both functions behave like [`crate::engine::compute_unchecked`]: the
+//! These functions behave like [`crate::engine::compute_unchecked`]: the
 //! caller validates parameters and series once, beforehand. Their results
 //! are bit-identical to the engine's whether the cache is cold, warm or
 //! disabled.
@@ -15,84 +16,29 @@
 use std::sync::Arc;
 
 use super::codec;
-use super::key::{bank_key, signals_key, Key, Kind};
+use super::key::{bank_key, signals_key, Kind};
 use super::l1::L1Value;
 use super::stats::Counter;
 use super::{now_ms, Cache};
-use crate::engine::{layers, rate_of_change, signal_bank, AtcParams, Detail, SignalBank};
+use crate::engine::{layers, signal_bank, AtcParams, Detail};
 
-/// The signal bank of `close`, from the cache when possible.
+/// The average signal and direction of `close` under `params`, from the
+/// cache when possible; on a miss they are computed by the engine
+/// ([`signal_bank`], then [`layers`]) and stored.
 ///
 /// `close_hash` must identify the exact slice `close` (for a sub-span of a
 /// series, a hash of `(series hash, start, end)`); `close.len()` is part of
 /// the key as well.
-pub fn cached_signal_bank(
-    cache: &Cache,
-    close_hash: &str,
-    close: &[f64],
-    params: &AtcParams,
-) -> SignalBank {
-    if !cache.is_enabled() {
-        return signal_bank(close, params, false).0;
-    }
-    let key = bank_key(close_hash, close.len(), params);
-    SignalBank::clone(&bank_arc(cache, &key, close, params))
-}
-
-fn bank_arc(cache: &Cache, key: &Key, close: &[f64], params: &AtcParams) -> Arc<SignalBank> {
-    if let Some(L1Value::Bank(b)) = cache.l1_get(key, Kind::Bank) {
-        return b;
-    }
-    if let Some((h, bytes)) = cache.l2_get(key, Kind::Bank) {
-        let decoded = codec::open(key, &bytes).and_then(|(h, body)| codec::decode_bank(&h, body));
-        match decoded {
-            Ok(sig) if h.bars == close.len() && sig.iter().all(|s| s.len() == close.len()) => {
-                cache.bump(Kind::Bank, Counter::HitL2);
-                cache.note_l2_use(key);
-                let b = Arc::new(SignalBank {
-                    r: rate_of_change(close),
-                    sig,
-                });
-                cache.l1_put(*key, L1Value::Bank(b.clone()), h.created_ms);
-                return b;
-            }
-            _ => cache.drop_corrupt(key, Kind::Bank),
-        }
-    }
-    cache.bump(Kind::Bank, Counter::Miss);
-    let created = now_ms();
-    let b = Arc::new(signal_bank(close, params, false).0);
-    cache.l2_put(
-        key,
-        Kind::Bank,
-        created,
-        &codec::encode_bank(key, created, close.len(), &b.sig),
-    );
-    cache.l1_put(*key, L1Value::Bank(b.clone()), created);
-    b
-}
-
-/// The average signal and direction of `close` under `params`, from the
-/// cache when possible; on a miss they are computed from the (cached)
-/// signal bank with [`layers`].
-///
-/// `close_hash` as for [`cached_signal_bank`].
 pub fn cached_signals(
     cache: &Cache,
     close_hash: &str,
     close: &[f64],
     params: &AtcParams,
 ) -> (Vec<f64>, Vec<i8>) {
-    if !cache.is_enabled() {
-        let bank = signal_bank(close, params, false).0;
-        let out = layers(&bank, params, Detail::Signal);
-        return (out.avg, out.dir);
-    }
     if let Some(hit) = lookup_signals(cache, close_hash, close.len(), params) {
         return hit;
     }
-    let bkey = bank_key(close_hash, close.len(), params);
-    let bank = bank_arc(cache, &bkey, close, params);
+    let bank = signal_bank(close, params, false).0;
     let out = layers(&bank, params, Detail::Signal);
     store_signals(cache, close_hash, params, &out.avg, &out.dir);
     (out.avg, out.dir)
@@ -261,9 +207,6 @@ mod tests {
                 let (avg, dir) = cached_signals(c, &h, &close, &params);
                 prop_assert_eq!(bits(&avg), bits(&out0.avg));
                 prop_assert_eq!(&dir, &out0.dir);
-                let bank = cached_signal_bank(c, &h, &close, &params);
-                prop_assert_eq!(bits(&bank.r), bits(&bank0.r));
-                prop_assert_eq!(&bank.sig, &bank0.sig);
             }
             let s = warm_disk.stats().this_run;
             prop_assert_eq!(s[Kind::Signals.index()].hits_l2, 1);
@@ -283,13 +226,12 @@ mod tests {
             &p,
         );
         let c = mem_cache(store.clone(), Duration::from_secs(60), u64::MAX);
-        assert_eq!(c.corrupt_values_for_test(10), 2);
+        assert_eq!(c.corrupt_values_for_test(10), 1);
         let got = cached_signals(&c, "h", &close, &p);
         assert_eq!(bits(&got.0), bits(&want.0));
         assert_eq!(got.1, want.1);
         let s = c.stats().this_run;
         assert_eq!(s[Kind::Signals.index()].corrupt, 1);
-        assert_eq!(s[Kind::Bank.index()].corrupt, 1);
         // The recomputed values were stored again and verify cleanly.
         assert!(c.verify().unwrap().corrupt.is_empty());
     }
@@ -312,7 +254,7 @@ mod tests {
         // gc reclaims what expired.
         std::thread::sleep(Duration::from_millis(300));
         let rep = mem_cache(store.clone(), ttl, u64::MAX).gc().unwrap();
-        assert_eq!(rep.expired, 2);
+        assert_eq!(rep.expired, 1);
         assert!(store.disk_bytes() < 200);
     }
 

@@ -25,15 +25,15 @@ pub const FORMAT_VERSION: u32 = 1;
 /// and run entries own files under `<cache dir>/runs/`, which a version 1
 /// build would neither account for nor delete. Version 3 added
 /// [`Kind::Report`] (a fourth counter) and a `.manifest` file inside every
-/// entry directory, which sled-free lookups read.
-pub const STORE_FORMAT: &str = "atc-bt-cache/3 sled/0.34";
+/// entry directory, which sled-free lookups read. Version 4 removed the
+/// `bank` kind (tag 1; no command read or wrote it): the persisted counters
+/// shrank to three kinds, and a version 3 database, whose bank entries this
+/// build could neither evict nor account for, is moved aside.
+pub const STORE_FORMAT: &str = "atc-bt-cache/4 sled/0.34";
 
 /// The kinds of cached results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
-    /// The 54 cross signals of a series (the part of a [`crate::engine::SignalBank`]
-    /// that costs; `r` is recomputed from the close on a hit).
-    Bank,
     /// The average signal and the direction of a series for one full
     /// parameter set.
     Signals,
@@ -49,10 +49,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; Kind::COUNT] = [Kind::Bank, Kind::Signals, Kind::Run, Kind::Report];
+    pub const ALL: [Kind; Kind::COUNT] = [Kind::Signals, Kind::Run, Kind::Report];
 
     /// Number of kinds: the length of every per-kind array.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 3;
 
     /// Whether an entry of this kind is a manifest of files kept under
     /// `<cache dir>/runs/` (removed along with the entry).
@@ -63,17 +63,17 @@ impl Kind {
     /// The name shown by `cache stats`.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Bank => "bank",
             Kind::Signals => "signals",
             Kind::Run => "run",
             Kind::Report => "report",
         }
     }
 
-    /// The byte stored in keys and values.
+    /// The byte stored in keys and values. Tag 1 belonged to the removed
+    /// `bank` kind; it is never reused (a signals key still hashes it, see
+    /// [`signals_key`]).
     pub fn tag(self) -> u8 {
         match self {
-            Kind::Bank => 1,
             Kind::Signals => 2,
             Kind::Run => 3,
             Kind::Report => 4,
@@ -83,7 +83,6 @@ impl Kind {
     /// The kind of a stored tag, if any.
     pub fn from_tag(tag: u8) -> Option<Kind> {
         match tag {
-            1 => Some(Kind::Bank),
             2 => Some(Kind::Signals),
             3 => Some(Kind::Run),
             4 => Some(Kind::Report),
@@ -163,10 +162,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// A hasher with the common prefix of every key.
 fn start(kind: Kind) -> blake3::Hasher {
+    start_tag(kind.tag())
+}
+
+fn start_tag(tag: u8) -> blake3::Hasher {
     let mut h = blake3::Hasher::new();
     h.update(b"atc-bt cache key\0");
     h.update(&FORMAT_VERSION.to_le_bytes());
-    h.update(&[kind.tag()]);
+    h.update(&[tag]);
     h
 }
 
@@ -182,13 +185,16 @@ fn put_f64(h: &mut blake3::Hasher, v: f64) {
 }
 
 /// Key of the signal bank of a series: what the 54 cross signals depend on
-/// (robustness, the six base lengths) and the series itself.
+/// (robustness, the six base lengths) and the series itself. No bank is
+/// stored; this key is the first half of [`signals_key`], hashed with the
+/// tag of the removed `bank` kind (1) so that signals keys, and the entries
+/// they name, did not change when that kind went.
 ///
 /// `close_hash` must identify the exact slice passed as the close (for a
 /// sub-span, hash `(series hash, start, end)` once); `bars` (the slice
 /// length) is keyed too, as a guard.
 pub fn bank_key(close_hash: &str, bars: usize, params: &AtcParams) -> Key {
-    let mut h = start(Kind::Bank);
+    let mut h = start_tag(1);
     h.update(params.robustness.name().as_bytes());
     h.update(&[0]);
     for family in Family::ALL {
@@ -340,13 +346,15 @@ mod tests {
     fn kind_tags_round_trip() {
         for (i, k) in Kind::ALL.into_iter().enumerate() {
             assert_eq!(k.index(), i);
+            assert_ne!(k.tag(), 1, "tag 1 belonged to the removed bank kind");
             assert_eq!(Kind::from_tag(k.tag()), Some(k));
         }
         assert_eq!(Kind::Run.tag(), 3);
         assert_eq!(Kind::Run.name(), "run");
         assert_eq!(Kind::Report.tag(), 4);
         assert!(Kind::Run.has_files() && Kind::Report.has_files());
-        assert!(!Kind::Bank.has_files() && !Kind::Signals.has_files());
+        assert!(!Kind::Signals.has_files());
+        assert_eq!(Kind::from_tag(1), None);
         assert_eq!(Kind::from_tag(5), None);
     }
 }

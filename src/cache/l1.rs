@@ -6,13 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::evict::{self, Candidate};
 use super::key::{Key, Kind};
-use crate::engine::SignalBank;
 
 /// A decoded cached result, shared without copying.
 #[derive(Debug, Clone)]
 pub enum L1Value {
-    /// A signal bank (with `r`).
-    Bank(Arc<SignalBank>),
     /// An average signal and a direction.
     Signals(Arc<(Vec<f64>, Vec<i8>)>),
 }
@@ -21,7 +18,6 @@ impl L1Value {
     /// The kind of result.
     pub fn kind(&self) -> Kind {
         match self {
-            L1Value::Bank(_) => Kind::Bank,
             L1Value::Signals(_) => Kind::Signals,
         }
     }
@@ -29,7 +25,6 @@ impl L1Value {
     /// Heap bytes it holds (what the L1 budget counts).
     pub fn bytes(&self) -> u64 {
         let b = match self {
-            L1Value::Bank(b) => b.r.len() * 8 + b.sig.iter().map(|s| s.len() + 24).sum::<usize>(),
             L1Value::Signals(s) => s.0.len() * 8 + s.1.len(),
         };
         (b + 128) as u64

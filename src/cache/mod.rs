@@ -38,8 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use engine_cache::{
-    cached_signal_bank, cached_signals, lookup_signals, lookup_signals_once, store_signals,
-    store_signals_once,
+    cached_signals, lookup_signals, lookup_signals_once, store_signals, store_signals_once,
 };
 pub use error::CacheError;
 pub use fast::{FastCache, Memo};
@@ -693,7 +692,6 @@ impl Cache {
             rep.checked += 1;
             let ok = Key::from_slice(k).is_some_and(|key| match codec::open(&key, v) {
                 Ok((h, body)) => match h.kind {
-                    Kind::Bank => codec::decode_bank(&h, body).is_ok(),
                     Kind::Signals => codec::decode_signals(&h, body).is_ok(),
                     // The files are hashed after the scan, outside the
                     // store's iterator.

@@ -200,7 +200,7 @@ mod tests {
         let c = Counters::default();
         c.bump(Kind::Run, Counter::HitL2);
         c.bump(Kind::Run, Counter::Miss);
-        c.bump(Kind::Bank, Counter::Insert);
+        c.bump(Kind::Signals, Counter::Insert);
         let p = c.snapshot();
         assert_eq!(p[Kind::Run.index()].hits_l2, 1);
         assert_eq!(p[Kind::Run.index()].misses, 1);

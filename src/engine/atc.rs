@@ -53,7 +53,7 @@ pub struct AtcOutput {
 #[inline]
 pub fn round2(x: f64) -> f64 {
     // floor_exact equals f64::floor bit for bit (tested) without a libm call.
-    super::batch::floor_exact(x * 100.0 + 0.5) / 100.0
+    super::lanes::floor_exact(x * 100.0 + 0.5) / 100.0
 }
 
 /// Checks that every close is finite and > 0 and that there is at least one.

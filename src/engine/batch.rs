@@ -448,24 +448,6 @@ unsafe fn kernel_avx512(
     kernel::<8, Avx512>(x, growth, kp, sc)
 }
 
-/// `floor(y)` exactly, without a libm call (SSE2 has no rounding
-/// instruction): for `|y| < 2^52`, `(|y| + 2^52) − 2^52` rounds `|y|` to an
-/// integer exactly; restoring the sign and stepping down when the result
-/// lies above `y` gives the floor, signed zeros included. Larger values,
-/// infinities and NaN are returned as they are, like `floor`.
-#[inline(always)]
-pub(crate) fn floor_exact(y: f64) -> f64 {
-    const TWO52: f64 = 4_503_599_627_370_496.0;
-    let a = y.abs();
-    let t = ((a + TWO52) - TWO52).copysign(y);
-    let t = if t > y { t - 1.0 } else { t };
-    if a < TWO52 {
-        t
-    } else {
-        y
-    }
-}
-
 /// The whole ATC for `W` lanes of equal length. `inline(always)` so that
 /// [`kernel_avx2`] gets its own AVX2 copy of everything.
 #[inline(always)]
@@ -1144,47 +1126,4 @@ fn shared_kernel<const W: usize, V: Lanes<W>>(
         }
     }
     sc.masks = masks;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floor_exact_equals_floor() {
-        let mut vals = vec![
-            0.0,
-            -0.0,
-            0.5,
-            -0.5,
-            1.0,
-            -1.0,
-            0.49999999999999994,
-            -0.49999999999999994,
-            100.5,
-            -100.5,
-            1e300,
-            -1e300,
-            4503599627370495.5,
-            -4503599627370495.5,
-            9e15,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-        ];
-        let mut z = 0x1234_5678_9abc_def0u64;
-        for _ in 0..100_000 {
-            z = z
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            vals.push(((z >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 203.0);
-            vals.push(f64::from_bits(z));
-        }
-        for v in vals {
-            let (a, b) = (floor_exact(v), v.floor());
-            assert!(
-                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
-                "{v:e}: {a:e} vs {b:e}"
-            );
-        }
-    }
 }

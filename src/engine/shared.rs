@@ -39,7 +39,7 @@
 //!   the double `0.49`); likewise for `< −0.49`. So the kernel compares
 //!   `k` and skips the division, with the same outcomes.
 //!
-//! `tests/sweep_shared.rs` checks the result against the batched and
+//! `tests/lib/sweep_shared.rs` checks the result against the batched and
 //! single-series engines bit for bit on random series and grids, on every
 //! instruction-set path.
 

@@ -4,7 +4,7 @@
 //! byte-identically, run `atc-bt report`, and screenshot the page in
 //! headless Chromium when it is installed.
 
-mod report_support;
+use crate::report_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -435,7 +435,7 @@ fn chromium_screenshot() {
 /// The large-run measurement (issue 9): a synthetic run of
 /// `ATC_BT_REPORT_SYMBOLS` × `ATC_BT_REPORT_BARS` (default 1,000 × 100,000)
 /// rendered in full; prints page size and render time. Run with
-/// `cargo test --release --test report_cli -- --ignored large_run --nocapture`.
+/// `cargo test --release --test cli -- --ignored large_run --nocapture`.
 #[test]
 #[ignore]
 fn large_run_page_size_and_render_time() {

@@ -5,7 +5,7 @@
 //! on the pool, while the next chunk computes) gives the same bytes at any
 //! thread count, for every choice of `--outputs`.
 
-mod common;
+use crate::common;
 
 use atc_bt::data::{DataOptions, Dataset};
 use atc_bt::run::output::{commit_run_dir, partial_dir, write_run_dir, Outputs};

@@ -6,7 +6,7 @@
 //! What they guarantee is summarised in the README ("What atc-bt
 //! guarantees").
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

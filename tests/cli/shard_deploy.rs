@@ -4,7 +4,7 @@
 //! Kubernetes schema. Each test prints a visible SKIP when Python or the
 //! package it needs is missing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! quant can reconcile), each on a small input it writes itself or a tiny
 //! committed fixture. The inputs follow `../shared/cases/*/make.py`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `atc-bt sweep` end to end: the shipped grid on bundled data, one
 //! combination equals `atc-bt run`, and grid errors before any work.
 
-mod common;
+use crate::common;
 
 use common::*;
 use predicates::prelude::*;

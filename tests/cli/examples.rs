@@ -9,11 +9,11 @@ use std::path::Path;
 use assert_cmd::Command;
 
 #[allow(dead_code)]
-#[path = "../examples/run.rs"]
+#[path = "../../examples/run.rs"]
 mod run_example;
 
 #[allow(dead_code)]
-#[path = "../examples/sweep.rs"]
+#[path = "../../examples/sweep.rs"]
 mod sweep_example;
 
 fn same_files(a: &Path, b: &Path, files: &[&str]) {

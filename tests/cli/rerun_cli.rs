@@ -2,7 +2,7 @@
 //! the cache's database (memo + entry manifests + hit journal), and every
 //! way it must step aside for the normal path.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

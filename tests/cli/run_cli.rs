@@ -2,7 +2,7 @@
 //! the input prices, determinism across thread counts, strategy files and
 //! failures.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

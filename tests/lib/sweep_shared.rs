@@ -14,7 +14,7 @@ use atc_bt::engine::{
 };
 use atc_bt::synthetic::SplitMix64;
 
-mod common;
+use crate::common;
 
 fn same(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len()

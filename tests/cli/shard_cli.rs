@@ -2,7 +2,7 @@
 //! `metrics.json` / `results.parquet`, on `data/` and on a synthetic set;
 //! bad parts and bad `--shard` values are clear errors that write nothing.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
