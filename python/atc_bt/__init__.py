@@ -36,8 +36,12 @@ RuntimeError
 ``atc_bt.compat.compute_atc_signals`` is a drop-in for the original Python
 module's entry point (pandas in and out).
 
-``run``/``sweep``/``report`` (the backtest job layer) are not part of this
-version yet: they will call the library's job layer once it exists.
+``open_run(dir)`` / ``open_sweep(dir)`` read a result directory of
+``atc-bt run`` / ``atc-bt sweep`` (``Run``: ``.metrics`` dict, ``.equity``,
+``.trades``, ``.signals`` polars frames; ``Sweep``: ``.results``).
+``run``/``sweep``/``report`` themselves (the backtest job layer) are not
+part of this version yet: they will call the library's job layer once it
+exists, and return these objects.
 """
 
 from __future__ import annotations
@@ -48,8 +52,21 @@ import numpy as np
 
 from . import _atc_bt
 from ._atc_bt import DataError, __version__
+from .results import Run, Sweep, open_run, open_sweep
 
-__all__ = ["compute", "compute_many", "params", "DataError", "COLUMNS", "SIGNAL_COLUMNS", "__version__"]
+__all__ = [
+    "compute",
+    "compute_many",
+    "params",
+    "DataError",
+    "COLUMNS",
+    "SIGNAL_COLUMNS",
+    "Run",
+    "Sweep",
+    "open_run",
+    "open_sweep",
+    "__version__",
+]
 
 _FAMILIES = ("EMA", "HMA", "WMA", "DEMA", "LSMA", "KAMA")
 

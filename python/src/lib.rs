@@ -35,7 +35,9 @@ create_exception!(
 /// Maps an engine error to the Python exception of its kind.
 fn engine_err(e: EngineError) -> PyErr {
     match e {
-        EngineError::EmptySeries | EngineError::BadClose { .. } => DataError::new_err(e.to_string()),
+        EngineError::EmptySeries | EngineError::BadClose { .. } => {
+            DataError::new_err(e.to_string())
+        }
         _ => PyValueError::new_err(e.to_string()),
     }
 }
@@ -59,7 +61,11 @@ fn params_from(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AtcParams> {
     if let Some(kwargs) = kwargs {
         for (k, v) in kwargs.iter() {
             let key: String = k.extract()?;
-            let name = if key == "lambda_" { "lambda".to_string() } else { key.clone() };
+            let name = if key == "lambda_" {
+                "lambda".to_string()
+            } else {
+                key.clone()
+            };
             let value = if v.is_instance_of::<PyBool>() {
                 return Err(PyValueError::new_err(format!(
                     "invalid parameter {key} = {v}: a boolean is not a number"
@@ -107,15 +113,23 @@ fn params_from(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AtcParams> {
             table.insert(name, value);
         }
     }
-    let params: AtcParams = serde_json::from_value(serde_json::Value::Object(table))
-        .map_err(|e| PyValueError::new_err(format!("invalid parameter: {}", python_names(&e.to_string()))))?;
+    let params: AtcParams =
+        serde_json::from_value(serde_json::Value::Object(table)).map_err(|e| {
+            PyValueError::new_err(format!(
+                "invalid parameter: {}",
+                python_names(&e.to_string())
+            ))
+        })?;
     params.validate().map_err(engine_err)?;
     Ok(params)
 }
 
-/// Serde names `lambda`; the Python keyword is `lambda_`.
+/// Serde's message in Python's words: `lambda_` (the keyword), no Rust
+/// type names.
 fn python_names(msg: &str) -> String {
     msg.replace("`lambda`", "`lambda_`")
+        .replace("expected usize", "expected a whole number >= 0")
+        .replace("expected f64", "expected a number")
 }
 
 /// One column of the output, before it becomes a NumPy array.
@@ -143,9 +157,9 @@ fn out_dict<'py>(py: Python<'py>, close: Vec<f64>, out: AtcOutput) -> PyResult<B
     cols.extend(out.eq2.into_iter().map(Col::F));
     cols.push(Col::F(out.avg));
     cols.push(Col::I8(out.dir));
-    let names = atc_columns()
-        .into_iter()
-        .filter(|c| full || !(c.starts_with("ma.") || c.starts_with("sig.") || c.starts_with("eq.")));
+    let names = atc_columns().into_iter().filter(|c| {
+        full || !(c.starts_with("ma.") || c.starts_with("sig.") || c.starts_with("eq."))
+    });
     let d = PyDict::new(py);
     for (name, col) in names.zip(cols) {
         match col {
@@ -170,10 +184,12 @@ fn compute_full<'py>(
     // A copy, so no Python thread can write the input while the GIL is
     // released (one f64 per bar: nothing next to the 162 output vectors).
     let close: Vec<f64> = close.as_array().to_vec();
-    let (close, out) = py.detach(|| guarded(|| {
-        let out = compute(&close, &params, Detail::Full);
-        (close, out)
-    }))?;
+    let (close, out) = py.detach(|| {
+        guarded(|| {
+            let out = compute(&close, &params, Detail::Full);
+            (close, out)
+        })
+    })?;
     out_dict(py, close, out.map_err(engine_err)?)
 }
 
@@ -192,20 +208,21 @@ fn compute_many_raw<'py>(
     let params = params_from(params)?;
     let owned: Vec<Vec<f64>> = closes.iter().map(|c| c.as_array().to_vec()).collect();
     drop(closes);
-    let results: Vec<Result<AtcOutput, EngineError>> = py.detach(|| {
-        guarded(|| {
-            if full {
-                Ok(owned
-                    .par_iter()
-                    .map(|c| compute(c, &params, Detail::Full))
-                    .collect())
-            } else {
-                let refs: Vec<&[f64]> = owned.iter().map(Vec::as_slice).collect();
-                compute_batch(&refs, &params, BatchDetail::Signal)
-            }
-        })
-    })?
-    .map_err(engine_err)?;
+    let results: Vec<Result<AtcOutput, EngineError>> = py
+        .detach(|| {
+            guarded(|| {
+                if full {
+                    Ok(owned
+                        .par_iter()
+                        .map(|c| compute(c, &params, Detail::Full))
+                        .collect())
+                } else {
+                    let refs: Vec<&[f64]> = owned.iter().map(Vec::as_slice).collect();
+                    compute_batch(&refs, &params, BatchDetail::Signal)
+                }
+            })
+        })?
+        .map_err(engine_err)?;
     let mut dicts = Vec::with_capacity(results.len());
     for (i, (close, out)) in owned.into_iter().zip(results).enumerate() {
         let out = out.map_err(|e| match engine_err(e) {
