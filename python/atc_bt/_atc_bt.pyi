@@ -18,9 +18,9 @@ def compute_full(
     """One contiguous float64 series -> the 179 golden columns."""
 
 def compute_many_raw(
-    closes: list[npt.NDArray[np.float64]], full: bool, **params: float | int | str
+    closes: list[npt.NDArray[np.float64]], detail: str, **params: float | int | str
 ) -> list[dict[str, np.ndarray]]:
-    """Many float64 series -> one dict each (batched engine unless ``full``)."""
+    """Many float64 series -> one dict each (``detail``: "direction", "signal" or "full")."""
 
 def resolve_params(**params: float | int | str) -> dict[str, float | int | str]:
     """Defaults filled in and validated; spec names (``lambda``)."""

@@ -20,7 +20,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 use rayon::prelude::*;
 
 use atc_bt::engine::{
-    compute, compute_batch, AtcOutput, AtcParams, BatchDetail, Detail, EngineError, MA_COUNT,
+    compute, compute_batch, AtcOutput, AtcParams, BatchDetail, Detail, EngineError, Family,
+    MA_COUNT,
 };
 use atc_bt::export::atc_columns;
 
@@ -141,31 +142,32 @@ enum Col {
 
 /// The output of one series as a dict keyed by the golden CSV's column
 /// names ([`atc_columns`], the names `atc-bt compute` writes), in its
-/// order. With a [`Detail::Signal`]-shaped output the per-MA columns
-/// (`ma.*`, `sig.*`, `eq.*`) are empty and left out.
+/// order. Columns the engine did not keep ([`Detail::Signal`],
+/// [`BatchDetail::Direction`]) are left out.
 fn out_dict<'py>(py: Python<'py>, close: Vec<f64>, out: AtcOutput) -> PyResult<Bound<'py, PyDict>> {
     let n = close.len();
-    let full = out.ma.len() == MA_COUNT;
+    // Absent groups padded with empty columns so names and columns align.
+    let pad_f = |v: Vec<Vec<f64>>, k: usize| if v.is_empty() { vec![Vec::new(); k] } else { v };
+    let pad_i = |v: Vec<Vec<i8>>, k: usize| if v.is_empty() { vec![Vec::new(); k] } else { v };
+    let families = Family::ALL.len();
     let mut cols: Vec<Col> = Vec::with_capacity(179);
     cols.push(Col::I64((0..n as i64).collect()));
     cols.push(Col::F(close));
     cols.push(Col::F(out.r));
-    cols.extend(out.ma.into_iter().map(Col::F));
-    cols.extend(out.sig.into_iter().map(Col::I8));
-    cols.extend(out.eq.into_iter().map(Col::F));
-    cols.extend(out.l1.into_iter().map(Col::F));
-    cols.extend(out.eq2.into_iter().map(Col::F));
+    cols.extend(pad_f(out.ma, MA_COUNT).into_iter().map(Col::F));
+    cols.extend(pad_i(out.sig, MA_COUNT).into_iter().map(Col::I8));
+    cols.extend(pad_f(out.eq, MA_COUNT).into_iter().map(Col::F));
+    cols.extend(pad_f(out.l1, families).into_iter().map(Col::F));
+    cols.extend(pad_f(out.eq2, families).into_iter().map(Col::F));
     cols.push(Col::F(out.avg));
     cols.push(Col::I8(out.dir));
-    let names = atc_columns().into_iter().filter(|c| {
-        full || !(c.starts_with("ma.") || c.starts_with("sig.") || c.starts_with("eq."))
-    });
     let d = PyDict::new(py);
-    for (name, col) in names.zip(cols) {
+    for (name, col) in atc_columns().into_iter().zip(cols) {
         match col {
-            Col::F(v) => d.set_item(name, v.into_pyarray(py))?,
-            Col::I8(v) => d.set_item(name, v.into_pyarray(py))?,
-            Col::I64(v) => d.set_item(name, v.into_pyarray(py))?,
+            Col::F(v) if !v.is_empty() => d.set_item(name, v.into_pyarray(py))?,
+            Col::I8(v) if !v.is_empty() => d.set_item(name, v.into_pyarray(py))?,
+            Col::I64(v) if !v.is_empty() => d.set_item(name, v.into_pyarray(py))?,
+            _ => {}
         }
     }
     Ok(d)
@@ -193,32 +195,43 @@ fn compute_full<'py>(
     out_dict(py, close, out.map_err(engine_err)?)
 }
 
-/// Many series: `full = false` runs the batched engine
-/// ([`compute_batch`], signal columns), `full = true` the single-series
-/// engine on every series in parallel (179 columns). The first refused
-/// series fails the call, naming its position.
+/// Many series. `detail`: `"direction"` / `"signal"` run the batched
+/// engine ([`compute_batch`] with [`BatchDetail::Direction`] /
+/// [`BatchDetail::Signal`]), `"full"` the single-series engine on every
+/// series in parallel (179 columns). The first refused series fails the
+/// call, naming its position.
 #[pyfunction]
-#[pyo3(signature = (closes, full, **params))]
+#[pyo3(signature = (closes, detail, **params))]
 fn compute_many_raw<'py>(
     py: Python<'py>,
     closes: Vec<PyReadonlyArray1<'py, f64>>,
-    full: bool,
+    detail: &str,
     params: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let batch = match detail {
+        "direction" => Some(BatchDetail::Direction),
+        "signal" => Some(BatchDetail::Signal),
+        "full" => None,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "invalid detail {other:?}: expected \"direction\", \"signal\" or \"full\""
+            )))
+        }
+    };
     let params = params_from(params)?;
     let owned: Vec<Vec<f64>> = closes.iter().map(|c| c.as_array().to_vec()).collect();
     drop(closes);
     let results: Vec<Result<AtcOutput, EngineError>> = py
         .detach(|| {
             guarded(|| {
-                if full {
+                if let Some(batch) = batch {
+                    let refs: Vec<&[f64]> = owned.iter().map(Vec::as_slice).collect();
+                    compute_batch(&refs, &params, batch)
+                } else {
                     Ok(owned
                         .par_iter()
                         .map(|c| compute(c, &params, Detail::Full))
                         .collect())
-                } else {
-                    let refs: Vec<&[f64]> = owned.iter().map(Vec::as_slice).collect();
-                    compute_batch(&refs, &params, BatchDetail::Signal)
                 }
             })
         })?

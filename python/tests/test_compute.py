@@ -44,9 +44,12 @@ def test_compute_many_ragged_list_matches_golden_and_compute(golden):
     closes = [golden[c][0]["close"] for c in DEFAULT_CASES]
     many = atc_bt.compute_many(closes)
     full = atc_bt.compute_many(closes, detail="full")
-    assert len(many) == len(full) == len(DEFAULT_CASES)
-    for case, sig, fl in zip(DEFAULT_CASES, many, full):
+    direction = atc_bt.compute_many(closes, detail="direction")
+    assert len(many) == len(full) == len(direction) == len(DEFAULT_CASES)
+    for case, sig, fl, dr in zip(DEFAULT_CASES, many, full, direction):
         expected = golden[case][0]
+        assert tuple(dr) == atc_bt.DIRECTION_COLUMNS
+        assert_golden(dr, expected, columns=atc_bt.DIRECTION_COLUMNS, where=f"{case} direction")
         assert tuple(sig) == atc_bt.SIGNAL_COLUMNS
         assert_golden(sig, expected, columns=atc_bt.SIGNAL_COLUMNS, where=f"{case} signal")
         assert_golden(fl, expected, where=f"{case} full")
@@ -55,6 +58,8 @@ def test_compute_many_ragged_list_matches_golden_and_compute(golden):
             assert_same_bits(fl[name], single[name], f"{case} full {name}")
         for name in atc_bt.SIGNAL_COLUMNS:
             assert_same_bits(sig[name], single[name], f"{case} signal {name}")
+        for name in atc_bt.DIRECTION_COLUMNS:
+            assert_same_bits(dr[name], single[name], f"{case} direction {name}")
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c not in DEFAULT_CASES])
