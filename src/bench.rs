@@ -25,7 +25,7 @@ use crate::sweep::{sweep, Grid};
 use crate::synthetic::random_walk;
 
 /// What to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// The full ATC engine per symbol.
@@ -45,7 +45,7 @@ pub enum Stage {
 }
 
 /// Which ATC engine the `full` stage times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// [`compute_batch`]: symbols in SIMD lanes, batches in parallel (what

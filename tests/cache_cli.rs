@@ -1,10 +1,190 @@
-//! Integration tests of the result cache through the real binary, using the
-//! hidden `atc-bt cache selftest` driver (cached signals for N seeded
-//! synthetic series; prints a digest of the results and hit/miss counts).
+//! Integration tests of the result cache through the real binary (`cache
+//! stats|gc|verify`) and a driver that stays out of the shipped binary:
+//! `selftest` (cached signals for N seeded synthetic series; prints a
+//! digest of the results and hit/miss counts) and `corrupt` (damages N
+//! stored values). The driver is [`cache_driver`], run in a child process
+//! of this test binary (the tests need separate processes: kill -9,
+//! two processes at once), its arguments in `$ATC_BT_CACHE_DRIVER`.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use atc_bt::cache::{self, Cache, CacheConfig, Kind, KindStats};
+use atc_bt::engine::AtcParams;
+use rayon::prelude::*;
+
+const DRIVER_ENV: &str = "ATC_BT_CACHE_DRIVER";
+
+/// A child process of this test binary running the driver with `args`
+/// (`selftest …` or `corrupt …`, as the hidden subcommands took them).
+fn driver(args: &[&str], dir: &Path) -> Command {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.push("--cache-dir".into());
+    all.push(dir.display().to_string());
+    let mut c = Command::new(std::env::current_exe().expect("test binary"));
+    c.args([
+        "--exact",
+        "cache_driver",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(DRIVER_ENV, all.join("\u{1f}"))
+    .env_remove("ATC_CACHE_DIR");
+    c
+}
+
+/// The driver (not a test: it does nothing unless run by [`driver`]).
+#[test]
+#[ignore = "run by the other tests in a child process"]
+fn cache_driver() {
+    let Ok(text) = std::env::var(DRIVER_ENV) else {
+        return;
+    };
+    let args: Vec<&str> = text.split('\u{1f}').collect();
+    // A line of its own: libtest has written its header without one.
+    println!();
+    let code = match run_driver(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_driver(args: &[&str]) -> Result<(), String> {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| *a == name)
+            .and_then(|i| args.get(i + 1))
+            .copied()
+    };
+    let num = |name: &str, default: u64| -> Result<u64, String> {
+        value(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|e| format!("{name} {v}: {e}"))
+        })
+    };
+    let dir = value("--cache-dir").ok_or("--cache-dir is required")?;
+    let ttl = match value("--cache-ttl") {
+        Some(v) => Duration::from_millis(
+            v.strip_suffix("ms")
+                .and_then(|n| n.parse().ok())
+                .ok_or(format!("--cache-ttl {v}: give milliseconds, e.g. 300ms"))?,
+        ),
+        None => Duration::from_secs(30 * 86_400),
+    };
+    let cfg = CacheConfig {
+        dir: atc_bt::locate::cache_dir(
+            &atc_bt::locate::data_base(Path::new("data")),
+            Some(Path::new(dir)),
+        ),
+        mem_bytes: 256 << 20,
+        disk_bytes: num("--cache-size", 2 << 30)?,
+        ttl,
+        enabled: !args.contains(&"--no-cache"),
+    };
+    match args.first() {
+        Some(&"corrupt") => {
+            let cache = Cache::open(&CacheConfig {
+                enabled: true,
+                ..cfg
+            });
+            for w in cache.take_warnings() {
+                eprintln!("{w}");
+            }
+            println!(
+                "damaged {}",
+                cache.corrupt_values_for_test(num("--count", 1)? as usize)
+            );
+            Ok(())
+        }
+        Some(&"selftest") => {
+            run_selftest(
+                &cfg,
+                num("--symbols", 10)?,
+                num("--bars", 1500)? as usize,
+                num("--params", 1)? as usize,
+                num("--hold-ms", 0)?,
+            );
+            Ok(())
+        }
+        other => Err(format!("unknown driver command {other:?}")),
+    }
+}
+
+fn series_hash(close: &[f64]) -> String {
+    let mut h = blake3::Hasher::new();
+    for c in close {
+        h.update(&c.to_bits().to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Cached signals for `symbols` seeded series: prints a digest of the
+/// results and the hit/miss counts per kind.
+fn run_selftest(cfg: &CacheConfig, symbols: u64, bars: usize, params: usize, hold_ms: u64) {
+    let t0 = Instant::now();
+    let cache = Cache::open(cfg);
+    let shown = cache.warnings().len();
+    for w in cache.warnings() {
+        eprintln!("{w}");
+    }
+    let sets: Vec<AtcParams> = (0..params.max(1))
+        .map(|i| AtcParams {
+            lambda: 0.02 + 0.01 * i as f64,
+            ..AtcParams::default()
+        })
+        .collect();
+    let results: Vec<Vec<(Vec<f64>, Vec<i8>)>> = (0..symbols)
+        .into_par_iter()
+        .map(|seed| {
+            let close = atc_bt::synthetic::random_walk(seed, bars);
+            let h = series_hash(&close);
+            sets.iter()
+                .map(|p| cache::cached_signals(&cache, &h, &close, p))
+                .collect()
+        })
+        .collect();
+    let mut d = blake3::Hasher::new();
+    for (avg, dir) in results.iter().flatten() {
+        for a in avg {
+            d.update(&a.to_bits().to_le_bytes());
+        }
+        d.update(&dir.iter().map(|&x| x as u8).collect::<Vec<_>>());
+    }
+    std::thread::sleep(Duration::from_millis(hold_ms));
+    cache.flush();
+    for w in cache.warnings().iter().skip(shown) {
+        eprintln!("{w}");
+    }
+    println!("digest {}", d.finalize().to_hex());
+    let st = cache.stats();
+    for k in Kind::ALL {
+        println!("{}", kind_line(k, &st.this_run[k.index()]));
+    }
+    println!("l2 {}", if cache.has_l2() { "on" } else { "off" });
+    println!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
+}
+
+fn kind_line(k: Kind, s: &KindStats) -> String {
+    format!(
+        "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
+        k.name(),
+        s.hits_l1 + s.hits_l2,
+        s.hits_l1,
+        s.hits_l2,
+        s.misses,
+        s.corrupt,
+        s.expired,
+        s.inserts,
+        s.hit_rate()
+            .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+    )
+}
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_atc-bt"));
@@ -17,20 +197,10 @@ fn selftest(dir: &Path, extra: &[&str]) -> Output {
 }
 
 fn selftest_n(dir: &Path, symbols: u64, extra: &[&str]) -> Output {
-    let mut c = bin();
     let n = symbols.to_string();
-    c.args([
-        "cache",
-        "selftest",
-        "--symbols",
-        &n,
-        "--bars",
-        "600",
-        "--cache-dir",
-    ])
-    .arg(dir)
-    .args(extra);
-    let out = c.output().expect("run atc-bt");
+    let mut args = vec!["selftest", "--symbols", &n, "--bars", "600"];
+    args.extend_from_slice(extra);
+    let out = driver(&args, dir).output().expect("run the cache driver");
     assert!(
         out.status.success(),
         "selftest failed: {}",
@@ -96,17 +266,7 @@ fn kill_9_mid_run_leaves_a_usable_cache() {
     let want = no_cache_digest();
     let mut killed_running = 0;
     for delay_ms in [150u64, 400, 900] {
-        let mut child = bin()
-            .args([
-                "cache",
-                "selftest",
-                "--symbols",
-                "400",
-                "--bars",
-                "600",
-                "--cache-dir",
-            ])
-            .arg(t.path())
+        let mut child = driver(&["selftest", "--symbols", "400", "--bars", "600"], t.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -131,9 +291,7 @@ fn kill_9_mid_run_leaves_a_usable_cache() {
 fn corrupted_values_are_counted_and_recomputed() {
     let t = tempfile::tempdir().unwrap();
     let want = digest(&selftest(t.path(), &[]));
-    let c = bin()
-        .args(["cache", "corrupt", "--count", "5", "--cache-dir"])
-        .arg(t.path())
+    let c = driver(&["corrupt", "--count", "5"], t.path())
         .output()
         .unwrap();
     assert!(stdout(&c).contains("damaged 5"));
@@ -190,10 +348,8 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
     // The first process holds the database for a while after computing, so
     // the second always finds it locked, however fast the machine.
     let spawn = |hold: &str| {
-        bin()
-            .env("ATC_CACHE_LOCK_WAIT_MS", "100")
-            .args([
-                "cache",
+        driver(
+            &[
                 "selftest",
                 "--symbols",
                 "200",
@@ -201,13 +357,14 @@ fn two_processes_at_once_both_succeed_one_runs_l1_only() {
                 "600",
                 "--hold-ms",
                 hold,
-                "--cache-dir",
-            ])
-            .arg(t.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+            ],
+            t.path(),
+        )
+        .env("ATC_CACHE_LOCK_WAIT_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
     };
     let a = spawn("3000");
     std::thread::sleep(Duration::from_millis(300));
@@ -292,9 +449,8 @@ fn eviction_under_a_tiny_cap_keeps_the_frequently_used_entries() {
     let base = size(t.path());
     // A sweep of 150 other series under a cap not far above the base.
     let cap = format!("{}", base * 3);
-    let out = bin()
-        .args([
-            "cache",
+    let out = driver(
+        &[
             "selftest",
             "--symbols",
             "154",
@@ -302,11 +458,11 @@ fn eviction_under_a_tiny_cap_keeps_the_frequently_used_entries() {
             "600",
             "--cache-size",
             &cap,
-        ])
-        .arg("--cache-dir")
-        .arg(t.path())
-        .output()
-        .unwrap();
+        ],
+        t.path(),
+    )
+    .output()
+    .unwrap();
     assert!(out.status.success());
     let gc = bin()
         .args(["cache", "gc", "--cache-size", &cap, "--cache-dir"])

@@ -470,7 +470,7 @@ fn large_run_page_size_and_render_time() {
         s.html_bytes as f64 / 1024.0,
         s.files.len(),
         s.total_bytes as f64 / 1048576.0,
-        atc_bt::report::memory::peak_rss_bytes().map(|b| b / 1048576),
+        atc_bt::job::memory::peak_rss_bytes().map(|b| b / 1048576),
         dir.display()
     );
     assert!(s.html_bytes < 5 * 1024 * 1024, "page must stay a few MB");

@@ -170,16 +170,12 @@ impl Calendar {
 }
 
 /// Median of a non-empty slice, by selection (O(n), the slice is
-/// reordered); the mean of the two middle values when the length is even.
+/// reordered; [`crate::data::validate::middle`]); the mean of the two
+/// middle values when the length is even.
 fn median_in_place<T: Copy + Ord + Into<f64>>(v: &mut [T]) -> f64 {
-    let n = v.len();
-    let (lo, mid, _) = v.select_nth_unstable(n / 2);
-    let mid: f64 = (*mid).into();
-    if n % 2 == 1 {
-        mid
-    } else {
-        let below = lo.iter().copied().max().map_or(mid, Into::into);
-        0.5 * (below + mid)
+    match crate::data::validate::middle(v) {
+        (mid, None) => mid.into(),
+        (mid, Some(below)) => 0.5 * (below.into() + mid.into()),
     }
 }
 

@@ -3,7 +3,56 @@
 use anyhow::Result;
 use clap::Args;
 
-use crate::bench::{run_bench, BenchConfig, EngineKind, Stage};
+use atc_bt::bench::{self, run_bench, BenchConfig};
+
+/// What to measure (the library's [`bench::Stage`], as a flag value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// The full ATC engine per symbol.
+    Full,
+    /// Positions, fills, equity, trades and every metric, from a given
+    /// direction series.
+    Backtest,
+    /// A lambda × decay sweep of `--combos` combinations (engine, backtest,
+    /// metrics and `results.parquet`), timed beside one run of the same
+    /// data; bars/s are combination-bars/s.
+    Sweep,
+    /// The end-to-end `run` path (what `atc-bt run --no-cache --no-report`
+    /// does once the data is open: engine, backtest, metrics, the Parquet
+    /// and JSON results written and synced), timed against the batched
+    /// engine alone on the same bars, the two alternated.
+    Run,
+}
+
+impl From<Stage> for bench::Stage {
+    fn from(s: Stage) -> bench::Stage {
+        match s {
+            Stage::Full => bench::Stage::Full,
+            Stage::Backtest => bench::Stage::Backtest,
+            Stage::Sweep => bench::Stage::Sweep,
+            Stage::Run => bench::Stage::Run,
+        }
+    }
+}
+
+/// Which ATC engine the `full` stage times ([`bench::EngineKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// `compute_batch`: symbols in SIMD lanes, batches in parallel (what
+    /// `run` uses).
+    Batched,
+    /// `compute_unchecked` once per symbol, symbols in parallel.
+    Single,
+}
+
+impl From<EngineKind> for bench::EngineKind {
+    fn from(e: EngineKind) -> bench::EngineKind {
+        match e {
+            EngineKind::Batched => bench::EngineKind::Batched,
+            EngineKind::Single => bench::EngineKind::Single,
+        }
+    }
+}
 
 /// Arguments of `atc-bt bench`.
 #[derive(Debug, Args)]
@@ -41,8 +90,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub compare: bool,
     /// The run stage's result files, as `run --outputs`
-    #[arg(long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = crate::run::output::Outputs::parse)]
-    pub outputs: crate::run::output::Outputs,
+    #[arg(long, value_name = "LIST", default_value = "equity,trades,signals", value_parser = atc_bt::run::output::Outputs::parse)]
+    pub outputs: atc_bt::run::output::Outputs,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -58,8 +107,8 @@ pub fn execute(args: &BenchArgs) -> Result<()> {
         bars: args.bars,
         threads: threads.max(1),
         repeat: args.repeat,
-        stage: args.stage,
-        engine: args.engine,
+        stage: args.stage.into(),
+        engine: args.engine.into(),
         compare: args.compare,
         combos: args.combos,
         outputs: args.outputs,

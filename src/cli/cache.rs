@@ -2,14 +2,12 @@
 //! options every computing command flattens.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use rayon::prelude::*;
 
-use crate::cache::{self, Cache, CacheConfig, CacheStats, Kind, KindStats};
-use crate::engine::AtcParams;
+use atc_bt::cache::{self, Cache, CacheConfig, CacheStats, Kind, KindStats};
 
 /// Cache options shared by every computing command (`--no-cache`, …).
 #[derive(Debug, Clone, Args)]
@@ -35,13 +33,24 @@ pub struct CacheFlags {
 }
 
 impl CacheFlags {
+    /// The job's cache settings for these flags.
+    pub fn settings(&self) -> atc_bt::job::CacheSettings {
+        atc_bt::job::CacheSettings {
+            dir: self.cache_dir.clone(),
+            mem_bytes: self.cache_mem,
+            disk_bytes: self.cache_size,
+            ttl: self.cache_ttl,
+            enabled: !self.no_cache,
+        }
+    }
+
     /// The cache configuration for data whose data directory is `base`
-    /// (see [`crate::locate`]: `--cache-dir`, else `$ATC_CACHE_DIR`, else
+    /// (see [`atc_bt::locate`]: `--cache-dir`, else `$ATC_CACHE_DIR`, else
     /// `<base>/.atc-cache` when writable, else the per-user cache
     /// directory). Nothing is created.
     pub fn config(&self, base: &Path) -> CacheConfig {
         CacheConfig {
-            dir: crate::locate::cache_dir(base, self.cache_dir.as_deref()),
+            dir: atc_bt::locate::cache_dir(base, self.cache_dir.as_deref()),
             mem_bytes: self.cache_mem,
             disk_bytes: self.cache_size,
             ttl: self.cache_ttl,
@@ -156,43 +165,11 @@ pub enum CacheAction {
     /// Check every stored value's checksum and re-hash the files of cached
     /// runs; remove and list the bad ones
     Verify,
-    /// Test driver: cached signals for N seeded synthetic series; prints a
-    /// digest and hit/miss counts
-    #[command(hide = true)]
-    Selftest(SelftestArgs),
-    /// Test hook: damage N stored values
-    #[command(hide = true)]
-    Corrupt {
-        /// How many values to damage.
-        #[arg(long, default_value_t = 1)]
-        count: usize,
-    },
-}
-
-/// Arguments of the hidden `cache selftest`.
-#[derive(Debug, Args)]
-pub struct SelftestArgs {
-    /// Number of synthetic series (seeds 0..N)
-    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
-    pub symbols: u64,
-    /// Bars per series
-    #[arg(long, default_value_t = 1500, allow_negative_numbers = true)]
-    pub bars: usize,
-    /// Parameter sets per series (lambda varied: shares each bank)
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    pub params: usize,
-    /// Instead, measure fetch vs recompute per kind on one series
-    #[arg(long)]
-    pub measure: bool,
-    /// Keep the cache open this long after computing (tests of concurrent processes)
-    #[arg(long, default_value_t = 0, hide = true, allow_negative_numbers = true)]
-    pub hold_ms: u64,
 }
 
 /// Runs `atc-bt cache …`.
 pub fn run(args: &CacheArgs) -> Result<()> {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let mut cfg = args.flags.config(&crate::locate::data_base(&args.data));
+    let cfg = args.flags.config(&atc_bt::locate::data_base(&args.data));
     let absent = !cfg.dir.join("db").exists();
     match &args.action {
         CacheAction::Clear => {
@@ -253,18 +230,6 @@ pub fn run(args: &CacheArgs) -> Result<()> {
             print_new_warnings(&cache);
             Ok(())
         }
-        CacheAction::Corrupt { count } => {
-            let cache = open_for_maintenance(&cfg)?;
-            outln!("damaged {}", cache.corrupt_values_for_test(*count));
-            Ok(())
-        }
-        CacheAction::Selftest(s) if s.measure => measure(&cfg, s.bars),
-        CacheAction::Selftest(s) => {
-            if cfg.dir.as_os_str().is_empty() {
-                cfg.dir = cwd.join(".atc-cache");
-            }
-            selftest(&cfg, s)
-        }
     }
 }
 
@@ -291,59 +256,6 @@ fn open_for_maintenance(cfg: &CacheConfig) -> Result<Cache> {
     Ok(cache)
 }
 
-fn series_hash(close: &[f64]) -> String {
-    let mut h = blake3::Hasher::new();
-    for c in close {
-        h.update(&c.to_bits().to_le_bytes());
-    }
-    h.finalize().to_hex().to_string()
-}
-
-fn selftest(cfg: &CacheConfig, s: &SelftestArgs) -> Result<()> {
-    let t0 = Instant::now();
-    let cache = Cache::open(cfg);
-    let shown = cache.warnings().len();
-    for w in cache.warnings() {
-        errln!("{w}");
-    }
-    let sets: Vec<AtcParams> = (0..s.params.max(1))
-        .map(|i| AtcParams {
-            lambda: 0.02 + 0.01 * i as f64,
-            ..AtcParams::default()
-        })
-        .collect();
-    let results: Vec<Vec<(Vec<f64>, Vec<i8>)>> = (0..s.symbols)
-        .into_par_iter()
-        .map(|seed| {
-            let close = crate::synthetic::random_walk(seed, s.bars);
-            let h = series_hash(&close);
-            sets.iter()
-                .map(|p| cache::cached_signals(&cache, &h, &close, p))
-                .collect()
-        })
-        .collect();
-    let mut d = blake3::Hasher::new();
-    for (avg, dir) in results.iter().flatten() {
-        for a in avg {
-            d.update(&a.to_bits().to_le_bytes());
-        }
-        d.update(&dir.iter().map(|&x| x as u8).collect::<Vec<_>>());
-    }
-    std::thread::sleep(std::time::Duration::from_millis(s.hold_ms));
-    cache.flush();
-    for w in cache.warnings().iter().skip(shown) {
-        errln!("{w}");
-    }
-    outln!("digest {}", d.finalize().to_hex());
-    let st = cache.stats();
-    for k in Kind::ALL {
-        outln!("{}", kind_line(k, &st.this_run[k.index()]));
-    }
-    outln!("l2 {}", if cache.has_l2() { "on" } else { "off" });
-    outln!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
-    Ok(())
-}
-
 fn kind_line(k: Kind, s: &KindStats) -> String {
     format!(
         "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
@@ -358,106 +270,6 @@ fn kind_line(k: Kind, s: &KindStats) -> String {
         s.hit_rate()
             .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
     )
-}
-
-fn median_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e6
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
-/// Fetch vs recompute per kind on one series of `bars` bars.
-fn measure(cfg: &CacheConfig, bars: usize) -> Result<()> {
-    let close = crate::synthetic::random_walk(42, bars);
-    let h = series_hash(&close);
-    let p = AtcParams::default();
-    let reps = 31;
-    let warm = Cache::open(cfg);
-    if !warm.has_l2() {
-        bail!(
-            "measure needs the on-disk cache: {}",
-            warm.warnings().join("; ")
-        );
-    }
-    cache::cached_signals(&warm, &h, &close, &p);
-    warm.flush();
-    let store = cache::store::open_sled(&cfg.dir, Duration::from_secs(1))
-        .store
-        .context("cannot reopen the store")?;
-    let no_l1 = Cache::with_store(
-        Some(store as std::sync::Arc<dyn cache::store::KvStore>),
-        &CacheConfig {
-            mem_bytes: 0,
-            ..cfg.clone()
-        },
-    );
-    let bank = crate::engine::signal_bank(&close, &p, false).0;
-    let rows = [
-        (
-            "bank recompute (54 MAs + signals)",
-            median_us(reps, || {
-                std::hint::black_box(crate::engine::signal_bank(&close, &p, false));
-            }),
-        ),
-        (
-            "bank fetch L2 (sled get + verify + decode)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&no_l1, &h, &close, &p));
-            }),
-        ),
-        (
-            "bank fetch L1 (clone)",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signal_bank(&warm, &h, &close, &p));
-            }),
-        ),
-        (
-            "signals recompute from bank (layers)",
-            median_us(reps, || {
-                std::hint::black_box(crate::engine::layers(
-                    &bank,
-                    &p,
-                    crate::engine::Detail::Signal,
-                ));
-            }),
-        ),
-        (
-            "signals recompute from close (bank + layers)",
-            median_us(reps, || {
-                let b = crate::engine::signal_bank(&close, &p, false).0;
-                std::hint::black_box(crate::engine::layers(&b, &p, crate::engine::Detail::Signal));
-            }),
-        ),
-        (
-            "signals fetch L2",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signals(&no_l1, &h, &close, &p));
-            }),
-        ),
-        (
-            "signals fetch L1",
-            median_us(reps, || {
-                std::hint::black_box(cache::cached_signals(&warm, &h, &close, &p));
-            }),
-        ),
-        (
-            "one EMA (len 28)",
-            median_us(reps, || {
-                std::hint::black_box(crate::engine::ma::ema(&close, 28));
-            }),
-        ),
-    ];
-    outln!("bars {bars}, median of {reps} (µs):");
-    for (name, us) in rows {
-        outln!("  {name:<48} {us:>10.1}");
-    }
-    Ok(())
 }
 
 /// `1.5 MiB`-style sizes.

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::params::AtcArgs;
-use crate::engine::{compute, AtcParams, Detail};
-use crate::export::write_atc_csv;
+use atc_bt::engine::{compute, AtcParams, Detail};
+use atc_bt::export::write_atc_csv;
 
 /// Arguments of `atc-bt compute`.
 #[derive(Debug, Args)]
@@ -41,17 +41,17 @@ pub fn run(args: &ComputeArgs) -> Result<()> {
     let close = read_close(&args.input, args.symbol.as_deref())?;
     let out = compute(&close, &params, Detail::Full)
         .with_context(|| format!("{}: cannot run the engine", args.input.display()))?;
-    crate::files::out::check_file(&args.out, args.force, None)?;
-    let written = crate::files::out::write_file(&args.out, |tmp| {
+    atc_bt::files::out::check_file(&args.out, args.force, None)?;
+    let written = atc_bt::files::out::write_file(&args.out, |tmp| {
         let file = File::create(tmp)?;
         write_atc_csv(BufWriter::new(file), &close, &out)
     });
     match written {
         Ok(()) => Ok(()),
-        Err(crate::files::out::FileWriteError::Write(e)) => {
+        Err(atc_bt::files::out::FileWriteError::Write(e)) => {
             Err(e).with_context(|| format!("cannot write {}", args.out.display()))
         }
-        Err(crate::files::out::FileWriteError::Out(e)) => Err(e.into()),
+        Err(atc_bt::files::out::FileWriteError::Out(e)) => Err(e.into()),
     }
 }
 
@@ -70,7 +70,7 @@ fn read_close(path: &Path, symbol: Option<&str>) -> Result<Vec<f64>> {
                 path.display()
             );
         };
-        return Ok(crate::data::read_symbol_close(path, symbol)?);
+        return Ok(atc_bt::data::read_symbol_close(path, symbol)?);
     }
     if symbol.is_some() {
         bail!("{}: --symbol only applies to Parquet input", path.display());

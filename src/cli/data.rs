@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
-use crate::data::store::Columns;
-use crate::data::{
+use atc_bt::data::store::Columns;
+use atc_bt::data::{
     fmt_ts, parse_date_bound, synth, DataOptions, Dataset, SymbolSelection, INPUT_HELP,
 };
 
@@ -107,7 +107,7 @@ impl SelectionArgs {
         Ok(SymbolSelection::parse(&self.symbols)?)
     }
     /// `--from` as µs UTC.
-    pub fn from_us(&self) -> Result<Option<i64>> {
+    pub fn window_start(&self) -> Result<Option<i64>> {
         Ok(self
             .from
             .as_deref()
@@ -115,7 +115,7 @@ impl SelectionArgs {
             .transpose()?)
     }
     /// `--to` as µs UTC (inclusive end).
-    pub fn to_us(&self) -> Result<Option<i64>> {
+    pub fn window_end(&self) -> Result<Option<i64>> {
         Ok(self
             .to
             .as_deref()
@@ -190,10 +190,10 @@ pub fn run(args: &DataArgs) -> Result<()> {
         DataCommand::Gc(a) => gc(a),
         DataCommand::Synth(a) => {
             let t0 = std::time::Instant::now();
-            crate::files::out::check_file(
+            atc_bt::files::out::check_file(
                 &a.out,
                 a.force,
-                Some(&crate::data::synth::is_synth_file),
+                Some(&atc_bt::data::synth::is_synth_file),
             )?;
             synth(a.symbols, a.bars, a.seed, &a.out)?;
             errln!(
@@ -269,13 +269,13 @@ fn info(a: &InfoArgs) -> Result<()> {
             "warnings": ds.warnings(),
             "invalid": ds.invalid(),
         });
-        // One write: a closed pipe drops the rest (see `crate::term`).
+        // One write: a closed pipe drops the rest (see `atc_bt::term`).
         outln!(
             "{}",
-            crate::term::json_safe(&serde_json::to_string_pretty(&v)?)
+            atc_bt::term::json_safe(&serde_json::to_string_pretty(&v)?)
         );
     } else {
-        use crate::term::quote;
+        use atc_bt::term::quote;
         let w = ds
             .series()
             .iter()
@@ -294,7 +294,7 @@ fn info(a: &InfoArgs) -> Result<()> {
             "zone"
         );
         for s in ds.series() {
-            if crate::term::stdout_closed() {
+            if atc_bt::term::stdout_closed() {
                 break;
             }
             outln!(
@@ -315,7 +315,7 @@ fn info(a: &InfoArgs) -> Result<()> {
                 quote(&b.name),
                 b.row,
                 fmt_ts(b.ts),
-                crate::term::escape(&b.problem)
+                atc_bt::term::escape(&b.problem)
             );
         }
         outln!(
@@ -388,7 +388,7 @@ fn verify(a: &IngestArgs) -> Result<()> {
 }
 
 fn gc(a: &GcArgs) -> Result<()> {
-    let r = crate::data::store::gc(&DataOptions {
+    let r = atc_bt::data::store::gc(&DataOptions {
         data: a.data.clone(),
         store: a.store.clone(),
         strict: false,

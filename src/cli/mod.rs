@@ -1,4 +1,12 @@
-//! Command-line interface: parse with clap, call the library, print.
+//! The command line (the binary's, not the library's): parse with clap,
+//! turn the flags into the library's settings ([`atc_bt::job`]), call the
+//! job, print what it returns. Nothing else happens here.
+//!
+//! Modules: `run`, `sweep`, `merge` (the jobs' flags and printing),
+//! `params` (ATC parameter flags), `data`, `cache`, `compute`, `bench`,
+//! `report`. None imports another's items except `run`'s shared pieces
+//! (the progress display, report flags, strategy resolution and data
+//! settings), used by `sweep` and `merge`.
 //!
 //! Exit codes: 0 success, 1 an error (printed to stderr with its causes),
 //! 2 a usage error (clap). A closed stdout (`atc-bt … | head`) is not an
@@ -11,17 +19,15 @@ mod data;
 mod merge;
 mod params;
 mod report;
-mod rerun;
 mod run;
 mod sweep;
 
 use clap::{Parser, Subcommand};
 
-pub use cache::{parse_bytes, parse_duration, CacheArgs, CacheFlags};
-pub use compute::{read_close_csv, ComputeArgs};
-pub use data::{DataArgs, DataSourceArgs, SelectionArgs};
-pub use params::AtcArgs;
-pub use report::ReportArgs;
+use cache::CacheArgs;
+use compute::ComputeArgs;
+use data::DataArgs;
+use report::ReportArgs;
 
 /// atc-bt: backtest the Adaptive Trend Classification (ATC) indicator.
 ///
@@ -77,7 +83,7 @@ pub fn main() -> i32 {
         Err(err) => report_error(&err),
     };
     // Output lost to anything but a closed pipe is a failure.
-    if let Some(e) = crate::term::stdout_error() {
+    if let Some(e) = atc_bt::term::stdout_error() {
         errln!("error: cannot write to stdout: {e}; the output is incomplete");
         return 1;
     }

@@ -4,7 +4,7 @@
 
 use clap::Args;
 
-use crate::engine::{AtcParams, Robustness};
+use atc_bt::engine::{AtcParams, Robustness};
 
 /// ATC parameter overrides; a flag left out keeps the value from the
 /// strategy file (or the spec default).

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::report::{render_report, Format, ReportOptions, ScaleChoice, SymbolsInReport};
+use atc_bt::report::{render_report, Format, ReportOptions, ScaleChoice, SymbolsInReport};
 
 /// Output format of `atc-bt report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,7 +110,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             None => outln!(
                 "report: {} files in {} ({:.1} MiB; rendered in {secs:.2} s)",
                 summary.files.len(),
-                args.dir.join(crate::report::FILES_DIR).display(),
+                args.dir.join(atc_bt::report::FILES_DIR).display(),
                 summary.total_bytes as f64 / 1048576.0
             ),
         }

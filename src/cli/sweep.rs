@@ -2,7 +2,6 @@
 //! lengths, robustness and thresholds), ranked, with out-of-sample checks.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -10,19 +9,19 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
-use super::run::{progress_bar, resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
-use crate::cache::Cache;
-use crate::data::{parse_date_bound, Dataset};
-use crate::report::{write_memory_parquet, MemorySampler};
-use crate::run::output::{write_curves_parquet, Aggregate};
-use crate::run::{fmt_ts, run, RunPlan, Strategy};
-use crate::sweep::output::{heatmap_json, metric_value, rank, write_json, ResultsWriter};
-use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
-use crate::sweep::{sweep, Grid};
+use super::run::{resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
+use atc_bt::data::{fmt_ts, parse_date_bound};
+use atc_bt::job::{
+    self,
+    sweep::{Split, SweepOutcome, SweepSettings},
+};
+use atc_bt::sweep::output::{metric_value, rank};
+use atc_bt::sweep::walk::{WalkForward, WalkForwardSpec};
+use atc_bt::sweep::Grid;
 
 /// Arguments of `atc-bt sweep`.
 #[derive(Debug, Args)]
-#[command(after_long_help = format!("{}\n\n{}", crate::data::INPUT_HELP, super::data::POLICY_HELP))]
+#[command(after_long_help = format!("{}\n\n{}", atc_bt::data::INPUT_HELP, super::data::POLICY_HELP))]
 pub struct SweepArgs {
     #[command(flatten)]
     pub data: DataSourceArgs,
@@ -232,11 +231,10 @@ pub fn load_grid_file(path: &Path) -> Result<(Grid, Option<PathBuf>)> {
 
 /// Runs `atc-bt sweep`.
 pub fn execute(args: &SweepArgs) -> Result<()> {
-    let t0 = Instant::now();
     let shard = args
         .shard
         .as_deref()
-        .map(crate::shard::ShardSpec::from_arg)
+        .map(atc_bt::shard::ShardSpec::from_arg)
         .transpose()?;
     let (mut grid, grid_strategy) = match &args.grid {
         Some(p) => load_grid_file(p)?,
@@ -258,287 +256,71 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         &args.exec,
         &args.metrics,
     )?;
-    grid.validate(&base.atc, args.max_combos)?;
-    if let Some(f) = args.train_frac {
-        if !(f > 0.0 && f < 1.0) {
-            bail!("--train-frac {f}: valid range is 0 < F < 1");
-        }
-    }
-    if !crate::backtest::facts::rankable_keys().any(|k| k == args.rank_by) {
-        let known: Vec<&str> = crate::backtest::facts::rankable_keys().collect();
-        bail!(
-            "--rank-by {}: unknown metric; choose one of {}",
-            args.rank_by,
-            known.join(", ")
-        );
-    }
-
-    if let Some(out) = &args.out {
-        crate::files::out::check_not_holding(out, &crate::locate::data_base(&args.data.data))?;
-    }
-    let sampler = MemorySampler::start(std::time::Duration::from_millis(20));
-    sampler.phase("load");
-    let (dataset, plan, _) = super::run::open_selection(&args.data, &args.selection, !args.quiet)?;
-    // A shard opens its own cache below (sled allows one process per
-    // database): the shared one stays closed.
-    let cache = match shard {
-        Some(_) => Cache::disabled(),
-        None => Cache::open(&args.cache.config(dataset.base())),
-    };
-    super::cache::print_new_warnings(&cache);
-    let strict = args.data.strict;
     let split = match (&args.split, args.train_frac) {
-        (Some(s), _) => Some(parse_date_bound(s, false).with_context(|| "--split")?),
-        (None, Some(f)) => {
-            let (lo, hi) = window_span(&dataset, &plan);
-            Some(lo + ((hi - lo) as f64 * f) as i64)
-        }
-        _ => None,
+        (Some(s), _) => Split::At(parse_date_bound(s, false).with_context(|| "--split")?),
+        (None, Some(f)) => Split::Fraction(f),
+        _ => Split::None,
     };
-
-    let mut samples = crate::sweep::samples(plan.from, plan.to, split);
-    let wf = match &args.walk_forward {
-        Some(spec) => {
-            let spec: WalkForwardSpec = spec
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--walk-forward {spec}: {e}"))?;
-            let (lo, hi) = window_span(&dataset, &plan);
-            let folds = folds(&spec, lo, hi).map_err(|e| anyhow::anyhow!("--walk-forward: {e}"))?;
-            let first = samples.len();
-            samples.extend(train_samples(&folds));
-            Some((spec, folds, first))
-        }
+    let walk_forward = match &args.walk_forward {
+        Some(spec) => Some(
+            spec.parse::<WalkForwardSpec>()
+                .map_err(|e| anyhow::anyhow!("--walk-forward {spec}: {e}"))?,
+        ),
         None => None,
     };
-    // Each sample ends at the selection's last bar in it, before any
-    // sharding, so every shard judges which symbols end inside it alike.
-    crate::sweep::pin_samples(&dataset, &plan.series, &mut samples);
-    // Symbols of different frequencies or calendars: say so once.
-    let warnings = crate::run::plan_warnings(&dataset, &plan, &base.metrics)?;
-    for w in &warnings {
-        errln!("warning: {w}");
-    }
-    let mut h = blake3::Hasher::new();
-    h.update(serde_json::to_string(&grid).unwrap_or_default().as_bytes());
-    h.update(serde_json::to_string(&base).unwrap_or_default().as_bytes());
-    h.update(
-        format!(
-            "{:?}|{:?}|{:?}|{:?}",
-            plan.from, plan.to, plan.warmup_bars, split
-        )
-        .as_bytes(),
-    );
-    for &i in &plan.series {
-        h.update(dataset.series()[i].close_hash.as_bytes());
-    }
-    let inputs_hash = h.finalize().to_hex().to_string();
-    if let Some(spec) = shard {
-        if args.walk_forward.is_some() {
-            bail!("--walk-forward cannot be sharded yet: run the walk-forward on one machine");
-        }
-        let mut cfg = args.cache.config(dataset.base());
-        cfg.dir = spec.cache_dir(&cfg.dir);
-        let shard_cache = Cache::open(&cfg);
-        super::cache::print_new_warnings(&shard_cache);
-        let r = super::merge::sweep_shard(
-            args,
-            spec,
-            &dataset,
-            &plan,
-            &grid,
-            &base,
-            (&samples, split),
-            &inputs_hash,
-            &shard_cache,
-        );
-        shard_cache.flush();
-        super::cache::print_new_warnings(&shard_cache);
-        return r;
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("reports/sweeps").join(format!(
-            "{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-            &inputs_hash[..12]
-        ))
-    });
-    let tmp = crate::run::output::partial_dir(&out, args.force)?;
-
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.unwrap_or(0))
-        .build()
-        .context("cannot start worker threads")?;
-    let t_load = t0.elapsed();
-    let pb = progress_bar(grid.count() as usize, args.quiet, "combinations");
-    let bars_per_combo: u64 = plan
-        .series
-        .iter()
-        .map(|&i| dataset.series()[i].bars as u64)
-        .sum();
-    let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
-    let t1 = Instant::now();
-    sampler.phase("compute");
-    let result = pool.install(|| {
-        sweep(
-            &dataset,
-            &plan,
-            &grid,
-            &base,
-            &samples,
-            strict,
-            &cache,
-            &mut |rows| writer.write(&rows),
-            &|| {
-                pb.inc(1);
-                sampler.add_bars(bars_per_combo);
-            },
-        )
-    });
-    pb.finish_and_clear();
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            std::fs::remove_dir_all(&tmp).ok();
-            return Err(e.into());
-        }
+    let settings = SweepSettings {
+        data: super::run::data_settings(&args.data, &args.selection)?,
+        grid,
+        base,
+        split,
+        walk_forward,
+        rank_by: args.rank_by.clone(),
+        max_combos: args.max_combos,
+        cache: args.cache.settings(),
+        report: args.report.settings(),
+        out: args.out.clone(),
+        force: args.force,
+        threads: args.threads.unwrap_or(0),
+        shard,
+        show_ingest: !args.quiet,
     };
-    writer.finish().map_err(anyhow::Error::msg)?;
-    let t_compute = t1.elapsed();
-    cache.flush();
-    let (hits, misses) = super::run::cache_counts(&cache.stats());
-    sampler.set_cache(hits, misses);
-    sampler.phase("write");
-    crate::run::print_skipped(&result.skipped);
-
-    let rank_k = ranked_sample(&result.samples);
-    let order = rank(&result.combos, &args.rank_by, rank_k);
-    for (k, s) in result
-        .samples
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.name.starts_with("wf"))
-    {
-        write_json(
-            &tmp.join(format!("heatmap_{}.json", s.name)),
-            &heatmap_json(&grid, &result.combos, &args.rank_by, s, k),
-        )
-        .map_err(anyhow::Error::msg)?;
-    }
-    let best = order.first().map(|&i| &result.combos[i]);
-    let sweep_json = serde_json::json!({
-        "format_version": crate::run::output::RUN_FORMAT_VERSION,
-        "atc_bt_version": env!("CARGO_PKG_VERSION"),
-        "command": std::env::args().collect::<Vec<_>>(),
-        "started_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "inputs_hash": inputs_hash,
-        "grid": grid,
-        "combinations": grid.count() as u64,
-        "base": base,
-        "rank_by": args.rank_by,
-        "ranked_on_sample": result.samples[rank_k].name,
-        "samples": result.samples.iter().map(|s| serde_json::json!({"name": s.name, "from": s.from.map(fmt_ts), "to": s.to.map(fmt_ts)})).collect::<Vec<_>>(),
-        "split": split.map(fmt_ts),
-        "window": {"from": plan.from.map(fmt_ts), "to": plan.to.map(fmt_ts), "warmup_bars": plan.warmup_bars},
-        "data": {
-            "path": args.data.data.display().to_string(),
-            "sources": dataset.sources().iter().map(|s| serde_json::json!({"path": s.path, "size": s.size, "blake3": s.blake3})).collect::<Vec<_>>(),
-            "series": plan.series.iter().map(|&i| serde_json::json!({"symbol": dataset.series()[i].name, "close_hash": dataset.series()[i].close_hash})).collect::<Vec<_>>(),
-        },
-        "best": best.map(|b| serde_json::json!({"combo": b.combo, "params": b.params})),
-        "ranking": order.iter().take(100).map(|&i| result.combos[i].combo).collect::<Vec<_>>(),
-        "skipped": result.skipped,
-        "warnings": warnings,
-        "timings_ms": {"load": t_load.as_secs_f64() * 1e3, "compute": t_compute.as_secs_f64() * 1e3},
-        "combo_bars": result.combo_bars,
-        "threads": pool.current_num_threads(),
-    });
-    let walk = match &wf {
-        Some((spec, folds, first)) => {
-            let w = pool.install(|| {
-                walk_forward(
-                    &dataset,
-                    &plan,
-                    &base,
-                    folds,
-                    &result.combos,
-                    *first,
-                    &args.rank_by,
-                    strict,
-                )
-            })?;
-            write_json(
-                &tmp.join("walk_forward.json"),
-                &serde_json::json!({
-                    "spec": spec,
-                    "rank_by": args.rank_by,
-                    "folds": w.folds.iter().map(|f| serde_json::json!({
-                        "train": {"from": fmt_ts(f.fold.train_from), "to": fmt_ts(f.fold.train_to)},
-                        "test": {"from": fmt_ts(f.fold.test_from), "to": fmt_ts(f.fold.test_to)},
-                        "best_combo": f.best_combo,
-                        "params": f.best_combo.and_then(|c| result.combos.iter().find(|x| x.combo == c)).map(|c| &c.params),
-                        "train_metric": f.train_metric,
-                        "test_metrics": f.test,
-                    })).collect::<Vec<_>>(),
-                    "out_of_sample": w.metrics,
-                    "benchmark": w.benchmark_metrics,
-                }),
-            )
-            .map_err(anyhow::Error::msg)?;
-            write_curves_parquet(
-                &tmp.join("walk_forward_equity.parquet"),
-                &[
-                    (Aggregate::WalkForward, &w.curve),
-                    (Aggregate::Benchmark, &w.benchmark),
-                ],
-            )?;
-            Some(w)
+    // Settings that need no data are refused before the data is opened.
+    job::sweep::validate(&settings)?;
+    let progress = super::run::Bar::new(args.quiet);
+    let done = match job::sweep::sweep(&settings, &progress)? {
+        SweepOutcome::Part(p) => {
+            if !args.quiet {
+                outln!(
+                    "shard {}: {} of {} symbols × {} combinations; part: {}",
+                    p.spec,
+                    p.symbols,
+                    p.selection,
+                    p.combinations,
+                    p.dir.display()
+                );
+            }
+            return Ok(());
         }
-        None => None,
+        SweepOutcome::Done(done) => done,
     };
-    if let Some(b) = best {
-        // The best combination once more through `run`, for its equity curve
-        // (a sweep keeps no curves: memory stays bounded by the grid size).
-        let strategy = Strategy {
-            atc: b.params.clone(),
-            execution: base.execution.clone(),
-            metrics: base.metrics.clone(),
-        };
-        let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
-        write_curves_parquet(
-            &tmp.join("best_equity.parquet"),
-            &[
-                (Aggregate::Portfolio, &r.portfolio),
-                (Aggregate::Benchmark, &r.benchmark),
-            ],
-        )?;
-    }
-    write_memory_parquet(&tmp.join("memory.parquet"), &sampler.finish())?;
-    // sweep.json last: it lists the files written before it.
-    crate::run::output::commit_dir_with_manifest(
-        &tmp,
-        &out,
-        "sweep.json",
-        &sweep_json,
-        args.force,
-    )?;
-    super::cache::print_new_warnings(&cache);
-
     if !args.quiet {
-        let table = ranking_table(&grid, &result, &order, &args.rank_by, args.top);
+        let grid = &settings.grid;
+        let table = ranking_table(grid, &done.result, &done.order, &args.rank_by, args.top);
         outln!("{}", table.trim_end_matches('\n'));
-        let secs = t_compute.as_secs_f64().max(1e-9);
+        let secs = done.compute_s.max(1e-9);
         outln!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
-            result.combos.len(),
-            plan.series.len(),
+            done.result.combos.len(),
+            done.manifest.data.series.len(),
             secs,
-            result.combo_bars as f64 / secs / 1e6
+            done.result.combo_bars as f64 / secs / 1e6
         );
-        if let Some(w) = &walk {
-            let table = walk_forward_table(w, &grid, &result.combos, &args.rank_by);
+        if let Some(w) = &done.walk {
+            let table = walk_forward_table(w, grid, &done.result.combos, &args.rank_by);
             outln!("{}", table.trim_end_matches('\n'));
         }
-        outln!("results: {}", out.display());
+        outln!("results: {}", done.out.display());
+        let (hits, misses) = (done.cache_hits, done.cache_misses);
         if hits + misses > 0 {
             outln!(
                 "cache: {hits} hits, {misses} misses ({:.0}% hit rate)",
@@ -546,19 +328,7 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
             );
         }
     }
-    args.report.render(&out, args.quiet)
-}
-
-/// The earliest and latest window bar over the selected series.
-fn window_span(data: &Dataset, plan: &RunPlan) -> (i64, i64) {
-    let mut lo = i64::MAX;
-    let mut hi = i64::MIN;
-    for &i in &plan.series {
-        let s = &data.series()[i];
-        lo = lo.min(plan.from.map_or(s.first_ts, |f| f.max(s.first_ts)));
-        hi = hi.max(plan.to.map_or(s.last_ts, |t| t.min(s.last_ts)));
-    }
-    (lo, hi)
+    super::run::print_report(done.report, args.quiet)
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -568,15 +338,10 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-/// The sample combinations are ranked on: `in` with a split, else `full`.
-pub(super) fn ranked_sample(samples: &[crate::sweep::Sample]) -> usize {
-    samples.iter().position(|s| s.name == "in").unwrap_or(0)
-}
-
 /// A value of `metric` of combination `c`'s portfolio (or buy & hold) in
 /// sample `k`.
 fn sample_value(
-    c: &crate::sweep::ComboSummary,
+    c: &atc_bt::sweep::ComboSummary,
     k: Option<usize>,
     metric: &str,
     bench: bool,
@@ -588,7 +353,7 @@ fn sample_value(
 }
 
 /// The parameter values of combination `c` on the grid's axes, as shown.
-fn axis_values(grid: &Grid, c: &crate::sweep::ComboSummary) -> Vec<String> {
+fn axis_values(grid: &Grid, c: &atc_bt::sweep::ComboSummary) -> Vec<String> {
     let p = serde_json::to_value(&c.params).unwrap_or_default();
     grid.axes
         .iter()
@@ -605,9 +370,9 @@ fn axis_values(grid: &Grid, c: &crate::sweep::ComboSummary) -> Vec<String> {
 /// shows (`[full]`, or `[in]`/`[out]` with a split). Walk-forward training
 /// windows are never shown here: the folds have their own table
 /// ([`walk_forward_table`]).
-pub(super) fn ranking_table(
+pub fn ranking_table(
     grid: &Grid,
-    r: &crate::sweep::SweepResult,
+    r: &atc_bt::sweep::SweepResult,
     order: &[usize],
     metric: &str,
     top: usize,
@@ -666,10 +431,10 @@ pub(super) fn ranking_table(
 /// the training window (number and parameters), its `metric` there, and
 /// its out-of-sample results in the test window beside buy & hold; then
 /// the chained out-of-sample totals.
-pub(super) fn walk_forward_table(
+pub fn walk_forward_table(
     w: &WalkForward,
     grid: &Grid,
-    combos: &[crate::sweep::ComboSummary],
+    combos: &[atc_bt::sweep::ComboSummary],
     metric: &str,
 ) -> String {
     use std::fmt::Write as _;

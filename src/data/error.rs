@@ -260,18 +260,16 @@ impl fmt::Display for InvalidSeries {
     }
 }
 
-/// Formats µs since the epoch as RFC 3339 UTC (date only at midnight).
+/// Formats µs since the epoch as RFC 3339 UTC to the second
+/// (`2020-03-15T14:30:00Z`), or the date alone at midnight (`2020-03-15`);
+/// a value outside chrono's range as its number. The one formatter of
+/// times: manifests (`run.json`, `sweep.json`, `walk_forward.json`), the
+/// report, tables and error messages. Sub-seconds are dropped, as the
+/// result files have always written them.
 pub fn fmt_ts(us: i64) -> String {
     match chrono::DateTime::from_timestamp_micros(us) {
-        Some(t) => {
-            if us.rem_euclid(86_400_000_000) == 0 {
-                t.format("%Y-%m-%d").to_string()
-            } else if us.rem_euclid(1_000_000) == 0 {
-                t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-            } else {
-                t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-            }
-        }
-        None => format!("{us} µs"),
+        Some(t) if t.time() == chrono::NaiveTime::MIN => t.format("%Y-%m-%d").to_string(),
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => us.to_string(),
     }
 }

@@ -3,7 +3,8 @@
 //! Each symbol is a geometric random walk (daily drift 0.0002, volatility
 //! 0.02 scaled by a per-symbol factor in [0.5, 1.5]) on business days from
 //! 2000-01-03; open is the previous close with a small gap, high/low wrap
-//! open and close. A tiny SplitMix64 generator keeps it dependency-free and
+//! open and close. The project's SplitMix64 generator
+//! ([`crate::synthetic::SplitMix64`]) keeps it dependency-free and
 //! bit-reproducible: the same (symbols, bars, seed) give the same file.
 
 use std::fs::File;
@@ -17,26 +18,6 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
 use super::error::DataError;
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller, one of the pair).
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 const DAY_US: i64 = 86_400_000_000;
 /// 2000-01-03 (a Monday), µs UTC.
@@ -126,10 +107,10 @@ fn write_synth(
     let ts: Vec<i64> = (0..bars as i64)
         .map(|i| START_US + ((i / 5) * 7 + i % 5) * DAY_US)
         .collect();
-    let mut rng = SplitMix(seed);
+    let mut rng = crate::synthetic::SplitMix64::new(seed);
     for s in 0..symbols {
-        let scale = 0.5 + rng.uniform();
-        let mut close = 20.0 + 180.0 * rng.uniform();
+        let scale = 0.5 + rng.next_f64();
+        let mut close = 20.0 + 180.0 * rng.next_f64();
         let (mut o, mut h, mut l, mut c, mut v) = (
             Vec::with_capacity(bars),
             Vec::with_capacity(bars),
@@ -138,15 +119,15 @@ fn write_synth(
             Vec::with_capacity(bars),
         );
         for _ in 0..bars {
-            let open = close * (1.0 + 0.002 * scale * rng.normal());
-            close *= (0.0002 + 0.02 * scale * rng.normal()).exp();
-            let hi = open.max(close) * (1.0 + 0.01 * scale * rng.uniform());
-            let lo = open.min(close) * (1.0 - 0.01 * scale * rng.uniform());
+            let open = close * (1.0 + 0.002 * scale * rng.next_normal());
+            close *= (0.0002 + 0.02 * scale * rng.next_normal()).exp();
+            let hi = open.max(close) * (1.0 + 0.01 * scale * rng.next_f64());
+            let lo = open.min(close) * (1.0 - 0.01 * scale * rng.next_f64());
             o.push(open);
             h.push(hi);
             l.push(lo);
             c.push(close);
-            v.push((1e5 * (1.0 + 4.0 * rng.uniform())).round());
+            v.push((1e5 * (1.0 + 4.0 * rng.next_f64())).round());
         }
         let name = format!("SYN{s:05}");
         let cols: Vec<ArrayRef> = vec![

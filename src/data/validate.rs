@@ -211,8 +211,21 @@ pub fn median_interval(ts: &[i64]) -> i64 {
         return 0;
     }
     let mut d: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
-    let mid = d.len() / 2;
-    *d.select_nth_unstable(mid).1
+    middle(&mut d).0
+}
+
+/// The middle of a non-empty slice by selection (O(n); the slice is
+/// reordered): the upper middle value, and for an even length the lower
+/// one too. The one median of bar spacing: [`median_interval`] takes the
+/// upper middle, [`crate::backtest::annualise`] the mean of the two.
+pub fn middle<T: Copy + Ord>(v: &mut [T]) -> (T, Option<T>) {
+    let n = v.len();
+    let (lo, mid, _) = v.select_nth_unstable(n / 2);
+    let mid = *mid;
+    let below = n
+        .is_multiple_of(2)
+        .then(|| lo.iter().copied().max().unwrap_or(mid));
+    (mid, below)
 }
 
 /// blake3 hex of the little-endian bytes of `close`.

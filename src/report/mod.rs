@@ -5,7 +5,8 @@
 //! * [`charts`] draws with plotters (SVG for the page, PNG files).
 //! * [`downsample`] keeps charts readable and small for any run size.
 //! * [`html`] is the page template and escaping.
-//! * [`memory`] is the RSS sampler behind `memory.parquet`.
+//! * [`memory`] is the timeline read from `memory.parquet` (the sampler that
+//!   writes it is [`crate::job::memory`]).
 //!
 //! Layout written into the directory:
 //!
@@ -39,7 +40,7 @@ use serde_json::Value;
 use charts::{CellFormat, Chart, EquityChart, GridChart, Line, MemoryChart, SymbolChart};
 use html::{escape, figure, section};
 use load::{Curve, RunData, Series, SweepData};
-pub use memory::{write_memory_parquet, MemorySample, MemorySampler, MemoryTimeline};
+pub use memory::{MemorySample, MemoryTimeline};
 
 /// Errors rendering a report. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -526,7 +527,7 @@ fn fmt_us(t: i64) -> String {
 /// Parses an RFC 3339 time of `metrics.json` to µs.
 fn parse_time(v: Option<&Value>) -> Option<i64> {
     let s = v?.as_str()?;
-    // `run::fmt_ts` writes a day's start as a bare date.
+    // `data::fmt_ts` writes a day's start as a bare date.
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|d| d.timestamp_micros())
         .ok()

@@ -21,7 +21,7 @@ use crate::backtest::{
     Curve, ExecConfig, Metrics, MetricsOptions, SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, store_signals_once, Cache};
-use crate::data::{window, Dataset};
+use crate::data::{fmt_ts, window, Dataset};
 use crate::engine::{compute_batch, BatchDetail};
 pub use strategy::{Execution, MetricsSettings, Strategy, StrategyError};
 
@@ -271,39 +271,33 @@ pub enum RunError {
     },
 }
 
-/// Prints skipped series to stderr, one line per reason with up to five
+/// Skipped series as lines for the user, one per reason with up to five
 /// names, so a window that excludes hundreds of symbols stays readable.
-pub fn print_skipped(skipped: &[Skipped]) {
+pub fn skipped_lines(skipped: &[Skipped]) -> Vec<String> {
     let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
     for s in skipped {
         by_reason.entry(&s.reason).or_default().push(&s.symbol);
     }
-    for (reason, names) in by_reason {
-        let shown: Vec<String> = names
-            .iter()
-            .take(5)
-            .map(|n| crate::term::quote(n).into_owned())
-            .collect();
-        let more = if names.len() > 5 {
-            format!(" and {} more", names.len() - 5)
-        } else {
-            String::new()
-        };
-        crate::errln!(
-            "warning: skipped {} series ({}{more}): {reason}",
-            names.len(),
-            shown.join(", ")
-        );
-    }
-}
-
-/// Formats µs since the epoch as an RFC 3339 UTC time (date only at midnight).
-pub fn fmt_ts(us: i64) -> String {
-    match chrono::DateTime::from_timestamp_micros(us) {
-        Some(t) if t.time() == chrono::NaiveTime::MIN => t.format("%Y-%m-%d").to_string(),
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        None => us.to_string(),
-    }
+    by_reason
+        .into_iter()
+        .map(|(reason, names)| {
+            let shown: Vec<String> = names
+                .iter()
+                .take(5)
+                .map(|n| crate::term::quote(n).into_owned())
+                .collect();
+            let more = if names.len() > 5 {
+                format!(" and {} more", names.len() - 5)
+            } else {
+                String::new()
+            };
+            format!(
+                "warning: skipped {} series ({}{more}): {reason}",
+                names.len(),
+                shown.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A selected series with data in the window.

@@ -62,8 +62,11 @@ pub const AGGREGATE_COLUMN: &str = "aggregate";
 /// list their `files`. 3: the Parquet layout of [`crate::parquet_write`];
 /// `signals.parquet` without `close` and `equity.parquet` without
 /// `drawdown` unless asked (`--outputs close,drawdown`); `run.json` has
-/// `outputs`.
-pub const RUN_FORMAT_VERSION: u32 = 3;
+/// `outputs`. 4: one manifest shape ([`crate::job::manifest`]): the
+/// resolved parameters are `params` in `sweep.json` too (was `base`), and
+/// `data.sources` lists `{path, size, mtime_ns, blake3}` in both; the
+/// result files are unchanged (readers accept 3).
+pub const RUN_FORMAT_VERSION: u32 = 4;
 
 /// Errors writing results.
 #[derive(Debug, thiserror::Error)]
@@ -847,7 +850,7 @@ impl Serialize for SymbolMetrics<'_> {
     }
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OutputError> {
     // Replace, never rewrite in place: the file may be a hard link into
     // the run cache (a restored `run.json`).
     match std::fs::remove_file(path) {

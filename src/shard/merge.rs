@@ -340,7 +340,7 @@ fn window_skipped(parts: &[Part]) -> Vec<Skipped> {
 
 /// The strategy of a `run` part.
 pub fn run_strategy(parts: &[Part]) -> Result<Strategy, MergeError> {
-    serde_json::from_value(parts[0].header.params["strategy"].clone())
+    serde_json::from_value(parts[0].header.params["params"].clone())
         .map_err(|e| bad(parts, format!("strategy: {e}")))
 }
 
@@ -375,7 +375,7 @@ fn bad(parts: &[Part], why: impl Into<String>) -> MergeError {
 /// The grid, base strategy and samples of a sweep part.
 pub fn sweep_setup(parts: &[Part]) -> Result<(Grid, Strategy, Vec<Sample>), MergeError> {
     let p = &parts[0].header.params;
-    let base: Strategy = serde_json::from_value(p["base"].clone())
+    let base: Strategy = serde_json::from_value(p["params"].clone())
         .map_err(|e| bad(parts, format!("base strategy: {e}")))?;
     let mut grid = Grid::default();
     let axes = p["grid"]["axes"]

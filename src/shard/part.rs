@@ -50,8 +50,12 @@ use crate::backtest::{Calendar, ExitReason, Side, SymbolRun, Trade};
 use crate::run::{MetricsSettings, Skipped, SymbolResult};
 
 /// Version of the part layout; `merge` refuses other versions. 2: trades
-/// carry `exit_reason`, symbols their time zone `tz`.
-pub const PART_FORMAT_VERSION: u32 = 2;
+/// carry `exit_reason`, symbols their time zone `tz`. 3: the resolved
+/// strategy is `params.params` for both kinds (was `params.strategy` of a
+/// run, `params.base` of a sweep); `context.sources` lists each source's
+/// `{path, size, mtime_ns, blake3}` for both kinds (see
+/// [`crate::job::manifest`]).
+pub const PART_FORMAT_VERSION: u32 = 3;
 /// The header file of a part.
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.

@@ -17,8 +17,9 @@ use serde::Serialize;
 use super::output::rank;
 use super::{ComboSummary, Sample};
 use crate::backtest::{metrics_of_stats, Curve, Metrics, MetricsOptions, TradeStat};
+use crate::data::fmt_ts;
 use crate::data::Dataset;
-use crate::run::{common_calendar, fmt_ts, run, series_calendar, RunError, RunPlan, Strategy};
+use crate::run::{common_calendar, run, series_calendar, RunError, RunPlan, Strategy};
 
 /// A calendar span: `3y`, `6m`, `2w`, `90d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,7 +14,8 @@ use arrow_array::{
     TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use atc_bt::report::{write_memory_parquet, MemorySample, MemoryTimeline};
+use atc_bt::job::memory::write_memory_parquet;
+use atc_bt::report::{MemorySample, MemoryTimeline};
 use atc_bt::synthetic::random_walk;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
