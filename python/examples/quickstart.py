@@ -44,7 +44,7 @@ latest = pl.DataFrame({"symbol": names, "avg": [o["avg"][-1] for o in many], "di
 print(latest.sort("avg", descending=True).head(10))
 
 # %% [markdown]
-# ## A small lambda x decay heatmap
+# ## A small lambda x robustness heatmap
 # A crude score per combination: the mean over symbols of the summed
 # next-bar log return times the direction (no fees, no fills: atc-bt's
 # backtester and `sweep` do that properly). Only to show the shape of a grid
@@ -55,9 +55,9 @@ closes = [s["close"].to_numpy() for s in series.values()]
 rets = [np.diff(np.log(c)) for c in closes]
 rows = []
 for lam in (0.01, 0.02, 0.05, 0.1):
-    for dec in (0.01, 0.03, 0.1):
-        outs = atc_bt.compute_many(closes, lambda_=lam, decay=dec)
+    for rob in ("narrow", "medium", "wide"):
+        outs = atc_bt.compute_many(closes, detail="direction", lambda_=lam, robustness=rob)
         score = np.mean([np.sum(o["dir"][:-1] * r) for o, r in zip(outs, rets)])
-        rows.append({"lambda": lam, "decay": dec, "score": score})
-heat = pl.DataFrame(rows).pivot(on="decay", index="lambda", values="score")
+        rows.append({"lambda": lam, "robustness": rob, "score": score})
+heat = pl.DataFrame(rows).pivot(on="robustness", index="lambda", values="score")
 print(heat)
