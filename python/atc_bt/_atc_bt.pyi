@@ -1,0 +1,26 @@
+"""Stubs of the compiled module ``atc_bt._atc_bt`` (python/src/lib.rs).
+
+Call the wrappers in ``atc_bt`` instead: they normalise inputs and carry
+the documentation. Parameters are the spec's (``spec/ATC.md`` sec. 2).
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class DataError(ValueError):
+    """A close series atc-bt refuses; the message names the bar and value."""
+
+def compute_full(
+    close: npt.NDArray[np.float64], **params: float | int | str
+) -> dict[str, np.ndarray]:
+    """One contiguous float64 series -> the 179 golden columns."""
+
+def compute_many_raw(
+    closes: list[npt.NDArray[np.float64]], detail: str, **params: float | int | str
+) -> list[dict[str, np.ndarray]]:
+    """Many float64 series -> one dict each (``detail``: "direction", "signal" or "full")."""
+
+def resolve_params(**params: float | int | str) -> dict[str, float | int | str]:
+    """Defaults filled in and validated; spec names (``lambda``)."""
