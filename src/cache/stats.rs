@@ -42,6 +42,24 @@ pub struct KindStats {
 }
 
 impl KindStats {
+    /// One line of counts for kind `k`, as `cache stats` prints it:
+    /// `run: hits 3 (l1 1, l2 2) misses 1 corrupt 0 expired 0 stored 1 hit-rate 75.0%`.
+    pub fn line(&self, k: Kind) -> String {
+        format!(
+            "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
+            k.name(),
+            self.hits_l1 + self.hits_l2,
+            self.hits_l1,
+            self.hits_l2,
+            self.misses,
+            self.corrupt,
+            self.expired,
+            self.inserts,
+            self.hit_rate()
+                .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
+        )
+    }
+
     /// Hits over lookups, in [0, 1]; `None` with no lookups.
     pub fn hit_rate(&self) -> Option<f64> {
         let hits = self.hits_l1 + self.hits_l2;

@@ -256,21 +256,6 @@ fn open_for_maintenance(cfg: &CacheConfig) -> Result<Cache> {
     Ok(cache)
 }
 
-fn kind_line(k: Kind, s: &KindStats) -> String {
-    format!(
-        "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
-        k.name(),
-        s.hits_l1 + s.hits_l2,
-        s.hits_l1,
-        s.hits_l2,
-        s.misses,
-        s.corrupt,
-        s.expired,
-        s.inserts,
-        s.hit_rate()
-            .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
-    )
-}
 
 /// `1.5 MiB`-style sizes.
 fn human_bytes(b: u64) -> String {
@@ -330,7 +315,7 @@ fn print_stats(s: &CacheStats) {
         let mut all = KindStats::default();
         for k in Kind::ALL {
             all = all.plus(per[k.index()]);
-            outln!("  {}", kind_line(k, &per[k.index()]));
+            outln!("  {}", per[k.index()].line(k));
         }
         outln!(
             "  all: hit-rate {}",

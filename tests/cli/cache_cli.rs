@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use atc_bt::cache::{self, Cache, CacheConfig, Kind, KindStats};
+use atc_bt::cache::{self, Cache, CacheConfig, Kind};
 use atc_bt::engine::AtcParams;
 use rayon::prelude::*;
 
@@ -164,27 +164,12 @@ fn run_selftest(cfg: &CacheConfig, symbols: u64, bars: usize, params: usize, hol
     println!("digest {}", d.finalize().to_hex());
     let st = cache.stats();
     for k in Kind::ALL {
-        println!("{}", kind_line(k, &st.this_run[k.index()]));
+        println!("{}", st.this_run[k.index()].line(k));
     }
     println!("l2 {}", if cache.has_l2() { "on" } else { "off" });
     println!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
 }
 
-fn kind_line(k: Kind, s: &KindStats) -> String {
-    format!(
-        "{}: hits {} (l1 {}, l2 {}) misses {} corrupt {} expired {} stored {} hit-rate {}",
-        k.name(),
-        s.hits_l1 + s.hits_l2,
-        s.hits_l1,
-        s.hits_l2,
-        s.misses,
-        s.corrupt,
-        s.expired,
-        s.inserts,
-        s.hit_rate()
-            .map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0))
-    )
-}
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_atc-bt"));
