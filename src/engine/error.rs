@@ -32,6 +32,22 @@ pub enum EngineError {
         /// The smallest valid base length.
         min: usize,
     },
+    /// A base length makes one of the nine derived lengths longer than
+    /// [`MAX_BASE_LENGTH`](super::registry::MAX_BASE_LENGTH) allows (a
+    /// moving average that long holds memory in proportion to its length
+    /// and has no meaning on any data set that exists).
+    #[error(
+        "invalid parameter {name} = {value}: the longest base length is {max} bars; \
+         valid range is {name} <= {max}"
+    )]
+    LengthTooLong {
+        /// The spec's parameter name (`ema_len`, …).
+        name: &'static str,
+        /// The base length given.
+        value: usize,
+        /// The longest valid base length.
+        max: usize,
+    },
     /// The close series is empty.
     #[error("the close series is empty: at least one bar is needed")]
     EmptySeries,

@@ -280,6 +280,18 @@ impl AtcParams {
             .iter()
             .try_for_each(|s| s.check(self))
     }
+
+    /// Writes every real parameter equal to zero as +0: `-0` computes the
+    /// same numbers, but as a distinct value it would be a distinct cache
+    /// key, grid value and manifest entry.
+    pub fn normalize_zeros(&mut self) {
+        for s in super::registry::PARAMS {
+            if let super::registry::ParamValue::Real(x) = (s.get)(self) {
+                // Cannot fail: the value is of the field's own kind.
+                let _ = s.set(self, super::registry::ParamValue::Real(x + 0.0));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -283,7 +283,11 @@ impl ParamSpec {
             want: self.kind_text(),
         };
         match self.kind {
-            Kind::Real => t.parse::<f64>().map(ParamValue::Real).map_err(|_| syntax()),
+            // `+ 0.0`: -0 reads as 0 (one value, one cache key).
+            Kind::Real => t
+                .parse::<f64>()
+                .map(|x| ParamValue::Real(x + 0.0))
+                .map_err(|_| syntax()),
             Kind::Int => t
                 .parse::<usize>()
                 .map(ParamValue::Int)
@@ -315,6 +319,13 @@ impl ParamSpec {
             (Range::Above(lo), ParamValue::Real(x)) => x.is_finite() && x > lo,
             (Range::HalfOpen(lo, hi), ParamValue::Real(x)) => x.is_finite() && x >= lo && x < hi,
             (Range::BaseLength, ParamValue::Int(b)) => {
+                if b > MAX_BASE_LENGTH {
+                    return Err(EngineError::LengthTooLong {
+                        name: self.name,
+                        value: b,
+                        max: MAX_BASE_LENGTH,
+                    });
+                }
                 // The offsets grow: the widest decides both ends.
                 let o4 = p.robustness.offsets()[3];
                 if b.checked_add(o4).is_some() && b.checked_sub(o4).is_some_and(|l| l >= 2) {
@@ -364,7 +375,14 @@ macro_rules! param {
     };
 }
 
-const LEN_RANGE: &str = "every derived length >= 2: base >= 6 narrow, >= 8 medium, >= 9 wide";
+/// The longest base length: 100,000 bars (about 400 years of daily bars).
+/// Without a ceiling a length such as 2^32 made the batched engine try to
+/// reserve memory in proportion to the length and abort the process (and a
+/// Python interpreter with it) instead of refusing the parameter.
+pub const MAX_BASE_LENGTH: usize = 100_000;
+
+const LEN_RANGE: &str =
+    "every derived length >= 2: base >= 6 narrow, >= 8 medium, >= 9 wide; base <= 100000";
 const WEIGHT_RANGE: &str = "a finite number (below 0.25 acts as 0.25)";
 
 use ParamValue::{Int, Real};

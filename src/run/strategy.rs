@@ -183,10 +183,11 @@ pub enum StrategyError {
 impl Strategy {
     /// Parses a strategy from TOML text; `path` names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Strategy, StrategyError> {
-        let s: Strategy = toml::from_str(text).map_err(|e| StrategyError::Parse {
+        let mut s: Strategy = toml::from_str(text).map_err(|e| StrategyError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n  "),
         })?;
+        s.atc.normalize_zeros();
         s.atc.validate().map_err(|source| StrategyError::Atc {
             path: path.to_path_buf(),
             source,

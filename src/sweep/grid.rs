@@ -131,7 +131,9 @@ fn syntax(axis: &str, text: &str, why: impl Into<String>) -> GridError {
 /// Rounds a computed range value to 12 decimals so that `0.01:0.05:0.01`
 /// yields exactly the doubles of `0.01, 0.02, …` that a user would type.
 fn tidy(v: f64) -> f64 {
-    let scaled = (v * 1e12).round();
+    // `+ 0.0` turns -0 into 0: one value, one cache key, one column value.
+    let v = v + 0.0;
+    let scaled = (v * 1e12).round() + 0.0;
     if scaled.abs() < 9.0e15 {
         scaled / 1e12
     } else {
@@ -197,10 +199,13 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
         if (stop - start) * step < 0.0 {
             return Err(bad("the step points away from the end (wrong sign)"));
         }
-        let count = ((stop - start) / step + 1e-9).floor() as u64 + 1;
-        if count > 1_000_000 {
+        // In f64 first: a span of 1e20 steps (or 1e-300 wide ones) would
+        // saturate an integer count and wrap to zero values.
+        let steps = ((stop - start) / step + 1e-9).floor();
+        if !(steps < 1_000_000.0) {
             return Err(bad("more than 1,000,000 values"));
         }
+        let count = steps as u64 + 1;
         let mut out = Vec::with_capacity(count as usize);
         for k in 0..count {
             let v = tidy(start + k as f64 * step);
@@ -240,6 +245,24 @@ impl Grid {
                 &v.to_string(),
                 format!("expected {}", spec.kind_text()),
             ));
+        }
+        // A value twice is the same combination computed twice (and, from a
+        // range finer than the 12-decimal rounding, not what was asked).
+        let mut seen = std::collections::HashSet::with_capacity(values.len());
+        for v in &values {
+            let key = match *v {
+                Value::Real(x) => (x + 0.0).to_bits(),
+                Value::Int(n) => n as u64,
+                Value::Robustness(r) => r as u64,
+            };
+            if !seen.insert(key) {
+                return Err(syntax(
+                    axis,
+                    &v.to_string(),
+                    "the value appears more than once on this axis (range values are rounded \
+                     to 12 decimals: a step below 1e-12 repeats them)",
+                ));
+            }
         }
         self.axes.retain(|(a, _)| a != axis);
         self.axes.push((axis.to_string(), values));
@@ -285,7 +308,8 @@ impl Grid {
             if let Err(source) = p.validate() {
                 let axis = match &source {
                     EngineError::InvalidParam { name, .. }
-                    | EngineError::LengthTooShort { name, .. } => name.to_string(),
+                    | EngineError::LengthTooShort { name, .. }
+                    | EngineError::LengthTooLong { name, .. } => name.to_string(),
                     _ => "parameters".into(),
                 };
                 return Err(GridError::OutOfRange {

@@ -16,6 +16,7 @@ mod examples;
 mod golden;
 mod regression;
 mod regression_metrics;
+mod regression_params;
 mod report_cli;
 mod rerun_cli;
 mod run_cli;
