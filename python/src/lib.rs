@@ -2,13 +2,21 @@
 //!
 //! Thin by design: it turns keyword parameters into [`AtcParams`], runs the
 //! library's engine with the GIL released, and hands the engine's vectors
-//! to NumPy without changing a bit. Everything a user sees (argument
-//! normalisation, pandas, polars, docstrings) lives in the pure-Python
-//! package `atc_bt`, which calls only the four functions below.
+//! to NumPy without changing a bit; `run_job`, `sweep_job` and
+//! `report_job` turn keywords into the job layer's settings
+//! ([`atc_bt::job`], through the same library functions the CLI uses:
+//! [`resolve_strategy`], [`DataSettings::select`], the registry's parsers)
+//! and run the job with the GIL released, returning the directory it
+//! wrote. Everything a user sees (argument normalisation, pandas, polars,
+//! docstrings) lives in the pure-Python package `atc_bt`, which calls only
+//! the functions below.
 //!
 //! Errors: a parameter the engine refuses is a `ValueError`, a series it
 //! refuses is `atc_bt.DataError` (a `ValueError` subclass), both with the
-//! engine's own message. A panic never crosses into Python: every call into
+//! engine's own message; a job's error is `atc_bt.DataError` when the data
+//! stopped it, else `ValueError`, with the message the command prints (its
+//! causes on `caused by:` lines); an unknown keyword is a `ValueError`
+//! naming it. A panic never crosses into Python: every call into
 //! the library runs under [`atc_bt::boundary::catch`] and a panic becomes a
 //! `RuntimeError` asking for a report.
 
