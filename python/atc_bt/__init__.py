@@ -36,12 +36,19 @@ RuntimeError
 ``atc_bt.compat.compute_atc_signals`` is a drop-in for the original Python
 module's entry point (pandas in and out).
 
-``open_run(dir)`` / ``open_sweep(dir)`` read a result directory of
-``atc-bt run`` / ``atc-bt sweep`` (``Run``: ``.metrics`` dict, ``.equity``,
-``.trades``, ``.signals`` polars frames; ``Sweep``: ``.results``).
-``run``/``sweep``/``report`` themselves (the backtest job layer) are not
-part of this version yet: they will call the library's job layer once it
-exists, and return these objects.
+Backtests (the library's job layer, the code of ``atc-bt run`` / ``sweep``
+/ ``report``, called directly with the GIL released; see :mod:`atc_bt.jobs`):
+
+run(data, *, symbols="all", start=None, end=None, strategy=None, out=None, cache=True, **overrides)
+    A backtest -> ``Run`` (``.metrics`` dict, ``.equity``, ``.trades``,
+    ``.signals`` polars frames, ``.out_dir``).
+sweep(data, grid={"lambda": [...], "decay": [...]}, ...)
+    A parameter grid -> ``Sweep`` (``.results``, ``.ranking``).
+report(out_dir)
+    Renders ``report.html`` of a run or sweep directory.
+
+``open_run(dir)`` / ``open_sweep(dir)`` read a result directory that
+``atc-bt run`` / ``atc-bt sweep`` wrote (the same objects).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import numpy as np
 
 from . import _atc_bt
 from ._atc_bt import DataError, __version__
+from .jobs import report, run, sweep
 from .results import Run, Sweep, open_run, open_sweep
 
 __all__ = [
@@ -62,6 +70,9 @@ __all__ = [
     "COLUMNS",
     "SIGNAL_COLUMNS",
     "DIRECTION_COLUMNS",
+    "run",
+    "sweep",
+    "report",
     "Run",
     "Sweep",
     "open_run",

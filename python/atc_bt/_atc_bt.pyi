@@ -10,7 +10,7 @@ import numpy.typing as npt
 __version__: str
 
 class DataError(ValueError):
-    """A close series atc-bt refuses; the message names the bar and value."""
+    """Data atc-bt refuses (a close series, or a run/sweep's data); the message names the file, symbol, bar and value."""
 
 def compute_full(
     close: npt.NDArray[np.float64], **params: float | int | str
@@ -24,3 +24,14 @@ def compute_many_raw(
 
 def resolve_params(**params: float | int | str) -> dict[str, float | int | str]:
     """Defaults filled in and validated; spec names (``lambda``)."""
+
+def run_job(data: str, **options: object) -> tuple[str, list[str]]:
+    """``atc-bt run`` through the job layer -> (run directory, messages)."""
+
+def sweep_job(
+    data: str, grid: list[tuple[str, str]], **options: object
+) -> tuple[str, list[int], list[str]]:
+    """``atc-bt sweep`` through the job layer -> (sweep directory, ranking, messages)."""
+
+def report_job(out_dir: str, **options: object) -> str | None:
+    """``atc-bt report`` -> the path of report.html (None for PNG only)."""

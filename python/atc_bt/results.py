@@ -63,6 +63,9 @@ class Run:
         self.out_dir = Path(out_dir)
         self.manifest = _manifest(self.out_dir, "run.json", "run")
         self.metrics: dict[str, Any] = json.loads((self.out_dir / "metrics.json").read_text())
+        #: The warnings and notes the job showed (``atc_bt.run``; empty
+        #: for a directory opened with :func:`open_run`).
+        self.messages: list[str] = []
 
     def _frame(self, name: str):
         path = self.out_dir / f"{name}.parquet"
@@ -101,15 +104,38 @@ class Sweep:
         ``results.parquet``: one row per combination x sample x symbol plus
         the aggregate rows (``aggregate`` = ``portfolio``/``benchmark``),
         every parameter and every scalar metric.
+    ranking : polars.DataFrame
+        The ``portfolio`` rows of the ranked sample (``in`` with a split,
+        else ``full``), best first by ``rank_by``, with a ``rank`` column
+        (1 = best): every combination after ``atc_bt.sweep``, the first
+        100 (``sweep.json``'s ``ranking``) for a directory opened with
+        :func:`open_sweep`.
+    messages : list of str
+        The warnings and notes the job showed (``atc_bt.sweep`` only).
     """
 
-    def __init__(self, out_dir: str | Path):
+    def __init__(self, out_dir: str | Path, order: list[int] | None = None):
         self.out_dir = Path(out_dir)
         self.manifest = _manifest(self.out_dir, "sweep.json", "sweep")
+        self._order = order if order else self.manifest.get("ranking", [])
+        self.messages: list[str] = []
 
     @cached_property
     def results(self):
         return _polars().read_parquet(self.out_dir / "results.parquet")
+
+    @cached_property
+    def ranking(self):
+        pl = _polars()
+        rows = self.results.filter(
+            (pl.col("aggregate") == "portfolio")
+            & (pl.col("sample") == self.manifest["ranked_on_sample"])
+        )
+        rank = pl.DataFrame(
+            {"rank": list(range(1, len(self._order) + 1)), "combo": self._order},
+            schema={"rank": pl.UInt32, "combo": rows.schema["combo"]},
+        )
+        return rank.join(rows, on="combo", how="left").sort("rank")
 
     def __repr__(self) -> str:
         return f"Sweep({str(self.out_dir)!r})"

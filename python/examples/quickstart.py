@@ -44,20 +44,57 @@ latest = pl.DataFrame({"symbol": names, "avg": [o["avg"][-1] for o in many], "di
 print(latest.sort("avg", descending=True).head(10))
 
 # %% [markdown]
-# ## A small lambda x robustness heatmap
-# A crude score per combination: the mean over symbols of the summed
-# next-bar log return times the direction (no fees, no fills: atc-bt's
-# backtester and `sweep` do that properly). Only to show the shape of a grid
-# in polars.
+# ## A backtest: `run`
+# `atc_bt.run` is `atc-bt run` as a function call (the library's job layer,
+# not the command): the same result directory, returned as a `Run` whose
+# frames are polars. Keywords are the command's flags (`fee_bps`, `mode`,
+# `start`/`end` for `--from`/`--to`, ...). The directories go to a
+# temporary folder here; by default they land in `reports/`.
 
 # %%
-closes = [s["close"].to_numpy() for s in series.values()]
-rets = [np.diff(np.log(c)) for c in closes]
-rows = []
-for lam in (0.01, 0.02, 0.05, 0.1):
-    for rob in ("narrow", "medium", "wide"):
-        outs = atc_bt.compute_many(closes, detail="direction", lambda_=lam, robustness=rob)
-        score = np.mean([np.sum(o["dir"][:-1] * r) for o, r in zip(outs, rets)])
-        rows.append({"lambda": lam, "robustness": rob, "score": score})
-heat = pl.DataFrame(rows).pivot(on="robustness", index="lambda", values="score")
+import tempfile
+
+OUT = Path(tempfile.mkdtemp(prefix="atc-bt-quickstart-"))
+SP500 = DATA / "sp500_constituents_daily_2009_2010.parquet"
+run = atc_bt.run(SP500, symbols=["AAPL", "MSFT", "JPM", "XOM"], fee_bps=5, mode="long-only",
+                 out=OUT / "run", report=False)
+p, b = run.metrics["portfolio"], run.metrics["benchmark"]
+print(f"ATC Sharpe {p['sharpe']:.2f} vs buy & hold {b['sharpe']:.2f}; "
+      f"total return {p['total_return']:+.1%} vs {b['total_return']:+.1%}; {p['trades']} trades")
+
+# %% [markdown]
+# ## The equity frame
+# `equity.parquet`: one row per bar and symbol (`symbol` set) plus the
+# `portfolio` and `benchmark` rows (`aggregate` set); `equity` in account
+# currency, `position` the held direction. Monthly portfolio equity against
+# buy & hold, in polars:
+
+# %%
+eq = run.equity
+print(eq.head())
+monthly = (
+    eq.filter(pl.col("aggregate").is_not_null())
+    .sort("ts")
+    .group_by_dynamic("ts", every="1mo", group_by="aggregate")
+    .agg(pl.col("equity").last())
+    .pivot(on="aggregate", index="ts", values="equity")
+)
+print(monthly.tail(6))
+print(run.trades.head())
+
+# %% [markdown]
+# ## A sweep heatmap: lambda x robustness
+# `atc_bt.sweep` backtests every combination of the grid (fees and fills as
+# in `run`) and ranks them; `results` holds one row per combination x sample
+# x symbol plus the portfolio rows. The heatmap is a pivot of the portfolio
+# rows. (A uniform decay leaves the signals unchanged, so lambda and
+# robustness make the more telling axes.)
+
+# %%
+sweep = atc_bt.sweep(SP500, grid={"lambda": [0.01, 0.02, 0.05, 0.1],
+                                  "robustness": ["narrow", "medium", "wide"]},
+                     rank_by="sharpe", out=OUT / "sweep", report=False)
+portfolio = sweep.results.filter(pl.col("aggregate") == "portfolio")
+heat = portfolio.pivot(on="robustness", index="lambda", values="sharpe").sort("lambda")
 print(heat)
+print(sweep.ranking.select("rank", "lambda", "robustness", "sharpe", "total_return").head(3))

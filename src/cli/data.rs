@@ -7,9 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 
 use atc_bt::data::store::Columns;
-use atc_bt::data::{
-    fmt_ts, parse_date_bound, synth, DataOptions, Dataset, SymbolSelection, INPUT_HELP,
-};
+use atc_bt::data::{fmt_ts, synth, DataOptions, Dataset, INPUT_HELP};
 
 /// What problems do: the policy, for `--help`.
 pub const POLICY_HELP: &str = "Bad data: a file that is not Parquet, truncated, empty, lacks a \
@@ -99,29 +97,6 @@ pub struct SelectionArgs {
     /// Limit the history before --from that the engine sees to N bars
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub warmup_bars: Option<usize>,
-}
-
-impl SelectionArgs {
-    /// The parsed `--symbols`.
-    pub fn selection(&self) -> Result<SymbolSelection> {
-        Ok(SymbolSelection::parse(&self.symbols)?)
-    }
-    /// `--from` as µs UTC.
-    pub fn window_start(&self) -> Result<Option<i64>> {
-        Ok(self
-            .from
-            .as_deref()
-            .map(|s| parse_date_bound(s, false))
-            .transpose()?)
-    }
-    /// `--to` as µs UTC (inclusive end).
-    pub fn window_end(&self) -> Result<Option<i64>> {
-        Ok(self
-            .to
-            .as_deref()
-            .map(|s| parse_date_bound(s, true))
-            .transpose()?)
-    }
 }
 
 /// Arguments of `data info`.

@@ -11,11 +11,13 @@ use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
 use atc_bt::backtest::Mode;
-use atc_bt::job::run::{ReportSettings, RunDone, RunOutcome, RunSettings};
+use atc_bt::job::run::{
+    resolve_strategy, ReportSettings, RunDone, RunOutcome, RunSettings, StrategyOverrides,
+};
 use atc_bt::job::{self, DataSettings, JobError};
 use atc_bt::report::{Format, ReportOptions, SymbolsInReport};
 use atc_bt::run::output::Outputs;
-use atc_bt::run::{RunSummary, Strategy};
+use atc_bt::run::RunSummary;
 
 /// Arguments of `atc-bt run`.
 #[derive(Debug, Args)]
@@ -174,40 +176,17 @@ Execution model:
   (limited by --warmup-bars) so indicators are warm. The benchmark is buy &
   hold under the same split. Every metric is defined in METRICS.md.";
 
-/// Resolves the strategy: file (or the shipped default), then flags.
-pub fn resolve_strategy(
-    path: Option<&PathBuf>,
-    atc: &AtcArgs,
-    exec: &ExecArgs,
-    metrics: &MetricArgs,
-) -> Result<Strategy> {
-    let mut s = match path {
-        Some(p) => Strategy::load(p)?,
-        None => Strategy::shipped_default()?,
-    };
-    s.atc = atc.apply(s.atc);
-    if let Some(m) = exec.mode {
-        s.execution.mode = m;
+/// The strategy overrides of the ATC, execution and metric flags.
+pub fn overrides(atc: &AtcArgs, exec: &ExecArgs, metrics: &MetricArgs) -> StrategyOverrides {
+    StrategyOverrides {
+        atc: atc.values.clone(),
+        mode: exec.mode,
+        fee_bps: exec.fee_bps,
+        slippage_bps: exec.slippage_bps,
+        capital: exec.capital,
+        periods_per_year: metrics.periods_per_year,
+        risk_free: metrics.risk_free,
     }
-    if let Some(v) = exec.fee_bps {
-        s.execution.fee_bps = v;
-    }
-    if let Some(v) = exec.slippage_bps {
-        s.execution.slippage_bps = v;
-    }
-    if let Some(v) = exec.capital {
-        s.execution.capital = v;
-    }
-    if let Some(v) = metrics.periods_per_year {
-        s.metrics.periods_per_year = Some(v);
-    }
-    if let Some(v) = metrics.risk_free {
-        s.metrics.risk_free = v;
-    }
-    s.atc.validate()?;
-    s.execution.validate()?;
-    s.metrics.validate()?;
-    Ok(s)
 }
 
 /// The command line's [`job::Progress`]: a progress bar on a terminal
@@ -268,11 +247,10 @@ pub fn data_settings(data: &DataSourceArgs, sel: &SelectionArgs) -> Result<DataS
         data: data.data.clone(),
         store: data.store.clone(),
         strict: data.strict,
-        selection: sel.selection()?,
-        from: sel.window_start()?,
-        to: sel.window_end()?,
         warmup_bars: sel.warmup_bars,
-    })
+        ..DataSettings::default()
+    }
+    .select(&sel.symbols, sel.from.as_deref(), sel.to.as_deref())?)
 }
 
 /// Runs `atc-bt run`.
@@ -282,7 +260,10 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .as_deref()
         .map(atc_bt::shard::ShardSpec::from_arg)
         .transpose()?;
-    let strategy = resolve_strategy(args.strategy.as_ref(), &args.atc, &args.exec, &args.metrics)?;
+    let strategy = resolve_strategy(
+        args.strategy.as_deref(),
+        &overrides(&args.atc, &args.exec, &args.metrics),
+    )?;
     let settings = RunSettings {
         data: data_settings(&args.data, &args.selection)?,
         strategy,

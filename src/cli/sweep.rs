@@ -9,7 +9,7 @@ use clap::Args;
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::{AtcArgs, GridArgs};
-use super::run::{resolve_strategy, ExecArgs, MetricArgs, ReportFlags};
+use super::run::{overrides, ExecArgs, MetricArgs, ReportFlags};
 use atc_bt::data::{fmt_ts, parse_date_bound};
 use atc_bt::job::{
     self,
@@ -148,11 +148,9 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");
     }
     let strategy_path = args.strategy.clone().or(grid_strategy);
-    let base = resolve_strategy(
-        strategy_path.as_ref(),
-        &AtcArgs::default(),
-        &args.exec,
-        &args.metrics,
+    let base = job::run::resolve_strategy(
+        strategy_path.as_deref(),
+        &overrides(&AtcArgs::default(), &args.exec, &args.metrics),
     )?;
     let split = match (&args.split, args.train_frac) {
         (Some(s), _) => Split::At(parse_date_bound(s, false).with_context(|| "--split")?),

@@ -92,6 +92,12 @@ pub enum JobError {
     /// Rendering the report.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// An ATC parameter out of its range.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// An ATC parameter's name or value.
+    #[error(transparent)]
+    Param(#[from] crate::engine::registry::ParamError),
     /// A setting that cannot work (the message names it and its range).
     #[error("{0}")]
     Invalid(String),
@@ -158,6 +164,30 @@ impl Default for DataSettings {
 }
 
 impl DataSettings {
+    /// Sets the selection and window from their text, as the `--symbols`,
+    /// `--from` and `--to` flags take them: `symbols` is `all`, a comma
+    /// list or `@file.txt` ([`SymbolSelection::parse`]); `from` / `to` are
+    /// `2020`, `2020-03`, `2020-03-15` or RFC 3339, UTC, `to` inclusive (a
+    /// year means its end; [`crate::data::parse_date_bound`]).
+    ///
+    /// Errors: a file list that cannot be read, an empty list or a date
+    /// that does not parse ([`crate::data::DataError`], naming the text).
+    pub fn select(
+        mut self,
+        symbols: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> std::result::Result<Self, crate::data::DataError> {
+        self.selection = SymbolSelection::parse(symbols)?;
+        self.from = from
+            .map(|s| crate::data::parse_date_bound(s, false))
+            .transpose()?;
+        self.to = to
+            .map(|s| crate::data::parse_date_bound(s, true))
+            .transpose()?;
+        Ok(self)
+    }
+
     /// The data layer's options (`progress`: show the ingest's bar).
     pub fn options(&self, progress: bool) -> DataOptions {
         DataOptions {

@@ -24,8 +24,10 @@ use super::identity;
 use super::manifest::{self, CacheCounts, RunData, RunManifest, RunSeries, Window};
 use super::memory::{write_memory_parquet, MemorySampler};
 use super::{JobError, Progress, Result};
+use crate::backtest::Mode;
 use crate::cache::{Cache, CacheStats, EntryFile, FastCache, Key, Kind};
 use crate::data::Dataset;
+use crate::engine::registry::{self, ParamSpec, ParamValue};
 use crate::report::{
     draw_memory_section, finish_run_report, finish_run_report_from_dir, render_run_report_parts,
     MemorySection, MemoryTimeline, ReportOptions, ReportSummary, RunReportParts, FILES_DIR,
@@ -61,6 +63,81 @@ impl ReportSettings {
         let text = format!("{RUN_REPORT_LAYOUT}|{:?}", self.options);
         crate::cache::report_key(run, text.as_bytes())
     }
+}
+
+/// Values that replace a strategy file's (the `run` and `sweep` flags;
+/// `None` / absent: the file's value, or the spec default).
+#[derive(Debug, Clone, Default)]
+pub struct StrategyOverrides {
+    /// ATC parameters (`[atc]`), by registry row, in spec units.
+    pub atc: Vec<(&'static ParamSpec, ParamValue)>,
+    /// `[execution] mode`.
+    pub mode: Option<Mode>,
+    /// `[execution] fee_bps`: basis points of traded notional.
+    pub fee_bps: Option<f64>,
+    /// `[execution] slippage_bps`: basis points of the open.
+    pub slippage_bps: Option<f64>,
+    /// `[execution] capital`: starting capital.
+    pub capital: Option<f64>,
+    /// `[metrics] periods_per_year`: bars per year for annualising.
+    pub periods_per_year: Option<f64>,
+    /// `[metrics] risk_free`: annual rate as a fraction.
+    pub risk_free: Option<f64>,
+}
+
+impl StrategyOverrides {
+    /// Adds the ATC parameter `name` (a registry name such as `lambda` or
+    /// `ema_len`) read from `text` as its flag reads it. Errors: an unknown
+    /// name (listing the known ones) or text that is not a value of its
+    /// kind; the range is checked by [`resolve_strategy`].
+    pub fn set_atc(&mut self, name: &str, text: &str) -> Result<()> {
+        let spec = registry::param(name)?;
+        let value = spec.parse(text)?;
+        self.atc.retain(|(s, _)| s.name != spec.name);
+        self.atc.push((spec, value));
+        Ok(())
+    }
+}
+
+/// The strategy a run or a sweep uses: the strategy file `file` (or the
+/// shipped default, `strategies/atc_default.toml`, the spec's values)
+/// with `overrides` applied, then validated (spec/ATC.md sec. 2 ranges
+/// for `[atc]`, the README's for `[execution]` and `[metrics]`).
+///
+/// Errors: the file cannot be read or parsed ([`JobError::Strategy`],
+/// naming it), or a value is out of its range ([`JobError::Engine`] /
+/// [`JobError::Strategy`], naming the key, the value and the range).
+pub fn resolve_strategy(file: Option<&Path>, overrides: &StrategyOverrides) -> Result<Strategy> {
+    let mut s = match file {
+        Some(p) => Strategy::load(p)?,
+        None => Strategy::shipped_default()?,
+    };
+    for (spec, v) in &overrides.atc {
+        spec.set(&mut s.atc, *v)?;
+    }
+    let o = overrides;
+    if let Some(m) = o.mode {
+        s.execution.mode = m;
+    }
+    if let Some(v) = o.fee_bps {
+        s.execution.fee_bps = v;
+    }
+    if let Some(v) = o.slippage_bps {
+        s.execution.slippage_bps = v;
+    }
+    if let Some(v) = o.capital {
+        s.execution.capital = v;
+    }
+    if let Some(v) = o.periods_per_year {
+        s.metrics.periods_per_year = Some(v);
+    }
+    if let Some(v) = o.risk_free {
+        s.metrics.risk_free = v;
+    }
+    s.atc.validate()?;
+    s.execution.validate()?;
+    s.metrics.validate()?;
+    Ok(s)
 }
 
 /// Everything a run needs (the `run` command's flags, parsed and
@@ -763,4 +840,71 @@ fn try_restore(
     fc.record_hits(&hits);
     done.report = report_run(s, &out, parts, None, Some(drawn));
     Ok(Restore::Done(Box::new(done)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped strategy with overrides on top; a name, a value and a
+    /// range refused with messages naming them (what `run`/`sweep` and
+    /// the Python package show).
+    #[test]
+    fn resolve_strategy_applies_and_checks_overrides() {
+        let mut o = StrategyOverrides::default();
+        o.set_atc("lambda", "0.05").unwrap();
+        o.set_atc("robustness", "Wide").unwrap();
+        o.fee_bps = Some(12.5);
+        o.mode = Some(Mode::LongShort);
+        o.periods_per_year = Some(365.0);
+        let s = resolve_strategy(None, &o).unwrap();
+        let d = Strategy::shipped_default().unwrap();
+        assert_eq!(s.atc.lambda, 0.05);
+        assert_eq!(s.atc.robustness.name(), "Wide");
+        assert_eq!(s.atc.decay, d.atc.decay);
+        assert_eq!(s.execution.fee_bps, 12.5);
+        assert_eq!(s.execution.mode, Mode::LongShort);
+        assert_eq!(s.execution.capital, d.execution.capital);
+        assert_eq!(s.metrics.periods_per_year, Some(365.0));
+
+        let e = o.set_atc("lamda", "1").unwrap_err().to_string();
+        assert!(e.contains("unknown ATC parameter `lamda`"), "{e}");
+        let e = o.set_atc("ema_len", "2.5").unwrap_err().to_string();
+        assert!(e.contains("ema_len: cannot read \"2.5\""), "{e}");
+        o.set_atc("lambda", "-1").unwrap();
+        let e = resolve_strategy(None, &o).unwrap_err().to_string();
+        assert!(e.contains("lambda = -1"), "{e}");
+        let o = StrategyOverrides {
+            fee_bps: Some(-1.0),
+            ..Default::default()
+        };
+        let e = resolve_strategy(None, &o).unwrap_err().to_string();
+        assert!(e.contains("fee_bps"), "{e}");
+        let e = resolve_strategy(Some(Path::new("no/such.toml")), &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no/such.toml"), "{e}");
+    }
+
+    /// `--symbols`, `--from`, `--to` through [`super::super::DataSettings::select`].
+    #[test]
+    fn data_settings_select_parses_as_the_flags() {
+        let d = super::super::DataSettings::default()
+            .select("AAPL,MSFT", Some("2020"), Some("2020"))
+            .unwrap();
+        assert_eq!(
+            d.selection,
+            crate::data::SymbolSelection::parse("AAPL,MSFT").unwrap()
+        );
+        assert_eq!(d.from, Some(1_577_836_800_000_000));
+        assert_eq!(
+            d.to,
+            Some(crate::data::parse_date_bound("2020", true).unwrap())
+        );
+        assert!(d.to.unwrap() > 1_609_459_100_000_000);
+        let e = super::super::DataSettings::default()
+            .select("all", Some("2020-13"), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("2020-13"), "{e}");
+    }
 }
