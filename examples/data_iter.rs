@@ -24,12 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = args.get(1).filter(|s| !s.starts_with("--")).map(Into::into);
     let release = !args.iter().any(|a| a == "--no-release");
     let t0 = Instant::now();
-    let ds = Dataset::open(&DataOptions {
-        data: data.into(),
-        store,
-        strict: false,
-        progress: false,
-    })?;
+    let ds = Dataset::open(
+        &DataOptions {
+            data: data.into(),
+            store,
+            strict: false,
+            progress: false,
+        },
+        &mut |_| {},
+    )?;
     let open_ms = t0.elapsed().as_secs_f64() * 1e3;
     println!(
         "open: {open_ms:.1} ms (built_now={}), VmHWM {}, RssAnon {}, RssFile {}",

@@ -392,11 +392,15 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
     std::fs::create_dir_all(tmp).map_err(|e| data_err(&e))?;
     let file = tmp.join("synth.parquet");
     crate::data::synth(cfg.symbols, cfg.bars, 42, &file).map_err(|e| data_err(&e))?;
-    let data = Dataset::open(&crate::data::DataOptions {
-        data: file,
-        store: Some(tmp.join("store")),
-        ..Default::default()
-    })
+    // The store's "built" line is not part of a benchmark's output.
+    let data = Dataset::open(
+        &crate::data::DataOptions {
+            data: file,
+            store: Some(tmp.join("store")),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
     .map_err(|e| data_err(&e))?;
     let plan = RunPlan {
         series: (0..data.series().len()).collect(),
@@ -610,11 +614,14 @@ fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     let result = (|| {
         let file = scratch.join("data").join("synth.parquet");
         crate::data::synth::synth(cfg.symbols, cfg.bars, 42, &file)?;
-        let data = Dataset::open(&DataOptions {
-            data: file,
-            store: Some(scratch.join("store")),
-            ..Default::default()
-        })?;
+        let data = Dataset::open(
+            &DataOptions {
+                data: file,
+                store: Some(scratch.join("store")),
+                ..Default::default()
+            },
+            &mut |_| {},
+        )?;
         let strategy = Strategy::shipped_default().map_err(|e| BenchError::Io {
             path: "strategies/atc_default.toml".into(),
             source: std::io::Error::other(e.to_string()),

@@ -171,3 +171,13 @@ def test_sweep_errors_name_the_keyword(data, tmp_path, grid, kw, words):
         atc_bt.sweep(data, grid=grid, out=tmp_path / "out", report=False, cache=False, **kw)
     assert words in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_prints_nothing_its_lines_are_in_messages(data, tmp_path, capfd):
+    """The data layer's "opened store" line went to stderr from inside the
+    library, past `Run.messages`; a job prints nothing."""
+    capfd.readouterr()
+    r = atc_bt.run(data, report=False, cache=False, out=tmp_path / "py")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert any(line.startswith("data: ") and "store" in line for line in r.messages), r.messages

@@ -229,9 +229,9 @@ fn report_problems(ds: &Dataset, all: bool) -> Result<()> {
 /// checksum (a damaged store is rebuilt, with a warning).
 fn open_all(source: &DataSourceArgs, progress: bool) -> Result<Dataset> {
     let opts = source.options(progress);
-    let ds = Dataset::open(&opts)?;
+    let ds = Dataset::open(&opts, &mut |l| errln!("{l}"))?;
     let all: Vec<usize> = (0..ds.series().len()).collect();
-    Ok(ds.verified(&opts, &all, Columns::All)?)
+    Ok(ds.verified(&opts, &all, Columns::All, &mut |l| errln!("{l}"))?)
 }
 
 fn info(a: &InfoArgs) -> Result<()> {
@@ -328,7 +328,7 @@ fn ingest(a: &IngestArgs) -> Result<()> {
 
 fn verify(a: &IngestArgs) -> Result<()> {
     let opts = a.source.options(!a.quiet);
-    let ds = Dataset::open(&opts)?;
+    let ds = Dataset::open(&opts, &mut |l| errln!("{l}"))?;
     let all: Vec<usize> = (0..ds.series().len()).collect();
     let found = ds.verify(&all, Columns::All);
     let n = ds.series().len();
@@ -351,7 +351,7 @@ fn verify(a: &IngestArgs) -> Result<()> {
         }
         Err(damage) => {
             outln!("{damage}");
-            let ds = ds.verified(&opts, &all, Columns::All)?;
+            let ds = ds.verified(&opts, &all, Columns::All, &mut |l| errln!("{l}"))?;
             outln!(
                 "{}: rebuilt from the Parquet sources; {} series, every checksum matches",
                 ds.dir().display(),

@@ -888,14 +888,16 @@ impl std::fmt::Display for Damage {
 
 impl Dataset {
     /// Opens the store for `opts.data`, building or rebuilding it when
-    /// missing, stale or damaged. Logs one line on stderr saying which. With
+    /// missing, stale or damaged. Gives `log` one line saying which (the
+    /// library prints nothing: the CLI shows it on stderr, a job passes it
+    /// to its [`Progress`](crate::job::Progress)). With
     /// `opts.strict`, any warning or invalid series is an error (the store
     /// itself does not depend on `strict`).
     ///
     /// The series' bytes are not checked here: [`Dataset::verified`] checks
     /// the series a command reads.
-    pub fn open(opts: &DataOptions) -> Result<Dataset, DataError> {
-        Dataset::open_inner(opts, false)
+    pub fn open(opts: &DataOptions, log: &mut dyn FnMut(&str)) -> Result<Dataset, DataError> {
+        Dataset::open_inner(opts, false, log)
     }
 
     /// The store of `opts` as it is, if it is current: never builds,
@@ -909,7 +911,11 @@ impl Dataset {
         load(&dir, &base, &current).ok()
     }
 
-    fn open_inner(opts: &DataOptions, rebuild: bool) -> Result<Dataset, DataError> {
+    fn open_inner(
+        opts: &DataOptions,
+        rebuild: bool,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<Dataset, DataError> {
         let t0 = Instant::now();
         let (files, base) = resolve_sources(&opts.data)?;
         let dir = store_dir(opts, &files, &base);
@@ -921,26 +927,29 @@ impl Dataset {
         };
         let ds = match loaded {
             Ok(ds) => {
-                crate::errln!(
+                log(&format!(
                     "data: opened store {} ({} series, {} bars) in {:.1} ms",
                     dir.display(),
                     ds.series.len(),
                     ds.total_bars,
                     t0.elapsed().as_secs_f64() * 1e3
-                );
+                ));
                 ds
             }
             Err(reason) => {
                 let damage = match reason {
                     Some(Unusable::Damaged(r)) if dir.exists() => {
                         let damage = format!("store {} is damaged: {r}", dir.display());
-                        crate::errln!(
+                        log(&format!(
                             "warning: data: {damage}; rebuilding it from the Parquet sources"
-                        );
+                        ));
                         Some(damage)
                     }
                     Some(Unusable::Stale(r)) if dir.exists() => {
-                        crate::errln!("data: store {} is stale: {r}; rebuilding", dir.display());
+                        log(&format!(
+                            "data: store {} is stale: {r}; rebuilding",
+                            dir.display()
+                        ));
                         None
                     }
                     _ => None,
@@ -966,14 +975,14 @@ impl Dataset {
                     }
                     ds.repaired = Some(d);
                 }
-                crate::errln!(
+                log(&format!(
                     "data: built store {} ({} series, {} bars) from {} Parquet files in {:.1} ms",
                     dir.display(),
                     ds.series.len(),
                     ds.total_bars,
                     files.len(),
                     t0.elapsed().as_secs_f64() * 1e3
-                );
+                ));
                 ds
             }
         };
@@ -1048,7 +1057,7 @@ impl Dataset {
     /// This store with the `cols` of the series `idx` verified
     /// ([`Dataset::verify`]). A
     /// damaged store is rebuilt from its Parquet sources, with one warning
-    /// on stderr, and the rebuilt one returned (its series are the same, so
+    /// to `log`, and the rebuilt one returned (its series are the same, so
     /// indices stay valid); if the rebuild fails (the sources are gone or
     /// changed), the error names the store and the fix. With
     /// `opts.strict`, damage is an error even once repaired.
@@ -1057,11 +1066,14 @@ impl Dataset {
         opts: &DataOptions,
         idx: &[usize],
         cols: Columns,
+        log: &mut dyn FnMut(&str),
     ) -> Result<Dataset, DataError> {
         let Err(damage) = self.verify(idx, cols) else {
             return Ok(self);
         };
-        crate::errln!("warning: data: {damage}; rebuilding it from the Parquet sources");
+        log(&format!(
+            "warning: data: {damage}; rebuilding it from the Parquet sources"
+        ));
         let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
         drop(self);
         let unrepaired = |detail: String| DataError::Damaged {
@@ -1069,7 +1081,8 @@ impl Dataset {
             detail,
             dir: damage.dir.display().to_string(),
         };
-        let rebuilt = Dataset::open_inner(opts, true).map_err(|e| unrepaired(e.to_string()))?;
+        let rebuilt =
+            Dataset::open_inner(opts, true, log).map_err(|e| unrepaired(e.to_string()))?;
         let same = rebuilt.series.len() == names.len()
             && rebuilt.series.iter().zip(&names).all(|(s, n)| &s.name == n);
         if !same {

@@ -298,7 +298,8 @@ pub fn open_selection(
     progress: &dyn Progress,
 ) -> Result<(Dataset, RunPlan, Vec<String>)> {
     let opts = settings.options(show_ingest);
-    let dataset = Dataset::open(&opts)?;
+    let mut log = |line: &str| progress.message(line);
+    let dataset = Dataset::open(&opts, &mut log)?;
     let plan = RunPlan {
         series: dataset.select(&settings.selection)?,
         from: settings.from,
@@ -306,7 +307,12 @@ pub fn open_selection(
         warmup_bars: settings.warmup_bars,
     }
     .pinned(&dataset);
-    let dataset = dataset.verified(&opts, &plan.series, crate::data::store::Columns::Traded)?;
+    let dataset = dataset.verified(
+        &opts,
+        &plan.series,
+        crate::data::store::Columns::Traded,
+        &mut log,
+    )?;
     let all = settings.selection == SymbolSelection::All;
     // Warnings of the series the run trades: a selected series with no bar
     // in the window is skipped (said once below), its warnings only counted.

@@ -274,12 +274,15 @@ fn invalid_case(name: &str, bad: Bar, expect: &str) {
         )))
         .stderr(predicate::str::contains("1 series invalid"));
     // The store holds the valid series and is not broken.
-    let ds = Dataset::open(&DataOptions {
-        data: c.file.clone(),
-        store: Some(c.store.clone()),
-        strict: false,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: c.file.clone(),
+            store: Some(c.store.clone()),
+            strict: false,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     assert!(!ds.built_now());
     assert_eq!(ds.series().len(), 1);
@@ -407,12 +410,15 @@ fn exact_duplicate_is_a_warning_and_dropped() {
         .stderr(predicate::str::contains(
             "exactdup.parquet: symbol \"A\": row 2 (2020-01-02): exact duplicate of row 1; dropped",
         ));
-    let ds = Dataset::open(&DataOptions {
-        data: c.file.clone(),
-        store: Some(c.store.clone()),
-        strict: false,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: c.file.clone(),
+            store: Some(c.store.clone()),
+            strict: false,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     assert_eq!(ds.view(0).close, &[100.0, 101.0, 102.0, 103.0]);
 }
@@ -430,12 +436,15 @@ fn unsorted_rows_are_sorted_not_an_error() {
         .arg(&c.store)
         .assert()
         .success();
-    let ds = Dataset::open(&DataOptions {
-        data: c.file.clone(),
-        store: Some(c.store.clone()),
-        strict: true,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: c.file.clone(),
+            store: Some(c.store.clone()),
+            strict: true,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     let names: Vec<&str> = ds.series().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["A", "B"]);
@@ -519,12 +528,15 @@ fn aliases_and_timestamp_units_are_accepted() {
             ("close", px(10.0)),
         ],
     );
-    let ds = Dataset::open(&DataOptions {
-        data: d.to_path_buf(),
-        store: Some(d.join("store")),
-        strict: true,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: d.to_path_buf(),
+            store: Some(d.join("store")),
+            strict: true,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     let names: Vec<&str> = ds.series().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["D", "M", "S", "T"]);
@@ -556,12 +568,15 @@ fn repeated_symbols_are_qualified_and_bare_names_are_ambiguous() {
         &[good("MSFT", 3), good("AAPL", 3)].concat(),
     );
     write_bars(&d.join("two.parquet"), &good("MSFT", 4));
-    let ds = Dataset::open(&DataOptions {
-        data: d.to_path_buf(),
-        store: Some(d.join("store")),
-        strict: false,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: d.to_path_buf(),
+            store: Some(d.join("store")),
+            strict: false,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     let names: Vec<&str> = ds.series().iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["AAPL", "one:MSFT", "two:MSFT"]);
@@ -613,12 +628,15 @@ fn store_round_trip_equals_parquet_and_second_open_uses_the_store() {
         .success()
         .stderr(predicate::str::contains("data: opened store"))
         .stderr(predicate::str::contains("built store").not());
-    let ds = Dataset::open(&DataOptions {
-        data: f.clone(),
-        store: Some(store.clone()),
-        strict: true,
-        progress: false,
-    })
+    let ds = Dataset::open(
+        &DataOptions {
+            data: f.clone(),
+            store: Some(store.clone()),
+            strict: true,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap();
     assert!(!ds.built_now());
     assert_eq!(ds.sources().len(), 1);
@@ -653,12 +671,15 @@ fn store_round_trip_equals_parquet_and_second_open_uses_the_store() {
 }
 
 fn open_quiet(data: &Path, store: &Path) -> Dataset {
-    Dataset::open(&DataOptions {
-        data: data.to_path_buf(),
-        store: Some(store.to_path_buf()),
-        strict: false,
-        progress: false,
-    })
+    Dataset::open(
+        &DataOptions {
+            data: data.to_path_buf(),
+            store: Some(store.to_path_buf()),
+            strict: false,
+            progress: false,
+        },
+        &mut |_| {},
+    )
     .unwrap()
 }
 

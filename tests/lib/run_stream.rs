@@ -29,11 +29,14 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
         .collect();
     let data_path = dir.path().join("bars.parquet");
     write_ohlcv(&data_path, &series);
-    let data = Dataset::open(&DataOptions {
-        data: data_path,
-        store: Some(dir.path().join("store")),
-        ..Default::default()
-    })
+    let data = Dataset::open(
+        &DataOptions {
+            data: data_path,
+            store: Some(dir.path().join("store")),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
     .unwrap();
     let strategy = Strategy::shipped_default().unwrap();
     let plan = RunPlan {

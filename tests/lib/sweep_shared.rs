@@ -223,11 +223,14 @@ fn every_sweep_row_equals_run_with_its_parameters() {
         })
         .collect();
     common::write_ohlcv(&path, &series);
-    let data = Dataset::open(&DataOptions {
-        data: path,
-        store: Some(tmp.path().join("store")),
-        ..Default::default()
-    })
+    let data = Dataset::open(
+        &DataOptions {
+            data: path,
+            store: Some(tmp.path().join("store")),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
     .unwrap();
     let plan = RunPlan {
         series: (0..data.series().len()).collect(),
