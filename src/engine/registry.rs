@@ -455,6 +455,35 @@ pub fn axes() -> impl Iterator<Item = &'static ParamSpec> {
     PARAMS.iter().filter(|s| s.axis)
 }
 
+/// Parameter checks live here, beside the ranges they read, so that
+/// `params.rs` (the types) imports neither the registry nor the errors.
+impl AtcParams {
+    /// Checks every parameter against the spec's valid range, in the
+    /// registry's order ([`PARAMS`]); the error names the parameter, its
+    /// value and the range.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        PARAMS.iter().try_for_each(|s| s.check(self))
+    }
+}
+
+impl std::str::FromStr for Robustness {
+    type Err = EngineError;
+
+    /// Accepts `narrow`, `medium`, `wide` in any letter case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "narrow" => Ok(Robustness::Narrow),
+            "medium" => Ok(Robustness::Medium),
+            "wide" => Ok(Robustness::Wide),
+            _ => Err(EngineError::InvalidParam {
+                name: "robustness",
+                value: s.to_string(),
+                range: "one of narrow, medium, wide (any letter case)",
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
