@@ -233,6 +233,9 @@ pub enum BenchError {
     /// The run failed.
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    /// The benchmark's own grid did not parse (a defect of `bench_grid`).
+    #[error("benchmark grid: {0}")]
+    Grid(#[from] crate::sweep::grid::GridError),
     /// The benchmarked job failed.
     #[error("{0}")]
     Job(String),
@@ -357,7 +360,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
 /// `lambda` × `decay` values with exactly `combos` combinations, as close
 /// to square as `combos` allows (100 → 10 × 10, the grid: 0.01 …
 /// 0.10 each).
-fn bench_grid(combos: usize) -> Grid {
+fn bench_grid(combos: usize) -> Result<Grid, BenchError> {
     let combos = combos.max(1);
     let a = (1..=combos)
         .take_while(|a| a * a <= combos)
@@ -367,10 +370,9 @@ fn bench_grid(combos: usize) -> Grid {
     let b = combos / a;
     let mut grid = Grid::default();
     let range = |k: usize| format!("0.01:{}:0.01", k as f64 / 100.0);
-    // Both parse (the values are positive and finite).
-    let _ = grid.set_axis("lambda", &range(b));
-    let _ = grid.set_axis("decay", &range(a));
-    grid
+    grid.set_axis("lambda", &range(b))?;
+    grid.set_axis("decay", &range(a))?;
+    Ok(grid)
 }
 
 /// The `sweep` stage: a seeded synthetic data store in a temporary
@@ -410,7 +412,7 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
     }
     .pinned(&data);
     let strategy = Strategy::default();
-    let grid = bench_grid(cfg.combos);
+    let grid = bench_grid(cfg.combos)?;
     let combos = grid.count() as usize;
     let mut samples = crate::sweep::samples(None, None, None);
     crate::sweep::pin_samples(&data, &plan.series, &mut samples);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::exec::{gross_fraction, SymbolRun};
 
 /// An equity curve on its own timestamps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Curve {
     /// Timestamps, µs since epoch, UTC, strictly increasing.
     pub ts: Vec<i64>,

@@ -46,14 +46,16 @@
 
 use rayon::prelude::*;
 
-use super::atc::{compute_unchecked_par, validate_close, AtcOutput, Detail, LENGTHS_PER_FAMILY};
+use super::atc::{
+    compute_unchecked_par, validate_close, AtcOutput, Detail, SignalBank, LENGTHS_PER_FAMILY,
+    MA_COUNT,
+};
 use super::error::EngineError;
 use super::lanes::{Arr, Lanes};
 #[cfg(target_arch = "x86_64")]
 use super::lanes::{Avx, Avx512};
 use super::ma::{KAMA_FAST, KAMA_SLOW};
 use super::params::{AtcParams, Family};
-use super::shared::SharedSignals;
 
 /// Symbols per batch on the AVX2 and baseline paths: one f64 lane each.
 /// Four lanes are one AVX2 register (two SSE2 registers); more lanes would
@@ -980,6 +982,89 @@ fn family_layers<const W: usize, V: Lanes<W>>(
         eq2_out[i] = e2.store();
         add_avg_term(l1, e2, &mut avg_num[i], &mut avg_den[i]);
         l1_prev = l1;
+    }
+}
+
+/// The shared stage of one series: `R` and the 54 cross signals in the
+/// layout [`LayerLanes`](super::LayerLanes) reads (family, then bar, then the nine lengths).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedSignals {
+    pub(super) n: usize,
+    /// Rate of change `R` (NaN at bar 0), `n` bars.
+    pub(super) r: Vec<f64>,
+    /// `sig[(f·n + i)·9 + k]` = signal + 1 (0, 1, 2) of MA `k` of family
+    /// `f` at bar `i`.
+    pub(super) sig: Vec<u8>,
+}
+
+impl SharedSignals {
+    /// An `n`-bar value to be filled by the kernel.
+    pub(super) fn nan(n: usize) -> SharedSignals {
+        SharedSignals {
+            n,
+            r: vec![f64::NAN; n],
+            sig: vec![1; MA_COUNT * n],
+        }
+    }
+
+    /// The signals (+1) of family `f`, bar after bar, nine per bar. Every
+    /// byte written must be 0, 1 or 2 (the layer kernel relies on it).
+    pub(super) fn family_mut(&mut self, f: usize) -> &mut [u8] {
+        &mut self.sig[f * self.n * K..(f + 1) * self.n * K]
+    }
+
+    /// Bars.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether there are no bars.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The rate of change `R` (NaN at bar 0).
+    pub fn r(&self) -> &[f64] {
+        &self.r
+    }
+
+    /// The cross signal (-1, 0, 1) of MA `ma` (`family.index() · 9 + k`,
+    /// the spec's column order) at `bar`.
+    pub fn signal(&self, ma: usize, bar: usize) -> i8 {
+        let (f, k) = (ma / K, ma % K);
+        self.sig[(f * self.n + bar) * K + k] as i8 - 1
+    }
+
+    /// The same values as a [`SignalBank`] (the single-series engine's
+    /// layout, which the result cache stores).
+    pub fn to_bank(&self) -> SignalBank {
+        SignalBank {
+            r: self.r.clone(),
+            sig: (0..MA_COUNT)
+                .map(|ma| (0..self.n).map(|i| self.signal(ma, i)).collect())
+                .collect(),
+        }
+    }
+
+    /// A [`SignalBank`] in this layout (`None` if its vectors are not all
+    /// as long as `bank.r`, or a signal is not -1, 0 or 1).
+    pub fn from_bank(bank: &SignalBank) -> Option<SharedSignals> {
+        let n = bank.r.len();
+        if bank.sig.len() != MA_COUNT || bank.sig.iter().any(|s| s.len() != n) {
+            return None;
+        }
+        let mut out = SharedSignals::nan(n);
+        out.r.copy_from_slice(&bank.r);
+        for (ma, s) in bank.sig.iter().enumerate() {
+            let (f, k) = (ma / K, ma % K);
+            for (i, &v) in s.iter().enumerate() {
+                if !(-1..=1).contains(&v) {
+                    return None;
+                }
+                out.sig[(f * n + i) * K + k] = (v + 1) as u8;
+            }
+        }
+        Some(out)
     }
 }
 

@@ -19,10 +19,10 @@ pub use atc::{
     compute, compute_unchecked, compute_unchecked_par, layers, round2, signal_bank, validate_close,
     AtcOutput, Detail, SignalBank, LENGTHS_PER_FAMILY, MA_COUNT,
 };
-pub use batch::{compute_batch, BatchDetail, BATCH_LANES, BATCH_LANES_AVX512};
+pub use batch::{compute_batch, BatchDetail, SharedSignals, BATCH_LANES, BATCH_LANES_AVX512};
 pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};
 pub use registry::{ParamError, ParamSpec, ParamValue, PARAMS};
-pub use shared::{lane_direction, shared_signals, LaneScratch, LayerLanes, SharedSignals};
+pub use shared::{lane_direction, shared_signals, LaneScratch, LayerLanes};
 pub use signal::{cross_signal, cut, direction};

@@ -7,11 +7,8 @@
 //! Pine dialog all mean the same number.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-
-use super::error::EngineError;
 
 /// The six moving-average families, in the spec's order (EMA, HMA, WMA,
 /// DEMA, LSMA, KAMA). The order is part of the numbers: layer 2 and the
@@ -104,24 +101,6 @@ impl Robustness {
 impl fmt::Display for Robustness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Robustness {
-    type Err = EngineError;
-
-    /// Accepts `narrow`, `medium`, `wide` in any letter case.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "narrow" => Ok(Robustness::Narrow),
-            "medium" => Ok(Robustness::Medium),
-            "wide" => Ok(Robustness::Wide),
-            _ => Err(EngineError::InvalidParam {
-                name: "robustness",
-                value: s.to_string(),
-                range: "one of narrow, medium, wide (any letter case)",
-            }),
-        }
     }
 }
 
@@ -270,27 +249,6 @@ impl AtcParams {
     /// `d = 1 - decay / 100`, the per-bar equity decay multiplier.
     pub fn decay_multiplier(&self) -> f64 {
         1.0 - self.decay / 100.0
-    }
-
-    /// Checks every parameter against the spec's valid range, in the
-    /// registry's order ([`super::registry::PARAMS`]); the error names the
-    /// parameter, its value and the range.
-    pub fn validate(&self) -> Result<(), EngineError> {
-        super::registry::PARAMS
-            .iter()
-            .try_for_each(|s| s.check(self))
-    }
-
-    /// Writes every real parameter equal to zero as +0: `-0` computes the
-    /// same numbers, but as a distinct value it would be a distinct cache
-    /// key, grid value and manifest entry.
-    pub fn normalize_zeros(&mut self) {
-        for s in super::registry::PARAMS {
-            if let super::registry::ParamValue::Real(x) = (s.get)(self) {
-                // Cannot fail: the value is of the field's own kind.
-                let _ = s.set(self, super::registry::ParamValue::Real(x + 0.0));
-            }
-        }
     }
 }
 

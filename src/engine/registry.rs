@@ -68,6 +68,27 @@ pub enum Kind {
     Robustness,
 }
 
+/// The first stage of the ATC computation a parameter changes (spec
+/// sections in brackets). A sweep computes every stage before it once for
+/// all combinations that differ only in this parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The moving averages and cross signals (sec. 3–7): the lengths.
+    /// A sweep's shared stage ([`shared_signals`](super::shared_signals)),
+    /// once per series and length set.
+    Signals,
+    /// Layer 1, layer 2 and the average signal (sec. 6–11), each value in
+    /// its own SIMD lane of the layer kernel
+    /// ([`LayerLanes`](super::LayerLanes)).
+    Layers,
+    /// The same stage, with one value shared by all the lanes of a
+    /// layer-kernel call: the bar where equities start (sec. 10).
+    LayerStart,
+    /// The direction from the average signal (sec. 12): after the layers,
+    /// per combination, sharing its average signal.
+    Direction,
+}
+
 /// The valid range of a parameter, checked by [`ParamSpec::check`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Range {
@@ -229,6 +250,9 @@ pub struct ParamSpec {
     pub help: &'static str,
     /// Whether a sweep grid may vary it (a grid axis and a `sweep` flag).
     pub axis: bool,
+    /// The first stage of the computation it changes: what a sweep can
+    /// share between combinations that differ in it.
+    pub stage: Stage,
     /// Reads the value.
     pub get: fn(&AtcParams) -> ParamValue,
     /// Writes the value; `None` if `v` is of another kind.
@@ -355,7 +379,7 @@ impl ParamSpec {
 }
 
 macro_rules! param {
-    ($name:ident, $unit:ident, $default:expr, $range:expr, $range_text:expr, $spec:literal, axis: $axis:literal, $help:literal $(,)?) => {
+    ($name:ident, $unit:ident, $default:expr, $range:expr, $range_text:expr, $spec:literal, axis: $axis:literal, stage: $stage:ident, $help:literal $(,)?) => {
         ParamSpec {
             name: stringify!($name),
             unit: Unit::$unit,
@@ -366,6 +390,7 @@ macro_rules! param {
             spec: $spec,
             help: $help,
             axis: $axis,
+            stage: Stage::$stage,
             get: |p: &AtcParams| FieldValue::to_value(&p.$name),
             put: |p: &mut AtcParams, v: ParamValue| {
                 p.$name = FieldValue::from_value(v)?;
@@ -391,50 +416,50 @@ use ParamValue::{Int, Real};
 /// validation, of grid enumeration and of the `results.parquet` columns.
 pub const PARAMS: &[ParamSpec] = &[
     param!(lambda, PineInput, Real(0.02), Range::AtLeast(0.0), "finite and >= 0",
-        "spec/ATC.md sec. 2, 6", axis: true,
+        "spec/ATC.md sec. 2, 6", axis: true, stage: Layers,
         "Growth factor in Pine input units (engine uses lambda/1000)"),
     param!(decay, PercentPerBar, Real(0.03), Range::HalfOpen(0.0, 100.0),
-        "0 <= decay < 100 (percent per bar)", "spec/ATC.md sec. 2, 8", axis: true,
+        "0 <= decay < 100 (percent per bar)", "spec/ATC.md sec. 2, 8", axis: true, stage: Layers,
         "Equity decay in percent per bar (engine uses decay/100)"),
     param!(cutout, Bars, Int(0), Range::Any, "a whole number >= 0",
-        "spec/ATC.md sec. 2, 10", axis: true,
+        "spec/ATC.md sec. 2, 10", axis: true, stage: LayerStart,
         "Bars before equities start (na before)"),
     param!(robustness, Choice, ParamValue::Robustness(Robustness::Medium), Range::Any,
-        "one of narrow, medium, wide (any letter case)", "spec/ATC.md sec. 2, 3", axis: true,
+        "one of narrow, medium, wide (any letter case)", "spec/ATC.md sec. 2, 3", axis: true, stage: Signals,
         "Spread of the nine lengths: narrow (1,2,3,4), medium (1,2,4,6), wide (1,3,5,7)"),
     param!(ema_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the EMA family"),
+        axis: true, stage: Signals, "Base length of the EMA family"),
     param!(hma_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the HMA family (Pine's HMA branch is an SMA)"),
+        axis: true, stage: Signals, "Base length of the HMA family (Pine's HMA branch is an SMA)"),
     param!(wma_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the WMA family"),
+        axis: true, stage: Signals, "Base length of the WMA family"),
     param!(dema_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the DEMA family"),
+        axis: true, stage: Signals, "Base length of the DEMA family"),
     param!(lsma_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the LSMA family"),
+        axis: true, stage: Signals, "Base length of the LSMA family"),
     param!(kama_len, Bars, Int(28), Range::BaseLength, LEN_RANGE, "spec/ATC.md sec. 2, 3",
-        axis: true, "Base length of the KAMA family"),
+        axis: true, stage: Signals, "Base length of the KAMA family"),
     param!(long_threshold, Signal, Real(0.1), Range::Finite, "a finite number",
-        "spec/ATC.md sec. 2, 12", axis: true,
+        "spec/ATC.md sec. 2, 12", axis: true, stage: Direction,
         "Average signal crossing above this goes long"),
     param!(short_threshold, Signal, Real(-0.1), Range::Finite, "a finite number",
-        "spec/ATC.md sec. 2, 12", axis: true,
+        "spec/ATC.md sec. 2, 12", axis: true, stage: Direction,
         "Average signal crossing below this goes short"),
     param!(starting_equity, Equity, Real(1.0), Range::Above(0.0), "finite and > 0",
-        "spec/ATC.md sec. 2, 8", axis: false,
+        "spec/ATC.md sec. 2, 8", axis: false, stage: Layers,
         "Starting equity of every layer-1 equity curve"),
     param!(ema_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity (Pine weight) of the EMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity (Pine weight) of the EMA family"),
     param!(hma_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity of the HMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity of the HMA family"),
     param!(wma_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity of the WMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity of the WMA family"),
     param!(dema_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity of the DEMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity of the DEMA family"),
     param!(lsma_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity of the LSMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity of the LSMA family"),
     param!(kama_w, Equity, Real(1.0), Range::Finite, WEIGHT_RANGE, "spec/ATC.md sec. 2, 11",
-        axis: false, "Layer-2 starting equity of the KAMA family"),
+        axis: false, stage: Layers, "Layer-2 starting equity of the KAMA family"),
 ];
 
 /// Number of parameters.
@@ -473,6 +498,47 @@ pub fn axes() -> impl Iterator<Item = &'static ParamSpec> {
     PARAMS.iter().filter(|s| s.axis)
 }
 
+/// Parameter checks live here, beside the ranges they read, so that
+/// `params.rs` (the types) imports neither the registry nor the errors.
+impl AtcParams {
+    /// Checks every parameter against the spec's valid range, in the
+    /// registry's order ([`PARAMS`]); the error names the parameter, its
+    /// value and the range.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        PARAMS.iter().try_for_each(|s| s.check(self))
+    }
+
+    /// Writes every real parameter equal to zero as +0: `-0` computes the
+    /// same numbers, but as a distinct value it would be a distinct cache
+    /// key, grid value and manifest entry.
+    pub fn normalize_zeros(&mut self) {
+        for s in PARAMS {
+            if let ParamValue::Real(x) = (s.get)(self) {
+                // Cannot fail: the value is of the field's own kind.
+                let _ = s.set(self, ParamValue::Real(x + 0.0));
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Robustness {
+    type Err = EngineError;
+
+    /// Accepts `narrow`, `medium`, `wide` in any letter case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "narrow" => Ok(Robustness::Narrow),
+            "medium" => Ok(Robustness::Medium),
+            "wide" => Ok(Robustness::Wide),
+            _ => Err(EngineError::InvalidParam {
+                name: "robustness",
+                value: s.to_string(),
+                range: "one of narrow, medium, wide (any letter case)",
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +549,23 @@ mod tests {
             ParamValue::Real(x) => ParamValue::Real(x + 0.25),
             ParamValue::Int(x) => ParamValue::Int(x + 3),
             ParamValue::Robustness(_) => ParamValue::Robustness(Robustness::Wide),
+        }
+    }
+
+    /// The shared stage of a sweep is keyed by the lengths: a parameter
+    /// changes them exactly when the registry says it is of the signals
+    /// stage, so the sweep's planning (which reads `stage`) shares only
+    /// what is equal.
+    #[test]
+    fn signals_stage_is_exactly_what_changes_the_lengths() {
+        for s in PARAMS {
+            let base = AtcParams::default();
+            let mut p = base.clone();
+            s.set(&mut p, other_value(s)).unwrap();
+            let changed = crate::engine::Family::ALL
+                .iter()
+                .any(|&f| p.lengths(f) != base.lengths(f));
+            assert_eq!(changed, s.stage == Stage::Signals, "{}", s.name);
         }
     }
 

@@ -29,7 +29,8 @@ pub const SUPPORTED_FORMAT_VERSION: u64 = crate::run::output::RUN_FORMAT_VERSION
 /// The oldest one: version 1 kept the aggregate rows in the `symbol`
 /// column, which this reader no longer trusts (such a directory is refused
 /// with both versions named); 2 differs from 3 only in holding `close` and
-/// `drawdown` always, which this reader takes when present.
+/// `drawdown` always; this reader derives drawdown from `equity` (the
+/// same bits as the column).
 pub const OLDEST_FORMAT_VERSION: u64 = 2;
 
 /// The `aggregate` value of the portfolio rows.
@@ -387,14 +388,13 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-/// An equity curve with its drawdown.
-#[derive(Debug, Clone, Default)]
-pub struct Curve {
-    /// Equity by bar.
-    pub equity: Series,
-    /// Drawdown below the running peak (positive fraction) by bar.
-    pub drawdown: Vec<f64>,
-}
+/// An equity curve as the report reads it: the backtester's own
+/// [`Curve`] with `ts` and `equity` from the curves file; `gross` stays
+/// empty (result directories do not store it). The drawdown the charts
+/// draw is derived from `equity` by [`crate::run::output::drawdowns`], the function that
+/// writes the `drawdown` column, so it has the column's bits whether or
+/// not the run wrote one.
+pub use crate::backtest::Curve;
 
 /// One trade of a symbol drawn in the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -487,19 +487,19 @@ pub fn load_run_meta(dir: &Path) -> Result<RunData, ReportError> {
 
 /// Reads the curves, the panels of `symbols`, and `memory.parquet`: only
 /// the row groups and pages that hold those rows ([`for_each_batch_of`]).
-/// `drawdown` is computed from the curve where `equity.parquet` has no
-/// such column (`--outputs` without `drawdown`); a run written without
-/// `signals.parquet` or `trades.parquet` has panels without them.
+/// Only `ts` and `equity` of the curves are read (drawdown is derived
+/// from them where drawn, with the bits of the `drawdown` column); a run
+/// written without `signals.parquet` or `trades.parquet` has panels
+/// without them.
 pub fn load_run_series(
     dir: &Path,
     data: &mut RunData,
     symbols: &BTreeSet<String>,
 ) -> Result<(), ReportError> {
     let epath = dir.join("equity.parquet");
-    let mut has_drawdown = false;
     for_each_batch_of(
         &epath,
-        &["ts", AGGREGATE, "equity", "drawdown"],
+        &["ts", AGGREGATE, "equity"],
         AGGREGATE,
         &aggregate_names(),
         |b| {
@@ -510,12 +510,6 @@ pub fn load_run_series(
             let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
-            has_drawdown = b.has("drawdown");
-            let dd = if has_drawdown {
-                b.f64s("drawdown")?
-            } else {
-                vec![None; b.len()]
-            };
             for i in rows {
                 let c = if sym[i] == PORTFOLIO {
                     &mut data.portfolio
@@ -523,19 +517,13 @@ pub fn load_run_series(
                     &mut data.benchmark
                 };
                 if let Some(t) = ts[i] {
-                    c.equity.ts.push(t);
-                    c.equity.values.push(eq[i].unwrap_or(f64::NAN));
-                    c.drawdown.push(dd[i].unwrap_or(f64::NAN));
+                    c.ts.push(t);
+                    c.equity.push(eq[i].unwrap_or(f64::NAN));
                 }
             }
             Ok(())
         },
     )?;
-    if !has_drawdown {
-        for c in [&mut data.portfolio, &mut data.benchmark] {
-            c.drawdown = drawdowns(&c.equity.values);
-        }
-    }
     if symbols.is_empty() {
         return load_memory(dir, data);
     }
@@ -912,22 +900,6 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
     })
 }
 
-/// Drawdown as a positive fraction below the running peak.
-pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
-    let mut peak = f64::NEG_INFINITY;
-    equity
-        .iter()
-        .map(|&e| {
-            peak = peak.max(e);
-            if peak > 0.0 {
-                1.0 - e / peak
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
 /// The path of `name` inside `dir`, for messages.
 pub fn file(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
@@ -1037,7 +1009,7 @@ pub struct WalkForwardData {
     pub benchmark: Curve,
 }
 
-/// The equity curves (with their drawdowns) of the aggregates `names` in
+/// The equity curves of the aggregates `names` in
 /// a curves file (`ts`, `aggregate`, `equity`), in the order named.
 fn aggregate_curves<const N: usize>(
     path: &Path,
@@ -1053,15 +1025,12 @@ fn aggregate_curves<const N: usize>(
                 continue;
             };
             if let Some(t) = ts[i] {
-                curves[k].equity.ts.push(t);
-                curves[k].equity.values.push(eq[i].unwrap_or(f64::NAN));
+                curves[k].ts.push(t);
+                curves[k].equity.push(eq[i].unwrap_or(f64::NAN));
             }
         }
         Ok(())
     })?;
-    for c in &mut curves {
-        c.drawdown = drawdowns(&c.equity.values);
-    }
     Ok(curves)
 }
 

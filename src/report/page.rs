@@ -348,7 +348,10 @@ pub fn draw_memory_section(
 pub(super) fn curve_line(name: &str, c: &Curve) -> Line {
     Line {
         name: name.to_string(),
-        series: c.equity.clone(),
-        drawdown: c.drawdown.clone(),
+        series: load::Series {
+            ts: c.ts.clone(),
+            values: c.equity.clone(),
+        },
+        drawdown: crate::run::output::drawdowns(&c.equity),
     }
 }

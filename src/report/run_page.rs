@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::charts::{self, CellFormat, EquityChart, GridChart, SymbolChart};
 use super::html::{self, escape, figure, section};
-use super::load::{self, RunData, Series};
+use super::load::{self, Curve, RunData};
 use super::page::*;
 use super::{ReportError, ReportOptions, ReportSummary, SymbolsInReport, FILES_DIR};
 
@@ -201,7 +201,7 @@ fn coverage_section(
         })
         .collect();
     let n = data.symbol_metrics.len();
-    if spans.is_empty() || data.portfolio.equity.ts.is_empty() {
+    if spans.is_empty() || data.portfolio.ts.is_empty() {
         return Ok(section(
             "coverage",
             "Coverage",
@@ -213,7 +213,7 @@ fn coverage_section(
     let mut ends: Vec<i64> = spans.iter().map(|s| s.2).collect();
     starts.sort_unstable();
     ends.sort_unstable();
-    let ts = &data.portfolio.equity.ts;
+    let ts = &data.portfolio.ts;
     let (mut i, mut j) = (0, 0);
     let live: Vec<(i64, f64)> = ts
         .iter()
@@ -342,15 +342,16 @@ const SYMBOL_COLUMNS: [&str; 9] = [
 ];
 
 /// Period returns of an equity curve: by calendar month, or by year when
-/// bars are monthly or coarser. Returns (yearly?, year → period → return).
-pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
+/// bars are monthly or coarser. `ts` (µs) and `equity` are one curve's
+/// columns. Returns (yearly?, year → period → return).
+pub fn period_returns(ts: &[i64], equity: &[f64]) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
     use chrono::Datelike;
-    let n = s.ts.len();
-    let mut gaps: Vec<i64> = s.ts.windows(2).map(|w| w[1] - w[0]).collect();
+    let n = ts.len();
+    let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     let median = gaps.get(gaps.len() / 2).copied().unwrap_or(0);
     // Monthly or coarser bars, or more than 40 years of them: by year.
-    let years = match (s.ts.first(), s.ts.last()) {
+    let years = match (ts.first(), ts.last()) {
         (Some(a), Some(b)) => (b - a) / (365 * 86_400_000_000),
         _ => 0,
     };
@@ -359,15 +360,15 @@ pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
     let mut prev_end: Option<f64> = None;
     let mut i = 0;
     while i < n {
-        let Some(t) = chrono::DateTime::from_timestamp_micros(s.ts[i]) else {
+        let Some(t) = chrono::DateTime::from_timestamp_micros(ts[i]) else {
             i += 1;
             continue;
         };
         let key = (t.year(), if yearly { 0 } else { t.month() });
-        let start_value = s.values[i];
+        let start_value = equity[i];
         let mut j = i;
         while j + 1 < n {
-            let Some(u) = chrono::DateTime::from_timestamp_micros(s.ts[j + 1]) else {
+            let Some(u) = chrono::DateTime::from_timestamp_micros(ts[j + 1]) else {
                 break;
             };
             if (u.year(), if yearly { 0 } else { u.month() }) != key {
@@ -375,7 +376,7 @@ pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
             }
             j += 1;
         }
-        let end = s.values[j];
+        let end = equity[j];
         let base = prev_end.unwrap_or(start_value);
         if base.is_finite() && base != 0.0 && end.is_finite() {
             out.entry(key.0)
@@ -388,8 +389,8 @@ pub fn period_returns(s: &Series) -> (bool, BTreeMap<i32, BTreeMap<u32, f64>>) {
     (yearly, out)
 }
 
-fn returns_chart(s: &Series) -> Option<GridChart> {
-    let (yearly, r) = period_returns(s);
+fn returns_chart(c: &Curve) -> Option<GridChart> {
+    let (yearly, r) = period_returns(&c.ts, &c.equity);
     if r.is_empty() {
         return None;
     }
@@ -599,17 +600,13 @@ pub fn render_run_report_parts(
     );
 
     // Equity.
-    let log_scale = opts.scale.resolve(
-        data.portfolio
-            .equity
-            .values
-            .iter()
-            .chain(&data.benchmark.equity.values),
-    );
+    let log_scale = opts
+        .scale
+        .resolve(data.portfolio.equity.iter().chain(&data.benchmark.equity));
     let eq = EquityChart {
         title: "Portfolio equity vs buy & hold".into(),
         strategy: curve_line("Portfolio (ATC)", &data.portfolio),
-        benchmark: (!data.benchmark.equity.ts.is_empty())
+        benchmark: (!data.benchmark.ts.is_empty())
             .then(|| curve_line("Buy & hold", &data.benchmark)),
         log_scale,
         markers: Vec::new(),
@@ -620,7 +617,7 @@ pub fn render_run_report_parts(
     }
     if opts.format.html() {
         let svg = w.svg("equity", &eq)?;
-        let mut cap = downsample_caption(data.portfolio.equity.ts.len(), 1200);
+        let mut cap = downsample_caption(data.portfolio.ts.len(), 1200);
         cap.push_str(&scale_caption(opts.scale, &eq));
         body.push_str(&section(
             "equity",
@@ -651,7 +648,7 @@ pub fn render_run_report_parts(
     }
 
     // Period returns.
-    if let Some(c) = returns_chart(&data.portfolio.equity) {
+    if let Some(c) = returns_chart(&data.portfolio) {
         if opts.format.png() {
             w.png(&format!("{FILES_DIR}/returns.png"), &c)?;
         }
@@ -769,14 +766,12 @@ pub fn render_run_report_parts(
     let subtitle = format!(
         "{} symbols · {} bars · window {} to {} · atc-bt {}",
         data.symbol_metrics.len(),
-        data.portfolio.equity.ts.len(),
+        data.portfolio.ts.len(),
         data.portfolio
-            .equity
             .ts
             .first()
             .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
         data.portfolio
-            .equity
             .ts
             .last()
             .map_or(String::new(), |t| charts::date_label(*t as f64, 1e18)),
@@ -850,7 +845,7 @@ mod tests {
         let t0 = 1_704_067_200_000_000i64;
         let ts: Vec<i64> = (0..61).map(|i| t0 + i * day).collect();
         let values: Vec<f64> = (0..61).map(|i| 100.0 + i as f64).collect();
-        let (yearly, r) = period_returns(&Series { ts, values });
+        let (yearly, r) = period_returns(&ts, &values);
         assert!(!yearly);
         let jan = r[&2024][&1];
         let feb = r[&2024][&2];

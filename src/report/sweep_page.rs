@@ -172,17 +172,12 @@ fn walk_forward_section(
         .filter_map(|(k, f)| Some((fold_window(f, "test").0?, k.to_string())))
         .collect();
     let mut html_out = String::new();
-    if !wf.curve.equity.ts.is_empty() {
-        let values = wf
-            .curve
-            .equity
-            .values
-            .iter()
-            .chain(&wf.benchmark.equity.values);
+    if !wf.curve.ts.is_empty() {
+        let values = wf.curve.equity.iter().chain(&wf.benchmark.equity);
         let eq = EquityChart {
             title: "Walk-forward: chained out-of-sample equity vs buy & hold".into(),
             strategy: curve_line("Out of sample (chained folds)", &wf.curve),
-            benchmark: (!wf.benchmark.equity.ts.is_empty())
+            benchmark: (!wf.benchmark.ts.is_empty())
                 .then(|| curve_line("Buy & hold (same windows)", &wf.benchmark)),
             log_scale: opts.scale.resolve(values),
             markers: starts,
@@ -193,7 +188,7 @@ fn walk_forward_section(
         }
         if opts.format.html() {
             let svg = w.svg("walk_forward_equity", &eq)?;
-            let mut cap = downsample_caption(wf.curve.equity.ts.len(), 1200);
+            let mut cap = downsample_caption(wf.curve.ts.len(), 1200);
             cap.push_str(" Each fold's test window is traded with the combination chosen on its training window; the dashed lines mark where each test window starts (fold number at the top); each window starts from the previous one's final equity.");
             cap.push_str(&scale_caption(opts.scale, &eq));
             html_out.push_str(&figure(&svg, &cap));
@@ -523,21 +518,16 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
     }
 
     // Best equity.
-    if !data.best.equity.ts.is_empty() {
+    if !data.best.ts.is_empty() {
         let split = parse_time(data.sweep.get("split"));
-        let values = data
-            .best
-            .equity
-            .values
-            .iter()
-            .chain(&data.benchmark.equity.values);
+        let values = data.best.equity.iter().chain(&data.benchmark.equity);
         let eq = EquityChart {
             title: format!(
                 "Best combination{} vs buy & hold",
                 best_combo.map_or(String::new(), |b| format!(" (#{b})"))
             ),
             strategy: curve_line("Best combination", &data.best),
-            benchmark: (!data.benchmark.equity.ts.is_empty())
+            benchmark: (!data.benchmark.ts.is_empty())
                 .then(|| curve_line("Buy & hold", &data.benchmark)),
             log_scale: opts.scale.resolve(values),
             markers: split
@@ -550,7 +540,7 @@ pub fn render_sweep_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSum
         }
         if opts.format.html() {
             let svg = w.svg("best_equity", &eq)?;
-            let mut cap = downsample_caption(data.best.equity.ts.len(), 1200);
+            let mut cap = downsample_caption(data.best.ts.len(), 1200);
             if let Some(t) = split {
                 let _ = write!(cap, " The dashed line marks the split at {}: the combination was chosen on the bars before it.", fmt_us(t));
             }

@@ -266,8 +266,9 @@ fn batch(path: &Path, fields: Vec<Field>, cols: Vec<ArrayRef>) -> Result<RecordB
     })
 }
 
-/// Drawdown as a positive fraction below the running peak.
-fn drawdowns(equity: &[f64]) -> Vec<f64> {
+/// Drawdown as a positive fraction below the running peak: the
+/// `drawdown` column of `equity.parquet`, and what the report draws.
+pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
     let mut peak = f64::NEG_INFINITY;
     equity
         .iter()

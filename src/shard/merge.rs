@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::part::{read_header, PartError, PartHeader, PartKind, PartReader, Stored, SUCCESS};
 use crate::backtest::Curve;
+use crate::engine::registry::{self, Kind};
 use crate::run::{
     aggregate, collect, MetricsSettings, RunError, RunResult, Skipped, Strategy, SymbolResult,
 };
@@ -388,20 +389,25 @@ pub fn sweep_setup(parts: &[Part]) -> Result<(Grid, Strategy, Vec<Sample>), Merg
         let vals = a[1]
             .as_array()
             .ok_or_else(|| bad(parts, format!("grid axis {name} without values")))?;
+        // Each value is read as the registry's kind of the axis, never
+        // guessed from the JSON's shape.
+        let spec = registry::param(name).map_err(|e| bad(parts, format!("grid axis: {e}")))?;
         let mut values = Vec::with_capacity(vals.len());
         for v in vals {
-            let value = if let Some(s) = v.as_str() {
-                Value::Robustness(
-                    s.parse()
-                        .map_err(|e| bad(parts, format!("grid axis {name}: {e}")))?,
-                )
-            } else if let Some(i) = v.as_u64() {
-                Value::Int(i as usize)
-            } else if let Some(f) = v.as_f64() {
-                Value::Real(f)
-            } else {
-                return Err(bad(parts, format!("grid axis {name}: value {v}")));
+            let value = match spec.kind {
+                Kind::Real => v.as_f64().map(Value::Real),
+                Kind::Int => v
+                    .as_u64()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .map(Value::Int),
+                Kind::Robustness => v.as_str().and_then(|s| spec.parse(s).ok()),
             };
+            let value = value.ok_or_else(|| {
+                bad(
+                    parts,
+                    format!("grid axis {name}: value {v} is not {}", spec.kind_text()),
+                )
+            })?;
             values.push(value);
         }
         grid.set_values(name, values)

@@ -55,6 +55,7 @@ use crate::backtest::{
 use crate::cache::{lookup_signals_once, Cache};
 use crate::data::Dataset;
 use crate::engine::batch::Isa;
+use crate::engine::registry::{self, Stage};
 use crate::engine::{
     lane_direction, shared_signals, AtcParams, LaneScratch, LayerLanes, SharedSignals, MA_COUNT,
 };
@@ -908,7 +909,10 @@ fn sweep_inner(
     let repeat = grid
         .axes
         .iter()
-        .filter(|(a, _)| a == "cutout" || a.ends_with("_threshold"))
+        .filter(|(a, _)| {
+            registry::param(a)
+                .is_ok_and(|s| matches!(s.stage, Stage::LayerStart | Stage::Direction))
+        })
         .map(|(_, v)| v.len())
         .product::<usize>()
         .max(1);
