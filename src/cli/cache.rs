@@ -256,7 +256,6 @@ fn open_for_maintenance(cfg: &CacheConfig) -> Result<Cache> {
     Ok(cache)
 }
 
-
 /// `1.5 MiB`-style sizes.
 fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];

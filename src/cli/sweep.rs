@@ -15,9 +15,9 @@ use atc_bt::job::{
     self,
     sweep::{Split, SweepOutcome, SweepSettings},
 };
+use atc_bt::sweep::grid::GridFile;
 use atc_bt::sweep::output::{metric_value, rank};
 use atc_bt::sweep::walk::{WalkForward, WalkForwardSpec};
-use atc_bt::sweep::grid::GridFile;
 use atc_bt::sweep::Grid;
 
 /// Arguments of `atc-bt sweep`.

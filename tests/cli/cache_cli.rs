@@ -170,7 +170,6 @@ fn run_selftest(cfg: &CacheConfig, symbols: u64, bars: usize, params: usize, hol
     println!("elapsed_ms {:.1}", t0.elapsed().as_secs_f64() * 1e3);
 }
 
-
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_atc-bt"));
     c.env_remove("ATC_CACHE_DIR");

@@ -1842,3 +1842,74 @@ fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
         same_results(&p.join(format!("r{i}")), &p.join("ref"));
     }
 }
+
+/// Waits (polling) until `dir/report_files` holds an entry or `child`
+/// exits; kills it with SIGKILL if it still runs then. `true` when the
+/// kill landed while the report was being written (the child was running
+/// and died of the signal).
+fn kill_while_rendering(child: &mut std::process::Child, dir: &Path) -> bool {
+    let files = dir.join("report_files");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let started = std::fs::read_dir(&files).is_ok_and(|mut rd| rd.next().is_some());
+        if started || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)
+}
+
+#[test]
+fn killed_report_render_leaves_a_directory_the_next_run_and_report_reuse() {
+    // Fault (attack on main): `run` killed while writing report_files/
+    // left charts its listing did not name yet, so every later `run
+    // --out` and `report` refused the directory as holding files atc-bt
+    // did not write; only --force recovered. A render now lists each file
+    // before writing it.
+    let t = data_dir(60, 1500);
+    let p = t.path();
+    let out = p.join("kx");
+    let mut landed = 0;
+    for _ in 0..8 {
+        let _ = std::fs::remove_dir_all(&out);
+        let mut child = Command::new(bin())
+            .current_dir(p)
+            .env_remove("ATC_CACHE_DIR")
+            .args(["run", "-q", "--no-cache", "--out", "kx"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if !kill_while_rendering(&mut child, &out) {
+            continue;
+        }
+        landed += 1;
+        // Whatever the killed render left is listed as atc-bt's.
+        let listed = std::fs::read_to_string(out.join("report_files/files.json")).unwrap();
+        for e in std::fs::read_dir(out.join("report_files")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                name == "files.json"
+                    || name.starts_with(".files.json.atc-bt-partial-")
+                    || listed.contains(&format!("\"{name}\"")),
+                "{name} not in {listed}"
+            );
+        }
+        run_ok(at(p).args(["report", "-q", "kx"]));
+        run_ok(at(p).args(["run", "-q", "--no-cache", "--out", "kx"]));
+        assert!(out.join("report.html").is_file());
+        if landed == 2 {
+            break;
+        }
+    }
+    assert!(
+        landed > 0,
+        "no kill landed while the report was written: the test proves nothing"
+    );
+}
