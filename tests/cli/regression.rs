@@ -1913,3 +1913,70 @@ fn killed_report_render_leaves_a_directory_the_next_run_and_report_reuse() {
         "no kill landed while the report was written: the test proves nothing"
     );
 }
+
+#[test]
+fn full_disk_at_cache_open_keeps_the_cache_for_the_next_run() {
+    // Fault (attack on main): with the cache on a full disk, `run` took
+    // "No space left on device" at open for damage, moved the database
+    // aside (`broken-<ms>`) and started cold: once space was freed, every
+    // entry was gone. A full disk now only makes the command run without
+    // the cache.
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "300",
+        "--bars",
+        "2000",
+        "--out",
+        "data/s.parquet",
+    ]));
+    let probe = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: no unprivileged mount namespace (unshare) for a tmpfs here");
+        return;
+    }
+    run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "ref"]));
+    std::fs::create_dir(p.join("full")).unwrap();
+    // A 3 MiB tmpfs: the first run fills it mid-way (the tester's setting);
+    // the second opens the database on the full disk, and must leave it
+    // where it is.
+    let script = format!(
+        "mount -t tmpfs -o size=3m tmpfs full && mkdir full/c && \
+         timeout 60 {b} run -q --no-report --cache-dir full/c --out r1 2>err1; echo rc1=$?; \
+         timeout 60 {b} run -q --no-report --cache-dir full/c --out r2 2>err2; echo rc2=$?; \
+         find full/c/db -type f > after; ls full/c",
+        b = bin().display(),
+    );
+    let o = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script])
+        .current_dir(p)
+        .env_remove("ATC_CACHE_DIR")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let err1 = std::fs::read_to_string(p.join("err1")).unwrap_or_default();
+    let err2 = std::fs::read_to_string(p.join("err2")).unwrap_or_default();
+    let all = format!("{out}\n{}\nerr1:\n{err1}\nerr2:\n{err2}", stderr(&o));
+    assert!(out.contains("rc1=0") && out.contains("rc2=0"), "{all}");
+    // The second run did meet the full disk at open.
+    assert!(err2.contains("No space left on device"), "{all}");
+    assert_eq!(err2.matches("warning:").count(), 1, "{all}");
+    assert!(
+        !err2.contains("moved it") && !out.contains("broken-"),
+        "{all}"
+    );
+    // The database stayed where it was, with its files.
+    let after = String::from_utf8_lossy(&read(&p.join("after"))).into_owned();
+    assert!(
+        out.lines().any(|l| l == "db") && after.contains("full/c/db/"),
+        "{all}"
+    );
+    same_results(&p.join("r1"), &p.join("ref"));
+    same_results(&p.join("r2"), &p.join("ref"));
+}
