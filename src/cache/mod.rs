@@ -142,8 +142,9 @@ pub struct Maintenance {
     /// Corrupt entries removed (keys, shortened).
     pub corrupt: Vec<String>,
     /// Run directories without a manifest (a crash between their rename
-    /// and the manifest's insert, or a lost database) and stale temporary
-    /// directories removed.
+    /// and the manifest's insert, or a lost database), stale temporary
+    /// directories and damaged databases moved aside (`broken-<ms>`) more
+    /// than [`store::BROKEN_KEEP`] ago, removed.
     pub orphans: u64,
     /// Disk bytes before and after.
     pub disk_before: u64,
@@ -669,7 +670,9 @@ impl Cache {
             }
         }
         // Before eviction, so the measured usage it works from is real.
-        rep.orphans = self.sweep_runs_dir(&*s)? + fast::sweep_memos(&self.dir);
+        rep.orphans = self.sweep_runs_dir(&*s)?
+            + fast::sweep_memos(&self.dir)
+            + store::sweep_broken(&self.dir, now_ms());
         let (e, v) = self.evict_l2(&*s, now_ms(), Some(&mut rep))?;
         rep.expired = e;
         rep.evicted = v;

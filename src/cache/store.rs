@@ -336,6 +336,56 @@ fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
+/// Whether an I/O error says something about the disk or the process
+/// (full, over quota, read-only, not permitted, failing, out of handles or
+/// memory) rather than about the database's bytes: such an error never
+/// makes the database damaged, so it is never moved aside for it (the
+/// command runs without it, and the entries are there again once the disk
+/// has room).
+pub fn is_environmental(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull
+            | K::QuotaExceeded
+            | K::ReadOnlyFilesystem
+            | K::PermissionDenied
+            | K::OutOfMemory
+    ) || matches!(
+        e.raw_os_error(),
+        // EPERM, EIO, ENOMEM, EACCES, ENFILE, EMFILE, ENOSPC, EROFS, EDQUOT
+        Some(1 | 5 | 12 | 13 | 23 | 24 | 28 | 30 | 122)
+    )
+}
+
+/// What a sled error at open means: (damaged, the error). A lock held by
+/// another process or an environmental I/O error ([`is_environmental`])
+/// is not damage.
+fn open_error(db_dir: &Path, e: sled::Error) -> (bool, CacheError) {
+    match e {
+        e if is_lock_error(&e) => (
+            false,
+            CacheError::Locked {
+                path: db_dir.to_path_buf(),
+            },
+        ),
+        sled::Error::Io(source) if is_environmental(&source) => (
+            false,
+            CacheError::Unwritable {
+                path: db_dir.to_path_buf(),
+                source,
+            },
+        ),
+        e => (
+            true,
+            CacheError::Open {
+                path: db_dir.to_path_buf(),
+                message: sled_text(&e),
+            },
+        ),
+    }
+}
+
 fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
     let cfg = sled::Config::new()
         .path(db_dir)
@@ -347,56 +397,20 @@ fn try_open(db_dir: &Path) -> Result<SledStore, (bool, CacheError)> {
         Ok(r) => r,
         Err(e) => return Err((true, e)),
     };
-    let db = match opened {
-        Ok(db) => db,
-        Err(e) if is_lock_error(&e) => {
-            return Err((
-                false,
-                CacheError::Locked {
-                    path: db_dir.to_path_buf(),
-                },
-            ))
-        }
-        Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return Err((
-                false,
-                CacheError::Unwritable {
-                    path: db_dir.to_path_buf(),
-                    source: e,
-                },
-            ))
-        }
-        Err(e) => {
-            return Err((
-                true,
-                CacheError::Open {
-                    path: db_dir.to_path_buf(),
-                    message: sled_text(&e),
-                },
-            ))
-        }
-    };
-    let open_err = |e: sled::Error| {
-        (
-            true,
-            CacheError::Open {
-                path: db_dir.to_path_buf(),
-                message: sled_text(&e),
-            },
-        )
-    };
+    let db = opened.map_err(|e| open_error(db_dir, e))?;
+    let open_err = |e: sled::Error| open_error(db_dir, e);
     let trees = guard(db_dir, || {
-        let mut trees = Vec::with_capacity(3);
-        for t in Tree::ALL {
-            trees.push(db.open_tree(t.name()).map_err(io)?);
-        }
-        Ok(trees)
+        Ok((|| {
+            let mut trees = Vec::with_capacity(3);
+            for t in Tree::ALL {
+                trees.push(db.open_tree(t.name())?);
+            }
+            Ok::<_, sled::Error>(trees)
+        })())
     });
     let trees = match trees {
-        Ok(t) => t,
-        Err(CacheError::Io { message }) => {
-            return Err(open_err(sled::Error::Unsupported(message)));
-        }
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(open_err(e)),
         Err(e) => return Err((true, e)),
     };
     let Ok([values, meta, info]) = <[sled::Tree; 3]>::try_from(trees) else {
@@ -456,7 +470,9 @@ pub fn db_path(cache_dir: &Path) -> PathBuf {
 ///   ([`super::foreign_in_cache`]): not used, nothing written there;
 /// - held by another process: retries for `lock_wait`, then gives up
 ///   (the caller runs with L1 only);
-/// - unwritable directory: gives up;
+/// - unwritable directory, or an environmental I/O error at open (a full
+///   disk, a quota, a read-only file system: [`is_environmental`]): gives
+///   up, leaving the database as it is (the caller runs without it);
 /// - any other open error, corruption or format mismatch: moves the
 ///   database aside to `cache_dir/broken-<ms>` (removing older ones and
 ///   the run entries' files, which only it referenced) and opens a fresh
@@ -552,6 +568,36 @@ pub fn open_sled(cache_dir: &Path, lock_wait: Duration) -> Opened {
     }
 }
 
+/// How long `cache gc` keeps a damaged database moved aside
+/// (`broken-<ms>`) for inspection: a week.
+pub const BROKEN_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes the damaged databases moved aside in `cache_dir` (`broken-<ms>`)
+/// more than [`BROKEN_KEEP`] ago (by the time in their name); returns how
+/// many.
+pub fn sweep_broken(cache_dir: &Path, now_ms: u64) -> u64 {
+    let Ok(rd) = std::fs::read_dir(cache_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(ms) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("broken-"))
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if now_ms.saturating_sub(ms) > BROKEN_KEEP.as_millis() as u64
+            && std::fs::remove_dir_all(e.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(cache_dir) {
         for e in rd.flatten() {
@@ -572,6 +618,39 @@ fn move_aside(cache_dir: &Path, db_dir: &Path) -> std::io::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    /// Fault (attack on main): `cache gc` never removed the `broken-*`
+    /// directories that damaged databases were moved to.
+    #[test]
+    fn cache_gc_removes_broken_databases_older_than_a_week() {
+        let t = tempfile::tempdir().unwrap();
+        let now = 1_000_000_000_000u64;
+        let week = super::BROKEN_KEEP.as_millis() as u64;
+        for ms in [now - week - 1, now - week + 60_000] {
+            std::fs::create_dir_all(t.path().join(format!("broken-{ms}/x"))).unwrap();
+        }
+        std::fs::create_dir(t.path().join("broken-notes")).unwrap();
+        assert_eq!(super::sweep_broken(t.path(), now), 1);
+        assert!(!t.path().join(format!("broken-{}", now - week - 1)).exists());
+        assert!(t
+            .path()
+            .join(format!("broken-{}", now - week + 60_000))
+            .exists());
+        assert!(t.path().join("broken-notes").exists());
+    }
+
+    #[test]
+    fn a_full_disk_is_not_damage() {
+        let full = std::io::Error::from_raw_os_error(28);
+        assert!(super::is_environmental(&full));
+        let (damaged, e) = super::open_error(std::path::Path::new("/c/db"), sled::Error::Io(full));
+        assert!(!damaged && e.to_string().contains("No space left"), "{e}");
+        let (damaged, _) = super::open_error(
+            std::path::Path::new("/c/db"),
+            sled::Error::Corruption { at: None, bt: () },
+        );
+        assert!(damaged);
+    }
+
     /// Fault (issue 16 tester): cache warnings ended in sled's empty
     /// "backtrace ()".
     #[test]

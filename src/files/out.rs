@@ -255,12 +255,43 @@ pub fn foreign_report_files(dir: &Path) -> Result<Vec<String>, OutError> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let plain = e.file_type().is_ok_and(|t| t.is_file());
-            let ours = plain && (name == REPORT_LISTING || listed.contains(&name));
+            let ours = plain
+                && (name == REPORT_LISTING
+                    || listed.contains(&name)
+                    || listing_temporary(&name).is_some());
             (!ours).then(|| format!("{REPORT_FILES}/{name}"))
         })
         .collect();
     foreign.sort();
     Ok(foreign)
+}
+
+/// The tag of a temporary of the listing (`.files.json.atc-bt-partial-<tag>`,
+/// left by a render killed while rewriting it); `None` for any other name.
+fn listing_temporary(name: &str) -> Option<&str> {
+    let tag = name.strip_prefix(&format!(".{REPORT_LISTING}{PARTIAL}"))?;
+    owner::writer_of(tag).map(|_| tag)
+}
+
+/// Writes the listing of `files_dir` (a `report_files/`) naming `names`,
+/// atomically (a temporary renamed over it), so that a render killed at
+/// any moment leaves either the old listing or the new one, never a torn
+/// one. A render lists each file *before* writing it: whatever a killed
+/// or failed render left in `report_files/` is listed, so the next command
+/// knows it as atc-bt's and replaces it. Stale temporaries of the listing
+/// go first.
+pub fn write_report_listing(files_dir: &Path, names: &[String]) -> std::io::Result<()> {
+    owner::sweep(files_dir, listing_temporary);
+    let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "files": names }))
+        .map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    let tmp = files_dir.join(owner::temp_name(&format!(".{REPORT_LISTING}"), PARTIAL));
+    let r = std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, files_dir.join(REPORT_LISTING)));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 /// The names the listing in `dir/report_files` holds (none if it is

@@ -526,8 +526,14 @@ fn restore_report_parts(
         .ok()
         .and_then(|b| serde_json::from_slice::<RunReportParts>(&b).ok());
     let _ = std::fs::remove_file(&path);
-    if parts.is_none() {
+    // Listed at once: the restored charts are atc-bt's even if the command
+    // is killed before the report is finished.
+    let listed = parts
+        .as_ref()
+        .is_some_and(|p| crate::files::out::write_report_listing(&dest, &p.charts).is_ok());
+    if !listed {
         let _ = std::fs::remove_dir_all(&dest);
+        return None;
     }
     parts
 }

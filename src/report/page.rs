@@ -13,10 +13,17 @@ use super::load::{self, Curve};
 use super::memory::MemoryTimeline;
 use super::{ReportError, ReportOptions, ReportSummary, ScaleChoice, AUTO_LOG_RATIO, FILES_DIR};
 
+/// Writes one render's files. Each file of `report_files/` is named in
+/// the directory's listing *before* it is written (see
+/// [`crate::files::out::write_report_listing`]), so a render killed or
+/// failed (a full disk) at any moment leaves only listed files there, which
+/// the next `run`, `sweep` or `report` recognises as atc-bt's and replaces.
 pub(super) struct Writer {
     pub(super) dir: PathBuf,
     pub(super) files: Vec<PathBuf>,
     pub(super) total: u64,
+    /// The names the listing holds now.
+    pub(super) listed: Vec<String>,
 }
 
 impl Writer {
@@ -57,12 +64,35 @@ impl Writer {
             dir: dir.to_path_buf(),
             files: Vec::new(),
             total: 0,
+            listed: Vec::new(),
+        })
+    }
+
+    /// Names `name` in the listing of `report_files/` (before it is
+    /// written).
+    fn list(&mut self, name: &str) -> Result<(), ReportError> {
+        if self.listed.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        self.listed.push(name.to_string());
+        let files_dir = self.dir.join(FILES_DIR);
+        crate::files::out::write_report_listing(&files_dir, &self.listed).map_err(|source| {
+            ReportError::Io {
+                path: files_dir.join(crate::files::out::REPORT_LISTING),
+                source,
+            }
         })
     }
 
     /// Writes `bytes` at `rel` (relative to the directory).
     pub(super) fn write(&mut self, rel: &str, bytes: &[u8]) -> Result<(), ReportError> {
         let path = self.dir.join(rel);
+        let files_dir = self.dir.join(FILES_DIR);
+        if path.parent() == Some(files_dir.as_path()) {
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                self.list(name)?;
+            }
+        }
         // Replace, never rewrite in place: a chart may be a hard link into
         // the run cache (a restored report).
         let _ = std::fs::remove_file(&path);
@@ -107,13 +137,11 @@ impl Writer {
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         if files_dir.is_dir() {
-            let listing = files_dir.join(crate::files::out::REPORT_LISTING);
-            let mut json = serde_json::to_vec_pretty(&serde_json::json!({ "files": names }))
-                .unwrap_or_default();
-            json.push(b'\n');
-            std::fs::write(&listing, json).map_err(|source| ReportError::Io {
-                path: listing,
-                source,
+            crate::files::out::write_report_listing(&files_dir, &names).map_err(|source| {
+                ReportError::Io {
+                    path: files_dir.join(crate::files::out::REPORT_LISTING),
+                    source,
+                }
             })?;
         }
         summary.files = self.files;

@@ -511,6 +511,8 @@ pub fn finish_run_report(
         dir: dir.to_path_buf(),
         files: Vec::new(),
         total: 0,
+        // The restored charts, listed when they were restored.
+        listed: crate::files::out::report_listing(dir),
     };
     for name in &parts.charts {
         let path = files_dir.join(name);

@@ -48,6 +48,28 @@ pub enum MergeError {
         /// The count, as its name says.
         count: String,
     },
+    /// A file of a part differs from the checksum the shard recorded.
+    #[error("{}: damaged part: {file} does not match the checksum its shard recorded in {SUCCESS} (changed or damaged since); rerun shard {index} of {count}", path.display())]
+    Damaged {
+        /// The part.
+        path: PathBuf,
+        /// The file.
+        file: String,
+        /// Its index.
+        index: u32,
+        /// The count.
+        count: u32,
+    },
+    /// Parts written in another part format than this version's.
+    #[error("part format {found} was written by {} atc-bt (this one writes and merges format {expected}); rerun those shards with this version: {}", if *.found < *.expected { "an older" } else { "a newer" }, .paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    OtherFormat {
+        /// The parts of that format.
+        paths: Vec<PathBuf>,
+        /// Their format.
+        found: u64,
+        /// This version's.
+        expected: u64,
+    },
     /// A part from other inputs or parameters than the rest.
     #[error("{}: foreign part: {why} (the other parts, e.g. {}, agree); rerun it with the same data and parameters", path.display(), reference.display())]
     Foreign {
@@ -256,10 +278,37 @@ pub fn check_parts(paths: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
                 count,
             });
         }
+        if let Some(v) = super::part::read_format_version(p) {
+            if v != u64::from(super::part::PART_FORMAT_VERSION) {
+                // Name every part of that format, not only the first.
+                let paths = paths
+                    .iter()
+                    .filter(|q| super::part::read_format_version(q) == Some(v))
+                    .cloned()
+                    .collect();
+                return Err(MergeError::OtherFormat {
+                    paths,
+                    found: v,
+                    expected: u64::from(super::part::PART_FORMAT_VERSION),
+                });
+            }
+        }
         let header = read_header(p).map_err(|e| MergeError::NotAPart {
             path: p.clone(),
             why: e.to_string(),
         })?;
+        let damaged = super::part::verify_files(p).map_err(|e| MergeError::NotAPart {
+            path: p.clone(),
+            why: e.to_string(),
+        })?;
+        if let Some(file) = damaged {
+            return Err(MergeError::Damaged {
+                path: p.clone(),
+                file,
+                index: header.shard,
+                count: header.shards,
+            });
+        }
         parts.push(Part {
             dir: p.clone(),
             header,

@@ -11,7 +11,9 @@
 //!   curves.parquet   one row per (combo, sample, symbol, bar): ts, equity,
 //!                    position, gross, benchmark (+ close, avg, dir for run)
 //!   trades.parquet   one row per (combo, sample, symbol, trade)
-//!   _SUCCESS         written last: a part without it is half-written
+//!   _SUCCESS         written last: a part without it is half-written;
+//!                    holds the blake3 of part.json and the three tables
+//!                    (`b3sum` lines, format 4 on), verified by `merge`
 //! ```
 //!
 //! Rows are written in the shard's processing order, one row group per
@@ -30,6 +32,7 @@
 //! single-machine symbol order, which interleaves the shards.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,7 +58,7 @@ use crate::run::{MetricsSettings, Skipped, SymbolResult};
 /// run, `params.base` of a sweep); `context.sources` lists each source's
 /// `{path, size, mtime_ns, blake3}` for both kinds (see
 /// [`crate::job::manifest`]).
-pub const PART_FORMAT_VERSION: u32 = 3;
+pub const PART_FORMAT_VERSION: u32 = 4;
 /// The header file of a part.
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.
@@ -520,10 +523,14 @@ impl PartWriter {
             why: e.to_string(),
         })?;
         write_synced(&hp, text.as_bytes())?;
-        write_synced(
-            &self.tmp.join(SUCCESS),
-            format!("{}\n", blake3::hash(text.as_bytes()).to_hex()).as_bytes(),
-        )?;
+        // Format 4: `_SUCCESS` holds the blake3 of every file the part
+        // wrote (`b3sum` lines), which `merge` verifies.
+        let mut sums = String::new();
+        for name in CHECKED_FILES {
+            let path = self.tmp.join(name);
+            let _ = writeln!(sums, "{}  {name}", hash_file(&path)?.to_hex());
+        }
+        write_synced(&self.tmp.join(SUCCESS), sums.as_bytes())?;
         if let Err(e) = crate::files::out::commit_dir(&self.tmp, &self.out, self.force) {
             let _ = std::fs::remove_dir_all(&self.tmp);
             return Err(PartError::Out(e));
@@ -536,6 +543,56 @@ impl PartWriter {
     pub fn abandon(self) {
         let _ = std::fs::remove_dir_all(&self.tmp);
     }
+}
+
+/// The files of a part whose blake3 `_SUCCESS` records (format 4 on).
+pub const CHECKED_FILES: [&str; 4] = [
+    PART_JSON,
+    "symbols.parquet",
+    "curves.parquet",
+    "trades.parquet",
+];
+
+/// The blake3 of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<blake3::Hash, PartError> {
+    let mut h = blake3::Hasher::new();
+    let mut f = File::open(path).map_err(io(path))?;
+    std::io::copy(&mut f, &mut h).map_err(io(path))?;
+    Ok(h.finalize())
+}
+
+/// Checks the files of the part in `dir` against the checksums its
+/// `_SUCCESS` recorded; the first file that is missing from the record or
+/// differs from it, if any.
+pub fn verify_files(dir: &Path) -> Result<Option<String>, PartError> {
+    let sp = dir.join(SUCCESS);
+    let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
+    for name in CHECKED_FILES {
+        let recorded = text.lines().find_map(|l| {
+            let (sum, file) = l.split_once("  ")?;
+            (file == name).then_some(sum)
+        });
+        let path = dir.join(name);
+        let ok = match recorded {
+            Some(sum) => path.is_file() && hash_file(&path)?.to_hex().as_str() == sum,
+            None => false,
+        };
+        if !ok {
+            return Ok(Some(name.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// The `format_version` of the part in `dir`, read before anything else
+/// in its header (whose other fields change between formats); `None` if
+/// `part.json` is unreadable or has none.
+pub fn read_format_version(dir: &Path) -> Option<u64> {
+    let text = std::fs::read(dir.join(PART_JSON)).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()?
+        .get("format_version")?
+        .as_u64()
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), PartError> {

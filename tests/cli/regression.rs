@@ -1842,3 +1842,143 @@ fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
         same_results(&p.join(format!("r{i}")), &p.join("ref"));
     }
 }
+
+/// Waits (polling) until `dir/report_files` holds an entry or `child`
+/// exits; kills it with SIGKILL if it still runs then. `true` when the
+/// kill landed while the report was being written (the child was running
+/// and died of the signal).
+fn kill_while_rendering(child: &mut std::process::Child, dir: &Path) -> bool {
+    let files = dir.join("report_files");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let started = std::fs::read_dir(&files).is_ok_and(|mut rd| rd.next().is_some());
+        if started || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)
+}
+
+#[test]
+fn killed_report_render_leaves_a_directory_the_next_run_and_report_reuse() {
+    // Fault (attack on main): `run` killed while writing report_files/
+    // left charts its listing did not name yet, so every later `run
+    // --out` and `report` refused the directory as holding files atc-bt
+    // did not write; only --force recovered. A render now lists each file
+    // before writing it.
+    let t = data_dir(60, 1500);
+    let p = t.path();
+    let out = p.join("kx");
+    let mut landed = 0;
+    for _ in 0..8 {
+        let _ = std::fs::remove_dir_all(&out);
+        let mut child = Command::new(bin())
+            .current_dir(p)
+            .env_remove("ATC_CACHE_DIR")
+            .args(["run", "-q", "--no-cache", "--out", "kx"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if !kill_while_rendering(&mut child, &out) {
+            continue;
+        }
+        landed += 1;
+        // Whatever the killed render left is listed as atc-bt's (no listing
+        // yet: killed before its first file, so nothing else is there).
+        let listed =
+            std::fs::read_to_string(out.join("report_files/files.json")).unwrap_or_default();
+        for e in std::fs::read_dir(out.join("report_files")).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                name == "files.json"
+                    || name.starts_with(".files.json.atc-bt-partial-")
+                    || listed.contains(&format!("\"{name}\"")),
+                "{name} not in {listed}"
+            );
+        }
+        run_ok(at(p).args(["report", "-q", "kx"]));
+        run_ok(at(p).args(["run", "-q", "--no-cache", "--out", "kx"]));
+        assert!(out.join("report.html").is_file());
+        if landed == 2 {
+            break;
+        }
+    }
+    assert!(
+        landed > 0,
+        "no kill landed while the report was written: the test proves nothing"
+    );
+}
+
+#[test]
+fn full_disk_at_cache_open_keeps_the_cache_for_the_next_run() {
+    // Fault (attack on main): with the cache on a full disk, `run` took
+    // "No space left on device" at open for damage, moved the database
+    // aside (`broken-<ms>`) and started cold: once space was freed, every
+    // entry was gone. A full disk now only makes the command run without
+    // the cache.
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "300",
+        "--bars",
+        "2000",
+        "--out",
+        "data/s.parquet",
+    ]));
+    let probe = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "true"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: no unprivileged mount namespace (unshare) for a tmpfs here");
+        return;
+    }
+    run_ok(at(p).args(["run", "-q", "--no-cache", "--no-report", "--out", "ref"]));
+    std::fs::create_dir(p.join("full")).unwrap();
+    // A 3 MiB tmpfs: the first run fills it mid-way (the tester's setting);
+    // the second opens the database on the full disk, and must leave it
+    // where it is.
+    let script = format!(
+        "mount -t tmpfs -o size=3m tmpfs full && mkdir full/c && \
+         timeout 60 {b} run -q --no-report --cache-dir full/c --out r1 2>err1; echo rc1=$?; \
+         timeout 60 {b} run -q --no-report --cache-dir full/c --out r2 2>err2; echo rc2=$?; \
+         find full/c/db -type f > after; ls full/c",
+        b = bin().display(),
+    );
+    let o = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c", &script])
+        .current_dir(p)
+        .env_remove("ATC_CACHE_DIR")
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    let err1 = std::fs::read_to_string(p.join("err1")).unwrap_or_default();
+    let err2 = std::fs::read_to_string(p.join("err2")).unwrap_or_default();
+    let all = format!("{out}\n{}\nerr1:\n{err1}\nerr2:\n{err2}", stderr(&o));
+    assert!(out.contains("rc1=0") && out.contains("rc2=0"), "{all}");
+    // The second run did meet the full disk at open.
+    assert!(err2.contains("No space left on device"), "{all}");
+    assert_eq!(err2.matches("warning:").count(), 1, "{all}");
+    assert!(
+        !err2.contains("moved it") && !out.contains("broken-"),
+        "{all}"
+    );
+    // The database stayed where it was, with its files.
+    let after = String::from_utf8_lossy(&read(&p.join("after"))).into_owned();
+    assert!(
+        out.lines().any(|l| l == "db") && after.contains("full/c/db/"),
+        "{all}"
+    );
+    same_results(&p.join("r1"), &p.join("ref"));
+    same_results(&p.join("r2"), &p.join("ref"));
+}

@@ -305,3 +305,55 @@ fn bad_shard_values_name_the_flag_and_range() {
     }
     assert!(!tmp.path().join("o").exists());
 }
+
+#[test]
+fn merge_refuses_a_part_with_a_flipped_bit_naming_the_part_file_and_shard() {
+    // Fault (attack on main): one bit flipped in the middle of a part's
+    // curves.parquet and `merge` succeeded with other metrics: part.json
+    // carried no checksums. `_SUCCESS` now records the blake3 of every
+    // file the part wrote, and merge verifies them.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let parts = t.join("parts");
+    two_parts(t, &[], &parts);
+    let p1 = parts.join("part-1-of-2");
+    let curves = p1.join("curves.parquet");
+    let mut b = bytes(&curves);
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    std::fs::write(&curves, &b).unwrap();
+    merge_fails(t, &[&parts], "rerun shard 1 of 2");
+    merge_fails(t, &[&parts], "curves.parquet");
+    merge_fails(t, &[&parts], &p1.display().to_string());
+    b[mid] ^= 0x10;
+    std::fs::write(&curves, &b).unwrap();
+    atc(&root())
+        .arg("merge")
+        .arg(t.join("merged"))
+        .arg(&parts)
+        .assert()
+        .success();
+}
+
+#[test]
+fn merging_old_format_parts_says_which_parts_are_old_and_to_rerun_them() {
+    // Fault (attack on main): parts of an older part format gave serde's
+    // "strategy: invalid type: null", or blamed the newer parts.
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let parts = t.join("parts");
+    two_parts(t, &[], &parts);
+    let p0 = parts.join("part-0-of-2");
+    let p1 = parts.join("part-1-of-2");
+    // p0 as an older binary wrote it: format 2, without fields this one has.
+    let hp = p0.join("part.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&bytes(&hp)).unwrap();
+    v["format_version"] = 2.into();
+    v["params"] = serde_json::Value::Null;
+    std::fs::write(&hp, serde_json::to_vec(&v).unwrap()).unwrap();
+    for order in [[p0.as_path(), p1.as_path()], [p1.as_path(), p0.as_path()]] {
+        merge_fails(t, &order, "part format 2 was written by an older atc-bt");
+        merge_fails(t, &order, "rerun those shards with this version");
+        merge_fails(t, &order, &p0.display().to_string());
+    }
+}
