@@ -202,7 +202,7 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
         // In f64 first: a span of 1e20 steps (or 1e-300 wide ones) would
         // saturate an integer count and wrap to zero values.
         let steps = ((stop - start) / step + 1e-9).floor();
-        if !(steps < 1_000_000.0) {
+        if steps.is_nan() || steps >= 1_000_000.0 {
             return Err(bad("more than 1,000,000 values"));
         }
         let count = steps as u64 + 1;
