@@ -24,12 +24,16 @@ case, "medium"), ``ema_len`` ... ``kama_len`` (bars, 28), ``long_threshold``
 
 Errors
 ------
+TypeError
+    A close series is not a 1-D array-like of real numbers (None, a
+    string, bool/complex/text dtypes; the message names it and the dtype).
 ValueError
     A parameter is unknown, of the wrong type or out of its range (the
     message names it and the valid range).
 DataError
     (a ``ValueError`` subclass) a close series is refused: empty, not 1-D,
-    or a close that is not finite and > 0 (the message names the bar).
+    a masked array with a masked bar, or a close that is not finite and
+    > 0 (the message names the bar).
 RuntimeError
     An internal error of atc-bt (a caught panic); please report it.
 
@@ -53,6 +57,7 @@ report(out_dir)
 
 from __future__ import annotations
 
+import numbers
 from typing import Iterable, Union
 
 import numpy as np
@@ -100,16 +105,56 @@ DIRECTION_COLUMNS: tuple[str, ...] = ("bar", "close", "avg", "dir")
 
 
 def _series(close, where: str) -> np.ndarray:
-    """``close`` as a contiguous 1-D float64 array, or DataError."""
+    """``close`` as a contiguous 1-D float64 array.
+
+    Accepted: a 1-D array-like of real numbers (list, tuple, ndarray or
+    pandas Series of an integer or float dtype; an object array only if
+    every element is a real number). Refused, naming ``where``:
+    ``TypeError`` for None, a scalar, a string or bytes, and bool, complex,
+    text, date or other non-numeric dtypes; ``DataError`` for a series that
+    is not 1-D, or a masked array with a masked bar (the message names the
+    first one: fill or drop masked bars first).
+    """
+    if close is None or isinstance(close, (str, bytes, bytearray)):
+        raise TypeError(
+            f"{where}: expected a 1-D array-like of real numbers (list, tuple, "
+            f"numpy array, pandas Series), got {type(close).__name__}"
+        )
+    if isinstance(close, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(close)
+        if mask.any():
+            first = int(np.flatnonzero(mask.ravel())[0])
+            raise DataError(
+                f"{where}: bar {first} is masked: atc-bt needs a close on every bar; "
+                f"drop the masked bars (.compressed()) or fill them (.filled(value)) first"
+            )
+        close = close.data
     try:
-        a = np.ascontiguousarray(close, dtype=np.float64)
+        a = np.asarray(close)
     except (TypeError, ValueError) as e:
-        raise DataError(f"{where}: cannot read the close series as float64 numbers: {e}") from None
+        raise DataError(f"{where}: cannot read the close series as a 1-D array: {e}") from None
+    if a.ndim == 0:
+        raise TypeError(
+            f"{where}: expected a 1-D array-like of real numbers (list, tuple, "
+            f"numpy array, pandas Series), got a scalar {type(close).__name__}"
+        )
     if a.ndim != 1:
         raise DataError(
             f"{where}: expected a 1-D close series (one value per bar), got shape {a.shape}"
         )
-    return a
+    if a.dtype.kind == "O":
+        for i, x in enumerate(a):
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+                raise TypeError(
+                    f"{where}: dtype object holds {x!r} ({type(x).__name__}) at bar {i}: "
+                    f"expected real numbers (int or float)"
+                )
+    elif a.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{where}: dtype {a.dtype} is not a real number type: expected integers "
+            f"or floats (bool, complex, text and dates are refused)"
+        )
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 def compute(close, **params) -> dict[str, np.ndarray]:
@@ -117,10 +162,12 @@ def compute(close, **params) -> dict[str, np.ndarray]:
 
     Parameters
     ----------
-    close : array-like of float, shape (n,)
+    close : 1-D array-like of real numbers, shape (n,)
         Close prices, oldest first, every value finite and > 0, n >= 1
-        (spec sec. 1). Anything ``numpy.asarray`` reads (list, ndarray,
-        pandas Series) is accepted; it is copied once.
+        (spec sec. 1): a list, tuple, ndarray or pandas Series of an
+        integer or float dtype (an object array only if every element is
+        an int or float); it is copied once as float64. A numpy masked
+        array is accepted only with no bar masked.
     **params
         ATC parameters, keyword only, spec names and units (see the module
         docstring); anything left out takes the spec default.
@@ -137,11 +184,17 @@ def compute(close, **params) -> dict[str, np.ndarray]:
 
     Raises
     ------
+    TypeError
+        ``close`` is not an array-like of real numbers: None, a scalar, a
+        string or bytes, or a bool, complex, text, date or object dtype
+        holding something else than numbers (the message names ``close``
+        and the dtype).
     ValueError
         A parameter is unknown, mistyped or out of range.
     DataError
-        The series is empty, not 1-D, or holds a close that is not finite
-        and > 0.
+        The series is empty, not 1-D, a masked array with a masked bar, or
+        holds a close that is not finite and > 0 (the message names the
+        bar).
     """
     return _atc_bt.compute_full(_series(close, "close"), **params)
 
@@ -177,6 +230,9 @@ def compute_many(closes, *, detail: str = "signal", **params) -> list[dict[str, 
 
     Raises
     ------
+    TypeError
+        A series is not an array-like of real numbers, as for
+        :func:`compute` (the message names its position: ``series 2``).
     ValueError
         A parameter is refused, or ``detail`` is not one of the three.
     DataError
@@ -192,7 +248,9 @@ def compute_many(closes, *, detail: str = "signal", **params) -> list[dict[str, 
         series = [_series(row, f"series {i}") for i, row in enumerate(closes)]
     else:
         if isinstance(closes, (str, bytes)) or not isinstance(closes, Iterable):
-            raise DataError("closes: expected a list of 1-D close series or a 2-D array")
+            raise TypeError(
+                f"closes: expected a list of 1-D close series or a 2-D array, got {type(closes).__name__}"
+            )
         series = [_series(c, f"series {i}") for i, c in enumerate(closes)]
     return _atc_bt.compute_many_raw(series, detail, **params)
 

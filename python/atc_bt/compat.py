@@ -12,9 +12,11 @@ purpose where that module departs from Pine (see the function's docstring).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from . import compute
+from . import DataError, _atc_bt, _series
 
 __all__ = ["compute_atc_signals", "KEYS"]
 
@@ -24,6 +26,21 @@ _FAMILIES = ("EMA", "HMA", "WMA", "DEMA", "LSMA", "KAMA")
 KEYS: tuple[str, ...] = tuple(
     k for f in _FAMILIES for k in (f"{f}_Signal", f"{f}_S")
 ) + ("Average_Signal",)
+
+
+# atc-bt's parameter names -> this signature's; applied outside quoted
+# values, so an error names what the caller wrote.
+_RENAMES = {"lambda_": "La", "lambda": "La", "decay": "De", "hma_len": "hull_len"}
+_NAME = re.compile(r"\b(lambda_|lambda|decay|hma_len)\b")
+_QUOTED = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+def _compat_names(msg: str) -> str:
+    """An atc-bt error message with this signature's keyword names."""
+    parts = _QUOTED.split(msg)
+    for i in range(0, len(parts), 2):
+        parts[i] = _NAME.sub(lambda m: _RENAMES[m.group(1)], parts[i])
+    return "".join(parts)
 
 
 def compute_atc_signals(
@@ -58,7 +75,9 @@ def compute_atc_signals(
     ----------
     prices : pandas.Series of float, length n
         Close prices, oldest first, each finite and > 0 (spec sec. 1). Any
-        1-D array-like is accepted (the result then has a RangeIndex).
+        1-D array-like of real numbers is accepted (list, tuple, ndarray;
+        the result then has a RangeIndex), with the rules of
+        ``atc_bt.compute``'s ``close`` (errors name ``prices``).
     src : pandas.Series, optional
         The original's "calculation source". Pine computes every moving
         average and cross from ``close`` (spec sec. 1), so atc-bt has one
@@ -93,11 +112,15 @@ def compute_atc_signals(
 
     Raises
     ------
+    TypeError
+        ``prices`` (or ``src``) is not a 1-D array-like of real numbers
+        (None, a string, a DataFrame, bool/complex/text dtypes).
     ValueError
-        A parameter is out of range, or ``src`` differs from ``prices``.
+        A parameter is out of range (named as in this signature: ``La``,
+        ``De``, ``hull_len``), or ``src`` differs from ``prices``.
     atc_bt.DataError
-        ``prices`` is empty, not 1-D, or holds a price that is not finite
-        and > 0 (the message names the bar).
+        ``prices`` is empty, not 1-D, masked on a bar, or holds a price
+        that is not finite and > 0 (the message names the bar).
 
     Differences from the original module (deliberate: Pine wins)
     ----------------------------------------------------------
@@ -122,37 +145,48 @@ def compute_atc_signals(
     not copy either (KAMA start, pandas_ta's LSMA and DEMA, round half to
     even in layer 1): ``spec/ATC.md`` sec. 16 lists them all.
     """
-    index = getattr(prices, "index", None)
+    import pandas as pd
+
+    if isinstance(prices, pd.DataFrame):
+        raise TypeError(
+            "prices: expected one price series (a pandas Series or a 1-D array-like), "
+            "got a DataFrame; pass one column, e.g. df['close']"
+        )
+    index = prices.index if isinstance(prices, pd.Series) else None
+    close = _series(prices, "prices")
     if src is not None and src is not prices:
-        s = np.asarray(src, dtype=np.float64)
-        p = np.asarray(prices, dtype=np.float64)
-        if s.shape != p.shape or not np.array_equal(s, p):
+        s = _series(src, "src")
+        if s.shape != close.shape or not np.array_equal(s, close, equal_nan=True):
             raise ValueError(
                 "src differs from prices: atc-bt computes every moving average and cross "
                 "from one close series, as Pine does (spec/ATC.md sec. 1); pass src=None"
             )
-    out = compute(
-        prices,
-        ema_len=ema_len,
-        hma_len=hull_len,
-        wma_len=wma_len,
-        dema_len=dema_len,
-        lsma_len=lsma_len,
-        kama_len=kama_len,
-        ema_w=ema_w,
-        hma_w=hma_w,
-        wma_w=wma_w,
-        dema_w=dema_w,
-        lsma_w=lsma_w,
-        kama_w=kama_w,
-        robustness=robustness,
-        lambda_=La,
-        decay=De,
-        cutout=cutout,
-        long_threshold=long_threshold,
-        short_threshold=short_threshold,
-    )
-    import pandas as pd
+    try:
+        out = _atc_bt.compute_full(
+            close,
+            ema_len=ema_len,
+            hma_len=hull_len,
+            wma_len=wma_len,
+            dema_len=dema_len,
+            lsma_len=lsma_len,
+            kama_len=kama_len,
+            ema_w=ema_w,
+            hma_w=hma_w,
+            wma_w=wma_w,
+            dema_w=dema_w,
+            lsma_w=lsma_w,
+            kama_w=kama_w,
+            robustness=robustness,
+            lambda_=La,
+            decay=De,
+            cutout=cutout,
+            long_threshold=long_threshold,
+            short_threshold=short_threshold,
+        )
+    except DataError as e:
+        raise DataError(f"prices: {e}") from None
+    except ValueError as e:
+        raise ValueError(_compat_names(str(e))) from None
 
     if index is None:
         index = pd.RangeIndex(len(out["avg"]))

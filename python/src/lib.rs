@@ -83,12 +83,13 @@ fn params_from(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AtcParams> {
     let mut table = serde_json::Map::new();
     if let Some(kwargs) = kwargs {
         for (k, v) in kwargs.iter() {
-            let key: String = k.extract()?;
-            let name = if key == "lambda_" {
+            let raw: String = k.extract()?;
+            let name = if raw == "lambda_" {
                 "lambda".to_string()
             } else {
-                key.clone()
+                raw.clone()
             };
+            let key = escape_controls(&raw);
             let value = if v.is_instance_of::<PyBool>() {
                 return Err(PyValueError::new_err(format!(
                     "invalid parameter {key} = {v}: a boolean is not a number"
@@ -127,24 +128,52 @@ fn params_from(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<AtcParams> {
             let mut one = serde_json::Map::new();
             one.insert(name.clone(), value.clone());
             if let Err(e) = serde_json::from_value::<AtcParams>(serde_json::Value::Object(one)) {
-                return Err(PyValueError::new_err(format!(
+                // The engine's own refusals already say "invalid parameter
+                // NAME = VALUE: "; keep only their reason, after the value
+                // as Python writes it (repr: control characters escaped).
+                let msg = e.to_string();
+                let head = format!("invalid parameter {name} = ");
+                let reason = match (msg.strip_prefix(&head), &value) {
+                    (Some(rest), serde_json::Value::String(s)) => rest
+                        .strip_prefix(s.as_str())
+                        .and_then(|r| r.strip_prefix(": ")),
+                    (Some(rest), _) => rest.split_once(": ").map(|(_, r)| r),
+                    (None, _) => None,
+                }
+                .unwrap_or(&msg);
+                return Err(PyValueError::new_err(escape_controls(&format!(
                     "invalid parameter {key} = {}: {}",
                     v.repr()?,
-                    python_names(&e.to_string())
-                )));
+                    python_names(reason)
+                ))));
             }
             table.insert(name, value);
         }
     }
     let params: AtcParams =
         serde_json::from_value(serde_json::Value::Object(table)).map_err(|e| {
-            PyValueError::new_err(format!(
+            PyValueError::new_err(escape_controls(&format!(
                 "invalid parameter: {}",
                 python_names(&e.to_string())
-            ))
+            )))
         })?;
     params.validate().map_err(engine_err)?;
     Ok(params)
+}
+
+/// `msg` with every control character written as Rust escapes it
+/// (`\u{0}`), so a NUL or an escape sequence in a name or value never
+/// reaches the terminal raw.
+fn escape_controls(msg: &str) -> String {
+    msg.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Serde's message in Python's words: `lambda_` (the keyword), no Rust

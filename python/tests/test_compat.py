@@ -58,3 +58,46 @@ def test_errors_are_value_error_and_data_error():
         compute_atc_signals(pd.Series(np.linspace(100.0, 120.0, 60)), ema_len=3)
     with pytest.raises(atc_bt.DataError, match="bar 2"):
         compute_atc_signals(pd.Series([100.0, 101.0, np.nan]))
+
+
+def test_compat_accepts_a_list_of_prices():
+    """Fault: a list raised "Index(...) must be called with a collection"
+    (list.index, a method, was taken for the index)."""
+    close = np.linspace(100.0, 120.0, 60)
+    expected = compute_atc_signals(pd.Series(close))
+    for prices in (list(close), tuple(close), close):
+        out = compute_atc_signals(prices)
+        assert out["Average_Signal"].index.equals(pd.RangeIndex(60))
+        for key in KEYS:
+            pd.testing.assert_series_equal(out[key], expected[key])
+    with pytest.raises(TypeError, match="prices: .*DataFrame"):
+        compute_atc_signals(pd.DataFrame({"close": close}))
+    with pytest.raises(TypeError, match="prices: .*NoneType"):
+        compute_atc_signals(None)
+    with pytest.raises(TypeError, match="prices: dtype complex128"):
+        compute_atc_signals(close + 1j)
+    with pytest.raises(TypeError, match="src: dtype bool"):
+        compute_atc_signals(close, np.ones(60, dtype=bool))
+    with pytest.raises(atc_bt.DataError, match="prices: bar 3 is masked"):
+        compute_atc_signals(np.ma.masked_array(close, mask=np.arange(60) == 3))
+    with pytest.raises(atc_bt.DataError, match="prices: .*bar 1"):
+        compute_atc_signals([100.0, -1.0, 101.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, name, not_named",
+    [
+        ({"La": -1.0}, "La = -1", "lambda"),
+        ({"La": "x"}, "La = 'x'", "lambda"),
+        ({"De": 100.0}, "De = 100", "decay"),
+        ({"hull_len": 3}, "hull_len = 3", "hma_len"),
+        ({"robustness": "decay"}, "robustness = 'decay'", "De"),
+        ({"ema_len": 3}, "ema_len = 3", "lambda"),
+    ],
+)
+def test_compat_errors_use_compat_keyword_names(kwargs, name, not_named):
+    """Fault: La=-1 was reported as lambda_ / lambda, De as decay."""
+    with pytest.raises(ValueError) as e:
+        compute_atc_signals(np.linspace(100.0, 120.0, 60), **kwargs)
+    msg = str(e.value)
+    assert name in msg and not_named not in msg, msg
