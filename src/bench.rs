@@ -305,6 +305,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
                     let bars = Bars {
                         ts: &ts,
                         open: &opens[i],
+                        // Not read without stops.
+                        high: &closes[i],
+                        low: &closes[i],
                         close: &closes[i],
                     };
                     simulate("S", bars, &dirs[i], 0..cfg.bars, 1000.0, &exec, false)

@@ -467,6 +467,9 @@ const RUN_KEYS: &[&str] = &[
     "fee_bps",
     "slippage_bps",
     "capital",
+    "stop_loss",
+    "take_profit",
+    "trailing_stop",
     "periods_per_year",
     "risk_free",
     "cache",
@@ -501,6 +504,9 @@ const SWEEP_KEYS: &[&str] = &[
     "fee_bps",
     "slippage_bps",
     "capital",
+    "stop_loss",
+    "take_profit",
+    "trailing_stop",
     "periods_per_year",
     "risk_free",
     "split",
@@ -581,6 +587,9 @@ fn overrides_from(o: &mut Opts<'_>, atc: bool) -> PyResult<StrategyOverrides> {
     s.fee_bps = o.real("fee_bps")?;
     s.slippage_bps = o.real("slippage_bps")?;
     s.capital = o.real("capital")?;
+    s.stop_loss = o.real("stop_loss")?;
+    s.take_profit = o.real("take_profit")?;
+    s.trailing_stop = o.real("trailing_stop")?;
     s.periods_per_year = o.real("periods_per_year")?;
     s.risk_free = o.real("risk_free")?;
     Ok(s)

@@ -78,6 +78,21 @@ def test_run_with_a_strategy_file_and_the_cache(atc_bt_bin, data, tmp_path):
     assert "close" in again.signals.columns and "drawdown" in again.equity.columns
 
 
+def test_run_with_stops_equals_the_command(atc_bt_bin, data, tmp_path):
+    """stop_loss / take_profit / trailing_stop are the flags' percent."""
+    run_cli(atc_bt_bin, "run", "--data", str(data), "--stop-loss", "4", "--take-profit", "15",
+            "--trailing-stop", "8", "--mode", "long-short", "--no-report", "--no-cache",
+            "--out", str(tmp_path / "cli"), "-q")
+    r = atc_bt.run(data, stop_loss=4, take_profit=15, trailing_stop=8, mode="long-short",
+                   report=False, cache=False, out=tmp_path / "py")
+    same_run(tmp_path / "cli", tmp_path / "py")
+    reasons = set(r.trades["exit_reason"])
+    assert reasons & {"stop_loss", "take_profit", "trailing_stop"}, reasons
+    execution = r.manifest["params"]["execution"]
+    assert (execution["stop_loss"], execution["take_profit"], execution["trailing_stop"]) == (
+        4.0, 15.0, 8.0)
+
+
 def test_sweep_equals_the_command(atc_bt_bin, data, tmp_path):
     run_cli(atc_bt_bin, "sweep", "--data", str(data), "--lambda", "0.01,0.05,0.2",
             "--cutout", "0:20:10", "--train-frac", "0.6", "--rank-by", "total_return",
@@ -126,6 +141,7 @@ def test_report_renders_a_run_directory(data, tmp_path):
         ({"lambda_": -1.0}, ValueError, "lambda = -1"),
         ({"ema_len": 3}, ValueError, "ema_len"),
         ({"fee_bps": -5.0}, ValueError, "fee_bps"),
+        ({"stop_loss": 100}, ValueError, "stop_loss = 100"),
         ({"mode": "sideways"}, ValueError, "keyword mode"),
         ({"outputs": "equity,pnl"}, ValueError, "keyword outputs"),
         ({"start": "2020-13"}, atc_bt.DataError, "2020-13"),

@@ -55,19 +55,20 @@ pub enum BacktestError {
     /// A cost parameter is outside its range.
     #[error("{name} = {value}: valid range is {range}")]
     BadConfig {
-        /// `fee` or `slippage`.
+        /// `fee`, `slippage`, `stop_loss`, `take_profit` or `trailing_stop`.
         name: &'static str,
         /// The offending value.
         value: f64,
         /// The valid range in words.
         range: &'static str,
     },
-    /// An open or close inside the window is NaN, infinite, zero or negative.
+    /// An open or close (with stops also a high or low) inside the window
+    /// is NaN, infinite, zero or negative.
     #[error("{symbol}: {field} at bar {bar} (ts {ts}) is {value}: prices must be finite and > 0")]
     BadPrice {
         /// The symbol.
         symbol: String,
-        /// `open` or `close`.
+        /// `open`, `close`, `high` or `low`.
         field: &'static str,
         /// 0-based bar index in the full series.
         bar: usize,

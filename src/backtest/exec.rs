@@ -12,8 +12,9 @@
 //!    no warm-up (`window.start == 0`) nothing is held at bar 0.
 //! 2. **Close of bar `i`.** Equity is marked: `cash + units·close[i]`.
 //!
-//! Bar `i` reads only `dir[i−1]`, `open[i]` and `close[i]`, so changing any
-//! later bar cannot change anything up to bar `i` (tested).
+//! Bar `i` reads only `dir[i−1]`, `open[i]` and `close[i]` (and, with
+//! stops, `high[i]` and `low[i]`), so changing any later bar cannot change
+//! anything up to bar `i` (tested).
 //!
 //! # Fills, fees, sizing
 //!
@@ -43,6 +44,51 @@
 //! cash, so it no longer counts as exposure and its trade is closed
 //! ([`ExitReason::EndOfData`]). A position held at the end of the window
 //! stays open ([`ExitReason::EndOfWindow`]), marked to the last close.
+//!
+//! # Stops
+//!
+//! [`Stops`] (none by default) adds three exits, each a fraction of the
+//! entry fill price `e` (the CLI, the strategy file and Python take
+//! percent):
+//!
+//! | stop | long exits when | short exits when | reason |
+//! |------|-----------------|------------------|--------|
+//! | `stop_loss = s` | low ≤ `e·(1−s)` | high ≥ `e·(1+s)` | [`ExitReason::StopLoss`] |
+//! | `take_profit = p` | high ≥ `e·(1+p)` | low ≤ `e·(1−p)` | [`ExitReason::TakeProfit`] |
+//! | `trailing_stop = t` | low ≤ `peak·(1−t)` | high ≥ `trough·(1+t)` | [`ExitReason::TrailingStop`] |
+//!
+//! Between steps 1 and 2 above, a position held after the open of bar `i`
+//! is checked against bar `i`'s range, from its entry bar on (the entry
+//! fills at the open, so that bar's whole range comes after the fill):
+//!
+//! * The stop level is the nearer of the stop-loss and trailing levels
+//!   (for a long the higher one; the trailing one wins a tie only when
+//!   strictly nearer). `peak` is the highest of the entry price and the
+//!   highs of the bars since the entry *before* bar `i` (`trough`: the
+//!   lowest low); bar `i`'s own extreme updates it only after bar `i` was
+//!   checked, because the order of the high and the low inside a bar is
+//!   unknown.
+//! * If the open is already through a level (a gap), the exit fills at
+//!   the open: the stop first, else the target. Otherwise, if the bar's
+//!   range reaches the stop level, the exit fills at that level, else at
+//!   the target level if the range reaches it. When both lie inside one
+//!   bar the stop is taken (conservative: the order is unknown).
+//! * The bar's range is `[min(low, open, close), max(high, open, close)]`:
+//!   the store keeps bars whose open or close lies outside `[low, high]`
+//!   (with a warning), and the bar did trade at its open and close.
+//! * The exit fills at the level (or the open)·(1∓slippage) against the
+//!   side and pays the fee, as any fill. `exit_ts` is bar `i`'s timestamp;
+//!   `bars_held` counts bar `i` (`i + 1 − entry_bar`), as an exit at a
+//!   close does. The account is flat at bar `i`'s close.
+//! * After a stop exit the symbol re-enters only when its target sign
+//!   changes (a new signal): while the target stays the stopped side it is
+//!   treated as flat.
+//! * Stops are checked after the open's liquidation check and before the
+//!   close's end-of-data exit; a position closed by a stop is not closed
+//!   again there.
+//!
+//! Without stops `high` and `low` are not read (nor checked), and every
+//! result is the same as before stops existed.
 //!
 //! # Ruin
 //!
@@ -114,7 +160,56 @@ impl FromStr for Mode {
     }
 }
 
-/// Trading costs and the mode.
+/// Stop and target levels as fractions of the entry fill price (0.05 =
+/// 5%); `None` = not used. See the module docs, *Stops*.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stops {
+    /// Exit a long at `entry·(1−s)`, a short at `entry·(1+s)`; in `(0, 1)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_loss: Option<f64>,
+    /// Exit a long at `entry·(1+p)`, a short at `entry·(1−p)`; finite and
+    /// `> 0` (a short's target at `p ≥ 1` is never reached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<f64>,
+    /// Exit a long at `peak·(1−t)`, a short at `trough·(1+t)`; in `(0, 1)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trailing_stop: Option<f64>,
+}
+
+impl Stops {
+    /// `true` when no stop is set (the serialized form then omits them).
+    pub fn is_none(&self) -> bool {
+        self.stop_loss.is_none() && self.take_profit.is_none() && self.trailing_stop.is_none()
+    }
+
+    /// Checks the ranges of the levels that are set.
+    pub fn validate(&self) -> Result<(), BacktestError> {
+        let unit = "a fraction in (0, 1) of the entry fill price, e.g. 0.05 for 5%";
+        for (name, value, range) in [
+            ("stop_loss", self.stop_loss, unit),
+            (
+                "take_profit",
+                self.take_profit,
+                "a fraction > 0 of the entry fill price, e.g. 0.1 for 10%",
+            ),
+            ("trailing_stop", self.trailing_stop, unit),
+        ] {
+            let Some(v) = value else { continue };
+            let ok = v.is_finite() && v > 0.0 && (name == "take_profit" || v < 1.0);
+            if !ok {
+                return Err(BacktestError::BadConfig {
+                    name,
+                    value: v,
+                    range,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trading costs, the mode and the stops.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecConfig {
@@ -124,6 +219,10 @@ pub struct ExecConfig {
     pub fee: f64,
     /// Slippage as a fraction of the open price, in `[0, 1)`.
     pub slippage: f64,
+    /// Stop-loss, take-profit and trailing stop (none by default; left
+    /// out of the serialized form when none is set).
+    #[serde(skip_serializing_if = "Stops::is_none")]
+    pub stops: Stops,
 }
 
 impl Default for ExecConfig {
@@ -132,12 +231,14 @@ impl Default for ExecConfig {
             mode: Mode::LongOnly,
             fee: 0.0005,
             slippage: 0.0,
+            stops: Stops::default(),
         }
     }
 }
 
 impl ExecConfig {
-    /// Checks that fee and slippage are finite and in `[0, 1)`.
+    /// Checks that fee and slippage are finite and in `[0, 1)`, and the
+    /// stops' ranges ([`Stops::validate`]).
     pub fn validate(&self) -> Result<(), BacktestError> {
         for (name, value) in [("fee", self.fee), ("slippage", self.slippage)] {
             if !(value.is_finite() && (0.0..1.0).contains(&value)) {
@@ -148,7 +249,7 @@ impl ExecConfig {
                 });
             }
         }
-        Ok(())
+        self.stops.validate()
     }
 }
 
@@ -159,6 +260,10 @@ pub struct Bars<'a> {
     pub ts: &'a [i64],
     /// Open prices (fills happen here).
     pub open: &'a [f64],
+    /// High prices: read (and checked finite and > 0) only with stops.
+    pub high: &'a [f64],
+    /// Low prices: read (and checked finite and > 0) only with stops.
+    pub low: &'a [f64],
     /// Close prices (equity is marked here; the engine ran on these).
     pub close: &'a [f64],
 }
@@ -254,6 +359,9 @@ struct Holding {
     entry_price: f64,
     qty: f64,
     entry_fee: f64,
+    /// Long: the highest of the entry price and the highs of the bars
+    /// since the entry before the current one; short: the lowest low.
+    extreme: f64,
 }
 
 /// The checks of [`simulate`] that do not read the direction's values, in
@@ -269,6 +377,8 @@ fn validate_inputs(
     let n = bars.ts.len();
     for (what, got) in [
         ("open", bars.open.len()),
+        ("high", bars.high.len()),
+        ("low", bars.low.len()),
         ("close", bars.close.len()),
         ("dir", dir_len),
     ] {
@@ -300,8 +410,16 @@ fn validate_inputs(
         return Err(BacktestError::BadCapital { value: capital });
     }
     cfg.validate()?;
+    let stops = !cfg.stops.is_none();
     for i in window.clone() {
-        for (field, value) in [("open", bars.open[i]), ("close", bars.close[i])] {
+        let ohlc = [
+            ("open", bars.open[i]),
+            ("close", bars.close[i]),
+            ("high", bars.high[i]),
+            ("low", bars.low[i]),
+        ];
+        // high and low are read only with stops.
+        for &(field, value) in &ohlc[..if stops { 4 } else { 2 }] {
             if !(value.is_finite() && value > 0.0) {
                 return Err(BacktestError::BadPrice {
                     symbol: symbol.to_string(),
@@ -451,6 +569,9 @@ pub fn simulate_checked_into(
     let mut cash = capital;
     let mut held: Option<Holding> = None;
     let mut ruined = false;
+    let stops = !cfg.stops.is_none();
+    // The target sign a stop exited; treated as flat until the target changes.
+    let mut stopped: i8 = 0;
 
     for i in window.clone() {
         let open = bars.open[i];
@@ -470,6 +591,13 @@ pub fn simulate_checked_into(
         }
         if ruined {
             target = 0;
+        }
+        if stopped != 0 {
+            if target == stopped {
+                target = 0;
+            } else {
+                stopped = 0;
+            }
         }
         let held_sign = held.as_ref().map_or(0, |h| h.side.sign() as i8);
         if held_sign != target {
@@ -494,10 +622,33 @@ pub fn simulate_checked_into(
                         entry_price: price,
                         qty: notional / price,
                         entry_fee: fee,
+                        extreme: price,
                     });
                 } else {
                     ruined = true;
                 }
+            }
+        }
+        if stops {
+            let range = (
+                bars.low[i].min(open).min(close),
+                bars.high[i].max(open).max(close),
+            );
+            let hit = held
+                .as_ref()
+                .and_then(|h| stop_exit(h, &cfg.stops, open, range));
+            if let Some((quote, why)) = hit {
+                if let Some(h) = held.take() {
+                    let exit = (i, i + 1, why);
+                    cash += close_position(run, symbol, window.start, &h, quote, cfg, exit);
+                    stopped = h.side.sign() as i8;
+                }
+            } else if let Some(h) = &mut held {
+                // This bar's extreme counts from the next bar on.
+                h.extreme = match h.side {
+                    Side::Long => h.extreme.max(range.1),
+                    Side::Short => h.extreme.min(range.0),
+                };
             }
         }
         if data_ends && i + 1 == window.end {
@@ -530,6 +681,72 @@ pub fn simulate_checked_into(
         run.trades.push(t);
     }
     Ok(())
+}
+
+/// The stop exit of `h` inside a bar with this `open` and price `range`
+/// (low, high), if any: the price it fills at before slippage and the
+/// reason (module docs, *Stops*). Gaps through a level fill at the open;
+/// a stop and a target both inside the range: the stop.
+fn stop_exit(
+    h: &Holding,
+    stops: &Stops,
+    open: f64,
+    (low, high): (f64, f64),
+) -> Option<(f64, ExitReason)> {
+    let e = h.entry_price;
+    // (level, reason) of the nearest stop, and the target level.
+    let (stop, target) = match h.side {
+        Side::Long => {
+            let sl = stops
+                .stop_loss
+                .map(|s| (e * (1.0 - s), ExitReason::StopLoss));
+            let tr = stops
+                .trailing_stop
+                .map(|t| (h.extreme * (1.0 - t), ExitReason::TrailingStop));
+            let stop = match (sl, tr) {
+                (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            (stop, stops.take_profit.map(|p| e * (1.0 + p)))
+        }
+        Side::Short => {
+            let sl = stops
+                .stop_loss
+                .map(|s| (e * (1.0 + s), ExitReason::StopLoss));
+            let tr = stops
+                .trailing_stop
+                .map(|t| (h.extreme * (1.0 + t), ExitReason::TrailingStop));
+            let stop = match (sl, tr) {
+                (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+                (a, b) => a.or(b),
+            };
+            (stop, stops.take_profit.map(|p| e * (1.0 - p)))
+        }
+    };
+    // Whether price x is at or past a level against / for the position.
+    let long = h.side == Side::Long;
+    let adverse = |x: f64, level: f64| if long { x <= level } else { x >= level };
+    let favourable = |x: f64, level: f64| if long { x >= level } else { x <= level };
+    let (worst, best) = if long { (low, high) } else { (high, low) };
+    if let Some((level, why)) = stop {
+        if adverse(open, level) {
+            return Some((open, why));
+        }
+    }
+    if let Some(level) = target {
+        if favourable(open, level) {
+            return Some((open, ExitReason::TakeProfit));
+        }
+    }
+    if let Some((level, why)) = stop {
+        if adverse(worst, level) {
+            return Some((level, why));
+        }
+    }
+    match target {
+        Some(level) if favourable(best, level) => Some((level, ExitReason::TakeProfit)),
+        _ => None,
+    }
 }
 
 /// Closes `h` at `quote` (an open, or the last close when the data ends):
@@ -615,11 +832,14 @@ mod tests {
             ts: &ts,
             open: &open,
             close: &close,
+            high: &close,
+            low: &close,
         };
         let cfg = ExecConfig {
             mode: Mode::LongShort,
             fee: 0.0,
             slippage: 0.0,
+            stops: Default::default(),
         };
         let run = simulate("Z", bars, &[-1; 4], 0..4, 100.0, &cfg, false).unwrap();
         assert_eq!(run.equity, vec![100.0, 50.0, 0.0, 0.0]);
@@ -639,12 +859,15 @@ mod tests {
             ts: &ts,
             open: &open,
             close: &close,
+            high: &close,
+            low: &close,
         };
         for (mode, dir) in [(Mode::LongOnly, 1), (Mode::LongShort, -1)] {
             let cfg = ExecConfig {
                 mode,
                 fee: 0.001,
                 slippage: 0.0,
+                stops: Default::default(),
             };
             let run = simulate("F", bars, &[dir; 3], 0..3, 1000.0, &cfg, false).unwrap();
             let qty = 1000.0 / (10.0 * 1.001);
@@ -666,6 +889,8 @@ mod tests {
             ts: &ts,
             open: &open,
             close: &close,
+            high: &close,
+            low: &close,
         };
         let cfg = ExecConfig {
             fee: 0.001,
@@ -686,5 +911,525 @@ mod tests {
         assert!(open_end.trades[0].open);
         assert_eq!(open_end.trades[0].exit_reason, ExitReason::EndOfWindow);
         assert_eq!(open_end.trades[0].bars_held, 2);
+    }
+
+    /// Simulates hand-built OHLC bars (ts = bar index) with `stops`
+    /// (fractions), no fee or slippage unless `costs` says.
+    fn ohlc(
+        bars: [&[f64]; 4],
+        dir: &[i8],
+        mode: Mode,
+        stops: Stops,
+        costs: (f64, f64),
+        data_ends: bool,
+    ) -> SymbolRun {
+        let [open, high, low, close] = bars;
+        let ts: Vec<i64> = (0..open.len() as i64).collect();
+        let bars = Bars {
+            ts: &ts,
+            open,
+            high,
+            low,
+            close,
+        };
+        let cfg = ExecConfig {
+            mode,
+            fee: costs.0,
+            slippage: costs.1,
+            stops,
+        };
+        simulate("S", bars, dir, 0..ts.len(), 1000.0, &cfg, data_ends).unwrap()
+    }
+
+    fn sl(s: f64) -> Stops {
+        Stops {
+            stop_loss: Some(s),
+            ..Stops::default()
+        }
+    }
+
+    fn close_to(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    /// Long from bar 1's open at 100 (10 units), stop 5% at 95; bar 2's
+    /// low 94 reaches it: out at 95, equity 950, flat after.
+    #[test]
+    fn long_stop_loss_hit_inside_the_bar() {
+        let o = [100.0, 100.0, 98.0, 95.0, 96.0];
+        let h = [101.0, 101.0, 99.0, 97.0, 98.0];
+        let l = [99.0, 99.0, 94.0, 93.0, 95.0];
+        let c = [100.0, 99.0, 96.0, 96.0, 97.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 5],
+            Mode::LongOnly,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        assert_eq!(run.equity, vec![1000.0, 990.0, 950.0, 950.0, 950.0]);
+        assert_eq!(run.position, vec![0.0, 10.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run.trades.len(), 1);
+        let t = &run.trades[0];
+        assert_eq!(t.exit_reason, ExitReason::StopLoss);
+        assert_eq!((t.entry_ts, t.exit_ts, t.exit_price), (1, Some(2), 95.0));
+        assert_eq!((t.pnl, t.bars_held, t.open), (-50.0, 2, false));
+
+        // With fee 10 bp and slippage 20 bp: entry 100·1.002 = 100.2, the
+        // level 100.2·0.95 = 95.19, the exit fills at 95.19·0.998.
+        let (fee, slip) = (0.001, 0.002);
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 5],
+            Mode::LongOnly,
+            sl(0.05),
+            (fee, slip),
+            false,
+        );
+        let t = &run.trades[0];
+        let qty = 1000.0 / (1.0 + fee) / 100.2;
+        let exit = 95.19 * (1.0 - slip);
+        assert!(close_to(t.entry_price, 100.2) && close_to(t.qty, qty));
+        assert!(close_to(t.exit_price, exit), "{}", t.exit_price);
+        let cash = qty * exit * (1.0 - fee);
+        assert!(close_to(run.equity[2], cash), "{} {cash}", run.equity[2]);
+        assert!(close_to(t.fees, fee * qty * (100.2 + exit)));
+        assert!(close_to(run.total_fees, t.fees));
+    }
+
+    /// Short from bar 1 at 100 (10 units, cash 2000), stop 5% at 105;
+    /// bar 2's high 107 reaches it: bought back at 105, equity 950.
+    #[test]
+    fn short_stop_loss_hit_inside_the_bar() {
+        let o = [100.0, 100.0, 103.0, 104.0];
+        let h = [100.0, 102.0, 107.0, 105.0];
+        let l = [100.0, 99.0, 101.0, 103.0];
+        let c = [100.0, 101.0, 104.0, 104.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[-1; 4],
+            Mode::LongShort,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        assert_eq!(run.equity, vec![1000.0, 990.0, 950.0, 950.0]);
+        assert_eq!(run.position, vec![0.0, -10.0, 0.0, 0.0]);
+        let t = &run.trades[0];
+        assert_eq!((t.side, t.exit_reason), (Side::Short, ExitReason::StopLoss));
+        assert_eq!((t.exit_ts, t.exit_price, t.pnl), (Some(2), 105.0, -50.0));
+        assert_eq!(run.trades.len(), 1);
+    }
+
+    /// Bar 2 opens at 90, below the stop at 95: out at the open, 900.
+    /// A short whose bar opens above its stop (105) buys back at that open.
+    #[test]
+    fn a_gap_through_the_stop_fills_at_the_open() {
+        let o = [100.0, 100.0, 90.0, 91.0];
+        let h = [100.0, 101.0, 92.0, 92.0];
+        let l = [100.0, 99.0, 89.0, 90.0];
+        let c = [100.0, 100.0, 91.0, 91.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 4],
+            Mode::LongOnly,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_ts, t.exit_price, t.pnl), (Some(2), 90.0, -100.0));
+        assert_eq!(t.exit_reason, ExitReason::StopLoss);
+        assert_eq!(run.equity, vec![1000.0, 1000.0, 900.0, 900.0]);
+
+        let o = [100.0, 100.0, 110.0];
+        let h = [100.0, 101.0, 111.0];
+        let l = [100.0, 99.0, 108.0];
+        let c = [100.0, 100.0, 109.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[-1; 3],
+            Mode::LongShort,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_price, t.pnl), (110.0, -100.0));
+        assert_eq!(run.equity[2], 900.0);
+    }
+
+    /// Target 10% at 110: bar 2's high 111 reaches it (out at 110, +100).
+    /// When the high stays below (109) and bar 3 opens at 112, the target
+    /// fills at that open (+120).
+    #[test]
+    fn take_profit_inside_the_bar_and_through_a_gap() {
+        let tp = Stops {
+            take_profit: Some(0.10),
+            ..Stops::default()
+        };
+        let o = [100.0, 100.0, 105.0, 112.0];
+        let l = [100.0, 99.0, 104.0, 110.0];
+        let c = [100.0, 103.0, 108.0, 113.0];
+        let h = [100.0, 104.0, 111.0, 115.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 4],
+            Mode::LongOnly,
+            tp,
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!(
+            (t.exit_reason, t.exit_ts),
+            (ExitReason::TakeProfit, Some(2))
+        );
+        // 100·(1 + 0.1) is 110.00000000000001 in f64.
+        assert!(close_to(t.exit_price, 110.0) && close_to(t.pnl, 100.0));
+        assert_eq!(run.equity[..2], [1000.0, 1030.0]);
+        assert!(close_to(run.equity[2], 1100.0) && run.equity[3] == run.equity[2]);
+        let h = [100.0, 104.0, 109.0, 115.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 4],
+            Mode::LongOnly,
+            tp,
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!(t.exit_reason, ExitReason::TakeProfit);
+        assert_eq!((t.exit_ts, t.exit_price, t.pnl), (Some(3), 112.0, 120.0));
+        assert_eq!(run.equity[3], 1120.0);
+    }
+
+    /// Stop 5% (95) and target 10% (110) both inside bar 2 (low 94, high
+    /// 111): the stop is taken.
+    #[test]
+    fn stop_and_target_in_one_bar_take_the_stop() {
+        let both = Stops {
+            stop_loss: Some(0.05),
+            take_profit: Some(0.10),
+            trailing_stop: None,
+        };
+        let o = [100.0, 100.0, 100.0];
+        let h = [100.0, 101.0, 111.0];
+        let l = [100.0, 99.0, 94.0];
+        let c = [100.0, 100.0, 100.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 3],
+            Mode::LongOnly,
+            both,
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_reason, t.exit_price), (ExitReason::StopLoss, 95.0));
+        assert_eq!(run.equity[2], 950.0);
+        // A short: stop 105, target 90, both inside: the stop.
+        let h = [100.0, 101.0, 106.0];
+        let l = [100.0, 99.0, 89.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[-1; 3],
+            Mode::LongShort,
+            both,
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_reason, t.exit_price), (ExitReason::StopLoss, 105.0));
+    }
+
+    /// Trailing 10% from 100: bar 1 (level 90) lifts the peak to 105, bar
+    /// 2 (level 94.5) to 120, bar 3's level is 108 (low 112: held), bar
+    /// 4's low 106 reaches 108: out at 108, +80. Bar 2's own high (120)
+    /// does not count inside bar 2, or its low 107 would have hit 108.
+    #[test]
+    fn trailing_stop_ratchets_then_hits() {
+        let o = [100.0, 100.0, 108.0, 118.0, 117.0, 110.0];
+        let h = [100.0, 105.0, 120.0, 119.0, 118.0, 112.0];
+        let l = [100.0, 99.0, 107.0, 112.0, 106.0, 100.0];
+        let c = [100.0, 104.0, 118.0, 115.0, 110.0, 105.0];
+        for stops in [
+            Stops {
+                trailing_stop: Some(0.10),
+                ..Stops::default()
+            },
+            // The stop-loss at 95 is farther: the trailing level exits.
+            Stops {
+                stop_loss: Some(0.05),
+                trailing_stop: Some(0.10),
+                take_profit: None,
+            },
+        ] {
+            let run = ohlc(
+                [&o, &h, &l, &c],
+                &[1; 6],
+                Mode::LongOnly,
+                stops,
+                (0.0, 0.0),
+                false,
+            );
+            assert_eq!(run.position, vec![0.0, 10.0, 10.0, 10.0, 0.0, 0.0]);
+            let t = &run.trades[0];
+            assert_eq!(t.exit_reason, ExitReason::TrailingStop);
+            assert_eq!((t.exit_ts, t.exit_price, t.pnl), (Some(4), 108.0, 80.0));
+            assert_eq!(run.equity[4..], [1080.0, 1080.0]);
+        }
+        // A short trails the lowest low: short at 100, lows 95 then 90,
+        // the level falls to 104.5 then 99; bar 3's high 100 reaches it.
+        let o = [100.0, 100.0, 96.0, 92.0];
+        let h = [100.0, 101.0, 98.0, 100.0];
+        let l = [100.0, 95.0, 90.0, 91.0];
+        let c = [100.0, 96.0, 92.0, 94.0];
+        let tr = Stops {
+            trailing_stop: Some(0.10),
+            ..Stops::default()
+        };
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[-1; 4],
+            Mode::LongShort,
+            tr,
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!(t.exit_reason, ExitReason::TrailingStop);
+        assert!(close_to(t.exit_price, 99.0) && close_to(t.pnl, 10.0));
+    }
+
+    /// After the stop at bar 2 the signal stays long: no entry at bars 3
+    /// and 4; it goes flat at bar 3's close, long again at bar 4's: the
+    /// new entry fills at bar 5's open (97).
+    #[test]
+    fn no_reentry_until_the_direction_changes() {
+        let o = [100.0, 100.0, 98.0, 95.0, 96.0, 97.0];
+        let h = [101.0, 101.0, 99.0, 97.0, 98.0, 99.0];
+        let l = [99.0, 99.0, 94.0, 93.0, 95.0, 96.0];
+        let c = [100.0, 99.0, 96.0, 96.0, 97.0, 98.0];
+        let dir = [1, 1, 1, 0, 1, 1];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &dir,
+            Mode::LongOnly,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        assert_eq!(run.trades.len(), 2);
+        assert_eq!(run.position[..5], [0.0, 10.0, 0.0, 0.0, 0.0]);
+        assert_eq!(run.trades[1].entry_ts, 5);
+        assert!(close_to(run.position[5], 950.0 / 97.0));
+        assert!(run.trades[1].open);
+        // The stop level is reset at the new entry (97·0.95 = 92.15).
+        assert!(close_to(run.equity[5], 950.0 / 97.0 * 98.0));
+        // Long-short: the flip to short is a new direction, entered at once.
+        let dir = [1, 1, 1, -1, -1, -1];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &dir,
+            Mode::LongShort,
+            sl(0.05),
+            (0.0, 0.0),
+            false,
+        );
+        assert_eq!(run.position[3], 0.0);
+        assert_eq!(run.trades[1].side, Side::Short);
+        assert_eq!(run.trades[1].entry_ts, 4);
+    }
+
+    /// The data ends at bar 2: a stop hit there exits at the stop (not
+    /// again at the close); not hit, the position closes at the close.
+    #[test]
+    fn stops_with_end_of_data() {
+        let o = [100.0, 100.0, 99.0];
+        let h = [100.0, 101.0, 100.0];
+        let c = [100.0, 100.0, 96.0];
+        let l = [100.0, 99.0, 94.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 3],
+            Mode::LongOnly,
+            sl(0.05),
+            (0.0, 0.0),
+            true,
+        );
+        assert_eq!(run.trades.len(), 1);
+        let t = &run.trades[0];
+        assert_eq!((t.exit_reason, t.exit_price), (ExitReason::StopLoss, 95.0));
+        assert_eq!(run.equity[2], 950.0);
+        let l = [100.0, 99.0, 96.0];
+        let run = ohlc(
+            [&o, &h, &l, &c],
+            &[1; 3],
+            Mode::LongOnly,
+            sl(0.05),
+            (0.0, 0.0),
+            true,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_reason, t.exit_price), (ExitReason::EndOfData, 96.0));
+        assert_eq!(run.equity[2], 960.0);
+    }
+
+    /// Short 100 at 10 with cash 2000; bar 2 opens at 20 (equity 0), beyond
+    /// the 99% stop at 19.9 too: the liquidation at the open comes first,
+    /// and the ruined account never re-enters.
+    #[test]
+    fn liquidation_comes_before_a_stop() {
+        let o = [10.0, 10.0, 20.0, 5.0];
+        let c = [10.0, 15.0, 20.0, 5.0];
+        let run = ohlc(
+            [&o, &c, &c, &c],
+            &[-1; 4],
+            Mode::LongShort,
+            sl(0.99),
+            (0.0, 0.0),
+            false,
+        );
+        assert_eq!(run.trades.len(), 1);
+        assert_eq!(run.trades[0].exit_reason, ExitReason::Liquidation);
+        assert_eq!(run.equity, vec![1000.0, 500.0, 0.0, 0.0]);
+        // A 40% stop (level 14) exits inside bar 1 (high 15) instead.
+        let run = ohlc(
+            [&o, &c, &c, &c],
+            &[-1; 4],
+            Mode::LongShort,
+            sl(0.4),
+            (0.0, 0.0),
+            false,
+        );
+        let t = &run.trades[0];
+        assert_eq!((t.exit_reason, t.exit_ts), (ExitReason::StopLoss, Some(1)));
+        assert!(close_to(t.exit_price, 14.0) && close_to(run.equity[1], 600.0));
+        assert_eq!(run.equity[1..], [run.equity[1]; 3]);
+    }
+
+    /// Without stops, high and low are not read (NaN is fine) and the
+    /// result equals that of stops that never trigger, on seeded random
+    /// walks with random directions, both modes, costs on.
+    #[test]
+    fn no_stops_equal_stops_that_never_trigger() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..20 {
+            let n = 60;
+            let mut close = vec![100.0];
+            for _ in 1..n {
+                let last = close[close.len() - 1];
+                close.push(last * (1.0 + 0.04 * (next() - 0.5)));
+            }
+            let open: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i == 0 {
+                        close[0]
+                    } else {
+                        (close[i - 1] + close[i]) / 2.0
+                    }
+                })
+                .collect();
+            let high: Vec<f64> = (0..n).map(|i| open[i].max(close[i]) * 1.01).collect();
+            let low: Vec<f64> = (0..n).map(|i| open[i].min(close[i]) * 0.99).collect();
+            let nan = vec![f64::NAN; n];
+            let dir: Vec<i8> = (0..n).map(|_| (next() * 3.0) as i8 - 1).collect();
+            let ts: Vec<i64> = (0..n as i64).collect();
+            let mode = if case % 2 == 0 {
+                Mode::LongOnly
+            } else {
+                Mode::LongShort
+            };
+            let cfg = ExecConfig {
+                mode,
+                fee: 0.001,
+                slippage: 0.0005,
+                stops: Stops::default(),
+            };
+            let never = ExecConfig {
+                stops: Stops {
+                    stop_loss: Some(0.999_999),
+                    take_profit: Some(1e9),
+                    trailing_stop: Some(0.999_999),
+                },
+                ..cfg
+            };
+            let bars = |high, low| Bars {
+                ts: &ts,
+                open: &open,
+                high,
+                low,
+                close: &close,
+            };
+            let plain = simulate(
+                "R",
+                bars(&nan, &nan),
+                &dir,
+                3..n,
+                1000.0,
+                &cfg,
+                case % 3 == 0,
+            )
+            .unwrap();
+            let with = simulate(
+                "R",
+                bars(&high, &low),
+                &dir,
+                3..n,
+                1000.0,
+                &never,
+                case % 3 == 0,
+            )
+            .unwrap();
+            assert_eq!(plain, with, "case {case}");
+            assert!(!plain.trades.is_empty());
+            // And NaN high/low are refused once stops read them.
+            let err = simulate("R", bars(&nan, &nan), &dir, 3..n, 1000.0, &never, false)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("R: high at bar 3"), "{err}");
+        }
+    }
+
+    #[test]
+    fn stop_ranges_are_checked() {
+        for (stops, name) in [
+            (sl(0.0), "stop_loss"),
+            (sl(1.0), "stop_loss"),
+            (
+                Stops {
+                    take_profit: Some(f64::INFINITY),
+                    ..Stops::default()
+                },
+                "take_profit",
+            ),
+            (
+                Stops {
+                    trailing_stop: Some(-0.1),
+                    ..Stops::default()
+                },
+                "trailing_stop",
+            ),
+        ] {
+            let cfg = ExecConfig {
+                stops,
+                ..ExecConfig::default()
+            };
+            assert!(
+                matches!(cfg.validate(), Err(BacktestError::BadConfig { name: n, .. }) if n == name),
+                "{name}"
+            );
+        }
+        // Without stops the serialized form is that of before stops.
+        let json = serde_json::to_string(&ExecConfig::default()).unwrap();
+        assert_eq!(json, r#"{"mode":"long-only","fee":0.0005,"slippage":0.0}"#);
     }
 }

@@ -13,7 +13,7 @@
 //! let open = [10.0, 10.0, 11.0];
 //! let close = [10.0, 11.0, 12.0];
 //! let dir = [1, 1, 1];
-//! let bars = Bars { ts: &ts, open: &open, close: &close };
+//! let bars = Bars { ts: &ts, open: &open, high: &close, low: &close, close: &close };
 //! let run = simulate("X", bars, &dir, 0..3, 1000.0, &ExecConfig::default(), false).unwrap();
 //! assert_eq!(run.trades.len(), 1); // entered at bar 1's open, still open
 //! let (port, bench) = portfolio(std::slice::from_ref(&run), 1000.0);
@@ -32,7 +32,9 @@ mod trade;
 
 pub use annualise::{periods_per_year, periods_per_year_in, Calendar};
 pub use error::BacktestError;
-pub use exec::{simulate, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Mode, SymbolRun};
+pub use exec::{
+    simulate, simulate_checked_into, Bars, CheckedInputs, ExecConfig, Mode, Stops, SymbolRun,
+};
 pub use facts::{metric_fact, metric_value, MetricFact, MetricValue, METRICS};
 pub use metrics::{
     metrics, metrics_of_stats, quantile, Drawdown, Metrics, MetricsOptions, TradeStat, SPREAD_TOL,

@@ -26,9 +26,9 @@ impl Side {
 
 /// Why a trade ended: the `exit_reason` column of `trades.parquet`.
 ///
-/// New reasons (stops, targets) are new variants with a [`name`] and a
-/// line in [`ExitReason::ALL`]; readers parse by name, so the set can grow
-/// without a layout change.
+/// New reasons are new variants with a [`name`] and a line in
+/// [`ExitReason::ALL`]; readers parse by name, so the set can grow without
+/// a layout change.
 ///
 /// [`name`]: ExitReason::name
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,15 +45,27 @@ pub enum ExitReason {
     EndOfWindow,
     /// Equity at an open was ≤ 0: forced out there, the account is ruined.
     Liquidation,
+    /// The stop-loss level was reached inside a bar (filled there, or at
+    /// the open when the open gapped through it).
+    StopLoss,
+    /// The take-profit level was reached inside a bar (filled there, or at
+    /// the open when the open gapped through it).
+    TakeProfit,
+    /// The trailing stop was reached inside a bar (filled there, or at
+    /// the open when the open gapped through it).
+    TrailingStop,
 }
 
 impl ExitReason {
     /// Every reason, in declaration order.
-    pub const ALL: [ExitReason; 4] = [
+    pub const ALL: [ExitReason; 7] = [
         ExitReason::Signal,
         ExitReason::EndOfData,
         ExitReason::EndOfWindow,
         ExitReason::Liquidation,
+        ExitReason::StopLoss,
+        ExitReason::TakeProfit,
+        ExitReason::TrailingStop,
     ];
 
     /// The name written to files (`signal`, `end_of_data`, …).
@@ -63,6 +75,9 @@ impl ExitReason {
             ExitReason::EndOfData => "end_of_data",
             ExitReason::EndOfWindow => "end_of_window",
             ExitReason::Liquidation => "liquidation",
+            ExitReason::StopLoss => "stop_loss",
+            ExitReason::TakeProfit => "take_profit",
+            ExitReason::TrailingStop => "trailing_stop",
         }
     }
 
@@ -90,8 +105,8 @@ pub struct Trade {
     /// Entry fill price: `open·(1+slippage)` for a long, `open·(1−slippage)` for a short.
     pub entry_price: f64,
     /// Timestamp of the bar that filled the exit: its open for a signal or
-    /// a liquidation, its close at the end of the symbol's data; `None`
-    /// while open.
+    /// a liquidation, its close at the end of the symbol's data, inside it
+    /// for a stop or target; `None` while open.
     pub exit_ts: Option<i64>,
     /// Exit fill price, or the last close of the window if the trade is open.
     pub exit_price: f64,
@@ -105,7 +120,8 @@ pub struct Trade {
     pub ret: f64,
     /// Bars whose price move the trade carried: `exit_bar − entry_bar` for
     /// an exit at an open, `exit_bar + 1 − entry_bar` for an exit at a
-    /// close (end of data) and for an open trade (at the last bar).
+    /// close (end of data), inside a bar (stops) and for an open trade (at
+    /// the last bar).
     pub bars_held: usize,
     /// `true` if the trade was still open at the end of the window.
     pub open: bool,

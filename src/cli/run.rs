@@ -144,6 +144,21 @@ pub struct ExecArgs {
     /// Starting capital, split equally over the symbols with data in the window [default: 100000]
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub capital: Option<f64>,
+    /// Stop-loss in percent of the entry fill price, 0 < P < 100: a long
+    /// exits when a bar's low reaches entry·(1 − P/100), a short when its
+    /// high reaches entry·(1 + P/100) (5 = 5%) [default: none]
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub stop_loss: Option<f64>,
+    /// Take-profit in percent of the entry fill price, P > 0: a long exits
+    /// when a bar's high reaches entry·(1 + P/100), a short when its low
+    /// reaches entry·(1 − P/100) (10 = 10%) [default: none]
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub take_profit: Option<f64>,
+    /// Trailing stop in percent, 0 < P < 100: a long exits when a bar's low
+    /// reaches (highest high since the entry)·(1 − P/100), a short when its
+    /// high reaches (lowest low)·(1 + P/100) [default: none]
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub trailing_stop: Option<f64>,
 }
 
 /// Metric flags (override `[metrics]` of the strategy file).
@@ -174,7 +189,17 @@ Execution model:
   ends before the window does is closed at its last close. --from/--to
   select the traded window; the engine also sees the history before --from
   (limited by --warmup-bars) so indicators are warm. The benchmark is buy &
-  hold under the same split. Every metric is defined in METRICS.md.";
+  hold under the same split. Every metric is defined in METRICS.md.
+
+Stops (--stop-loss, --take-profit, --trailing-stop; percent of the entry
+  fill price): checked on every bar from the entry bar on against its
+  low/high. An open already beyond a level fills at the open; otherwise the
+  exit fills at the level (·(1∓slippage), fee as any fill). A stop and a
+  target inside one bar: the stop is taken. The trailing level follows the
+  best high (short: low) of the bars before the current one and the entry
+  price. After a stop exit the symbol re-enters only when its direction
+  changes. trades.parquet's exit_reason says stop_loss, take_profit or
+  trailing_stop.";
 
 /// The strategy overrides of the ATC, execution and metric flags.
 pub fn overrides(atc: &AtcArgs, exec: &ExecArgs, metrics: &MetricArgs) -> StrategyOverrides {
@@ -184,6 +209,9 @@ pub fn overrides(atc: &AtcArgs, exec: &ExecArgs, metrics: &MetricArgs) -> Strate
         fee_bps: exec.fee_bps,
         slippage_bps: exec.slippage_bps,
         capital: exec.capital,
+        stop_loss: exec.stop_loss,
+        take_profit: exec.take_profit,
+        trailing_stop: exec.trailing_stop,
         periods_per_year: metrics.periods_per_year,
         risk_free: metrics.risk_free,
     }

@@ -3,9 +3,9 @@
 //!
 //! | identity | what it covers | where it is kept |
 //! |----------|----------------|------------------|
-//! | [`run_inputs`] | strategy, window, each selected series' name and close hash | `run.json` `inputs_hash`, part headers, default output names |
-//! | [`sweep_inputs`] | grid, base strategy, window and split, each series' name and close hash | `sweep.json` `inputs_hash`, part headers |
-//! | [`run_entry`] | program and layout versions, strategy, window, `--strict`, the files written, each series' name and whole-bars hash | the key of the run cache's entry |
+//! | [`run_inputs`] | strategy, window, each selected series' name and close hash (with stops: and its high and low hashes) | `run.json` `inputs_hash`, part headers, default output names |
+//! | [`sweep_inputs`] | grid, base strategy, window and split, each series' name and close hash (with stops: high, low) | `sweep.json` `inputs_hash`, part headers |
+//! | [`run_entry`] | program and layout versions, strategy, window, `--strict`, the files written, each series' name and whole-bars hash (with stops: high, low) | the key of the run cache's entry |
 //! | [`invocation`] | program and layout versions, strategy, selection and window, `--strict`, outputs, the store and each source file's path, size and time | the key of the memo that restores a run without opening the data |
 //!
 //! Every identity is [`identity`]: blake3 over a domain tag and
@@ -59,6 +59,23 @@ fn series_parts<'a>(
     v
 }
 
+/// With stops (`stops`), the blake3 (hex) of each selected series' high
+/// and low columns, which the stops read; nothing without, so identities
+/// of runs without stops are those of before stops existed.
+fn high_low_parts(data: &Dataset, plan: &RunPlan, stops: bool) -> Vec<String> {
+    use crate::data::validate::close_hash;
+    if !stops {
+        return Vec::new();
+    }
+    let mut v = Vec::with_capacity(plan.series.len() * 2);
+    for &i in &plan.series {
+        let view = data.view(i);
+        v.push(close_hash(view.high));
+        v.push(close_hash(view.low));
+    }
+    v
+}
+
 /// The inputs hash of a run (hex): everything that determines its
 /// results, never file names.
 pub fn run_inputs(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String {
@@ -68,9 +85,14 @@ pub fn run_inputs(data: &Dataset, plan: &RunPlan, strategy: &Strategy) -> String
         format!("{:?}|{:?}|{:?}", plan.from, plan.to, plan.warmup_bars).into_bytes(),
     ];
     let series = series_parts(data, plan, |s| &s.close_hash);
+    let hl = high_low_parts(data, plan, strategy.execution.has_stops());
     hex(identity(
         "atc-bt run inputs",
-        fixed.iter().map(Vec::as_slice).chain(series),
+        fixed
+            .iter()
+            .map(Vec::as_slice)
+            .chain(series)
+            .chain(hl.iter().map(|h| h.as_bytes())),
     ))
 }
 
@@ -94,9 +116,14 @@ pub fn sweep_inputs(
         .into_bytes(),
     ];
     let series = series_parts(data, plan, |s| &s.close_hash);
+    let hl = high_low_parts(data, plan, base.execution.has_stops());
     hex(identity(
         "atc-bt sweep inputs",
-        fixed.iter().map(Vec::as_slice).chain(series),
+        fixed
+            .iter()
+            .map(Vec::as_slice)
+            .chain(series)
+            .chain(hl.iter().map(|h| h.as_bytes())),
     ))
 }
 
@@ -125,9 +152,14 @@ pub fn run_entry(
         .into_bytes(),
     ];
     let series = series_parts(data, plan, |s| &s.bars_hash);
+    let hl = high_low_parts(data, plan, strategy.execution.has_stops());
     crate::cache::Key(identity(
         "atc-bt run entry",
-        fixed.iter().map(Vec::as_slice).chain(series),
+        fixed
+            .iter()
+            .map(Vec::as_slice)
+            .chain(series)
+            .chain(hl.iter().map(|h| h.as_bytes())),
     ))
 }
 

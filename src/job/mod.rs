@@ -291,10 +291,12 @@ pub fn data_notes(data: &Dataset, idx: &[usize], all: bool) -> Vec<String> {
 /// bytes against the store's checksums (a damaged store is rebuilt, with
 /// one warning) and shows the selection's data notes. Returns the data,
 /// the plan (its end pinned to the selection's last bar,
-/// [`RunPlan::pinned`]) and the notes.
+/// [`RunPlan::pinned`]) and the notes. `high_low`: the job reads the
+/// bars' high and low too (stops), so their checksums are checked as well.
 pub fn open_selection(
     settings: &DataSettings,
     show_ingest: bool,
+    high_low: bool,
     progress: &dyn Progress,
 ) -> Result<(Dataset, RunPlan, Vec<String>)> {
     let opts = settings.options(show_ingest);
@@ -307,12 +309,11 @@ pub fn open_selection(
         warmup_bars: settings.warmup_bars,
     }
     .pinned(&dataset);
-    let dataset = dataset.verified(
-        &opts,
-        &plan.series,
-        crate::data::store::Columns::Traded,
-        &mut log,
-    )?;
+    let columns = match high_low {
+        true => crate::data::store::Columns::All,
+        false => crate::data::store::Columns::Traded,
+    };
+    let dataset = dataset.verified(&opts, &plan.series, columns, &mut log)?;
     let all = settings.selection == SymbolSelection::All;
     // Warnings of the series the run trades: a selected series with no bar
     // in the window is skipped (said once below), its warnings only counted.

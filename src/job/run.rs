@@ -79,6 +79,12 @@ pub struct StrategyOverrides {
     pub slippage_bps: Option<f64>,
     /// `[execution] capital`: starting capital.
     pub capital: Option<f64>,
+    /// `[execution] stop_loss`: percent of the entry fill price.
+    pub stop_loss: Option<f64>,
+    /// `[execution] take_profit`: percent of the entry fill price.
+    pub take_profit: Option<f64>,
+    /// `[execution] trailing_stop`: percent from the best price since entry.
+    pub trailing_stop: Option<f64>,
     /// `[metrics] periods_per_year`: bars per year for annualising.
     pub periods_per_year: Option<f64>,
     /// `[metrics] risk_free`: annual rate as a fraction.
@@ -127,6 +133,15 @@ pub fn resolve_strategy(file: Option<&Path>, overrides: &StrategyOverrides) -> R
     }
     if let Some(v) = o.capital {
         s.execution.capital = v;
+    }
+    for (set, field) in [
+        (o.stop_loss, &mut s.execution.stop_loss),
+        (o.take_profit, &mut s.execution.take_profit),
+        (o.trailing_stop, &mut s.execution.trailing_stop),
+    ] {
+        if set.is_some() {
+            *field = set;
+        }
     }
     if let Some(v) = o.periods_per_year {
         s.metrics.periods_per_year = Some(v);
@@ -243,7 +258,8 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
         },
         None => sampler,
     };
-    let (dataset, plan, notes) = super::open_selection(&s.data, s.show_ingest, progress)?;
+    let stops = s.strategy.execution.has_stops();
+    let (dataset, plan, notes) = super::open_selection(&s.data, s.show_ingest, stops, progress)?;
     let mut cache_cfg = s.cache.config(dataset.base());
     if let Some(spec) = &s.shard {
         // sled allows one process per database: each shard has its own.

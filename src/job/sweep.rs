@@ -183,7 +183,8 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
     }
     let sampler = MemorySampler::start(Duration::from_millis(20));
     sampler.phase("load");
-    let (dataset, plan, _) = super::open_selection(&s.data, s.show_ingest, progress)?;
+    let stops = s.base.execution.has_stops();
+    let (dataset, plan, _) = super::open_selection(&s.data, s.show_ingest, stops, progress)?;
     // A shard opens its own cache below (sled allows one process per
     // database): the shared one stays closed.
     let cache = match s.shard {

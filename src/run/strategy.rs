@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backtest::{Calendar, ExecConfig, MetricsOptions, Mode};
+use crate::backtest::{Calendar, ExecConfig, MetricsOptions, Mode, Stops};
 use crate::engine::{AtcParams, EngineError};
 
 /// The shipped default strategy; identical to the spec defaults, and used
@@ -27,6 +27,19 @@ pub struct Execution {
     pub slippage_bps: f64,
     /// Starting capital, split equally over the symbols with data in the window.
     pub capital: f64,
+    /// Stop-loss in percent of the entry fill price (5 = exit a long 5%
+    /// below its entry); absent: none. Left out of the serialized strategy
+    /// (run.json, input hashes) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_loss: Option<f64>,
+    /// Take-profit in percent of the entry fill price (10 = exit a long
+    /// 10% above its entry); absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub take_profit: Option<f64>,
+    /// Trailing stop in percent below the highest high since the entry
+    /// (short: above the lowest low); absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trailing_stop: Option<f64>,
 }
 
 impl Default for Execution {
@@ -36,6 +49,9 @@ impl Default for Execution {
             fee_bps: 5.0,
             slippage_bps: 0.0,
             capital: 100_000.0,
+            stop_loss: None,
+            take_profit: None,
+            trailing_stop: None,
         }
     }
 }
@@ -47,11 +63,28 @@ impl Execution {
             mode: self.mode,
             fee: self.fee_bps / 10_000.0,
             slippage: self.slippage_bps / 10_000.0,
+            stops: self.stops(),
         }
     }
 
+    /// The stops as the backtester takes them (fractions, not percent).
+    pub fn stops(&self) -> Stops {
+        Stops {
+            stop_loss: self.stop_loss.map(|p| p / 100.0),
+            take_profit: self.take_profit.map(|p| p / 100.0),
+            trailing_stop: self.trailing_stop.map(|p| p / 100.0),
+        }
+    }
+
+    /// `true` when a stop, target or trailing stop is set (the run then
+    /// reads each bar's high and low).
+    pub fn has_stops(&self) -> bool {
+        !self.stops().is_none()
+    }
+
     /// Checks ranges: fees and slippage finite, >= 0 and below 100%;
-    /// capital finite and > 0.
+    /// capital finite and > 0; stop_loss and trailing_stop in (0, 100)
+    /// percent, take_profit finite and > 0 percent.
     pub fn validate(&self) -> Result<(), StrategyError> {
         let bad = |key: &'static str, value: f64, range: &'static str| StrategyError::Invalid {
             file: None,
@@ -71,6 +104,28 @@ impl Execution {
         }
         if !(self.capital.is_finite() && self.capital > 0.0) {
             return Err(bad("capital", self.capital, "finite and > 0"));
+        }
+        for (key, value, range) in [
+            (
+                "stop_loss",
+                self.stop_loss,
+                "0 < stop_loss < 100, percent of the entry fill price (--stop-loss 5 = 5%)",
+            ),
+            (
+                "take_profit",
+                self.take_profit,
+                "take_profit > 0 and finite, percent of the entry fill price (--take-profit 10 = 10%)",
+            ),
+            (
+                "trailing_stop",
+                self.trailing_stop,
+                "0 < trailing_stop < 100, percent from the best price since the entry (--trailing-stop 5 = 5%)",
+            ),
+        ] {
+            let Some(v) = value else { continue };
+            if !(v.is_finite() && v > 0.0 && (key == "take_profit" || v < 100.0)) {
+                return Err(bad(key, v, range));
+            }
         }
         Ok(())
     }

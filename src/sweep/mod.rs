@@ -373,6 +373,8 @@ impl TaskRun {
                         let bars = Bars {
                             ts: &view.ts[start..end],
                             open: &view.open[start..end],
+                            high: &view.high[start..end],
+                            low: &view.low[start..end],
                             close: &view.close[start..end],
                         };
                         let local = a.window.start - start..end - start;

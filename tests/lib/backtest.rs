@@ -72,11 +72,14 @@ fn paper_run(mode: Mode) -> SymbolRun {
         ts: &ts,
         open: &OPEN,
         close: &CLOSE,
+        high: &CLOSE,
+        low: &CLOSE,
     };
     let cfg = ExecConfig {
         mode,
         fee: FEE,
         slippage: SLIP,
+        stops: Default::default(),
     };
     simulate("P", bars, &DIR, 0..5, 1000.0, &cfg, false).unwrap()
 }
@@ -194,6 +197,8 @@ fn warm_up_signal_enters_at_first_window_open() {
         ts: &ts,
         open: &OPEN,
         close: &CLOSE,
+        high: &CLOSE,
+        low: &CLOSE,
     };
     let cfg = ExecConfig {
         fee: 0.0,
@@ -244,11 +249,14 @@ fn no_look_ahead_future_bars_do_not_change_the_past() {
             mode,
             fee: 0.001,
             slippage: 0.002,
+            stops: Default::default(),
         };
         let bars = Bars {
             ts: &ts,
             open: &open,
             close: &close,
+            high: &close,
+            low: &close,
         };
         let base = simulate("L", bars, &dir, 5..n, 1000.0, &cfg, false).unwrap();
         for t in 5..n - 1 {
@@ -266,6 +274,8 @@ fn no_look_ahead_future_bars_do_not_change_the_past() {
                 ts: &ts,
                 open: &o2,
                 close: &c2,
+                high: &c2,
+                low: &c2,
             };
             let alt = simulate("L", bars2, &d2, 5..n, 1000.0, &cfg, false).unwrap();
             let w = t - 5; // index of bar t in the window
@@ -291,6 +301,8 @@ fn all_flat_and_one_bar_windows_have_no_nan() {
         ts: &ts,
         open: &OPEN,
         close: &CLOSE,
+        high: &CLOSE,
+        low: &CLOSE,
     };
     let flat = simulate(
         "F",
@@ -346,11 +358,14 @@ fn ruined_short_is_liquidated_and_stays_flat_without_nan() {
         ts: &ts,
         open: &open,
         close: &close,
+        high: &close,
+        low: &close,
     };
     let cfg = ExecConfig {
         mode: Mode::LongShort,
         fee: 0.0,
         slippage: 0.0,
+        stops: Default::default(),
     };
     let run = simulate("R", bars, &[-1; 4], 0..4, 100.0, &cfg, false).unwrap();
     assert_eq!(run.equity, vec![100.0, -50.0, -100.0, -100.0]);
@@ -477,6 +492,8 @@ fn results_identical_for_any_thread_count() {
                         ts,
                         open: o,
                         close: c,
+                        high: c,
+                        low: c,
                     };
                     simulate(&format!("S{k}"), bars, d, 2..ts.len(), 100.0, &cfg, false).unwrap()
                 })
@@ -648,6 +665,8 @@ fn bad_inputs_are_refused_with_context() {
         ts: &ts,
         open: &OPEN,
         close: &CLOSE,
+        high: &CLOSE,
+        low: &CLOSE,
     };
     let cfg = ExecConfig::default();
     let err = simulate("X", bars, &DIR[..4], 0..5, 1.0, &cfg, false).unwrap_err();
@@ -973,6 +992,8 @@ fn delisted_symbol_is_closed_and_leaves_the_exposure() {
             ts: &ts,
             open: &open,
             close: &close,
+            high: &close,
+            low: &close,
         },
         &[1; 6],
         0..6,
@@ -987,6 +1008,8 @@ fn delisted_symbol_is_closed_and_leaves_the_exposure() {
             ts: &ts[..3],
             open: &open[..3],
             close: &close[..3],
+            high: &close[..3],
+            low: &close[..3],
         },
         &[1; 3],
         0..3,
