@@ -75,15 +75,12 @@ fn stop_exits_fill_at_their_levels() {
             level
         };
         let (open, (high, low)) = (s.open[x], high_low(s, x));
-        let gap = if long { open <= level } else { open >= level };
+        // A target is beyond the entry in the trade's favour, a stop against it.
+        let up = (reason[i] == "take_profit") == long;
+        let gap = if up { open >= level } else { open <= level };
         let quote = if gap { open } else { level };
-        if !gap {
-            let reached = match (reason[i].as_str(), long) {
-                ("take_profit", true) | ("stop_loss" | "trailing_stop", false) => high >= level,
-                _ => low <= level,
-            };
-            assert!(reached, "trade {i}: bar {x} does not reach {level}");
-        }
+        let reached = if up { high >= level } else { low <= level };
+        assert!(reached, "trade {i}: bar {x} does not reach {level}");
         let want = if long {
             quote * (1.0 - slip)
         } else {
