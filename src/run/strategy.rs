@@ -343,6 +343,37 @@ mod tests {
         }
     }
 
+    /// `[execution]` stops are percent in the file and fractions in the
+    /// backtester; unset, they are absent from the serialized strategy (so
+    /// run.json and every input hash are those of before stops existed).
+    #[test]
+    fn stops_parse_as_percent_and_are_absent_when_unset() {
+        let s = Strategy::from_toml(
+            "[execution]\nstop_loss = 5\ntake_profit = 12.5\ntrailing_stop = 2\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let stops = s.execution.exec_config().stops;
+        assert_eq!(stops.stop_loss, Some(0.05));
+        assert_eq!(stops.take_profit, Some(0.125));
+        assert_eq!(stops.trailing_stop, Some(0.02));
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"stop_loss\":5.0"), "{json}");
+        let plain = serde_json::to_string(&Strategy::default()).unwrap();
+        assert!(
+            !plain.contains("stop") && !plain.contains("take_profit"),
+            "{plain}"
+        );
+        for bad in ["stop_loss = 100", "trailing_stop = 0", "take_profit = -3"] {
+            let err = Strategy::from_toml(&format!("[execution]\n{bad}\n"), Path::new("s.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("s.toml") && err.contains(bad), "{err}");
+            let flag = format!("--{}", bad.split(' ').next().unwrap().replace('_', "-"));
+            assert!(err.contains(&flag), "{err}");
+        }
+    }
+
     #[test]
     fn out_of_range_names_key_and_file() {
         let err = Strategy::from_toml("[atc]\ndecay = 150\n", Path::new("s.toml"))
