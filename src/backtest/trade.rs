@@ -45,15 +45,21 @@ pub enum ExitReason {
     EndOfWindow,
     /// Equity at an open was ≤ 0: forced out there, the account is ruined.
     Liquidation,
+    /// Shared cash with `--rebalance daily|weekly|monthly`: these units
+    /// were sold (bought back, for a short) at the first open of a period
+    /// to bring the position back to its target weight; the rest of the
+    /// position stays open (see `backtest::book`).
+    Rebalance,
 }
 
 impl ExitReason {
     /// Every reason, in declaration order.
-    pub const ALL: [ExitReason; 4] = [
+    pub const ALL: [ExitReason; 5] = [
         ExitReason::Signal,
         ExitReason::EndOfData,
         ExitReason::EndOfWindow,
         ExitReason::Liquidation,
+        ExitReason::Rebalance,
     ];
 
     /// The name written to files (`signal`, `end_of_data`, …).
@@ -63,6 +69,7 @@ impl ExitReason {
             ExitReason::EndOfData => "end_of_data",
             ExitReason::EndOfWindow => "end_of_window",
             ExitReason::Liquidation => "liquidation",
+            ExitReason::Rebalance => "rebalance",
         }
     }
 
