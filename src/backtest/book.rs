@@ -82,7 +82,7 @@
 //! For each symbol the book keeps its ledger, its fees and the list of
 //! [`Change`]s (units held and the symbol's cumulative cash flow after each
 //! bar on which it traded), from which [`SymbolBook::positions`] and
-//! [`SymbolBook::sleeve`] rebuild its per-bar rows one symbol at a time:
+//! [`SymbolBook::contribution`] rebuild its per-bar rows one symbol at a time:
 //! memory stays the timeline and the ledger, not symbols × bars.
 
 use std::fmt;
@@ -265,12 +265,13 @@ impl SymbolBook {
         self.expand(bars, |c| c.units)
     }
 
-    /// The symbol's sleeve at each window close: `initial + flow +
+    /// The symbol's contribution at each window close: `initial + flow +
     /// units·close`, i.e. `initial` plus everything the symbol has made or
     /// lost so far (fees included). With `initial = capital / symbols`
-    /// the sleeves sum to the account's equity (up to rounding).
+    /// the contributions sum to the account's equity (up to rounding);
+    /// with `initial = capital`, their returns sum to the account's.
     /// `close`: the window's closes.
-    pub fn sleeve(&self, close: &[f64], initial: f64) -> Vec<f64> {
+    pub fn contribution(&self, close: &[f64], initial: f64) -> Vec<f64> {
         let flows = self.expand(close.len(), |c| c.flow);
         let units = self.positions(close.len());
         close

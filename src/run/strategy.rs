@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backtest::book::{Allocation, Rebalance};
 use crate::backtest::{Calendar, ExecConfig, MetricsOptions, Mode};
 use crate::engine::{AtcParams, EngineError};
 
@@ -25,8 +26,26 @@ pub struct Execution {
     pub fee_bps: f64,
     /// Slippage in basis points: buys fill at `open·(1+s)`, sells at `open·(1−s)`.
     pub slippage_bps: f64,
-    /// Starting capital, split equally over the symbols with data in the window.
+    /// Starting capital: split equally over the symbols with data in the
+    /// window (`equal-split`), or one account (`shared`).
     pub capital: f64,
+    /// `equal-split` (default: a fixed sub-account per symbol) or `shared`
+    /// (one account, ranked by strength; `backtest::book`). Written to
+    /// `run.json` and the input hashes only when not the default, so
+    /// existing runs keep their hashes.
+    #[serde(skip_serializing_if = "is_default")]
+    pub allocation: Allocation,
+    /// Shared cash: at most this many positions, each `1/N` of equity
+    /// (absent: one slot per symbol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<usize>,
+    /// Shared cash: `on-change` (default), `daily`, `weekly` or `monthly`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub rebalance: Rebalance,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for Execution {
@@ -36,6 +55,9 @@ impl Default for Execution {
             fee_bps: 5.0,
             slippage_bps: 0.0,
             capital: 100_000.0,
+            allocation: Allocation::EqualSplit,
+            max_positions: None,
+            rebalance: Rebalance::OnChange,
         }
     }
 }
@@ -72,6 +94,31 @@ impl Execution {
         if !(self.capital.is_finite() && self.capital > 0.0) {
             return Err(bad("capital", self.capital, "finite and > 0"));
         }
+        if self.max_positions == Some(0) {
+            return Err(bad("max_positions", 0.0, "at least 1"));
+        }
+        if self.allocation == Allocation::EqualSplit {
+            // Only the shared account has slots and resizes: refuse rather
+            // than ignore them.
+            if let Some(n) = self.max_positions {
+                return Err(bad(
+                    "max_positions",
+                    n as f64,
+                    "only with allocation = \"shared\" (--allocation shared)",
+                ));
+            }
+            if self.rebalance != Rebalance::OnChange {
+                return Err(StrategyError::Invalid {
+                    file: None,
+                    key: "rebalance",
+                    value: self.rebalance.name().into(),
+                    range: "on-change unless allocation = \"shared\" (--allocation shared)",
+                });
+            }
+        }
+        // TODO(issue 22, lead): when stops (--stop-loss, --take-profit,
+        // --trailing-stop) exist, refuse them here with allocation =
+        // "shared": "stops are not yet combined with shared cash".
         Ok(())
     }
 }

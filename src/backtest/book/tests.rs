@@ -195,11 +195,11 @@ fn hand_checked_three_symbols_twelve_bars_fee_and_limit() {
         rc.positions(9),
         [0.0, 0.0, 48.0, 48.0, 48.0, 48.0, 48.0, 48.0, 0.0]
     );
-    // The sleeves (capital/3 + what each symbol made) sum to the equity.
+    // The contributions (capital/3 + what each symbol made) sum to the equity.
     let third = 1000.0 / 3.0;
-    let sa = ra.sleeve(&series[0].close, third);
-    let sb = rb.sleeve(&series[1].close, third);
-    let sc = rc.sleeve(&series[2].close, third);
+    let sa = ra.contribution(&series[0].close, third);
+    let sb = rb.contribution(&series[1].close, third);
+    let sc = rc.contribution(&series[2].close, third);
     for k in 0..12 {
         let c = sc.get(k).copied().unwrap_or(sc[8]);
         assert_near!(sa[k] + sb[k] + c, eq[k]);
