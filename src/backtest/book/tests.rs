@@ -424,7 +424,7 @@ fn random_book(seed: u64, symbols: usize) -> Vec<Series> {
             let offset = (rng.next_u64() % 10) as i64;
             let bars = 5 + (rng.next_u64() % 40) as usize;
             let mut s = random_series(&mut rng, &format!("S{k}"), bars, offset);
-            s.data_ends = rng.next_u64() % 3 == 0;
+            s.data_ends = rng.next_u64().is_multiple_of(3);
             s
         })
         .collect()
@@ -487,9 +487,9 @@ proptest! {
                 if s.ts[0] <= t && pos[j] != 0.0 { count[k] += 1; }
             }
         }
-        for k in 0..count.len() {
-            prop_assert!(count[k] <= slots);
-            prop_assert_eq!(count[k], run.held[k] as usize);
+        for (c, &h) in count.iter().zip(&run.held) {
+            prop_assert!(*c <= slots);
+            prop_assert_eq!(*c, h as usize);
         }
         if !run.ruined {
             let pnl: f64 = run.symbols.iter().flat_map(|s| &s.trades).map(|t| t.pnl).sum();
