@@ -108,4 +108,15 @@ pub enum BacktestError {
         /// The text given.
         value: String,
     },
+    /// A word that is not one of a setting's choices (`allocation`,
+    /// `rebalance`).
+    #[error("unknown {what} {value:?}: valid values are {valid}")]
+    BadChoice {
+        /// The setting.
+        what: &'static str,
+        /// The text given.
+        value: String,
+        /// The valid words.
+        valid: &'static str,
+    },
 }

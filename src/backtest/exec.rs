@@ -352,21 +352,22 @@ pub(crate) fn gross_fraction(gross: &[f64], equity: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// A position being held.
-struct Holding {
-    side: Side,
-    entry_bar: usize,
-    entry_price: f64,
-    qty: f64,
-    entry_fee: f64,
+/// A position being held (a lot, in the shared book).
+#[derive(Debug, Clone)]
+pub(super) struct Holding {
+    pub(super) side: Side,
+    pub(super) entry_bar: usize,
+    pub(super) entry_price: f64,
+    pub(super) qty: f64,
+    pub(super) entry_fee: f64,
     /// Long: the highest of the entry price and the highs of the bars
     /// since the entry before the current one; short: the lowest low.
-    extreme: f64,
+    pub(super) extreme: f64,
 }
 
 /// The checks of [`simulate`] that do not read the direction's values, in
 /// its order (`dir_len`: the direction's length).
-fn validate_inputs(
+pub(super) fn validate_inputs(
     symbol: &str,
     bars: &Bars<'_>,
     dir_len: usize,
@@ -443,7 +444,11 @@ fn validate_inputs(
 }
 
 /// The last check of [`simulate`]: the direction values it reads.
-fn validate_dir(symbol: &str, dir: &[i8], window: &Range<usize>) -> Result<(), BacktestError> {
+pub(super) fn validate_dir(
+    symbol: &str,
+    dir: &[i8],
+    window: &Range<usize>,
+) -> Result<(), BacktestError> {
     // Only dir[start-1 .. end-1] is read; the last bar's dir would fill after the window.
     let first_read = window.start.saturating_sub(1);
     for (i, &d) in dir.iter().enumerate().take(window.end).skip(first_read) {
@@ -778,7 +783,7 @@ fn close_position(
 /// there); `held_to` is the bar index its `bars_held` counts up to
 /// (`exit_bar` for an exit at an open, `exit_bar + 1` at a close). `ts`
 /// holds the window's timestamps, which start at bar `start`.
-fn make_trade(
+pub(super) fn make_trade(
     symbol: &str,
     h: &Holding,
     (ts, start): (&[i64], usize),

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod annualise;
+pub mod book;
 mod error;
 mod exec;
 pub mod facts;

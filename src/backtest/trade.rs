@@ -54,11 +54,16 @@ pub enum ExitReason {
     /// The trailing stop was reached inside a bar (filled there, or at
     /// the open when the open gapped through it).
     TrailingStop,
+    /// Shared cash with `--rebalance daily|weekly|monthly`: these units
+    /// were sold (bought back, for a short) at the first open of a period
+    /// to bring the position back to its target weight; the rest of the
+    /// position stays open (see `backtest::book`).
+    Rebalance,
 }
 
 impl ExitReason {
     /// Every reason, in declaration order.
-    pub const ALL: [ExitReason; 7] = [
+    pub const ALL: [ExitReason; 8] = [
         ExitReason::Signal,
         ExitReason::EndOfData,
         ExitReason::EndOfWindow,
@@ -66,6 +71,7 @@ impl ExitReason {
         ExitReason::StopLoss,
         ExitReason::TakeProfit,
         ExitReason::TrailingStop,
+        ExitReason::Rebalance,
     ];
 
     /// The name written to files (`signal`, `end_of_data`, …).
@@ -78,6 +84,7 @@ impl ExitReason {
             ExitReason::StopLoss => "stop_loss",
             ExitReason::TakeProfit => "take_profit",
             ExitReason::TrailingStop => "trailing_stop",
+            ExitReason::Rebalance => "rebalance",
         }
     }
 

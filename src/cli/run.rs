@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::AtcArgs;
+use atc_bt::backtest::book::{Allocation, Rebalance};
 use atc_bt::backtest::Mode;
 use atc_bt::job::run::{
     resolve_strategy, ReportSettings, RunDone, RunOutcome, RunSettings, StrategyOverrides,
@@ -35,6 +36,8 @@ pub struct RunArgs {
     pub atc: AtcArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    #[command(flatten)]
+    pub allocation: AllocationArgs,
     #[command(flatten)]
     pub metrics: MetricArgs,
     #[command(flatten)]
@@ -161,6 +164,29 @@ pub struct ExecArgs {
     pub trailing_stop: Option<f64>,
 }
 
+/// Allocation flags of `run` (override `[execution]` of the strategy
+/// file): how the capital is shared between symbols.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Allocation")]
+pub struct AllocationArgs {
+    /// equal-split: each symbol trades its own sub-account of capital/N;
+    /// shared: one account, entries ranked by ATC strength |avg|, at most
+    /// --max-positions held, each 1/N of equity, no leverage (README,
+    /// "Shared cash") [default: equal-split]
+    #[arg(long, value_name = "equal-split|shared")]
+    pub allocation: Option<Allocation>,
+    /// Shared cash: hold at most N positions, each targeting 1/N of equity
+    /// (unused slots stay in cash) [default: one slot per symbol]
+    #[arg(long, value_name = "N")]
+    pub max_positions: Option<usize>,
+    /// Shared cash: on-change trades only entries and exits (held positions
+    /// keep their units); daily, weekly (ISO, Monday) or monthly trade every
+    /// held position back to 1/N of equity on the first bar of each UTC
+    /// period [default: on-change]
+    #[arg(long, value_name = "on-change|daily|weekly|monthly")]
+    pub rebalance: Option<Rebalance>,
+}
+
 /// Metric flags (override `[metrics]` of the strategy file).
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Metrics")]
@@ -199,7 +225,18 @@ Stops (--stop-loss, --take-profit, --trailing-stop; percent of the entry
   best high (short: low) of the bars before the current one and the entry
   price. After a stop exit the symbol re-enters only when its direction
   changes. trades.parquet's exit_reason says stop_loss, take_profit or
-  trailing_stop.";
+  trailing_stop.
+
+Shared cash (--allocation shared):
+  One account with --capital. At each open, for the symbols with a bar:
+  exits first, then entries ranked by |avg| of the previous close (ties in
+  symbol order) while fewer than --max-positions are held and buying power
+  (equity − gross) lasts. Each entry targets 1/N of equity at that open
+  (N = --max-positions, or the number of symbols), sized down to the
+  buying power when less is left (skipped below 1% of the target). No
+  leverage: gross ≤ equity; shorts reserve their notional. Per-symbol
+  rows of equity.parquet hold the position and its market value
+  (units·close); the portfolio rows are the account.";
 
 /// The strategy overrides of the ATC, execution and metric flags.
 pub fn overrides(atc: &AtcArgs, exec: &ExecArgs, metrics: &MetricArgs) -> StrategyOverrides {
@@ -214,6 +251,7 @@ pub fn overrides(atc: &AtcArgs, exec: &ExecArgs, metrics: &MetricArgs) -> Strate
         trailing_stop: exec.trailing_stop,
         periods_per_year: metrics.periods_per_year,
         risk_free: metrics.risk_free,
+        ..StrategyOverrides::default()
     }
 }
 
@@ -290,7 +328,12 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         .transpose()?;
     let strategy = resolve_strategy(
         args.strategy.as_deref(),
-        &overrides(&args.atc, &args.exec, &args.metrics),
+        &StrategyOverrides {
+            allocation: args.allocation.allocation,
+            max_positions: args.allocation.max_positions,
+            rebalance: args.allocation.rebalance,
+            ..overrides(&args.atc, &args.exec, &args.metrics)
+        },
     )?;
     let settings = RunSettings {
         data: data_settings(&args.data, &args.selection)?,

@@ -24,6 +24,7 @@ use super::identity;
 use super::manifest::{self, CacheCounts, RunData, RunManifest, RunSeries, Window};
 use super::memory::{write_memory_parquet, MemorySampler};
 use super::{JobError, Progress, Result};
+use crate::backtest::book::{Allocation, Rebalance};
 use crate::backtest::Mode;
 use crate::cache::{Cache, CacheStats, EntryFile, FastCache, Key, Kind};
 use crate::data::Dataset;
@@ -89,6 +90,12 @@ pub struct StrategyOverrides {
     pub periods_per_year: Option<f64>,
     /// `[metrics] risk_free`: annual rate as a fraction.
     pub risk_free: Option<f64>,
+    /// `[execution] allocation`: equal-split or shared cash.
+    pub allocation: Option<Allocation>,
+    /// `[execution] max_positions`: shared cash's slots.
+    pub max_positions: Option<usize>,
+    /// `[execution] rebalance`: when shared cash resizes held positions.
+    pub rebalance: Option<Rebalance>,
 }
 
 impl StrategyOverrides {
@@ -148,6 +155,15 @@ pub fn resolve_strategy(file: Option<&Path>, overrides: &StrategyOverrides) -> R
     }
     if let Some(v) = o.risk_free {
         s.metrics.risk_free = v;
+    }
+    if let Some(v) = o.allocation {
+        s.execution.allocation = v;
+    }
+    if let Some(v) = o.max_positions {
+        s.execution.max_positions = Some(v);
+    }
+    if let Some(v) = o.rebalance {
+        s.execution.rebalance = v;
     }
     s.atc.validate()?;
     s.execution.validate()?;
@@ -242,6 +258,10 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     let sampler = MemorySampler::start(Duration::from_millis(20));
     sampler.phase("load");
     let s = settings;
+    if s.shard.is_some() && s.strategy.execution.allocation == Allocation::Shared {
+        // TODO(issue 22): shards compute the signals, `merge` runs the account.
+        return Err(crate::run::RunError::SharedSharded.into());
+    }
     if let Some(out) = &s.out {
         crate::files::out::check_not_holding(out, &crate::locate::data_base(&s.data.data))?;
     }

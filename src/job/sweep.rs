@@ -155,6 +155,11 @@ fn msg(e: String) -> JobError {
 /// the split fraction and the ranking metric.
 pub fn validate(s: &SweepSettings) -> Result<()> {
     s.grid.validate(&s.base.atc, s.max_combos)?;
+    if s.base.execution.allocation != crate::backtest::book::Allocation::EqualSplit {
+        return Err(JobError::Invalid(
+            "allocation = \"shared\": a sweep trades each symbol on its own (equal-split) for now; use `atc-bt run --allocation shared` for one combination".into(),
+        ));
+    }
     if let Split::Fraction(f) = s.split {
         if !(f > 0.0 && f < 1.0) {
             return Err(JobError::Invalid(format!(

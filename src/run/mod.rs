@@ -6,6 +6,7 @@
 //! window, never a bar after `--to`; the backtester trades the window.
 
 pub mod output;
+mod shared;
 pub mod strategy;
 
 use std::ops::Range;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::backtest::annualise::mixed_frequencies;
+use crate::backtest::book::Allocation;
 use crate::backtest::{
     benchmark_metrics, metrics_of_stats, periods_per_year_in, portfolio, simulate, Bars, Calendar,
     Curve, ExecConfig, Metrics, MetricsOptions, SymbolRun, TradeStat,
@@ -261,6 +263,9 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
+    /// Shared cash was asked of a shard (the account needs every symbol).
+    #[error("--allocation shared is not yet supported across shards (the account needs every symbol's signals): run it without --shard")]
+    SharedSharded,
     /// The backtester refused its input.
     #[error("{symbol}: {source}")]
     Backtest {
@@ -537,8 +542,22 @@ pub fn aggregate(
     capital_per_symbol: f64,
     settings: &MetricsSettings,
 ) -> RunResult {
+    aggregate_with(symbols, skipped, capital_per_symbol, settings, None)
+}
+
+/// [`aggregate`], with the portfolio's curve given (`Some`: the shared
+/// account's) instead of summed from the symbols; the benchmark is still
+/// their sum.
+fn aggregate_with(
+    symbols: Vec<SymbolResult>,
+    skipped: Vec<Skipped>,
+    capital_per_symbol: f64,
+    settings: &MetricsSettings,
+    account: Option<Curve>,
+) -> RunResult {
     let runs: Vec<&SymbolRun> = symbols.iter().map(|s| &s.run).collect();
-    let (portfolio_curve, benchmark_curve) = portfolio(&runs, capital_per_symbol);
+    let (summed, benchmark_curve) = portfolio(&runs, capital_per_symbol);
+    let portfolio_curve = account.unwrap_or(summed);
     let trades: Vec<TradeStat> = runs
         .iter()
         .flat_map(|r| r.trades.iter().map(TradeStat::of))
@@ -777,6 +796,36 @@ pub fn run_with_cache(
 ) -> Result<RunResult, RunError> {
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
+    if strategy.execution.allocation == Allocation::Shared {
+        if capital_symbols.is_some() {
+            return Err(RunError::SharedSharded);
+        }
+        let account = shared::run_shared(
+            data,
+            &active,
+            strategy,
+            cache,
+            strict,
+            on_done,
+            &mut skipped,
+        )?;
+        let Some(account) = account else {
+            return Err(all_skipped(&skipped));
+        };
+        let capital_per_symbol = account.capital_per_symbol;
+        let mut symbols = Vec::with_capacity(active.len());
+        let curve = account.emit(data, strategy, &mut |r| {
+            symbols.push(r);
+            Ok(())
+        })?;
+        return Ok(aggregate_with(
+            symbols,
+            skipped,
+            capital_per_symbol,
+            &strategy.metrics,
+            Some(curve),
+        ));
+    }
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let mut sink = Collect(Vec::with_capacity(active.len()));
@@ -823,7 +872,39 @@ pub fn run_to_dir(
     outputs: output::Outputs,
 ) -> Result<RunSummary, RunError> {
     strategy.atc.validate()?;
-    let (active, skipped) = prepare(data, plan)?;
+    let (active, mut skipped) = prepare(data, plan)?;
+    if strategy.execution.allocation == Allocation::Shared {
+        if capital_symbols.is_some() {
+            return Err(RunError::SharedSharded);
+        }
+        // The account trades before any row can be written: the writer
+        // starts once it knows the symbols traded (the benchmark's split),
+        // then takes their rows in plan order.
+        let timeline = window_timeline(data, &active);
+        let account = shared::run_shared(
+            data,
+            &active,
+            strategy,
+            cache,
+            strict,
+            on_done,
+            &mut skipped,
+        )?;
+        let Some(account) = account else {
+            return Err(all_skipped(&skipped));
+        };
+        let mut writer = output::RunWriter::create(
+            dir,
+            timeline,
+            account.capital_per_symbol,
+            strategy.metrics.clone(),
+            outputs,
+        )
+        .map_err(out_err)?;
+        let curve = account.emit(data, strategy, &mut |r| writer.push(r).map_err(out_err))?;
+        writer.set_portfolio(curve);
+        return writer.finish(skipped).map_err(out_err);
+    }
     let capital_per_symbol =
         strategy.execution.capital / capital_symbols.unwrap_or(active.len()) as f64;
     let timeline = window_timeline(data, &active);
@@ -1033,6 +1114,42 @@ fn compute_chunk(
     on_done: &(dyn Fn(usize) + Sync),
     cfg: &ExecConfig,
 ) -> Vec<Result<SymbolResult, Skipped>> {
+    let signals = chunk_signals(data, chunk, strategy, cache);
+    let part: Vec<Result<SymbolResult, Skipped>> = chunk
+        .par_iter()
+        .zip(signals.into_par_iter())
+        .map(|(a, sig)| {
+            let result = sig
+                .map_err(|reason| Skipped {
+                    symbol: data.series()[a.idx].name.clone(),
+                    reason,
+                })
+                .and_then(|(avg, dir)| {
+                    let opts = series_options(data, a, &strategy.metrics);
+                    trade_series(data, a, &avg, &dir, capital_per_symbol, cfg, &opts)
+                });
+            // Done with this series: let the kernel drop its mapped
+            // pages, so resident memory does not grow with the number
+            // of symbols.
+            data.release(a.idx);
+            on_done(a.window.end - a.start);
+            result
+        })
+        .collect();
+    data.release_all();
+    part
+}
+
+/// The signals `(avg, dir)` of a chunk of series over the bars the engine
+/// sees (`a.start..a.window.end`), in chunk order: from the cache, or
+/// the batched engine for the misses (stored in the cache); an engine
+/// error is the series' reason to be skipped.
+fn chunk_signals(
+    data: &Dataset,
+    chunk: &[ActiveSeries],
+    strategy: &Strategy,
+    cache: &Cache,
+) -> Vec<Result<Signals, String>> {
     let hashes: Vec<String> = chunk
         .iter()
         .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
@@ -1068,30 +1185,10 @@ fn compute_chunk(
             }
         });
     }
-    let part: Vec<Result<SymbolResult, Skipped>> = chunk
-        .par_iter()
-        .zip(signals.into_par_iter())
-        .map(|(a, sig)| {
-            let sig = sig.unwrap_or_else(|| Err("no engine result".into()));
-            let result = sig
-                .map_err(|reason| Skipped {
-                    symbol: data.series()[a.idx].name.clone(),
-                    reason,
-                })
-                .and_then(|(avg, dir)| {
-                    let opts = series_options(data, a, &strategy.metrics);
-                    trade_series(data, a, &avg, &dir, capital_per_symbol, cfg, &opts)
-                });
-            // Done with this series: let the kernel drop its mapped
-            // pages, so resident memory does not grow with the number
-            // of symbols.
-            data.release(a.idx);
-            on_done(a.window.end - a.start);
-            result
-        })
-        .collect();
-    data.release_all();
-    part
+    signals
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Err("no engine result".into())))
+        .collect()
 }
 
 #[cfg(test)]

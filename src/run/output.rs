@@ -485,6 +485,8 @@ pub struct RunWriter {
     book: Book,
     capital_per_symbol: f64,
     settings: MetricsSettings,
+    /// The shared account's curve, written instead of the symbols' sum.
+    account: Option<crate::backtest::Curve>,
 }
 
 impl RunWriter {
@@ -535,7 +537,15 @@ impl RunWriter {
             },
             capital_per_symbol,
             settings,
+            account: None,
         })
+    }
+
+    /// Shared cash: the portfolio is `curve` (the account's equity and
+    /// gross), not the sum of the symbols' rows (their market values);
+    /// the benchmark is still their buy & hold sum.
+    pub fn set_portfolio(&mut self, curve: crate::backtest::Curve) {
+        self.account = Some(curve);
     }
 
     /// Adds the next symbol (in output order). Cheap: the symbol waits in
@@ -617,7 +627,8 @@ impl RunWriter {
         self.ready.push(last);
         self.drain()?;
         let book = self.book;
-        let (portfolio, benchmark) = book.portfolio.finish();
+        let (summed, benchmark) = book.portfolio.finish();
+        let portfolio = self.account.take().unwrap_or(summed);
         let calendar = match book.calendar {
             Some((c, false)) => c,
             _ => Calendar::utc(),

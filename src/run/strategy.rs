@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backtest::book::{Allocation, Rebalance};
 use crate::backtest::{Calendar, ExecConfig, MetricsOptions, Mode, Stops};
 use crate::engine::{AtcParams, EngineError};
 
@@ -25,7 +26,8 @@ pub struct Execution {
     pub fee_bps: f64,
     /// Slippage in basis points: buys fill at `open·(1+s)`, sells at `open·(1−s)`.
     pub slippage_bps: f64,
-    /// Starting capital, split equally over the symbols with data in the window.
+    /// Starting capital: split equally over the symbols with data in the
+    /// window (`equal-split`), or one account (`shared`).
     pub capital: f64,
     /// Stop-loss in percent of the entry fill price (5 = exit a long 5%
     /// below its entry); absent: none. Left out of the serialized strategy
@@ -40,6 +42,23 @@ pub struct Execution {
     /// (short: above the lowest low); absent: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trailing_stop: Option<f64>,
+    /// `equal-split` (default: a fixed sub-account per symbol) or `shared`
+    /// (one account, ranked by strength; `backtest::book`). Written to
+    /// `run.json` and the input hashes only when not the default, so
+    /// existing runs keep their hashes.
+    #[serde(skip_serializing_if = "is_default")]
+    pub allocation: Allocation,
+    /// Shared cash: at most this many positions, each `1/N` of equity
+    /// (absent: one slot per symbol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<usize>,
+    /// Shared cash: `on-change` (default), `daily`, `weekly` or `monthly`.
+    #[serde(skip_serializing_if = "is_default")]
+    pub rebalance: Rebalance,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 impl Default for Execution {
@@ -52,6 +71,9 @@ impl Default for Execution {
             stop_loss: None,
             take_profit: None,
             trailing_stop: None,
+            allocation: Allocation::EqualSplit,
+            max_positions: None,
+            rebalance: Rebalance::OnChange,
         }
     }
 }
@@ -125,6 +147,42 @@ impl Execution {
             let Some(v) = value else { continue };
             if !(v.is_finite() && v > 0.0 && (key == "take_profit" || v < 100.0)) {
                 return Err(bad(key, v, range));
+            }
+        }
+        if self.max_positions == Some(0) {
+            return Err(bad("max_positions", 0.0, "at least 1"));
+        }
+        if self.allocation == Allocation::EqualSplit {
+            // Only the shared account has slots and resizes: refuse rather
+            // than ignore them.
+            if let Some(n) = self.max_positions {
+                return Err(bad(
+                    "max_positions",
+                    n as f64,
+                    "only with allocation = \"shared\" (--allocation shared)",
+                ));
+            }
+            if self.rebalance != Rebalance::OnChange {
+                return Err(StrategyError::Invalid {
+                    file: None,
+                    key: "rebalance",
+                    value: self.rebalance.name().into(),
+                    range: "on-change unless allocation = \"shared\" (--allocation shared)",
+                });
+            }
+        }
+        if self.allocation == Allocation::Shared {
+            let stops = [
+                ("stop_loss", self.stop_loss),
+                ("take_profit", self.take_profit),
+                ("trailing_stop", self.trailing_stop),
+            ];
+            if let Some((key, Some(v))) = stops.into_iter().find(|(_, v)| v.is_some()) {
+                return Err(bad(
+                    key,
+                    v,
+                    "not yet combined with allocation = \"shared\": drop the stop or use --allocation equal-split",
+                ));
             }
         }
         Ok(())

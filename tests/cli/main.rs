@@ -22,5 +22,6 @@ mod rerun_cli;
 mod run_cli;
 mod shard_cli;
 mod shard_deploy;
+mod shared_cli;
 mod stops_cli;
 mod sweep_cli;

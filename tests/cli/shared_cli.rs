@@ -1,0 +1,164 @@
+//! `atc-bt run --allocation shared`: the invariants of one shared account
+//! checked from the files it writes, and its refusals.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use predicates::prelude::*;
+
+/// Six random walks on weekdays, one of which stops early (its data ends
+/// inside the window, so its position is closed at its last close).
+fn shared_data(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("p.parquet");
+    let mut series: Vec<Series> = (0..6)
+        .map(|k| walk(&format!("S{k}"), 40 + k, 400))
+        .collect();
+    let s = &mut series[5];
+    s.ts.truncate(300);
+    s.open.truncate(300);
+    s.close.truncate(300);
+    write_ohlcv(&data, &series);
+    data
+}
+
+#[test]
+fn shared_cash_with_two_positions_keeps_its_invariants_in_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    for mode in ["long-only", "long-short"] {
+        let out = tmp.path().join(mode);
+        atc(tmp.path())
+            .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+            .arg(&data)
+            .args(["--allocation", "shared", "--max-positions", "2"])
+            .args([
+                "--mode",
+                mode,
+                "--fee-bps",
+                "10",
+                "--capital",
+                "10000",
+                "--out",
+            ])
+            .arg(&out)
+            .assert()
+            .success();
+        let run = json(&out.join("run.json"));
+        assert_eq!(run["params"]["execution"]["allocation"], "shared");
+        assert_eq!(run["params"]["execution"]["max_positions"], 2);
+        assert!(run["params"]["execution"].get("rebalance").is_none());
+
+        let eq = read_parquet(&out.join("equity.parquet"));
+        let ts = ts_col(&eq, "ts");
+        let sym = opt_str_col(&eq, "symbol");
+        let agg = opt_str_col(&eq, "aggregate");
+        let equity = f64_col(&eq, "equity");
+        let pos = f64_col(&eq, "position");
+        // Per bar: positions held, Σ |market value|, the account's equity.
+        let mut held: BTreeMap<i64, usize> = BTreeMap::new();
+        let mut gross: BTreeMap<i64, f64> = BTreeMap::new();
+        let mut account: BTreeMap<i64, f64> = BTreeMap::new();
+        for i in 0..ts.len() {
+            let t = ts[i].unwrap();
+            if sym[i].is_some() {
+                if pos[i].unwrap() != 0.0 {
+                    *held.entry(t).or_default() += 1;
+                }
+                *gross.entry(t).or_default() += equity[i].unwrap().abs();
+            } else if agg[i].as_deref() == Some("portfolio") {
+                account.insert(t, equity[i].unwrap());
+            }
+        }
+        assert!(held.values().all(|&n| n <= 2), "{mode}: more than 2 held");
+        assert!(held.values().any(|&n| n == 2), "{mode}: never 2 held");
+        // No leverage: long-only at every close (cash ≥ 0); long-short
+        // trades within it, but a short can drift past it between bars.
+        if mode == "long-only" {
+            for (t, g) in &gross {
+                assert!(
+                    *g <= account[t] * (1.0 + 1e-9),
+                    "{mode} {t}: gross {g} > equity"
+                );
+            }
+        }
+        // metrics.json agrees with equity.parquet, the ledger with both.
+        let m = json(&out.join("metrics.json"));
+        let last = *account.values().last().unwrap();
+        let p = &m["portfolio"];
+        assert!((p["final_equity"].as_f64().unwrap() - last).abs() < 1e-6);
+        assert!((p["total_return"].as_f64().unwrap() - (last / 10000.0 - 1.0)).abs() < 1e-12);
+        let trades = read_parquet(&out.join("trades.parquet"));
+        let pnl: f64 = f64_col(&trades, "pnl").iter().map(|p| p.unwrap()).sum();
+        assert!(
+            (pnl - (last - 10000.0)).abs() < 1e-6,
+            "{mode}: ledger {pnl}"
+        );
+        // S5's data ends early: none of its trades is still open.
+        let (names, exit) = (str_col(&trades, "symbol"), ts_col(&trades, "exit_ts"));
+        assert!(
+            names
+                .iter()
+                .zip(&exit)
+                .all(|(n, x)| n != "S5" || x.is_some()),
+            "{mode}"
+        );
+        // The symbols' contributions sum to the account's return.
+        let sum: f64 = m["symbols"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|s| s["total_return"].as_f64().unwrap())
+            .sum();
+        assert!((sum - (last / 10000.0 - 1.0)).abs() < 1e-9, "{mode}: {sum}");
+    }
+}
+
+#[test]
+fn shared_only_settings_are_refused_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    atc(tmp.path())
+        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+        .arg(&data)
+        .args(["--max-positions", "2"])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("max_positions = 2")
+                .and(predicate::str::contains("--allocation shared")),
+        );
+    atc(tmp.path())
+        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+        .arg(&data)
+        .args(["--allocation", "shared", "--max-positions", "0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("max_positions = 0"));
+    atc(tmp.path())
+        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+        .arg(&data)
+        .args(["--allocation", "shared", "--shard", "0/2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("not yet supported across shards"));
+    atc(tmp.path())
+        .args(["run", "-q", "--data"])
+        .arg(&data)
+        .args(["--allocation", "fund"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("equal-split and shared"));
+    // The default writes no allocation keys (existing hashes stay).
+    let out = tmp.path().join("eq");
+    atc(tmp.path())
+        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+        .arg(&data)
+        .args(["--allocation", "equal-split", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let run = json(&out.join("run.json"));
+    assert!(run["params"]["execution"].get("allocation").is_none());
+}
