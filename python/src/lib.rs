@@ -456,6 +456,7 @@ impl<'py> Opts<'py> {
 
 /// The keywords of `run` other than the ATC parameters.
 const RUN_KEYS: &[&str] = &[
+    "signals",
     "store",
     "strict",
     "symbols",
@@ -703,6 +704,7 @@ fn run_job(
         threads: o.count("threads")?.unwrap_or(0) as usize,
         shard: None,
         show_ingest: false,
+        signals: o.path("signals")?,
     };
     let _quiet = o.flag("quiet")?;
     let mut known: Vec<&str> = RUN_KEYS.to_vec();

@@ -22,4 +22,5 @@ mod rerun_cli;
 mod run_cli;
 mod shard_cli;
 mod shard_deploy;
+mod signals_cli;
 mod sweep_cli;
