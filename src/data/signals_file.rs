@@ -619,7 +619,7 @@ fn read_parquet(p: &str, path: &Path) -> Result<Raw, SignalsError> {
             .map(|i| floats(batch.column(i), "strength"))
             .transpose()?;
         let strengths = strengths.as_ref().map(|s| s.as_primitive::<Float64Type>());
-        for k in 0..batch.num_rows() {
+        for (k, &t) in times.iter().enumerate() {
             let at = RowRef::Row(row0 + k as u64);
             let empty = |column: &'static str| SignalsError::BadCell {
                 path: p.to_string(),
@@ -630,7 +630,7 @@ fn read_parquet(p: &str, path: &Path) -> Result<Raw, SignalsError> {
             if syms.is_null(k) {
                 return Err(empty("symbol"));
             }
-            if times[k] == NULL_TS {
+            if t == NULL_TS {
                 return Err(empty("ts"));
             }
             if dirs.is_null(k) {
@@ -641,7 +641,7 @@ fn read_parquet(p: &str, path: &Path) -> Result<Raw, SignalsError> {
                 Some(s) => Some(s.value(k)),
                 None => None,
             };
-            let row = (syms.value(k).to_string(), times[k], dirs.value(k), s);
+            let row = (syms.value(k).to_string(), t, dirs.value(k), s);
             push_row(&mut raw, p, at, row)?;
         }
         row0 += batch.num_rows() as u64;
