@@ -64,7 +64,7 @@ import numpy as np
 
 from . import _atc_bt
 from ._atc_bt import DataError, __version__
-from .jobs import report, run, sweep
+from .jobs import report, run, scan, sweep
 from .results import Run, Sweep, open_run, open_sweep
 
 __all__ = [
@@ -76,6 +76,7 @@ __all__ = [
     "SIGNAL_COLUMNS",
     "DIRECTION_COLUMNS",
     "run",
+    "scan",
     "sweep",
     "report",
     "Run",

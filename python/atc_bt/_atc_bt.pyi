@@ -33,5 +33,8 @@ def sweep_job(
 ) -> tuple[str, list[int], list[str]]:
     """``atc-bt sweep`` through the job layer -> (sweep directory, ranking, messages)."""
 
+def scan_job(data: str, **options: object) -> tuple[list[dict[str, object]], list[str]]:
+    """``atc-bt scan`` through the job layer -> (rows by rank, messages)."""
+
 def report_job(out_dir: str, **options: object) -> str | None:
     """``atc-bt report`` -> the path of report.html (None for PNG only)."""

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from . import _atc_bt
 from .results import Run, Sweep
 
-__all__ = ["run", "sweep", "report"]
+__all__ = ["run", "sweep", "scan", "report"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -63,7 +63,7 @@ def _list(v, key: str):
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
     """Python values the extension reads as the flags' text."""
-    for key in ("store", "strategy", "cache_dir", "out", "grid_file"):
+    for key in ("store", "strategy", "cache_dir", "out", "grid_file", "signals"):
         if key in kw:
             kw[key] = _path(kw[key])
     for key in ("start", "end", "split"):
@@ -127,7 +127,9 @@ def run(
         ``cache_dir``, ``cache_mem`` / ``cache_size`` (bytes), ``cache_ttl``
         (seconds or a timedelta), ``report`` / ``no_report``,
         ``symbols_in_report`` (a count or ``"all"``), ``log_scale``,
-        ``linear_scale``.
+        ``linear_scale``, ``signals`` (a Parquet or CSV file of ``ts,
+        symbol, dir[, strength]`` traded instead of the ATC: ``--signals``,
+        README "Your own signals").
 
     Returns
     -------
@@ -248,6 +250,56 @@ def sweep(
     s = Sweep(out_dir, order=order)
     s.messages = messages
     return s
+
+
+def scan(
+    data: PathLike,
+    *,
+    symbols: Union[str, Sequence[str]] = "all",
+    start=None,
+    end=None,
+    strategy: Optional[PathLike] = None,
+    long: bool = False,
+    short: bool = False,
+    min_strength: Optional[float] = None,
+    cache: bool = True,
+    **overrides,
+) -> list[dict[str, Any]]:
+    """Today's ATC state of every selected symbol (``atc-bt scan``).
+
+    Parameters
+    ----------
+    data, symbols, start, end, strategy, cache
+        As :func:`run` (``end`` picks the bar that is "today").
+    long, short : bool
+        Only ``dir == 1`` / ``dir == -1`` (both: ``dir != 0``).
+    min_strength : float, optional
+        Only ``abs(avg) >= min_strength`` (0..1).
+    **overrides
+        The ATC parameters (``lambda_``, ``decay``, ...), ``store``,
+        ``strict``, ``warmup_bars``, ``threads``, ``cache_dir`` ...
+
+    Returns
+    -------
+    list of dict
+        By rank (1 = largest ``abs(avg)``, ties in symbol order, ranked
+        before the filters): ``symbol``, ``ts`` (int, microseconds since
+        the epoch, UTC), ``avg`` (float in [-1, 1]), ``dir`` (-1, 0, 1),
+        ``bars_since_change`` (0: the direction changed at that bar),
+        ``rank``. ``avg`` and ``dir`` equal the last row of each symbol in
+        the ``signals`` of a :func:`run` with the same arguments.
+
+    Raises
+    ------
+    ValueError, DataError, RuntimeError
+        As :func:`run`.
+    """
+    kw = _common(dict(overrides, symbols=symbols, start=start, end=end,
+                      strategy=strategy, cache=cache, long=long, short=short))
+    if min_strength is not None:
+        kw["min_strength"] = min_strength
+    rows, _messages = _atc_bt.scan_job(os.fspath(data), **kw)
+    return rows
 
 
 def report(out_dir: PathLike, *, format: str = "both", symbols_in_report: Union[int, str] = 5,

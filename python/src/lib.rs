@@ -38,6 +38,7 @@ use atc_bt::export::atc_columns;
 use atc_bt::job::run::{
     resolve_strategy, ReportSettings, RunOutcome, RunSettings, StrategyOverrides,
 };
+use atc_bt::job::scan::{ScanFilter, ScanSettings};
 use atc_bt::job::sweep::{Split, SweepOutcome, SweepSettings};
 use atc_bt::job::{self, CacheSettings, DataSettings, JobError, Progress};
 use atc_bt::report::{render_report, Format, ReportOptions, ScaleChoice, SymbolsInReport};
@@ -456,6 +457,7 @@ impl<'py> Opts<'py> {
 
 /// The keywords of `run` other than the ATC parameters.
 const RUN_KEYS: &[&str] = &[
+    "signals",
     "store",
     "strict",
     "symbols",
@@ -712,6 +714,7 @@ fn run_job(
         threads: o.count("threads")?.unwrap_or(0) as usize,
         shard: None,
         show_ingest: false,
+        signals: o.path("signals")?,
     };
     let _quiet = o.flag("quiet")?;
     let mut known: Vec<&str> = RUN_KEYS.to_vec();
@@ -731,6 +734,82 @@ fn run_job(
     })?;
     let out = out.map_err(job_err)?;
     Ok((out.display().to_string(), progress.lines()))
+}
+
+/// The keywords of `scan` other than the ATC parameters.
+const SCAN_KEYS: &[&str] = &[
+    "store",
+    "strict",
+    "symbols",
+    "start",
+    "end",
+    "warmup_bars",
+    "strategy",
+    "long",
+    "short",
+    "min_strength",
+    "cache",
+    "no_cache",
+    "cache_dir",
+    "cache_mem",
+    "cache_size",
+    "cache_ttl",
+    "threads",
+];
+
+/// `atc-bt scan` as a library call: each selected symbol's state at its
+/// last bar, by rank, as a list of dicts (`symbol`, `ts` in µs UTC, `avg`,
+/// `dir`, `bars_since_change`, `rank`), and the messages. `atc_bt.scan`
+/// documents the keywords.
+#[pyfunction]
+#[pyo3(signature = (data, **kwargs))]
+fn scan_job<'py>(
+    py: Python<'py>,
+    data: &str,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Vec<Bound<'py, PyDict>>, Vec<String>)> {
+    let mut o = Opts::new("atc_bt.scan", kwargs)?;
+    let data = data_from(data, &mut o)?;
+    let strategy_file = o.path("strategy")?;
+    let overrides = overrides_from(&mut o, true)?;
+    let min_strength = match o.map.remove("min_strength") {
+        None => None,
+        Some(v) => match v.extract::<f64>() {
+            Ok(x) if (0.0..=1.0).contains(&x) => Some(x),
+            _ => return Err(o.bad("min_strength", "a number from 0 to 1", &v)),
+        },
+    };
+    let settings = ScanSettings {
+        data,
+        strategy: guarded(|| resolve_strategy(strategy_file.as_deref(), &overrides))?
+            .map_err(job_err)?,
+        cache: cache_from(&mut o)?,
+        threads: o.count("threads")?.unwrap_or(0) as usize,
+        filter: ScanFilter {
+            long: o.flag("long")?.unwrap_or(false),
+            short: o.flag("short")?.unwrap_or(false),
+            min_strength,
+        },
+        show_ingest: false,
+    };
+    let mut known: Vec<&str> = SCAN_KEYS.to_vec();
+    known.extend(registry::names().map(|n| if n == "lambda" { "lambda_" } else { n }));
+    o.done(&known)?;
+    let progress = Collect::default();
+    let done = py.detach(|| guarded(|| job::scan::scan(&settings, &progress)))?;
+    let done = done.map_err(job_err)?;
+    let mut rows = Vec::with_capacity(done.rows.len());
+    for r in &done.rows {
+        let d = PyDict::new(py);
+        d.set_item("symbol", &r.symbol)?;
+        d.set_item("ts", r.ts)?;
+        d.set_item("avg", r.avg)?;
+        d.set_item("dir", r.dir)?;
+        d.set_item("bars_since_change", r.bars_since_change)?;
+        d.set_item("rank", r.rank)?;
+        rows.push(d);
+    }
+    Ok((rows, progress.lines()))
 }
 
 /// `atc-bt sweep` as a library call. `grid`: axis name -> values as the
@@ -865,6 +944,7 @@ fn _atc_bt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_params, m)?)?;
     m.add_function(wrap_pyfunction!(run_job, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_job, m)?)?;
+    m.add_function(wrap_pyfunction!(scan_job, m)?)?;
     m.add_function(wrap_pyfunction!(report_job, m)?)?;
     m.add("DataError", m.py().get_type::<DataError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -197,3 +197,33 @@ def test_a_job_prints_nothing_its_lines_are_in_messages(data, tmp_path, capfd):
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert any(line.startswith("data: ") and "store" in line for line in r.messages), r.messages
+
+
+def test_scan_rows_are_the_last_signals_of_a_run(data, tmp_path):
+    """atc_bt.scan: one dict per symbol whose avg/dir are the last row of a
+    run's signals with the same arguments; filters keep their side."""
+    r = atc_bt.run(data, start="2020-06", end="2021-06-30", lambda_=0.05, report=False,
+                   cache=False, out=tmp_path / "r", mode="long-short")
+    rows = atc_bt.scan(data, start="2020-06", end="2021-06-30", lambda_=0.05, cache=False)
+    last = r.signals.tail(1).row(0, named=True)
+    assert len(rows) == 1
+    row = rows[0]
+    assert set(row) == {"symbol", "ts", "avg", "dir", "bars_since_change", "rank"}
+    assert row["symbol"] == last["symbol"] and row["rank"] == 1
+    assert row["avg"] == last["avg"] and row["dir"] == last["dir"]
+    assert dt.datetime.fromtimestamp(row["ts"] / 1e6, dt.timezone.utc) == last["ts"]
+    side = "long" if row["dir"] == 1 else "short"
+    other = "short" if side == "long" else "long"
+    assert atc_bt.scan(data, end="2021-06-30", lambda_=0.05, cache=False, **{side: True}) == rows
+    assert atc_bt.scan(data, end="2021-06-30", lambda_=0.05, cache=False, **{other: True}) == []
+    with pytest.raises(ValueError, match="min_strength"):
+        atc_bt.scan(data, min_strength=2)
+
+
+def test_run_on_its_own_signals_gives_the_same_metrics(data, tmp_path):
+    """atc_bt.run(signals=...): a run's own signals.parquet fed back."""
+    a = atc_bt.run(data, report=False, cache=False, out=tmp_path / "a", mode="long-short")
+    b = atc_bt.run(data, report=False, cache=False, out=tmp_path / "b", mode="long-short",
+                   signals=a.out_dir / "signals.parquet")
+    assert (a.out_dir / "metrics.json").read_bytes() == (b.out_dir / "metrics.json").read_bytes()
+    assert b.manifest["signals"]["path"].endswith("signals.parquet")

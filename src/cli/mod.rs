@@ -2,7 +2,7 @@
 //! turn the flags into the library's settings ([`atc_bt::job`]), call the
 //! job, print what it returns. Nothing else happens here.
 //!
-//! Modules: `run`, `sweep`, `merge` (the jobs' flags and printing),
+//! Modules: `run`, `sweep`, `scan`, `merge` (the jobs' flags and printing),
 //! `params` (ATC parameter flags), `data`, `cache`, `compute`, `bench`,
 //! `report`. None imports another's items except `run`'s shared pieces
 //! (the progress display, report flags, strategy resolution and data
@@ -20,6 +20,7 @@ mod merge;
 mod params;
 mod report;
 mod run;
+mod scan;
 mod sweep;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,10 @@ pub enum Command {
     /// Sweep a parameter grid (lambda, decay, cutout, lengths, robustness,
     /// thresholds) with shared work, ranking and in/out-of-sample metrics
     Sweep(Box<sweep::SweepArgs>),
+    /// Today's ATC state of every selected symbol: last bar, average signal,
+    /// direction, bars since it changed, strength rank; filters; table,
+    /// JSON or CSV
+    Scan(Box<scan::ScanArgs>),
     /// Merge the parts of a sharded `run --shard`/`sweep --shard` into the
     /// results one machine would write (byte-identical metrics.json /
     /// results.parquet)
@@ -96,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Compute(args) => compute::run(&args),
         Command::Run(args) => run::execute(&args),
         Command::Sweep(args) => sweep::execute(&args),
+        Command::Scan(args) => scan::execute(&args),
         Command::Merge(args) => merge::execute(&args),
         Command::Data(args) => data::run(&args),
         Command::Bench(args) => bench::execute(&args),

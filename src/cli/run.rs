@@ -32,6 +32,17 @@ pub struct RunArgs {
     /// [default: strategies/atc_default.toml, the spec defaults]
     #[arg(long, value_name = "FILE")]
     pub strategy: Option<PathBuf>,
+    /// Trade your own signals instead of the ATC: a Parquet (or .csv)
+    /// file of ts, symbol, dir (-1/0/1) and optionally strength (ranks
+    /// symbols by |strength|; default dir). A row sets its symbol's dir
+    /// from that bar on (a bar without a row holds the previous row; before
+    /// the first row, flat); dir[t] is traded at the open of t+1 as the
+    /// ATC's is. The traded symbols are the file's within --symbols (a
+    /// symbol --symbols names without rows is an error). A run's own
+    /// signals.parquet reads back unchanged. See "Your own signals" in the
+    /// README
+    #[arg(long, value_name = "FILE")]
+    pub signals: Option<PathBuf>,
     #[command(flatten)]
     pub atc: AtcArgs,
     #[command(flatten)]
@@ -347,6 +358,7 @@ pub fn execute(args: &RunArgs) -> Result<()> {
         threads: args.threads.unwrap_or(0),
         shard,
         show_ingest: !args.quiet,
+        signals: args.signals.clone(),
     };
     let progress = Bar::new(args.quiet);
     match job::run::run(&settings, &progress)? {

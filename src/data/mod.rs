@@ -16,6 +16,7 @@ pub mod columns;
 pub mod error;
 pub mod parquet_read;
 pub mod select;
+pub mod signals_file;
 pub mod store;
 pub mod synth;
 pub mod validate;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use columns::INPUT_HELP;
 pub use error::{fmt_ts, DataError, DataWarning, InvalidSeries};
 pub use select::{closest, ensure_window, parse_date_bound, window, SymbolSelection};
+pub use signals_file::{SignalsError, SignalsFile, SignalsSource};
 pub use store::Dataset;
 pub use synth::synth;
 

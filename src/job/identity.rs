@@ -6,6 +6,7 @@
 //! | [`run_inputs`] | strategy, window, each selected series' name and close hash (with stops: and its high and low hashes) | `run.json` `inputs_hash`, part headers, default output names |
 //! | [`sweep_inputs`] | grid, base strategy, window and split, each series' name and close hash (with stops: high, low) | `sweep.json` `inputs_hash`, part headers |
 //! | [`run_entry`] | program and layout versions, strategy, window, `--strict`, the files written, each series' name and whole-bars hash (with stops: high, low) | the key of the run cache's entry |
+//! | [`with_signals`], [`entry_with_signals`] | the two above combined with a `--signals` file's content hash | as above, for a run on a signals file |
 //! | [`invocation`] | program and layout versions, strategy, selection and window, `--strict`, outputs, the store and each source file's path, size and time | the key of the memo that restores a run without opening the data |
 //!
 //! Every identity is [`identity`]: blake3 over a domain tag and
@@ -161,6 +162,36 @@ pub fn run_entry(
             .chain(series)
             .chain(hl.iter().map(|h| h.as_bytes())),
     ))
+}
+
+/// The inputs hash `inputs` of a run (hex, [`run_inputs`]) that trades
+/// the signals file `signals` (`--signals`): combined with the file's
+/// content hash, so another file (or an edited one) is another run.
+/// Unchanged without a file.
+pub fn with_signals(inputs: String, signals: Option<&crate::data::SignalsSource>) -> String {
+    match signals {
+        None => inputs,
+        Some(f) => hex(identity(
+            "atc-bt run inputs with signals",
+            [inputs.as_bytes(), f.blake3.as_bytes()],
+        )),
+    }
+}
+
+/// The run cache's key `entry` ([`run_entry`]) of a run that trades the
+/// signals file `signals`: combined with its content hash. Unchanged
+/// without a file.
+pub fn entry_with_signals(
+    entry: crate::cache::Key,
+    signals: Option<&crate::data::SignalsSource>,
+) -> crate::cache::Key {
+    match signals {
+        None => entry,
+        Some(f) => crate::cache::Key(identity(
+            "atc-bt run entry with signals",
+            [entry.0.as_slice(), f.blake3.as_bytes()],
+        )),
+    }
 }
 
 /// What names a run before anything is opened: the selection and window

@@ -148,8 +148,12 @@ pub struct RunManifest {
     pub started_at: String,
     /// [`super::identity::run_inputs`].
     pub inputs_hash: String,
-    /// The resolved strategy.
+    /// The resolved strategy (its `atc` table is unused when `signals`
+    /// is there).
     pub params: Strategy,
+    /// The signals file traded instead of the ATC (`--signals`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<crate::data::SignalsSource>,
     /// The strategy file given, if any.
     pub strategy_file: Option<String>,
     /// The traded window.
@@ -405,6 +409,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             inputs_hash: "ab".into(),
             params: Strategy::default(),
+            signals: None,
             strategy_file: None,
             window: Window::of(Some(1_577_836_800_000_000), None, Some(10)),
             data: RunData {

@@ -116,6 +116,7 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
                 started_at: started,
                 inputs_hash: h.inputs_hash.clone(),
                 params: strategy.clone(),
+                signals: None,
                 strategy_file: ctx["strategy_file"].as_str().map(str::to_string),
                 window: Window::of(
                     p["from_us"].as_i64(),

@@ -7,6 +7,7 @@
 //! |-----|----------|--------|---------|
 //! | [`run::run`] | [`run::RunSettings`] | a run directory ([`manifest::RunManifest`] `run.json`, `metrics.json`, Parquet) or, with a shard, a part | [`run::RunOutcome`] |
 //! | [`sweep::sweep`] | [`sweep::SweepSettings`] | a sweep directory (`sweep.json`, `results.parquet`, heatmaps, `walk_forward.json`) or a part | [`sweep::SweepOutcome`] |
+//! | [`scan::scan`] | [`scan::ScanSettings`] | nothing but the signals cache | [`scan::ScanDone`]: each symbol's state at its last bar |
 //! | [`merge::merge`] | [`merge::MergeSettings`] | what the single-machine command writes | [`merge::MergeOutcome`] |
 //!
 //! A job never prints. What a command shows while it works (progress,
@@ -26,6 +27,7 @@ pub mod manifest;
 pub mod memory;
 pub mod merge;
 pub mod run;
+pub mod scan;
 pub mod shard;
 pub mod sweep;
 
@@ -98,6 +100,9 @@ pub enum JobError {
     /// An ATC parameter's name or value.
     #[error(transparent)]
     Param(#[from] crate::engine::registry::ParamError),
+    /// A signals file (`--signals`).
+    #[error(transparent)]
+    Signals(#[from] crate::data::SignalsError),
     /// A setting that cannot work (the message names it and its range).
     #[error("{0}")]
     Invalid(String),

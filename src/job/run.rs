@@ -28,6 +28,7 @@ use crate::backtest::book::{Allocation, Rebalance};
 use crate::backtest::Mode;
 use crate::cache::{Cache, CacheStats, EntryFile, FastCache, Key, Kind};
 use crate::data::Dataset;
+use crate::data::SignalsFile;
 use crate::engine::registry::{self, ParamSpec, ParamValue};
 use crate::report::{
     draw_memory_section, finish_run_report, finish_run_report_from_dir, render_run_report_parts,
@@ -35,7 +36,7 @@ use crate::report::{
     RUN_REPORT_LAYOUT,
 };
 use crate::run::output::{partial_dir, OutputError, Outputs};
-use crate::run::{run_to_dir, RunPlan, RunSummary, Strategy};
+use crate::run::{run_to_dir_from, RunPlan, RunSummary, Strategy};
 use crate::shard::ShardSpec;
 
 /// Whether and how a job draws its report.
@@ -198,6 +199,9 @@ pub struct RunSettings {
     pub shard: Option<ShardSpec>,
     /// Show the data ingest's progress bar when a store is built.
     pub show_ingest: bool,
+    /// Trade the directions of this signals file (`--signals`) instead of
+    /// the ATC's ([`crate::data::signals_file`]).
+    pub signals: Option<PathBuf>,
 }
 
 impl Default for RunSettings {
@@ -216,6 +220,7 @@ impl Default for RunSettings {
             threads: 0,
             shard: None,
             show_ingest: false,
+            signals: None,
         }
     }
 }
@@ -267,9 +272,20 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     }
     // The same command on unchanged data ran before: restore its files
     // without opening the data store or the cache's database.
-    let invocation = match s.shard {
-        Some(_) => None,
-        None => Invocation::new(s),
+    // The memo knows the data's files, not a signals file: a run on one
+    // opens the data and finds its entry by content (`run_entry`).
+    let invocation = match (s.shard, &s.signals) {
+        (None, None) => Invocation::new(s),
+        _ => None,
+    };
+    let signals = match &s.signals {
+        Some(_) if s.shard.is_some() => {
+            return Err(JobError::Invalid(
+                "--signals cannot be combined with --shard yet\n  hint: run the signals file on one machine (it skips the engine, so it is fast)".into(),
+            ))
+        }
+        Some(path) => Some(SignalsFile::read(path)?),
+        None => None,
     };
     let sampler = match &invocation {
         Some(inv) => match try_restore(s, inv, sampler, t0, progress)? {
@@ -279,7 +295,11 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
         None => sampler,
     };
     let stops = s.strategy.execution.has_stops();
-    let (dataset, plan, notes) = super::open_selection(&s.data, s.show_ingest, stops, progress)?;
+    let (dataset, mut plan, notes) =
+        super::open_selection(&s.data, s.show_ingest, stops, progress)?;
+    if let Some(file) = &signals {
+        plan = signals_plan(s, file, &dataset, plan, progress)?;
+    }
     let mut cache_cfg = s.cache.config(dataset.base());
     if let Some(spec) = &s.shard {
         // sled allows one process per database: each shard has its own.
@@ -297,7 +317,9 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     }
     let strategy = &s.strategy;
     let strict = s.data.strict;
-    let inputs_hash = identity::run_inputs(&dataset, &plan, strategy);
+    let source = signals.as_ref().map(|f| &f.source);
+    let inputs_hash =
+        identity::with_signals(identity::run_inputs(&dataset, &plan, strategy), source);
     let out = s.out.clone().unwrap_or_else(|| default_out(&inputs_hash));
     // What the next identical command needs to find this run without
     // opening anything (written once the run entry is in the cache).
@@ -318,7 +340,8 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     // The same run on the same bars was done before: restore its files.
     let run_key = cache
         .has_l2()
-        .then(|| identity::run_entry(&dataset, &plan, strategy, strict, s.outputs));
+        .then(|| identity::run_entry(&dataset, &plan, strategy, strict, s.outputs))
+        .map(|k| identity::entry_with_signals(k, source));
     let report_key = run_key.as_ref().map(|k| s.report.cache_key(k));
     if let Some(key) = &run_key {
         if cache.restore_files(Kind::Run, key, &tmp).is_some() {
@@ -364,19 +387,18 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     // Results stream into `tmp` as symbols finish (memory holds one chunk
     // of bars).
     let result = pool.install(|| {
-        run_to_dir(
+        run_to_dir_from(
             &dataset,
             &plan,
             strategy,
-            strict,
-            None,
+            (strict, None),
             &cache,
             &|bars| {
                 progress.tick();
                 sampler.add_bars(bars as u64);
             },
-            &tmp,
-            s.outputs,
+            (&tmp, s.outputs),
+            signals.as_ref(),
         )
     });
     let result = match result {
@@ -399,6 +421,7 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     let t2 = Instant::now();
     sampler.phase("write");
     let mut m = run_manifest(s, &dataset, &plan, &result, &inputs_hash);
+    m.signals = source.cloned();
     m.threads = Some(pool.current_num_threads());
     m.timings_ms = timings(&[("load", t_load), ("compute", t_compute)]);
     m.cache = Some(CacheCounts::of(&stats));
@@ -424,6 +447,56 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
         cache: stats,
         report,
     })))
+}
+
+/// The plan of a run on a signals file: the selected series narrowed to
+/// those with rows in `file` ([`SignalsFile::check`], which validates the
+/// file against the data), its end pinned again, and a warning for the
+/// symbols whose last row comes before the end of the window (their last
+/// row's direction is held to the end).
+fn signals_plan(
+    s: &RunSettings,
+    file: &SignalsFile,
+    data: &Dataset,
+    plan: RunPlan,
+    progress: &dyn Progress,
+) -> Result<RunPlan> {
+    let explicit = s.data.selection != crate::data::SymbolSelection::All;
+    let (series, notes) = file.check(data, &plan.series, explicit)?;
+    for n in &notes {
+        progress.message(n);
+    }
+    let plan = RunPlan {
+        series,
+        to: s.data.to,
+        ..plan
+    }
+    .pinned(data);
+    let end = plan.to.unwrap_or(i64::MAX);
+    let held: Vec<String> = plan
+        .series
+        .iter()
+        .map(|&i| &data.series()[i])
+        .filter(|info| {
+            file.last_ts(&info.name).is_some_and(|t| {
+                t < info.last_ts.min(end) && plan.from.is_none_or(|f| info.last_ts >= f)
+            })
+        })
+        .map(|info| crate::term::quote(&info.name).into_owned())
+        .collect();
+    if !held.is_empty() {
+        let more = if held.len() > 5 {
+            format!(" and {} more", held.len() - 5)
+        } else {
+            String::new()
+        };
+        progress.message(&format!(
+            "warning: signals end before the window does for {} symbol(s) ({}{more}): each holds its last row's dir to the end",
+            held.len(),
+            held[..held.len().min(5)].join(", ")
+        ));
+    }
+    Ok(plan)
 }
 
 /// An error and its causes on one line (`a: b: c`).
@@ -485,6 +558,7 @@ fn run_manifest(
         started_at: super::now_utc(),
         inputs_hash: inputs_hash.to_string(),
         params: s.strategy.clone(),
+        signals: None,
         strategy_file: s.strategy_file.as_ref().map(|p| p.display().to_string()),
         window: Window::of(plan.from, plan.to, plan.warmup_bars),
         data: RunData {
@@ -665,6 +739,10 @@ fn read_restored(
     m.command = super::command_line();
     m.started_at = super::now_utc();
     m.strategy_file = s.strategy_file.as_ref().map(|p| p.display().to_string());
+    // The entry's key vouches for the file's content, not its name.
+    if let (Some(sig), Some(p)) = (m.signals.as_mut(), &s.signals) {
+        sig.path = p.display().to_string();
+    }
     m.data.path = s.data.data.display().to_string();
     if let Some(d) = dataset {
         m.data.sources = d.sources().to_vec();

@@ -23,7 +23,7 @@ use crate::backtest::{
     Curve, ExecConfig, Metrics, MetricsOptions, SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, store_signals_once, Cache};
-use crate::data::{fmt_ts, window, Dataset};
+use crate::data::{fmt_ts, window, Dataset, SignalsFile};
 use crate::engine::{compute_batch, BatchDetail};
 pub use strategy::{Execution, MetricsSettings, Strategy, StrategyError};
 
@@ -719,12 +719,12 @@ pub fn collect(
 }
 
 /// A series' average signal and direction over the bars the engine saw.
-type Signals = (Vec<f64>, Vec<i8>);
+pub type Signals = (Vec<f64>, Vec<i8>);
 
 /// Symbols per engine call in [`run`]: enough batches of
 /// [`crate::engine::BATCH_LANES`] to keep every thread busy, few enough that
 /// the engine's outputs in flight stay small.
-const RUN_CHUNK: usize = 256;
+pub const RUN_CHUNK: usize = 256;
 
 /// Runs the plan without the result cache. `on_done` is called once per
 /// finished symbol (progress).
@@ -803,7 +803,7 @@ pub fn run_with_cache(
         let account = shared::run_shared(
             data,
             &active,
-            strategy,
+            (strategy, None),
             cache,
             strict,
             on_done,
@@ -832,7 +832,7 @@ pub fn run_with_cache(
     run_chunks(
         data,
         &active,
-        strategy,
+        (strategy, None),
         capital_per_symbol,
         cache,
         on_done,
@@ -871,6 +871,34 @@ pub fn run_to_dir(
     dir: &Path,
     outputs: output::Outputs,
 ) -> Result<RunSummary, RunError> {
+    run_to_dir_from(
+        data,
+        plan,
+        strategy,
+        (strict, capital_symbols),
+        cache,
+        on_done,
+        (dir, outputs),
+        None,
+    )
+}
+
+/// [`run_to_dir`] taking each series' average signal and direction from
+/// `signals` (`--signals FILE`, aligned to its bars by
+/// [`SignalsFile::aligned`]) instead of the engine when given; everything
+/// downstream (execution, metrics, files) is the same. The plan's series
+/// must have rows in the file ([`SignalsFile::check`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_to_dir_from(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    (strict, capital_symbols): (bool, Option<usize>),
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    (dir, outputs): (&Path, output::Outputs),
+    signals: Option<&SignalsFile>,
+) -> Result<RunSummary, RunError> {
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     if strategy.execution.allocation == Allocation::Shared {
@@ -884,7 +912,7 @@ pub fn run_to_dir(
         let account = shared::run_shared(
             data,
             &active,
-            strategy,
+            (strategy, signals),
             cache,
             strict,
             on_done,
@@ -925,7 +953,7 @@ pub fn run_to_dir(
     run_chunks(
         data,
         &active,
-        strategy,
+        (strategy, signals),
         capital_per_symbol,
         cache,
         on_done,
@@ -1075,7 +1103,7 @@ fn merge_sorted(a: &[i64], b: &[i64]) -> Vec<i64> {
 fn run_chunks(
     data: &Dataset,
     active: &[ActiveSeries],
-    strategy: &Strategy,
+    (strategy, signals): (&Strategy, Option<&SignalsFile>),
     capital_per_symbol: f64,
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
@@ -1089,7 +1117,7 @@ fn run_chunks(
                 compute_chunk(
                     data,
                     chunk,
-                    strategy,
+                    (strategy, signals),
                     capital_per_symbol,
                     cache,
                     on_done,
@@ -1103,18 +1131,18 @@ fn run_chunks(
     sink.background()
 }
 
-/// One chunk of [`run_chunks`]: signals from the cache or the batched
-/// engine, then the backtest of each series.
+/// One chunk of [`run_chunks`]: signals from the signals file, or from
+/// the cache or the batched engine, then the backtest of each series.
 fn compute_chunk(
     data: &Dataset,
     chunk: &[ActiveSeries],
-    strategy: &Strategy,
+    (strategy, file): (&Strategy, Option<&SignalsFile>),
     capital_per_symbol: f64,
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
     cfg: &ExecConfig,
 ) -> Vec<Result<SymbolResult, Skipped>> {
-    let signals = chunk_signals(data, chunk, strategy, cache);
+    let signals = chunk_signals(data, chunk, (strategy, file), cache);
     let part: Vec<Result<SymbolResult, Skipped>> = chunk
         .par_iter()
         .zip(signals.into_par_iter())
@@ -1141,15 +1169,45 @@ fn compute_chunk(
 }
 
 /// The signals `(avg, dir)` of a chunk of series over the bars the engine
-/// sees (`a.start..a.window.end`), in chunk order: from the cache, or
-/// the batched engine for the misses (stored in the cache); an engine
-/// error is the series' reason to be skipped.
+/// sees (`a.start..a.window.end`), in chunk order: from the signals file
+/// (`--signals`) when given, else [`engine_signals`]. `Err` holds the
+/// series' reason to be skipped.
 fn chunk_signals(
     data: &Dataset,
     chunk: &[ActiveSeries],
-    strategy: &Strategy,
+    (strategy, file): (&Strategy, Option<&SignalsFile>),
     cache: &Cache,
 ) -> Vec<Result<Signals, String>> {
+    let signals = match file {
+        Some(file) => chunk
+            .par_iter()
+            .map(|a| {
+                let name = &data.series()[a.idx].name;
+                let ts = &data.view(a.idx).ts[a.start..a.window.end];
+                Some(
+                    file.aligned(name, ts)
+                        .ok_or_else(|| "no rows in the signals file".to_string()),
+                )
+            })
+            .collect(),
+        None => engine_signals(data, chunk, &strategy.atc, cache),
+    };
+    signals
+        .into_iter()
+        .map(|s| s.unwrap_or_else(|| Err("no engine result".into())))
+        .collect()
+}
+
+/// The engine's average signal and direction over each series' engine
+/// bars (`a.start..a.window.end`), in `chunk`'s order: from the signals
+/// cache when there, else computed in one batch and stored (bit-identical
+/// either way). `Err` holds why a series has none (the engine refused it).
+pub fn engine_signals(
+    data: &Dataset,
+    chunk: &[ActiveSeries],
+    atc: &crate::engine::AtcParams,
+    cache: &Cache,
+) -> Vec<Option<Result<Signals, String>>> {
     let hashes: Vec<String> = chunk
         .iter()
         .map(|a| span_hash(&data.series()[a.idx].close_hash, a.start, a.window.end))
@@ -1159,7 +1217,7 @@ fn chunk_signals(
     let mut signals: Vec<Option<Result<Signals, String>>> = chunk
         .par_iter()
         .zip(&hashes)
-        .map(|(a, h)| lookup_signals_once(cache, h, a.window.end - a.start, &strategy.atc).map(Ok))
+        .map(|(a, h)| lookup_signals_once(cache, h, a.window.end - a.start, atc).map(Ok))
         .collect();
     let missing: Vec<usize> = (0..chunk.len()).filter(|&i| signals[i].is_none()).collect();
     if !missing.is_empty() {
@@ -1167,7 +1225,7 @@ fn chunk_signals(
             .iter()
             .map(|&i| &data.view(chunk[i].idx).close[chunk[i].start..chunk[i].window.end])
             .collect();
-        match compute_batch(&closes, &strategy.atc, BatchDetail::Direction) {
+        match compute_batch(&closes, atc, BatchDetail::Direction) {
             Ok(v) => {
                 for (&i, r) in missing.iter().zip(v) {
                     signals[i] = Some(r.map(|o| (o.avg, o.dir)).map_err(|e| e.to_string()));
@@ -1181,14 +1239,11 @@ fn chunk_signals(
         }
         missing.par_iter().for_each(|&i| {
             if let Some(Ok((avg, dir))) = &signals[i] {
-                store_signals_once(cache, &hashes[i], &strategy.atc, avg, dir);
+                store_signals_once(cache, &hashes[i], atc, avg, dir);
             }
         });
     }
     signals
-        .into_iter()
-        .map(|s| s.unwrap_or_else(|| Err("no engine result".into())))
-        .collect()
 }
 
 #[cfg(test)]

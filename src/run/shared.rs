@@ -27,8 +27,8 @@
 //! `1/N` split as equal-split's.
 
 use super::{
-    chunk_signals, series_options, Cache, Curve, RunError, Skipped, Strategy, SymbolResult,
-    RUN_CHUNK,
+    chunk_signals, series_options, Cache, Curve, RunError, SignalsFile, Skipped, Strategy,
+    SymbolResult, RUN_CHUNK,
 };
 use super::{ActiveSeries, Dataset};
 use crate::backtest::book::{check_symbol, shared_book, BookConfig, BookSymbol, SharedRun};
@@ -53,14 +53,15 @@ pub(super) struct SharedAccount {
     pub(super) capital_per_symbol: f64,
 }
 
-/// Runs `active` with shared cash: signals (from `cache` or the engine),
+/// Runs `active` with shared cash: signals (from the `--signals` file, or
+/// `cache` or the engine),
 /// then the account. Series the engine or the account's checks refuse are
 /// added to `skipped` (or end the run with `strict`). `None` when no
 /// series could be traded.
 pub(super) fn run_shared(
     data: &Dataset,
     active: &[ActiveSeries],
-    strategy: &Strategy,
+    (strategy, file): (&Strategy, Option<&SignalsFile>),
     cache: &Cache,
     strict: bool,
     on_done: &(dyn Fn(usize) + Sync),
@@ -81,7 +82,7 @@ pub(super) fn run_shared(
     };
     let mut kept: Vec<Kept> = Vec::with_capacity(active.len());
     for chunk in active.chunks(RUN_CHUNK) {
-        let signals = chunk_signals(data, chunk, strategy, cache);
+        let signals = chunk_signals(data, chunk, (strategy, file), cache);
         for (a, sig) in chunk.iter().zip(signals) {
             match sig {
                 Ok((avg, dir)) => {

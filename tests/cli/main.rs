@@ -23,5 +23,6 @@ mod run_cli;
 mod shard_cli;
 mod shard_deploy;
 mod shared_cli;
+mod signals_cli;
 mod stops_cli;
 mod sweep_cli;
