@@ -21,7 +21,7 @@ use crate::engine::{
 use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{run, run_to_dir, RunPlan, Strategy};
 use crate::sweep::output::ResultsWriter;
-use crate::sweep::{sweep, Grid};
+use crate::sweep::{sweep, Grid, Ranking};
 use crate::synthetic::random_walk;
 
 /// What to measure.
@@ -444,7 +444,8 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
     let results = tmp.join("results.parquet");
     let one_sweep = || -> Result<(), BenchError> {
         let mut w = ResultsWriter::new(&results, &grid, &strategy.atc);
-        let r = sweep(
+        let mut ranking = Ranking::new(&grid, &strategy.atc, "sharpe", &samples, 0);
+        sweep(
             &data,
             &plan,
             &grid,
@@ -452,15 +453,17 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             &samples,
             false,
             &cache,
-            &mut |rows| w.write(&rows),
+            &mut |rows| {
+                ranking.add(&rows);
+                w.write(&rows)
+            },
             &|| {},
         )
         .map_err(|e| job(&e))?;
         w.finish().map_err(|e| job(&e))?;
-        let order = crate::sweep::output::rank(&r.combos, "sharpe", 0);
-        if let Some(best) = order.first().map(|&i| &r.combos[i]) {
+        if let Some(&best) = ranking.order().first() {
             let s = Strategy {
-                atc: best.params.clone(),
+                atc: ranking.params(best),
                 execution: strategy.execution.clone(),
                 metrics: strategy.metrics.clone(),
             };

@@ -41,6 +41,7 @@
 pub mod grid;
 pub mod output;
 mod plan;
+pub mod rank;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ use crate::run::{
     RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{Grid, GridError, Value};
+pub use rank::Ranking;
 
 /// Bytes of per-symbol results one chunk of combinations may hold.
 const CHUNK_BUDGET_BYTES: usize = 256 << 20;
@@ -79,19 +81,6 @@ pub struct Sample {
     pub from: Option<i64>,
     /// Last traded bar time (µs UTC), inclusive.
     pub to: Option<i64>,
-}
-
-/// Per-combination portfolio results, for ranking.
-#[derive(Debug, Clone)]
-pub struct ComboSummary {
-    /// Combination number (grid order).
-    pub combo: usize,
-    /// Its parameters.
-    pub params: AtcParams,
-    /// Portfolio metrics per sample (same order as the samples).
-    pub portfolio: Vec<Option<Metrics>>,
-    /// Benchmark metrics per sample.
-    pub benchmark: Vec<Option<Metrics>>,
 }
 
 /// One row of `results.parquet`.
@@ -109,11 +98,10 @@ pub struct Row {
     pub metrics: Metrics,
 }
 
-/// What a sweep returns besides the streamed rows.
+/// What a sweep returns besides the streamed rows (a [`Ranking`] keeps
+/// what the outputs need of them).
 #[derive(Debug, Clone)]
 pub struct SweepResult {
-    /// One summary per combination, in grid order.
-    pub combos: Vec<ComboSummary>,
     /// The samples (`full`, and `in`/`out` with a split).
     pub samples: Vec<Sample>,
     /// Symbols skipped in some sample.
@@ -563,7 +551,6 @@ fn shared_banks(data: &Dataset, symbols: &[SymbolPlan], p: Option<&AtcParams>) -
 /// with its tasks.
 struct Chunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     tasks: Vec<TaskRun>,
 }
 
@@ -571,7 +558,6 @@ struct Chunk {
 /// gathered, back in chunk order.
 struct RanChunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     accs: Vec<Vec<SampleAcc>>,
 }
 
@@ -613,7 +599,7 @@ impl Chunk {
                 }
             }
         }
-        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.params.len()).map(|_| None).collect();
+        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.combos.len()).map(|_| None).collect();
         for t in self.tasks {
             for c in t.combos {
                 accs[c.at] = Some(c.accs);
@@ -621,7 +607,6 @@ impl Chunk {
         }
         RanChunk {
             combos: self.combos,
-            params: self.params,
             accs: accs.into_iter().map(Option::unwrap_or_default).collect(),
         }
     }
@@ -630,7 +615,6 @@ impl Chunk {
 /// A streamed chunk with every portfolio summed, ready to emit.
 struct FinishedChunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     outs: Vec<Vec<SampleOut>>,
 }
 
@@ -651,7 +635,6 @@ impl RanChunk {
             .collect();
         FinishedChunk {
             combos: self.combos,
-            params: self.params,
             outs,
         }
     }
@@ -669,26 +652,12 @@ struct Emitter<'e, 'o> {
     emit: &'e mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &'e (dyn Fn() + Sync),
     observe: Option<&'e mut Observer<'o>>,
-    summaries: Vec<Option<ComboSummary>>,
     skipped: Vec<Skipped>,
     combo_bars: u64,
 }
 
 impl Emitter<'_, '_> {
-    fn done(
-        &mut self,
-        c: usize,
-        params: AtcParams,
-        rows: Vec<Row>,
-        port: Vec<Option<Metrics>>,
-        bench: Vec<Option<Metrics>>,
-    ) -> Result<(), RunError> {
-        self.summaries[c] = Some(ComboSummary {
-            combo: c,
-            params,
-            portfolio: port,
-            benchmark: bench,
-        });
+    fn done(&mut self, rows: Vec<Row>) -> Result<(), RunError> {
         (self.emit)(rows).map_err(|message| RunError::Output { message })?;
         self.combo_bars += self.engine_bars as u64;
         (self.on_combo)();
@@ -699,10 +668,8 @@ impl Emitter<'_, '_> {
     /// the portfolio and benchmark rows, per sample), as [`push_rows`] orders
     /// them.
     fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
-        for ((&c, params), outs) in fin.combos.iter().zip(fin.params).zip(fin.outs) {
+        for (&c, outs) in fin.combos.iter().zip(fin.outs) {
             let mut rows = Vec::new();
-            let mut port = Vec::new();
-            let mut bench = Vec::new();
             for (k, out) in outs.into_iter().enumerate() {
                 if self.strict {
                     if let Some(s) = out.failed.into_iter().next() {
@@ -715,8 +682,6 @@ impl Emitter<'_, '_> {
                     self.skipped.extend(out.failed);
                 }
                 let Some((pm, bm)) = out.metrics else {
-                    port.push(None);
-                    bench.push(None);
                     continue;
                 };
                 let sample = &self.samples[k].name;
@@ -729,19 +694,17 @@ impl Emitter<'_, '_> {
                         metrics,
                     });
                 }
-                for (agg, m) in [(Aggregate::Portfolio, &pm), (Aggregate::Benchmark, &bm)] {
+                for (agg, m) in [(Aggregate::Portfolio, pm), (Aggregate::Benchmark, bm)] {
                     rows.push(Row {
                         combo: c,
                         sample: sample.clone(),
                         symbol: None,
                         aggregate: Some(agg),
-                        metrics: m.clone(),
+                        metrics: m,
                     });
                 }
-                port.push(Some(pm));
-                bench.push(Some(bm));
             }
-            self.done(c, params, rows, port, bench)?;
+            self.done(rows)?;
         }
         Ok(())
     }
@@ -749,10 +712,8 @@ impl Emitter<'_, '_> {
     /// Emits a chunk kept in full for the observer: the steps of `run`
     /// ([`collect`], [`aggregate`]) on each (combination, sample).
     fn observed(&mut self, ran: RanChunk) -> Result<(), RunError> {
-        for ((&c, params), accs) in ran.combos.iter().zip(ran.params).zip(ran.accs) {
+        for (&c, accs) in ran.combos.iter().zip(ran.accs) {
             let mut rows = Vec::new();
-            let mut port = Vec::new();
-            let mut bench = Vec::new();
             for (k, acc) in accs.into_iter().enumerate() {
                 let mut sk = Vec::new();
                 let symbols = collect(acc.full, &mut sk, self.strict)?;
@@ -763,16 +724,12 @@ impl Emitter<'_, '_> {
                     self.skipped.extend(sk);
                 }
                 if symbols.is_empty() {
-                    port.push(None);
-                    bench.push(None);
                     continue;
                 }
                 let r = aggregate(symbols, Vec::new(), self.capital[k], self.settings);
                 push_rows(&mut rows, c, &self.samples[k].name, &r);
-                port.push(Some(r.portfolio_metrics));
-                bench.push(Some(r.benchmark_metrics));
             }
-            self.done(c, params, rows, port, bench)?;
+            self.done(rows)?;
         }
         Ok(())
     }
@@ -935,7 +892,6 @@ fn sweep_inner(
         emit,
         on_combo,
         observe,
-        summaries: vec![None; grid.count() as usize],
         skipped,
         combo_bars: 0,
     };
@@ -985,7 +941,6 @@ fn sweep_inner(
             .collect();
         Chunk {
             combos: combos.to_vec(),
-            params,
             tasks,
         }
     };
@@ -1022,7 +977,6 @@ fn sweep_inner(
         out.streamed(fin)?;
     }
     Ok(SweepResult {
-        combos: out.summaries.into_iter().flatten().collect(),
         samples: samples.to_vec(),
         skipped: out.skipped,
         combo_bars: out.combo_bars,
