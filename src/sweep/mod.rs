@@ -954,7 +954,7 @@ fn sweep_inner(
             .find(|p| p.validate().is_ok());
         let kept = (keep_banks && first_valid.is_some())
             .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
-        for chunk_combos in combos.chunks(chunk) {
+        for chunk_combos in chunks(combos, chunk, unit * threads) {
             let chunk = plan_chunk(chunk_combos);
             if keep_full {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref());
@@ -981,6 +981,20 @@ fn sweep_inner(
         skipped: out.skipped,
         combo_bars: out.combo_bars,
     })
+}
+
+/// `combos` cut into chunks of `chunk`, except that a last chunk shorter
+/// than `short` joins the one before it: alone it would be split over the
+/// threads, one kernel pass per lane (a 10 × 10 grid ran 16 passes of 8
+/// lanes' cost in chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
+fn chunks(combos: &[usize], chunk: usize, short: usize) -> Vec<&[usize]> {
+    let mut v: Vec<&[usize]> = combos.chunks(chunk.max(1)).collect();
+    if v.len() >= 2 && v[v.len() - 1].len() < short {
+        v.pop();
+        let at = v.len() - 1;
+        v[at] = &combos[at * chunk..];
+    }
+    v
 }
 
 /// Each symbol active in the first sample (`full`) with its windows,
@@ -1039,4 +1053,22 @@ fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec
             .push(c);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    /// A short last chunk joins the one before it; nothing is lost or
+    /// reordered.
+    #[test]
+    fn a_short_last_chunk_joins_the_one_before() {
+        let c: Vec<usize> = (0..100).collect();
+        let lens = |v: Vec<&[usize]>| {
+            assert_eq!(v.concat(), c);
+            v.iter().map(|s| s.len()).collect::<Vec<_>>()
+        };
+        assert_eq!(lens(super::chunks(&c, 32, 16)), vec![32, 32, 36]);
+        assert_eq!(lens(super::chunks(&c, 40, 16)), vec![40, 40, 20]);
+        assert_eq!(lens(super::chunks(&c, 100, 16)), vec![100]);
+        assert_eq!(lens(super::chunks(&c[..4], 32, 16)), vec![4]);
+    }
 }
