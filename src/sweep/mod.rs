@@ -954,7 +954,7 @@ fn sweep_inner(
             .find(|p| p.validate().is_ok());
         let kept = (keep_banks && first_valid.is_some())
             .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
-        for chunk_combos in chunks(combos, chunk, unit * threads) {
+        for chunk_combos in chunks(combos, chunk, unit * threads, budget_chunk) {
             let chunk = plan_chunk(chunk_combos);
             if keep_full {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref());
@@ -984,12 +984,15 @@ fn sweep_inner(
 }
 
 /// `combos` cut into chunks of `chunk`, except that a last chunk shorter
-/// than `short` joins the one before it: alone it would be split over the
-/// threads, one kernel pass per lane (a 10 × 10 grid ran 16 passes of 8
-/// lanes' cost in chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
-fn chunks(combos: &[usize], chunk: usize, short: usize) -> Vec<&[usize]> {
-    let mut v: Vec<&[usize]> = combos.chunks(chunk.max(1)).collect();
-    if v.len() >= 2 && v[v.len() - 1].len() < short {
+/// than `short` joins the one before it where the two fit in `max` (the
+/// memory budget's chunk): alone it would be split over the threads, one
+/// kernel pass per lane (a 10 × 10 grid ran 16 passes of 8 lanes' cost in
+/// chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
+fn chunks(combos: &[usize], chunk: usize, short: usize, max: usize) -> Vec<&[usize]> {
+    let chunk = chunk.max(1);
+    let mut v: Vec<&[usize]> = combos.chunks(chunk).collect();
+    let last = v.last().map_or(0, |l| l.len());
+    if v.len() >= 2 && last < short && chunk + last <= max {
         v.pop();
         let at = v.len() - 1;
         v[at] = &combos[at * chunk..];
@@ -1063,12 +1066,14 @@ mod tests {
     fn a_short_last_chunk_joins_the_one_before() {
         let c: Vec<usize> = (0..100).collect();
         let lens = |c: &[usize], chunk: usize| {
-            let v = super::chunks(c, chunk, 16);
+            let v = super::chunks(c, chunk, 16, 40);
             assert_eq!(v.concat(), c);
             v.iter().map(|s| s.len()).collect::<Vec<_>>()
         };
         assert_eq!(lens(&c, 32), vec![32, 32, 36]);
         assert_eq!(lens(&c, 40), vec![40, 40, 20]);
+        // Not past the memory budget's chunk.
+        assert_eq!(lens(&c[..77], 36), vec![36, 36, 5]);
         assert_eq!(lens(&c, 100), vec![100]);
         assert_eq!(lens(&c[..4], 32), vec![4]);
     }
