@@ -56,14 +56,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         None => std::env::temp_dir().join(format!("atc-bt-example-sweep-{}", std::process::id())),
     };
     let done = example(&work)?;
-    for (rank, &i) in done.order.iter().enumerate() {
-        let c = &done.result.combos[i];
+    for (rank, &c) in done.order.iter().enumerate() {
+        let p = done.ranking.params(c);
         println!(
-            "#{} combo {}: lambda {} decay {}",
+            "#{} combo {c}: lambda {} decay {}",
             rank + 1,
-            c.combo,
-            c.params.lambda,
-            c.params.decay
+            p.lambda,
+            p.decay
         );
     }
     println!("results: {}", done.out.display());

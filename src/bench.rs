@@ -18,10 +18,11 @@ use crate::engine::{
     compute_batch, compute_unchecked, lane_direction, shared_signals, AtcParams, BatchDetail,
     Detail, LaneScratch, LayerLanes, SharedSignals,
 };
+use crate::files::owner;
 use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{run, run_to_dir, RunPlan, Strategy};
 use crate::sweep::output::ResultsWriter;
-use crate::sweep::{sweep, Grid};
+use crate::sweep::{sweep, Grid, Ranking};
 use crate::synthetic::random_walk;
 
 /// What to measure.
@@ -378,15 +379,25 @@ fn bench_grid(combos: usize) -> Result<Grid, BenchError> {
     Ok(grid)
 }
 
+/// What follows the stage in a bench's scratch directory name, before its
+/// owner tag ([`owner::temp_name`]).
+const SCRATCH: &str = ".atc-bt-bench-";
+
+/// A fresh scratch directory name for `stage` in the temporary directory:
+/// `atc-bt-bench-<stage>.atc-bt-bench-<owner tag>`. A bench removes its
+/// scratch when it ends, but one killed by a signal cannot: so first the
+/// scratch directories of benches that no longer run are removed (only
+/// names of exactly this form, judged by their tag).
+fn scratch_dir(stage: &str) -> std::path::PathBuf {
+    let tmp = std::env::temp_dir();
+    owner::sweep(&tmp, |name| owner::tag_after(name, SCRATCH));
+    tmp.join(owner::temp_name(&format!("atc-bt-bench-{stage}"), SCRATCH))
+}
+
 /// The `sweep` stage: a seeded synthetic data store in a temporary
 /// directory, then one `run` and the sweep, each timed `repeat` times.
 fn sweep_bench(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
-    let tmp = std::env::temp_dir().join(format!(
-        "atc-bt-bench-{}-{}x{}",
-        std::process::id(),
-        cfg.symbols,
-        cfg.bars
-    ));
+    let tmp = scratch_dir("sweep");
     let out = sweep_bench_in(cfg, &tmp);
     std::fs::remove_dir_all(&tmp).ok();
     out
@@ -447,7 +458,8 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
     let results = tmp.join("results.parquet");
     let one_sweep = || -> Result<(), BenchError> {
         let mut w = ResultsWriter::new(&results, &grid, &strategy.atc);
-        let r = sweep(
+        let mut ranking = Ranking::new(&grid, &strategy.atc, "sharpe", &samples, 0);
+        sweep(
             &data,
             &plan,
             &grid,
@@ -455,15 +467,17 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             &samples,
             false,
             &cache,
-            &mut |rows| w.write(&rows),
+            &mut |rows| {
+                ranking.add(&rows);
+                w.write(&rows)
+            },
             &|| {},
         )
         .map_err(|e| job(&e))?;
         w.finish().map_err(|e| job(&e))?;
-        let order = crate::sweep::output::rank(&r.combos, "sharpe", 0);
-        if let Some(best) = order.first().map(|&i| &r.combos[i]) {
+        if let Some(&best) = ranking.order().first() {
             let s = Strategy {
-                atc: best.params.clone(),
+                atc: ranking.params(best),
                 execution: strategy.execution.clone(),
                 metrics: strategy.metrics.clone(),
             };
@@ -609,7 +623,7 @@ pub fn process_cpu_s() -> f64 {
 fn run_stage(cfg: &BenchConfig) -> Result<BenchReport, BenchError> {
     use crate::data::{DataOptions, Dataset};
     use crate::run::{run_to_dir, RunPlan, Strategy};
-    let scratch = std::env::temp_dir().join(format!("atc-bt-bench-run-{}", std::process::id()));
+    let scratch = scratch_dir("run");
     let io = |path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| BenchError::Io { path, source }

@@ -312,20 +312,30 @@ pub(crate) fn bar_returns(initial: f64, equity: &[f64]) -> Vec<f64> {
 /// `x[⌊h⌋] + (h − ⌊h⌋)·(x[⌊h⌋+1] − x[⌊h⌋])`. By selection, O(n); `v` is
 /// reordered. `None` for an empty slice.
 pub fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    quantile_from(v, q, 0).map(|(x, _)| x)
+}
+
+/// [`quantile`] where `v[..from]` is known to hold the `from` smallest
+/// values of `v` (in `f64::total_cmp` order, as a selection leaves them):
+/// the selection runs on the rest only and finds the same order
+/// statistics, so the same bits. Returns the quantile and the index of
+/// its lower order statistic (a later call's `from`).
+fn quantile_from(v: &mut [f64], q: f64, from: usize) -> Option<(f64, usize)> {
     let n = v.len();
     if n == 0 {
         return None;
     }
     let h = (n - 1) as f64 * q;
     let lo = (h.floor() as usize).min(n - 1);
-    let (_, x_lo, above) = v.select_nth_unstable_by(lo, f64::total_cmp);
+    let from = from.min(lo);
+    let (_, x_lo, above) = v[from..].select_nth_unstable_by(lo - from, f64::total_cmp);
     let x_lo = *x_lo;
     let frac = h - lo as f64;
     if frac == 0.0 || above.is_empty() {
-        return Some(x_lo);
+        return Some((x_lo, lo));
     }
     let x_hi = above.iter().copied().fold(f64::INFINITY, f64::min);
-    Some(x_lo + frac * (x_hi - x_lo))
+    Some((x_lo + frac * (x_hi - x_lo), lo))
 }
 
 /// `Σa², Σa³, Σa⁴` with `a = x − m`, in one pass (three independent sums,
@@ -424,8 +434,15 @@ fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
             0.0
         }
     };
+    // The five deepest, in order: a total order (peaks differ), so
+    // selecting them first gives the order a full sort would.
+    let deeper = |a: &&Episode, b: &&Episode| b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak));
     let mut by_depth: Vec<&Episode> = episodes.iter().collect();
-    by_depth.sort_by(|a, b| b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak)));
+    if by_depth.len() > 5 {
+        by_depth.select_nth_unstable_by(4, deeper);
+        by_depth.truncate(5);
+    }
+    by_depth.sort_by(deeper);
     Drawdowns {
         max,
         avg: avg(&|e| e.depth),
@@ -692,7 +709,8 @@ pub fn metrics_of_stats(
 
     let yearly_returns = yearly_returns(ts, &r, &opts.calendar);
     // Quantiles last: selection reorders `r`.
-    let var_95 = quantile(&mut r, 0.05);
+    let var_95 = quantile_from(&mut r, 0.05, 0);
+    let (var_95, lo) = (var_95.map(|(x, _)| x), var_95.map_or(0, |(_, lo)| lo));
     let cvar_95 = var_95.and_then(|q| {
         let (s, c) = r
             .iter()
@@ -700,7 +718,7 @@ pub fn metrics_of_stats(
             .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
         (c > 0).then(|| s / c as f64)
     });
-    let q95 = quantile(&mut r, 0.95);
+    let q95 = quantile_from(&mut r, 0.95, lo).map(|(x, _)| x);
     let tail_ratio = match (q95, var_95) {
         (Some(hi), Some(lo)) if spread(lo.abs(), hi) > 0.0 => finite((hi / lo).abs()),
         _ => None,
@@ -859,6 +877,32 @@ mod tests {
         assert!((quantile(&mut v, 0.95).unwrap() - 3.85).abs() < 1e-15);
         assert_eq!(quantile(&mut [7.0], 0.05), Some(7.0));
         assert_eq!(quantile(&mut [], 0.05), None);
+        // The 95% quantile selected after the 5% one, on the part above
+        // it only: the same bits as on a fresh copy (ties, signed zeros
+        // and a NaN included).
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let v: Vec<f64> = (0..997)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match i % 50 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => 0.5,
+                    3 if i == 3 => f64::NAN,
+                    _ => (x % 2001) as f64 / 1000.0 - 1.0,
+                }
+            })
+            .collect();
+        for q in [0.05, 0.5, 0.95, 1.0] {
+            let mut fresh = v.clone();
+            let want = quantile(&mut fresh, q).unwrap();
+            let mut w = v.clone();
+            let (_, lo) = quantile_from(&mut w, 0.05, 0).unwrap();
+            let got = quantile_from(&mut w, q, lo).unwrap().0;
+            assert_eq!(got.to_bits(), want.to_bits(), "{q}");
+        }
         let mut w = vec![5.0, 1.0, 9.0];
         assert_eq!(quantile(&mut w, 0.5), Some(5.0));
     }

@@ -64,8 +64,8 @@ pub fn execute(args: &MergeArgs) -> Result<()> {
                 super::run::print_summary(&run.1, &done.out, done.merge_s, done.write_s, false)
             }
             Merged::Sweep(sweep) => {
-                let (m, grid, r, order) = &**sweep;
-                let table = super::sweep::ranking_table(grid, r, order, &m.rank_by, args.top);
+                let (_, grid, r, ranking, order) = &**sweep;
+                let table = super::sweep::ranking_table(grid, r, ranking, order, args.top);
                 outln!("{}", table.trim_end_matches('\n'));
                 outln!("results: {}", done.out.display());
             }

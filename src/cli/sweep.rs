@@ -16,9 +16,9 @@ use atc_bt::job::{
     sweep::{Split, SweepOutcome, SweepSettings},
 };
 use atc_bt::sweep::grid::GridFile;
-use atc_bt::sweep::output::{metric_value, rank};
+use atc_bt::sweep::output::metric_value;
 use atc_bt::sweep::walk::{WalkForward, WalkForwardSpec};
-use atc_bt::sweep::Grid;
+use atc_bt::sweep::{Grid, Ranking};
 
 /// Arguments of `atc-bt sweep`.
 #[derive(Debug, Args)]
@@ -201,18 +201,18 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
     };
     if !args.quiet {
         let grid = &settings.grid;
-        let table = ranking_table(grid, &done.result, &done.order, &args.rank_by, args.top);
+        let table = ranking_table(grid, &done.result, &done.ranking, &done.order, args.top);
         outln!("{}", table.trim_end_matches('\n'));
         let secs = done.compute_s.max(1e-9);
         outln!(
             "{} combinations × {} symbols in {:.2} s ({:.2}M combination-bars/s)",
-            done.result.combos.len(),
+            done.ranking.count(),
             done.manifest.data.series.len(),
             secs,
             done.result.combo_bars as f64 / secs / 1e6
         );
         if let Some(w) = &done.walk {
-            let table = walk_forward_table(w, grid, &done.result.combos, &args.rank_by);
+            let table = walk_forward_table(w, grid, &done.ranking);
             outln!("{}", table.trim_end_matches('\n'));
         }
         outln!("results: {}", done.out.display());
@@ -234,23 +234,9 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-/// A value of `metric` of combination `c`'s portfolio (or buy & hold) in
-/// sample `k`.
-fn sample_value(
-    c: &atc_bt::sweep::ComboSummary,
-    k: Option<usize>,
-    metric: &str,
-    bench: bool,
-) -> Option<f64> {
-    let m = if bench { &c.benchmark } else { &c.portfolio };
-    m.get(k?)
-        .and_then(|m| m.as_ref())
-        .and_then(|m| metric_value(m, metric))
-}
-
 /// The parameter values of combination `c` on the grid's axes, as shown.
-fn axis_values(grid: &Grid, c: &atc_bt::sweep::ComboSummary) -> Vec<String> {
-    let p = serde_json::to_value(&c.params).unwrap_or_default();
+fn axis_values(grid: &Grid, params: &atc_bt::engine::AtcParams) -> Vec<String> {
+    let p = serde_json::to_value(params).unwrap_or_default();
     grid.axes
         .iter()
         .map(|(a, _)| {
@@ -269,10 +255,11 @@ fn axis_values(grid: &Grid, c: &atc_bt::sweep::ComboSummary) -> Vec<String> {
 pub fn ranking_table(
     grid: &Grid,
     r: &atc_bt::sweep::SweepResult,
+    ranking: &Ranking,
     order: &[usize],
-    metric: &str,
     top: usize,
 ) -> String {
+    let metric = ranking.metric();
     use std::fmt::Write as _;
     let by_name = |n: &str| r.samples.iter().position(|s| s.name == n);
     let (inn, out) = (by_name("in"), by_name("out"));
@@ -298,26 +285,23 @@ pub fn ranking_table(
         let _ = write!(header, " {label:>16}");
     }
     let _ = writeln!(t, "{header}");
-    for (pos, &i) in order.iter().take(top).enumerate() {
-        let c = &r.combos[i];
-        let _ = write!(t, "{:>4} {:>6}", pos + 1, c.combo);
-        for v in axis_values(grid, c) {
+    for (pos, &c) in order.iter().take(top).enumerate() {
+        let _ = write!(t, "{:>4} {:>6}", pos + 1, c);
+        for v in axis_values(grid, &ranking.params(c)) {
             let _ = write!(t, " {v:>10}");
         }
         for (_, k, bench) in &cols {
-            let _ = write!(t, " {:>16}", fmt_opt(sample_value(c, *k, metric, *bench)));
+            let v = k.and_then(|k| ranking.value(k, c, *bench));
+            let _ = write!(t, " {:>16}", fmt_opt(v));
         }
         let _ = writeln!(t);
     }
     if let (true, Some(&best), Some(out)) = (split, order.first(), out) {
-        let oos = rank(&r.combos, metric, out);
-        let pos = oos.iter().position(|&i| i == best).map_or(0, |p| p + 1);
         let _ = writeln!(
             t,
-            "in-sample best (combo {}) ranks #{} of {} out of sample",
-            r.combos[best].combo,
-            pos,
-            r.combos.len()
+            "in-sample best (combo {best}) ranks #{} of {} out of sample",
+            ranking.position_in(out, best),
+            ranking.count()
         );
     }
     t
@@ -327,13 +311,9 @@ pub fn ranking_table(
 /// the training window (number and parameters), its `metric` there, and
 /// its out-of-sample results in the test window beside buy & hold; then
 /// the chained out-of-sample totals.
-pub fn walk_forward_table(
-    w: &WalkForward,
-    grid: &Grid,
-    combos: &[atc_bt::sweep::ComboSummary],
-    metric: &str,
-) -> String {
+pub fn walk_forward_table(w: &WalkForward, grid: &Grid, ranking: &Ranking) -> String {
     use std::fmt::Write as _;
+    let metric = ranking.metric();
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -358,9 +338,7 @@ pub fn walk_forward_table(
     let _ = writeln!(t, "{header}");
     for (k, f) in w.folds.iter().enumerate() {
         let span = |a: i64, b: i64| format!("{}..{}", fmt_day(a), fmt_day(b));
-        let chosen = f
-            .best_combo
-            .and_then(|c| combos.iter().find(|x| x.combo == c));
+        let chosen = f.best_combo.map(|c| ranking.params(c));
         let _ = write!(
             t,
             "{k:>4} {:>23} {:>23} {:>6}",
@@ -370,7 +348,7 @@ pub fn walk_forward_table(
         );
         match chosen {
             Some(c) => {
-                for v in axis_values(grid, c) {
+                for v in axis_values(grid, &c) {
                     let _ = write!(t, " {v:>10}");
                 }
             }

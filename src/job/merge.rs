@@ -18,8 +18,8 @@ use crate::shard::merge::{
     check_parts, discover, kind, merge_run, merge_sweep, sweep_curves, Part,
 };
 use crate::shard::part::PartKind;
-use crate::sweep::output::{heatmap_json, rank, write_json, ResultsWriter};
-use crate::sweep::{Grid, SweepResult};
+use crate::sweep::output::{write_json, ResultsWriter};
+use crate::sweep::{Grid, Ranking, SweepResult};
 
 /// What `merge` needs.
 #[derive(Debug, Clone)]
@@ -56,8 +56,9 @@ pub struct MergeOutcome {
 pub enum Merged {
     /// A run: its manifest and summary.
     Run(Box<(RunManifest, RunSummary)>),
-    /// A sweep: its manifest, the grid, the result and the ranking.
-    Sweep(Box<(SweepManifest, Grid, SweepResult, Vec<usize>)>),
+    /// A sweep: its manifest, the grid, the result, the ranking and every
+    /// combination best first.
+    Sweep(Box<(SweepManifest, Grid, SweepResult, Ranking, Vec<usize>)>),
 }
 
 fn sources(ctx: &serde_json::Value) -> Vec<SourceInfo> {
@@ -160,8 +161,11 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
             (Merged::Run(Box::new((m, r.summary()))), t_merge)
         }
         PartKind::Sweep => {
-            let (m, grid, r, order) = merge_sweep_dir(s, &parts, command, started, t0)?;
-            (Merged::Sweep(Box::new((m, grid, r, order))), t0.elapsed())
+            let (m, grid, r, ranking, order) = merge_sweep_dir(s, &parts, command, started, t0)?;
+            (
+                Merged::Sweep(Box::new((m, grid, r, ranking, order))),
+                t0.elapsed(),
+            )
         }
     };
     let report = super::sweep::render(&s.report, &s.out);
@@ -181,27 +185,31 @@ fn merge_sweep_dir(
     command: Vec<String>,
     started: String,
     t0: Instant,
-) -> Result<(SweepManifest, Grid, SweepResult, Vec<usize>)> {
+) -> Result<(SweepManifest, Grid, SweepResult, Ranking, Vec<usize>)> {
     let h = &parts[0].header;
-    let (grid, base, _) = crate::shard::merge::sweep_setup(parts)?;
+    let (grid, base, samples) = crate::shard::merge::sweep_setup(parts)?;
     let rank_by = h.params["rank_by"].as_str().unwrap_or("sharpe").to_string();
     let out = &s.out;
     let tmp = crate::run::output::partial_dir(out, s.force)?;
     let result = (|| -> Result<_> {
         let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), &grid, &base.atc);
-        let r = merge_sweep(parts, &mut |rows| writer.write(&rows))?;
+        let rank_k = super::sweep::ranked_sample(&samples);
+        let mut ranking = Ranking::new(&grid, &base.atc, &rank_by, &samples, rank_k);
+        let r = merge_sweep(parts, &mut |rows| {
+            ranking.add(&rows);
+            writer.write(&rows)
+        })?;
         writer.finish().map_err(JobError::Invalid)?;
         let split = h.params["split_us"].as_i64();
-        let rank_k = super::sweep::ranked_sample(&r.samples);
-        let order = rank(&r.combos, &rank_by, rank_k);
+        let order = ranking.order();
         for (k, smp) in r.samples.iter().enumerate() {
             write_json(
                 &tmp.join(format!("heatmap_{}.json", smp.name)),
-                &heatmap_json(&grid, &r.combos, &rank_by, smp, k),
+                &ranking.heatmap_json(k),
             )
             .map_err(JobError::Invalid)?;
         }
-        let best = order.first().map(|&i| &r.combos[i]);
+        let best = order.first().copied();
         let p = &h.params;
         let ctx = &h.context;
         let combo_bars: u64 = parts
@@ -239,11 +247,11 @@ fn merge_sweep_dir(
                     })
                     .collect(),
             },
-            best: best.map(|b| Best {
-                combo: b.combo,
-                params: b.params.clone(),
+            best: best.map(|c| Best {
+                combo: c,
+                params: ranking.params(c),
             }),
-            ranking: order.iter().take(100).map(|&i| r.combos[i].combo).collect(),
+            ranking: order.iter().take(100).copied().collect(),
             skipped: r.skipped.clone(),
             warnings: None,
             timings_ms: timings(&[("merge", t0.elapsed())]),
@@ -253,7 +261,7 @@ fn merge_sweep_dir(
             files: vec![],
         };
         if let Some(b) = best {
-            if let Some((port, bench)) = sweep_curves(parts, b.combo)? {
+            if let Some((port, bench)) = sweep_curves(parts, b)? {
                 write_curves_parquet(
                     &tmp.join("best_equity.parquet"),
                     &[
@@ -263,9 +271,9 @@ fn merge_sweep_dir(
                 )?;
             }
         }
-        Ok((r, order, m))
+        Ok((r, ranking, order, m))
     })();
-    let (r, order, m) = match result {
+    let (r, ranking, order, m) = match result {
         Ok(x) => x,
         Err(e) => {
             std::fs::remove_dir_all(&tmp).ok();
@@ -274,5 +282,5 @@ fn merge_sweep_dir(
     };
     // sweep.json last: it lists the files written before it.
     manifest::commit(&tmp, out, &m, s.force)?;
-    Ok((m, grid, r, order))
+    Ok((m, grid, r, ranking, order))
 }

@@ -25,9 +25,9 @@ use crate::report::{render_report, ReportSummary};
 use crate::run::output::{write_curves_parquet, Aggregate};
 use crate::run::{run, RunPlan, Strategy};
 use crate::shard::ShardSpec;
-use crate::sweep::output::{heatmap_json, rank, write_json, ResultsWriter};
+use crate::sweep::output::{write_json, ResultsWriter};
 use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
-use crate::sweep::{sweep as sweep_grid, Grid, Sample, SweepResult};
+use crate::sweep::{sweep as sweep_grid, Grid, Ranking, Sample, SweepResult};
 
 /// Where in-sample ends.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -114,9 +114,11 @@ pub struct SweepDone {
     pub out: PathBuf,
     /// Its `sweep.json`.
     pub manifest: SweepManifest,
-    /// Every combination's summary.
+    /// The samples, skipped symbols and bars processed.
     pub result: SweepResult,
-    /// Combinations (indices into `result.combos`) best first.
+    /// What is kept of every combination: its ranking metric per sample.
+    pub ranking: Ranking,
+    /// Every combination (its number) best first.
     pub order: Vec<usize>,
     /// The walk-forward, when asked for.
     pub walk: Option<WalkForward>,
@@ -267,6 +269,8 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         .map(|&i| dataset.series()[i].bars as u64)
         .sum();
     let mut writer = ResultsWriter::new(&tmp.join("results.parquet"), grid, &base.atc);
+    let rank_k = ranked_sample(&samples);
+    let mut ranking = Ranking::new(grid, &base.atc, &s.rank_by, &samples, rank_k);
     let t1 = Instant::now();
     sampler.phase("compute");
     let result = pool.install(|| {
@@ -278,7 +282,10 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             &samples,
             strict,
             &cache,
-            &mut |rows| writer.write(&rows),
+            &mut |rows| {
+                ranking.add(&rows);
+                writer.write(&rows)
+            },
             &|| {
                 progress.tick();
                 sampler.add_bars(bars_per_combo);
@@ -302,8 +309,7 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         sampler.phase("write");
         super::show_skipped(&result.skipped, progress);
 
-        let rank_k = ranked_sample(&result.samples);
-        let order = rank(&result.combos, &s.rank_by, rank_k);
+        let order = ranking.order();
         for (k, smp) in result
             .samples
             .iter()
@@ -312,11 +318,11 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         {
             write_json(
                 &tmp.join(format!("heatmap_{}.json", smp.name)),
-                &heatmap_json(grid, &result.combos, &s.rank_by, smp, k),
+                &ranking.heatmap_json(k),
             )
             .map_err(msg)?;
         }
-        let best = order.first().map(|&i| &result.combos[i]);
+        let best = order.first().map(|&c| (c, ranking.params(c)));
         let mut m = SweepManifest {
             format_version: manifest::RUN_FORMAT_VERSION,
             atc_bt_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -343,15 +349,8 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
                     })
                     .collect(),
             },
-            best: best.map(|b| Best {
-                combo: b.combo,
-                params: b.params.clone(),
-            }),
-            ranking: order
-                .iter()
-                .take(100)
-                .map(|&i| result.combos[i].combo)
-                .collect(),
+            best: best.clone().map(|(combo, params)| Best { combo, params }),
+            ranking: order.iter().take(100).copied().collect(),
             skipped: result.skipped.clone(),
             warnings: Some(warnings.clone()),
             timings_ms: timings(&[("load", t_load), ("compute", t_compute)]),
@@ -363,18 +362,9 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         let walk = match &wf {
             Some((spec, folds, first)) => {
                 let w = pool.install(|| {
-                    walk_forward(
-                        &dataset,
-                        &plan,
-                        base,
-                        folds,
-                        &result.combos,
-                        *first,
-                        &s.rank_by,
-                        strict,
-                    )
+                    walk_forward(&dataset, &plan, base, folds, &ranking, *first, strict)
                 })?;
-                manifest::write_walk_forward(&tmp, &walk_forward_manifest(spec, s, &w, &result))?;
+                manifest::write_walk_forward(&tmp, &walk_forward_manifest(spec, s, &w, &ranking))?;
                 write_curves_parquet(
                     &tmp.join("walk_forward_equity.parquet"),
                     &[
@@ -386,12 +376,12 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             }
             None => None,
         };
-        if let Some(b) = best {
+        if let Some((_, params)) = best {
             // The best combination once more through `run`, for its equity
             // curve (a sweep keeps no curves: memory stays bounded by the
             // grid size).
             let strategy = Strategy {
-                atc: b.params.clone(),
+                atc: params,
                 execution: base.execution.clone(),
                 metrics: base.metrics.clone(),
             };
@@ -424,6 +414,7 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         out,
         manifest: m,
         result,
+        ranking,
         order,
         walk,
         compute_s: t_compute.as_secs_f64(),
@@ -449,7 +440,7 @@ fn walk_forward_manifest(
     spec: &WalkForwardSpec,
     s: &SweepSettings,
     w: &WalkForward,
-    result: &SweepResult,
+    ranking: &Ranking,
 ) -> WalkForwardManifest {
     WalkForwardManifest {
         spec: v(spec),
@@ -467,10 +458,7 @@ fn walk_forward_manifest(
                     to: fmt_ts(f.fold.test_to),
                 },
                 best_combo: f.best_combo,
-                params: f
-                    .best_combo
-                    .and_then(|c| result.combos.iter().find(|x| x.combo == c))
-                    .map(|c| c.params.clone()),
+                params: f.best_combo.map(|c| ranking.params(c)),
                 train_metric: f.train_metric,
                 test_metrics: v(&f.test),
             })

@@ -19,7 +19,7 @@ use crate::engine::registry::{self, Kind};
 use crate::run::{
     aggregate, collect, MetricsSettings, RunError, RunResult, Skipped, Strategy, SymbolResult,
 };
-use crate::sweep::{combo_order, samples, ComboSummary, Grid, Row, Sample, SweepResult, Value};
+use crate::sweep::{combo_order, samples, Grid, Row, Sample, SweepResult, Value};
 
 /// Errors of `merge`.
 #[derive(Debug, thiserror::Error)]
@@ -486,8 +486,6 @@ pub fn merge_sweep(
         .collect();
     let mut skipped = window_skipped(parts);
     let mut readers = open_readers(parts)?;
-    let count = grid.count() as usize;
-    let mut summaries: Vec<Option<ComboSummary>> = vec![None; count];
     let mut combo_bars = 0u64;
     for c in combo_order(&grid, &base.atc) {
         let mut map = BTreeMap::new();
@@ -504,8 +502,6 @@ pub fn merge_sweep(
         }
         // The same steps as `sweep_with` after its per-symbol work.
         let mut rows = Vec::new();
-        let mut port = Vec::new();
-        let mut bench = Vec::new();
         for (k, outcomes) in by_sample.into_iter().enumerate() {
             let mut sk = Vec::new();
             let symbols = collect(outcomes, &mut sk, false)?;
@@ -513,8 +509,6 @@ pub fn merge_sweep(
                 skipped.extend(sk);
             }
             if symbols.is_empty() {
-                port.push(None);
-                bench.push(None);
                 continue;
             }
             let r = aggregate(symbols, Vec::new(), capital[k], &base.metrics);
@@ -522,22 +516,13 @@ pub fn merge_sweep(
                 combo_bars += r.engine_bars as u64;
             }
             crate::sweep::push_rows(&mut rows, c, &samples[k].name, &r);
-            port.push(Some(r.portfolio_metrics));
-            bench.push(Some(r.benchmark_metrics));
         }
-        summaries[c] = Some(ComboSummary {
-            combo: c,
-            params: grid.combo(&base.atc, c),
-            portfolio: port,
-            benchmark: bench,
-        });
         emit(rows).map_err(|message| RunError::Output { message })?;
     }
     for r in &mut readers {
         r.check_exhausted()?;
     }
     Ok(SweepResult {
-        combos: summaries.into_iter().flatten().collect(),
         samples,
         skipped,
         combo_bars,

@@ -41,6 +41,7 @@
 pub mod grid;
 pub mod output;
 mod plan;
+pub mod rank;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ use crate::run::{
     RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{Grid, GridError, Value};
+pub use rank::Ranking;
 
 /// Bytes of per-symbol results one chunk of combinations may hold.
 const CHUNK_BUDGET_BYTES: usize = 256 << 20;
@@ -79,19 +81,6 @@ pub struct Sample {
     pub from: Option<i64>,
     /// Last traded bar time (µs UTC), inclusive.
     pub to: Option<i64>,
-}
-
-/// Per-combination portfolio results, for ranking.
-#[derive(Debug, Clone)]
-pub struct ComboSummary {
-    /// Combination number (grid order).
-    pub combo: usize,
-    /// Its parameters.
-    pub params: AtcParams,
-    /// Portfolio metrics per sample (same order as the samples).
-    pub portfolio: Vec<Option<Metrics>>,
-    /// Benchmark metrics per sample.
-    pub benchmark: Vec<Option<Metrics>>,
 }
 
 /// One row of `results.parquet`.
@@ -109,11 +98,10 @@ pub struct Row {
     pub metrics: Metrics,
 }
 
-/// What a sweep returns besides the streamed rows.
+/// What a sweep returns besides the streamed rows (a [`Ranking`] keeps
+/// what the outputs need of them).
 #[derive(Debug, Clone)]
 pub struct SweepResult {
-    /// One summary per combination, in grid order.
-    pub combos: Vec<ComboSummary>,
     /// The samples (`full`, and `in`/`out` with a split).
     pub samples: Vec<Sample>,
     /// Symbols skipped in some sample.
@@ -565,7 +553,6 @@ fn shared_banks(data: &Dataset, symbols: &[SymbolPlan], p: Option<&AtcParams>) -
 /// with its tasks.
 struct Chunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     tasks: Vec<TaskRun>,
 }
 
@@ -573,7 +560,6 @@ struct Chunk {
 /// gathered, back in chunk order.
 struct RanChunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     accs: Vec<Vec<SampleAcc>>,
 }
 
@@ -615,7 +601,7 @@ impl Chunk {
                 }
             }
         }
-        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.params.len()).map(|_| None).collect();
+        let mut accs: Vec<Option<Vec<SampleAcc>>> = (0..self.combos.len()).map(|_| None).collect();
         for t in self.tasks {
             for c in t.combos {
                 accs[c.at] = Some(c.accs);
@@ -623,7 +609,6 @@ impl Chunk {
         }
         RanChunk {
             combos: self.combos,
-            params: self.params,
             accs: accs.into_iter().map(Option::unwrap_or_default).collect(),
         }
     }
@@ -632,7 +617,6 @@ impl Chunk {
 /// A streamed chunk with every portfolio summed, ready to emit.
 struct FinishedChunk {
     combos: Vec<usize>,
-    params: Vec<AtcParams>,
     outs: Vec<Vec<SampleOut>>,
 }
 
@@ -653,7 +637,6 @@ impl RanChunk {
             .collect();
         FinishedChunk {
             combos: self.combos,
-            params: self.params,
             outs,
         }
     }
@@ -671,26 +654,12 @@ struct Emitter<'e, 'o> {
     emit: &'e mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &'e (dyn Fn() + Sync),
     observe: Option<&'e mut Observer<'o>>,
-    summaries: Vec<Option<ComboSummary>>,
     skipped: Vec<Skipped>,
     combo_bars: u64,
 }
 
 impl Emitter<'_, '_> {
-    fn done(
-        &mut self,
-        c: usize,
-        params: AtcParams,
-        rows: Vec<Row>,
-        port: Vec<Option<Metrics>>,
-        bench: Vec<Option<Metrics>>,
-    ) -> Result<(), RunError> {
-        self.summaries[c] = Some(ComboSummary {
-            combo: c,
-            params,
-            portfolio: port,
-            benchmark: bench,
-        });
+    fn done(&mut self, rows: Vec<Row>) -> Result<(), RunError> {
         (self.emit)(rows).map_err(|message| RunError::Output { message })?;
         self.combo_bars += self.engine_bars as u64;
         (self.on_combo)();
@@ -701,10 +670,8 @@ impl Emitter<'_, '_> {
     /// the portfolio and benchmark rows, per sample), as [`push_rows`] orders
     /// them.
     fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
-        for ((&c, params), outs) in fin.combos.iter().zip(fin.params).zip(fin.outs) {
+        for (&c, outs) in fin.combos.iter().zip(fin.outs) {
             let mut rows = Vec::new();
-            let mut port = Vec::new();
-            let mut bench = Vec::new();
             for (k, out) in outs.into_iter().enumerate() {
                 if self.strict {
                     if let Some(s) = out.failed.into_iter().next() {
@@ -717,8 +684,6 @@ impl Emitter<'_, '_> {
                     self.skipped.extend(out.failed);
                 }
                 let Some((pm, bm)) = out.metrics else {
-                    port.push(None);
-                    bench.push(None);
                     continue;
                 };
                 let sample = &self.samples[k].name;
@@ -731,19 +696,17 @@ impl Emitter<'_, '_> {
                         metrics,
                     });
                 }
-                for (agg, m) in [(Aggregate::Portfolio, &pm), (Aggregate::Benchmark, &bm)] {
+                for (agg, m) in [(Aggregate::Portfolio, pm), (Aggregate::Benchmark, bm)] {
                     rows.push(Row {
                         combo: c,
                         sample: sample.clone(),
                         symbol: None,
                         aggregate: Some(agg),
-                        metrics: m.clone(),
+                        metrics: m,
                     });
                 }
-                port.push(Some(pm));
-                bench.push(Some(bm));
             }
-            self.done(c, params, rows, port, bench)?;
+            self.done(rows)?;
         }
         Ok(())
     }
@@ -751,10 +714,8 @@ impl Emitter<'_, '_> {
     /// Emits a chunk kept in full for the observer: the steps of `run`
     /// ([`collect`], [`aggregate`]) on each (combination, sample).
     fn observed(&mut self, ran: RanChunk) -> Result<(), RunError> {
-        for ((&c, params), accs) in ran.combos.iter().zip(ran.params).zip(ran.accs) {
+        for (&c, accs) in ran.combos.iter().zip(ran.accs) {
             let mut rows = Vec::new();
-            let mut port = Vec::new();
-            let mut bench = Vec::new();
             for (k, acc) in accs.into_iter().enumerate() {
                 let mut sk = Vec::new();
                 let symbols = collect(acc.full, &mut sk, self.strict)?;
@@ -765,16 +726,12 @@ impl Emitter<'_, '_> {
                     self.skipped.extend(sk);
                 }
                 if symbols.is_empty() {
-                    port.push(None);
-                    bench.push(None);
                     continue;
                 }
                 let r = aggregate(symbols, Vec::new(), self.capital[k], self.settings);
                 push_rows(&mut rows, c, &self.samples[k].name, &r);
-                port.push(Some(r.portfolio_metrics));
-                bench.push(Some(r.benchmark_metrics));
             }
-            self.done(c, params, rows, port, bench)?;
+            self.done(rows)?;
         }
         Ok(())
     }
@@ -937,7 +894,6 @@ fn sweep_inner(
         emit,
         on_combo,
         observe,
-        summaries: vec![None; grid.count() as usize],
         skipped,
         combo_bars: 0,
     };
@@ -987,7 +943,6 @@ fn sweep_inner(
             .collect();
         Chunk {
             combos: combos.to_vec(),
-            params,
             tasks,
         }
     };
@@ -1001,7 +956,7 @@ fn sweep_inner(
             .find(|p| p.validate().is_ok());
         let kept = (keep_banks && first_valid.is_some())
             .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
-        for chunk_combos in combos.chunks(chunk) {
+        for chunk_combos in chunks(combos, chunk, unit * threads, budget_chunk) {
             let chunk = plan_chunk(chunk_combos);
             if keep_full {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref());
@@ -1024,11 +979,27 @@ fn sweep_inner(
         out.streamed(fin)?;
     }
     Ok(SweepResult {
-        combos: out.summaries.into_iter().flatten().collect(),
         samples: samples.to_vec(),
         skipped: out.skipped,
         combo_bars: out.combo_bars,
     })
+}
+
+/// `combos` cut into chunks of `chunk`, except that a last chunk shorter
+/// than `short` joins the one before it where the two fit in `max` (the
+/// memory budget's chunk): alone it would be split over the threads, one
+/// kernel pass per lane (a 10 × 10 grid ran 16 passes of 8 lanes' cost in
+/// chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
+fn chunks(combos: &[usize], chunk: usize, short: usize, max: usize) -> Vec<&[usize]> {
+    let chunk = chunk.max(1);
+    let mut v: Vec<&[usize]> = combos.chunks(chunk).collect();
+    let last = v.last().map_or(0, |l| l.len());
+    if v.len() >= 2 && last < short && chunk + last <= max {
+        v.pop();
+        let at = v.len() - 1;
+        v[at] = &combos[at * chunk..];
+    }
+    v
 }
 
 /// Each symbol active in the first sample (`full`) with its windows,
@@ -1087,4 +1058,25 @@ fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec
             .push(c);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    /// A short last chunk joins the one before it; nothing is lost or
+    /// reordered.
+    #[test]
+    fn a_short_last_chunk_joins_the_one_before() {
+        let c: Vec<usize> = (0..100).collect();
+        let lens = |c: &[usize], chunk: usize| {
+            let v = super::chunks(c, chunk, 16, 40);
+            assert_eq!(v.concat(), c);
+            v.iter().map(|s| s.len()).collect::<Vec<_>>()
+        };
+        assert_eq!(lens(&c, 32), vec![32, 32, 36]);
+        assert_eq!(lens(&c, 40), vec![40, 40, 20]);
+        // Not past the memory budget's chunk.
+        assert_eq!(lens(&c[..77], 36), vec![36, 36, 5]);
+        assert_eq!(lens(&c, 100), vec![100]);
+        assert_eq!(lens(&c[..4], 32), vec![4]);
+    }
 }

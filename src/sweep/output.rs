@@ -19,7 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::{ComboSummary, Grid, Row, Sample};
+use super::{Grid, Row};
 use crate::backtest::facts::{Kind, MetricValue};
 pub use crate::backtest::metric_value;
 use crate::backtest::{metric_fact, MetricFact, METRICS};
@@ -220,67 +220,6 @@ pub fn lower_is_better(metric: &str) -> bool {
     metric_fact(metric).is_some_and(MetricFact::lower_is_better)
 }
 
-/// Combination numbers sorted best first by `metric` of sample `k` (None
-/// values last; ties by combination number, so the order is stable).
-pub fn rank(combos: &[ComboSummary], metric: &str, k: usize) -> Vec<usize> {
-    let mut order: Vec<(usize, Option<f64>)> = combos
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let v = c
-                .portfolio
-                .get(k)
-                .and_then(|m| m.as_ref())
-                .and_then(|m| metric_value(m, metric));
-            (i, v.filter(|x| x.is_finite()))
-        })
-        .collect();
-    let lower = lower_is_better(metric);
-    order.sort_by(|a, b| match (a.1, b.1) {
-        (Some(x), Some(y)) => {
-            let o = if lower {
-                x.total_cmp(&y)
-            } else {
-                y.total_cmp(&x)
-            };
-            o.then(a.0.cmp(&b.0))
-        }
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.0.cmp(&b.0),
-    });
-    order.into_iter().map(|(i, _)| i).collect()
-}
-
-/// The ranking metric of sample `k` as an n-dimensional array over the grid
-/// axes (row-major in axis order, which is combination order).
-pub fn heatmap_json(
-    grid: &Grid,
-    combos: &[ComboSummary],
-    metric: &str,
-    sample: &Sample,
-    k: usize,
-) -> serde_json::Value {
-    let mut values = vec![serde_json::Value::Null; grid.count() as usize];
-    for c in combos {
-        if let Some(v) = c
-            .portfolio
-            .get(k)
-            .and_then(|m| m.as_ref())
-            .and_then(|m| metric_value(m, metric))
-        {
-            values[c.combo] = serde_json::json!(v);
-        }
-    }
-    serde_json::json!({
-        "metric": metric,
-        "sample": sample.name,
-        "axes": grid.axes.iter().map(|(a, v)| serde_json::json!({"name": a, "values": v})).collect::<Vec<_>>(),
-        "shape": grid.axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(),
-        "values": values,
-    })
-}
-
 /// Writes `value` as pretty JSON.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
@@ -396,12 +335,13 @@ mod tests {
         for s in registry::axes() {
             grid.set_values(s.name, vec![s.default]).unwrap();
         }
-        let sample = Sample {
+        let sample = super::super::Sample {
             name: "full".into(),
             from: None,
             to: None,
         };
-        let h = heatmap_json(&grid, &[], "sharpe", &sample, 0);
+        let h = super::super::Ranking::new(&grid, &AtcParams::default(), "sharpe", &[sample], 0)
+            .heatmap_json(0);
         let names: Vec<&str> = h["axes"]
             .as_array()
             .unwrap()

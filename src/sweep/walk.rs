@@ -14,8 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Months, TimeDelta};
 use serde::Serialize;
 
-use super::output::rank;
-use super::{ComboSummary, Sample};
+use super::{Ranking, Sample};
 use crate::backtest::{metrics_of_stats, Curve, Metrics, MetricsOptions, TradeStat};
 use crate::data::fmt_ts;
 use crate::data::Dataset;
@@ -202,17 +201,15 @@ fn append_scaled(into: &mut Curve, c: &Curve, factor: f64) {
     into.gross.extend(c.gross.iter().map(|g| g * factor));
 }
 
-/// Runs the walk-forward given the sweep's per-combination summaries, whose
-/// samples include [`train_samples`] starting at index `first_train`.
-#[allow(clippy::too_many_arguments)]
+/// Runs the walk-forward given the sweep's ranking, whose samples include
+/// [`train_samples`] starting at index `first_train`.
 pub fn walk_forward(
     data: &Dataset,
     plan: &RunPlan,
     base: &Strategy,
     folds: &[Fold],
-    combos: &[ComboSummary],
+    ranking: &Ranking,
     first_train: usize,
-    rank_by: &str,
     strict: bool,
 ) -> Result<WalkForward, RunError> {
     let capital = base.execution.capital;
@@ -226,15 +223,7 @@ pub fn walk_forward(
     let (mut level, mut bench_level) = (capital, capital);
     let mut out = Vec::new();
     for (k, fold) in folds.iter().enumerate() {
-        let order = rank(combos, rank_by, first_train + k);
-        let best = order.first().map(|&i| &combos[i]).filter(|c| {
-            c.portfolio
-                .get(first_train + k)
-                .and_then(|m| m.as_ref())
-                .and_then(|m| super::output::metric_value(m, rank_by))
-                .is_some_and(f64::is_finite)
-        });
-        let Some(best) = best else {
+        let Some((best, train_metric)) = ranking.best_in(first_train + k) else {
             out.push(FoldResult {
                 fold: *fold,
                 best_combo: None,
@@ -244,7 +233,7 @@ pub fn walk_forward(
             continue;
         };
         let strategy = Strategy {
-            atc: best.params.clone(),
+            atc: ranking.params(best),
             execution: base.execution.clone(),
             metrics: base.metrics.clone(),
         };
@@ -259,7 +248,7 @@ pub fn walk_forward(
             Err(RunError::EmptyWindow { .. } | RunError::AllSkipped { .. }) => {
                 out.push(FoldResult {
                     fold: *fold,
-                    best_combo: Some(best.combo),
+                    best_combo: Some(best),
                     train_metric: None,
                     test: None,
                 });
@@ -284,12 +273,8 @@ pub fn walk_forward(
         }
         out.push(FoldResult {
             fold: *fold,
-            best_combo: Some(best.combo),
-            train_metric: best
-                .portfolio
-                .get(first_train + k)
-                .and_then(|m| m.as_ref())
-                .and_then(|m| super::output::metric_value(m, rank_by)),
+            best_combo: Some(best),
+            train_metric: Some(train_metric),
             test: Some(r.portfolio_metrics),
         });
     }

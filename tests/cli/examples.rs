@@ -75,7 +75,7 @@ fn example_run_writes_what_atc_bt_run_writes() {
 fn example_sweep_writes_what_atc_bt_sweep_writes() {
     let t = tempfile::tempdir().unwrap();
     let done = sweep_example::example(t.path()).unwrap();
-    assert_eq!(done.result.combos.len(), 4);
+    assert_eq!(done.ranking.count(), 4);
     assert_eq!(done.order.len(), 4);
     let cli = t.path().join("cli");
     Command::cargo_bin("atc-bt")

@@ -735,6 +735,77 @@ fn run_killed_mid_way_leaves_a_usable_run_cache() {
     );
 }
 
+/// A bench killed by a signal cannot remove its scratch directory: the
+/// next bench removes it (its owner tag says the bench is gone), and
+/// leaves alone what is not a bench's scratch.
+#[test]
+fn bench_killed_by_a_signal_leaves_a_scratch_the_next_bench_removes() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let mine = scratch.join("atc-bt-bench-run.mine");
+    std::fs::create_dir(&mine).unwrap();
+    let entries = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&scratch)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("atc-bt"))
+        .current_dir(tmp.path())
+        .env("TMPDIR", &scratch)
+        .args([
+            "bench",
+            "--stage",
+            "run",
+            "--symbols",
+            "20",
+            "--bars",
+            "300",
+            "--repeat",
+            "100000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while entries().len() < 2 && t0.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the bench ended before it was killed: the test proves nothing"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = entries();
+    assert_eq!(left.len(), 2, "the killed bench left its scratch: {left:?}");
+    assert!(
+        left.iter().any(|n| n.contains(".atc-bt-bench-w")),
+        "{left:?}"
+    );
+    atc(tmp.path())
+        .env("TMPDIR", &scratch)
+        .args([
+            "bench",
+            "--stage",
+            "run",
+            "--symbols",
+            "4",
+            "--bars",
+            "100",
+            "--repeat",
+            "1",
+        ])
+        .assert()
+        .success();
+    assert_eq!(entries(), vec!["atc-bt-bench-run.mine".to_string()]);
+}
+
 /// `atc-bt bench --stage run` times the whole run path beside the engine
 /// on a synthetic set in a scratch directory, reports the result files'
 /// bytes per bar, and leaves nothing behind.
