@@ -449,7 +449,8 @@ pub fn shared_book(
         if !held.is_empty() && value(cash, &held, &slots).0 <= 0.0 {
             ruined = true;
         }
-        // 2. Exits.
+        // 2. Exits. (`held` drops the emptied symbols in one pass.)
+        let mut emptied = false;
         for &(k, i) in &at {
             let sign = slots[k].sign();
             if sign != 0 && sign != target(k, i, ruined) {
@@ -465,8 +466,11 @@ pub fn shared_book(
                     cash += close_lot(slot, s, &h, h.qty, open, e, (i, i, reason));
                 }
                 slot.units = 0.0;
-                held.retain(|&x| x != k);
+                emptied = true;
             }
+        }
+        if emptied {
+            held.retain(|&x| !slots[x].lots.is_empty());
         }
         let (equity, _) = value(cash, &held, &slots);
         if equity <= 0.0 {
@@ -508,16 +512,19 @@ pub fn shared_book(
                         }
                     }
                     slot.units = slot.lots.iter().map(|h| h.side.sign() * h.qty).sum();
-                    if slot.lots.is_empty() {
-                        held.retain(|&x| x != k);
-                    }
+                    emptied |= slot.lots.is_empty();
                 } else {
                     ups.push((k, i, delta));
                 }
             }
+            if emptied {
+                held.retain(|&x| !slots[x].lots.is_empty());
+            }
             rank(&mut ups, symbols, |&(k, i, _)| (k, i));
+            // Equity and gross kept up to date fill by fill (summing
+            // every held symbol per fill made large books quadratic).
+            let (mut eq, mut gross) = value(cash, &held, &slots);
             for (k, i, delta) in ups {
-                let (eq, gross) = value(cash, &held, &slots);
                 let open = symbols[k].bars.open[i];
                 let side = slots[k].lots[0].side;
                 let price = fill_price(side, open, e.slippage);
@@ -525,22 +532,29 @@ pub fn shared_book(
                 if budget < MIN_TRADE * budget_target {
                     continue;
                 }
-                cash += enter(&mut slots[k], side, i, price, budget, e.fee);
+                let before = slots[k].units * open;
+                let d = enter(&mut slots[k], side, i, price, budget, e.fee);
+                let after = slots[k].units * open;
+                cash += d;
+                eq += d + after - before;
+                gross += after.abs() - before.abs();
             }
         }
-        // 4. Entries, in rank order, while slots and buying power last.
-        if !ruined {
+        // 4. Entries, in rank order, while slots and buying power last
+        // (nothing to rank while every slot is taken).
+        if !ruined && held.len() < n_slots {
             let mut cands: Vec<(usize, usize)> = at
                 .iter()
                 .copied()
                 .filter(|&(k, i)| slots[k].lots.is_empty() && target(k, i, false) != 0)
                 .collect();
             rank(&mut cands, symbols, |&c| c);
+            let (mut eq, mut gross) = value(cash, &held, &slots);
+            let before = held.len();
             for (k, i) in cands {
                 if held.len() >= n_slots {
                     break;
                 }
-                let (eq, gross) = value(cash, &held, &slots);
                 let side = if target(k, i, false) > 0 {
                     Side::Long
                 } else {
@@ -550,13 +564,21 @@ pub fn shared_book(
                 if !(budget > 0.0 && budget >= MIN_TRADE * budget_target) {
                     continue;
                 }
-                let price = fill_price(side, symbols[k].bars.open[i], e.slippage);
-                cash += enter(&mut slots[k], side, i, price, budget, e.fee);
-                let pos = held.partition_point(|&x| x < k);
-                held.insert(pos, k);
+                let open = symbols[k].bars.open[i];
+                let price = fill_price(side, open, e.slippage);
+                let d = enter(&mut slots[k], side, i, price, budget, e.fee);
+                let v = slots[k].units * open;
+                cash += d;
+                eq += d + v;
+                gross += v.abs();
+                held.push(k);
+            }
+            if held.len() > before {
+                held.sort_unstable();
             }
         }
         // 5. Close.
+        let mut emptied = false;
         for &(k, i) in &at {
             let s = &symbols[k];
             let close = s.bars.close[i];
@@ -569,7 +591,7 @@ pub fn shared_book(
                     cash += close_lot(slot, s, &h, h.qty, close, e, exit);
                 }
                 slot.units = 0.0;
-                held.retain(|&x| x != k);
+                emptied = true;
             }
             if slot.dirty {
                 slot.dirty = false;
@@ -579,6 +601,9 @@ pub fn shared_book(
                     flow: slot.flow,
                 });
             }
+        }
+        if emptied {
+            held.retain(|&x| !slots[x].lots.is_empty());
         }
         let (eq, gross) = value(cash, &held, &slots);
         run.curve.ts.push(t);
@@ -615,7 +640,7 @@ pub fn shared_book(
 
 /// Sorts candidates by strength `|avg[i−1]|`, strongest first; ties and
 /// NaN (no strength) after, in input order.
-fn rank<T>(items: &mut [T], symbols: &[BookSymbol<'_>], key: impl Fn(&T) -> (usize, usize)) {
+fn rank<T: Copy>(items: &mut [T], symbols: &[BookSymbol<'_>], key: impl Fn(&T) -> (usize, usize)) {
     let strength = |item: &T| {
         let (k, i) = key(item);
         let a = symbols[k].avg[i.saturating_sub(1)].abs();
@@ -625,11 +650,14 @@ fn rank<T>(items: &mut [T], symbols: &[BookSymbol<'_>], key: impl Fn(&T) -> (usi
             a
         }
     };
-    items.sort_by(|a, b| {
-        strength(b)
-            .total_cmp(&strength(a))
-            .then_with(|| key(a).0.cmp(&key(b).0))
-    });
+    // Symbol indices are unique, so (strength, index) is a total order
+    // and an unstable sort gives one result.
+    let mut keyed: Vec<(f64, usize, T)> =
+        items.iter().map(|x| (strength(x), key(x).0, *x)).collect();
+    keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    for (slot, (_, _, x)) in items.iter_mut().zip(keyed) {
+        *slot = x;
+    }
 }
 
 /// The largest budget (cash spent, fee included) a trade opening `side`

@@ -31,8 +31,11 @@ use super::{
     SymbolResult, RUN_CHUNK,
 };
 use super::{ActiveSeries, Dataset};
-use crate::backtest::book::{check_symbol, shared_book, BookConfig, BookSymbol, SharedRun};
+use crate::backtest::book::{
+    check_symbol, shared_book, BookConfig, BookSymbol, SharedRun, SymbolBook,
+};
 use crate::backtest::{metrics_of_stats, Bars, SymbolRun, TradeStat};
+use rayon::prelude::*;
 
 /// One series' signals kept for the book: bars `from..window.end` of the
 /// series (`from` = the bar before the window, or the window's first bar
@@ -155,67 +158,26 @@ impl SharedAccount {
             run,
             capital_per_symbol,
         } = self;
-        for (k, (kept, book)) in traded.into_iter().zip(run.symbols).enumerate() {
-            let a = &kept.a;
-            let view = data.view(a.idx);
-            let ts = view.ts[a.window.clone()].to_vec();
-            let close = view.close[a.window.clone()].to_vec();
-            let units = book.positions(ts.len());
-            let value: Vec<f64> = units.iter().zip(&close).map(|(u, c)| u * c).collect();
-            let gross: Vec<f64> = value.iter().map(|v| v.abs()).collect();
-            // The symbol's contribution: the account's capital plus what
-            // this symbol made or lost, so its total return is its share of
-            // the account's (they sum to it) and its exposure the fraction
-            // of the account it held.
-            let capital = strategy.execution.capital;
-            let contribution = book.contribution(&close, capital);
-            let bench_units = capital_per_symbol / view.open[a.window.start];
-            let benchmark: Vec<f64> = close.iter().map(|c| bench_units * c).collect();
-            let scale = capital / capital_per_symbol;
-            let own_benchmark: Vec<f64> = benchmark.iter().map(|b| b * scale).collect();
-            let stats: Vec<TradeStat> = book.trades.iter().map(TradeStat::of).collect();
-            let opts = series_options(data, a, &strategy.metrics);
-            let exposure = Curve {
-                ts: Vec::new(),
-                equity: contribution,
-                gross: gross.clone(),
-            };
-            let metrics = metrics_of_stats(
-                capital,
-                &ts,
-                &exposure.equity,
-                &own_benchmark,
-                &stats,
-                Some(&exposure.exposure()),
-                book.total_fees,
-                &opts,
-            );
-            let skip_k = kept.a.window.start - kept.from;
-            let result = SymbolResult {
-                run: SymbolRun {
-                    symbol: book.symbol,
-                    capital: capital_per_symbol,
-                    ts,
-                    equity: value,
-                    position: units,
-                    gross,
-                    benchmark,
-                    trades: book.trades,
-                    total_fees: book.total_fees,
-                },
-                metrics,
-                close,
-                avg: kept.avg[skip_k..].to_vec(),
-                dir: kept.dir[skip_k..].to_vec(),
-                window: a.window.clone(),
-                engine_bars: a.window.end - a.start,
-                calendar: opts.calendar,
-            };
-            data.release(a.idx);
-            if k % RUN_CHUNK == RUN_CHUNK - 1 {
-                data.release_all();
+        // Each symbol's rows and metrics are independent: built a chunk
+        // at a time in parallel, handed over in plan order.
+        let mut rest = traded.into_iter().zip(run.symbols);
+        loop {
+            let chunk: Vec<(Kept, SymbolBook)> = rest.by_ref().take(RUN_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
             }
-            emit(result)?;
+            let results: Vec<SymbolResult> = chunk
+                .into_par_iter()
+                .map(|(kept, book)| {
+                    let r = symbol_result(data, strategy, capital_per_symbol, kept, book);
+                    data.release(r.1);
+                    r.0
+                })
+                .collect();
+            data.release_all();
+            for r in results {
+                emit(r)?;
+            }
         }
         data.release_all();
         Ok(run.curve)
@@ -240,4 +202,71 @@ fn book_symbol<'a>(data: &'a Dataset, k: &'a Kept) -> BookSymbol<'a> {
         window: k.a.window.start - k.from..k.a.window.end - k.from,
         data_ends: k.a.data_ends,
     }
+}
+
+/// The [`SymbolResult`] of one traded symbol (and its series index, to
+/// release its pages): its rows, its contribution's metrics, its ledger.
+fn symbol_result(
+    data: &Dataset,
+    strategy: &Strategy,
+    capital_per_symbol: f64,
+    kept: Kept,
+    book: SymbolBook,
+) -> (SymbolResult, usize) {
+    let a = &kept.a;
+    let view = data.view(a.idx);
+    let ts = view.ts[a.window.clone()].to_vec();
+    let close = view.close[a.window.clone()].to_vec();
+    let units = book.positions(ts.len());
+    let value: Vec<f64> = units.iter().zip(&close).map(|(u, c)| u * c).collect();
+    let gross: Vec<f64> = value.iter().map(|v| v.abs()).collect();
+    // The symbol's contribution: the account's capital plus what
+    // this symbol made or lost, so its total return is its share of
+    // the account's (they sum to it) and its exposure the fraction
+    // of the account it held.
+    let capital = strategy.execution.capital;
+    let contribution = book.contribution(&close, capital);
+    let bench_units = capital_per_symbol / view.open[a.window.start];
+    let benchmark: Vec<f64> = close.iter().map(|c| bench_units * c).collect();
+    let scale = capital / capital_per_symbol;
+    let own_benchmark: Vec<f64> = benchmark.iter().map(|b| b * scale).collect();
+    let stats: Vec<TradeStat> = book.trades.iter().map(TradeStat::of).collect();
+    let opts = series_options(data, a, &strategy.metrics);
+    let exposure = Curve {
+        ts: Vec::new(),
+        equity: contribution,
+        gross: gross.clone(),
+    };
+    let metrics = metrics_of_stats(
+        capital,
+        &ts,
+        &exposure.equity,
+        &own_benchmark,
+        &stats,
+        Some(&exposure.exposure()),
+        book.total_fees,
+        &opts,
+    );
+    let skip_k = kept.a.window.start - kept.from;
+    let result = SymbolResult {
+        run: SymbolRun {
+            symbol: book.symbol,
+            capital: capital_per_symbol,
+            ts,
+            equity: value,
+            position: units,
+            gross,
+            benchmark,
+            trades: book.trades,
+            total_fees: book.total_fees,
+        },
+        metrics,
+        close,
+        avg: kept.avg[skip_k..].to_vec(),
+        dir: kept.dir[skip_k..].to_vec(),
+        window: a.window.clone(),
+        engine_bars: a.window.end - a.start,
+        calendar: opts.calendar,
+    };
+    (result, a.idx)
 }

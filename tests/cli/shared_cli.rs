@@ -162,3 +162,40 @@ fn shared_only_settings_are_refused_elsewhere() {
     let run = json(&out.join("run.json"));
     assert!(run["params"]["execution"].get("allocation").is_none());
 }
+
+#[test]
+fn shared_cash_is_identical_for_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    let mut outs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("t{threads}"));
+        atc(tmp.path())
+            .args([
+                "run",
+                "-q",
+                "--no-cache",
+                "--no-report",
+                "--threads",
+                threads,
+            ])
+            .args(["--allocation", "shared", "--max-positions", "3"])
+            .args(["--rebalance", "weekly", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        outs.push(out);
+    }
+    for f in [
+        "metrics.json",
+        "equity.parquet",
+        "trades.parquet",
+        "signals.parquet",
+    ] {
+        let a = std::fs::read(outs[0].join(f)).unwrap();
+        let b = std::fs::read(outs[1].join(f)).unwrap();
+        assert!(a == b, "{f} differs between 1 and 2 threads");
+    }
+}
