@@ -178,6 +178,26 @@ pub fn out_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `bytes` to stdout as they are: data for a file or a pipe (a CSV
+/// whose quoted fields may hold any character must reach its reader
+/// unchanged, so names stay apart). A closed stdout drops them as
+/// [`out_line`] does. Callers send terminals [`out_line`]'s escaped text
+/// instead.
+pub fn out_raw(bytes: &[u8]) {
+    if stdout_closed() {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    let r = o.write_all(bytes).and_then(|()| o.flush());
+    if let Err(e) = r {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut g = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+            g.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 /// Prints one line on stderr; a closed stderr is ignored.
 pub fn err_line(args: std::fmt::Arguments<'_>) {
     let text = args.to_string();

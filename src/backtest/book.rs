@@ -51,11 +51,14 @@
 //! unused slots stay in cash, and a new entry never forces the others to
 //! resize. A budget `b` (cash spent, fee included) buys the notional
 //! `b/(1+fee)` at the fill price `open·(1±slippage)`, as in `exec.rs`, so
-//! the fee fits inside the budget. No leverage: `b ≤ equity − gross`,
-//! which keeps `gross ≤ equity` after every fill (a long spends
-//! `notional·(1+fee)` of cash; a short reserves its notional: its proceeds
-//! are cash but its market value counts in `gross`). In long-only mode
-//! `equity − gross` is the cash, so cash never goes below 0.
+//! the fee fits inside the budget. No leverage at entry: `b ≤ equity −
+//! gross`, which keeps `gross ≤ equity` after every entry fill (a long
+//! spends `notional·(1+fee)` of cash; a short reserves its notional: its
+//! proceeds are cash but its market value counts in `gross`). In long-only
+//! mode `equity − gross` is the cash, so cash never goes below 0 and
+//! `gross ≤ equity` at every bar. In long-short mode a losing short can
+//! take `gross` above `equity` between trades; nothing is sold to
+//! deleverage (only ruin forces exits), as in a margin account.
 //!
 //! **Partial entries.** When buying power is below `E/N` the entry is
 //! sized down to the buying power (the account stays invested, as

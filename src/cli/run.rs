@@ -245,7 +245,8 @@ Shared cash (--allocation shared):
   (equity − gross) lasts. Each entry targets 1/N of equity at that open
   (N = --max-positions, or the number of symbols), sized down to the
   buying power when less is left (skipped below 1% of the target). No
-  leverage: gross ≤ equity; shorts reserve their notional. Per-symbol
+  leverage at entry (gross ≤ equity after each entry; shorts reserve
+  their notional; losing shorts can still push gross above equity). Per-symbol
   rows of equity.parquet hold the position and its market value
   (units·close); the portfolio rows are the account.";
 

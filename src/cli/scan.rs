@@ -13,7 +13,6 @@ use super::run::{data_settings, Bar};
 use atc_bt::data::fmt_ts;
 use atc_bt::job::run::{resolve_strategy, StrategyOverrides};
 use atc_bt::job::scan::{ScanFilter, ScanRow, ScanSettings};
-use atc_bt::term::escape;
 
 /// Arguments of `atc-bt scan`.
 #[derive(Debug, Args)]
@@ -203,7 +202,7 @@ fn print_csv(rows: &[ScanRow]) -> Result<()> {
     for r in rows {
         w.write_record([
             r.rank.to_string(),
-            escape(&r.symbol).into_owned(),
+            r.symbol.clone(),
             fmt_ts(r.ts),
             avg_text(r.avg),
             r.dir.to_string(),
@@ -211,6 +210,13 @@ fn print_csv(rows: &[ScanRow]) -> Result<()> {
         ])?;
     }
     let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A file or a pipe gets the names as they are (quoted by the CSV
+    // writer), so two names never print the same; a terminal gets them
+    // escaped, line by line.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        atc_bt::term::out_raw(&bytes);
+        return Ok(());
+    }
     let text = String::from_utf8_lossy(&bytes);
     for line in text.lines() {
         if atc_bt::term::stdout_closed() {

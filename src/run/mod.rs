@@ -119,6 +119,11 @@ pub struct SymbolResult {
     pub engine_bars: usize,
     /// The calendar (time zone) of the series: its metrics are judged in it.
     pub calendar: Calendar,
+    /// Shared cash only: the symbol's contribution (capital plus what it
+    /// made or lost, per window bar), the curve its metrics and its
+    /// `drawdown` column are computed on; `None` for a sub-account, whose
+    /// `run.equity` is that curve.
+    pub contribution: Option<Vec<f64>>,
 }
 
 /// Everything a run produces, before it is written.
@@ -266,6 +271,21 @@ pub enum RunError {
     /// Shared cash was asked of a shard (the account needs every symbol).
     #[error("--allocation shared is not yet supported across shards (the account needs every symbol's signals): run it without --shard")]
     SharedSharded,
+    /// The shared account's equity or gross exposure overflowed (not a
+    /// finite number): equal-split skips such a series; one account
+    /// cannot be partly skipped, so the run stops.
+    #[error(
+        "the shared account's {what} is not a finite number at {ts} (bar {bar} of the timeline): \
+         the amounts overflow 64-bit floats; use a smaller --capital"
+    )]
+    SharedNonFinite {
+        /// `equity` or `gross`.
+        what: &'static str,
+        /// Index in the union timeline.
+        bar: usize,
+        /// That bar's time.
+        ts: String,
+    },
     /// The backtester refused its input.
     #[error("{symbol}: {source}")]
     Backtest {
@@ -513,6 +533,7 @@ pub fn trade_series(
         engine_bars: end - start,
         calendar: opts.calendar.clone(),
         run,
+        contribution: None,
     })
 }
 

@@ -360,14 +360,16 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
         close,
         avg,
         dir,
+        contribution,
         ..
     } = s;
     let n = run.ts.len();
     let mut c: SymbolColumns = Default::default();
     let on = |k: BarColumn| want[k as usize];
     if on(BarColumn::Drawdown) {
-        c[BarColumn::Drawdown as usize] =
-            Some(Arc::new(Float64Array::from(drawdowns(&run.equity))));
+        c[BarColumn::Drawdown as usize] = Some(Arc::new(Float64Array::from(drawdowns(
+            contribution.as_deref().unwrap_or(&run.equity),
+        ))));
     }
     if on(BarColumn::Ts) {
         c[BarColumn::Ts as usize] = Some(ts_array(run.ts));

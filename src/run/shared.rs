@@ -133,6 +133,15 @@ pub(super) fn run_shared(
     })?;
     drop(symbols);
     data.release_all();
+    for (what, values) in [("equity", &run.curve.equity), ("gross", &run.curve.gross)] {
+        if let Some(bar) = values.iter().position(|v| !v.is_finite()) {
+            return Err(RunError::SharedNonFinite {
+                what,
+                bar,
+                ts: crate::data::fmt_ts(run.curve.ts[bar]),
+            });
+        }
+    }
 
     let capital_per_symbol = cfg.capital / traded.len() as f64;
     Ok(Some(SharedAccount {
@@ -267,6 +276,7 @@ fn symbol_result(
         window: a.window.clone(),
         engine_bars: a.window.end - a.start,
         calendar: opts.calendar,
+        contribution: Some(exposure.equity),
     };
     (result, a.idx)
 }

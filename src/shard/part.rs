@@ -921,6 +921,7 @@ impl PartReader {
                     dir: s.dir,
                     window: s.window,
                     engine_bars: s.engine_bars,
+                    contribution: None,
                 })),
             );
         }

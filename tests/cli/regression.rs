@@ -1982,3 +1982,122 @@ fn full_disk_at_cache_open_keeps_the_cache_for_the_next_run() {
     same_results(&p.join("r1"), &p.join("ref"));
     same_results(&p.join("r2"), &p.join("ref"));
 }
+
+/// Attack on scan (issue 22): `scan --csv` escaped control characters the
+/// way the terminal shows them, so a symbol holding a real newline and
+/// one holding a backslash and `n` printed the same. A file or a pipe now
+/// gets every name as it is, quoted by the CSV writer.
+#[test]
+fn scan_csv_keeps_a_newline_and_a_backslash_n_apart() {
+    let names = ["NL\nX", "NL\\nX", "q\"uote,comma", "EVIL\u{1b}[2J"];
+    let t = named(&names, 300);
+    let o = run_ok(at(t.path()).args(["scan", "--no-cache", "--csv"]));
+    let mut r = csv::Reader::from_reader(&o.stdout[..]);
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "symbol")
+        .unwrap();
+    let mut got: Vec<String> = r
+        .records()
+        .map(|rec| rec.unwrap()[col].to_string())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// Attack on shared cash (issue 22): a capital of 1e300 on a symbol rising
+/// 30% a bar overflowed the account's equity to `inf`; the run wrote null
+/// metrics, exit 0, and cached a result it could not read back. Equal-split
+/// skips such a series; one account cannot be partly skipped, so the run
+/// now fails naming the bar and the fix, every time (nothing cached).
+#[test]
+fn shared_account_overflowing_to_infinity_fails_naming_the_bar() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("data")).unwrap();
+    // A random walk, then +35% a bar for 200 bars: ×1e26.
+    let n = 400;
+    let mut pump = walk("PUMP", 3, n);
+    for i in 200..n {
+        pump.open[i] = pump.close[i - 1] * 1.1;
+        pump.close[i] = pump.close[i - 1] * 1.35;
+    }
+    write_ohlcv(
+        &t.path().join("data/p.parquet"),
+        &[pump, walk("CALM", 7, n)],
+    );
+    let args = [
+        "run",
+        "--no-report",
+        "--allocation",
+        "shared",
+        "--max-positions",
+        "2",
+        "--capital",
+        "1e300",
+        "--cache-dir",
+        "cache",
+        "--out",
+        "r",
+    ];
+    for _ in 0..2 {
+        let o = at(t.path()).args(args).output().unwrap();
+        assert!(!o.status.success(), "{}", stdout(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("shared account's equity is not a finite number at ")
+                && e.contains("use a smaller --capital"),
+            "{e}"
+        );
+        assert!(!t.path().join("r/metrics.json").exists());
+    }
+}
+
+/// Attack on shared cash (issue 22): the per-symbol `drawdown` column of
+/// `equity.parquet` was computed on the position's market value, so it
+/// read 1.0 (100%) whenever the symbol was flat. It is now the drawdown of
+/// the symbol's contribution curve, the one its `max_drawdown` is from.
+#[test]
+fn shared_cash_symbol_drawdown_column_is_its_contribution_drawdown() {
+    let t = named(&["AAA", "BBB", "CCC"], 400);
+    let p = t.path();
+    run_ok(at(p).args([
+        "run",
+        "--no-cache",
+        "--no-report",
+        "--allocation",
+        "shared",
+        "--max-positions",
+        "1",
+        "--outputs",
+        "all",
+        "--out",
+        "r",
+    ]));
+    let m = json(&p.join("r/metrics.json"));
+    let b = read_parquet(&p.join("r/equity.parquet"));
+    let sym = opt_str_col(&b, "symbol");
+    let pos = f64_col(&b, "position");
+    let dd = f64_col(&b, "drawdown");
+    let mut flat_bars = 0;
+    for s in ["AAA", "BBB", "CCC"] {
+        let rows: Vec<usize> = (0..sym.len())
+            .filter(|&i| sym[i].as_deref() == Some(s))
+            .collect();
+        let max = rows.iter().map(|&i| dd[i].unwrap()).fold(0.0, f64::max);
+        let want = m["symbols"][s]["max_drawdown"].as_f64().unwrap();
+        assert!(
+            (max - want).abs() < 1e-12,
+            "{s}: column {max} vs metrics {want}"
+        );
+        assert!(max < 1.0, "{s}: {max}");
+        flat_bars += rows.iter().filter(|&&i| pos[i] == Some(0.0)).count();
+    }
+    assert!(
+        flat_bars > 0,
+        "no flat bar: the test would not see the fault"
+    );
+}
