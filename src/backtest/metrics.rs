@@ -74,10 +74,12 @@ pub struct Drawdown {
     #[serde(with = "rfc3339_opt")]
     pub recovery: Option<i64>,
     /// Deepest drawdown of the episode, a positive fraction.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub depth: f64,
     /// Bars below the peak.
     pub bars: usize,
     /// `(ts of the last bar below the peak − start) / 1 day`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub days: f64,
 }
 
@@ -97,14 +99,19 @@ pub struct Metrics {
     /// Number of bars `n` in the curve.
     pub bars: usize,
     /// Calendar span `(ts_last − ts_first) / 1 day`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub days: f64,
     /// Bars per year used to annualise.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub periods_per_year: f64,
     /// Annual risk-free rate used by Sharpe and Sortino.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub risk_free: f64,
     /// `e_last / initial − 1`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub total_return: f64,
     /// Buy & hold: `b_last / initial − 1`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub benchmark_return: f64,
     /// Calendar CAGR `(e_last / initial)^(365.25 / days) − 1`.
     pub cagr: Option<f64>,
@@ -119,16 +126,21 @@ pub struct Metrics {
     /// `annual_return / max_drawdown`.
     pub calmar: Option<f64>,
     /// `max_t (1 − e_t / peak_t)`, `peak_t = max(initial, e_0..e_t)`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub max_drawdown: f64,
     /// Mean over drawdown episodes of each episode's depth.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub avg_drawdown: f64,
     /// Longest episode in bars below the peak.
     pub max_drawdown_duration: usize,
     /// Longest episode in days.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub max_drawdown_duration_days: f64,
     /// Mean episode length in bars.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub avg_drawdown_duration: f64,
     /// Mean episode length in days.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub avg_drawdown_duration_days: f64,
     /// Sample skewness of `r` (pandas).
     pub skew: Option<f64>,
@@ -195,14 +207,18 @@ pub struct Metrics {
     /// Most consecutive losing trades (in exit order).
     pub max_losing_streak: usize,
     /// Fees paid in the window.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub total_fees: f64,
     /// Trades still open at the end.
     pub open_trades: usize,
     /// `Σ pnl` of open trades.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub open_trade_pnl: f64,
     /// `e_last`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub final_equity: f64,
     /// `max(initial, e_0..e_last)`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub equity_peak: f64,
     /// Compounded return of each calendar year (in the curve's calendar).
     pub yearly_returns: BTreeMap<i32, Option<f64>>,
@@ -261,6 +277,14 @@ mod rfc3339_opt {
             .map(|s| parse_rfc3339(&s))
             .transpose()
     }
+}
+
+/// Reads a number written by [`Metrics`]' serializer back: JSON has no
+/// NaN or infinity, so serde_json writes a non-finite `f64` as `null`;
+/// `null` reads back as NaN (so a run whose equity overflowed can still
+/// be restored and reported, showing "n/a" as the first time).
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// `Some(x)` if finite: undefined statistics become JSON `null`.
@@ -847,6 +871,33 @@ pub fn metrics_of_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack on shared cash (issue 22): a curve that overflowed wrote
+    /// `null` for its non-finite numbers, and reading `metrics.json` back
+    /// (the run cache's restore, `report`) failed on "expected f64".
+    #[test]
+    fn non_finite_metrics_read_back_from_metrics_json() {
+        let day = 86_400_000_000;
+        let ts: Vec<i64> = (0..5).map(|k| k * day).collect();
+        let equity = [100.0, 1e308, f64::INFINITY, f64::INFINITY, 1.0];
+        let bench = [100.0, 101.0, 102.0, 103.0, f64::INFINITY];
+        let m = metrics_of_stats(
+            100.0,
+            &ts,
+            &equity,
+            &bench,
+            &[],
+            None,
+            0.0,
+            &MetricsOptions::default(),
+        );
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("null"), "{json}");
+        let back: Metrics = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.bars, m.bars);
+        assert!(back.benchmark_return.is_nan() || back.benchmark_return.is_finite());
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
 
     #[test]
     fn bar_returns_start_from_initial_and_stop_after_ruin() {
