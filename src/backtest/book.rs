@@ -96,7 +96,9 @@ use serde::{Deserialize, Serialize};
 
 use super::annualise::DAY_US;
 use super::error::BacktestError;
-use super::exec::{make_trade, validate_dir, validate_inputs, Bars, ExecConfig, Holding};
+use super::exec::{
+    make_trade, stop_exit, validate_dir, validate_inputs, Bars, ExecConfig, Holding,
+};
 use super::portfolio::Curve;
 use super::trade::{ExitReason, Side, Trade};
 
@@ -356,6 +358,9 @@ struct Slot {
     flow: f64,
     /// Traded on the current timestamp.
     dirty: bool,
+    /// The target sign a stop exited (module docs, *Stops*): treated as
+    /// flat until the target changes; 0 when none.
+    stopped: i8,
     out: SymbolBook,
 }
 
@@ -399,6 +404,14 @@ pub fn shared_book(
         check_symbol(s, cfg)?;
     }
     let e = &cfg.exec;
+    let stops = !e.stops.is_none();
+    if stops && cfg.rebalance != Rebalance::OnChange {
+        return Err(BacktestError::BadChoice {
+            what: "rebalance with stops",
+            value: cfg.rebalance.name().into(),
+            valid: "on-change (a stop exits a whole position; periodic resizes would split it into lots with their own entry prices)",
+        });
+    }
     let n_slots = cfg.max_positions.unwrap_or(symbols.len()).max(1);
     let mut timeline: Vec<i64> = symbols
         .iter()
@@ -415,6 +428,7 @@ pub fn shared_book(
             units: 0.0,
             mark: s.bars.close[s.window.start],
             flow: 0.0,
+            stopped: 0,
             dirty: false,
             out: SymbolBook {
                 symbol: s.symbol.to_string(),
@@ -451,6 +465,12 @@ pub fn shared_book(
         // 1. Ruin.
         if !held.is_empty() && value(cash, &held, &slots).0 <= 0.0 {
             ruined = true;
+        }
+        // A stopped symbol waits for its target to change.
+        for &(k, i) in &at {
+            if slots[k].stopped != 0 && target(k, i, ruined) != slots[k].stopped {
+                slots[k].stopped = 0;
+            }
         }
         // 2. Exits. (`held` drops the emptied symbols in one pass.)
         let mut emptied = false;
@@ -549,7 +569,10 @@ pub fn shared_book(
             let mut cands: Vec<(usize, usize)> = at
                 .iter()
                 .copied()
-                .filter(|&(k, i)| slots[k].lots.is_empty() && target(k, i, false) != 0)
+                .filter(|&(k, i)| {
+                    let t = target(k, i, false);
+                    slots[k].lots.is_empty() && t != 0 && t != slots[k].stopped
+                })
                 .collect();
             rank(&mut cands, symbols, |&c| c);
             let (mut eq, mut gross) = value(cash, &held, &slots);
@@ -580,8 +603,38 @@ pub fn shared_book(
                 held.sort_unstable();
             }
         }
-        // 5. Close.
+        // 5. Stops, against this bar's range (as `exec.rs`: from the
+        // entry bar on; a position is one lot, rebalancing being refused
+        // with stops).
         let mut emptied = false;
+        if stops {
+            for &(k, i) in &at {
+                let s = &symbols[k];
+                let slot = &mut slots[k];
+                let Some(h) = slot.lots.first().cloned() else {
+                    continue;
+                };
+                let (open, close) = (s.bars.open[i], s.bars.close[i]);
+                let range = (
+                    s.bars.low[i].min(open).min(close),
+                    s.bars.high[i].max(open).max(close),
+                );
+                if let Some((quote, why)) = stop_exit(&h, &e.stops, open, range) {
+                    cash += close_lot(slot, s, &h, h.qty, quote, e, (i, i + 1, why));
+                    slot.lots.clear();
+                    slot.units = 0.0;
+                    slot.stopped = h.side.sign() as i8;
+                    emptied = true;
+                } else {
+                    let lot = &mut slot.lots[0];
+                    lot.extreme = match lot.side {
+                        Side::Long => lot.extreme.max(range.1),
+                        Side::Short => lot.extreme.min(range.0),
+                    };
+                }
+            }
+        }
+        // 6. Close.
         for &(k, i) in &at {
             let s = &symbols[k];
             let close = s.bars.close[i];

@@ -692,7 +692,7 @@ pub fn simulate_checked_into(
 /// (low, high), if any: the price it fills at before slippage and the
 /// reason (module docs, *Stops*). Gaps through a level fill at the open;
 /// a stop and a target both inside the range: the stop.
-fn stop_exit(
+pub(super) fn stop_exit(
     h: &Holding,
     stops: &Stops,
     open: f64,

@@ -171,19 +171,15 @@ impl Execution {
                 });
             }
         }
-        if self.allocation == Allocation::Shared {
-            let stops = [
-                ("stop_loss", self.stop_loss),
-                ("take_profit", self.take_profit),
-                ("trailing_stop", self.trailing_stop),
-            ];
-            if let Some((key, Some(v))) = stops.into_iter().find(|(_, v)| v.is_some()) {
-                return Err(bad(
-                    key,
-                    v,
-                    "not yet combined with allocation = \"shared\": drop the stop or use --allocation equal-split",
-                ));
-            }
+        if self.rebalance != Rebalance::OnChange && self.has_stops() {
+            // A stop exits a whole position; periodic resizes split it
+            // into lots with their own entry prices.
+            return Err(StrategyError::Invalid {
+                file: None,
+                key: "rebalance",
+                value: self.rebalance.name().into(),
+                range: "on-change when a stop is set (--stop-loss, --take-profit, --trailing-stop): drop the stop or --rebalance",
+            });
         }
         Ok(())
     }

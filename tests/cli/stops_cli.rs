@@ -21,91 +21,97 @@ fn high_low(s: &Series, i: usize) -> (f64, f64) {
 /// trailing level from the best high/low of the bars before the exit bar.
 #[test]
 fn stop_exits_fill_at_their_levels() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("prices.parquet");
-    let series = [walk("AAA", 21, 600), walk("BBB", 22, 600)];
-    write_ohlcv(&data, &series);
-    let out = tmp.path().join("run");
-    atc(tmp.path())
-        .args(["run", "-q", "--no-report", "--mode", "long-short", "--data"])
-        .arg(&data)
-        .args(["--slippage-bps", "10", "--stop-loss", "3", "--take-profit"])
-        .args(["6", "--trailing-stop", "4", "--lambda", "0.1", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let trades = read_parquet(&out.join("trades.parquet"));
-    let sym = str_col(&trades, "symbol");
-    let side = str_col(&trades, "side");
-    let reason = str_col(&trades, "exit_reason");
-    let entry_ts = ts_col(&trades, "entry_ts");
-    let exit_ts = ts_col(&trades, "exit_ts");
-    let entry = f64_col(&trades, "entry_price");
-    let exit = f64_col(&trades, "exit_price");
-    let slip = 0.001;
-    let mut seen = std::collections::BTreeMap::new();
-    for i in 0..sym.len() {
-        let (sl, tp, tr) = (0.03, 0.06, 0.04);
-        let long = side[i] == "long";
-        let level = match reason[i].as_str() {
-            "stop_loss" if long => entry[i].unwrap() * (1.0 - sl),
-            "stop_loss" => entry[i].unwrap() * (1.0 + sl),
-            "take_profit" if long => entry[i].unwrap() * (1.0 + tp),
-            "take_profit" => entry[i].unwrap() * (1.0 - tp),
-            "trailing_stop" => f64::NAN, // below, from the bars
-            "signal" | "end_of_window" => continue,
-            other => panic!("unexpected exit_reason {other}"),
-        };
-        *seen.entry(reason[i].clone()).or_insert(0) += 1;
-        let s = series.iter().find(|s| s.symbol == sym[i]).unwrap();
-        let e = s.ts.iter().position(|&t| Some(t) == entry_ts[i]).unwrap();
-        let x = s.ts.iter().position(|&t| Some(t) == exit_ts[i]).unwrap();
-        let level = if reason[i] == "trailing_stop" {
-            let mut best = entry[i].unwrap();
-            for b in e..x {
-                let (h, l) = high_low(s, b);
-                best = if long { best.max(h) } else { best.min(l) };
-            }
-            if long {
-                best * (1.0 - tr)
+    // Equal-split, and shared cash (one slot, so the symbols take turns).
+    let shared = ["--allocation", "shared", "--max-positions", "1"];
+    for extra in [&[][..], &shared[..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("prices.parquet");
+        let series = [walk("AAA", 21, 600), walk("BBB", 22, 600)];
+        write_ohlcv(&data, &series);
+        let out = tmp.path().join("run");
+        atc(tmp.path())
+            .args(["run", "-q", "--no-report", "--mode", "long-short", "--data"])
+            .arg(&data)
+            .args(["--slippage-bps", "10", "--stop-loss", "3", "--take-profit"])
+            .args(["6", "--trailing-stop", "4", "--lambda", "0.1"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let trades = read_parquet(&out.join("trades.parquet"));
+        let sym = str_col(&trades, "symbol");
+        let side = str_col(&trades, "side");
+        let reason = str_col(&trades, "exit_reason");
+        let entry_ts = ts_col(&trades, "entry_ts");
+        let exit_ts = ts_col(&trades, "exit_ts");
+        let entry = f64_col(&trades, "entry_price");
+        let exit = f64_col(&trades, "exit_price");
+        let slip = 0.001;
+        let mut seen = std::collections::BTreeMap::new();
+        for i in 0..sym.len() {
+            let (sl, tp, tr) = (0.03, 0.06, 0.04);
+            let long = side[i] == "long";
+            let level = match reason[i].as_str() {
+                "stop_loss" if long => entry[i].unwrap() * (1.0 - sl),
+                "stop_loss" => entry[i].unwrap() * (1.0 + sl),
+                "take_profit" if long => entry[i].unwrap() * (1.0 + tp),
+                "take_profit" => entry[i].unwrap() * (1.0 - tp),
+                "trailing_stop" => f64::NAN, // below, from the bars
+                "signal" | "end_of_window" => continue,
+                other => panic!("unexpected exit_reason {other}"),
+            };
+            *seen.entry(reason[i].clone()).or_insert(0) += 1;
+            let s = series.iter().find(|s| s.symbol == sym[i]).unwrap();
+            let e = s.ts.iter().position(|&t| Some(t) == entry_ts[i]).unwrap();
+            let x = s.ts.iter().position(|&t| Some(t) == exit_ts[i]).unwrap();
+            let level = if reason[i] == "trailing_stop" {
+                let mut best = entry[i].unwrap();
+                for b in e..x {
+                    let (h, l) = high_low(s, b);
+                    best = if long { best.max(h) } else { best.min(l) };
+                }
+                if long {
+                    best * (1.0 - tr)
+                } else {
+                    best * (1.0 + tr)
+                }
             } else {
-                best * (1.0 + tr)
-            }
-        } else {
-            level
-        };
-        let (open, (high, low)) = (s.open[x], high_low(s, x));
-        // A target is beyond the entry in the trade's favour, a stop against it.
-        let up = (reason[i] == "take_profit") == long;
-        let gap = if up { open >= level } else { open <= level };
-        let quote = if gap { open } else { level };
-        let reached = if up { high >= level } else { low <= level };
-        assert!(reached, "trade {i}: bar {x} does not reach {level}");
-        let want = if long {
-            quote * (1.0 - slip)
-        } else {
-            quote * (1.0 + slip)
-        };
-        let got = exit[i].unwrap();
-        assert!(
-            (got - want).abs() <= 1e-9 * want,
-            "trade {i} ({}, {}): exit {got}, want {want}",
-            reason[i],
-            side[i]
+                level
+            };
+            let (open, (high, low)) = (s.open[x], high_low(s, x));
+            // A target is beyond the entry in the trade's favour, a stop against it.
+            let up = (reason[i] == "take_profit") == long;
+            let gap = if up { open >= level } else { open <= level };
+            let quote = if gap { open } else { level };
+            let reached = if up { high >= level } else { low <= level };
+            assert!(reached, "trade {i}: bar {x} does not reach {level}");
+            let want = if long {
+                quote * (1.0 - slip)
+            } else {
+                quote * (1.0 + slip)
+            };
+            let got = exit[i].unwrap();
+            assert!(
+                (got - want).abs() <= 1e-9 * want,
+                "trade {i} ({}, {}): exit {got}, want {want}",
+                reason[i],
+                side[i]
+            );
+        }
+        for r in ["stop_loss", "take_profit", "trailing_stop"] {
+            assert!(
+                seen.contains_key(r),
+                "no {r} exit; the test needs one: {seen:?}"
+            );
+        }
+        let run = json(&out.join("run.json"));
+        let ex = &run["params"]["execution"];
+        assert_eq!(
+            (&ex["stop_loss"], &ex["take_profit"], &ex["trailing_stop"]),
+            (&3.0.into(), &6.0.into(), &4.0.into())
         );
     }
-    for r in ["stop_loss", "take_profit", "trailing_stop"] {
-        assert!(
-            seen.contains_key(r),
-            "no {r} exit; the test needs one: {seen:?}"
-        );
-    }
-    let run = json(&out.join("run.json"));
-    let ex = &run["params"]["execution"];
-    assert_eq!(
-        (&ex["stop_loss"], &ex["take_profit"], &ex["trailing_stop"]),
-        (&3.0.into(), &6.0.into(), &4.0.into())
-    );
 }
 
 /// A range error names the key, the flag and the range; no stop set

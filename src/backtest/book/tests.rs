@@ -268,6 +268,110 @@ fn one_symbol_shared_is_equal_split_exactly() {
     }
 }
 
+/// Stops in the shared book follow `exec.rs` exactly: one symbol with a
+/// stop-loss, a take-profit and a trailing stop (each alone and together),
+/// on bars whose high and low reach past the open and close, gives
+/// equal-split's account and ledger bit for bit.
+#[test]
+fn one_symbol_shared_with_stops_is_equal_split_exactly() {
+    let mut hits = 0;
+    for seed in 0..60u64 {
+        let mut rng = SplitMix64::new(seed + 1000);
+        let s = random_series(&mut rng, "X", 80, 0);
+        let n = s.ts.len();
+        let wick = |rng: &mut SplitMix64| 1.0 + 0.03 * rng.next_f64();
+        let high: Vec<f64> = (0..n)
+            .map(|i| s.open[i].max(s.close[i]) * wick(&mut rng))
+            .collect();
+        let low: Vec<f64> = (0..n)
+            .map(|i| s.open[i].min(s.close[i]) / wick(&mut rng))
+            .collect();
+        let pick = |k: u64, v: f64| (seed % 4 == k || seed % 4 == 3).then_some(v);
+        let stops = crate::backtest::Stops {
+            stop_loss: pick(0, 0.02),
+            take_profit: pick(1, 0.04),
+            trailing_stop: pick(2, 0.03),
+        };
+        let mode = if seed % 2 == 0 {
+            Mode::LongShort
+        } else {
+            Mode::LongOnly
+        };
+        let exec = ExecConfig {
+            stops,
+            mode,
+            fee: 0.001 * (seed % 3) as f64,
+            slippage: 0.0,
+        };
+        let mut sym = s.book();
+        sym.bars.high = &high;
+        sym.bars.low = &low;
+        sym.data_ends = seed % 5 == 1;
+        let window = sym.window.clone();
+        let cfg = BookConfig {
+            capital: 1000.0,
+            exec,
+            max_positions: None,
+            rebalance: Rebalance::OnChange,
+        };
+        let run = shared_book(std::slice::from_ref(&sym), &cfg).unwrap();
+        let alone = simulate(
+            "X",
+            sym.bars,
+            &s.dir,
+            window.clone(),
+            1000.0,
+            &exec,
+            sym.data_ends,
+        )
+        .unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&run.curve.equity), bits(&alone.equity), "seed {seed}");
+        let book = &run.symbols[0];
+        assert_eq!(bits(&book.positions(window.len())), bits(&alone.position));
+        assert_eq!(book.trades, alone.trades, "seed {seed}");
+        hits += alone
+            .trades
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.exit_reason,
+                    ExitReason::StopLoss | ExitReason::TakeProfit | ExitReason::TrailingStop
+                )
+            })
+            .count();
+    }
+    assert!(
+        hits > 20,
+        "only {hits} stop exits: the test would not see a fault"
+    );
+}
+
+/// With a stop set, periodic rebalancing is refused (a stop exits a whole
+/// position; resizes split it into lots).
+#[test]
+fn stops_with_periodic_rebalance_are_refused() {
+    let mut rng = SplitMix64::new(7);
+    let s = random_series(&mut rng, "X", 20, 0);
+    let cfg = BookConfig {
+        capital: 1000.0,
+        exec: ExecConfig {
+            stops: crate::backtest::Stops {
+                stop_loss: Some(0.05),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        max_positions: None,
+        rebalance: Rebalance::Weekly,
+    };
+    let e = shared_book(&[s.book()], &cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("rebalance with stops") && e.contains("on-change"),
+        "{e}"
+    );
+}
+
 /// Daily rebalance, two slots, no fee: A doubles on day 1; on day 2's open
 /// A's position is cut back to half the equity (a `rebalance` trade of
 /// the units sold, the rest stays open) and B's grows (a second lot, a
