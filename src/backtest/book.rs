@@ -108,7 +108,7 @@ pub const MIN_TRADE: f64 = 0.01;
 
 /// How the capital is shared between symbols (`--allocation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Allocation {
     /// Each symbol trades a fixed sub-account of `capital / N` on its own
     /// (`simulate`); the portfolio is their sum. The default.
@@ -121,7 +121,7 @@ pub enum Allocation {
 
 /// When held positions trade back to their target weight (`--rebalance`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Rebalance {
     /// Only entries and exits trade; held positions keep their units.
     #[default]
@@ -145,6 +145,13 @@ macro_rules! choice {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.name())
+            }
+        }
+        impl TryFrom<String> for $ty {
+            type Error = BacktestError;
+            /// As [`FromStr`]: strategy files take any letter case too.
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
             }
         }
         impl FromStr for $ty {

@@ -111,7 +111,7 @@ use super::trade::{ExitReason, Side, Trade};
 
 /// Which directions may be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum Mode {
     /// Hold `max(dir, 0)`: long or flat. The default, because most users
     /// cannot short what they backtest.
@@ -142,6 +142,15 @@ impl Mode {
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = BacktestError;
+
+    /// As [`FromStr`]: strategy files take any letter case too.
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 

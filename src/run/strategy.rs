@@ -428,6 +428,27 @@ mod tests {
         }
     }
 
+    /// Attack on issue 22: the flags took `--rebalance Weekly` and
+    /// `--allocation SHARED`, a strategy file refused the same words. Both
+    /// now read the choices in any letter case, and say what is valid.
+    #[test]
+    fn choices_in_strategy_files_take_any_letter_case_as_the_flags() {
+        let s = Strategy::from_toml(
+            "[execution]\nmode = \"Long-Short\"\nallocation = \"SHARED\"\nrebalance = \"Weekly\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(s.execution.mode, Mode::LongShort);
+        assert_eq!(s.execution.allocation, Allocation::Shared);
+        assert_eq!(s.execution.rebalance, Rebalance::Weekly);
+        let json = serde_json::to_string(&s.execution).unwrap();
+        assert!(json.contains("\"rebalance\":\"weekly\""), "{json}");
+        let err = Strategy::from_toml("[execution]\nrebalance = \"hourly\"\n", Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("s.toml") && err.contains("monthly"), "{err}");
+    }
+
     #[test]
     fn out_of_range_names_key_and_file() {
         let err = Strategy::from_toml("[atc]\ndecay = 150\n", Path::new("s.toml"))
