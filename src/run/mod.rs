@@ -818,21 +818,13 @@ pub fn run_with_cache(
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     if strategy.execution.allocation == Allocation::Shared {
-        if capital_symbols.is_some() {
-            return Err(RunError::SharedSharded);
-        }
-        let account = shared::run_shared(
-            data,
-            &active,
+        let account = shared::account(
+            (data, &active),
             (strategy, None),
-            cache,
-            strict,
+            (cache, strict, capital_symbols),
             on_done,
             &mut skipped,
         )?;
-        let Some(account) = account else {
-            return Err(all_skipped(&skipped));
-        };
         let capital_per_symbol = account.capital_per_symbol;
         let mut symbols = Vec::with_capacity(active.len());
         let curve = account.emit(data, strategy, &mut |r| {
@@ -923,25 +915,17 @@ pub fn run_to_dir_from(
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     if strategy.execution.allocation == Allocation::Shared {
-        if capital_symbols.is_some() {
-            return Err(RunError::SharedSharded);
-        }
         // The account trades before any row can be written: the writer
         // starts once it knows the symbols traded (the benchmark's split),
         // then takes their rows in plan order.
         let timeline = window_timeline(data, &active);
-        let account = shared::run_shared(
-            data,
-            &active,
+        let account = shared::account(
+            (data, &active),
             (strategy, signals),
-            cache,
-            strict,
+            (cache, strict, capital_symbols),
             on_done,
             &mut skipped,
         )?;
-        let Some(account) = account else {
-            return Err(all_skipped(&skipped));
-        };
         let mut writer = output::RunWriter::create(
             dir,
             timeline,

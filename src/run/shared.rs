@@ -56,6 +56,33 @@ pub(super) struct SharedAccount {
     pub(super) capital_per_symbol: f64,
 }
 
+/// [`run_shared`] for a run: refused on a shard (the account needs every
+/// symbol), and an error naming every skipped series when none could be
+/// traded.
+pub(super) fn account(
+    (data, active): (&Dataset, &[ActiveSeries]),
+    (strategy, file): (&Strategy, Option<&SignalsFile>),
+    (cache, strict, capital_symbols): (&Cache, bool, Option<usize>),
+    on_done: &(dyn Fn(usize) + Sync),
+    skipped: &mut Vec<Skipped>,
+) -> Result<SharedAccount, RunError> {
+    if capital_symbols.is_some() {
+        return Err(RunError::SharedSharded);
+    }
+    match run_shared(
+        data,
+        active,
+        (strategy, file),
+        cache,
+        strict,
+        on_done,
+        skipped,
+    )? {
+        Some(account) => Ok(account),
+        None => Err(super::all_skipped(skipped)),
+    }
+}
+
 /// Runs `active` with shared cash: signals (from the `--signals` file, or
 /// `cache` or the engine),
 /// then the account. Series the engine or the account's checks refuse are
