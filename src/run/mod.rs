@@ -927,6 +927,7 @@ pub fn run_to_dir_from(
             account.capital_per_symbol,
             strategy.metrics.clone(),
             outputs,
+            true,
         )
         .map_err(out_err)?;
         let curve = account.emit(data, strategy, &mut |r| writer.push(r).map_err(out_err))?;
@@ -942,6 +943,7 @@ pub fn run_to_dir_from(
         capital_per_symbol,
         strategy.metrics.clone(),
         outputs,
+        false,
     )
     .map_err(out_err)?;
     let mut sink = Stream {
