@@ -26,7 +26,11 @@ def resolve_params(**params: float | int | str) -> dict[str, float | int | str]:
     """Defaults filled in and validated; spec names (``lambda``)."""
 
 def run_job(data: str, **options: object) -> tuple[str, list[str]]:
-    """``atc-bt run`` through the job layer -> (run directory, messages)."""
+    """``atc-bt run`` through the job layer -> (run directory, messages).
+
+    ``options``: the keywords of ``atc_bt.run`` (e.g. ``stop_loss=4``,
+    ``allocation="shared"``, ``max_positions=5``, ``rebalance="weekly"``).
+    """
 
 def sweep_job(
     data: str, grid: list[tuple[str, str]], **options: object

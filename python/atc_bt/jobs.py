@@ -120,7 +120,12 @@ def run(
         ``decay``, ``cutout``, ``robustness``, ``ema_len`` ...; spec names
         and units, spec/ATC.md sec. 2), ``mode`` (``"long-only"`` |
         ``"long-short"``), ``fee_bps``, ``slippage_bps`` (basis points),
-        ``capital``, ``periods_per_year``, ``risk_free`` (annual fraction),
+        ``capital``, ``stop_loss`` / ``take_profit`` / ``trailing_stop``
+        (percent), ``allocation`` (``"equal-split"`` | ``"shared"``: one
+        account ranked by ATC strength, README "Shared cash"),
+        ``max_positions`` (shared cash's slots, an int >= 1), ``rebalance``
+        (``"on-change"`` | ``"daily"`` | ``"weekly"`` | ``"monthly"``),
+        ``periods_per_year``, ``risk_free`` (annual fraction),
         ``store``, ``strict``, ``warmup_bars`` (bars), ``outputs`` (comma
         list or list: ``equity``, ``trades``, ``signals``, ``close``,
         ``drawdown``, ``all`` or ``metrics``), ``force``, ``threads``,

@@ -27,6 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBool, PyDict, PyFloat, PyInt, PyString};
 use rayon::prelude::*;
 
+use atc_bt::backtest::book::{Allocation, Rebalance};
 use atc_bt::backtest::Mode;
 use atc_bt::data::parse_date_bound;
 use atc_bt::engine::registry;
@@ -472,6 +473,9 @@ const RUN_KEYS: &[&str] = &[
     "stop_loss",
     "take_profit",
     "trailing_stop",
+    "allocation",
+    "max_positions",
+    "rebalance",
     "periods_per_year",
     "risk_free",
     "cache",
@@ -597,6 +601,28 @@ fn overrides_from(o: &mut Opts<'_>, atc: bool) -> PyResult<StrategyOverrides> {
     Ok(s)
 }
 
+/// `run`'s shared-cash keywords (`allocation`, `max_positions`,
+/// `rebalance`: the flags `--allocation`, `--max-positions`,
+/// `--rebalance`), parsed as the command line parses them; the job layer
+/// validates them (`max_positions` ≥ 1, shared cash only).
+fn allocation_from(o: &mut Opts<'_>, s: &mut StrategyOverrides) -> PyResult<()> {
+    fn choice<T: std::str::FromStr>(o: &mut Opts<'_>, key: &str) -> PyResult<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match o.string(key)? {
+            None => Ok(None),
+            Some(t) => t.parse::<T>().map(Some).map_err(|e| {
+                PyValueError::new_err(format!("{}: keyword {key} = {t:?}: {e}", o.what))
+            }),
+        }
+    }
+    s.allocation = choice::<Allocation>(o, "allocation")?;
+    s.rebalance = choice::<Rebalance>(o, "rebalance")?;
+    s.max_positions = o.count("max_positions")?.map(|n| n as usize);
+    Ok(())
+}
+
 /// The cache keywords (`cache=False` is `--no-cache`; sizes in bytes, the
 /// time to live in seconds).
 fn cache_from(o: &mut Opts<'_>) -> PyResult<CacheSettings> {
@@ -695,7 +721,8 @@ fn run_job(
     let mut o = Opts::new("atc_bt.run", kwargs)?;
     let data = data_from(data, &mut o)?;
     let strategy_file = o.path("strategy")?;
-    let overrides = overrides_from(&mut o, true)?;
+    let mut overrides = overrides_from(&mut o, true)?;
+    allocation_from(&mut o, &mut overrides)?;
     let outputs = match o.string("outputs")? {
         None => Outputs::default(),
         Some(t) => Outputs::parse(&t)

@@ -93,6 +93,28 @@ def test_run_with_stops_equals_the_command(atc_bt_bin, data, tmp_path):
         4.0, 15.0, 8.0)
 
 
+def test_run_with_shared_cash_equals_the_command(atc_bt_bin, tmp_path):
+    """allocation / max_positions / rebalance are the flags; the shared
+    account's portfolio rows carry its gross exposure."""
+    src = ROOT / "data" / "us_stocks_daily_2000_2013_quandl_wiki.parquet"
+    data = tmp_path / src.name
+    shutil.copy(src, data)
+    run_cli(atc_bt_bin, "run", "--data", str(data), "--from", "2010", "--allocation", "shared",
+            "--max-positions", "2", "--rebalance", "weekly", "--fee-bps", "10", "--no-report",
+            "--no-cache", "--out", str(tmp_path / "cli"), "-q")
+    r = atc_bt.run(data, start="2010", allocation="shared", max_positions=2, rebalance="weekly",
+                   fee_bps=10, report=False, cache=False, out=tmp_path / "py")
+    same_run(tmp_path / "cli", tmp_path / "py")
+    execution = r.manifest["params"]["execution"]
+    assert (execution["allocation"], execution["max_positions"], execution["rebalance"]) == (
+        "shared", 2, "weekly")
+    assert "rebalance" in set(r.trades["exit_reason"])
+    held = r.equity.filter(pl.col("symbol").is_not_null() & (pl.col("position") != 0))
+    assert held.group_by("ts").len()["len"].max() == 2
+    account = r.equity.filter(pl.col("aggregate") == "portfolio")
+    assert account["gross"].null_count() == 0 and account["gross"].max() > 0
+
+
 def test_sweep_equals_the_command(atc_bt_bin, data, tmp_path):
     run_cli(atc_bt_bin, "sweep", "--data", str(data), "--lambda", "0.01,0.05,0.2",
             "--cutout", "0:20:10", "--train-frac", "0.6", "--rank-by", "total_return",
@@ -143,6 +165,10 @@ def test_report_renders_a_run_directory(data, tmp_path):
         ({"fee_bps": -5.0}, ValueError, "fee_bps"),
         ({"stop_loss": 100}, ValueError, "stop_loss = 100"),
         ({"mode": "sideways"}, ValueError, "keyword mode"),
+        ({"allocation": "kelly"}, ValueError, "keyword allocation"),
+        ({"rebalance": "hourly"}, ValueError, "keyword rebalance"),
+        ({"max_positions": 0}, ValueError, "max_positions"),
+        ({"max_positions": 2.5}, ValueError, "keyword max_positions"),
         ({"outputs": "equity,pnl"}, ValueError, "keyword outputs"),
         ({"start": "2020-13"}, atc_bt.DataError, "2020-13"),
         ({"symbols": "NOPE"}, atc_bt.DataError, "unknown symbol \"NOPE\""),

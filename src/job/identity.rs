@@ -154,13 +154,22 @@ pub fn run_entry(
     ];
     let series = series_parts(data, plan, |s| &s.bars_hash);
     let hl = high_low_parts(data, plan, strategy.execution.has_stops());
+    // Shared cash: its `equity.parquet` gained a `gross` column, so an
+    // entry cached before it is never restored (equal-split keys unchanged).
+    let shared: &[&[u8]] =
+        if strategy.execution.allocation == crate::backtest::book::Allocation::Shared {
+            &[b"equity.parquet gross"]
+        } else {
+            &[]
+        };
     crate::cache::Key(identity(
         "atc-bt run entry",
         fixed
             .iter()
             .map(Vec::as_slice)
             .chain(series)
-            .chain(hl.iter().map(|h| h.as_bytes())),
+            .chain(hl.iter().map(|h| h.as_bytes()))
+            .chain(shared.iter().copied()),
     ))
 }
 

@@ -410,6 +410,77 @@ impl EquityChart {
     }
 }
 
+/// Capital utilisation of a shared-cash account over time: gross
+/// exposure / equity in percent (≤ 100% without leverage), a filled area
+/// from 0.
+pub struct UtilisationChart {
+    /// Title.
+    pub title: String,
+    /// Utilisation per bar, a fraction (`gross / equity`).
+    pub utilisation: Series,
+    /// Size in pixels.
+    pub size: (u32, u32),
+}
+
+impl Chart for UtilisationChart {
+    fn size(&self) -> (u32, u32) {
+        self.size
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let u = &self.utilisation;
+        let pts: Vec<(f64, f64)> =
+            u.ts.iter()
+                .zip(&u.values)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(&t, &v)| (t as f64, v * 100.0))
+                .collect();
+        let (Some((x0, x1)), Some((_, hi))) = (
+            finite_range(pts.iter().map(|p| p.0)),
+            finite_range(pts.iter().map(|p| p.1)),
+        ) else {
+            return message(root, "no utilisation recorded");
+        };
+        let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+        let axis = TimeAxis::new(x0, x1, 10);
+        let top = hi.max(100.0) * 1.05;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, font(18))
+            .margin(10)
+            .margin_right(24)
+            .x_label_area_size(28)
+            .y_label_area_size(80)
+            .build_cartesian_2d(axis.clone(), 0.0..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(10)
+            .y_labels(6)
+            .x_label_formatter(&|x| axis.label(*x))
+            .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 0))
+            .light_line_style(WHITE)
+            .bold_line_style(GRID)
+            .label_style(font(12))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x0, 100.0), (x1, 100.0)],
+                4,
+                4,
+                GREY.stroke_width(1),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                AreaSeries::new(min_max(&pts, self.size.0 as usize), 0.0, BLUE.mix(0.25))
+                    .border_style(BLUE),
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
 /// Draws the vertical `markers` over a chart whose y range is `y0..y1`.
 fn draw_markers<'a, DB: DrawingBackend + 'a, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<TimeAxis, Y>>,

@@ -389,8 +389,8 @@ pub struct Series {
 }
 
 /// An equity curve as the report reads it: the backtester's own
-/// [`Curve`] with `ts` and `equity` from the curves file; `gross` stays
-/// empty (result directories do not store it). The drawdown the charts
+/// [`Curve`] with `ts` and `equity` from the curves file; `gross` from
+/// its `gross` column (the portfolio of a shared-cash run), else empty. The drawdown the charts
 /// draw is derived from `equity` by [`crate::run::output::drawdowns`], the function that
 /// writes the `drawdown` column, so it has the column's bits whether or
 /// not the run wrote one.
@@ -499,7 +499,7 @@ pub fn load_run_series(
     let epath = dir.join("equity.parquet");
     for_each_batch_of(
         &epath,
-        &["ts", AGGREGATE, "equity"],
+        &["ts", AGGREGATE, "equity", "gross"],
         AGGREGATE,
         &aggregate_names(),
         |b| {
@@ -510,8 +510,15 @@ pub fn load_run_series(
             let sym = b.strs(AGGREGATE)?;
             let ts = b.ts("ts")?;
             let eq = b.f64s("equity")?;
+            // Shared cash only: the account's gross exposure.
+            let gross = if b.has("gross") {
+                Some(b.f64s("gross")?)
+            } else {
+                None
+            };
             for i in rows {
-                let c = if sym[i] == PORTFOLIO {
+                let portfolio = sym[i] == PORTFOLIO;
+                let c = if portfolio {
                     &mut data.portfolio
                 } else {
                     &mut data.benchmark
@@ -519,6 +526,9 @@ pub fn load_run_series(
                 if let Some(t) = ts[i] {
                     c.ts.push(t);
                     c.equity.push(eq[i].unwrap_or(f64::NAN));
+                    if let (true, Some(g)) = (portfolio, &gross) {
+                        c.gross.push(g[i].unwrap_or(f64::NAN));
+                    }
                 }
             }
             Ok(())

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::charts::{self, CellFormat, EquityChart, GridChart, SymbolChart};
+use super::charts::{self, CellFormat, EquityChart, GridChart, SymbolChart, UtilisationChart};
 use super::html::{self, escape, figure, section};
 use super::load::{self, Curve, RunData};
 use super::page::*;
@@ -471,10 +471,45 @@ pub fn render_run_report(dir: &Path, opts: &ReportOptions) -> Result<ReportSumma
     render_run_report_parts(dir, opts).map(|(summary, _)| summary)
 }
 
+/// `#utilisation`: a shared-cash account's capital utilisation (gross /
+/// equity) over time, from the `gross` column of its portfolio rows;
+/// nothing for an equal-split run (no such column).
+fn utilisation_section(
+    w: &mut Writer,
+    portfolio: &Curve,
+    opts: &ReportOptions,
+) -> Result<String, ReportError> {
+    if portfolio.gross.is_empty() || portfolio.gross.len() != portfolio.ts.len() {
+        return Ok(String::new());
+    }
+    let c = UtilisationChart {
+        title: "Capital utilisation (gross exposure / equity)".into(),
+        utilisation: load::Series {
+            ts: portfolio.ts.clone(),
+            values: portfolio.exposure(),
+        },
+        size: (1200, 320),
+    };
+    if opts.format.png() {
+        w.png(&format!("{FILES_DIR}/utilisation.png"), &c)?;
+    }
+    if !opts.format.html() {
+        return Ok(String::new());
+    }
+    let svg = w.svg("utilisation", &c)?;
+    let mut cap = downsample_caption(portfolio.ts.len(), 1200);
+    cap.push_str(" Gross exposure (Σ |position·close| over the held symbols) as a share of the shared account's equity at each close (the `gross` column of equity.parquet's portfolio rows); without leverage it stays at or below 100% (dashed); its peak is `max_gross_exposure`.");
+    Ok(section(
+        "utilisation",
+        "Capital utilisation",
+        &figure(&svg, &cap),
+    ))
+}
+
 /// Version of the [`RunReportParts`] layout and of what the run report
 /// draws: part of the key under which a cache keeps them, so a build that
 /// draws differently never reuses another's charts.
-pub const RUN_REPORT_LAYOUT: u32 = 3;
+pub const RUN_REPORT_LAYOUT: u32 = 4;
 
 /// The half of a run report that depends only on the result files
 /// (`metrics.json`, `equity.parquet`, `signals.parquet`, `trades.parquet`,
@@ -627,6 +662,7 @@ pub fn render_run_report_parts(
             &figure(&svg, &cap),
         ));
     }
+    body.push_str(&utilisation_section(&mut w, &data.portfolio, opts)?);
 
     // Statistics.
     let mut t = String::from(

@@ -932,6 +932,7 @@ pub fn run_to_dir_from(
             account.capital_per_symbol,
             strategy.metrics.clone(),
             outputs,
+            true,
         )
         .map_err(out_err)?;
         let curve = account.emit(data, strategy, &mut |r| writer.push(r).map_err(out_err))?;
@@ -947,6 +948,7 @@ pub fn run_to_dir_from(
         capital_per_symbol,
         strategy.metrics.clone(),
         outputs,
+        false,
     )
     .map_err(out_err)?;
     let mut sink = Stream {

@@ -286,7 +286,10 @@ pub fn drawdowns(equity: &[f64]) -> Vec<f64> {
 /// The columns readers filter the per-bar files on.
 const BAR_KEYS: [&str; 3] = ["ts", "symbol", AGGREGATE_COLUMN];
 
-fn equity_schema(drawdown: bool) -> Arc<Schema> {
+/// `gross` (shared cash only): the account's gross exposure on the
+/// portfolio rows, null on the others; equal-split files do not have the
+/// column, so their bytes are those of before it existed.
+fn equity_schema(drawdown: bool, gross: bool) -> Arc<Schema> {
     let mut f = vec![
         ts_field("ts", false),
         Field::new("symbol", DataType::Utf8, true),
@@ -294,6 +297,9 @@ fn equity_schema(drawdown: bool) -> Arc<Schema> {
         Field::new("equity", DataType::Float64, false),
         Field::new("position", DataType::Float64, true),
     ];
+    if gross {
+        f.push(Field::new("gross", DataType::Float64, true));
+    }
     if drawdown {
         f.push(Field::new("drawdown", DataType::Float64, false));
     }
@@ -321,6 +327,7 @@ enum BarColumn {
     Aggregate,
     Equity,
     Position,
+    Gross,
     Drawdown,
     Close,
     Avg,
@@ -335,6 +342,7 @@ impl BarColumn {
             AGGREGATE_COLUMN => BarColumn::Aggregate,
             "equity" => BarColumn::Equity,
             "position" => BarColumn::Position,
+            "gross" => BarColumn::Gross,
             "drawdown" => BarColumn::Drawdown,
             "close" => BarColumn::Close,
             "avg" => BarColumn::Avg,
@@ -350,7 +358,7 @@ impl BarColumn {
 type SymbolColumns = [Option<ArrayRef>; BAR_COLUMNS];
 
 /// How many [`BarColumn`]s there are.
-const BAR_COLUMNS: usize = 9;
+const BAR_COLUMNS: usize = 10;
 
 /// Takes a symbol's result apart into the columns `want` (by
 /// [`BarColumn`]) and its trades.
@@ -384,6 +392,10 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
     if on(BarColumn::Aggregate) {
         // A symbol's rows are no aggregate's.
         c[BarColumn::Aggregate as usize] = Some(Arc::new(StringArray::new_null(n)));
+    }
+    if on(BarColumn::Gross) {
+        // Only the account's rows carry a gross.
+        c[BarColumn::Gross as usize] = Some(Arc::new(Float64Array::new_null(n)));
     }
     if on(BarColumn::Equity) {
         c[BarColumn::Equity as usize] = Some(Arc::new(Float64Array::from(run.equity)));
@@ -489,19 +501,24 @@ pub struct RunWriter {
     settings: MetricsSettings,
     /// The shared account's curve, written instead of the symbols' sum.
     account: Option<crate::backtest::Curve>,
+    /// Shared cash: `equity.parquet` has a `gross` column.
+    gross: bool,
 }
 
 impl RunWriter {
     /// Starts the result files of `outputs` in `dir` (an existing, empty
     /// directory). `timeline` must contain every timestamp of the runs to
     /// be pushed (it may hold more; see [`PortfolioSum`]); the portfolio's
-    /// metrics use `settings`.
+    /// metrics use `settings`. `shared`: a shared-cash run, whose
+    /// `equity.parquet` has the account's `gross` column (its curve comes
+    /// from [`RunWriter::set_portfolio`]).
     pub fn create(
         dir: &Path,
         timeline: Vec<i64>,
         capital_per_symbol: f64,
         settings: MetricsSettings,
         outputs: Outputs,
+        shared: bool,
     ) -> Result<RunWriter, OutputError> {
         let signals = outputs
             .signals
@@ -522,7 +539,7 @@ impl RunWriter {
             outputs,
             equity: Table::create(
                 &dir.join("equity.parquet"),
-                equity_schema(outputs.drawdown),
+                equity_schema(outputs.drawdown, shared),
                 &BAR_KEYS,
             )?,
             signals,
@@ -540,6 +557,7 @@ impl RunWriter {
             capital_per_symbol,
             settings,
             account: None,
+            gross: shared,
         })
     }
 
@@ -656,6 +674,7 @@ impl RunWriter {
                 (Aggregate::Benchmark, &benchmark),
             ],
             self.outputs.drawdown,
+            self.gross,
         ))?;
         let summary = RunSummary {
             symbols: book.symbols,
@@ -691,16 +710,26 @@ impl RunWriter {
 
 /// The `equity.parquet` rows of the aggregate curves (portfolio,
 /// benchmark): `symbol` and `position` null, drawdown (with `drawdown`)
-/// from the curve.
+/// from the curve, and with `gross` (shared cash) the portfolio's gross
+/// exposure (null on the benchmark's rows).
 fn aggregate_columns(
     curves: &[(Aggregate, &crate::backtest::Curve)],
     drawdown: bool,
+    gross: bool,
 ) -> Vec<ArrayRef> {
     let (mut ts, mut agg, mut eq, mut dd) = (vec![], vec![], vec![], vec![]);
+    let mut gr: Vec<Option<f64>> = Vec::new();
     for (a, c) in curves {
         ts.extend_from_slice(&c.ts);
         agg.extend(std::iter::repeat_n(a.name(), c.ts.len()));
         eq.extend_from_slice(&c.equity);
+        if gross {
+            if *a == Aggregate::Portfolio && c.gross.len() == c.ts.len() {
+                gr.extend(c.gross.iter().map(|&g| Some(g)));
+            } else {
+                gr.extend(std::iter::repeat_n(None, c.ts.len()));
+            }
+        }
         if drawdown {
             dd.extend(drawdowns(&c.equity));
         }
@@ -713,6 +742,9 @@ fn aggregate_columns(
         Arc::new(Float64Array::from(eq)),
         Arc::new(Float64Array::from(vec![None::<f64>; n])),
     ];
+    if gross {
+        cols.push(Arc::new(Float64Array::from(gr)));
+    }
     if drawdown {
         cols.push(Arc::new(Float64Array::from(dd)));
     }
@@ -911,6 +943,7 @@ pub fn write_run_dir(
             r.capital_per_symbol,
             r.settings.clone(),
             outputs,
+            false,
         )?;
         for s in &r.symbols {
             w.push(s.clone())?;

@@ -29,8 +29,16 @@ fn shared_cash_with_two_positions_keeps_its_invariants_in_the_files() {
     let data = shared_data(tmp.path());
     for mode in ["long-only", "long-short"] {
         let out = tmp.path().join(mode);
+        // The long-only run draws its report (capital utilisation).
+        let report: &[&str] = if mode == "long-only" {
+            &[]
+        } else {
+            &["--no-report"]
+        };
         atc(tmp.path())
-            .args(["run", "-q", "--no-cache", "--no-report", "--data"])
+            .args(["run", "-q", "--no-cache"])
+            .args(report)
+            .arg("--data")
             .arg(&data)
             .args(["--allocation", "shared", "--max-positions", "2"])
             .args([
@@ -70,6 +78,51 @@ fn shared_cash_with_two_positions_keeps_its_invariants_in_the_files() {
             } else if agg[i].as_deref() == Some("portfolio") {
                 account.insert(t, equity[i].unwrap());
             }
+        }
+        // The portfolio rows carry the account's gross (Σ |position·close|
+        // of the symbols' rows), the other rows none; utilisation =
+        // gross/equity peaks at metrics.json's max_gross_exposure.
+        let gcol = f64_col(&eq, "gross");
+        let mut utilisation: Vec<f64> = Vec::new();
+        for i in 0..ts.len() {
+            if agg[i].as_deref() != Some("portfolio") {
+                assert!(
+                    gcol[i].is_none(),
+                    "{mode}: gross on a row not the account's"
+                );
+                continue;
+            }
+            let t = ts[i].unwrap();
+            let g = gcol[i].unwrap();
+            let want = gross.get(&t).copied().unwrap_or(0.0);
+            assert!(
+                (g - want).abs() <= 1e-9 * account[&t],
+                "{mode} {t}: gross {g}, symbols' rows {want}"
+            );
+            utilisation.push(g / account[&t]);
+        }
+        assert_eq!(utilisation.len(), account.len());
+        let peak = utilisation.iter().copied().fold(0.0, f64::max);
+        assert!(peak > 0.5, "{mode}: peak utilisation {peak}");
+        let m = json(&out.join("metrics.json"));
+        let max_gross = m["portfolio"]["max_gross_exposure"].as_f64().unwrap();
+        assert!(
+            (peak - max_gross).abs() < 1e-12,
+            "{mode}: {peak} vs {max_gross}"
+        );
+        if mode == "long-only" {
+            assert!(
+                utilisation.iter().all(|u| *u <= 1.0 + 1e-9),
+                "{mode}: utilisation above 1"
+            );
+            let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+            assert!(
+                html.contains("id=\"utilisation\""),
+                "no utilisation section"
+            );
+            assert!(html.contains("Capital utilisation"));
+            let png = std::fs::read(out.join("report_files/utilisation.png")).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "utilisation.png is no PNG");
         }
         assert!(held.values().all(|&n| n <= 2), "{mode}: more than 2 held");
         assert!(held.values().any(|&n| n == 2), "{mode}: never 2 held");
@@ -161,6 +214,9 @@ fn shared_only_settings_are_refused_elsewhere() {
         .success();
     let run = json(&out.join("run.json"));
     assert!(run["params"]["execution"].get("allocation").is_none());
+    // Equal-split files keep their columns: no gross, no utilisation.
+    let eq = read_parquet(&out.join("equity.parquet"));
+    assert!(eq[0].schema().column_with_name("gross").is_none());
 }
 
 #[test]
