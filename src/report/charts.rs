@@ -452,17 +452,7 @@ impl Chart for UtilisationChart {
             .y_label_area_size(80)
             .build_cartesian_2d(axis.clone(), 0.0..top)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(10)
-            .y_labels(6)
-            .x_label_formatter(&|x| axis.label(*x))
-            .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 0))
-            .light_line_style(WHITE)
-            .bold_line_style(GRID)
-            .label_style(font(12))
-            .draw()
-            .map_err(err)?;
+        draw_pct_mesh(&mut chart, &axis, 6, 0)?;
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(x0, 100.0), (x1, 100.0)],
@@ -479,6 +469,30 @@ impl Chart for UtilisationChart {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// The mesh of a time-axis chart whose y values are percent: calendar
+/// labels on x, `y_labels` labels on y with `decimals` places.
+fn draw_pct_mesh<'a, DB: DrawingBackend + 'a, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<TimeAxis, Y>>,
+    axis: &TimeAxis,
+    y_labels: usize,
+    decimals: usize,
+) -> Result<(), String>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_labels(10)
+        .y_labels(y_labels)
+        .x_label_formatter(&|x| axis.label(*x))
+        .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, decimals))
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .label_style(font(12))
+        .draw()
+        .map_err(err)
 }
 
 /// Draws the vertical `markers` over a chart whose y range is `y0..y1`.
@@ -644,17 +658,7 @@ impl Chart for EquityChart {
             .caption("Drawdown (%)", font(13))
             .build_cartesian_2d(axis.clone(), (lo * 1.05)..0.0)
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(10)
-            .y_labels(4)
-            .x_label_formatter(&|x| axis.label(*x))
-            .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 1))
-            .light_line_style(WHITE)
-            .bold_line_style(GRID)
-            .label_style(font(12))
-            .draw()
-            .map_err(err)?;
+        draw_pct_mesh(&mut chart, &axis, 4, 1)?;
         draw_markers(&mut chart, &self.markers, (lo * 1.05, 0.0), false)?;
         if !bdd.is_empty() {
             chart
@@ -839,17 +843,7 @@ impl Chart for SymbolChart {
                 .y_label_area_size(80)
                 .build_cartesian_2d(axis.clone(), r0..r1)
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_labels(10)
-                .y_labels(4)
-                .x_label_formatter(&|x| axis.label(*x))
-                .y_label_formatter(&|y| super::html::fmt_pct(*y / 100.0, 1))
-                .light_line_style(WHITE)
-                .bold_line_style(GRID)
-                .label_style(font(12))
-                .draw()
-                .map_err(err)?;
+            draw_pct_mesh(&mut chart, &axis, 4, 1)?;
             chart
                 .draw_series(LineSeries::new(
                     vec![(x0, 0.0), (x1, 0.0)],
