@@ -331,13 +331,27 @@ impl SymbolRun {
     /// All metrics of this symbol against its own buy & hold, with `opts`.
     pub fn metrics_with(&self, opts: &super::MetricsOptions) -> super::Metrics {
         let stats: Vec<super::TradeStat> = self.trades.iter().map(super::TradeStat::of).collect();
+        self.metrics_of_stats(&stats, &mut Vec::new(), opts)
+    }
+
+    /// [`SymbolRun::metrics_with`] from this run's trade statistics
+    /// `stats` (its trades' [`TradeStat`](super::TradeStat)s, in order),
+    /// with `exposure` as the buffer for the exposure series: a sweep keeps
+    /// the statistics for its portfolio anyway and reuses the buffer.
+    pub fn metrics_of_stats(
+        &self,
+        stats: &[super::TradeStat],
+        exposure: &mut Vec<f64>,
+        opts: &super::MetricsOptions,
+    ) -> super::Metrics {
+        gross_fraction_into(&self.gross, &self.equity, exposure);
         super::metrics_of_stats(
             self.capital,
             &self.ts,
             &self.equity,
             &self.benchmark,
-            &stats,
-            Some(&self.exposure()),
+            stats,
+            Some(exposure),
             self.total_fees,
             opts,
         )
@@ -346,19 +360,23 @@ impl SymbolRun {
 
 /// `gross / equity` per bar; 0 when flat, `+∞` when exposed with equity ≤ 0.
 pub(crate) fn gross_fraction(gross: &[f64], equity: &[f64]) -> Vec<f64> {
-    gross
-        .iter()
-        .zip(equity)
-        .map(|(&g, &e)| {
-            if g == 0.0 {
-                0.0
-            } else if e > 0.0 {
-                g / e
-            } else {
-                f64::INFINITY
-            }
-        })
-        .collect()
+    let mut out = Vec::new();
+    gross_fraction_into(gross, equity, &mut out);
+    out
+}
+
+/// [`gross_fraction`] into `out` (cleared first).
+fn gross_fraction_into(gross: &[f64], equity: &[f64], out: &mut Vec<f64>) {
+    out.clear();
+    out.extend(gross.iter().zip(equity).map(|(&g, &e)| {
+        if g == 0.0 {
+            0.0
+        } else if e > 0.0 {
+            g / e
+        } else {
+            f64::INFINITY
+        }
+    }));
 }
 
 /// A position being held (a lot, in the shared book).
@@ -460,6 +478,14 @@ pub(super) fn validate_dir(
 ) -> Result<(), BacktestError> {
     // Only dir[start-1 .. end-1] is read; the last bar's dir would fill after the window.
     let first_read = window.start.saturating_sub(1);
+    // A branch-free test of the whole range first (it vectorises; a sweep
+    // checks every combination's direction), the bar only on failure.
+    let read = dir
+        .get(first_read..window.end.min(dir.len()))
+        .unwrap_or(&[]);
+    if read.iter().fold(true, |ok, &d| ok & (-1..=1).contains(&d)) {
+        return Ok(());
+    }
     for (i, &d) in dir.iter().enumerate().take(window.end).skip(first_read) {
         if !(-1..=1).contains(&d) {
             return Err(BacktestError::BadDirection {

@@ -319,7 +319,10 @@ fn std(v: &[f64]) -> Option<f64> {
 }
 
 /// Per-bar returns of a curve that started at `initial`; 0 after equity ≤ 0.
-pub(crate) fn bar_returns(initial: f64, equity: &[f64]) -> Vec<f64> {
+/// ([`metrics_of_stats`] computes them inline; this is their definition,
+/// kept for the tests.)
+#[cfg(test)]
+fn bar_returns(initial: f64, equity: &[f64]) -> Vec<f64> {
     let mut prev = initial;
     equity
         .iter()
@@ -362,9 +365,10 @@ fn quantile_from(v: &mut [f64], q: f64, from: usize) -> Option<(f64, usize)> {
     Some((x_lo + frac * (x_hi - x_lo), lo))
 }
 
-/// `Σa², Σa³, Σa⁴` with `a = x − m`, in one pass (three independent sums,
-/// each in slice order from +0.0, so `Σa²` is bit for bit the sum [`std`]
-/// takes).
+/// `Σa², Σa³, Σa⁴` with `a = x − m`, each in slice order from +0.0: the
+/// separate pass [`metrics_of_stats`] fused into its second pass, kept as
+/// the tests' reference.
+#[cfg(test)]
 fn central_sums(v: &[f64], m: f64) -> (f64, f64, f64) {
     let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
     for &x in v {
@@ -378,7 +382,7 @@ fn central_sums(v: &[f64], m: f64) -> (f64, f64, f64) {
 }
 
 /// Pandas' bias-corrected sample skewness (G1) and excess kurtosis (G2) of
-/// `len` values from their [`central_sums`]; `None` below 3 (skew) / 4
+/// `len` values from their central sums `Σa², Σa³, Σa⁴`; `None` below 3 (skew) / 4
 /// (kurtosis) values or for a zero spread `sd`.
 fn moments(len: usize, (m2, m3, m4): (f64, f64, f64), sd: f64) -> (Option<f64>, Option<f64>) {
     let n = len as f64;
@@ -646,9 +650,99 @@ pub fn metrics_of_stats(
         }
     };
 
-    let mut r = bar_returns(initial, equity);
-    let m = mean(&r);
-    let sums = m.map(|m| central_sums(&r, m));
+    // Excess returns: quantstats de-annualises rf over the same periods.
+    let rf = if opts.risk_free != 0.0 {
+        (1.0 + opts.risk_free).powf(1.0 / ppy) - 1.0
+    } else {
+        0.0
+    };
+    // Two passes instead of one per statistic: the first takes the bar
+    // returns of the curve and the benchmark and every sum that needs no
+    // mean, the second the sums around the means. Each sum still adds the
+    // same terms in slice order from +0.0, so the bits of the separate
+    // folds it replaced (`mean`, `central_sums`, …); the chains of
+    // dependent additions now overlap instead of running one after the
+    // other (a sweep computes this for every symbol of every combination).
+    let kb = n.min(benchmark.len());
+    let mut r = vec![0.0; n];
+    let mut rb = vec![0.0; kb];
+    let (mut sum_r, mut sum_rb) = (0.0, 0.0);
+    let (mut down, mut gains, mut losses) = (0.0, 0.0, 0.0);
+    let mut equity_peak = initial;
+    let (mut prev, mut prev_b) = (initial, initial);
+    // One bar of the curve (into slices, not pushes: a push's growth path
+    // kept the sums in memory instead of registers).
+    macro_rules! bar {
+        ($x:expr, $e:expr) => {
+            let e = $e;
+            // As `bar_returns`.
+            let x = if prev > 0.0 { e / prev - 1.0 } else { 0.0 };
+            prev = e;
+            *$x = x;
+            sum_r += x;
+            let dx = (x - rf).min(0.0);
+            down += dx * dx;
+            if x > 0.0 {
+                gains += x;
+            } else if x < 0.0 {
+                losses -= x;
+            }
+            equity_peak = f64::max(equity_peak, e);
+        };
+    }
+    let (r_head, r_tail) = r.split_at_mut(kb);
+    for ((x, y), (&e, &bv)) in r_head
+        .iter_mut()
+        .zip(rb.iter_mut())
+        .zip(equity.iter().zip(&benchmark[..kb]))
+    {
+        bar!(x, e);
+        let yv = if prev_b > 0.0 { bv / prev_b - 1.0 } else { 0.0 };
+        prev_b = bv;
+        *y = yv;
+        sum_rb += yv;
+    }
+    let sum_r_kb = sum_r;
+    for (x, &e) in r_tail.iter_mut().zip(&equity[kb..]) {
+        bar!(x, e);
+    }
+    let m = (n > 0).then(|| sum_r / n as f64);
+    // OLS of r on the benchmark's returns, over their common bars.
+    let ms = if kb == n {
+        m
+    } else {
+        (kb > 0).then(|| sum_r_kb / kb as f64)
+    };
+    let mb = (kb > 0).then(|| sum_rb / kb as f64);
+    let ols = match (ms, mb) {
+        (Some(ms), Some(mb)) if kb >= 2 => Some((ms, mb)),
+        _ => None,
+    };
+    // `Σa², Σa³, Σa⁴` with `a = x − m` (`Σa²` is the sum [`std`] takes),
+    // and the OLS sums.
+    let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+    let (mut cov, mut var) = (0.0, 0.0);
+    let mm = m.unwrap_or(0.0);
+    let split = if ols.is_some() { kb } else { 0 };
+    let (ms0, mb0) = ols.unwrap_or((0.0, 0.0));
+    for (&x, &y) in r[..split].iter().zip(&rb[..split]) {
+        let a = x - mm;
+        let a2 = a * a;
+        m2 += a2;
+        m3 += a2 * a;
+        m4 += a2 * a2;
+        let bd = y - mb0;
+        cov += (x - ms0) * bd;
+        var += bd * bd;
+    }
+    for &x in &r[split..] {
+        let a = x - mm;
+        let a2 = a * a;
+        m2 += a2;
+        m3 += a2 * a;
+        m4 += a2 * a2;
+    }
+    let sums = m.map(|_| (m2, m3, m4));
     // As [`std`]: `√(Σa² / (n − 1))`.
     let raw_sd = sums
         .filter(|_| n >= 2)
@@ -658,24 +752,12 @@ pub fn metrics_of_stats(
         _ => None,
     };
     let volatility = sd.and_then(|s| finite(s * ppy.sqrt()));
-    // Excess returns: quantstats de-annualises rf over the same periods.
-    let rf = if opts.risk_free != 0.0 {
-        (1.0 + opts.risk_free).powf(1.0 / ppy) - 1.0
-    } else {
-        0.0
-    };
     let mx = m.map(|m| m - rf);
     let sharpe = match (mx, sd) {
         (Some(mx), Some(s)) if s > 0.0 => finite(mx / s * ppy.sqrt()),
         _ => None,
     };
-    let downside = (n > 0).then(|| {
-        (total(r.iter().map(|&x| {
-            let e = (x - rf).min(0.0);
-            e * e
-        })) / n as f64)
-            .sqrt()
-    });
+    let downside = (n > 0).then(|| (down / n as f64).sqrt());
     let sortino = match (mx, m, downside) {
         (Some(mx), Some(m), Some(d)) if spread(d, m) > 0.0 => finite(mx / d * ppy.sqrt()),
         _ => None,
@@ -695,20 +777,9 @@ pub fn metrics_of_stats(
         (Some(sums), Some(s)) => moments(n, sums, s),
         _ => (None, None),
     };
-
-    // OLS of r on the benchmark's returns.
-    let rb = bar_returns(initial, &benchmark[..n.min(benchmark.len())]);
-    let k = r.len().min(rb.len());
-    let ms = if k == r.len() { m } else { mean(&r[..k]) };
-    let (alpha, beta) = match (ms, mean(&rb[..k])) {
-        (Some(ms), Some(mb)) if k >= 2 => {
-            let (mut cov, mut var) = (0.0, 0.0);
-            for (x, y) in r[..k].iter().zip(&rb[..k]) {
-                let b = y - mb;
-                cov += (x - ms) * b;
-                var += b * b;
-            }
-            let sb = (var / (k - 1) as f64).sqrt();
+    let (alpha, beta) = match ols {
+        Some((ms, mb)) => {
+            let sb = (var / (kb - 1) as f64).sqrt();
             if spread(sb, mb) > 0.0 {
                 let beta = cov / var;
                 (finite((ms - beta * mb) * ppy), finite(beta))
@@ -716,17 +787,8 @@ pub fn metrics_of_stats(
                 (None, None)
             }
         }
-        _ => (None, None),
+        None => (None, None),
     };
-    let (gains, losses) = r.iter().fold((0.0, 0.0), |(g, l), &x| {
-        if x > 0.0 {
-            (g + x, l)
-        } else if x < 0.0 {
-            (g, l - x)
-        } else {
-            (g, l)
-        }
-    });
     let omega = (spread(losses, gains) > 0.0)
         .then(|| finite(gains / losses))
         .flatten();
@@ -750,13 +812,19 @@ pub fn metrics_of_stats(
 
     let (exposure, max_gross_exposure) = match exposure {
         Some(x) if !x.is_empty() => {
-            let inside = x.iter().filter(|&&v| v != 0.0).count() as f64 / x.len() as f64;
-            let max = x
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
-            (Some(inside), max)
+            // One pass, no `Option` per bar: `max(−∞, v)` is `v`, so
+            // starting from −∞ takes the first finite value as the
+            // optional fold did, then the same `max`es in the same order.
+            let (mut nonzero, mut max, mut any) = (0usize, f64::NEG_INFINITY, false);
+            for &v in x {
+                nonzero += usize::from(v != 0.0);
+                if v.is_finite() {
+                    max = max.max(v);
+                    any = true;
+                }
+            }
+            let inside = nonzero as f64 / x.len() as f64;
+            (Some(inside), any.then_some(max))
         }
         _ => (None, None),
     };
@@ -862,7 +930,7 @@ pub fn metrics_of_stats(
         open_trades: open.len(),
         open_trade_pnl: total(open.iter().map(|t| t.pnl)),
         final_equity,
-        equity_peak: equity.iter().copied().fold(initial, f64::max),
+        equity_peak,
         yearly_returns,
         worst_drawdowns: dd.worst,
     }
@@ -956,6 +1024,125 @@ mod tests {
         }
         let mut w = vec![5.0, 1.0, 9.0];
         assert_eq!(quantile(&mut w, 0.5), Some(5.0));
+    }
+
+    /// The two fused passes of `metrics_of_stats` give the bits of one
+    /// fold per statistic (the code before the fusion, restated here), on
+    /// curves with ruin, flat stretches, a shorter benchmark and a
+    /// risk-free rate.
+    #[test]
+    fn fused_passes_equal_one_fold_per_statistic() {
+        let mut z = 0x2545_f491_4f6c_dd1du64;
+        let mut u = || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..200 {
+            let n = 1 + (u() * 400.0) as usize;
+            let mut e = 100.0;
+            let mut b = 100.0;
+            let (mut eq, mut bench) = (Vec::new(), Vec::new());
+            for _ in 0..n {
+                let x = u();
+                if x > 0.1 {
+                    e *= 1.0 + 0.05 * (u() - 0.5);
+                }
+                if case % 7 == 0 && x < 0.01 {
+                    e = -1.0; // ruin
+                }
+                b *= 1.0 + 0.04 * (u() - 0.5);
+                eq.push(e);
+                bench.push(b);
+            }
+            if case % 5 == 0 {
+                bench.truncate(n / 2);
+            }
+            let ts: Vec<i64> = (0..n as i64).map(|k| k * DAY_US).collect();
+            let opts = MetricsOptions {
+                periods_per_year: Some(252.0),
+                risk_free: if case % 3 == 0 { 0.02 } else { 0.0 },
+                ..MetricsOptions::default()
+            };
+            let got = metrics_of_stats(100.0, &ts, &eq, &bench, &[], None, 0.0, &opts);
+            // The separate folds.
+            let ppy = 252.0;
+            let r = bar_returns(100.0, &eq);
+            let m = mean(&r);
+            let sums = m.map(|m| central_sums(&r, m));
+            let sd = sums
+                .filter(|_| n >= 2)
+                .map(|(m2, _, _)| spread((m2 / (n - 1) as f64).sqrt(), m.unwrap_or(0.0)));
+            let rf = if opts.risk_free != 0.0 {
+                (1.0 + opts.risk_free).powf(1.0 / ppy) - 1.0
+            } else {
+                0.0
+            };
+            let sharpe = match (m, sd) {
+                (Some(m), Some(s)) if s > 0.0 => finite((m - rf) / s * ppy.sqrt()),
+                _ => None,
+            };
+            let d = (total(r.iter().map(|&x| {
+                let e = (x - rf).min(0.0);
+                e * e
+            })) / n as f64)
+                .sqrt();
+            let sortino = match m {
+                Some(m) if spread(d, m) > 0.0 => finite((m - rf) / d * ppy.sqrt()),
+                _ => None,
+            };
+            let (skew, kurt) = match (sums, sd) {
+                (Some(sums), Some(s)) => moments(n, sums, s),
+                _ => (None, None),
+            };
+            let rb = bar_returns(100.0, &bench[..n.min(bench.len())]);
+            let k = r.len().min(rb.len());
+            let ms = if k == r.len() { m } else { mean(&r[..k]) };
+            let (alpha, beta) = match (ms, mean(&rb[..k])) {
+                (Some(ms), Some(mb)) if k >= 2 => {
+                    let (mut cov, mut var) = (0.0, 0.0);
+                    for (x, y) in r[..k].iter().zip(&rb[..k]) {
+                        let b = y - mb;
+                        cov += (x - ms) * b;
+                        var += b * b;
+                    }
+                    if spread((var / (k - 1) as f64).sqrt(), mb) > 0.0 {
+                        let beta = cov / var;
+                        (finite((ms - beta * mb) * ppy), finite(beta))
+                    } else {
+                        (None, None)
+                    }
+                }
+                _ => (None, None),
+            };
+            let (g, l) = r.iter().fold((0.0, 0.0), |(g, l), &x| {
+                if x > 0.0 {
+                    (g + x, l)
+                } else if x < 0.0 {
+                    (g, l - x)
+                } else {
+                    (g, l)
+                }
+            });
+            let omega = (spread(l, g) > 0.0).then(|| finite(g / l)).flatten();
+            let bits = |x: Option<f64>| x.map(f64::to_bits);
+            let vol = sd.and_then(|s| finite(s * ppy.sqrt()));
+            let want = [sharpe, sortino, skew, kurt, alpha, beta, omega, vol];
+            let have = [
+                got.sharpe,
+                got.sortino,
+                got.skew,
+                got.kurtosis,
+                got.alpha,
+                got.beta,
+                got.omega,
+                got.volatility,
+            ];
+            assert_eq!(want.map(bits), have.map(bits), "case {case}");
+            let peak = eq.iter().copied().fold(100.0, f64::max);
+            assert_eq!(peak.to_bits(), got.equity_peak.to_bits(), "case {case}");
+        }
     }
 
     #[test]

@@ -330,6 +330,7 @@ struct Worker {
     lane_avg: Vec<f64>,
     dir: Vec<i8>,
     run: SymbolRun,
+    exposure: Vec<f64>,
 }
 
 impl TaskRun {
@@ -467,9 +468,16 @@ impl TaskRun {
                         };
                         match r {
                             Ok(()) => {
-                                let m = w.run.metrics_with(opts);
-                                acc.sum.add(&w.run);
+                                // The trade statistics once, for the
+                                // symbol's metrics and the portfolio's.
+                                let at = acc.trades.len();
                                 acc.trades.extend(w.run.trades.iter().map(TradeStat::of));
+                                let m = w.run.metrics_of_stats(
+                                    &acc.trades[at..],
+                                    &mut w.exposure,
+                                    opts,
+                                );
+                                acc.sum.add(&w.run);
                                 acc.fees.push(w.run.total_fees);
                                 acc.rows.push((si, m));
                             }
