@@ -10,12 +10,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
+use arrow_array::types::Int8Type;
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_writer::ArrowColumnWriter;
 use rayon::prelude::*;
@@ -362,7 +362,13 @@ const BAR_COLUMNS: usize = 10;
 
 /// Takes a symbol's result apart into the columns `want` (by
 /// [`BarColumn`]) and its trades.
-fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, Vec<Trade>) {
+/// `zeros`: at least as many zero keys as the symbol has bars (shared by
+/// every symbol of a batch, see [`symbol_column`]).
+fn take_columns(
+    s: SymbolResult,
+    want: &[bool; BAR_COLUMNS],
+    zeros: &ScalarBuffer<i8>,
+) -> (SymbolColumns, Vec<Trade>) {
     let SymbolResult {
         run,
         close,
@@ -383,11 +389,7 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
         c[BarColumn::Ts as usize] = Some(ts_array(run.ts));
     }
     if on(BarColumn::Symbol) {
-        let mut b = StringBuilder::with_capacity(n, n * run.symbol.len());
-        for _ in 0..n {
-            b.append_value(&run.symbol);
-        }
-        c[BarColumn::Symbol as usize] = Some(Arc::new(b.finish()));
+        c[BarColumn::Symbol as usize] = Some(symbol_column(&run.symbol, n, zeros));
     }
     if on(BarColumn::Aggregate) {
         // A symbol's rows are no aggregate's.
@@ -420,6 +422,22 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
         c[BarColumn::Dir as usize] = Some(Arc::new(Int8Array::from(dir)));
     }
     (c, run.trades)
+}
+
+/// The `symbol` column of a symbol's `n` rows: a dictionary of the one
+/// name, keyed by a slice of `zeros` (shared, never copied), instead of
+/// `n` copies of the name. The Parquet bytes are the same as for a plain
+/// string column (the writer encodes the values the keys point at; see
+/// [`crate::parquet_write::write_column`]); what is saved is building and
+/// freeing the copies, `n` × (name + 4) bytes per symbol.
+fn symbol_column(name: &str, n: usize, zeros: &ScalarBuffer<i8>) -> ArrayRef {
+    let keys = if n <= zeros.len() {
+        Int8Array::new(zeros.slice(0, n), None)
+    } else {
+        Int8Array::new(ScalarBuffer::from(vec![0i8; n]), None)
+    };
+    let values: ArrayRef = Arc::new(StringArray::from_iter_values([name]));
+    Arc::new(DictionaryArray::<Int8Type>::new(keys, values))
 }
 
 /// Splits a batch into row groups of whole symbols of at most
@@ -561,6 +579,11 @@ impl RunWriter {
         })
     }
 
+    /// The result files being written.
+    pub fn outputs(&self) -> Outputs {
+        self.outputs
+    }
+
     /// Shared cash: the portfolio is `curve` (the account's equity and
     /// gross), not the sum of the symbols' rows (their market values);
     /// the benchmark is still their buy & hold sum.
@@ -617,6 +640,8 @@ impl RunWriter {
             }
         }
         let groups = row_groups(&batch);
+        let longest = batch.iter().map(|s| s.run.ts.len()).max().unwrap_or(0);
+        let zeros = ScalarBuffer::from(vec![0i8; longest]);
         let mut symbols = batch.into_iter();
         let mut trades: Vec<Trade> = Vec::new();
         for g in groups {
@@ -624,7 +649,7 @@ impl RunWriter {
                 .by_ref()
                 .take(g.len())
                 .map(|s| {
-                    let (c, t) = take_columns(s, &want);
+                    let (c, t) = take_columns(s, &want, &zeros);
                     trades.extend(t);
                     c
                 })
