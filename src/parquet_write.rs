@@ -372,3 +372,44 @@ pub const SWEEP_RESULT_KEYS: [&str; 4] = ["combo", "sample", "symbol", "aggregat
 pub fn write_sweep_results(path: &Path, batch: &RecordBatch) -> Result<(), WriteError> {
     write_batch(path, batch, &SWEEP_RESULT_KEYS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::types::Int8Type;
+    use arrow_array::{DictionaryArray, Int8Array, StringArray};
+    use arrow_schema::Schema;
+
+    /// A string column fed as a dictionary (what a run's `symbol` column
+    /// is) is written with the bytes of the plain column.
+    #[test]
+    fn dictionary_fed_string_column_writes_the_plain_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("symbol", DataType::Utf8, true)]));
+        let write = |name: &str, parts: Vec<ArrayRef>| {
+            let path = dir.path().join(name);
+            let mut t = Table::create(&path, schema.clone(), &["symbol"]).unwrap();
+            let mut w = t.column_writers().unwrap();
+            for p in parts {
+                write_column(&mut w[0], &schema.fields()[0], p).unwrap();
+            }
+            t.append(w).unwrap();
+            t.finish().unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let names = [("AAPL", 3), ("B", 2), ("CCCCCCCC", 4)];
+        let plain: Vec<ArrayRef> = names
+            .iter()
+            .map(|&(s, n)| Arc::new(StringArray::from(vec![s; n])) as ArrayRef)
+            .collect();
+        let dict: Vec<ArrayRef> = names
+            .iter()
+            .map(|&(s, n)| {
+                let keys = Int8Array::from(vec![0i8; n]);
+                let values: ArrayRef = Arc::new(StringArray::from(vec![s]));
+                Arc::new(DictionaryArray::<Int8Type>::new(keys, values)) as ArrayRef
+            })
+            .collect();
+        assert_eq!(write("plain.parquet", plain), write("dict.parquet", dict));
+    }
+}
