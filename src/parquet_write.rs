@@ -385,7 +385,11 @@ mod tests {
     #[test]
     fn dictionary_fed_string_column_writes_the_plain_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("symbol", DataType::Utf8, true)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "symbol",
+            DataType::Utf8,
+            true,
+        )]));
         let write = |name: &str, parts: Vec<ArrayRef>| {
             let path = dir.path().join(name);
             let mut t = Table::create(&path, schema.clone(), &["symbol"]).unwrap();

@@ -153,7 +153,12 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     // of the in-memory run, which copies them all.
     let a_all = dir.path().join("a_all");
     write_run_dir(&a_all, &in_memory, &json, false, all).unwrap();
-    same(&a_all, &d, &all.files(), "--outputs all, in memory against streamed");
+    same(
+        &a_all,
+        &d,
+        &all.files(),
+        "--outputs all, in memory against streamed",
+    );
     let names = |f: &str| {
         let b = common::read_parquet(&d.join(f));
         b[0].schema()
