@@ -500,6 +500,68 @@ pub fn trade_series(
     cfg: &ExecConfig,
     opts: &MetricsOptions,
 ) -> Result<SymbolResult, Skipped> {
+    let (run, metrics) = simulate_series(data, a, dir, capital, cfg, opts)?;
+    let local = a.window.start - a.start..a.window.end - a.start;
+    Ok(SymbolResult {
+        metrics,
+        close: data.view(a.idx).close[a.window.clone()].to_vec(),
+        avg: avg[local.clone()].to_vec(),
+        dir: dir[local].to_vec(),
+        window: a.window.clone(),
+        engine_bars: a.window.end - a.start,
+        calendar: opts.calendar.clone(),
+        run,
+        contribution: None,
+    })
+}
+
+/// [`trade_series`] keeping the engine's vectors (cut to the window in
+/// place, not copied), and the window's closes only with `close` (else
+/// [`SymbolResult::close`] is empty): what a streamed run does with each
+/// series, where nothing but the result files reads the closes.
+#[allow(clippy::too_many_arguments)]
+fn trade_series_owned(
+    data: &Dataset,
+    a: &ActiveSeries,
+    (mut avg, mut dir): Signals,
+    close: bool,
+    capital: f64,
+    cfg: &ExecConfig,
+    opts: &MetricsOptions,
+) -> Result<SymbolResult, Skipped> {
+    let (run, metrics) = simulate_series(data, a, &dir, capital, cfg, opts)?;
+    let local = a.window.start - a.start..a.window.end - a.start;
+    avg.truncate(local.end);
+    avg.drain(..local.start);
+    dir.truncate(local.end);
+    dir.drain(..local.start);
+    Ok(SymbolResult {
+        metrics,
+        close: if close {
+            data.view(a.idx).close[a.window.clone()].to_vec()
+        } else {
+            Vec::new()
+        },
+        avg,
+        dir,
+        window: a.window.clone(),
+        engine_bars: a.window.end - a.start,
+        calendar: opts.calendar.clone(),
+        run,
+        contribution: None,
+    })
+}
+
+/// The simulation of series `a` under direction `dir` (over
+/// `a.start..a.window.end`) and its metrics, or why it is skipped.
+fn simulate_series(
+    data: &Dataset,
+    a: &ActiveSeries,
+    dir: &[i8],
+    capital: f64,
+    cfg: &ExecConfig,
+    opts: &MetricsOptions,
+) -> Result<(SymbolRun, Metrics), Skipped> {
     let name = &data.series()[a.idx].name;
     let view = data.view(a.idx);
     let (start, end) = (a.start, a.window.end);
@@ -511,11 +573,9 @@ pub fn trade_series(
         close: &view.close[start..end],
     };
     let local = a.window.start - start..end - start;
-    let run = simulate(name, bars, dir, local.clone(), capital, cfg, a.data_ends).map_err(|e| {
-        Skipped {
-            symbol: name.clone(),
-            reason: e.to_string(),
-        }
+    let run = simulate(name, bars, dir, local, capital, cfg, a.data_ends).map_err(|e| Skipped {
+        symbol: name.clone(),
+        reason: e.to_string(),
     })?;
     if let Some(reason) = non_finite(&run, a) {
         return Err(Skipped {
@@ -524,17 +584,7 @@ pub fn trade_series(
         });
     }
     let m = run.metrics_with(opts);
-    Ok(SymbolResult {
-        metrics: m,
-        close: view.close[a.window.clone()].to_vec(),
-        avg: avg[local.clone()].to_vec(),
-        dir: dir[local].to_vec(),
-        window: a.window.clone(),
-        engine_bars: end - start,
-        calendar: opts.calendar.clone(),
-        run,
-        contribution: None,
-    })
+    Ok((run, m))
 }
 
 /// Why `run` (series `a`'s simulation) is left out, if its equity or
@@ -985,6 +1035,11 @@ trait ChunkSink: Send {
     fn background(&mut self) -> Result<(), RunError> {
         Ok(())
     }
+    /// Whether the outcomes must keep each window's closes
+    /// ([`SymbolResult::close`]); empty otherwise.
+    fn wants_close(&self) -> bool {
+        true
+    }
     /// Takes a chunk's outcomes, in plan order.
     fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError>;
 }
@@ -1009,6 +1064,10 @@ struct Stream {
 }
 
 impl ChunkSink for Stream {
+    fn wants_close(&self) -> bool {
+        self.writer.outputs().close
+    }
+
     fn background(&mut self) -> Result<(), RunError> {
         self.writer.drain().map_err(out_err)
     }
@@ -1117,6 +1176,7 @@ fn run_chunks(
     sink: &mut dyn ChunkSink,
 ) -> Result<(), RunError> {
     let cfg = strategy.execution.exec_config();
+    let close = sink.wants_close();
     for chunk in active.chunks(RUN_CHUNK) {
         let (background, part) = rayon::join(
             || sink.background(),
@@ -1125,7 +1185,7 @@ fn run_chunks(
                     data,
                     chunk,
                     (strategy, signals),
-                    capital_per_symbol,
+                    (capital_per_symbol, close),
                     cache,
                     on_done,
                     &cfg,
@@ -1139,12 +1199,13 @@ fn run_chunks(
 }
 
 /// One chunk of [`run_chunks`]: signals from the signals file, or from
-/// the cache or the batched engine, then the backtest of each series.
+/// the cache or the batched engine, then the backtest of each series
+/// (its results keep the window's closes only with `close`).
 fn compute_chunk(
     data: &Dataset,
     chunk: &[ActiveSeries],
     (strategy, file): (&Strategy, Option<&SignalsFile>),
-    capital_per_symbol: f64,
+    (capital_per_symbol, close): (f64, bool),
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
     cfg: &ExecConfig,
@@ -1159,9 +1220,9 @@ fn compute_chunk(
                     symbol: data.series()[a.idx].name.clone(),
                     reason,
                 })
-                .and_then(|(avg, dir)| {
+                .and_then(|sig| {
                     let opts = series_options(data, a, &strategy.metrics);
-                    trade_series(data, a, &avg, &dir, capital_per_symbol, cfg, &opts)
+                    trade_series_owned(data, a, sig, close, capital_per_symbol, cfg, &opts)
                 });
             // Done with this series: let the kernel drop its mapped
             // pages, so resident memory does not grow with the number

@@ -10,12 +10,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
+use arrow_array::types::Int8Type;
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_writer::ArrowColumnWriter;
 use rayon::prelude::*;
@@ -362,7 +362,12 @@ const BAR_COLUMNS: usize = 10;
 
 /// Takes a symbol's result apart into the columns `want` (by
 /// [`BarColumn`]) and its trades.
-fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, Vec<Trade>) {
+/// `fill`: the batch's shared constant columns.
+fn take_columns(
+    s: SymbolResult,
+    want: &[bool; BAR_COLUMNS],
+    fill: &Fill,
+) -> (SymbolColumns, Vec<Trade>) {
     let SymbolResult {
         run,
         close,
@@ -383,19 +388,15 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
         c[BarColumn::Ts as usize] = Some(ts_array(run.ts));
     }
     if on(BarColumn::Symbol) {
-        let mut b = StringBuilder::with_capacity(n, n * run.symbol.len());
-        for _ in 0..n {
-            b.append_value(&run.symbol);
-        }
-        c[BarColumn::Symbol as usize] = Some(Arc::new(b.finish()));
+        c[BarColumn::Symbol as usize] = Some(fill.symbol(&run.symbol, n));
     }
     if on(BarColumn::Aggregate) {
         // A symbol's rows are no aggregate's.
-        c[BarColumn::Aggregate as usize] = Some(Arc::new(StringArray::new_null(n)));
+        c[BarColumn::Aggregate as usize] = Some(fill.nulls(&fill.null_strings, n));
     }
     if on(BarColumn::Gross) {
         // Only the account's rows carry a gross.
-        c[BarColumn::Gross as usize] = Some(Arc::new(Float64Array::new_null(n)));
+        c[BarColumn::Gross as usize] = Some(fill.nulls(&fill.null_floats, n));
     }
     if on(BarColumn::Equity) {
         c[BarColumn::Equity as usize] = Some(Arc::new(Float64Array::from(run.equity)));
@@ -420,6 +421,53 @@ fn take_columns(s: SymbolResult, want: &[bool; BAR_COLUMNS]) -> (SymbolColumns, 
         c[BarColumn::Dir as usize] = Some(Arc::new(Int8Array::from(dir)));
     }
     (c, run.trades)
+}
+
+/// The constant columns of a batch's symbols, allocated once per batch
+/// and sliced for each symbol (a slice shares the buffers): what would
+/// otherwise be a fresh, zeroed or copied allocation per symbol and
+/// column. The Parquet bytes are those of per-symbol arrays.
+struct Fill {
+    /// Zero dictionary keys, for [`Fill::symbol`].
+    zeros: ScalarBuffer<i8>,
+    /// All-null strings (`aggregate` on a symbol's rows).
+    null_strings: ArrayRef,
+    /// All-null floats (`gross` on a symbol's rows).
+    null_floats: ArrayRef,
+}
+
+impl Fill {
+    /// Columns for symbols of up to `rows` bars.
+    fn new(rows: usize) -> Fill {
+        Fill {
+            zeros: ScalarBuffer::from(vec![0i8; rows]),
+            null_strings: Arc::new(StringArray::new_null(rows)),
+            null_floats: Arc::new(Float64Array::new_null(rows)),
+        }
+    }
+
+    /// The `symbol` column of a symbol's `n` rows: a dictionary of the
+    /// one name keyed by zeros, instead of `n` copies of the name (the
+    /// writer encodes the values the keys point at, the bytes of the plain
+    /// column; see [`crate::parquet_write::write_column`]).
+    fn symbol(&self, name: &str, n: usize) -> ArrayRef {
+        let keys = if n <= self.zeros.len() {
+            Int8Array::new(self.zeros.slice(0, n), None)
+        } else {
+            Int8Array::new(ScalarBuffer::from(vec![0i8; n]), None)
+        };
+        let values: ArrayRef = Arc::new(StringArray::from_iter_values([name]));
+        Arc::new(DictionaryArray::<Int8Type>::new(keys, values))
+    }
+
+    /// `n` rows of the all-null column `nulls`.
+    fn nulls(&self, nulls: &ArrayRef, n: usize) -> ArrayRef {
+        if n <= nulls.len() {
+            nulls.slice(0, n)
+        } else {
+            arrow_array::new_null_array(nulls.data_type(), n)
+        }
+    }
 }
 
 /// Splits a batch into row groups of whole symbols of at most
@@ -561,6 +609,11 @@ impl RunWriter {
         })
     }
 
+    /// The result files being written.
+    pub fn outputs(&self) -> Outputs {
+        self.outputs
+    }
+
     /// Shared cash: the portfolio is `curve` (the account's equity and
     /// gross), not the sum of the symbols' rows (their market values);
     /// the benchmark is still their buy & hold sum.
@@ -617,6 +670,8 @@ impl RunWriter {
             }
         }
         let groups = row_groups(&batch);
+        let longest = batch.iter().map(|s| s.run.ts.len()).max().unwrap_or(0);
+        let fill = Fill::new(longest);
         let mut symbols = batch.into_iter();
         let mut trades: Vec<Trade> = Vec::new();
         for g in groups {
@@ -624,7 +679,7 @@ impl RunWriter {
                 .by_ref()
                 .take(g.len())
                 .map(|s| {
-                    let (c, t) = take_columns(s, &want);
+                    let (c, t) = take_columns(s, &want, &fill);
                     trades.extend(t);
                     c
                 })

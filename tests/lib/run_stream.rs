@@ -148,6 +148,17 @@ fn streamed_run_writes_the_bytes_of_the_in_memory_run() {
     let (d, _) = stream("all1", 1, all);
     let (e, _) = stream("all4", 4, all);
     same(&d, &e, &all.files(), "--outputs all, 1 thread against 4");
+    // The streamed run moves the engine's vectors into its results and
+    // copies the closes only when written: the optional columns are those
+    // of the in-memory run, which copies them all.
+    let a_all = dir.path().join("a_all");
+    write_run_dir(&a_all, &in_memory, &json, false, all).unwrap();
+    same(
+        &a_all,
+        &d,
+        &all.files(),
+        "--outputs all, in memory against streamed",
+    );
     let names = |f: &str| {
         let b = common::read_parquet(&d.join(f));
         b[0].schema()
