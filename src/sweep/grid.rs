@@ -253,7 +253,7 @@ fn parse_max_positions(text: &str) -> Result<Vec<Value>, GridError> {
             GridError::Syntax { text, why, .. } => GridError::Syntax {
                 axis: MAX_POSITIONS.into(),
                 text,
-                why,
+                why: why.replace(">= 0", ">= 1"),
             },
             GridError::BadRange { text, why, .. } => GridError::BadRange {
                 axis: MAX_POSITIONS.into(),
@@ -685,6 +685,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ema_len"), "{e}");
+    }
+
+    /// `max_positions` is always the last axis, the fastest: combination
+    /// `c` has the ATC parameters of the grid without it at `c / M` and
+    /// the limit `c % M`; without the axis numbers are unchanged; its
+    /// values are whole numbers >= 1 from a list or a range.
+    #[test]
+    fn max_positions_is_the_fastest_axis_and_leaves_the_signals_alone() {
+        let base = AtcParams::default();
+        let mut g = Grid::default();
+        g.set_axis(MAX_POSITIONS, "2:6:2").unwrap();
+        g.set_axis("decay", "0.01,0.02").unwrap();
+        g.set_axis("lambda", "0.1,0.2,0.3").unwrap();
+        let names: Vec<&str> = g.axes.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["lambda", "decay", MAX_POSITIONS]);
+        assert_eq!(g.count(), 18);
+        let signals = g.signal_grid();
+        assert_eq!(signals.count(), 6);
+        for c in 0..18 {
+            assert_eq!(g.combo(&base, c), signals.combo(&base, c / 3));
+            assert_eq!(g.max_positions(c, None), Some([2, 4, 6][c % 3]));
+        }
+        assert_eq!(signals.max_positions(5, Some(7)), Some(7));
+        g.validate(&base, 100).unwrap();
+        for (text, needle) in [
+            ("0,2", ">= 1"),
+            ("1.5", "whole number >= 1"),
+            ("a", "whole number >= 1"),
+            ("0:4:1.5", "whole"),
+        ] {
+            let e = parse_axis(MAX_POSITIONS, text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("max_positions: ") && e.contains(needle),
+                "{e}"
+            );
+        }
+        let e = Grid::default()
+            .set_values(MAX_POSITIONS, vec![Value::Real(2.0)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(">= 1"), "{e}");
+        let f =
+            GridFile::from_toml("[grid]\nmax_positions = [1, 3]\n", Path::new("g.toml")).unwrap();
+        assert_eq!(f.grid.max_positions_axis(), Some(vec![1, 3]));
     }
 
     /// The grid file parser (moved from the CLI): strategy relative to the
