@@ -220,6 +220,10 @@ def sweep(
         ``fee_bps``, ``slippage_bps``, ``capital``, ``periods_per_year``,
         ``risk_free``, ``store``, ``strict``, ``warmup_bars``, ``force``,
         ``threads``, the cache and report keywords of :func:`run`.
+        Shared cash: ``allocation="shared"``, ``rebalance`` as for
+        :func:`run`, and ``max_positions`` a list of position limits (or
+        one), the grid's last axis (``--max-positions 2,5``; also accepted
+        as ``grid={"max_positions": [2, 5]}``).
 
     Returns
     -------
@@ -248,6 +252,10 @@ def sweep(
             raise ValueError("give the grid file as grid= or grid_file=, not both")
         options["grid_file"] = grid
         axes = {}
+    if "max_positions" in options:
+        if "max_positions" in axes:
+            raise ValueError("give max_positions in the grid or as a keyword, not both")
+        axes["max_positions"] = options.pop("max_positions")
     pairs = [(str(k), _axis(v)) for k, v in axes.items()]
     kw = _common(dict(options, symbols=symbols, start=start, end=end,
                       strategy=strategy, out=out, cache=cache))

@@ -515,6 +515,8 @@ const SWEEP_KEYS: &[&str] = &[
     "trailing_stop",
     "periods_per_year",
     "risk_free",
+    "allocation",
+    "rebalance",
     "split",
     "train_frac",
     "walk_forward",
@@ -876,7 +878,10 @@ fn sweep_job(
         ));
     }
     let strategy_file = o.path("strategy")?.or(grid_strategy);
-    let overrides = overrides_from(&mut o, false)?;
+    let mut overrides = overrides_from(&mut o, false)?;
+    // `max_positions` is a grid axis of a sweep (`atc_bt.sweep` puts the
+    // keyword into the grid), so only allocation and rebalance are read.
+    allocation_from(&mut o, &mut overrides)?;
     let base =
         guarded(|| resolve_strategy(strategy_file.as_deref(), &overrides))?.map_err(job_err)?;
     let split_at = o.string("split")?;

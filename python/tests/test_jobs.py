@@ -115,6 +115,24 @@ def test_run_with_shared_cash_equals_the_command(atc_bt_bin, tmp_path):
     assert account["gross"].null_count() == 0 and account["gross"].max() > 0
 
 
+def test_shared_sweep_equals_the_command(atc_bt_bin, data, tmp_path):
+    """allocation="shared" with max_positions as a grid axis writes the
+    command's results, one account per position limit."""
+    run_cli(atc_bt_bin, "sweep", "--data", str(data), "--decay", "0.01,0.1",
+            "--allocation", "shared", "--max-positions", "2,5", "--rebalance", "weekly",
+            "--no-report", "--no-cache", "--out", str(tmp_path / "cli"), "-q")
+    s = atc_bt.sweep(data, grid={"decay": [0.01, 0.1]}, allocation="shared",
+                     max_positions=[2, 5], rebalance="weekly", report=False, cache=False,
+                     out=tmp_path / "py")
+    cli = pl.read_parquet(tmp_path / "cli" / "results.parquet")
+    assert s.results.equals(cli) and s.results.height > 0
+    port = cli.filter(pl.col("aggregate") == "portfolio").sort("combo")
+    assert port["max_positions"].to_list() == [2, 5, 2, 5]
+    with pytest.raises(ValueError, match="max_positions in the grid"):
+        atc_bt.sweep(data, grid={"decay": [0.01]}, max_positions=[2], cache=False,
+                     out=tmp_path / "eq")
+
+
 def test_sweep_equals_the_command(atc_bt_bin, data, tmp_path):
     run_cli(atc_bt_bin, "sweep", "--data", str(data), "--lambda", "0.01,0.05,0.2",
             "--cutout", "0:20:10", "--train-frac", "0.6", "--rank-by", "total_return",

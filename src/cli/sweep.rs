@@ -10,12 +10,14 @@ use super::cache::CacheFlags;
 use super::data::{DataSourceArgs, SelectionArgs};
 use super::params::{AtcArgs, GridArgs};
 use super::run::{overrides, ExecArgs, MetricArgs, ReportFlags};
+use atc_bt::backtest::book::{Allocation, Rebalance};
 use atc_bt::data::{fmt_ts, parse_date_bound};
+use atc_bt::job::run::StrategyOverrides;
 use atc_bt::job::{
     self,
     sweep::{Split, SweepOutcome, SweepSettings},
 };
-use atc_bt::sweep::grid::GridFile;
+use atc_bt::sweep::grid::{GridFile, MAX_POSITIONS};
 use atc_bt::sweep::output::metric_value;
 use atc_bt::sweep::walk::{WalkForward, WalkForwardSpec};
 use atc_bt::sweep::{Grid, Ranking};
@@ -42,6 +44,29 @@ pub struct SweepArgs {
     pub axes: GridArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+    /// equal-split: each symbol trades its own sub-account of capital/N;
+    /// shared: per combination and sample one account, entries ranked by
+    /// ATC strength |avg|, exactly as `run --allocation shared` (README,
+    /// "Sweeps with shared cash") [default: equal-split]
+    #[arg(help_heading = "Allocation", long, value_name = "equal-split|shared")]
+    pub allocation: Option<Allocation>,
+    /// Shared cash only: a grid axis of position limits N (each position
+    /// targets 1/N of equity), a list `2,5,10`, a range `2:10:2` or one
+    /// value; the last axis of the grid (the fastest): the same signals
+    /// feed one account per value [default: the strategy's
+    /// max_positions, else one slot per symbol]
+    #[arg(help_heading = "Allocation", long, value_name = "SPEC")]
+    pub max_positions: Option<String>,
+    /// Shared cash: on-change trades only entries and exits; daily,
+    /// weekly (ISO, Monday) or monthly trade every held position back to
+    /// 1/N of equity on the first bar of each UTC period [default:
+    /// on-change]
+    #[arg(
+        help_heading = "Allocation",
+        long,
+        value_name = "on-change|daily|weekly|monthly"
+    )]
+    pub rebalance: Option<Rebalance>,
     #[command(flatten)]
     pub metrics: MetricArgs,
     /// Split date: metrics in sample (before it) and out of sample (from it on)
@@ -144,13 +169,21 @@ pub fn execute(args: &SweepArgs) -> Result<()> {
         grid.set_axis(axis, spec)
             .with_context(|| format!("--{}", axis.replace('_', "-")))?;
     }
+    if let Some(spec) = &args.max_positions {
+        grid.set_axis(MAX_POSITIONS, spec)
+            .context("--max-positions")?;
+    }
     if grid.axes.is_empty() {
         bail!("the grid is empty: give --grid FILE or at least one axis flag such as --lambda 0.01:0.05:0.01");
     }
     let strategy_path = args.strategy.clone().or(grid_strategy);
     let base = job::run::resolve_strategy(
         strategy_path.as_deref(),
-        &overrides(&AtcArgs::default(), &args.exec, &args.metrics),
+        &StrategyOverrides {
+            allocation: args.allocation,
+            rebalance: args.rebalance,
+            ..overrides(&AtcArgs::default(), &args.exec, &args.metrics)
+        },
     )?;
     let split = match (&args.split, args.train_frac) {
         (Some(s), _) => Split::At(parse_date_bound(s, false).with_context(|| "--split")?),
@@ -234,12 +267,18 @@ fn fmt_opt(v: Option<f64>) -> String {
     }
 }
 
-/// The parameter values of combination `c` on the grid's axes, as shown.
-fn axis_values(grid: &Grid, params: &atc_bt::engine::AtcParams) -> Vec<String> {
-    let p = serde_json::to_value(params).unwrap_or_default();
+/// The values of combination `c` on the grid's axes, as shown.
+fn axis_values(grid: &Grid, ranking: &Ranking, c: usize) -> Vec<String> {
+    let p = serde_json::to_value(ranking.params(c)).unwrap_or_default();
     grid.axes
         .iter()
         .map(|(a, _)| {
+            if a == MAX_POSITIONS {
+                return grid
+                    .max_positions(c, None)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default();
+            }
             p.get(a.as_str())
                 .map(|v| v.to_string().trim_matches('"').to_string())
                 .unwrap_or_default()
@@ -287,7 +326,7 @@ pub fn ranking_table(
     let _ = writeln!(t, "{header}");
     for (pos, &c) in order.iter().take(top).enumerate() {
         let _ = write!(t, "{:>4} {:>6}", pos + 1, c);
-        for v in axis_values(grid, &ranking.params(c)) {
+        for v in axis_values(grid, ranking, c) {
             let _ = write!(t, " {v:>10}");
         }
         for (_, k, bench) in &cols {
@@ -338,7 +377,7 @@ pub fn walk_forward_table(w: &WalkForward, grid: &Grid, ranking: &Ranking) -> St
     let _ = writeln!(t, "{header}");
     for (k, f) in w.folds.iter().enumerate() {
         let span = |a: i64, b: i64| format!("{}..{}", fmt_day(a), fmt_day(b));
-        let chosen = f.best_combo.map(|c| ranking.params(c));
+        let chosen = f.best_combo;
         let _ = write!(
             t,
             "{k:>4} {:>23} {:>23} {:>6}",
@@ -348,7 +387,7 @@ pub fn walk_forward_table(w: &WalkForward, grid: &Grid, ranking: &Ranking) -> St
         );
         match chosen {
             Some(c) => {
-                for v in axis_values(grid, &c) {
+                for v in axis_values(grid, ranking, c) {
                     let _ = write!(t, " {v:>10}");
                 }
             }

@@ -157,9 +157,15 @@ fn msg(e: String) -> JobError {
 /// the split fraction and the ranking metric.
 pub fn validate(s: &SweepSettings) -> Result<()> {
     s.grid.validate(&s.base.atc, s.max_combos)?;
-    if s.base.execution.allocation != crate::backtest::book::Allocation::EqualSplit {
+    let shared = s.base.execution.allocation == crate::backtest::book::Allocation::Shared;
+    if shared && s.shard.is_some() {
         return Err(JobError::Invalid(
-            "allocation = \"shared\": a sweep trades each symbol on its own (equal-split) for now; use `atc-bt run --allocation shared` for one combination".into(),
+            "--allocation shared cannot be sharded yet (each combination's account needs every symbol's signals): run the sweep without --shard".into(),
+        ));
+    }
+    if !shared && s.grid.max_positions_axis().is_some() {
+        return Err(JobError::Invalid(
+            "max_positions in the grid: a position limit applies to shared cash only; add --allocation shared (or allocation = \"shared\" in [execution]), or drop the axis".into(),
         ));
     }
     if let Split::Fraction(f) = s.split {
@@ -376,14 +382,13 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             }
             None => None,
         };
-        if let Some((_, params)) = best {
+        if let Some((best_combo, params)) = best {
             // The best combination once more through `run`, for its equity
             // curve (a sweep keeps no curves: memory stays bounded by the
             // grid size).
             let strategy = Strategy {
                 atc: params,
-                execution: base.execution.clone(),
-                metrics: base.metrics.clone(),
+                ..grid.strategy(base, best_combo)
             };
             let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
             write_curves_parquet(

@@ -857,6 +857,7 @@ pub fn load_sweep(dir: &Path, param_columns: &[&str]) -> Result<SweepData, Repor
                 .filter(|c| {
                     !RESULT_KEY_COLUMNS.contains(&c.as_str())
                         && !param_columns.contains(&c.as_str())
+                        && c != crate::sweep::grid::MAX_POSITIONS
                 })
                 .collect();
         }

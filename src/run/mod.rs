@@ -6,7 +6,7 @@
 //! window, never a bar after `--to`; the backtester trades the window.
 
 pub mod output;
-mod shared;
+pub(crate) mod shared;
 pub mod strategy;
 
 use std::ops::Range;

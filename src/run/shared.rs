@@ -40,20 +40,21 @@ use rayon::prelude::*;
 /// One series' signals kept for the book: bars `from..window.end` of the
 /// series (`from` = the bar before the window, or the window's first bar
 /// when the engine saw none before it).
-struct Kept {
-    a: ActiveSeries,
-    from: usize,
-    dir: Vec<i8>,
-    avg: Vec<f64>,
+#[derive(Clone)]
+pub(crate) struct Kept {
+    pub(crate) a: ActiveSeries,
+    pub(crate) from: usize,
+    pub(crate) dir: Vec<i8>,
+    pub(crate) avg: Vec<f64>,
 }
 
 /// The shared account after it ran: what [`SharedAccount::emit`] turns
 /// into the symbols' results.
-pub(super) struct SharedAccount {
+pub(crate) struct SharedAccount {
     traded: Vec<Kept>,
     run: SharedRun,
     /// The benchmark's split: `capital / symbols traded`.
-    pub(super) capital_per_symbol: f64,
+    pub(crate) capital_per_symbol: f64,
 }
 
 /// [`run_shared`] for a run: refused on a shard (the account needs every
@@ -133,6 +134,19 @@ pub(super) fn run_shared(
         data.release_all();
     }
 
+    book_kept(data, kept, strategy, &mut skip)
+}
+
+/// The account over series whose signals are already in memory (`kept`,
+/// in plan order): the second half of [`run_shared`], and what a shared
+/// sweep calls with the signals of its layer kernel. Series the account's
+/// checks refuse go to `skip`; `None` when none is left.
+pub(crate) fn book_kept(
+    data: &Dataset,
+    kept: Vec<Kept>,
+    strategy: &Strategy,
+    skip: &mut dyn FnMut(&str, String) -> Result<(), RunError>,
+) -> Result<Option<SharedAccount>, RunError> {
     let exec = strategy.execution.exec_config();
     let cfg = BookConfig {
         capital: strategy.execution.capital,
@@ -183,7 +197,7 @@ impl SharedAccount {
     /// order, built one at a time (so a streaming caller never holds
     /// them together), and returns the account's curve: equity and gross
     /// at each close of the union of the windows.
-    pub(super) fn emit(
+    pub(crate) fn emit(
         self,
         data: &Dataset,
         strategy: &Strategy,

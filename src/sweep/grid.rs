@@ -17,10 +17,24 @@ use crate::engine::{AtcParams, EngineError};
 /// One value of an axis (the registry's [`registry::ParamValue`]).
 pub use crate::engine::registry::ParamValue as Value;
 
+/// The execution-level axis of a grid: shared cash's position limit
+/// (`--max-positions`, `[execution] max_positions`). Not an ATC parameter
+/// (it does not change the signals: one block of signals feeds one book
+/// per value), so it is not in the parameter registry; it is always the
+/// last axis, the fastest in the enumeration, so combination
+/// `c = s·M + m` is signal combination `s` (the grid without it) with
+/// the `m`-th of its `M` values, and a grid without it numbers its
+/// combinations as before.
+pub const MAX_POSITIONS: &str = "max_positions";
+
 /// The names of the parameters a grid may vary, in enumeration order
-/// (the registry's rows marked [`ParamSpec::axis`]).
+/// (the registry's rows marked [`ParamSpec::axis`], then
+/// [`MAX_POSITIONS`]).
 pub fn axis_names() -> Vec<&'static str> {
-    registry::axes().map(|s| s.name).collect()
+    registry::axes()
+        .map(|s| s.name)
+        .chain([MAX_POSITIONS])
+        .collect()
 }
 
 /// The registry row of a grid axis; an error naming it and listing the
@@ -159,6 +173,9 @@ fn parse_scalar(spec: &ParamSpec, s: &str) -> Result<Value, GridError> {
 
 /// Parses one axis from text: `a,b,c`, `start:stop:step` or one value.
 pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
+    if axis == MAX_POSITIONS {
+        return parse_max_positions(text);
+    }
     let spec = axis_spec(axis)?;
     let t = text.trim();
     if t.is_empty() {
@@ -227,6 +244,45 @@ pub fn parse_axis(axis: &str, text: &str) -> Result<Vec<Value>, GridError> {
     t.split(',').map(|s| parse_scalar(spec, s)).collect()
 }
 
+/// The [`MAX_POSITIONS`] axis from text: whole numbers >= 1, as a list
+/// or a `start:stop:step` range (the `cutout` axis' syntax).
+fn parse_max_positions(text: &str) -> Result<Vec<Value>, GridError> {
+    let cutout = registry::axes().find(|s| s.kind == Kind::Int);
+    let values = match cutout {
+        Some(spec) => parse_axis(spec.name, text).map_err(|e| match e {
+            GridError::Syntax { text, why, .. } => GridError::Syntax {
+                axis: MAX_POSITIONS.into(),
+                text,
+                why: why.replace(">= 0", ">= 1"),
+            },
+            GridError::BadRange { text, why, .. } => GridError::BadRange {
+                axis: MAX_POSITIONS.into(),
+                text,
+                why,
+            },
+            other => other,
+        })?,
+        None => return Err(syntax(MAX_POSITIONS, text, "no integer axis")),
+    };
+    check_max_positions(&values)?;
+    Ok(values)
+}
+
+/// Every value of a [`MAX_POSITIONS`] axis is a whole number >= 1.
+fn check_max_positions(values: &[Value]) -> Result<(), GridError> {
+    match values
+        .iter()
+        .find(|v| !matches!(v, Value::Int(n) if *n >= 1))
+    {
+        Some(v) => Err(syntax(
+            MAX_POSITIONS,
+            &v.to_string(),
+            "a position limit is a whole number >= 1",
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Grid {
     /// Adds (or replaces) an axis given as text.
     pub fn set_axis(&mut self, axis: &str, text: &str) -> Result<(), GridError> {
@@ -238,13 +294,17 @@ impl Grid {
     /// order; refuses a name that is not an axis and values of another
     /// kind than the parameter's.
     pub fn set_values(&mut self, axis: &str, values: Vec<Value>) -> Result<(), GridError> {
-        let spec = axis_spec(axis)?;
-        if let Some(v) = values.iter().find(|v| v.kind() != spec.kind) {
-            return Err(syntax(
-                axis,
-                &v.to_string(),
-                format!("expected {}", spec.kind_text()),
-            ));
+        if axis == MAX_POSITIONS {
+            check_max_positions(&values)?;
+        } else {
+            let spec = axis_spec(axis)?;
+            if let Some(v) = values.iter().find(|v| v.kind() != spec.kind) {
+                return Err(syntax(
+                    axis,
+                    &v.to_string(),
+                    format!("expected {}", spec.kind_text()),
+                ));
+            }
         }
         // A value twice is the same combination computed twice (and, from a
         // range finer than the 12-decimal rounding, not what was asked).
@@ -286,7 +346,7 @@ impl Grid {
                 max: max_combos,
             });
         }
-        for (axis, values) in &self.axes {
+        for (axis, values) in self.signal_axes() {
             for v in values {
                 let spec = axis_spec(axis)?;
                 let mut p = base.clone();
@@ -304,7 +364,7 @@ impl Grid {
                 }
             }
         }
-        for p in self.combos(base) {
+        for p in self.signal_grid().combos(base) {
             if let Err(source) = p.validate() {
                 let axis = match &source {
                     EngineError::InvalidParam { name, .. }
@@ -333,11 +393,66 @@ impl Grid {
         for (axis, values) in self.axes.iter().rev() {
             let v = values[index % values.len()];
             index /= values.len();
+            if axis == MAX_POSITIONS {
+                continue;
+            }
             if let Err(e) = apply(&mut p, axis, v) {
                 panic!("Grid::combo on a grid that fails validate(): {e}");
             }
         }
         p
+    }
+
+    /// The axes other than [`MAX_POSITIONS`]: those of the ATC parameters.
+    fn signal_axes(&self) -> impl Iterator<Item = (&String, &Vec<Value>)> {
+        self.axes
+            .iter()
+            .filter(|(a, _)| a != MAX_POSITIONS)
+            .map(|(a, v)| (a, v))
+    }
+
+    /// The [`MAX_POSITIONS`] axis' values, when the grid has it.
+    pub fn max_positions_axis(&self) -> Option<Vec<usize>> {
+        let (_, values) = self.axes.iter().find(|(a, _)| a == MAX_POSITIONS)?;
+        Some(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Int(n) => *n,
+                    _ => 0,
+                })
+                .collect(),
+        )
+    }
+
+    /// The grid without the [`MAX_POSITIONS`] axis: one combination per
+    /// distinct set of signals. Combination `c` of this grid is signal
+    /// combination `c / M` of that one (`M` the axis' length).
+    pub fn signal_grid(&self) -> Grid {
+        Grid {
+            axes: self
+                .signal_axes()
+                .map(|(a, v)| (a.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The position limit of combination `c`: the [`MAX_POSITIONS`]
+    /// axis' value, or `base` (the strategy's) without the axis.
+    pub fn max_positions(&self, c: usize, base: Option<usize>) -> Option<usize> {
+        match self.max_positions_axis() {
+            Some(v) if !v.is_empty() => Some(v[c % v.len()]),
+            _ => base,
+        }
+    }
+
+    /// The strategy of combination `c`: `base` with its ATC parameters
+    /// and its position limit.
+    pub fn strategy(&self, base: &crate::run::Strategy, c: usize) -> crate::run::Strategy {
+        let mut s = base.clone();
+        s.atc = self.combo(&base.atc, c);
+        s.execution.max_positions = self.max_positions(c, base.execution.max_positions);
+        s
     }
 
     /// Every combination in order.
@@ -570,6 +685,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ema_len"), "{e}");
+    }
+
+    /// `max_positions` is always the last axis, the fastest: combination
+    /// `c` has the ATC parameters of the grid without it at `c / M` and
+    /// the limit `c % M`; without the axis numbers are unchanged; its
+    /// values are whole numbers >= 1 from a list or a range.
+    #[test]
+    fn max_positions_is_the_fastest_axis_and_leaves_the_signals_alone() {
+        let base = AtcParams::default();
+        let mut g = Grid::default();
+        g.set_axis(MAX_POSITIONS, "2:6:2").unwrap();
+        g.set_axis("decay", "0.01,0.02").unwrap();
+        g.set_axis("lambda", "0.1,0.2,0.3").unwrap();
+        let names: Vec<&str> = g.axes.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["lambda", "decay", MAX_POSITIONS]);
+        assert_eq!(g.count(), 18);
+        let signals = g.signal_grid();
+        assert_eq!(signals.count(), 6);
+        for c in 0..18 {
+            assert_eq!(g.combo(&base, c), signals.combo(&base, c / 3));
+            assert_eq!(g.max_positions(c, None), Some([2, 4, 6][c % 3]));
+        }
+        assert_eq!(signals.max_positions(5, Some(7)), Some(7));
+        g.validate(&base, 100).unwrap();
+        for (text, needle) in [
+            ("0,2", ">= 1"),
+            ("1.5", "whole number >= 1"),
+            ("a", "whole number >= 1"),
+            ("0:4:1.5", "whole"),
+        ] {
+            let e = parse_axis(MAX_POSITIONS, text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("max_positions: ") && e.contains(needle),
+                "{e}"
+            );
+        }
+        let e = Grid::default()
+            .set_values(MAX_POSITIONS, vec![Value::Real(2.0)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(">= 1"), "{e}");
+        let f =
+            GridFile::from_toml("[grid]\nmax_positions = [1, 3]\n", Path::new("g.toml")).unwrap();
+        assert_eq!(f.grid.max_positions_axis(), Some(vec![1, 3]));
     }
 
     /// The grid file parser (moved from the CLI): strategy relative to the

@@ -42,6 +42,7 @@ pub mod grid;
 pub mod output;
 mod plan;
 pub mod rank;
+mod shared;
 pub mod walk;
 
 use std::collections::BTreeMap;
@@ -289,6 +290,8 @@ struct Ctx<'a> {
     cache: &'a Cache,
     /// Keep every symbol's full result (for an observer).
     keep_full: bool,
+    /// Keep every symbol's window signals (shared cash: [`shared`]).
+    keep_signals: bool,
 }
 
 /// What one (combination, sample) gathers over the symbols, in symbol
@@ -302,6 +305,9 @@ struct SampleAcc {
     rows: Vec<(usize, Metrics)>,
     failed: Vec<Skipped>,
     full: Vec<Result<SymbolResult, Skipped>>,
+    /// Shared cash: each symbol's signals from the bar before its window
+    /// (see [`shared`]).
+    signals: Vec<crate::run::shared::Kept>,
 }
 
 /// One combination inside a task.
@@ -355,7 +361,7 @@ impl TaskRun {
                 let inputs: Vec<Option<Result<CheckedInputs<'_>, String>>> = (0..ctx.capital.len())
                     .map(|k| {
                         let a = sp.per_sample[k].as_ref()?;
-                        if ctx.keep_full || !span.samples.contains(&k) {
+                        if ctx.keep_full || ctx.keep_signals || !span.samples.contains(&k) {
                             return None;
                         }
                         let (start, end) = (a.start, a.window.end);
@@ -417,7 +423,7 @@ impl TaskRun {
                                 p.short_threshold,
                                 &mut w.dir,
                             );
-                            if ctx.keep_full {
+                            if ctx.keep_full || ctx.keep_signals {
                                 w.lane_avg.clear();
                                 w.lane_avg
                                     .extend(w.avg.iter().skip(c.lane).step_by(width).take(n));
@@ -436,6 +442,17 @@ impl TaskRun {
                             reason,
                         };
                         let len = a.window.end - a.start;
+                        if ctx.keep_signals {
+                            match signals {
+                                Ok(()) => acc.signals.push(shared::kept(
+                                    a,
+                                    &w.lane_avg[..len],
+                                    &w.dir[..len],
+                                )),
+                                Err(reason) => acc.failed.push(fail(reason.clone())),
+                            }
+                            continue;
+                        }
                         if ctx.keep_full {
                             acc.full.push(match signals {
                                 Ok(()) => trade_series(
@@ -759,6 +776,15 @@ fn sweep_inner(
     on_combo: &(dyn Fn() + Sync),
     observe: Option<&mut Observer<'_>>,
 ) -> Result<SweepResult, RunError> {
+    // Shared cash: the grid's position limits run one book each over the
+    // signals of the grid without them ([`shared`]).
+    let shared = base.execution.allocation == crate::backtest::book::Allocation::Shared;
+    let limits: Vec<Option<usize>> = match grid.max_positions_axis() {
+        Some(v) => v.into_iter().map(Some).collect(),
+        None => vec![base.execution.max_positions],
+    };
+    let signal_grid = grid.signal_grid();
+    let grid = &signal_grid;
     // Which symbols trade in which sample (and the capital split of each).
     let mut per_sample_active = Vec::new();
     let mut skipped = Vec::new();
@@ -811,6 +837,7 @@ fn sweep_inner(
         settings: &base.metrics,
         cache,
         keep_full,
+        keep_signals: shared,
     };
     let total_window_bars: usize = symbol_plans
         .iter()
@@ -842,6 +869,16 @@ fn sweep_inner(
         } else {
             0
         };
+    let per_combo = if shared {
+        shared::bytes_per_combo(
+            total_window_bars,
+            timelines.iter().map(Vec::len).sum(),
+            per_sample_active.iter().map(Vec::len).sum(),
+            limits.len(),
+        )
+    } else {
+        per_combo
+    };
     let budget_chunk = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
     // The shared stages of every symbol, kept for a whole lengths group
     // when they fit the budget; else computed per block of symbols (and
@@ -919,6 +956,7 @@ fn sweep_inner(
         rows: Vec::new(),
         failed: Vec::new(),
         full: Vec::new(),
+        signals: Vec::new(),
     };
     let plan_chunk = |combos: &[usize]| -> Chunk {
         let params: Vec<AtcParams> = combos.iter().map(|&c| grid.combo(&base.atc, c)).collect();
@@ -955,6 +993,13 @@ fn sweep_inner(
         }
     };
 
+    let books = shared::Books {
+        base,
+        grid,
+        limits,
+        timelines: &timelines,
+        samples,
+    };
     // The streamed chunk waiting to be emitted while the next one runs.
     let mut pending: Option<FinishedChunk> = None;
     for combos in combo_groups(grid, &base.atc).values() {
@@ -966,6 +1011,11 @@ fn sweep_inner(
             .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
         for chunk_combos in chunks(combos, chunk, unit * threads, budget_chunk) {
             let chunk = plan_chunk(chunk_combos);
+            if shared {
+                let ran = chunk.run(&ctx, &blocks, kept.as_ref());
+                books.emit(&ctx, ran, &mut out)?;
+                continue;
+            }
             if keep_full {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref());
                 out.observed(ran)?;

@@ -19,6 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::grid::MAX_POSITIONS;
 use super::{Grid, Row};
 use crate::backtest::facts::{Kind, MetricValue};
 pub use crate::backtest::metric_value;
@@ -115,6 +116,11 @@ impl ResultsWriter {
             for spec in PARAMS {
                 fields.push(Field::new(spec.name, param_type(spec.kind), false));
             }
+            // Shared cash's position limit, where the grid varies it
+            // (without the axis the file keeps its columns and bytes).
+            if self.grid.max_positions_axis().is_some() {
+                fields.push(Field::new(MAX_POSITIONS, DataType::Int64, false));
+            }
             for f in metric_columns() {
                 let dt = match f.kind {
                     Kind::Int => DataType::Int64,
@@ -153,6 +159,11 @@ impl ResultsWriter {
         ];
         for spec in PARAMS {
             cols.push(param_column(spec, &params));
+        }
+        if self.grid.max_positions_axis().is_some() {
+            cols.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(
+                |r| self.grid.max_positions(r.combo, None).unwrap_or(0) as i64,
+            ))));
         }
         for f in metric_columns() {
             let values = rows.iter().map(|r| (f.value)(&r.metrics));

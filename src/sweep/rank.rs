@@ -139,6 +139,12 @@ impl Ranking {
         self.grid.combo(&self.base, c)
     }
 
+    /// The strategy of combination `c`: `base` with its parameters and
+    /// its position limit ([`Grid::strategy`]).
+    pub fn strategy(&self, base: &crate::run::Strategy, c: usize) -> crate::run::Strategy {
+        self.grid.strategy(base, c)
+    }
+
     /// Combination `c`'s ranking metric in sample `k`, of its portfolio
     /// (or of its buy & hold); None where it has none or the sample keeps
     /// only its best.

@@ -232,11 +232,7 @@ pub fn walk_forward(
             });
             continue;
         };
-        let strategy = Strategy {
-            atc: ranking.params(best),
-            execution: base.execution.clone(),
-            metrics: base.metrics.clone(),
-        };
+        let strategy = ranking.strategy(base, best);
         let test_plan = RunPlan {
             from: Some(fold.test_from),
             to: Some(fold.test_to),

@@ -255,3 +255,204 @@ fn shared_cash_is_identical_for_any_thread_count() {
         assert!(a == b, "{f} differs between 1 and 2 threads");
     }
 }
+
+/// The sweep's shared-cash arguments of the tests below.
+const SHARED_SWEEP: [&str; 14] = [
+    "--decay",
+    "0.01,0.1",
+    "--cutout",
+    "0,30",
+    "--max-positions",
+    "2,4",
+    "--allocation",
+    "shared",
+    "--rebalance",
+    "weekly",
+    "--mode",
+    "long-short",
+    "--fee-bps",
+    "10",
+];
+
+/// Every metric of `expected` (a `metrics.json` object) equals row `i` of
+/// `rows` bit for bit.
+fn row_equals(
+    rows: &[arrow_array::RecordBatch],
+    i: usize,
+    expected: &serde_json::Value,
+    what: &str,
+) {
+    for (k, v) in expected.as_object().unwrap() {
+        if v.is_number() {
+            assert_eq!(num_col(rows, k)[i], v.as_f64(), "{what} {k}");
+        }
+    }
+}
+
+#[test]
+fn one_combination_of_a_shared_sweep_equals_run_shared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    let sweep_out = tmp.path().join("s");
+    atc(tmp.path())
+        .args(["sweep", "-q", "--no-cache", "--no-report", "--data"])
+        .arg(&data)
+        .args(SHARED_SWEEP)
+        .args(["--split", "2019-11-01", "--out"])
+        .arg(&sweep_out)
+        .assert()
+        .success();
+    let rows = read_parquet(&sweep_out.join("results.parquet"));
+    let combo = num_col(&rows, "combo");
+    let sample = str_col(&rows, "sample");
+    let sym = opt_str_col(&rows, "symbol");
+    let agg = opt_str_col(&rows, "aggregate");
+    let decay = f64_col(&rows, "decay");
+    let cutout = num_col(&rows, "cutout");
+    let limit = num_col(&rows, "max_positions");
+    // max_positions is the last axis, the fastest: c = 2·(decay, cutout) + limit.
+    let mut checked = 0;
+    for (c, (l, cut, m)) in [
+        ("0.01", "0", "2"),
+        ("0.01", "0", "4"),
+        ("0.01", "30", "2"),
+        ("0.01", "30", "4"),
+        ("0.1", "0", "2"),
+        ("0.1", "0", "4"),
+        ("0.1", "30", "2"),
+        ("0.1", "30", "4"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (name, from) in [("full", None), ("out", Some("2019-11-01"))] {
+            let run_out = tmp.path().join(format!("r{c}{name}"));
+            let mut cmd = atc(tmp.path());
+            cmd.args(["run", "-q", "--no-cache", "--no-report", "--data"])
+                .arg(&data)
+                .args(["--decay", l, "--cutout", cut, "--max-positions", m])
+                .args(&SHARED_SWEEP[6..])
+                .arg("--out")
+                .arg(&run_out);
+            if let Some(f) = from {
+                cmd.args(["--from", f]);
+            }
+            cmd.assert().success();
+            let metrics = json(&run_out.join("metrics.json"));
+            let mut n = 0;
+            for i in 0..sym.len() {
+                if combo[i] != Some(c as f64) || sample[i] != name {
+                    continue;
+                }
+                assert_eq!(decay[i], l.parse().ok(), "combination {c}");
+                assert_eq!(cutout[i], cut.parse().ok(), "combination {c}");
+                assert_eq!(limit[i], m.parse().ok(), "combination {c}");
+                let expected = match (sym[i].as_deref(), agg[i].as_deref()) {
+                    (None, Some(a)) => &metrics[a],
+                    (Some(s), None) => &metrics["symbols"][s],
+                    other => panic!("row {i}: {other:?}"),
+                };
+                row_equals(
+                    &rows,
+                    i,
+                    expected,
+                    &format!("combination {c} {name} {:?}", sym[i]),
+                );
+                n += 1;
+            }
+            let traded = metrics["symbols"].as_object().unwrap().len();
+            assert_eq!(
+                n,
+                traded + 2,
+                "combination {c} {name}: symbols + portfolio + benchmark"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 16);
+    // The position limit changes the account, not the signals.
+    let sharpe = f64_col(&rows, "sharpe");
+    let port = |c: f64| {
+        (0..sym.len())
+            .find(|&i| {
+                combo[i] == Some(c) && sample[i] == "full" && agg[i].as_deref() == Some("portfolio")
+            })
+            .map(|i| sharpe[i])
+    };
+    assert_ne!(port(0.0), port(1.0));
+}
+
+#[test]
+fn shared_sweep_is_identical_for_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    let mut outs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("t{threads}"));
+        atc(tmp.path())
+            .args([
+                "sweep",
+                "-q",
+                "--no-cache",
+                "--no-report",
+                "--threads",
+                threads,
+            ])
+            .args(SHARED_SWEEP)
+            .args(["--split", "2019-11-01", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        outs.push(out);
+    }
+    for f in [
+        "results.parquet",
+        "heatmap_full.json",
+        "heatmap_in.json",
+        "best_equity.parquet",
+    ] {
+        let a = std::fs::read(outs[0].join(f)).unwrap();
+        let b = std::fs::read(outs[1].join(f)).unwrap();
+        assert!(a == b, "{f} differs between 1 and 2 threads");
+    }
+    // The heatmap has the position limit as its last axis.
+    let h = json(&outs[0].join("heatmap_full.json"));
+    assert_eq!(h["axes"][2]["name"], "max_positions");
+    assert_eq!(h["shape"], serde_json::json!([2, 2, 2]));
+}
+
+#[test]
+fn shared_sweep_refusals_name_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    let sweep = |args: &[&str]| {
+        let mut cmd = atc(tmp.path());
+        cmd.args([
+            "sweep",
+            "-q",
+            "--no-cache",
+            "--no-report",
+            "--lambda",
+            "0.02,0.08",
+            "--data",
+        ])
+        .arg(&data)
+        .args(args);
+        cmd.assert().failure()
+    };
+    sweep(&["--max-positions", "2,3"]).stderr(
+        predicate::str::contains("max_positions in the grid")
+            .and(predicate::str::contains("--allocation shared")),
+    );
+    let grid = tmp.path().join("g.toml");
+    std::fs::write(&grid, "[grid]\nmax_positions = [1, 2]\n").unwrap();
+    sweep(&["--grid", grid.to_str().unwrap()])
+        .stderr(predicate::str::contains("max_positions in the grid"));
+    sweep(&["--allocation", "shared", "--max-positions", "0,2"])
+        .stderr(predicate::str::contains("max_positions").and(predicate::str::contains(">= 1")));
+    sweep(&["--allocation", "shared", "--shard", "0/2"]).stderr(predicate::str::contains(
+        "--allocation shared cannot be sharded yet",
+    ));
+}
