@@ -592,11 +592,26 @@ fn finish_run_page(
     if opts.format.html() {
         body.push_str(&section("details", "Run details", &details_html(run)));
     }
+    let title = match signals_label(run) {
+        Some(label) => format!("Backtest report · {label}"),
+        None => "ATC backtest report".into(),
+    };
     let html = opts
         .format
         .html()
-        .then(|| html::page("ATC backtest report", &parts.subtitle, &body));
+        .then(|| html::page(&title, &parts.subtitle, &body));
     w.finish(html.as_deref())
+}
+
+/// What drove a run that traded a `--signals` file rather than the ATC
+/// (`run.json`'s `signals`): `Signals: own file <name>`; `None` for an
+/// ATC run.
+fn signals_label(run: &Value) -> Option<String> {
+    let path = run.get("signals")?.get("path")?.as_str()?;
+    let name = Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    Some(format!("Signals: own file {name}"))
 }
 
 /// Renders the report of a run directory ([`render_run_report`]) and also
@@ -642,7 +657,13 @@ pub fn render_run_report_parts(
         .resolve(data.portfolio.equity.iter().chain(&data.benchmark.equity));
     let eq = EquityChart {
         title: "Portfolio equity vs buy & hold".into(),
-        strategy: curve_line("Portfolio (ATC)", &data.portfolio),
+        strategy: curve_line(
+            &format!(
+                "Portfolio ({})",
+                signals_label(&data.run).unwrap_or_else(|| "ATC".into())
+            ),
+            &data.portfolio,
+        ),
         benchmark: (!data.benchmark.ts.is_empty())
             .then(|| curve_line("Buy & hold", &data.benchmark)),
         log_scale,

@@ -6,7 +6,7 @@
 //! window, never a bar after `--to`; the backtester trades the window.
 
 pub mod output;
-mod shared;
+pub mod shared;
 pub mod strategy;
 
 use std::ops::Range;
@@ -268,8 +268,10 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
-    /// Shared cash was asked of a shard (the account needs every symbol).
-    #[error("--allocation shared is not yet supported across shards (the account needs every symbol's signals): run it without --shard")]
+    /// The shared account was asked to trade on a shard (the account
+    /// needs every symbol: a shard stores its signals and `merge` runs
+    /// the account).
+    #[error("the shared account cannot trade on a shard (it needs every symbol's signals): a shard of a shared run stores its signals, and `atc-bt merge` runs the account")]
     SharedSharded,
     /// The shared account's equity or gross exposure overflowed (not a
     /// finite number): equal-split skips such a series; one account
@@ -815,19 +817,42 @@ pub fn run_with_cache(
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> Result<RunResult, RunError> {
+    run_with_signals(
+        data,
+        plan,
+        strategy,
+        (strict, capital_symbols),
+        cache,
+        on_done,
+        None,
+    )
+}
+
+/// [`run_with_cache`] taking each series' average signal and direction
+/// from `signals` (`--signals FILE`) instead of the engine when given, as
+/// [`run_to_dir_from`] does (a shard of a run on a signals file).
+pub fn run_with_signals(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    (strict, capital_symbols): (bool, Option<usize>),
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    signals: Option<&SignalsFile>,
+) -> Result<RunResult, RunError> {
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     if strategy.execution.allocation == Allocation::Shared {
         let account = shared::account(
             (data, &active),
-            (strategy, None),
+            (strategy, signals),
             (cache, strict, capital_symbols),
             on_done,
             &mut skipped,
         )?;
         let capital_per_symbol = account.capital_per_symbol;
         let mut symbols = Vec::with_capacity(active.len());
-        let curve = account.emit(data, strategy, &mut |r| {
+        let curve = account.emit(&shared::DataBars(data), strategy, &mut |r| {
             symbols.push(r);
             Ok(())
         })?;
@@ -845,7 +870,7 @@ pub fn run_with_cache(
     run_chunks(
         data,
         &active,
-        (strategy, None),
+        (strategy, signals),
         capital_per_symbol,
         cache,
         on_done,
@@ -935,7 +960,9 @@ pub fn run_to_dir_from(
             true,
         )
         .map_err(out_err)?;
-        let curve = account.emit(data, strategy, &mut |r| writer.push(r).map_err(out_err))?;
+        let curve = account.emit(&shared::DataBars(data), strategy, &mut |r| {
+            writer.push(r).map_err(out_err)
+        })?;
         writer.set_portfolio(curve);
         return writer.finish(skipped).map_err(out_err);
     }
