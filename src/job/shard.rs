@@ -203,6 +203,13 @@ pub(super) fn run_shard(
             }
         }
     } else if shared {
+        // No symbol of this shard has bars in the window: an empty book,
+        // still a shared-cash part.
+        let src = DataBars(data);
+        if let Err(e) = writer.write_book(&[], &src, strategy.execution.has_stops()) {
+            writer.abandon();
+            return Err(e.into());
+        }
         book = Some(Vec::new());
     } else if shard_active > 0 {
         progress.start("symbols", shard_plan.series.len() as u64);

@@ -170,6 +170,15 @@ fn shared_cash_merged_from_shards_equals_one_machine() {
             assert_identical(&single, &merged);
         }
     }
+    // More shards than symbols: most parts hold an empty book, still exact.
+    let args = ["--allocation", "shared", "--max-positions", "3"];
+    let single = p.join("single-many");
+    run(p, &d, &args, &single).success();
+    let parts = p.join("parts-many");
+    shards(p, &d, &args, 20, &parts);
+    let merged = p.join("merged-many");
+    merge(p, &[&parts], &merged).success();
+    assert_identical(&single, &merged);
 }
 
 /// A run's own signals file on 2 and 3 shards, equal-split and shared:
