@@ -726,15 +726,16 @@ pub fn render_run_report_parts(
     }
     body.push_str(&coverage_section(&mut w, &data, opts)?);
 
-    // Per-symbol charts.
-    let long_th = data
-        .run
-        .pointer("/params/atc/long_threshold")
-        .and_then(Value::as_f64);
-    let short_th = data
-        .run
-        .pointer("/params/atc/short_threshold")
-        .and_then(Value::as_f64);
+    // Per-symbol charts. A signals file's strength has no ATC thresholds.
+    let own_signals = signals_label(&data.run);
+    let threshold = |key: &str| {
+        own_signals
+            .is_none()
+            .then(|| data.run.pointer(key).and_then(Value::as_f64))
+            .flatten()
+    };
+    let long_th = threshold("/params/atc/long_threshold");
+    let short_th = threshold("/params/atc/short_threshold");
     let index: BTreeMap<&String, usize> = data
         .symbol_metrics
         .keys()
@@ -761,6 +762,9 @@ pub fn render_run_report_parts(
                 .collect(),
             long_threshold: long_th,
             short_threshold: short_th,
+            signal_caption: own_signals
+                .as_ref()
+                .map(|l| format!("Signal strength ({l})")),
             size: (1200, SYMBOL_CHART_HEIGHT),
         };
         if opts.format.png() {

@@ -268,7 +268,8 @@ fn merge_refuses_mixed_allocations_and_signals_files_naming_the_part() {
 }
 
 /// The report of a run on a signals file names the file where an ATC
-/// run's names the ATC (page title and the equity chart's legend).
+/// run's names the ATC (page title, the equity chart's legend, the symbol
+/// charts' signal panel).
 #[test]
 fn signals_run_report_is_labelled_with_its_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -299,6 +300,21 @@ fn signals_run_report_is_labelled_with_its_file() {
     );
     assert!(page.contains("Portfolio (Signals: own file signals.parquet)"));
     assert!(!page.contains("ATC backtest report"));
+    // The symbol charts caption the signal as the file's, without the
+    // ATC's thresholds.
+    let svgs: Vec<String> = std::fs::read_dir(own.join("report_files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "svg") && p.to_string_lossy().contains("sym-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!svgs.is_empty());
+    for svg in &svgs {
+        assert!(svg.contains("Signal strength (Signals: own file signals.parquet)"));
+        assert!(!svg.contains("ATC average signal"));
+    }
     let atc_page = std::fs::read_to_string(atc_out.join("report.html")).unwrap();
     assert!(atc_page.contains("ATC backtest report"));
     assert!(atc_page.contains("Portfolio (ATC)"));
