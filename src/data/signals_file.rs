@@ -323,6 +323,20 @@ impl SignalsFile {
         selected: &[usize],
         explicit: bool,
     ) -> Result<(Vec<usize>, Vec<String>), SignalsError> {
+        self.check_owned(data, selected, explicit, &|_| true)
+    }
+
+    /// [`SignalsFile::check`] on a shard: the rows of the symbols `owns`
+    /// accepts are checked against their bars (the other shards check the
+    /// others'), and every symbol counts for the narrowing, so all shards
+    /// narrow the selection alike.
+    pub fn check_owned(
+        &self,
+        data: &Dataset,
+        selected: &[usize],
+        explicit: bool,
+        owns: &dyn Fn(&str) -> bool,
+    ) -> Result<(Vec<usize>, Vec<String>), SignalsError> {
         let path = &self.source.path;
         let by_name: HashMap<&str, usize> = data
             .series()
@@ -364,6 +378,10 @@ impl SignalsFile {
                 without += 1;
                 continue;
             };
+            if !owns(name) {
+                traded.push(i);
+                continue;
+            }
             let ts = data.view(i).ts;
             // Both sorted: one merge walk.
             let mut j = 0;
@@ -427,6 +445,11 @@ impl SignalsFile {
             dir.push(d);
         }
         Some((avg, dir))
+    }
+
+    /// Keeps the rows of the symbols `keep` accepts only (a shard's own).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.symbols.retain(|name, _| keep(name));
     }
 
     /// The time of `name`'s last row, if it has rows.

@@ -12,10 +12,13 @@ use super::run::{timings, ReportSettings};
 use super::{JobError, Progress, Result};
 use crate::data::SourceInfo;
 use crate::report::ReportSummary;
-use crate::run::output::{write_curves_parquet, write_run_dir, Aggregate, Outputs};
+use crate::run::output::{
+    commit_run_dir, write_curves_parquet, write_run_dir, Aggregate, Outputs, RunWriter,
+};
 use crate::run::RunSummary;
 use crate::shard::merge::{
-    check_parts, discover, kind, merge_run, merge_sweep, sweep_curves, Part,
+    check_parts, discover, is_shared, kind, merge_run, merge_shared, merge_sweep, sweep_curves,
+    Part,
 };
 use crate::shard::part::PartKind;
 use crate::sweep::output::{write_json, ResultsWriter};
@@ -93,72 +96,78 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
     let (merged, merge_s) = match kind(&parts) {
         PartKind::Run => {
             let h = &parts[0].header;
-            let ctx = &h.context;
             let strategy = crate::shard::merge::run_strategy(&parts)?;
-            let r = merge_run(&parts)?;
+            let manifest = |r: &RunSummary, tz: &dyn Fn(&str) -> Option<String>, t_merge| {
+                merged_run_manifest(h, &strategy, (command, started), r, tz, t_merge)
+            };
+            let (m, r, t_merge) = if is_shared(&parts) {
+                // The shards stored signals: the account trades here, and
+                // the directory is written as the single machine streams it.
+                let sm = merge_shared(&parts)?;
+                let tz: std::collections::HashMap<String, Option<String>> = parts
+                    .iter()
+                    .flat_map(|p| p.header.book.iter().flatten())
+                    .map(|b| (b.symbol.clone(), b.tz.clone()))
+                    .collect();
+                let tmp = crate::run::output::partial_dir(&s.out, s.force)?;
+                let written = (|| -> std::result::Result<RunSummary, crate::run::RunError> {
+                    let out_err =
+                        |e: crate::run::output::OutputError| crate::run::RunError::Output {
+                            message: e.to_string(),
+                        };
+                    let timeline = sm.account.timeline(&sm.bars);
+                    let mut writer = RunWriter::create(
+                        &tmp,
+                        timeline,
+                        sm.account.capital_per_symbol,
+                        sm.strategy.metrics.clone(),
+                        Outputs::default(),
+                        true,
+                    )
+                    .map_err(out_err)?;
+                    let curve = sm.account.emit(&sm.bars, &sm.strategy, &mut |x| {
+                        writer.push(x).map_err(out_err)
+                    })?;
+                    writer.set_portfolio(curve);
+                    writer.finish(sm.skipped).map_err(out_err)
+                })();
+                let r = match written {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&tmp);
+                        return Err(e.into());
+                    }
+                };
+                let t_merge = t0.elapsed();
+                let m = manifest(&r, &|x| tz.get(x).cloned().flatten(), t_merge);
+                let value =
+                    serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
+                commit_run_dir(&tmp, &s.out, &value, s.force, |_| Ok(()))?;
+                (m, r, t_merge)
+            } else {
+                let r = merge_run(&parts)?;
+                let t_merge = t0.elapsed();
+                let tz: std::collections::HashMap<&str, Option<&str>> = r
+                    .symbols
+                    .iter()
+                    .map(|x| (x.run.symbol.as_str(), x.calendar.zone()))
+                    .collect();
+                let summary = r.summary();
+                let m = manifest(
+                    &summary,
+                    &|x| tz.get(x).copied().flatten().map(str::to_string),
+                    t_merge,
+                );
+                let value =
+                    serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
+                write_run_dir(&s.out, &r, &value, s.force, Default::default())?;
+                (m, summary, t_merge)
+            };
             super::show_skipped(&r.skipped, progress);
             for w in &r.warnings {
                 progress.message(&format!("warning: {w}"));
             }
-            let t_merge = t0.elapsed();
-            let hashes: std::collections::HashMap<&str, &str> = ctx["selection"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| Some((s["symbol"].as_str()?, s["close_hash"].as_str()?)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let p = &h.params;
-            let m = RunManifest {
-                format_version: manifest::RUN_FORMAT_VERSION,
-                atc_bt_version: env!("CARGO_PKG_VERSION").to_string(),
-                command,
-                started_at: started,
-                inputs_hash: h.inputs_hash.clone(),
-                params: strategy.clone(),
-                signals: None,
-                strategy_file: ctx["strategy_file"].as_str().map(str::to_string),
-                window: Window::of(
-                    p["from_us"].as_i64(),
-                    p["to_us"].as_i64(),
-                    p["warmup_bars"].as_u64().map(|x| x as usize),
-                ),
-                data: RunData {
-                    path: str_of(&ctx["data_path"]),
-                    store: None,
-                    sources: sources(ctx),
-                    series: r
-                        .symbols
-                        .iter()
-                        .map(|x| RunSeries {
-                            symbol: x.run.symbol.clone(),
-                            close_hash: hashes.get(x.run.symbol.as_str()).map(|h| h.to_string()),
-                            engine_bars: x.engine_bars,
-                            window_bars: x.run.ts.len(),
-                            tz: x.calendar.zone().map(str::to_string),
-                            periods_per_year: x.metrics.periods_per_year,
-                        })
-                        .collect(),
-                },
-                skipped: r.skipped.clone(),
-                warnings: r.warnings.clone(),
-                symbols: r.symbols.len(),
-                capital_per_symbol: r.capital_per_symbol,
-                periods_per_year: Some(r.portfolio_metrics.periods_per_year),
-                periods_per_year_source: manifest::periods_source(&strategy).to_string(),
-                risk_free: strategy.metrics.risk_free,
-                engine_bars: r.engine_bars,
-                outputs: Outputs::default().names(),
-                threads: None,
-                shards: Some(h.shards),
-                timings_ms: timings(&[("merge", t_merge)]),
-                cache: None,
-                files: vec![],
-            };
-            let value = serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
-            write_run_dir(&s.out, &r, &value, s.force, Default::default())?;
-            (Merged::Run(Box::new((m, r.summary()))), t_merge)
+            (Merged::Run(Box::new((m, r))), t_merge)
         }
         PartKind::Sweep => {
             let (m, grid, r, ranking, order) = merge_sweep_dir(s, &parts, command, started, t0)?;
@@ -177,6 +186,74 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
         write_s: (t0.elapsed() - merge_s).as_secs_f64(),
         report,
     })
+}
+
+/// The merged run's `run.json`, from the parts' headers and the merged
+/// summary (`tz`: each symbol's time zone).
+fn merged_run_manifest(
+    h: &crate::shard::part::PartHeader,
+    strategy: &crate::run::Strategy,
+    (command, started): (Vec<String>, String),
+    r: &RunSummary,
+    tz: &dyn Fn(&str) -> Option<String>,
+    t_merge: std::time::Duration,
+) -> RunManifest {
+    let ctx = &h.context;
+    let hashes: std::collections::HashMap<&str, &str> = ctx["selection"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| Some((s["symbol"].as_str()?, s["close_hash"].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let p = &h.params;
+    RunManifest {
+        format_version: manifest::RUN_FORMAT_VERSION,
+        atc_bt_version: env!("CARGO_PKG_VERSION").to_string(),
+        command,
+        started_at: started,
+        inputs_hash: h.inputs_hash.clone(),
+        params: strategy.clone(),
+        signals: h.signals.clone(),
+        strategy_file: ctx["strategy_file"].as_str().map(str::to_string),
+        window: Window::of(
+            p["from_us"].as_i64(),
+            p["to_us"].as_i64(),
+            p["warmup_bars"].as_u64().map(|x| x as usize),
+        ),
+        data: RunData {
+            path: str_of(&ctx["data_path"]),
+            store: None,
+            sources: sources(ctx),
+            series: r
+                .symbols
+                .iter()
+                .map(|x| RunSeries {
+                    symbol: x.symbol.clone(),
+                    close_hash: hashes.get(x.symbol.as_str()).map(|h| h.to_string()),
+                    engine_bars: x.engine_bars,
+                    window_bars: x.window_bars,
+                    tz: tz(&x.symbol),
+                    periods_per_year: x.metrics.periods_per_year,
+                })
+                .collect(),
+        },
+        skipped: r.skipped.clone(),
+        warnings: r.warnings.clone(),
+        symbols: r.symbols.len(),
+        capital_per_symbol: r.capital_per_symbol,
+        periods_per_year: Some(r.portfolio_metrics.periods_per_year),
+        periods_per_year_source: manifest::periods_source(strategy).to_string(),
+        risk_free: strategy.metrics.risk_free,
+        engine_bars: r.engine_bars,
+        outputs: Outputs::default().names(),
+        threads: None,
+        shards: Some(h.shards),
+        timings_ms: timings(&[("merge", t_merge)]),
+        cache: None,
+        files: vec![],
+    }
 }
 
 fn merge_sweep_dir(

@@ -263,10 +263,6 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     let sampler = MemorySampler::start(Duration::from_millis(20));
     sampler.phase("load");
     let s = settings;
-    if s.shard.is_some() && s.strategy.execution.allocation == Allocation::Shared {
-        // TODO(issue 22): shards compute the signals, `merge` runs the account.
-        return Err(crate::run::RunError::SharedSharded.into());
-    }
     if let Some(out) = &s.out {
         crate::files::out::check_not_holding(out, &crate::locate::data_base(&s.data.data))?;
     }
@@ -278,12 +274,7 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
         (None, None) => Invocation::new(s),
         _ => None,
     };
-    let signals = match &s.signals {
-        Some(_) if s.shard.is_some() => {
-            return Err(JobError::Invalid(
-                "--signals cannot be combined with --shard yet\n  hint: run the signals file on one machine (it skips the engine, so it is fast)".into(),
-            ))
-        }
+    let mut signals = match &s.signals {
         Some(path) => Some(SignalsFile::read(path)?),
         None => None,
     };
@@ -297,8 +288,14 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     let stops = s.strategy.execution.has_stops();
     let (dataset, mut plan, notes) =
         super::open_selection(&s.data, s.show_ingest, stops, progress)?;
-    if let Some(file) = &signals {
+    if let Some(file) = &mut signals {
         plan = signals_plan(s, file, &dataset, plan, progress)?;
+        if let Some(spec) = s.shard {
+            // Every shard narrows the plan the same way (the capital
+            // split counts the whole selection); each keeps its own
+            // symbols' rows only.
+            file.retain(|name| spec.owns(name));
+        }
     }
     let mut cache_cfg = s.cache.config(dataset.base());
     if let Some(spec) = &s.shard {
@@ -310,7 +307,15 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     let t_load = t0.elapsed();
     let pool = super::pool(s.threads)?;
     if let Some(spec) = s.shard {
-        let r = super::shard::run_shard(s, spec, &dataset, &plan, &pool, &cache, progress);
+        let r = super::shard::run_shard(
+            s,
+            spec,
+            &dataset,
+            &plan,
+            (&pool, &cache),
+            signals.as_ref(),
+            progress,
+        );
         cache.flush();
         super::cache_warnings(&cache, progress);
         return r.map(RunOutcome::Part);
@@ -462,7 +467,8 @@ fn signals_plan(
     progress: &dyn Progress,
 ) -> Result<RunPlan> {
     let explicit = s.data.selection != crate::data::SymbolSelection::All;
-    let (series, notes) = file.check(data, &plan.series, explicit)?;
+    let owns = |name: &str| s.shard.is_none_or(|spec| spec.owns(name));
+    let (series, notes) = file.check_owned(data, &plan.series, explicit, &owns)?;
     for n in &notes {
         progress.message(n);
     }

@@ -15,10 +15,17 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::{Progress, Result};
+use crate::backtest::book::Allocation;
 use crate::cache::Cache;
+use crate::data::SignalsFile;
 use crate::data::{Dataset, SourceInfo};
-use crate::run::{prepare, run_with_cache, RunPlan, Skipped, Strategy};
-use crate::shard::part::{PartHeader, PartKind, PartSkipped, PartWriter, PART_FORMAT_VERSION};
+use crate::run::shared::{check_series, signals_of, skip_or_fail, DataBars};
+use crate::run::{
+    prepare, run_with_signals, ActiveSeries, RunError, RunPlan, Skipped, Strategy, RUN_CHUNK,
+};
+use crate::shard::part::{
+    PartBookSeries, PartHeader, PartKind, PartSkipped, PartWriter, PART_FORMAT_VERSION,
+};
 use crate::shard::ShardSpec;
 use crate::sweep::{sweep_with, Grid, Sample};
 
@@ -136,15 +143,18 @@ pub(super) fn run_shard(
     spec: ShardSpec,
     data: &Dataset,
     plan: &RunPlan,
-    pool: &rayon::ThreadPool,
-    cache: &Cache,
+    (pool, cache): (&rayon::ThreadPool, &Cache),
+    signals: Option<&SignalsFile>,
     progress: &dyn Progress,
 ) -> Result<PartDone> {
     let t0 = Instant::now();
     let strategy = &s.strategy;
     // The whole selection decides the split: every shard counts the same.
     let (active_all, skipped_all) = prepare(data, plan)?;
-    let inputs_hash = super::identity::run_inputs(data, plan, strategy);
+    let inputs_hash = super::identity::with_signals(
+        super::identity::run_inputs(data, plan, strategy),
+        signals.map(|f| &f.source),
+    );
     let names = names(data, plan);
     let pos_of = pos_lookup(&names);
     let shard_plan = RunPlan {
@@ -159,17 +169,59 @@ pub(super) fn run_shard(
     let dir = parts_dir(s.out.as_ref(), &inputs_hash);
     let mut writer = PartWriter::create(&dir, spec, &names, true, s.force)?;
     let mut processed = 0;
-    if shard_active > 0 {
+    let shared = strategy.execution.allocation == Allocation::Shared;
+    let mut book = None;
+    if shared && shard_active > 0 {
+        // The account needs every symbol: store this shard's signals and
+        // the bars the account reads, for `merge` to trade.
+        let active: Vec<ActiveSeries> = active_all
+            .iter()
+            .filter(|a| spec.owns(&data.series()[a.idx].name))
+            .cloned()
+            .collect();
+        progress.start("symbols", active.len() as u64);
+        let r = pool.install(|| {
+            shared_book_part(
+                data,
+                &active,
+                (strategy, signals),
+                (cache, s.data.strict),
+                &mut writer,
+                &pos_of,
+                progress,
+            )
+        });
+        progress.finish();
+        match r {
+            Ok(meta) => {
+                processed = meta.len();
+                book = Some(meta);
+            }
+            Err(e) => {
+                writer.abandon();
+                return Err(e);
+            }
+        }
+    } else if shared {
+        // No symbol of this shard has bars in the window: an empty book,
+        // still a shared-cash part.
+        let src = DataBars(data);
+        if let Err(e) = writer.write_book(&[], &src, strategy.execution.has_stops()) {
+            writer.abandon();
+            return Err(e.into());
+        }
+        book = Some(Vec::new());
+    } else if shard_active > 0 {
         progress.start("symbols", shard_plan.series.len() as u64);
         let r = pool.install(|| {
-            run_with_cache(
+            run_with_signals(
                 data,
                 &shard_plan,
                 strategy,
-                s.data.strict,
-                Some(active_all.len()),
+                (s.data.strict, Some(active_all.len())),
                 cache,
                 &|_| progress.tick(),
+                signals,
             )
         });
         progress.finish();
@@ -191,7 +243,7 @@ pub(super) fn run_shard(
     }
     let capital = strategy.execution.capital / active_all.len() as f64;
     let header = PartHeader {
-        format_version: PART_FORMAT_VERSION,
+        format_version: PartHeader::format_for(book.is_some(), signals.is_some()),
         kind: PartKind::Run,
         shard: spec.index,
         shards: spec.count,
@@ -219,6 +271,8 @@ pub(super) fn run_shard(
             combo_bars: None,
             compute_ms: t0.elapsed().as_secs_f64() * 1e3,
         }),
+        book,
+        signals: signals.map(|f| f.source.clone()),
     };
     let out = writer.finish(&header)?;
     Ok(PartDone {
@@ -228,6 +282,80 @@ pub(super) fn run_shard(
         selection: plan.series.len(),
         combinations: 0,
     })
+}
+
+/// A shared-cash shard's work: its symbols' signals (from the signals
+/// file, or the cache or the engine) into the part's `book.parquet`, a
+/// chunk at a time, the bars the account reads beside them. Returns the
+/// header's `book`: every symbol with bars in the window, in plan order,
+/// those the engine refused with their reason. With `strict` a refused
+/// series, or one the account's own checks would refuse, ends the shard
+/// as it ends the single run.
+fn shared_book_part(
+    data: &Dataset,
+    active: &[ActiveSeries],
+    (strategy, signals): (&Strategy, Option<&SignalsFile>),
+    (cache, strict): (&Cache, bool),
+    writer: &mut PartWriter,
+    pos_of: &dyn Fn(&str) -> u32,
+    progress: &dyn Progress,
+) -> Result<Vec<PartBookSeries>> {
+    let src = DataBars(data);
+    let stops = strategy.execution.has_stops();
+    let mut meta = Vec::with_capacity(active.len());
+    for chunk in active.chunks(RUN_CHUNK) {
+        let mut failed = Vec::new();
+        let series = signals_of(
+            data,
+            chunk,
+            (strategy, signals),
+            cache,
+            &|_| progress.tick(),
+            &mut |symbol, reason| skip_or_fail(&mut failed, strict, symbol, reason),
+        )?;
+        if strict {
+            for s in &series {
+                check_series(&src, s, strategy).map_err(|reason| RunError::Strict {
+                    symbol: s.symbol.clone(),
+                    reason,
+                })?;
+            }
+        }
+        let mut written = writer.write_book(&series, &src, stops)?.into_iter();
+        let mut failed = failed.into_iter();
+        // Back in plan order: the chunk's series, stored or refused.
+        for a in chunk {
+            let name = &data.series()[a.idx].name;
+            let m = match written.as_slice().first() {
+                Some(w) if &w.symbol == name => written.next(),
+                _ => None,
+            };
+            let m = match m {
+                // The source's zone as the data index records it, as
+                // one machine's run.json does.
+                Some(m) => PartBookSeries {
+                    tz: data.series()[a.idx].tz.clone(),
+                    ..m
+                },
+                None => match failed.next() {
+                    Some(f) => PartBookSeries {
+                        pos: pos_of(&f.symbol),
+                        symbol: f.symbol,
+                        from: 0,
+                        window_start: 0,
+                        window_end: 0,
+                        engine_bars: 0,
+                        data_ends: false,
+                        tz: None,
+                        error: Some(f.reason),
+                    },
+                    None => continue,
+                },
+            };
+            meta.push(m);
+        }
+    }
+    Ok(meta)
 }
 
 /// What a sweep's shard needs beside the data.
@@ -347,6 +475,8 @@ pub(super) fn sweep_shard(
             combo_bars: Some(combo_bars),
             compute_ms: t0.elapsed().as_secs_f64() * 1e3,
         }),
+        book: None,
+        signals: None,
     };
     let out = writer.finish(&header)?;
     Ok(PartDone {

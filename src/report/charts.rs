@@ -692,6 +692,9 @@ pub struct SymbolChart {
     pub long_threshold: Option<f64>,
     /// Short threshold (dashed red).
     pub short_threshold: Option<f64>,
+    /// The lower panel's caption when the signal is not the ATC's (a run
+    /// on a `--signals` file); `None`: the ATC's caption.
+    pub signal_caption: Option<String>,
     /// Size in pixels.
     pub size: (u32, u32),
 }
@@ -858,7 +861,12 @@ impl Chart for SymbolChart {
                 .map_err(err)?;
         }
         let mut chart = ChartBuilder::on(&lower)
-            .caption("ATC average signal and thresholds", font(13))
+            .caption(
+                self.signal_caption
+                    .as_deref()
+                    .unwrap_or("ATC average signal and thresholds"),
+                font(13),
+            )
             .margin(10)
             .margin_right(24)
             .x_label_area_size(28)
@@ -1717,6 +1725,7 @@ mod tests {
             trade_returns: vec![(ts[5], 0.04)],
             long_threshold: Some(0.5),
             short_threshold: None,
+            signal_caption: None,
             size: (800, 500),
         })
         .unwrap()

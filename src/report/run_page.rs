@@ -592,11 +592,26 @@ fn finish_run_page(
     if opts.format.html() {
         body.push_str(&section("details", "Run details", &details_html(run)));
     }
+    let title = match signals_label(run) {
+        Some(label) => format!("Backtest report · {label}"),
+        None => "ATC backtest report".into(),
+    };
     let html = opts
         .format
         .html()
-        .then(|| html::page("ATC backtest report", &parts.subtitle, &body));
+        .then(|| html::page(&title, &parts.subtitle, &body));
     w.finish(html.as_deref())
+}
+
+/// What drove a run that traded a `--signals` file rather than the ATC
+/// (`run.json`'s `signals`): `Signals: own file <name>`; `None` for an
+/// ATC run.
+fn signals_label(run: &Value) -> Option<String> {
+    let path = run.get("signals")?.get("path")?.as_str()?;
+    let name = Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    Some(format!("Signals: own file {name}"))
 }
 
 /// Renders the report of a run directory ([`render_run_report`]) and also
@@ -642,7 +657,13 @@ pub fn render_run_report_parts(
         .resolve(data.portfolio.equity.iter().chain(&data.benchmark.equity));
     let eq = EquityChart {
         title: "Portfolio equity vs buy & hold".into(),
-        strategy: curve_line("Portfolio (ATC)", &data.portfolio),
+        strategy: curve_line(
+            &format!(
+                "Portfolio ({})",
+                signals_label(&data.run).unwrap_or_else(|| "ATC".into())
+            ),
+            &data.portfolio,
+        ),
         benchmark: (!data.benchmark.ts.is_empty())
             .then(|| curve_line("Buy & hold", &data.benchmark)),
         log_scale,
@@ -705,15 +726,16 @@ pub fn render_run_report_parts(
     }
     body.push_str(&coverage_section(&mut w, &data, opts)?);
 
-    // Per-symbol charts.
-    let long_th = data
-        .run
-        .pointer("/params/atc/long_threshold")
-        .and_then(Value::as_f64);
-    let short_th = data
-        .run
-        .pointer("/params/atc/short_threshold")
-        .and_then(Value::as_f64);
+    // Per-symbol charts. A signals file's strength has no ATC thresholds.
+    let own_signals = signals_label(&data.run);
+    let threshold = |key: &str| {
+        own_signals
+            .is_none()
+            .then(|| data.run.pointer(key).and_then(Value::as_f64))
+            .flatten()
+    };
+    let long_th = threshold("/params/atc/long_threshold");
+    let short_th = threshold("/params/atc/short_threshold");
     let index: BTreeMap<&String, usize> = data
         .symbol_metrics
         .keys()
@@ -740,6 +762,9 @@ pub fn render_run_report_parts(
                 .collect(),
             long_threshold: long_th,
             short_threshold: short_th,
+            signal_caption: own_signals
+                .as_ref()
+                .map(|l| format!("Signal strength ({l})")),
             size: (1200, SYMBOL_CHART_HEIGHT),
         };
         if opts.format.png() {

@@ -6,7 +6,7 @@
 //! window, never a bar after `--to`; the backtester trades the window.
 
 pub mod output;
-pub(crate) mod shared;
+pub mod shared;
 pub mod strategy;
 
 use std::ops::Range;
@@ -268,8 +268,10 @@ pub enum RunError {
         /// What went wrong.
         message: String,
     },
-    /// Shared cash was asked of a shard (the account needs every symbol).
-    #[error("--allocation shared is not yet supported across shards (the account needs every symbol's signals): run it without --shard")]
+    /// The shared account was asked to trade on a shard (the account
+    /// needs every symbol: a shard stores its signals and `merge` runs
+    /// the account).
+    #[error("the shared account cannot trade on a shard (it needs every symbol's signals): a shard of a shared run stores its signals, and `atc-bt merge` runs the account")]
     SharedSharded,
     /// The shared account's equity or gross exposure overflowed (not a
     /// finite number): equal-split skips such a series; one account
@@ -500,68 +502,6 @@ pub fn trade_series(
     cfg: &ExecConfig,
     opts: &MetricsOptions,
 ) -> Result<SymbolResult, Skipped> {
-    let (run, metrics) = simulate_series(data, a, dir, capital, cfg, opts)?;
-    let local = a.window.start - a.start..a.window.end - a.start;
-    Ok(SymbolResult {
-        metrics,
-        close: data.view(a.idx).close[a.window.clone()].to_vec(),
-        avg: avg[local.clone()].to_vec(),
-        dir: dir[local].to_vec(),
-        window: a.window.clone(),
-        engine_bars: a.window.end - a.start,
-        calendar: opts.calendar.clone(),
-        run,
-        contribution: None,
-    })
-}
-
-/// [`trade_series`] keeping the engine's vectors (cut to the window in
-/// place, not copied), and the window's closes only with `close` (else
-/// [`SymbolResult::close`] is empty): what a streamed run does with each
-/// series, where nothing but the result files reads the closes.
-#[allow(clippy::too_many_arguments)]
-fn trade_series_owned(
-    data: &Dataset,
-    a: &ActiveSeries,
-    (mut avg, mut dir): Signals,
-    close: bool,
-    capital: f64,
-    cfg: &ExecConfig,
-    opts: &MetricsOptions,
-) -> Result<SymbolResult, Skipped> {
-    let (run, metrics) = simulate_series(data, a, &dir, capital, cfg, opts)?;
-    let local = a.window.start - a.start..a.window.end - a.start;
-    avg.truncate(local.end);
-    avg.drain(..local.start);
-    dir.truncate(local.end);
-    dir.drain(..local.start);
-    Ok(SymbolResult {
-        metrics,
-        close: if close {
-            data.view(a.idx).close[a.window.clone()].to_vec()
-        } else {
-            Vec::new()
-        },
-        avg,
-        dir,
-        window: a.window.clone(),
-        engine_bars: a.window.end - a.start,
-        calendar: opts.calendar.clone(),
-        run,
-        contribution: None,
-    })
-}
-
-/// The simulation of series `a` under direction `dir` (over
-/// `a.start..a.window.end`) and its metrics, or why it is skipped.
-fn simulate_series(
-    data: &Dataset,
-    a: &ActiveSeries,
-    dir: &[i8],
-    capital: f64,
-    cfg: &ExecConfig,
-    opts: &MetricsOptions,
-) -> Result<(SymbolRun, Metrics), Skipped> {
     let name = &data.series()[a.idx].name;
     let view = data.view(a.idx);
     let (start, end) = (a.start, a.window.end);
@@ -573,9 +513,11 @@ fn simulate_series(
         close: &view.close[start..end],
     };
     let local = a.window.start - start..end - start;
-    let run = simulate(name, bars, dir, local, capital, cfg, a.data_ends).map_err(|e| Skipped {
-        symbol: name.clone(),
-        reason: e.to_string(),
+    let run = simulate(name, bars, dir, local.clone(), capital, cfg, a.data_ends).map_err(|e| {
+        Skipped {
+            symbol: name.clone(),
+            reason: e.to_string(),
+        }
     })?;
     if let Some(reason) = non_finite(&run, a) {
         return Err(Skipped {
@@ -584,7 +526,17 @@ fn simulate_series(
         });
     }
     let m = run.metrics_with(opts);
-    Ok((run, m))
+    Ok(SymbolResult {
+        metrics: m,
+        close: view.close[a.window.clone()].to_vec(),
+        avg: avg[local.clone()].to_vec(),
+        dir: dir[local].to_vec(),
+        window: a.window.clone(),
+        engine_bars: end - start,
+        calendar: opts.calendar.clone(),
+        run,
+        contribution: None,
+    })
 }
 
 /// Why `run` (series `a`'s simulation) is left out, if its equity or
@@ -865,19 +817,42 @@ pub fn run_with_cache(
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
 ) -> Result<RunResult, RunError> {
+    run_with_signals(
+        data,
+        plan,
+        strategy,
+        (strict, capital_symbols),
+        cache,
+        on_done,
+        None,
+    )
+}
+
+/// [`run_with_cache`] taking each series' average signal and direction
+/// from `signals` (`--signals FILE`) instead of the engine when given, as
+/// [`run_to_dir_from`] does (a shard of a run on a signals file).
+pub fn run_with_signals(
+    data: &Dataset,
+    plan: &RunPlan,
+    strategy: &Strategy,
+    (strict, capital_symbols): (bool, Option<usize>),
+    cache: &Cache,
+    on_done: &(dyn Fn(usize) + Sync),
+    signals: Option<&SignalsFile>,
+) -> Result<RunResult, RunError> {
     strategy.atc.validate()?;
     let (active, mut skipped) = prepare(data, plan)?;
     if strategy.execution.allocation == Allocation::Shared {
         let account = shared::account(
             (data, &active),
-            (strategy, None),
+            (strategy, signals),
             (cache, strict, capital_symbols),
             on_done,
             &mut skipped,
         )?;
         let capital_per_symbol = account.capital_per_symbol;
         let mut symbols = Vec::with_capacity(active.len());
-        let curve = account.emit(data, strategy, &mut |r| {
+        let curve = account.emit(&shared::DataBars(data), strategy, &mut |r| {
             symbols.push(r);
             Ok(())
         })?;
@@ -895,7 +870,7 @@ pub fn run_with_cache(
     run_chunks(
         data,
         &active,
-        (strategy, None),
+        (strategy, signals),
         capital_per_symbol,
         cache,
         on_done,
@@ -985,7 +960,9 @@ pub fn run_to_dir_from(
             true,
         )
         .map_err(out_err)?;
-        let curve = account.emit(data, strategy, &mut |r| writer.push(r).map_err(out_err))?;
+        let curve = account.emit(&shared::DataBars(data), strategy, &mut |r| {
+            writer.push(r).map_err(out_err)
+        })?;
         writer.set_portfolio(curve);
         return writer.finish(skipped).map_err(out_err);
     }
@@ -1035,11 +1012,6 @@ trait ChunkSink: Send {
     fn background(&mut self) -> Result<(), RunError> {
         Ok(())
     }
-    /// Whether the outcomes must keep each window's closes
-    /// ([`SymbolResult::close`]); empty otherwise.
-    fn wants_close(&self) -> bool {
-        true
-    }
     /// Takes a chunk's outcomes, in plan order.
     fn take(&mut self, part: Vec<Result<SymbolResult, Skipped>>) -> Result<(), RunError>;
 }
@@ -1064,10 +1036,6 @@ struct Stream {
 }
 
 impl ChunkSink for Stream {
-    fn wants_close(&self) -> bool {
-        self.writer.outputs().close
-    }
-
     fn background(&mut self) -> Result<(), RunError> {
         self.writer.drain().map_err(out_err)
     }
@@ -1176,7 +1144,6 @@ fn run_chunks(
     sink: &mut dyn ChunkSink,
 ) -> Result<(), RunError> {
     let cfg = strategy.execution.exec_config();
-    let close = sink.wants_close();
     for chunk in active.chunks(RUN_CHUNK) {
         let (background, part) = rayon::join(
             || sink.background(),
@@ -1185,7 +1152,7 @@ fn run_chunks(
                     data,
                     chunk,
                     (strategy, signals),
-                    (capital_per_symbol, close),
+                    capital_per_symbol,
                     cache,
                     on_done,
                     &cfg,
@@ -1199,13 +1166,12 @@ fn run_chunks(
 }
 
 /// One chunk of [`run_chunks`]: signals from the signals file, or from
-/// the cache or the batched engine, then the backtest of each series
-/// (its results keep the window's closes only with `close`).
+/// the cache or the batched engine, then the backtest of each series.
 fn compute_chunk(
     data: &Dataset,
     chunk: &[ActiveSeries],
     (strategy, file): (&Strategy, Option<&SignalsFile>),
-    (capital_per_symbol, close): (f64, bool),
+    capital_per_symbol: f64,
     cache: &Cache,
     on_done: &(dyn Fn(usize) + Sync),
     cfg: &ExecConfig,
@@ -1220,9 +1186,9 @@ fn compute_chunk(
                     symbol: data.series()[a.idx].name.clone(),
                     reason,
                 })
-                .and_then(|sig| {
+                .and_then(|(avg, dir)| {
                     let opts = series_options(data, a, &strategy.metrics);
-                    trade_series_owned(data, a, sig, close, capital_per_symbol, cfg, &opts)
+                    trade_series(data, a, &avg, &dir, capital_per_symbol, cfg, &opts)
                 });
             // Done with this series: let the kernel drop its mapped
             // pages, so resident memory does not grow with the number

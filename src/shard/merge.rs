@@ -13,9 +13,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::part::{read_header, PartError, PartHeader, PartKind, PartReader, Stored, SUCCESS};
+use super::part::{
+    read_header, PartError, PartHeader, PartKind, PartReader, Stored, StoredBars, SUCCESS,
+};
 use crate::backtest::Curve;
 use crate::engine::registry::{self, Kind};
+use crate::run::shared::{run_book, SharedAccount};
 use crate::run::{
     aggregate, collect, MetricsSettings, RunError, RunResult, Skipped, Strategy, SymbolResult,
 };
@@ -213,6 +216,28 @@ fn first_difference(
 
 /// What differs between two headers, in words.
 fn difference(a: &PartHeader, b: &PartHeader) -> String {
+    if a.kind == b.kind && a.book.is_some() != b.book.is_some() {
+        let (odd, others) = if a.book.is_some() {
+            ("a shared-cash", "equal-split")
+        } else {
+            ("an equal-split", "shared-cash")
+        };
+        return format!(
+            "{odd} part where the others are {others} parts (a shard of --allocation shared stores signals for merge to trade, an equal-split shard its own results)"
+        );
+    }
+    if a.signals != b.signals {
+        let file = |h: &PartHeader| match &h.signals {
+            Some(f) => format!(
+                "signals file {} ({} bytes, blake3 {})",
+                f.path,
+                f.size,
+                &f.blake3[..f.blake3.len().min(12)]
+            ),
+            None => "no signals file (the ATC's signals)".into(),
+        };
+        return format!("made from {} where the others used {}", file(a), file(b));
+    }
     if a.format_version != b.format_version {
         return format!(
             "part format {} where the others have {}",
@@ -279,7 +304,11 @@ pub fn check_parts(paths: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             });
         }
         if let Some(v) = super::part::read_format_version(p) {
-            if v != u64::from(super::part::PART_FORMAT_VERSION) {
+            let known = [
+                super::part::PART_FORMAT_VERSION,
+                super::part::BOOK_FORMAT_VERSION,
+            ];
+            if !known.iter().any(|&k| u64::from(k) == v) {
                 // Name every part of that format, not only the first.
                 let paths = paths
                     .iter()
@@ -289,7 +318,11 @@ pub fn check_parts(paths: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
                 return Err(MergeError::OtherFormat {
                     paths,
                     found: v,
-                    expected: u64::from(super::part::PART_FORMAT_VERSION),
+                    expected: u64::from(if v < u64::from(super::part::PART_FORMAT_VERSION) {
+                        super::part::PART_FORMAT_VERSION
+                    } else {
+                        super::part::BOOK_FORMAT_VERSION
+                    }),
                 });
             }
         }
@@ -297,9 +330,11 @@ pub fn check_parts(paths: &[PathBuf]) -> Result<Vec<Part>, MergeError> {
             path: p.clone(),
             why: e.to_string(),
         })?;
-        let damaged = super::part::verify_files(p).map_err(|e| MergeError::NotAPart {
-            path: p.clone(),
-            why: e.to_string(),
+        let damaged = super::part::verify_files(p, header.book.is_some()).map_err(|e| {
+            MergeError::NotAPart {
+                path: p.clone(),
+                why: e.to_string(),
+            }
         })?;
         if let Some(file) = damaged {
             return Err(MergeError::Damaged {
@@ -413,6 +448,58 @@ pub fn merge_run(parts: &[Part]) -> Result<RunResult, MergeError> {
         parts[0].header.capital(0),
         &settings,
     ))
+}
+
+/// Whether the parts are a shared-cash run's (`--allocation shared`):
+/// signals and bars for the account, which [`merge_shared`] runs.
+pub fn is_shared(parts: &[Part]) -> bool {
+    parts[0].header.book.is_some()
+}
+
+/// The shared account of a sharded shared-cash run, run once over every
+/// symbol of the parts: what the run directory is written from
+/// ([`SharedAccount::emit`] with `bars`).
+pub struct SharedMerge {
+    /// The strategy the shards ran.
+    pub strategy: Strategy,
+    /// The bars the shards stored (the account's
+    /// [`BarSource`](crate::run::shared::BarSource)).
+    pub bars: StoredBars,
+    /// The account after it traded.
+    pub account: SharedAccount,
+    /// Symbols left out, in the single machine's order: no bars in the
+    /// window, then the engine's failures, then the account's refusals.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Runs the account of a sharded shared-cash run from its parts: every
+/// part's book read into memory (its symbols' signals, 9 bytes a bar, and
+/// the bars the account reads: ts, open, close, and high/low with stops),
+/// put in the selection's order, then [`run_book`], the code the single
+/// machine runs on the same numbers.
+pub fn merge_shared(parts: &[Part]) -> Result<SharedMerge, MergeError> {
+    let strategy = run_strategy(parts)?;
+    let mut skipped = window_skipped(parts);
+    let mut bars = StoredBars::default();
+    let mut by_pos = BTreeMap::new();
+    for p in parts {
+        bars.read_part(&p.dir, &p.header, &mut by_pos)?;
+    }
+    let mut series = Vec::with_capacity(by_pos.len());
+    for (_, s) in by_pos {
+        match s {
+            Ok(s) => series.push(s),
+            Err(s) => skipped.push(s),
+        }
+    }
+    let account = run_book(&bars, series, &strategy, false, &mut skipped)?
+        .ok_or_else(|| crate::run::all_skipped(&skipped))?;
+    Ok(SharedMerge {
+        strategy,
+        bars,
+        account,
+        skipped,
+    })
 }
 
 fn bad(parts: &[Part], why: impl Into<String>) -> MergeError {

@@ -11,10 +11,23 @@
 //!   curves.parquet   one row per (combo, sample, symbol, bar): ts, equity,
 //!                    position, gross, benchmark (+ close, avg, dir for run)
 //!   trades.parquet   one row per (combo, sample, symbol, trade)
+//!   book.parquet     shared cash only (format 5): one row per (symbol,
+//!                    bar) the account reads: ts, open, close, high/low
+//!                    (null without stops), dir, avg
 //!   _SUCCESS         written last: a part without it is half-written;
-//!                    holds the blake3 of part.json and the three tables
+//!                    holds the blake3 of part.json and the tables
 //!                    (`b3sum` lines, format 4 on), verified by `merge`
 //! ```
+//!
+//! A shard of a shared-cash run (`--allocation shared`) cannot trade: the
+//! account ranks every symbol at every bar. It stores what the account
+//! reads instead, its symbols' signals and bars over `from..window.end`
+//! (the window and the bar before it) in `book.parquet`, and each
+//! symbol's window, engine bars, time zone and `data_ends` (or its
+//! engine error) in the header's `book`; its three result tables stay
+//! empty. `merge` reads every part's book and runs the account once over
+//! all symbols in the selection's order ([`crate::run::shared`]), the
+//! same code as one machine on the same numbers.
 //!
 //! Rows are written in the shard's processing order, one row group per
 //! (combination, sample); combinations come in the same order in every part
@@ -49,7 +62,9 @@ use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use super::ShardSpec;
-use crate::backtest::{Calendar, ExitReason, Side, SymbolRun, Trade};
+use crate::backtest::{Bars, Calendar, ExitReason, Side, SymbolRun, Trade};
+use crate::data::signals_file::SignalsSource;
+use crate::run::shared::{BarSource, BookSeries};
 use crate::run::{MetricsSettings, Skipped, SymbolResult};
 
 /// Version of the part layout; `merge` refuses other versions. 2: trades
@@ -57,8 +72,17 @@ use crate::run::{MetricsSettings, Skipped, SymbolResult};
 /// strategy is `params.params` for both kinds (was `params.strategy` of a
 /// run, `params.base` of a sweep); `context.sources` lists each source's
 /// `{path, size, mtime_ns, blake3}` for both kinds (see
-/// [`crate::job::manifest`]).
+/// [`crate::job::manifest`]). 4: `_SUCCESS` holds checksums. Parts of an
+/// ATC run or sweep with equal-split are still written as 4, byte for
+/// byte as before; see [`BOOK_FORMAT_VERSION`].
 pub const PART_FORMAT_VERSION: u32 = 4;
+/// Version of the parts an older `merge` would misread: a shared-cash
+/// run's (`book` in the header, `book.parquet`) and a run on a signals
+/// file (`signals` in the header). An older atc-bt refuses them as a
+/// newer format rather than merging them wrongly.
+pub const BOOK_FORMAT_VERSION: u32 = 5;
+/// The table of a shared-cash part.
+pub const BOOK_FILE: &str = "book.parquet";
 /// The header file of a part.
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.
@@ -155,6 +179,41 @@ pub struct PartHeader {
     /// The single-machine description (`run.json`/`sweep.json`) as this
     /// shard would write it; `merge` completes it. Not compared.
     pub context: serde_json::Value,
+    /// A shared-cash run's part: per symbol of this shard with bars in
+    /// the window, what the account needs beside `book.parquet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub book: Option<Vec<PartBookSeries>>,
+    /// The `--signals` file the shard traded (path, size, blake3); all
+    /// parts of one merge must name the same file, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<SignalsSource>,
+}
+
+/// A symbol of a shared-cash part (header `book`): where its rows of
+/// `book.parquet` sit in its series, or why the engine refused it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartBookSeries {
+    /// Position in the whole selection.
+    pub pos: u32,
+    /// Series name.
+    pub symbol: String,
+    /// First stored bar (absolute bar index: the bar before the window,
+    /// or the window's first).
+    pub from: usize,
+    /// The traded window's first bar (absolute).
+    pub window_start: usize,
+    /// One past the window's last bar (absolute).
+    pub window_end: usize,
+    /// Bars the engine saw.
+    pub engine_bars: usize,
+    /// See [`crate::run::ActiveSeries::data_ends`].
+    pub data_ends: bool,
+    /// The source's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+    /// The engine's reason to skip it (then nothing is stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl PartHeader {
@@ -169,8 +228,19 @@ impl PartHeader {
             "active_symbols": self.active_symbols,
             "capital_bits": self.capital_bits,
             "params": self.params,
+            "shared": self.book.is_some(),
+            "signals": self.signals,
         })
         .to_string()
+    }
+
+    /// The format this header's part is written in.
+    pub fn format_for(shared: bool, signals: bool) -> u32 {
+        if shared || signals {
+            BOOK_FORMAT_VERSION
+        } else {
+            PART_FORMAT_VERSION
+        }
     }
 
     /// Capital per sub-account of sample `k`.
@@ -300,6 +370,20 @@ pub struct PartWriter {
     symbols: Table,
     curves: Table,
     trades: Table,
+    book: Option<Table>,
+}
+
+fn book_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("pos", DataType::UInt32, false),
+        Field::new("ts", DataType::Int64, false),
+        Field::new("open", DataType::Float64, false),
+        Field::new("high", DataType::Float64, true),
+        Field::new("low", DataType::Float64, true),
+        Field::new("close", DataType::Float64, false),
+        Field::new("dir", DataType::Int8, false),
+        Field::new("avg", DataType::Float64, false),
+    ]))
 }
 
 fn keys(n: usize, combo: usize, sample: usize) -> (ArrayRef, ArrayRef) {
@@ -335,9 +419,89 @@ impl PartWriter {
             symbols: Table::create(tmp.join("symbols.parquet"), symbols_schema())?,
             curves: Table::create(tmp.join("curves.parquet"), curves_schema())?,
             trades: Table::create(tmp.join("trades.parquet"), trades_schema())?,
+            book: None,
             out,
             tmp,
         })
+    }
+
+    /// Appends the bars and signals of shared-cash series to
+    /// `book.parquet` (one row group per call), their bars read from
+    /// `src`; high and low only with `stops`. Returns their header
+    /// entries (without the engine's failures, which the caller adds).
+    pub fn write_book(
+        &mut self,
+        series: &[BookSeries],
+        src: &dyn BarSource,
+        stops: bool,
+    ) -> Result<Vec<PartBookSeries>, PartError> {
+        if self.book.is_none() {
+            self.book = Some(Table::create(self.tmp.join(BOOK_FILE), book_schema())?);
+        }
+        let rows: usize = series.iter().map(|s| s.dir.len()).sum();
+        let mut pos = Vec::with_capacity(rows);
+        let (mut ts, mut open, mut close) = (
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows),
+            Vec::with_capacity(rows),
+        );
+        let (mut high, mut low) = (Vec::new(), Vec::new());
+        let (mut dir, mut avg) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let mut meta = Vec::with_capacity(series.len());
+        for s in series {
+            let p = self.pos(&s.symbol)?;
+            let b = src.bars(s);
+            let n = s.dir.len();
+            if [b.ts.len(), b.open.len(), b.close.len(), s.avg.len()]
+                .iter()
+                .any(|&l| l != n)
+            {
+                return Err(PartError::Corrupt {
+                    path: self.tmp.join(BOOK_FILE),
+                    why: format!("{}: columns of different lengths", s.symbol),
+                });
+            }
+            pos.extend(std::iter::repeat_n(p, n));
+            ts.extend_from_slice(b.ts);
+            open.extend_from_slice(b.open);
+            close.extend_from_slice(b.close);
+            if stops {
+                high.extend(b.high.iter().map(|&x| Some(x)));
+                low.extend(b.low.iter().map(|&x| Some(x)));
+            } else {
+                high.extend(std::iter::repeat_n(None::<f64>, n));
+                low.extend(std::iter::repeat_n(None::<f64>, n));
+            }
+            dir.extend_from_slice(&s.dir);
+            avg.extend_from_slice(&s.avg);
+            src.release(s);
+            meta.push(PartBookSeries {
+                pos: p,
+                symbol: s.symbol.clone(),
+                from: s.from,
+                window_start: s.window.start,
+                window_end: s.window.end,
+                engine_bars: s.engine_bars,
+                data_ends: s.data_ends,
+                tz: s.calendar.zone().map(str::to_string),
+                error: None,
+            });
+        }
+        src.release_all();
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(pos)),
+            Arc::new(Int64Array::from(ts)),
+            Arc::new(Float64Array::from(open)),
+            Arc::new(Float64Array::from(high)),
+            Arc::new(Float64Array::from(low)),
+            Arc::new(Float64Array::from(close)),
+            Arc::new(Int8Array::from(dir)),
+            Arc::new(Float64Array::from(avg)),
+        ];
+        if let Some(t) = self.book.as_mut() {
+            t.write(cols)?;
+        }
+        Ok(meta)
     }
 
     fn pos(&self, name: &str) -> Result<u32, PartError> {
@@ -517,6 +681,10 @@ impl PartWriter {
         self.symbols.finish()?;
         self.curves.finish()?;
         self.trades.finish()?;
+        let book = self.book.is_some();
+        if let Some(t) = self.book {
+            t.finish()?;
+        }
         let hp = self.tmp.join(PART_JSON);
         let text = serde_json::to_string_pretty(header).map_err(|e| PartError::Header {
             path: hp.clone(),
@@ -526,7 +694,7 @@ impl PartWriter {
         // Format 4: `_SUCCESS` holds the blake3 of every file the part
         // wrote (`b3sum` lines), which `merge` verifies.
         let mut sums = String::new();
-        for name in CHECKED_FILES {
+        for name in checked_files(book) {
             let path = self.tmp.join(name);
             let _ = writeln!(sums, "{}  {name}", hash_file(&path)?.to_hex());
         }
@@ -553,6 +721,12 @@ pub const CHECKED_FILES: [&str; 4] = [
     "trades.parquet",
 ];
 
+/// The files whose checksums a part's `_SUCCESS` holds: with `book`
+/// (a shared-cash part) [`BOOK_FILE`] too.
+fn checked_files(book: bool) -> impl Iterator<Item = &'static str> {
+    CHECKED_FILES.into_iter().chain(book.then_some(BOOK_FILE))
+}
+
 /// The blake3 of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<blake3::Hash, PartError> {
     let mut h = blake3::Hasher::new();
@@ -562,12 +736,13 @@ pub fn hash_file(path: &Path) -> Result<blake3::Hash, PartError> {
 }
 
 /// Checks the files of the part in `dir` against the checksums its
-/// `_SUCCESS` recorded; the first file that is missing from the record or
+/// `_SUCCESS` recorded (with `book`, a shared-cash part's, its
+/// [`BOOK_FILE`] too); the first file that is missing from the record or
 /// differs from it, if any.
-pub fn verify_files(dir: &Path) -> Result<Option<String>, PartError> {
+pub fn verify_files(dir: &Path, book: bool) -> Result<Option<String>, PartError> {
     let sp = dir.join(SUCCESS);
     let text = std::fs::read_to_string(&sp).map_err(io(&sp))?;
-    for name in CHECKED_FILES {
+    for name in checked_files(book) {
         let recorded = text.lines().find_map(|l| {
             let (sum, file) = l.split_once("  ")?;
             (file == name).then_some(sum)
@@ -938,6 +1113,155 @@ impl PartReader {
                     why: "rows left after the last combination (written in another order)".into(),
                 });
             }
+        }
+        Ok(())
+    }
+}
+
+/// The bars of shared-cash series as the shards stored them
+/// (`book.parquet`): what `merge` hands the account as its
+/// [`BarSource`]; a [`BookSeries`]' `src` indexes it.
+#[derive(Debug, Default)]
+pub struct StoredBars(Vec<SeriesBars>);
+
+/// One series' stored bars.
+#[derive(Debug, Default)]
+struct SeriesBars {
+    ts: Vec<i64>,
+    open: Vec<f64>,
+    /// Empty when the run has no stops (then never read).
+    high: Vec<f64>,
+    low: Vec<f64>,
+    close: Vec<f64>,
+}
+
+impl BarSource for StoredBars {
+    fn bars(&self, s: &BookSeries) -> Bars<'_> {
+        let b = &self.0[s.src];
+        // Without stops high and low are not stored, and not read: the
+        // close stands in for their lengths.
+        let (high, low) = if b.high.len() == b.close.len() {
+            (&b.high[..], &b.low[..])
+        } else {
+            (&b.close[..], &b.close[..])
+        };
+        Bars {
+            ts: &b.ts,
+            open: &b.open,
+            high,
+            low,
+            close: &b.close,
+        }
+    }
+}
+
+impl StoredBars {
+    /// Reads the book of the shared-cash part in `dir` (header `header`):
+    /// each symbol goes into `into` by its position in the selection, as
+    /// a [`BookSeries`] whose bars are added here, or as the engine's
+    /// failure.
+    pub fn read_part(
+        &mut self,
+        dir: &Path,
+        header: &PartHeader,
+        into: &mut BTreeMap<u32, Result<BookSeries, Skipped>>,
+    ) -> Result<(), PartError> {
+        let path = dir.join(BOOK_FILE);
+        let corrupt = |why: String| PartError::Corrupt {
+            path: path.clone(),
+            why,
+        };
+        let meta = header
+            .book
+            .as_ref()
+            .ok_or_else(|| corrupt("the header has no book".into()))?;
+        let mut at: HashMap<u32, (BookSeries, usize)> = HashMap::new();
+        for m in meta {
+            if into.contains_key(&m.pos) || at.contains_key(&m.pos) {
+                return Err(corrupt(format!("{} appears twice", m.symbol)));
+            }
+            if let Some(reason) = &m.error {
+                into.insert(
+                    m.pos,
+                    Err(Skipped {
+                        symbol: m.symbol.clone(),
+                        reason: reason.clone(),
+                    }),
+                );
+                continue;
+            }
+            let calendar = Calendar::from_zone(m.tz.as_deref()).map_err(&corrupt)?;
+            if m.from > m.window_start || m.window_start >= m.window_end {
+                return Err(corrupt(format!("{}: a window out of order", m.symbol)));
+            }
+            let n = m.window_end - m.from;
+            let src = self.0.len();
+            self.0.push(SeriesBars::default());
+            at.insert(
+                m.pos,
+                (
+                    BookSeries {
+                        symbol: m.symbol.clone(),
+                        src,
+                        calendar,
+                        from: m.from,
+                        window: m.window_start..m.window_end,
+                        engine_bars: m.engine_bars,
+                        data_ends: m.data_ends,
+                        dir: Vec::with_capacity(n),
+                        avg: Vec::with_capacity(n),
+                    },
+                    n,
+                ),
+            );
+        }
+        if !at.is_empty() {
+            let cursor = Cursor::open(path.clone())?;
+            for b in cursor.reader {
+                let b = b.map_err(|e| pq(&path, e))?;
+                let p = &path;
+                let pos = u32_col(p, &b, "pos")?;
+                let ts = col::<Int64Array>(p, &b, "ts")?;
+                let open = col::<Float64Array>(p, &b, "open")?;
+                let high = col::<Float64Array>(p, &b, "high")?;
+                let low = col::<Float64Array>(p, &b, "low")?;
+                let close = col::<Float64Array>(p, &b, "close")?;
+                let dir = col::<Int8Array>(p, &b, "dir")?;
+                let avg = col::<Float64Array>(p, &b, "avg")?;
+                let mut i = 0;
+                while i < b.num_rows() {
+                    let key = pos.value(i);
+                    let mut j = i;
+                    while j < b.num_rows() && pos.value(j) == key {
+                        j += 1;
+                    }
+                    let (s, _) = at
+                        .get_mut(&key)
+                        .ok_or_else(|| corrupt(format!("rows of an unknown symbol {key}")))?;
+                    let bars = &mut self.0[s.src];
+                    bars.ts.extend_from_slice(&ts.values()[i..j]);
+                    bars.open.extend_from_slice(&open.values()[i..j]);
+                    bars.close.extend_from_slice(&close.values()[i..j]);
+                    if high.null_count() == 0 && low.null_count() == 0 {
+                        bars.high.extend_from_slice(&high.values()[i..j]);
+                        bars.low.extend_from_slice(&low.values()[i..j]);
+                    }
+                    s.dir.extend_from_slice(&dir.values()[i..j]);
+                    s.avg.extend_from_slice(&avg.values()[i..j]);
+                    i = j;
+                }
+            }
+        }
+        for (pos, (s, n)) in at {
+            let b = &self.0[s.src];
+            if s.dir.len() != n || b.ts.len() != n || !(b.high.is_empty() || b.high.len() == n) {
+                return Err(corrupt(format!(
+                    "{}: {} stored bars where its window needs {n}",
+                    s.symbol,
+                    s.dir.len()
+                )));
+            }
+            into.insert(pos, Ok(s));
         }
         Ok(())
     }

@@ -307,7 +307,7 @@ struct SampleAcc {
     full: Vec<Result<SymbolResult, Skipped>>,
     /// Shared cash: each symbol's signals from the bar before its window
     /// (see [`shared`]).
-    signals: Vec<crate::run::shared::Kept>,
+    signals: Vec<crate::run::shared::BookSeries>,
 }
 
 /// One combination inside a task.
@@ -445,6 +445,7 @@ impl TaskRun {
                         if ctx.keep_signals {
                             match signals {
                                 Ok(()) => acc.signals.push(shared::kept(
+                                    data,
                                     a,
                                     &w.lane_avg[..len],
                                     &w.dir[..len],

@@ -35,19 +35,27 @@ use super::{Ctx, Emitter, Grid, RanChunk, Row, Sample, SampleAcc};
 use crate::backtest::TradeStat;
 use crate::backtest::{Metrics, PortfolioSum};
 use crate::run::output::Aggregate;
-use crate::run::shared::{book_kept, Kept};
-use crate::run::{common_calendar, portfolio_metrics, ActiveSeries, RunError, Skipped};
+use crate::data::Dataset;
+use crate::run::shared::{run_book, BookSeries, DataBars};
+use crate::run::{
+    common_calendar, portfolio_metrics, series_calendar, ActiveSeries, RunError, Skipped,
+};
 
 /// One series' signals as the account reads them: from the bar before
 /// its window (the first open's decision) to its window's end. `avg` and
 /// `dir` are the sample's engine span from `a.start`, as long as
 /// `a.window.end - a.start`.
-pub(super) fn kept(a: &ActiveSeries, avg: &[f64], dir: &[i8]) -> Kept {
+pub(super) fn kept(data: &Dataset, a: &ActiveSeries, avg: &[f64], dir: &[i8]) -> BookSeries {
     let from = a.window.start.saturating_sub(1).max(a.start);
     let k = from - a.start;
-    Kept {
-        a: a.clone(),
+    BookSeries {
+        symbol: data.series()[a.idx].name.clone(),
+        src: a.idx,
+        calendar: series_calendar(data, a.idx),
         from,
+        window: a.window.clone(),
+        engine_bars: a.window.end - a.start,
+        data_ends: a.data_ends,
         dir: dir[k..].to_vec(),
         avg: avg[k..].to_vec(),
     }
@@ -146,23 +154,12 @@ impl Books<'_> {
                 }
                 failed = Vec::new();
             }
-            let account = book_kept(
-                ctx.data,
+            let account = run_book(
+                &DataBars(ctx.data),
                 acc.signals.clone(),
                 &strategy,
-                &mut |symbol: &str, reason: String| {
-                    if strict {
-                        return Err(RunError::Strict {
-                            symbol: symbol.to_string(),
-                            reason,
-                        });
-                    }
-                    failed.push(Skipped {
-                        symbol: symbol.to_string(),
-                        reason,
-                    });
-                    Ok(())
-                },
+                strict,
+                &mut failed,
             )?;
             if k == 0 {
                 first_failed = failed;
@@ -176,7 +173,7 @@ impl Books<'_> {
             let mut trades: Vec<TradeStat> = Vec::new();
             let mut fees: Vec<f64> = Vec::new();
             let mut calendars = Vec::new();
-            let curve = account.emit(ctx.data, &strategy, &mut |r| {
+            let curve = account.emit(&DataBars(ctx.data), &strategy, &mut |r| {
                 sum.add(&r.run);
                 trades.extend(r.run.trades.iter().map(TradeStat::of));
                 fees.push(r.run.total_fees);

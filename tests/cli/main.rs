@@ -22,6 +22,7 @@ mod rerun_cli;
 mod run_cli;
 mod shard_cli;
 mod shard_deploy;
+mod shard_shared_cli;
 mod shared_cli;
 mod signals_cli;
 mod stops_cli;

@@ -190,13 +190,6 @@ fn shared_only_settings_are_refused_elsewhere() {
         .failure()
         .stderr(predicate::str::contains("max_positions = 0"));
     atc(tmp.path())
-        .args(["run", "-q", "--no-cache", "--no-report", "--data"])
-        .arg(&data)
-        .args(["--allocation", "shared", "--shard", "0/2"])
-        .assert()
-        .failure()
-        .stderr(predicate::str::contains("not yet supported across shards"));
-    atc(tmp.path())
         .args(["run", "-q", "--data"])
         .arg(&data)
         .args(["--allocation", "fund"])
