@@ -34,8 +34,8 @@ use rayon::prelude::*;
 use super::{Ctx, Emitter, Grid, RanChunk, Row, Sample, SampleAcc};
 use crate::backtest::TradeStat;
 use crate::backtest::{Metrics, PortfolioSum};
-use crate::run::output::Aggregate;
 use crate::data::Dataset;
+use crate::run::output::Aggregate;
 use crate::run::shared::{run_book, BookSeries, DataBars};
 use crate::run::{
     common_calendar, portfolio_metrics, series_calendar, ActiveSeries, RunError, Skipped,
