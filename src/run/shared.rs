@@ -77,6 +77,25 @@ pub struct BookSeries {
 }
 
 impl BookSeries {
+    /// The series `a` of `data` with its engine span's signals (`avg`
+    /// and `dir` from `a.start`, as long as `a.window.end - a.start`),
+    /// kept from the bar before the window.
+    pub fn new(data: &Dataset, a: &ActiveSeries, avg: &[f64], dir: &[i8]) -> BookSeries {
+        let from = a.window.start.saturating_sub(1).max(a.start);
+        let k = from - a.start;
+        BookSeries {
+            symbol: data.series()[a.idx].name.clone(),
+            src: a.idx,
+            calendar: series_calendar(data, a.idx),
+            from,
+            window: a.window.clone(),
+            engine_bars: a.window.end - a.start,
+            data_ends: a.data_ends,
+            dir: dir[k..].to_vec(),
+            avg: avg[k..].to_vec(),
+        }
+    }
+
     /// The window's first bar as an index into `dir`, `avg` and the bars.
     fn skip(&self) -> usize {
         self.window.start - self.from
@@ -193,21 +212,7 @@ pub fn signals_of(
         for (a, sig) in chunk.iter().zip(signals) {
             let symbol = &data.series()[a.idx].name;
             match sig {
-                Ok((avg, dir)) => {
-                    let from = a.window.start.saturating_sub(1).max(a.start);
-                    let k = from - a.start;
-                    kept.push(BookSeries {
-                        symbol: symbol.clone(),
-                        src: a.idx,
-                        calendar: series_calendar(data, a.idx),
-                        from,
-                        window: a.window.clone(),
-                        engine_bars: a.window.end - a.start,
-                        data_ends: a.data_ends,
-                        dir: dir[k..].to_vec(),
-                        avg: avg[k..].to_vec(),
-                    });
-                }
+                Ok((avg, dir)) => kept.push(BookSeries::new(data, a, &avg, &dir)),
                 Err(reason) => skip(symbol, reason)?,
             }
             data.release(a.idx);

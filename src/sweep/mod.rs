@@ -444,7 +444,7 @@ impl TaskRun {
                         let len = a.window.end - a.start;
                         if ctx.keep_signals {
                             match signals {
-                                Ok(()) => acc.signals.push(shared::kept(
+                                Ok(()) => acc.signals.push(crate::run::shared::BookSeries::new(
                                     data,
                                     a,
                                     &w.lane_avg[..len],

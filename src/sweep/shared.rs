@@ -34,32 +34,9 @@ use rayon::prelude::*;
 use super::{Ctx, Emitter, Grid, RanChunk, Row, Sample, SampleAcc};
 use crate::backtest::TradeStat;
 use crate::backtest::{Metrics, PortfolioSum};
-use crate::data::Dataset;
 use crate::run::output::Aggregate;
-use crate::run::shared::{run_book, BookSeries, DataBars};
-use crate::run::{
-    common_calendar, portfolio_metrics, series_calendar, ActiveSeries, RunError, Skipped,
-};
-
-/// One series' signals as the account reads them: from the bar before
-/// its window (the first open's decision) to its window's end. `avg` and
-/// `dir` are the sample's engine span from `a.start`, as long as
-/// `a.window.end - a.start`.
-pub(super) fn kept(data: &Dataset, a: &ActiveSeries, avg: &[f64], dir: &[i8]) -> BookSeries {
-    let from = a.window.start.saturating_sub(1).max(a.start);
-    let k = from - a.start;
-    BookSeries {
-        symbol: data.series()[a.idx].name.clone(),
-        src: a.idx,
-        calendar: series_calendar(data, a.idx),
-        from,
-        window: a.window.clone(),
-        engine_bars: a.window.end - a.start,
-        data_ends: a.data_ends,
-        dir: dir[k..].to_vec(),
-        avg: avg[k..].to_vec(),
-    }
-}
+use crate::run::shared::{run_book, DataBars};
+use crate::run::{common_calendar, portfolio_metrics, RunError, Skipped};
 
 /// Bytes a chunk holds per signal combination: every symbol's window
 /// signals in every sample (9 bytes per bar, plus the bar before), and,
