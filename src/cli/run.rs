@@ -317,6 +317,11 @@ impl job::Progress for Bar {
     fn message(&self, line: &str) {
         errln!("{line}");
     }
+    fn note(&self, line: &str) {
+        if !self.quiet {
+            errln!("{line}");
+        }
+    }
 }
 
 /// The job's data settings of the data and selection flags.

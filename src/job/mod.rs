@@ -52,6 +52,12 @@ pub trait Progress: Sync {
     /// A line for the user: a warning (`warning: …`), a data note or a
     /// cache message, complete as it should be shown.
     fn message(&self, _line: &str) {}
+    /// A line that says how the work was done, not what it found (the
+    /// data store was opened, built or left unopened): `--quiet` leaves
+    /// it out. By default a [`Progress::message`].
+    fn note(&self, line: &str) {
+        self.message(line);
+    }
 }
 
 /// A [`Progress`] that shows nothing.
@@ -305,7 +311,13 @@ pub fn open_selection(
     progress: &dyn Progress,
 ) -> Result<(Dataset, RunPlan, Vec<String>)> {
     let opts = settings.options(show_ingest);
-    let mut log = |line: &str| progress.message(line);
+    let mut log = |line: &str| {
+        if line.starts_with("warning") {
+            progress.message(line)
+        } else {
+            progress.note(line)
+        }
+    };
     let dataset = Dataset::open(&opts, &mut log)?;
     let plan = RunPlan {
         series: dataset.select(&settings.selection)?,

@@ -957,8 +957,11 @@ fn try_restore(
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok(Restore::No(sampler));
     };
-    for line in &memo.notes {
-        progress.message(line);
+    if let Some((store, notes)) = memo.notes.split_first() {
+        progress.note(store);
+        for line in notes {
+            progress.message(line);
+        }
     }
     let timings = [("load", t_load), ("restore", t_restore)];
     let (mut done, drawn) =

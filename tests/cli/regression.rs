@@ -2101,3 +2101,30 @@ fn shared_cash_symbol_drawdown_column_is_its_contribution_drawdown() {
         "no flat bar: the test would not see the fault"
     );
 }
+
+#[test]
+fn quiet_run_prints_no_store_notes() {
+    // `-q` promised "errors and warnings still print" but printed which
+    // store it opened (and, on a cached rerun, that it did not open it).
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir(p.join("data")).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "3",
+        "--bars",
+        "300",
+        "--out",
+        "data/s.parquet",
+    ]));
+    for (i, out) in ["a", "b", "c"].iter().enumerate() {
+        // Cold (the store is built), warm (the cache's run entry), then
+        // memo-warm (the store is not opened).
+        let o = run_ok(at(p).args(["run", "-q", "--no-report", "--out", out]));
+        assert_eq!(stderr(&o), "", "run {i}");
+    }
+    let o = run_ok(at(p).args(["run", "--no-report", "--out", "d"]));
+    assert!(stderr(&o).contains("data: store"), "{}", stderr(&o));
+}
