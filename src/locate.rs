@@ -112,7 +112,9 @@ pub fn data_base(spec: &Path) -> PathBuf {
 /// `*.pq`, or a glob) and its data directory, canonical.
 pub fn resolve(spec: &Path) -> Result<DataPlace, DataError> {
     let s = spec.display().to_string();
-    let no_files = || DataError::NoFiles { spec: s.clone() };
+    let no_files = || DataError::NoFiles {
+        spec: crate::term::shown(spec),
+    };
     let mut files: Vec<PathBuf> = if spec.is_file() {
         vec![spec.to_path_buf()]
     } else if spec.is_dir() {

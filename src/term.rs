@@ -84,6 +84,14 @@ pub fn escape(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A file path as messages show it: [`escape`]d, so a line break or an
+/// escape sequence in a file name can neither split a message nor reach
+/// the terminal (the print functions keep line breaks, which messages
+/// use for their hints).
+pub fn shown(path: &std::path::Path) -> String {
+    escape(&path.display().to_string()).into_owned()
+}
+
 /// An XML document with every character XML 1.0 forbids (C0 controls
 /// other than tab, line feed and carriage return) written visibly escaped
 /// (`\\u{1b}`). The document's markup never holds such characters, so

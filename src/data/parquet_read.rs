@@ -72,7 +72,7 @@ fn not_parquet(path: &str, e: impl std::fmt::Display) -> DataError {
 }
 
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, DataError> {
-    let p = path.display().to_string();
+    let p = crate::term::shown(path);
     let file = File::open(path).map_err(|source| DataError::Io {
         path: p.clone(),
         action: "cannot open",
@@ -94,7 +94,7 @@ fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, DataErr
 
 /// First pass: schema check and the symbols of a file.
 pub fn scan(path: &Path) -> Result<FileScan, DataError> {
-    let p = path.display().to_string();
+    let p = crate::term::shown(path);
     let b = builder(path)?;
     let map = columns::resolve(&p, b.schema())?;
     let tz = columns::time_zone(&p, b.schema(), map.ts)?;

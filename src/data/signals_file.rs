@@ -252,7 +252,9 @@ impl SignalsFile {
     /// finite strength, one row per (symbol, ts)); [`SignalsFile::check`]
     /// checks it against the data.
     pub fn read(path: &Path) -> Result<SignalsFile, SignalsError> {
-        let p = path.display().to_string();
+        // `p` names the file in messages; the manifest records the path
+        // as given.
+        let p = crate::term::shown(path);
         let bytes = std::fs::read(path).map_err(|source| {
             SignalsError::Data(DataError::Io {
                 path: p.clone(),
@@ -261,7 +263,7 @@ impl SignalsFile {
             })
         })?;
         let source = SignalsSource {
-            path: p.clone(),
+            path: path.display().to_string(),
             size: bytes.len() as u64,
             blake3: blake3::hash(&bytes).to_hex().to_string(),
         };
@@ -337,7 +339,7 @@ impl SignalsFile {
         explicit: bool,
         owns: &dyn Fn(&str) -> bool,
     ) -> Result<(Vec<usize>, Vec<String>), SignalsError> {
-        let path = &self.source.path;
+        let path = &crate::term::escape(&self.source.path).into_owned();
         let by_name: HashMap<&str, usize> = data
             .series()
             .iter()

@@ -142,7 +142,7 @@ pub struct Dataset {
 }
 
 fn io(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> DataError {
-    let path = path.display().to_string();
+    let path = crate::term::shown(path);
     move |source| DataError::Io {
         path,
         action,

@@ -2128,3 +2128,55 @@ fn quiet_run_prints_no_store_notes() {
     let o = run_ok(at(p).args(["run", "--no-report", "--out", "d"]));
     assert!(stderr(&o).contains("data: store"), "{}", stderr(&o));
 }
+
+#[test]
+fn newline_in_file_names_never_splits_a_message() {
+    // A line break in a data or signals file name was printed raw (ESC,
+    // tab and CR were escaped): the message broke into lines that read
+    // as something else.
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    let dir = "d\nx";
+    std::fs::create_dir(p.join(dir)).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        "3",
+        "--bars",
+        "300",
+        "--out",
+        "d\nx/s.parquet",
+    ]));
+    let sig = "sig\nnals.csv";
+    std::fs::write(p.join(sig), "ts,symbol,dir\n2000-01-03,SYN00000,1\n").unwrap();
+    let o = run_ok(at(p).args([
+        "run",
+        "-q",
+        "--no-report",
+        "--data",
+        dir,
+        "--signals",
+        sig,
+        "--out",
+        "r",
+    ]));
+    let e = stderr(&o);
+    assert!(e.contains("rows in sig\\nnals.csv"), "{e}");
+    assert!(!e.contains("sig\nnals"), "{e}");
+    for args in [
+        &["--data", "d\nx/none.parquet"][..],
+        &["--data", dir, "--signals", "no\nfile.csv"],
+        &["--data", "d\nx/s.parquet/x"],
+    ] {
+        let o = at(p)
+            .args(["run", "-q", "--no-report", "--out", "r2"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(!e.contains("d\nx") && !e.contains("no\nfile"), "{e}");
+        assert!(e.contains("\\n"), "{e}");
+    }
+}
