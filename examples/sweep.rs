@@ -57,7 +57,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let done = example(&work)?;
     for (rank, &c) in done.order.iter().enumerate() {
-        let p = done.ranking.params(c);
+        let p = done.ranking.params(c).atc;
         println!(
             "#{} combo {c}: lambda {} decay {}",
             rank + 1,

@@ -477,7 +477,7 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
         w.finish().map_err(|e| job(&e))?;
         if let Some(&best) = ranking.order().first() {
             let s = Strategy {
-                atc: ranking.params(best),
+                atc: ranking.params(best).atc,
                 execution: strategy.execution.clone(),
                 metrics: strategy.metrics.clone(),
             };

@@ -227,12 +227,12 @@ pub struct SweepData {
 }
 
 /// `best` of `sweep.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Best {
     /// Its combination number.
     pub combo: usize,
-    /// Its ATC parameters.
-    pub params: crate::engine::AtcParams,
+    /// Its parameters (ATC, and `max_positions` where the grid varies it).
+    pub params: crate::sweep::ComboParams,
 }
 
 /// `sweep.json`: what a sweep directory holds and how it was made.
@@ -300,7 +300,7 @@ pub struct Span {
 }
 
 /// One fold of `walk_forward.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FoldEntry {
     /// The training window.
     pub train: Span,
@@ -308,8 +308,8 @@ pub struct FoldEntry {
     pub test: Span,
     /// The combination chosen on the training window.
     pub best_combo: Option<usize>,
-    /// Its ATC parameters.
-    pub params: Option<crate::engine::AtcParams>,
+    /// Its parameters (ATC, and `max_positions` where the grid varies it).
+    pub params: Option<crate::sweep::ComboParams>,
     /// Its ranking metric on the training window.
     pub train_metric: Option<f64>,
     /// Its metrics in the test window.
@@ -317,7 +317,7 @@ pub struct FoldEntry {
 }
 
 /// `walk_forward.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct WalkForwardManifest {
     /// The walk-forward specification.
     pub spec: serde_json::Value,

@@ -382,14 +382,11 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             }
             None => None,
         };
-        if let Some((best_combo, params)) = best {
+        if let Some((best_combo, _)) = best {
             // The best combination once more through `run`, for its equity
             // curve (a sweep keeps no curves: memory stays bounded by the
             // grid size).
-            let strategy = Strategy {
-                atc: params,
-                ..grid.strategy(base, best_combo)
-            };
+            let strategy = grid.strategy(base, best_combo);
             let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
             write_curves_parquet(
                 &tmp.join("best_equity.parquet"),

@@ -17,6 +17,20 @@ use crate::engine::{AtcParams, EngineError};
 /// One value of an axis (the registry's [`registry::ParamValue`]).
 pub use crate::engine::registry::ParamValue as Value;
 
+/// A combination's parameters as the sweep's JSON files write them
+/// ([`Grid::combo_params`]): the ATC parameters, then `max_positions`
+/// where the grid varies it, so `run` with them reproduces the
+/// combination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ComboParams {
+    /// The ATC parameters.
+    #[serde(flatten)]
+    pub atc: AtcParams,
+    /// The position limit ([`MAX_POSITIONS`] axis), where the grid has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_positions: Option<usize>,
+}
+
 /// The execution-level axis of a grid: shared cash's position limit
 /// (`--max-positions`, `[execution] max_positions`). Not an ATC parameter
 /// (it does not change the signals: one block of signals feeds one book
@@ -443,6 +457,17 @@ impl Grid {
         match self.max_positions_axis() {
             Some(v) if !v.is_empty() => Some(v[c % v.len()]),
             _ => base,
+        }
+    }
+
+    /// The parameters of combination `c` as `sweep.json` and
+    /// `walk_forward.json` name them: its ATC parameters, and its
+    /// position limit when the grid has the [`MAX_POSITIONS`] axis (the
+    /// combination depends on it; other grids' files stay as they were).
+    pub fn combo_params(&self, base: &AtcParams, c: usize) -> ComboParams {
+        ComboParams {
+            atc: self.combo(base, c),
+            max_positions: self.max_positions(c, None),
         }
     }
 

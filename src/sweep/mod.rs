@@ -67,7 +67,7 @@ use crate::run::{
     series_options, span_hash, trade_series, window_timeline, ActiveSeries, MetricsSettings,
     RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
-pub use grid::{Grid, GridError, Value};
+pub use grid::{ComboParams, Grid, GridError, Value};
 pub use rank::Ranking;
 
 /// Bytes of per-symbol results one chunk of combinations may hold.
@@ -881,6 +881,18 @@ fn sweep_inner(
         per_combo
     };
     let budget_chunk = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
+    let threads = rayon::current_num_threads();
+    // The shared books run in batches that fit the same budget, and no
+    // longer than a few books per thread (each book is a whole account).
+    let book_batch = (CHUNK_BUDGET_BYTES
+        / 2
+        / shared::bytes_per_book(
+            total_window_bars,
+            timelines.iter().map(Vec::len).sum(),
+            per_sample_active.iter().map(Vec::len).sum(),
+        )
+        .max(1))
+    .clamp(1, 8 * threads);
     // The shared stages of every symbol, kept for a whole lengths group
     // when they fit the budget; else computed per block of symbols (and
     // chunk).
@@ -904,7 +916,6 @@ fn sweep_inner(
         at = end;
     }
     let width = LayerLanes::max_width(Isa::Auto);
-    let threads = rayon::current_num_threads();
     let min_tasks = 2 * threads;
     // Chunks a few lane groups per thread long, so one chunk's rows are
     // written while the next one runs; whole lanes where the grid allows
@@ -1000,6 +1011,7 @@ fn sweep_inner(
         limits,
         timelines: &timelines,
         samples,
+        batch: book_batch,
     };
     // The streamed chunk waiting to be emitted while the next one runs.
     let mut pending: Option<FinishedChunk> = None;

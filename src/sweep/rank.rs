@@ -134,9 +134,10 @@ impl Ranking {
         self.grid.count() as usize
     }
 
-    /// The parameters of combination `c`.
-    pub fn params(&self, c: usize) -> AtcParams {
-        self.grid.combo(&self.base, c)
+    /// The parameters of combination `c`, with its position limit where
+    /// the grid varies it ([`Grid::combo_params`]).
+    pub fn params(&self, c: usize) -> super::grid::ComboParams {
+        self.grid.combo_params(&self.base, c)
     }
 
     /// The strategy of combination `c`: `base` with its parameters and

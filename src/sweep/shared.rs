@@ -13,9 +13,11 @@
 //! (combination, position limit) of the chunk runs its books, in parallel
 //! over them, and the rows are emitted in a fixed order (chunk order,
 //! then the [`MAX_POSITIONS`](super::grid::MAX_POSITIONS) values in axis
-//! order); then the chunk is dropped. So memory holds one chunk's
-//! signals, and the chunk is sized to a budget ([`bytes_per_combo`]):
-//! it does not grow with the grid.
+//! order); then the chunk is dropped. The books run in batches
+//! ([`batches`]) sized to the same budget, each emitted before the next
+//! runs. So memory holds one chunk's signals and one batch's rows, both
+//! sized to a budget ([`bytes_per_combo`], [`bytes_per_book`]): it does
+//! not grow with the grid, nor with the `max_positions` axis.
 //!
 //! The position limit does not change the signals: one chunk's signals
 //! feed one book per value of the `max_positions` axis. Combination
@@ -41,19 +43,42 @@ use crate::run::{common_calendar, portfolio_metrics, RunError, Skipped};
 /// Bytes a chunk holds per signal combination: every symbol's window
 /// signals in every sample (9 bytes per bar, plus the bar before), and,
 /// per position limit, what a finished book leaves until it is emitted
-/// (each symbol's metrics, the account's curve and the benchmark's sum
-/// on the sample's timeline, the trades' statistics).
+/// ([`bytes_per_book`]).
 pub(super) fn bytes_per_combo(
     window_bars: usize,
     timeline_bars: usize,
     symbol_rows: usize,
     limits: usize,
 ) -> usize {
-    window_bars * 9
-        + limits
-            * (timeline_bars * 56
-                + symbol_rows * (std::mem::size_of::<Metrics>() + 64)
-                + window_bars * 2)
+    window_bars * 9 + limits * bytes_per_book(window_bars, timeline_bars, symbol_rows)
+}
+
+/// Bytes one finished book leaves until it is emitted: each symbol's
+/// metrics, the account's curve and the benchmark's sum on the sample's
+/// timeline, the trades' statistics.
+pub(super) fn bytes_per_book(
+    window_bars: usize,
+    timeline_bars: usize,
+    symbol_rows: usize,
+) -> usize {
+    timeline_bars * 56 + symbol_rows * (std::mem::size_of::<Metrics>() + 64) + window_bars * 2
+}
+
+/// The books of `combos` signal combinations × `limits` position limits
+/// (book `j` = combination `j / limits`, limit `j % limits`) cut into
+/// batches of at most `batch` books (at least one), in order: each
+/// batch runs in parallel and is emitted before the next one runs, so a
+/// long `max_positions` axis does not hold all its books' rows at once.
+pub(super) fn batches(
+    combos: usize,
+    limits: usize,
+    batch: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let total = combos * limits;
+    let batch = batch.max(1);
+    (0..total)
+        .step_by(batch)
+        .map(move |at| at..(at + batch).min(total))
 }
 
 /// The books of a shared sweep: what every chunk's books read.
@@ -69,6 +94,8 @@ pub(super) struct Books<'a> {
     pub timelines: &'a [Vec<i64>],
     /// The samples.
     pub samples: &'a [Sample],
+    /// Books run (and their rows held) at once: see [`batches`].
+    pub batch: usize,
 }
 
 /// What one book leaves: the rows of its combination, and the symbols
@@ -76,8 +103,9 @@ pub(super) struct Books<'a> {
 type Booked = (usize, Vec<Row>, Vec<Skipped>);
 
 impl Books<'_> {
-    /// Runs every (combination, limit) book of `ran` (in parallel) and
-    /// emits their rows in order: chunk order, then limit order.
+    /// Runs every (combination, limit) book of `ran` and emits their
+    /// rows in order: chunk order, then limit order; in batches of
+    /// [`Books::batch`] books, each run in parallel then emitted.
     pub(super) fn emit(
         &self,
         ctx: &Ctx<'_>,
@@ -85,20 +113,21 @@ impl Books<'_> {
         out: &mut Emitter<'_, '_>,
     ) -> Result<(), RunError> {
         let m_count = self.limits.len();
-        let jobs: Vec<(usize, usize)> = (0..ran.combos.len())
-            .flat_map(|i| (0..m_count).map(move |m| (i, m)))
-            .collect();
-        let booked: Vec<Result<Booked, RunError>> = jobs
-            .par_iter()
-            .map(|&(i, m)| self.book(ctx, ran.combos[i], m, &ran.accs[i], out.strict))
-            .collect();
-        drop(ran);
-        for b in booked {
-            let (c, rows, failed) = b?;
-            if c == 0 {
-                out.skipped.extend(failed);
+        for batch in batches(ran.combos.len(), m_count, self.batch) {
+            let booked: Vec<Result<Booked, RunError>> = batch
+                .into_par_iter()
+                .map(|j| {
+                    let (i, m) = (j / m_count, j % m_count);
+                    self.book(ctx, ran.combos[i], m, &ran.accs[i], out.strict)
+                })
+                .collect();
+            for b in booked {
+                let (c, rows, failed) = b?;
+                if c == 0 {
+                    out.skipped.extend(failed);
+                }
+                out.done(rows)?;
             }
-            out.done(rows)?;
         }
         Ok(())
     }
@@ -185,5 +214,24 @@ impl Books<'_> {
             }
         }
         Ok((c, rows, first_failed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A long `max_positions` axis ran every book of a chunk at once and
+    /// held all their rows (memory grew with the axis): the batches cover
+    /// every (combination, limit) book once, in order, each within the
+    /// budget and never empty.
+    #[test]
+    fn a_long_max_positions_axis_runs_its_books_in_batches_within_the_budget() {
+        for (combos, limits, batch) in [(1, 6000, 32), (3, 7, 4), (5, 1, 64), (2, 3, 0), (0, 5, 3)]
+        {
+            let got: Vec<std::ops::Range<usize>> = super::batches(combos, limits, batch).collect();
+            let flat: Vec<usize> = got.iter().cloned().flatten().collect();
+            assert_eq!(flat, (0..combos * limits).collect::<Vec<_>>());
+            assert!(got.iter().all(|b| !b.is_empty() && b.len() <= batch.max(1)));
+        }
+        assert_eq!(super::batches(1, 6000, 32).count(), 188);
     }
 }

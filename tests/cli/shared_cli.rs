@@ -416,6 +416,47 @@ fn shared_sweep_is_identical_for_any_thread_count() {
     assert_eq!(h["shape"], serde_json::json!([2, 2, 2]));
 }
 
+/// `best.params` of `sweep.json` and `folds[].params` of
+/// `walk_forward.json` left out the position limit the combination was
+/// chosen with: `run` with them as written traded another account. They
+/// name it where the grid varies it, and only there.
+#[test]
+fn best_params_of_a_shared_sweep_name_its_max_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    let sweep = |name: &str, args: &[&str]| {
+        let out = tmp.path().join(name);
+        atc(tmp.path())
+            .args(["sweep", "-q", "--no-cache", "--no-report", "--data"])
+            .arg(&data)
+            .args(["--lambda", "0.02,0.5", "--allocation", "shared"])
+            .args(["--walk-forward", "train=6m,test=3m"])
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        (
+            json(&out.join("sweep.json")),
+            json(&out.join("walk_forward.json")),
+        )
+    };
+    let limits = [1, 3];
+    let (s, wf) = sweep("axis", &["--max-positions", "1,3"]);
+    let best = s["best"]["combo"].as_u64().unwrap() as usize;
+    assert_eq!(s["best"]["params"]["max_positions"], limits[best % 2]);
+    let folds = wf["folds"].as_array().unwrap();
+    assert!(!folds.is_empty());
+    for f in folds {
+        let c = f["best_combo"].as_u64().unwrap() as usize;
+        assert_eq!(f["params"]["max_positions"], limits[c % 2], "{f}");
+    }
+    // Without the axis the files stay as they were.
+    let (s, wf) = sweep("no_axis", &[]);
+    assert!(s["best"]["params"].get("max_positions").is_none());
+    assert!(wf["folds"][0]["params"].get("max_positions").is_none());
+}
+
 #[test]
 fn shared_sweep_refusals_name_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
