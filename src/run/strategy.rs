@@ -78,6 +78,27 @@ impl Default for Execution {
     }
 }
 
+/// The most positions shared cash may hold (`max_positions`, also a
+/// sweep axis): far above any universe's symbol count, and low enough
+/// that every slot (1/N of equity) stays a real position and the value
+/// fits every column that stores it.
+pub const MAX_POSITIONS_LIMIT: usize = 1_000_000;
+
+/// [`MAX_POSITIONS_LIMIT`]'s rule as messages state it.
+pub const MAX_POSITIONS_RANGE: &str =
+    "a whole number from 1 to 1000000 (at most that many positions held at once)";
+
+/// A number as a message shows it: in full when that is short, else in
+/// scientific notation (`1e308`, not 309 digits).
+pub fn number_text(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && a != 0.0 && !(1e-9..1e15).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 impl Execution {
     /// The backtester's configuration (fractions, not basis points).
     pub fn exec_config(&self) -> ExecConfig {
@@ -111,7 +132,7 @@ impl Execution {
         let bad = |key: &'static str, value: f64, range: &'static str| StrategyError::Invalid {
             file: None,
             key,
-            value: value.to_string(),
+            value: number_text(value),
             range,
         };
         if !(self.fee_bps.is_finite() && (0.0..10_000.0).contains(&self.fee_bps)) {
@@ -149,8 +170,15 @@ impl Execution {
                 return Err(bad(key, v, range));
             }
         }
-        if self.max_positions == Some(0) {
-            return Err(bad("max_positions", 0.0, "at least 1"));
+        if let Some(n) = self.max_positions {
+            if !(1..=MAX_POSITIONS_LIMIT).contains(&n) {
+                return Err(StrategyError::Invalid {
+                    file: None,
+                    key: "max_positions",
+                    value: n.to_string(),
+                    range: MAX_POSITIONS_RANGE,
+                });
+            }
         }
         if self.allocation == Allocation::EqualSplit {
             // Only the shared account has slots and resizes: refuse rather
@@ -227,7 +255,7 @@ impl MetricsSettings {
             return Err(StrategyError::Invalid {
                 file: None,
                 key: "risk_free",
-                value: self.risk_free.to_string(),
+                value: number_text(self.risk_free),
                 range: "an annual fraction in (-1, 1), e.g. 0.02 for 2%",
             });
         }

@@ -286,12 +286,12 @@ fn parse_max_positions(text: &str) -> Result<Vec<Value>, GridError> {
 fn check_max_positions(values: &[Value]) -> Result<(), GridError> {
     match values
         .iter()
-        .find(|v| !matches!(v, Value::Int(n) if *n >= 1))
+        .find(|v| !matches!(v, Value::Int(n) if (1..=crate::run::strategy::MAX_POSITIONS_LIMIT).contains(n)))
     {
         Some(v) => Err(syntax(
             MAX_POSITIONS,
             &v.to_string(),
-            "a position limit is a whole number >= 1",
+            crate::run::strategy::MAX_POSITIONS_RANGE,
         )),
         None => Ok(()),
     }
@@ -735,9 +735,10 @@ mod tests {
         assert_eq!(signals.max_positions(5, Some(7)), Some(7));
         g.validate(&base, 100).unwrap();
         for (text, needle) in [
-            ("0,2", ">= 1"),
-            ("1.5", "whole number >= 1"),
-            ("a", "whole number >= 1"),
+            ("0,2", "from 1 to 1000000"),
+            ("2,1000001", "from 1 to 1000000"),
+            ("1.5", "whole number"),
+            ("a", "whole number"),
             ("0:4:1.5", "whole"),
         ] {
             let e = parse_axis(MAX_POSITIONS, text).unwrap_err().to_string();
@@ -750,7 +751,7 @@ mod tests {
             .set_values(MAX_POSITIONS, vec![Value::Real(2.0)])
             .unwrap_err()
             .to_string();
-        assert!(e.contains(">= 1"), "{e}");
+        assert!(e.contains("a whole number from 1"), "{e}");
         let f =
             GridFile::from_toml("[grid]\nmax_positions = [1, 3]\n", Path::new("g.toml")).unwrap();
         assert_eq!(f.grid.max_positions_axis(), Some(vec![1, 3]));

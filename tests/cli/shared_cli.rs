@@ -484,9 +484,65 @@ fn shared_sweep_refusals_name_the_fix() {
     std::fs::write(&grid, "[grid]\nmax_positions = [1, 2]\n").unwrap();
     sweep(&["--grid", grid.to_str().unwrap()])
         .stderr(predicate::str::contains("max_positions in the grid"));
-    sweep(&["--allocation", "shared", "--max-positions", "0,2"])
-        .stderr(predicate::str::contains("max_positions").and(predicate::str::contains(">= 1")));
+    sweep(&["--allocation", "shared", "--max-positions", "0,2"]).stderr(
+        predicate::str::contains("max_positions")
+            .and(predicate::str::contains("from 1 to 1000000")),
+    );
     sweep(&["--allocation", "shared", "--shard", "0/2"]).stderr(predicate::str::contains(
         "--allocation shared cannot be sharded yet",
     ));
+}
+
+#[test]
+fn max_positions_beyond_the_bound_is_refused_alike_in_run_and_sweep() {
+    // 2^64 - 1 and 2^63 were accepted by sweep and written to
+    // results.parquet's Int64 column as -1 and i64::MIN.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data(tmp.path());
+    for n in [
+        "18446744073709551615",
+        "9223372036854775808",
+        "1000001",
+        "0",
+    ] {
+        for cmd in [
+            &["run", "--max-positions", n][..],
+            &["sweep", "--lambda", "0.02,0.08", "--max-positions", n],
+            &[
+                "sweep",
+                "--lambda",
+                "0.02,0.08",
+                "--max-positions",
+                &format!("2,{n}"),
+            ],
+        ] {
+            atc(tmp.path())
+                .args(cmd)
+                .args(["-q", "--no-cache", "--no-report", "--allocation", "shared"])
+                .arg("--data")
+                .arg(&data)
+                .args(["--out", "o"])
+                .assert()
+                .failure()
+                .stderr(
+                    predicate::str::contains("max_positions")
+                        .and(predicate::str::contains("a whole number from 1 to 1000000")),
+                );
+        }
+    }
+    // A number too large to show in full is shown in scientific notation.
+    atc(tmp.path())
+        .args([
+            "run",
+            "-q",
+            "--no-cache",
+            "--no-report",
+            "--stop-loss",
+            "1e308",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("stop_loss = 1e308:"));
 }
