@@ -375,3 +375,33 @@ fn shards_naming_one_signals_file_by_other_paths_merge() {
         );
     }
 }
+
+/// F3: parts do not carry `--outputs` and `merge` writes the default
+/// files, so a shard with other outputs is refused, naming the flag and
+/// the fix, and writes no part; the default still shards.
+#[test]
+fn merge_writes_what_the_shards_outputs_ask_or_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let d = data(p);
+    for alloc in [&[][..], &["--allocation", "shared"]] {
+        for outputs in ["all", "metrics"] {
+            let parts = p.join(format!("parts-{}-{outputs}", alloc.len()));
+            let args = [alloc, &["--outputs", outputs, "--shard", "0/2"]].concat();
+            run(p, &d, &args, &parts).failure().stderr(
+                predicate::str::contains("cannot be used with --shard")
+                    .and(predicate::str::contains("drop --outputs")),
+            );
+            assert!(!parts.exists(), "a refused shard wrote {}", parts.display());
+        }
+    }
+    let parts = p.join("parts-default");
+    shards(
+        p,
+        &d,
+        &["--outputs", "metrics,equity,trades,signals"],
+        2,
+        &parts,
+    );
+    merge(p, &[&parts], &p.join("merged")).success();
+}
