@@ -396,12 +396,6 @@ fn merge_writes_what_the_shards_outputs_ask_or_refuses() {
         }
     }
     let parts = p.join("parts-default");
-    shards(
-        p,
-        &d,
-        &["--outputs", "metrics,equity,trades,signals"],
-        2,
-        &parts,
-    );
+    shards(p, &d, &[], 2, &parts);
     merge(p, &[&parts], &p.join("merged")).success();
 }
