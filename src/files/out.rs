@@ -29,14 +29,9 @@ pub const PARTIAL: &str = ".atc-bt-partial-";
 /// Marker of a directory being replaced.
 pub const OLD: &str = ".atc-bt-old-";
 
-/// The files of a part directory (`run --shard`, `sweep --shard`).
-pub const PART_FILES: [&str; 5] = [
-    "part.json",
-    "_SUCCESS",
-    "symbols.parquet",
-    "curves.parquet",
-    "trades.parquet",
-];
+// The files of a part directory (`run --shard`, `sweep --shard`),
+// shared cash's `book.parquet` included: defined once, by the part.
+use crate::shard::part::{PART_FILES, PART_JSON};
 
 /// What format 1 result directories (no `files` list) held.
 const LEGACY_FILES: [&str; 11] = [
@@ -187,7 +182,7 @@ fn owned_names(dir: &Path) -> Option<Vec<String>> {
         return Some(names);
     }
     let part: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("part.json")).ok()?).ok()?;
+        serde_json::from_slice(&std::fs::read(dir.join(PART_JSON)).ok()?).ok()?;
     (part.get("format_version").is_some() && part.get("kind").is_some())
         .then(|| PART_FILES.iter().map(|s| s.to_string()).collect())
 }
@@ -195,7 +190,7 @@ fn owned_names(dir: &Path) -> Option<Vec<String>> {
 /// Whether `dir` is a result directory atc-bt wrote (a `run.json` or
 /// `sweep.json` of atc-bt's), so that its report may be (re)drawn there.
 pub fn is_result_dir(dir: &Path) -> bool {
-    owned_names(dir).is_some() && !dir.join("part.json").exists()
+    owned_names(dir).is_some() && !dir.join(PART_JSON).exists()
 }
 
 /// The entries of `dir` that atc-bt did not write (sorted); empty when `dir`

@@ -266,6 +266,15 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     if let Some(out) = &s.out {
         crate::files::out::check_not_holding(out, &crate::locate::data_base(&s.data.data))?;
     }
+    if s.shard.is_some() && s.outputs != Outputs::default() {
+        // Parts do not record --outputs and `merge` writes the default
+        // files: refuse rather than merge into files other than asked.
+        return Err(JobError::Invalid(format!(
+            "--outputs {} cannot be used with --shard: merge writes the default outputs ({})\n  hint: drop --outputs from the shards (run the whole selection on one machine for other outputs)",
+            s.outputs.names(),
+            Outputs::default().names()
+        )));
+    }
     // The same command on unchanged data ran before: restore its files
     // without opening the data store or the cache's database.
     // The memo knows the data's files, not a signals file: a run on one

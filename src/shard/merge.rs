@@ -226,7 +226,8 @@ fn difference(a: &PartHeader, b: &PartHeader) -> String {
             "{odd} part where the others are {others} parts (a shard of --allocation shared stores signals for merge to trade, an equal-split shard its own results)"
         );
     }
-    if a.signals != b.signals {
+    let content = |h: &PartHeader| h.signals.as_ref().map(|f| (f.size, f.blake3.clone()));
+    if content(a) != content(b) {
         let file = |h: &PartHeader| match &h.signals {
             Some(f) => format!(
                 "signals file {} ({} bytes, blake3 {})",
@@ -261,11 +262,16 @@ fn difference(a: &PartHeader, b: &PartHeader) -> String {
             .unwrap_or_else(|| ("params".into(), "-".into(), "-".into()));
         return format!("different parameters ({path} = {x} where the others have {y})");
     }
-    if a.inputs_hash != b.inputs_hash || a.selection != b.selection {
+    if a.inputs_hash != b.inputs_hash {
         return format!(
-            "different input data or selection (inputs hash {} vs {})",
-            &a.inputs_hash[..a.inputs_hash.len().min(12)],
-            &b.inputs_hash[..b.inputs_hash.len().min(12)]
+            "different input data (inputs hash {} where the others have {})",
+            a.inputs_hash, b.inputs_hash
+        );
+    }
+    if a.selection != b.selection {
+        return format!(
+            "a different selection ({} symbols where the others have {})",
+            a.selection, b.selection
         );
     }
     "a different capital split (symbols with data in the window)".into()

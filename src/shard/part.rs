@@ -87,6 +87,24 @@ pub const BOOK_FILE: &str = "book.parquet";
 pub const PART_JSON: &str = "part.json";
 /// The success marker, written last.
 pub const SUCCESS: &str = "_SUCCESS";
+/// The table of the part's symbols.
+pub const SYMBOLS_FILE: &str = "symbols.parquet";
+/// The table of the part's curves.
+pub const CURVES_FILE: &str = "curves.parquet";
+/// The table of the part's trades.
+pub const TRADES_FILE: &str = "trades.parquet";
+/// Every file a part directory of atc-bt's may hold: the one list of a
+/// part's own files. What a retried shard may replace
+/// ([`crate::files::out`]) and what `_SUCCESS` checksums
+/// ([`checked_files`]) both follow from it.
+pub const PART_FILES: [&str; 6] = [
+    PART_JSON,
+    SYMBOLS_FILE,
+    CURVES_FILE,
+    TRADES_FILE,
+    BOOK_FILE,
+    SUCCESS,
+];
 
 /// Errors writing or reading a part.
 #[derive(Debug, thiserror::Error)]
@@ -229,7 +247,9 @@ impl PartHeader {
             "capital_bits": self.capital_bits,
             "params": self.params,
             "shared": self.book.is_some(),
-            "signals": self.signals,
+            // The file by its content, as `--data` is: the same file named
+            // by another path (relative, `./`, absolute) is the same input.
+            "signals": self.signals.as_ref().map(|f| (f.size, &f.blake3)),
         })
         .to_string()
     }
@@ -416,9 +436,9 @@ impl PartWriter {
                 .enumerate()
                 .map(|(i, s)| (s.clone(), i as u32))
                 .collect(),
-            symbols: Table::create(tmp.join("symbols.parquet"), symbols_schema())?,
-            curves: Table::create(tmp.join("curves.parquet"), curves_schema())?,
-            trades: Table::create(tmp.join("trades.parquet"), trades_schema())?,
+            symbols: Table::create(tmp.join(SYMBOLS_FILE), symbols_schema())?,
+            curves: Table::create(tmp.join(CURVES_FILE), curves_schema())?,
+            trades: Table::create(tmp.join(TRADES_FILE), trades_schema())?,
             book: None,
             out,
             tmp,
@@ -713,18 +733,13 @@ impl PartWriter {
     }
 }
 
-/// The files of a part whose blake3 `_SUCCESS` records (format 4 on).
-pub const CHECKED_FILES: [&str; 4] = [
-    PART_JSON,
-    "symbols.parquet",
-    "curves.parquet",
-    "trades.parquet",
-];
-
-/// The files whose checksums a part's `_SUCCESS` holds: with `book`
-/// (a shared-cash part) [`BOOK_FILE`] too.
+/// The files whose checksums a part's `_SUCCESS` holds (format 4 on):
+/// every file of [`PART_FILES`] but `_SUCCESS` itself, [`BOOK_FILE`] only
+/// with `book` (a shared-cash part).
 fn checked_files(book: bool) -> impl Iterator<Item = &'static str> {
-    CHECKED_FILES.into_iter().chain(book.then_some(BOOK_FILE))
+    PART_FILES
+        .into_iter()
+        .filter(move |&n| n != SUCCESS && (book || n != BOOK_FILE))
 }
 
 /// The blake3 of a file, streamed.
@@ -918,9 +933,9 @@ impl PartReader {
         Ok(PartReader {
             dir: dir.to_path_buf(),
             header,
-            symbols: Cursor::open(dir.join("symbols.parquet"))?,
-            curves: Cursor::open(dir.join("curves.parquet"))?,
-            trades: Cursor::open(dir.join("trades.parquet"))?,
+            symbols: Cursor::open(dir.join(SYMBOLS_FILE))?,
+            curves: Cursor::open(dir.join(CURVES_FILE))?,
+            trades: Cursor::open(dir.join(TRADES_FILE))?,
         })
     }
 

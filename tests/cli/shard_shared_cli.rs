@@ -319,3 +319,83 @@ fn signals_run_report_is_labelled_with_its_file() {
     assert!(atc_page.contains("ATC backtest report"));
     assert!(atc_page.contains("Portfolio (ATC)"));
 }
+
+/// F9: a shared-cash shard run again into the same parts directory (a
+/// retry) replaces its own part, `book.parquet` included, as an
+/// equal-split shard's retry does; the merge still equals one machine.
+#[test]
+fn retried_shared_shard_replaces_its_own_part() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let d = data(p);
+    let args = ["--allocation", "shared", "--max-positions", "3"];
+    let parts = p.join("parts");
+    shards(p, &d, &args, 2, &parts);
+    assert!(parts.join("part-0-of-2/book.parquet").is_file());
+    let before = std::fs::read(parts.join("part-0-of-2/book.parquet")).unwrap();
+    run(p, &d, &[&args[..], &["--shard", "0/2"]].concat(), &parts).success();
+    assert_eq!(
+        std::fs::read(parts.join("part-0-of-2/book.parquet")).unwrap(),
+        before
+    );
+    let single = p.join("single");
+    run(p, &d, &args, &single).success();
+    let merged = p.join("merged");
+    merge(p, &[&parts], &merged).success();
+    assert_identical(&single, &merged);
+}
+
+/// F6: shards that name one signals file by different paths (relative,
+/// `./`, absolute) made their parts from the same input: the merge
+/// compares the file's content (size and blake3), as it does `--data`,
+/// and equals one machine on that file.
+#[test]
+fn shards_naming_one_signals_file_by_other_paths_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let d = data(p);
+    run(p, &d, &[], &p.join("atc")).success();
+    std::fs::copy(p.join("atc/signals.parquet"), p.join("sig.parquet")).unwrap();
+    let abs = p.join("sig.parquet");
+    let names = ["sig.parquet", "./sig.parquet", abs.to_str().unwrap()];
+    let parts = p.join("parts");
+    for (i, name) in names.iter().enumerate() {
+        let spec = format!("{i}/3");
+        run(p, &d, &["--signals", name, "--shard", &spec], &parts).success();
+    }
+    let single = p.join("single");
+    run(p, &d, &["--signals", "sig.parquet"], &single).success();
+    let merged = p.join("merged");
+    merge(p, &[&parts], &merged).success();
+    for f in SAME {
+        assert_eq!(
+            std::fs::read(single.join(f)).unwrap(),
+            std::fs::read(merged.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+/// F3: parts do not carry `--outputs` and `merge` writes the default
+/// files, so a shard with other outputs is refused, naming the flag and
+/// the fix, and writes no part; the default still shards.
+#[test]
+fn merge_writes_what_the_shards_outputs_ask_or_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let d = data(p);
+    for alloc in [&[][..], &["--allocation", "shared"]] {
+        for outputs in ["all", "metrics"] {
+            let parts = p.join(format!("parts-{}-{outputs}", alloc.len()));
+            let args = [alloc, &["--outputs", outputs, "--shard", "0/2"]].concat();
+            run(p, &d, &args, &parts).failure().stderr(
+                predicate::str::contains("cannot be used with --shard")
+                    .and(predicate::str::contains("drop --outputs")),
+            );
+            assert!(!parts.exists(), "a refused shard wrote {}", parts.display());
+        }
+    }
+    let parts = p.join("parts-default");
+    shards(p, &d, &[], 2, &parts);
+    merge(p, &[&parts], &p.join("merged")).success();
+}
