@@ -61,8 +61,15 @@ impl Default for ReportSettings {
 impl ReportSettings {
     /// The key of the cached report of the run entry `run` drawn with
     /// these options (and this build's drawing, [`RUN_REPORT_LAYOUT`]).
-    pub fn cache_key(&self, run: &Key) -> Key {
-        let text = format!("{RUN_REPORT_LAYOUT}|{:?}", self.options);
+    /// A run on a `--signals` file adds the file's name, which the
+    /// report's labels show: the run entry knows the file by its content
+    /// only, so the same bytes under another name draw their own labels.
+    pub fn cache_key(&self, run: &Key, signals: Option<&Path>) -> Key {
+        let mut text = format!("{RUN_REPORT_LAYOUT}|{:?}", self.options);
+        if let Some(name) = signals.and_then(Path::file_name) {
+            text.push_str("|signals file ");
+            text.push_str(&name.to_string_lossy());
+        }
         crate::cache::report_key(run, text.as_bytes())
     }
 }
@@ -356,7 +363,9 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
         .has_l2()
         .then(|| identity::run_entry(&dataset, &plan, strategy, strict, s.outputs))
         .map(|k| identity::entry_with_signals(k, source));
-    let report_key = run_key.as_ref().map(|k| s.report.cache_key(k));
+    let report_key = run_key
+        .as_ref()
+        .map(|k| s.report.cache_key(k, s.signals.as_deref()));
     if let Some(key) = &run_key {
         if cache.restore_files(Kind::Run, key, &tmp).is_some() {
             let parts = report_key.as_ref().and_then(|rk| {
@@ -932,7 +941,10 @@ fn try_restore(
     let tmp = partial_dir(&out, s.force)?;
     let t_load = t0.elapsed();
     let t1 = Instant::now();
-    let report = s.report.render.then(|| s.report.cache_key(&run));
+    let report = s
+        .report
+        .render
+        .then(|| s.report.cache_key(&run, s.signals.as_deref()));
     // The two entries are independent: restore them side by side.
     let (files, parts) = rayon::join(
         || fc.restore(Kind::Run, &run, &tmp),

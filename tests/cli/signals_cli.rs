@@ -478,3 +478,46 @@ fn scan_closed_pipe_is_quiet_and_help_explains() {
         .unwrap()
         .contains("--signals <FILE>"));
 }
+
+/// The cache knows a signals file by its content: a second file with the
+/// same bytes under another name restored the first run's charts, whose
+/// legend and panels named the first file.
+#[test]
+fn cached_signals_run_labels_its_own_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let data = p.join("d.parquet");
+    write_walks(&data, "S", 2, 0, 200, 30);
+    run_to(p, &data, "base", &[]).success();
+    for name in ["alpha.parquet", "beta.parquet"] {
+        std::fs::copy(p.join("base/signals.parquet"), p.join(name)).unwrap();
+        atc(p)
+            .args(["run", "-q", "--mode", "long-short", "--data"])
+            .arg(&data)
+            .args([
+                "--signals",
+                name,
+                "--out",
+                name.trim_end_matches(".parquet"),
+            ])
+            .assert()
+            .success();
+    }
+    let run = json(&p.join("beta/run.json"));
+    assert!(
+        run["cache"]["hits"].as_u64() >= Some(1),
+        "the second run is restored: {run}"
+    );
+    let mut text = std::fs::read_to_string(p.join("beta/report.html")).unwrap();
+    for e in std::fs::read_dir(p.join("beta/report_files")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "svg") {
+            text.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    assert!(text.contains("own file beta.parquet"), "no label");
+    assert!(
+        !text.contains("own file alpha"),
+        "a label of the other file"
+    );
+}
