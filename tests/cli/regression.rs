@@ -480,6 +480,22 @@ fn cache_dir_holding_user_files_gets_no_cachedir_tag() {
     }
 }
 
+/// `p/data/s.parquet`: `data synth` of `symbols` × `bars`, through the
+/// binary.
+fn synth_data(p: &Path, symbols: &str, bars: &str) {
+    std::fs::create_dir(p.join("data")).unwrap();
+    run_ok(at(p).args([
+        "data",
+        "synth",
+        "--symbols",
+        symbols,
+        "--bars",
+        bars,
+        "--out",
+        "data/s.parquet",
+    ]));
+}
+
 fn xor_4_at_100(file: &Path) {
     let mut b = read(file);
     for x in &mut b[100..104] {
@@ -507,17 +523,7 @@ fn damaged_sled_blob_never_fails_a_command() {
     // Enough signals that sled keeps blobs (300 × 2,000 bars does).
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "300",
-        "--bars",
-        "2000",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "300", "2000");
     run_ok(at(p).args(["run", "-q", "--no-report", "--out", "first"]));
     let cache = p.join("data/.atc-cache");
     let mut blobs: Vec<PathBuf> = std::fs::read_dir(cache.join("db/blobs"))
@@ -1036,17 +1042,7 @@ fn data_gc_removes_stores_that_could_only_be_rebuilt() {
 fn killed_ingest_leaves_no_temporary_behind_the_next_ingest() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "400",
-        "--bars",
-        "2500",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "400", "2500");
     let area = p.join("data/.atc-store");
     let temporaries = || -> Vec<PathBuf> {
         std::fs::read_dir(&area)
@@ -1396,17 +1392,7 @@ fn closed_stdout_ends_every_command_quietly() {
     // 2,000 series: `data info` writes far more than a pipe holds.
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "2000",
-        "--bars",
-        "40",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "2000", "40");
     for args in [
         &["data", "info", "--json"][..],
         &["data", "info"],
@@ -1793,17 +1779,7 @@ fn cold_run_with_its_cache_on_a_full_disk_warns_and_exits() {
     // the faulty build 2 tries in 5 hung).
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "300",
-        "--bars",
-        "2000",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "300", "2000");
     let cache = p.join("full");
     std::fs::create_dir(&cache).unwrap();
     let probe = Command::new("unshare")
@@ -1925,17 +1901,7 @@ fn full_disk_at_cache_open_keeps_the_cache_for_the_next_run() {
     // the cache.
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "300",
-        "--bars",
-        "2000",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "300", "2000");
     let probe = Command::new("unshare")
         .args(["--map-root-user", "--mount", "true"])
         .output();
@@ -2108,17 +2074,7 @@ fn quiet_run_prints_no_store_notes() {
     // store it opened (and, on a cached rerun, that it did not open it).
     let t = tempfile::tempdir().unwrap();
     let p = t.path();
-    std::fs::create_dir(p.join("data")).unwrap();
-    run_ok(at(p).args([
-        "data",
-        "synth",
-        "--symbols",
-        "3",
-        "--bars",
-        "300",
-        "--out",
-        "data/s.parquet",
-    ]));
+    synth_data(p, "3", "300");
     for (i, out) in ["a", "b", "c"].iter().enumerate() {
         // Cold (the store is built), warm (the cache's run entry), then
         // memo-warm (the store is not opened).
