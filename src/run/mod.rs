@@ -489,6 +489,24 @@ pub fn series_options(
     }
 }
 
+/// The bars a backtest of `a` reads (engine start to window end) and its
+/// window inside them.
+pub(crate) fn window_bars<'d>(
+    data: &'d Dataset,
+    a: &ActiveSeries,
+) -> (Bars<'d>, std::ops::Range<usize>) {
+    let view = data.view(a.idx);
+    let (start, end) = (a.start, a.window.end);
+    let bars = Bars {
+        ts: &view.ts[start..end],
+        open: &view.open[start..end],
+        high: &view.high[start..end],
+        low: &view.low[start..end],
+        close: &view.close[start..end],
+    };
+    (bars, a.window.start - start..end - start)
+}
+
 /// Trades one series given the engine's average signal and direction over
 /// `a.start..a.window.end` (the bars the engine saw); its metrics use
 /// `opts` (from [`series_options`]).
@@ -503,16 +521,7 @@ pub fn trade_series(
     opts: &MetricsOptions,
 ) -> Result<SymbolResult, Skipped> {
     let name = &data.series()[a.idx].name;
-    let view = data.view(a.idx);
-    let (start, end) = (a.start, a.window.end);
-    let bars = Bars {
-        ts: &view.ts[start..end],
-        open: &view.open[start..end],
-        high: &view.high[start..end],
-        low: &view.low[start..end],
-        close: &view.close[start..end],
-    };
-    let local = a.window.start - start..end - start;
+    let (bars, local) = window_bars(data, a);
     let run = simulate(name, bars, dir, local.clone(), capital, cfg, a.data_ends).map_err(|e| {
         Skipped {
             symbol: name.clone(),
@@ -528,11 +537,11 @@ pub fn trade_series(
     let m = run.metrics_with(opts);
     Ok(SymbolResult {
         metrics: m,
-        close: view.close[a.window.clone()].to_vec(),
+        close: data.view(a.idx).close[a.window.clone()].to_vec(),
         avg: avg[local.clone()].to_vec(),
         dir: dir[local].to_vec(),
         window: a.window.clone(),
-        engine_bars: end - start,
+        engine_bars: a.window.end - a.start,
         calendar: opts.calendar.clone(),
         run,
         contribution: None,

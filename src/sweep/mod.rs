@@ -59,7 +59,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backtest::{
-    simulate_checked_into, Bars, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
+    simulate_checked_into, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
     SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, Cache};
@@ -72,8 +72,8 @@ use crate::engine::{
 use crate::run::output::Aggregate;
 use crate::run::{
     aggregate, collect, common_calendar, last_bar, non_finite, portfolio_metrics, prepare,
-    series_options, span_hash, trade_series, window_timeline, ActiveSeries, MetricsSettings,
-    RunError, RunPlan, Skipped, Strategy, SymbolResult,
+    series_options, span_hash, trade_series, window_bars, window_timeline, ActiveSeries,
+    MetricsSettings, RunError, RunPlan, Skipped, Strategy, SymbolResult,
 };
 pub use grid::{ComboParams, Grid, GridError, Value};
 pub use rank::Ranking;
@@ -394,7 +394,6 @@ impl Chunk {
         let data = ctx.data;
         let sp = &ctx.symbols[si];
         let name = &data.series()[sp.idx].name;
-        let view = data.view(sp.idx);
         let lean = !(ctx.keep_full || ctx.keep_signals);
         let mut items: SymbolItems = self
             .tasks
@@ -411,20 +410,12 @@ impl Chunk {
                     if !lean || !span.samples.contains(&k) {
                         return None;
                     }
-                    let (start, end) = (a.start, a.window.end);
-                    let bars = Bars {
-                        ts: &view.ts[start..end],
-                        open: &view.open[start..end],
-                        high: &view.high[start..end],
-                        low: &view.low[start..end],
-                        close: &view.close[start..end],
-                    };
-                    let local = a.window.start - start..end - start;
+                    let (bars, local) = window_bars(data, a);
                     Some(
                         CheckedInputs::new(
                             name,
                             bars,
-                            end - start,
+                            a.window.end - a.start,
                             local,
                             ctx.capital[k],
                             &ctx.cfg,
