@@ -336,24 +336,27 @@ impl SymbolRun {
 
     /// [`SymbolRun::metrics_with`] from this run's trade statistics
     /// `stats` (its trades' [`TradeStat`](super::TradeStat)s, in order),
-    /// with `exposure` as the buffer for the exposure series: a sweep keeps
-    /// the statistics for its portfolio anyway and reuses the buffer.
+    /// with `scratch` as working memory (its content is overwritten): a
+    /// sweep keeps the statistics for its portfolio anyway and reuses the
+    /// buffer. The exposure statistics are taken from `gross` and `equity`
+    /// directly, as [`SymbolRun::exposure`] would give them, without the
+    /// series.
     pub fn metrics_of_stats(
         &self,
         stats: &[super::TradeStat],
-        exposure: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
         opts: &super::MetricsOptions,
     ) -> super::Metrics {
-        gross_fraction_into(&self.gross, &self.equity, exposure);
-        super::metrics_of_stats(
+        super::metrics::metrics_in(
             self.capital,
             &self.ts,
             &self.equity,
             &self.benchmark,
             stats,
-            Some(exposure),
+            super::metrics::ExposureStats::of_gross(&self.gross, &self.equity),
             self.total_fees,
             opts,
+            scratch,
         )
     }
 }
@@ -368,15 +371,19 @@ pub(crate) fn gross_fraction(gross: &[f64], equity: &[f64]) -> Vec<f64> {
 /// [`gross_fraction`] into `out` (cleared first).
 fn gross_fraction_into(gross: &[f64], equity: &[f64], out: &mut Vec<f64>) {
     out.clear();
-    out.extend(gross.iter().zip(equity).map(|(&g, &e)| {
-        if g == 0.0 {
-            0.0
-        } else if e > 0.0 {
-            g / e
-        } else {
-            f64::INFINITY
-        }
-    }));
+    out.extend(gross.iter().zip(equity).map(|(&g, &e)| fraction(g, e)));
+}
+
+/// One bar of [`gross_fraction`].
+#[inline]
+pub(super) fn fraction(g: f64, e: f64) -> f64 {
+    if g == 0.0 {
+        0.0
+    } else if e > 0.0 {
+        g / e
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// A position being held (a lot, in the shared book).
