@@ -1477,6 +1477,7 @@ mod tests {
             seed ^= seed << 17;
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
+        let mut reused = SymbolRun::default();
         for case in 0..20 {
             let n = 60;
             let mut close = vec![100.0];
@@ -1546,6 +1547,31 @@ mod tests {
             .unwrap();
             assert_eq!(plain, with, "case {case}");
             assert!(!plain.trades.is_empty());
+            // Into a run reused across cases (other symbols, more or
+            // fewer trades): the same as a fresh one.
+            let name = format!("S{}", "x".repeat(case));
+            let checked = CheckedInputs::new(
+                &name,
+                bars(&high, &low),
+                n,
+                3..n,
+                1000.0,
+                &never,
+                case % 3 == 0,
+            )
+            .unwrap();
+            simulate_checked_into(&mut reused, &checked, &dir).unwrap();
+            let fresh = simulate(
+                &name,
+                bars(&high, &low),
+                &dir,
+                3..n,
+                1000.0,
+                &never,
+                case % 3 == 0,
+            )
+            .unwrap();
+            assert_eq!(reused, fresh, "case {case}");
             // And NaN high/low are refused once stops read them.
             let err = simulate("R", bars(&nan, &nan), &dir, 3..n, 1000.0, &never, false)
                 .unwrap_err()

@@ -292,6 +292,20 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// `f64::max(acc, x)` for an `acc` that is not NaN, in one instruction
+/// (`maxsd`) instead of the NaN handling around it, which sat on the
+/// dependency chain of every running max here: a NaN `x` keeps `acc`, as
+/// `f64::max` does, and so does a tie (`f64::max` leaves which of ±0 it
+/// returns unspecified; on x86-64 it compiles to keeping `acc` too).
+#[inline(always)]
+fn max_keep(acc: f64, x: f64) -> f64 {
+    if x > acc {
+        x
+    } else {
+        acc
+    }
+}
+
 /// A spread that is float residue next to `scale` counts as zero.
 fn spread(s: f64, scale: f64) -> f64 {
     if s <= SPREAD_TOL * scale.abs() {
@@ -499,6 +513,22 @@ fn deeper(a: &Episode, b: &Episode) -> std::cmp::Ordering {
 }
 
 fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
+    // The running peak is never NaN from a number start (a NaN bar keeps
+    // it), so `max_keep` is `f64::max` there; a NaN start (no caller has
+    // one: capital is checked > 0) takes `f64::max` itself.
+    if initial.is_nan() {
+        drawdowns_with(initial, ts, equity, f64::max)
+    } else {
+        drawdowns_with(initial, ts, equity, max_keep)
+    }
+}
+
+fn drawdowns_with(
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    peak_max: impl Fn(f64, f64) -> f64,
+) -> Drawdowns {
     let mut stats = EpisodeStats::new();
     let mut peak = initial;
     let mut cur: Option<Episode> = None;
@@ -506,9 +536,10 @@ fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
     // Days from the peak bar to the last bar below it.
     let days = |e: &Episode, last: usize| (ts[last] - ts[e.peak]) as f64 / DAY_US as f64;
     for (t, &e) in equity.iter().enumerate() {
-        peak = peak.max(e);
+        peak = peak_max(peak, e);
         let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
-        max = max.max(dd);
+        // `max` starts at 0 and is never NaN: `max_keep` is `f64::max`.
+        max = max_keep(max, dd);
         if dd > 0.0 {
             let c = cur.get_or_insert(Episode {
                 peak: t.saturating_sub(1),
@@ -660,21 +691,24 @@ impl TradeStat {
 fn streaks(trades: &[TradeStat]) -> (usize, usize) {
     let closed = || trades.iter().filter(|t| !t.open);
     if closed().is_sorted_by_key(|t| t.exit_ts) {
-        return streaks_in_order(closed());
+        return streaks_in_order(closed().map(|t| t.pnl));
     }
-    let mut order: Vec<&TradeStat> = closed().collect();
-    order.sort_by_key(|t| t.exit_ts);
-    streaks_in_order(order.into_iter())
+    // What the streaks need of each trade, 16 bytes in one block: the
+    // sort compares keys in place instead of through a pointer per trade
+    // (a portfolio's ledger is every symbol's trades).
+    let mut order: Vec<(Option<i64>, f64)> = closed().map(|t| (t.exit_ts, t.pnl)).collect();
+    order.sort_by_key(|&(exit, _)| exit);
+    streaks_in_order(order.into_iter().map(|(_, pnl)| pnl))
 }
 
-/// [`streaks`] of trades already in exit order.
-fn streaks_in_order<'a>(order: impl Iterator<Item = &'a TradeStat>) -> (usize, usize) {
+/// [`streaks`] of the pnls of trades already in exit order.
+fn streaks_in_order(pnls: impl Iterator<Item = f64>) -> (usize, usize) {
     let (mut win, mut loss, mut best_win, mut best_loss) = (0, 0, 0, 0);
-    for t in order {
-        if t.pnl > 0.0 {
+    for pnl in pnls {
+        if pnl > 0.0 {
             win += 1;
             loss = 0;
-        } else if t.pnl < 0.0 {
+        } else if pnl < 0.0 {
             loss += 1;
             win = 0;
         } else {
@@ -887,7 +921,7 @@ impl ExposureAcc {
     fn add(&mut self, v: f64) {
         self.nonzero += usize::from(v != 0.0);
         let w = if v.is_finite() { v } else { f64::NEG_INFINITY };
-        self.max = self.max.max(w);
+        self.max = max_keep(self.max, w);
     }
 
     fn finish(self, len: usize) -> ExposureStats {
@@ -994,12 +1028,14 @@ pub(crate) fn metrics_in(
             sum_r += x;
             let dx = (x - rf).min(0.0);
             down += dx * dx;
-            if x > 0.0 {
-                gains += x;
-            } else if x < 0.0 {
-                losses -= x;
-            }
-            equity_peak = f64::max(equity_peak, e);
+            // Branch-free (the sign of a return is a coin flip for the
+            // predictor): adding +0.0 to a sum that is not −0.0 (these
+            // start at +0.0 and only grow) leaves its bits as they are.
+            gains += if x > 0.0 { x } else { 0.0 };
+            losses -= if x < 0.0 { x } else { 0.0 };
+            // `f64::max` while the peak is not NaN (see `drawdowns`);
+            // fixed after the loop otherwise.
+            equity_peak = max_keep(equity_peak, e);
         };
     }
     let (r_head, r_tail) = r.split_at_mut(kb);
@@ -1017,6 +1053,9 @@ pub(crate) fn metrics_in(
     let sum_r_kb = sum_r;
     for (x, &e) in r_tail.iter_mut().zip(&equity[kb..]) {
         bar!(x, e);
+    }
+    if initial.is_nan() {
+        equity_peak = equity.iter().copied().fold(initial, f64::max);
     }
     let m = (n > 0).then(|| sum_r / n as f64);
     // OLS of r on the benchmark's returns, over their common bars.
@@ -1558,7 +1597,7 @@ mod tests {
         let durations: Vec<f64> = closed.iter().filter_map(|t| t.duration_days()).collect();
         let mut order: Vec<&TradeStat> = closed.to_vec();
         order.sort_by_key(|t| t.exit_ts);
-        let (ws, ls) = streaks_in_order(order.into_iter());
+        let (ws, ls) = streaks_in_order(order.into_iter().map(|t| t.pnl));
         let open: Vec<&TradeStat> = trades.iter().filter(|t| t.open).collect();
         vec![
             Some(nt as f64),
