@@ -385,6 +385,22 @@ fn quantile_from(v: &mut [f64], q: f64, from: usize) -> Option<(f64, usize)> {
     Some((x_lo + frac * (x_hi - x_lo), lo))
 }
 
+/// `Σ x` and the count of the `x ≤ q` of `v`, added in slice order from
+/// +0.0, as one filtered fold over `v`. After a selection at `lo` the
+/// qualifying values are (nearly always) all in `v[..=lo]`: the rest is
+/// first tested branch-free for any `x ≤ q` (it vectorises) and folded
+/// only if it has one, so the same terms are added in the same order.
+fn tail_sum(v: &[f64], lo: usize, q: f64) -> (f64, usize) {
+    let add = |(s, c): (f64, usize), &x: &f64| if x <= q { (s + x, c + 1) } else { (s, c) };
+    let (head, rest) = v.split_at((lo + 1).min(v.len()));
+    let acc = head.iter().fold((0.0, 0usize), add);
+    if rest.iter().fold(false, |any, &x| any | (x <= q)) {
+        rest.iter().fold(acc, add)
+    } else {
+        acc
+    }
+}
+
 /// `Σa², Σa³, Σa⁴` with `a = x − m`, each in slice order from +0.0: the
 /// separate pass [`metrics_of_stats`] fused into its second pass, kept as
 /// the tests' reference.
@@ -1149,10 +1165,7 @@ pub(crate) fn metrics_in(
     let var_95 = quantile_from(r, 0.05, 0);
     let (var_95, lo) = (var_95.map(|(x, _)| x), var_95.map_or(0, |(_, lo)| lo));
     let cvar_95 = var_95.and_then(|q| {
-        let (s, c) = r
-            .iter()
-            .filter(|&&x| x <= q)
-            .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
+        let (s, c) = tail_sum(r, lo, q);
         (c > 0).then(|| s / c as f64)
     });
     let q95 = quantile_from(r, 0.95, lo).map(|(x, _)| x);
@@ -1345,6 +1358,18 @@ mod tests {
         }
         let mut w = vec![5.0, 1.0, 9.0];
         assert_eq!(quantile(&mut w, 0.5), Some(5.0));
+        // The CVaR sum split at the selection: the bits of one filtered
+        // fold over the whole slice, whatever the split and the threshold.
+        let mut w = v.clone();
+        let (q, lo) = quantile_from(&mut w, 0.05, 0).unwrap();
+        for (lo, q) in [(lo, q), (lo, 0.5), (0, 0.0), (996, -0.0), (3, f64::NAN)] {
+            let (s, c) = w
+                .iter()
+                .filter(|&&x| x <= q)
+                .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
+            let (s2, c2) = tail_sum(&w, lo, q);
+            assert_eq!((s.to_bits(), c), (s2.to_bits(), c2), "{lo} {q}");
+        }
     }
 
     /// The two fused passes of `metrics_of_stats` give the bits of one
