@@ -336,24 +336,27 @@ impl SymbolRun {
 
     /// [`SymbolRun::metrics_with`] from this run's trade statistics
     /// `stats` (its trades' [`TradeStat`](super::TradeStat)s, in order),
-    /// with `exposure` as the buffer for the exposure series: a sweep keeps
-    /// the statistics for its portfolio anyway and reuses the buffer.
+    /// with `scratch` as working memory (its content is overwritten): a
+    /// sweep keeps the statistics for its portfolio anyway and reuses the
+    /// buffer. The exposure statistics are taken from `gross` and `equity`
+    /// directly, as [`SymbolRun::exposure`] would give them, without the
+    /// series.
     pub fn metrics_of_stats(
         &self,
         stats: &[super::TradeStat],
-        exposure: &mut Vec<f64>,
+        scratch: &mut Vec<f64>,
         opts: &super::MetricsOptions,
     ) -> super::Metrics {
-        gross_fraction_into(&self.gross, &self.equity, exposure);
-        super::metrics_of_stats(
+        super::metrics::metrics_in(
             self.capital,
             &self.ts,
             &self.equity,
             &self.benchmark,
             stats,
-            Some(exposure),
+            super::metrics::ExposureStats::of_gross(&self.gross, &self.equity),
             self.total_fees,
             opts,
+            scratch,
         )
     }
 }
@@ -368,15 +371,19 @@ pub(crate) fn gross_fraction(gross: &[f64], equity: &[f64]) -> Vec<f64> {
 /// [`gross_fraction`] into `out` (cleared first).
 fn gross_fraction_into(gross: &[f64], equity: &[f64], out: &mut Vec<f64>) {
     out.clear();
-    out.extend(gross.iter().zip(equity).map(|(&g, &e)| {
-        if g == 0.0 {
-            0.0
-        } else if e > 0.0 {
-            g / e
-        } else {
-            f64::INFINITY
-        }
-    }));
+    out.extend(gross.iter().zip(equity).map(|(&g, &e)| fraction(g, e)));
+}
+
+/// One bar of [`gross_fraction`].
+#[inline]
+pub(super) fn fraction(g: f64, e: f64) -> f64 {
+    if g == 0.0 {
+        0.0
+    } else if e > 0.0 {
+        g / e
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// A position being held (a lot, in the shared book).
@@ -439,6 +446,21 @@ pub(super) fn validate_inputs(
     }
     cfg.validate()?;
     let stops = !cfg.stops.is_none();
+    // A branch-free test of the whole window first (it vectorises); the
+    // loop below, which finds the first bad bar in its order, only when
+    // it fails.
+    let good = |v: &[f64]| {
+        v.iter()
+            .fold(true, |ok, &x| ok & (x > 0.0) & (x < f64::INFINITY))
+    };
+    let w = window.clone();
+    let prices_ok = good(&bars.open[w.clone()])
+        && good(&bars.close[w.clone()])
+        && (!stops || (good(&bars.high[w.clone()]) && good(&bars.low[w.clone()])));
+    let sorted = bars.ts[w].windows(2).fold(true, |ok, p| ok & (p[1] > p[0]));
+    if prices_ok && sorted {
+        return Ok(());
+    }
     for i in window.clone() {
         let ohlc = [
             ("open", bars.open[i]),
@@ -594,17 +616,25 @@ pub fn simulate_checked_into(
     run.capital = capital;
     run.ts.clear();
     run.ts.extend_from_slice(&bars.ts[window.clone()]);
-    for v in [
-        &mut run.equity,
-        &mut run.position,
-        &mut run.gross,
-        &mut run.benchmark,
-    ] {
+    // The per-bar series as locals for the loop (no call inside it can
+    // reach them, so their lengths stay in registers), put back after.
+    let mut equity = std::mem::take(&mut run.equity);
+    let mut position = std::mem::take(&mut run.position);
+    let mut gross = std::mem::take(&mut run.gross);
+    let mut benchmark = std::mem::take(&mut run.benchmark);
+    for v in [&mut equity, &mut position, &mut gross, &mut benchmark] {
         v.clear();
         v.reserve(len);
     }
-    run.trades.clear();
-    run.total_fees = 0.0;
+    // Trades overwrite the previous run's in place (their symbol strings'
+    // memory reused: a sweep simulates each symbol once per combination);
+    // the rest are cut at the end.
+    let mut trades = Ledger {
+        trades: &mut run.trades,
+        used: 0,
+    };
+    let mut total_fees = 0.0;
+    let run_ts = (&run.ts[..], window.start);
     let bench_units = capital / bars.open[window.start];
     let mut cash = capital;
     let mut held: Option<Holding> = None;
@@ -642,7 +672,17 @@ pub fn simulate_checked_into(
         let held_sign = held.as_ref().map_or(0, |h| h.side.sign() as i8);
         if held_sign != target {
             if let Some(h) = held.take() {
-                cash += close_position(run, symbol, window.start, &h, open, cfg, (i, i, reason));
+                let exit = (i, i, reason);
+                cash += close_position(
+                    &mut trades,
+                    run_ts,
+                    &mut total_fees,
+                    symbol,
+                    &h,
+                    open,
+                    cfg,
+                    exit,
+                );
             }
             if target != 0 {
                 if cash > 0.0 {
@@ -655,7 +695,7 @@ pub fn simulate_checked_into(
                     let notional = cash / (1.0 + cfg.fee);
                     let fee = cfg.fee * notional;
                     cash -= side.sign() * notional + fee;
-                    run.total_fees += fee;
+                    total_fees += fee;
                     held = Some(Holding {
                         side,
                         entry_bar: i,
@@ -680,7 +720,16 @@ pub fn simulate_checked_into(
             if let Some((quote, why)) = hit {
                 if let Some(h) = held.take() {
                     let exit = (i, i + 1, why);
-                    cash += close_position(run, symbol, window.start, &h, quote, cfg, exit);
+                    cash += close_position(
+                        &mut trades,
+                        run_ts,
+                        &mut total_fees,
+                        symbol,
+                        &h,
+                        quote,
+                        cfg,
+                        exit,
+                    );
                     stopped = h.side.sign() as i8;
                 }
             } else if let Some(h) = &mut held {
@@ -695,31 +744,40 @@ pub fn simulate_checked_into(
             // The symbol's data ends here: close at this bar's close.
             if let Some(h) = held.take() {
                 let exit = (i, i + 1, ExitReason::EndOfData);
-                cash += close_position(run, symbol, window.start, &h, close, cfg, exit);
+                cash += close_position(
+                    &mut trades,
+                    run_ts,
+                    &mut total_fees,
+                    symbol,
+                    &h,
+                    close,
+                    cfg,
+                    exit,
+                );
             }
         }
         let units = held.as_ref().map_or(0.0, |h| h.side.sign() * h.qty);
-        run.equity.push(cash + units * close);
-        run.position.push(units);
-        run.gross.push((units * close).abs());
-        run.benchmark.push(bench_units * close);
+        equity.push(cash + units * close);
+        position.push(units);
+        gross.push((units * close).abs());
+        benchmark.push(bench_units * close);
     }
 
     if let Some(h) = held {
         let last = window.end - 1;
         let price = bars.close[last];
-        let mut t = make_trade(
-            symbol,
-            &h,
-            (&run.ts, window.start),
-            (last, last + 1, ExitReason::EndOfWindow),
-            price,
-            0.0,
-        );
+        let exit = (last, last + 1, ExitReason::EndOfWindow);
+        let t = trades.record(symbol, &h, run_ts, exit, price, 0.0);
         t.exit_ts = None;
         t.open = true;
-        run.trades.push(t);
     }
+    let used = trades.used;
+    run.trades.truncate(used);
+    run.total_fees = total_fees;
+    run.equity = equity;
+    run.position = position;
+    run.gross = gross;
+    run.benchmark = benchmark;
     Ok(())
 }
 
@@ -791,12 +849,15 @@ pub(super) fn stop_exit(
 
 /// Closes `h` at `quote` (an open, or the last close when the data ends):
 /// filled at `quote·(1∓slippage)` against the side, the fee `fee·notional`
-/// counted; records the trade (`exit`: exit bar, bars held to, reason) and
-/// returns what the close adds to the cash.
+/// added to `total_fees`; records the trade in `ledger` (`ts`: the
+/// window's timestamps and its first bar; `exit`: exit bar, bars held to,
+/// reason) and returns what the close adds to the cash.
+#[allow(clippy::too_many_arguments)]
 fn close_position(
-    run: &mut SymbolRun,
+    ledger: &mut Ledger<'_>,
+    ts: (&[i64], usize),
+    total_fees: &mut f64,
     symbol: &str,
-    start: usize,
     h: &Holding,
     quote: f64,
     cfg: &ExecConfig,
@@ -808,10 +869,44 @@ fn close_position(
     };
     let notional = h.qty * price;
     let exit_fee = cfg.fee * notional;
-    run.total_fees += exit_fee;
-    let trade = make_trade(symbol, h, (&run.ts, start), exit, price, exit_fee);
-    run.trades.push(trade);
+    *total_fees += exit_fee;
+    ledger.record(symbol, h, ts, exit, price, exit_fee);
     h.side.sign() * notional - exit_fee
+}
+
+/// A trade vector being overwritten from its start: `trades[..used]` are
+/// this simulation's, the rest the previous one's (cut when done).
+struct Ledger<'a> {
+    trades: &'a mut Vec<Trade>,
+    used: usize,
+}
+
+impl Ledger<'_> {
+    /// Appends [`make_trade`]'s trade, into the next old slot when there
+    /// is one (reusing its symbol's memory); returns it.
+    fn record(
+        &mut self,
+        symbol: &str,
+        h: &Holding,
+        ts: (&[i64], usize),
+        exit: (usize, usize, ExitReason),
+        exit_price: f64,
+        exit_fee: f64,
+    ) -> &mut Trade {
+        let k = self.used;
+        self.used += 1;
+        if k < self.trades.len() {
+            let slot = &mut self.trades[k];
+            let mut name = std::mem::take(&mut slot.symbol);
+            name.clear();
+            name.push_str(symbol);
+            *slot = trade_named(name, h, ts, exit, exit_price, exit_fee);
+        } else {
+            let t = trade_named(symbol.to_string(), h, ts, exit, exit_price, exit_fee);
+            self.trades.push(t);
+        }
+        &mut self.trades[k]
+    }
 }
 
 /// Builds the ledger entry for `h` exited at bar `exit_bar` (or marked
@@ -826,10 +921,30 @@ pub(super) fn make_trade(
     exit_price: f64,
     exit_fee: f64,
 ) -> Trade {
+    let exit = (exit_bar, held_to, exit_reason);
+    trade_named(
+        symbol.to_string(),
+        h,
+        (ts, start),
+        exit,
+        exit_price,
+        exit_fee,
+    )
+}
+
+/// [`make_trade`] with the symbol's string given.
+fn trade_named(
+    symbol: String,
+    h: &Holding,
+    (ts, start): (&[i64], usize),
+    (exit_bar, held_to, exit_reason): (usize, usize, ExitReason),
+    exit_price: f64,
+    exit_fee: f64,
+) -> Trade {
     let fees = h.entry_fee + exit_fee;
     let pnl = h.side.sign() * h.qty * (exit_price - h.entry_price) - fees;
     Trade {
-        symbol: symbol.to_string(),
+        symbol,
         side: h.side,
         entry_ts: ts[h.entry_bar - start],
         entry_price: h.entry_price,
@@ -1362,6 +1477,7 @@ mod tests {
             seed ^= seed << 17;
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
+        let mut reused = SymbolRun::default();
         for case in 0..20 {
             let n = 60;
             let mut close = vec![100.0];
@@ -1431,6 +1547,31 @@ mod tests {
             .unwrap();
             assert_eq!(plain, with, "case {case}");
             assert!(!plain.trades.is_empty());
+            // Into a run reused across cases (other symbols, more or
+            // fewer trades): the same as a fresh one.
+            let name = format!("S{}", "x".repeat(case));
+            let checked = CheckedInputs::new(
+                &name,
+                bars(&high, &low),
+                n,
+                3..n,
+                1000.0,
+                &never,
+                case % 3 == 0,
+            )
+            .unwrap();
+            simulate_checked_into(&mut reused, &checked, &dir).unwrap();
+            let fresh = simulate(
+                &name,
+                bars(&high, &low),
+                &dir,
+                3..n,
+                1000.0,
+                &never,
+                case % 3 == 0,
+            )
+            .unwrap();
+            assert_eq!(reused, fresh, "case {case}");
             // And NaN high/low are refused once stops read them.
             let err = simulate("R", bars(&nan, &nan), &dir, 3..n, 1000.0, &never, false)
                 .unwrap_err()

@@ -292,6 +292,20 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// `f64::max(acc, x)` for an `acc` that is not NaN, in one instruction
+/// (`maxsd`) instead of the NaN handling around it, which sat on the
+/// dependency chain of every running max here: a NaN `x` keeps `acc`, as
+/// `f64::max` does, and so does a tie (`f64::max` leaves which of ±0 it
+/// returns unspecified; on x86-64 it compiles to keeping `acc` too).
+#[inline(always)]
+fn max_keep(acc: f64, x: f64) -> f64 {
+    if x > acc {
+        x
+    } else {
+        acc
+    }
+}
+
 /// A spread that is float residue next to `scale` counts as zero.
 fn spread(s: f64, scale: f64) -> f64 {
     if s <= SPREAD_TOL * scale.abs() {
@@ -302,16 +316,22 @@ fn spread(s: f64, scale: f64) -> f64 {
 }
 
 /// Sum from +0.0 (std's `Sum` for f64 starts at −0.0, which would print
-/// "-0.0" for an empty set).
+/// "-0.0" for an empty set). The folds this file computes inline (in
+/// [`metrics_in`], [`trade_summary`], [`EpisodeStats`]) are these sums
+/// with their terms in the same order; `total`, [`mean`] and [`std`] are
+/// their definitions, kept as the tests' reference.
+#[cfg(test)]
 fn total(it: impl IntoIterator<Item = f64>) -> f64 {
     it.into_iter().fold(0.0, |a, b| a + b)
 }
 
+#[cfg(test)]
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| total(v.iter().copied()) / v.len() as f64)
 }
 
 /// Sample standard deviation (ddof = 1), as pandas.
+#[cfg(test)]
 fn std(v: &[f64]) -> Option<f64> {
     let m = mean(v)?;
     (v.len() >= 2)
@@ -365,6 +385,22 @@ fn quantile_from(v: &mut [f64], q: f64, from: usize) -> Option<(f64, usize)> {
     Some((x_lo + frac * (x_hi - x_lo), lo))
 }
 
+/// `Σ x` and the count of the `x ≤ q` of `v`, added in slice order from
+/// +0.0, as one filtered fold over `v`. After a selection at `lo` the
+/// qualifying values are (nearly always) all in `v[..=lo]`: the rest is
+/// first tested branch-free for any `x ≤ q` (it vectorises) and folded
+/// only if it has one, so the same terms are added in the same order.
+fn tail_sum(v: &[f64], lo: usize, q: f64) -> (f64, usize) {
+    let add = |(s, c): (f64, usize), &x: &f64| if x <= q { (s + x, c + 1) } else { (s, c) };
+    let (head, rest) = v.split_at((lo + 1).min(v.len()));
+    let acc = head.iter().fold((0.0, 0usize), add);
+    if rest.iter().fold(false, |any, &x| any | (x <= q)) {
+        rest.iter().fold(acc, add)
+    } else {
+        acc
+    }
+}
+
 /// `Σa², Σa³, Σa⁴` with `a = x − m`, each in slice order from +0.0: the
 /// separate pass [`metrics_of_stats`] fused into its second pass, kept as
 /// the tests' reference.
@@ -401,6 +437,7 @@ fn moments(len: usize, (m2, m3, m4): (f64, f64, f64), sd: f64) -> (Option<f64>, 
 }
 
 /// One drawdown episode while it is being measured.
+#[derive(Clone, Copy)]
 struct Episode {
     peak: usize,
     valley: usize,
@@ -408,6 +445,8 @@ struct Episode {
     bars: usize,
     /// Bar index at which equity is back at the peak, if it is.
     recovery: Option<usize>,
+    /// `(ts of the last bar below the peak − ts of the peak) / 1 day`.
+    days: f64,
 }
 
 /// Drawdown summary of a curve.
@@ -421,15 +460,102 @@ struct Drawdowns {
     worst: Vec<Drawdown>,
 }
 
+/// The episodes' statistics, taken as each episode ends (in the order
+/// the episodes come, which is the order a list of them had): each sum
+/// adds the same terms in the same order from +0.0 as a fold over that
+/// list, each max takes the same values in the same order, and the five
+/// deepest are kept in a bounded sorted array instead of a selection over
+/// every episode.
+struct EpisodeStats {
+    count: usize,
+    sum_depth: f64,
+    sum_bars: f64,
+    sum_days: f64,
+    max_bars: usize,
+    max_days: f64,
+    /// The deepest episodes so far, deepest first (ties: earlier peak
+    /// first); `top[..kept]` is valid.
+    top: [Episode; 5],
+    kept: usize,
+}
+
+impl EpisodeStats {
+    fn new() -> EpisodeStats {
+        let none = Episode {
+            peak: 0,
+            valley: 0,
+            depth: 0.0,
+            bars: 0,
+            recovery: None,
+            days: 0.0,
+        };
+        EpisodeStats {
+            count: 0,
+            sum_depth: 0.0,
+            sum_bars: 0.0,
+            sum_days: 0.0,
+            max_bars: 0,
+            max_days: 0.0,
+            top: [none; 5],
+            kept: 0,
+        }
+    }
+
+    fn push(&mut self, e: Episode) {
+        self.count += 1;
+        self.sum_depth += e.depth;
+        self.sum_bars += e.bars as f64;
+        self.sum_days += e.days;
+        self.max_bars = self.max_bars.max(e.bars);
+        self.max_days = f64::max(self.max_days, e.days);
+        // A total order (peaks differ, and come in increasing order): the
+        // first five of a sort of every episode by it.
+        let at = self.top[..self.kept]
+            .iter()
+            .position(|t| deeper(&e, t).is_lt())
+            .unwrap_or(self.kept);
+        if at < 5 {
+            let end = self.kept.min(4);
+            self.top.copy_within(at..end, at + 1);
+            self.top[at] = e;
+            self.kept = (self.kept + 1).min(5);
+        }
+    }
+}
+
+/// Deeper first, then the earlier peak: the order of `worst_drawdowns`.
+fn deeper(a: &Episode, b: &Episode) -> std::cmp::Ordering {
+    b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak))
+}
+
 fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
-    let mut episodes: Vec<Episode> = Vec::new();
+    // The running peak is never NaN from a number start (a NaN bar keeps
+    // it), so `max_keep` is `f64::max` there; a NaN start (no caller has
+    // one: capital is checked > 0) takes `f64::max` itself.
+    if initial.is_nan() {
+        drawdowns_with(initial, ts, equity, f64::max)
+    } else {
+        drawdowns_with(initial, ts, equity, max_keep)
+    }
+}
+
+fn drawdowns_with(
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    peak_max: impl Fn(f64, f64) -> f64,
+) -> Drawdowns {
+    let mut stats = EpisodeStats::new();
     let mut peak = initial;
     let mut cur: Option<Episode> = None;
     let mut max = 0.0f64;
+    // Days from the peak bar to the last bar below it.
+    let days = |e: &Episode, last: usize| (ts[last] - ts[e.peak]) as f64 / DAY_US as f64;
     for (t, &e) in equity.iter().enumerate() {
-        peak = peak.max(e);
+        peak = peak_max(peak, e);
         let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
-        max = max.max(dd);
+        // `max` starts at 0 and is never NaN: `max_keep` is `f64::max`.
+        max = max_keep(max, dd);
         if dd > 0.0 {
             let c = cur.get_or_insert(Episode {
                 peak: t.saturating_sub(1),
@@ -437,6 +563,7 @@ fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
                 depth: 0.0,
                 bars: 0,
                 recovery: None,
+                days: 0.0,
             });
             if dd > c.depth {
                 c.depth = dd;
@@ -445,49 +572,32 @@ fn drawdowns(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
             c.bars += 1;
         } else if let Some(mut c) = cur.take() {
             c.recovery = Some(t);
-            episodes.push(c);
+            c.days = days(&c, t - 1);
+            stats.push(c);
         }
     }
-    episodes.extend(cur.take());
-    // Days from the peak bar to the last bar below it.
-    let days = |e: &Episode| {
-        let last = e.recovery.map_or(equity.len() - 1, |r| r - 1);
-        (ts[last] - ts[e.peak]) as f64 / DAY_US as f64
-    };
-    let k = episodes.len() as f64;
-    let avg = |f: &dyn Fn(&Episode) -> f64| {
-        if k > 0.0 {
-            total(episodes.iter().map(f)) / k
-        } else {
-            0.0
-        }
-    };
-    // The five deepest, in order: a total order (peaks differ), so
-    // selecting them first gives the order a full sort would.
-    let deeper = |a: &&Episode, b: &&Episode| b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak));
-    let mut by_depth: Vec<&Episode> = episodes.iter().collect();
-    if by_depth.len() > 5 {
-        by_depth.select_nth_unstable_by(4, deeper);
-        by_depth.truncate(5);
+    if let Some(mut c) = cur.take() {
+        c.days = days(&c, equity.len() - 1);
+        stats.push(c);
     }
-    by_depth.sort_by(deeper);
+    let k = stats.count as f64;
+    let avg = |sum: f64| if k > 0.0 { sum / k } else { 0.0 };
     Drawdowns {
         max,
-        avg: avg(&|e| e.depth),
-        max_bars: episodes.iter().map(|e| e.bars).max().unwrap_or(0),
-        max_days: episodes.iter().map(days).fold(0.0, f64::max),
-        avg_bars: avg(&|e| e.bars as f64),
-        avg_days: avg(&days),
-        worst: by_depth
-            .into_iter()
-            .take(5)
+        avg: avg(stats.sum_depth),
+        max_bars: stats.max_bars,
+        max_days: stats.max_days,
+        avg_bars: avg(stats.sum_bars),
+        avg_days: avg(stats.sum_days),
+        worst: stats.top[..stats.kept]
+            .iter()
             .map(|e| Drawdown {
                 start: ts[e.peak],
                 valley: ts[e.valley],
                 recovery: e.recovery.map(|r| ts[r]),
                 depth: e.depth,
                 bars: e.bars,
-                days: days(e),
+                days: e.days,
             })
             .collect(),
     }
@@ -590,19 +700,31 @@ impl TradeStat {
 }
 
 /// Longest runs of winning and losing trades (`pnl > 0` / `< 0`; a trade
-/// with `pnl = 0` ends both) among `closed`, taken in exit order (ties in
-/// slice order).
-fn streaks(closed: &[&TradeStat]) -> (usize, usize) {
-    let mut order: Vec<&TradeStat> = closed.to_vec();
-    if !order.is_sorted_by_key(|t| t.exit_ts) {
-        order.sort_by_key(|t| t.exit_ts);
+/// with `pnl = 0` ends both) among the closed trades of `trades`, taken
+/// in exit order (ties in slice order). Trades usually come in exit order
+/// (one symbol's ledger); only when they do not are they collected and
+/// sorted (stable, so ties keep slice order).
+fn streaks(trades: &[TradeStat]) -> (usize, usize) {
+    let closed = || trades.iter().filter(|t| !t.open);
+    if closed().is_sorted_by_key(|t| t.exit_ts) {
+        return streaks_in_order(closed().map(|t| t.pnl));
     }
+    // What the streaks need of each trade, 16 bytes in one block: the
+    // sort compares keys in place instead of through a pointer per trade
+    // (a portfolio's ledger is every symbol's trades).
+    let mut order: Vec<(Option<i64>, f64)> = closed().map(|t| (t.exit_ts, t.pnl)).collect();
+    order.sort_by_key(|&(exit, _)| exit);
+    streaks_in_order(order.into_iter().map(|(_, pnl)| pnl))
+}
+
+/// [`streaks`] of the pnls of trades already in exit order.
+fn streaks_in_order(pnls: impl Iterator<Item = f64>) -> (usize, usize) {
     let (mut win, mut loss, mut best_win, mut best_loss) = (0, 0, 0, 0);
-    for t in order {
-        if t.pnl > 0.0 {
+    for pnl in pnls {
+        if pnl > 0.0 {
             win += 1;
             loss = 0;
-        } else if t.pnl < 0.0 {
+        } else if pnl < 0.0 {
             loss += 1;
             win = 0;
         } else {
@@ -613,6 +735,217 @@ fn streaks(closed: &[&TradeStat]) -> (usize, usize) {
         best_loss = usize::max(best_loss, loss);
     }
     (best_win, best_loss)
+}
+
+/// A sum from +0.0 and the number of its terms: a [`mean`] taken on the
+/// fly, adding the same values in the same order.
+#[derive(Clone, Copy, Default)]
+struct Avg {
+    sum: f64,
+    count: usize,
+}
+
+impl Avg {
+    fn add(&mut self, x: f64) {
+        self.sum += x;
+        self.count += 1;
+    }
+
+    /// As [`mean`] of the values added.
+    fn mean(self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
+}
+
+/// `Some(max)` of the values seen, as `reduce(f64::max)`: the first value,
+/// then `max(acc, x)` in order.
+fn reduce_max(acc: Option<f64>, x: f64) -> Option<f64> {
+    Some(acc.map_or(x, |a| a.max(x)))
+}
+
+/// `Some(min)` of the values seen, as `reduce(f64::min)`.
+fn reduce_min(acc: Option<f64>, x: f64) -> Option<f64> {
+    Some(acc.map_or(x, |a| a.min(x)))
+}
+
+/// The statistics of the closed (and open) trades, in one pass over them
+/// (plus one for the spread of the returns) instead of a vector per
+/// subset: every mean adds the same values in the same order from +0.0
+/// as a [`mean`] of the vector it replaced, every max/min reduces the
+/// same values in the same order.
+struct TradeSummary {
+    closed: usize,
+    wins: usize,
+    /// `Σ pnl⁺`, `Σ pnl⁻` (the latter ≤ 0) in slice order from +0.0.
+    gross_profit: f64,
+    gross_loss_sum: f64,
+    ret: Avg,
+    pnl: Avg,
+    win_ret: Avg,
+    loss_ret: Avg,
+    held: Avg,
+    win_held: Avg,
+    loss_held: Avg,
+    days: Avg,
+    win_days: Avg,
+    loss_days: Avg,
+    best: Option<f64>,
+    worst: Option<f64>,
+    max_held: Option<usize>,
+    max_days: Option<f64>,
+    open: usize,
+    open_pnl: f64,
+    /// Sample standard deviation of the closed trades' returns ([`std`]).
+    ret_std: Option<f64>,
+}
+
+fn trade_summary(trades: &[TradeStat]) -> TradeSummary {
+    let mut s = TradeSummary {
+        closed: 0,
+        wins: 0,
+        gross_profit: 0.0,
+        gross_loss_sum: 0.0,
+        ret: Avg::default(),
+        pnl: Avg::default(),
+        win_ret: Avg::default(),
+        loss_ret: Avg::default(),
+        held: Avg::default(),
+        win_held: Avg::default(),
+        loss_held: Avg::default(),
+        days: Avg::default(),
+        win_days: Avg::default(),
+        loss_days: Avg::default(),
+        best: None,
+        worst: None,
+        max_held: None,
+        max_days: None,
+        open: 0,
+        open_pnl: 0.0,
+        ret_std: None,
+    };
+    for t in trades {
+        if t.open {
+            s.open += 1;
+            s.open_pnl += t.pnl;
+            continue;
+        }
+        s.closed += 1;
+        s.ret.add(t.ret);
+        s.pnl.add(t.pnl);
+        let held = t.bars_held as f64;
+        s.held.add(held);
+        s.best = reduce_max(s.best, t.ret);
+        s.worst = reduce_min(s.worst, t.ret);
+        s.max_held = Some(s.max_held.map_or(t.bars_held, |m| m.max(t.bars_held)));
+        let days = t.duration_days();
+        if let Some(d) = days {
+            s.days.add(d);
+            s.max_days = reduce_max(s.max_days, d);
+        }
+        if t.pnl > 0.0 {
+            s.wins += 1;
+            s.gross_profit += t.pnl;
+            s.win_ret.add(t.ret);
+            s.win_held.add(held);
+            if let Some(d) = days {
+                s.win_days.add(d);
+            }
+        } else if t.pnl < 0.0 {
+            s.gross_loss_sum += t.pnl;
+            s.loss_ret.add(t.ret);
+            s.loss_held.add(held);
+            if let Some(d) = days {
+                s.loss_days.add(d);
+            }
+        }
+    }
+    // As [`std`] of the returns: `√(Σ(x − m)² / (k − 1))`.
+    if let Some(m) = s.ret.mean().filter(|_| s.closed >= 2) {
+        let ss = trades
+            .iter()
+            .filter(|t| !t.open)
+            .fold(0.0, |a, t| a + (t.ret - m) * (t.ret - m));
+        s.ret_std = Some((ss / (s.closed - 1) as f64).sqrt());
+    }
+    s
+}
+
+/// How much of a curve was in the market: `exposure` (fraction of bars
+/// with a nonzero gross exposure fraction) and `max_gross_exposure` (the
+/// largest finite fraction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ExposureStats {
+    inside: Option<f64>,
+    max: Option<f64>,
+}
+
+impl ExposureStats {
+    /// Of a series of gross exposure fractions (`None` for none or an
+    /// empty one).
+    fn of_fractions(x: Option<&[f64]>) -> ExposureStats {
+        match x {
+            Some(x) if !x.is_empty() => {
+                let mut acc = ExposureAcc::new();
+                for &v in x {
+                    acc.add(v);
+                }
+                acc.finish(x.len())
+            }
+            _ => ExposureStats {
+                inside: None,
+                max: None,
+            },
+        }
+    }
+
+    /// [`ExposureStats::of_fractions`] of
+    /// `gross_fraction(gross, equity)`, without the series: each fraction
+    /// is computed as there and counted at once.
+    pub(crate) fn of_gross(gross: &[f64], equity: &[f64]) -> ExposureStats {
+        let len = gross.len().min(equity.len());
+        if len == 0 {
+            return ExposureStats::of_fractions(None);
+        }
+        let mut acc = ExposureAcc::new();
+        for (&g, &e) in gross.iter().zip(equity) {
+            acc.add(super::exec::fraction(g, e));
+        }
+        acc.finish(len)
+    }
+}
+
+/// The running counts of [`ExposureStats`].
+struct ExposureAcc {
+    nonzero: usize,
+    max: f64,
+}
+
+impl ExposureAcc {
+    fn new() -> ExposureAcc {
+        ExposureAcc {
+            nonzero: 0,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// No `Option` and no branch per bar, the max in a register: a
+    /// non-finite fraction enters as −∞, and `max(m, −∞)` is `m` (never
+    /// NaN here), so the result is the same `max`es of the finite values
+    /// in the same order as the optional fold it replaced, starting from
+    /// the first; −∞ at the end means there was none.
+    #[inline]
+    fn add(&mut self, v: f64) {
+        self.nonzero += usize::from(v != 0.0);
+        let w = if v.is_finite() { v } else { f64::NEG_INFINITY };
+        self.max = max_keep(self.max, w);
+    }
+
+    fn finish(self, len: usize) -> ExposureStats {
+        ExposureStats {
+            inside: Some(self.nonzero as f64 / len as f64),
+            max: (self.max != f64::NEG_INFINITY).then_some(self.max),
+        }
+    }
 }
 
 /// [`metrics`] from the trades' [`TradeStat`]s (same order, same bits),
@@ -629,6 +962,34 @@ pub fn metrics_of_stats(
     exposure: Option<&[f64]>,
     total_fees: f64,
     opts: &MetricsOptions,
+) -> Metrics {
+    metrics_in(
+        initial,
+        ts,
+        equity,
+        benchmark,
+        trades,
+        ExposureStats::of_fractions(exposure),
+        total_fees,
+        opts,
+        &mut Vec::new(),
+    )
+}
+
+/// [`metrics_of_stats`] with the exposure statistics already taken and
+/// `scratch` as the memory of the bar returns (a sweep computes this for
+/// every symbol of every combination and reuses the buffer).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn metrics_in(
+    initial: f64,
+    ts: &[i64],
+    equity: &[f64],
+    benchmark: &[f64],
+    trades: &[TradeStat],
+    exposure: ExposureStats,
+    total_fees: f64,
+    opts: &MetricsOptions,
+    scratch: &mut Vec<f64>,
 ) -> Metrics {
     let n = equity.len().min(ts.len());
     let (ts, equity) = (&ts[..n], &equity[..n]);
@@ -664,8 +1025,9 @@ pub fn metrics_of_stats(
     // dependent additions now overlap instead of running one after the
     // other (a sweep computes this for every symbol of every combination).
     let kb = n.min(benchmark.len());
-    let mut r = vec![0.0; n];
-    let mut rb = vec![0.0; kb];
+    scratch.clear();
+    scratch.resize(n + kb, 0.0);
+    let (r, rb) = scratch.split_at_mut(n);
     let (mut sum_r, mut sum_rb) = (0.0, 0.0);
     let (mut down, mut gains, mut losses) = (0.0, 0.0, 0.0);
     let mut equity_peak = initial;
@@ -682,12 +1044,14 @@ pub fn metrics_of_stats(
             sum_r += x;
             let dx = (x - rf).min(0.0);
             down += dx * dx;
-            if x > 0.0 {
-                gains += x;
-            } else if x < 0.0 {
-                losses -= x;
-            }
-            equity_peak = f64::max(equity_peak, e);
+            // Branch-free (the sign of a return is a coin flip for the
+            // predictor): adding +0.0 to a sum that is not −0.0 (these
+            // start at +0.0 and only grow) leaves its bits as they are.
+            gains += if x > 0.0 { x } else { 0.0 };
+            losses -= if x < 0.0 { x } else { 0.0 };
+            // `f64::max` while the peak is not NaN (see `drawdowns`);
+            // fixed after the loop otherwise.
+            equity_peak = max_keep(equity_peak, e);
         };
     }
     let (r_head, r_tail) = r.split_at_mut(kb);
@@ -705,6 +1069,9 @@ pub fn metrics_of_stats(
     let sum_r_kb = sum_r;
     for (x, &e) in r_tail.iter_mut().zip(&equity[kb..]) {
         bar!(x, e);
+    }
+    if initial.is_nan() {
+        equity_peak = equity.iter().copied().fold(initial, f64::max);
     }
     let m = (n > 0).then(|| sum_r / n as f64);
     // OLS of r on the benchmark's returns, over their common bars.
@@ -793,63 +1160,40 @@ pub fn metrics_of_stats(
         .then(|| finite(gains / losses))
         .flatten();
 
-    let yearly_returns = yearly_returns(ts, &r, &opts.calendar);
+    let yearly_returns = yearly_returns(ts, r, &opts.calendar);
     // Quantiles last: selection reorders `r`.
-    let var_95 = quantile_from(&mut r, 0.05, 0);
+    let var_95 = quantile_from(r, 0.05, 0);
     let (var_95, lo) = (var_95.map(|(x, _)| x), var_95.map_or(0, |(_, lo)| lo));
     let cvar_95 = var_95.and_then(|q| {
-        let (s, c) = r
-            .iter()
-            .filter(|&&x| x <= q)
-            .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
+        let (s, c) = tail_sum(r, lo, q);
         (c > 0).then(|| s / c as f64)
     });
-    let q95 = quantile_from(&mut r, 0.95, lo).map(|(x, _)| x);
+    let q95 = quantile_from(r, 0.95, lo).map(|(x, _)| x);
     let tail_ratio = match (q95, var_95) {
         (Some(hi), Some(lo)) if spread(lo.abs(), hi) > 0.0 => finite((hi / lo).abs()),
         _ => None,
     };
 
-    let (exposure, max_gross_exposure) = match exposure {
-        Some(x) if !x.is_empty() => {
-            // One pass, no `Option` per bar: `max(−∞, v)` is `v`, so
-            // starting from −∞ takes the first finite value as the
-            // optional fold did, then the same `max`es in the same order.
-            let (mut nonzero, mut max, mut any) = (0usize, f64::NEG_INFINITY, false);
-            for &v in x {
-                nonzero += usize::from(v != 0.0);
-                if v.is_finite() {
-                    max = max.max(v);
-                    any = true;
-                }
-            }
-            let inside = nonzero as f64 / x.len() as f64;
-            (Some(inside), any.then_some(max))
-        }
-        _ => (None, None),
-    };
+    let ExposureStats {
+        inside: exposure,
+        max: max_gross_exposure,
+    } = exposure;
 
     // Trade statistics: closed trades only.
-    let closed: Vec<&TradeStat> = trades.iter().filter(|t| !t.open).collect();
-    let rets: Vec<f64> = closed.iter().map(|t| t.ret).collect();
-    let pnls: Vec<f64> = closed.iter().map(|t| t.pnl).collect();
-    let won: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl > 0.0).collect();
-    let lost: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl < 0.0).collect();
-    let wins: Vec<f64> = won.iter().map(|t| t.ret).collect();
-    let loss: Vec<f64> = lost.iter().map(|t| t.ret).collect();
-    let nt = closed.len();
-    let win_rate = (nt > 0).then(|| wins.len() as f64 / nt as f64);
-    let gross_profit = total(pnls.iter().copied().filter(|&p| p > 0.0));
-    let gross_loss = -total(pnls.iter().copied().filter(|&p| p < 0.0));
+    let tr = trade_summary(trades);
+    let nt = tr.closed;
+    let win_rate = (nt > 0).then(|| tr.wins as f64 / nt as f64);
+    let gross_profit = tr.gross_profit;
+    let gross_loss = -tr.gross_loss_sum;
     let profit_factor = (spread(gross_loss, gross_profit) > 0.0)
         .then(|| finite(gross_profit / gross_loss))
         .flatten();
-    let sqn = match (mean(&rets), std(&rets)) {
+    let sqn = match (tr.ret.mean(), tr.ret_std) {
         (Some(m), Some(s)) if spread(s, m) > 0.0 => finite((nt as f64).sqrt() * m / s),
         _ => None,
     };
-    let avg_win = mean(&wins);
-    let avg_loss = mean(&loss);
+    let avg_win = tr.win_ret.mean();
+    let avg_loss = tr.loss_ret.mean();
     let payoff_ratio = match (avg_win, avg_loss) {
         (Some(aw), Some(al)) if spread(al.abs(), aw) > 0.0 => finite(aw / al.abs()),
         _ => None,
@@ -861,17 +1205,7 @@ pub fn metrics_of_stats(
         (Some(w), Some(_), None) => Some(w),
         _ => None,
     };
-    let held = |v: &[&TradeStat]| mean(&v.iter().map(|t| t.bars_held as f64).collect::<Vec<_>>());
-    let held_days = |v: &[&TradeStat]| {
-        mean(
-            &v.iter()
-                .filter_map(|t| t.duration_days())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let durations: Vec<f64> = closed.iter().filter_map(|t| t.duration_days()).collect();
-    let (max_winning_streak, max_losing_streak) = streaks(&closed);
-    let open: Vec<&TradeStat> = trades.iter().filter(|t| t.open).collect();
+    let (max_winning_streak, max_losing_streak) = streaks(trades);
 
     Metrics {
         start: ts.first().copied(),
@@ -907,28 +1241,28 @@ pub fn metrics_of_stats(
         trades: nt,
         win_rate,
         profit_factor,
-        expectancy: mean(&pnls),
+        expectancy: tr.pnl.mean(),
         sqn,
         kelly,
         payoff_ratio,
-        avg_trade_return: mean(&rets),
-        best_trade: rets.iter().copied().reduce(f64::max),
-        worst_trade: rets.iter().copied().reduce(f64::min),
+        avg_trade_return: tr.ret.mean(),
+        best_trade: tr.best,
+        worst_trade: tr.worst,
         avg_winning_trade: avg_win,
         avg_losing_trade: avg_loss,
-        avg_trade_duration: held(&closed),
-        avg_trade_duration_days: mean(&durations),
-        max_trade_duration: closed.iter().map(|t| t.bars_held).max(),
-        max_trade_duration_days: durations.iter().copied().reduce(f64::max),
-        avg_winning_trade_duration: held(&won),
-        avg_losing_trade_duration: held(&lost),
-        avg_winning_trade_duration_days: held_days(&won),
-        avg_losing_trade_duration_days: held_days(&lost),
+        avg_trade_duration: tr.held.mean(),
+        avg_trade_duration_days: tr.days.mean(),
+        max_trade_duration: tr.max_held,
+        max_trade_duration_days: tr.max_days,
+        avg_winning_trade_duration: tr.win_held.mean(),
+        avg_losing_trade_duration: tr.loss_held.mean(),
+        avg_winning_trade_duration_days: tr.win_days.mean(),
+        avg_losing_trade_duration_days: tr.loss_days.mean(),
         max_winning_streak,
         max_losing_streak,
         total_fees,
-        open_trades: open.len(),
-        open_trade_pnl: total(open.iter().map(|t| t.pnl)),
+        open_trades: tr.open,
+        open_trade_pnl: tr.open_pnl,
         final_equity,
         equity_peak,
         yearly_returns,
@@ -1024,6 +1358,18 @@ mod tests {
         }
         let mut w = vec![5.0, 1.0, 9.0];
         assert_eq!(quantile(&mut w, 0.5), Some(5.0));
+        // The CVaR sum split at the selection: the bits of one filtered
+        // fold over the whole slice, whatever the split and the threshold.
+        let mut w = v.clone();
+        let (q, lo) = quantile_from(&mut w, 0.05, 0).unwrap();
+        for (lo, q) in [(lo, q), (lo, 0.5), (0, 0.0), (996, -0.0), (3, f64::NAN)] {
+            let (s, c) = w
+                .iter()
+                .filter(|&&x| x <= q)
+                .fold((0.0, 0usize), |(s, c), &x| (s + x, c + 1));
+            let (s2, c2) = tail_sum(&w, lo, q);
+            assert_eq!((s.to_bits(), c), (s2.to_bits(), c2), "{lo} {q}");
+        }
     }
 
     /// The two fused passes of `metrics_of_stats` give the bits of one
@@ -1145,6 +1491,332 @@ mod tests {
         }
     }
 
+    /// The drawdown statistics as a list of episodes gave them (the code
+    /// before they were taken on the fly), restated as the reference.
+    struct OldEpisode {
+        peak: usize,
+        valley: usize,
+        depth: f64,
+        bars: usize,
+        recovery: Option<usize>,
+    }
+
+    fn drawdowns_reference(initial: f64, ts: &[i64], equity: &[f64]) -> Drawdowns {
+        let mut episodes: Vec<OldEpisode> = Vec::new();
+        let mut peak = initial;
+        let mut cur: Option<OldEpisode> = None;
+        let mut max = 0.0f64;
+        for (t, &e) in equity.iter().enumerate() {
+            peak = peak.max(e);
+            let dd = if peak > 0.0 { 1.0 - e / peak } else { 0.0 };
+            max = max.max(dd);
+            if dd > 0.0 {
+                let c = cur.get_or_insert(OldEpisode {
+                    peak: t.saturating_sub(1),
+                    valley: t,
+                    depth: 0.0,
+                    bars: 0,
+                    recovery: None,
+                });
+                if dd > c.depth {
+                    c.depth = dd;
+                    c.valley = t;
+                }
+                c.bars += 1;
+            } else if let Some(mut c) = cur.take() {
+                c.recovery = Some(t);
+                episodes.push(c);
+            }
+        }
+        episodes.extend(cur.take());
+        // Days from the peak bar to the last bar below it.
+        let days = |e: &OldEpisode| {
+            let last = e.recovery.map_or(equity.len() - 1, |r| r - 1);
+            (ts[last] - ts[e.peak]) as f64 / DAY_US as f64
+        };
+        let k = episodes.len() as f64;
+        let avg = |f: &dyn Fn(&OldEpisode) -> f64| {
+            if k > 0.0 {
+                total(episodes.iter().map(f)) / k
+            } else {
+                0.0
+            }
+        };
+        // The five deepest, in order: a total order (peaks differ), so
+        // selecting them first gives the order a full sort would.
+        let deeper = |a: &&OldEpisode, b: &&OldEpisode| {
+            b.depth.total_cmp(&a.depth).then(a.peak.cmp(&b.peak))
+        };
+        let mut by_depth: Vec<&OldEpisode> = episodes.iter().collect();
+        if by_depth.len() > 5 {
+            by_depth.select_nth_unstable_by(4, deeper);
+            by_depth.truncate(5);
+        }
+        by_depth.sort_by(deeper);
+        Drawdowns {
+            max,
+            avg: avg(&|e| e.depth),
+            max_bars: episodes.iter().map(|e| e.bars).max().unwrap_or(0),
+            max_days: episodes.iter().map(days).fold(0.0, f64::max),
+            avg_bars: avg(&|e| e.bars as f64),
+            avg_days: avg(&days),
+            worst: by_depth
+                .into_iter()
+                .take(5)
+                .map(|e| Drawdown {
+                    start: ts[e.peak],
+                    valley: ts[e.valley],
+                    recovery: e.recovery.map(|r| ts[r]),
+                    depth: e.depth,
+                    bars: e.bars,
+                    days: days(e),
+                })
+                .collect(),
+        }
+    }
+
+    /// The trade statistics as one vector per subset gave them (the code
+    /// before the one-pass summary), restated: the values of the fields
+    /// of [`Metrics`] they fill, in order.
+    fn trade_fields_reference(trades: &[TradeStat]) -> Vec<Option<f64>> {
+        let closed: Vec<&TradeStat> = trades.iter().filter(|t| !t.open).collect();
+        let rets: Vec<f64> = closed.iter().map(|t| t.ret).collect();
+        let pnls: Vec<f64> = closed.iter().map(|t| t.pnl).collect();
+        let won: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl > 0.0).collect();
+        let lost: Vec<&TradeStat> = closed.iter().copied().filter(|t| t.pnl < 0.0).collect();
+        let wins: Vec<f64> = won.iter().map(|t| t.ret).collect();
+        let loss: Vec<f64> = lost.iter().map(|t| t.ret).collect();
+        let nt = closed.len();
+        let win_rate = (nt > 0).then(|| wins.len() as f64 / nt as f64);
+        let gross_profit = total(pnls.iter().copied().filter(|&p| p > 0.0));
+        let gross_loss = -total(pnls.iter().copied().filter(|&p| p < 0.0));
+        let profit_factor = (spread(gross_loss, gross_profit) > 0.0)
+            .then(|| finite(gross_profit / gross_loss))
+            .flatten();
+        let sqn = match (mean(&rets), std(&rets)) {
+            (Some(m), Some(s)) if spread(s, m) > 0.0 => finite((nt as f64).sqrt() * m / s),
+            _ => None,
+        };
+        let avg_win = mean(&wins);
+        let avg_loss = mean(&loss);
+        let payoff_ratio = match (avg_win, avg_loss) {
+            (Some(aw), Some(al)) if spread(al.abs(), aw) > 0.0 => finite(aw / al.abs()),
+            _ => None,
+        };
+        let kelly = match (win_rate, avg_win, avg_loss) {
+            (Some(w), Some(aw), Some(al)) if spread(aw, al) > 0.0 => {
+                finite(w - (1.0 - w) / (aw / al.abs()))
+            }
+            (Some(w), Some(_), None) => Some(w),
+            _ => None,
+        };
+        let held =
+            |v: &[&TradeStat]| mean(&v.iter().map(|t| t.bars_held as f64).collect::<Vec<_>>());
+        let held_days = |v: &[&TradeStat]| {
+            mean(
+                &v.iter()
+                    .filter_map(|t| t.duration_days())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let durations: Vec<f64> = closed.iter().filter_map(|t| t.duration_days()).collect();
+        let mut order: Vec<&TradeStat> = closed.to_vec();
+        order.sort_by_key(|t| t.exit_ts);
+        let (ws, ls) = streaks_in_order(order.into_iter().map(|t| t.pnl));
+        let open: Vec<&TradeStat> = trades.iter().filter(|t| t.open).collect();
+        vec![
+            Some(nt as f64),
+            win_rate,
+            profit_factor,
+            mean(&pnls),
+            sqn,
+            kelly,
+            payoff_ratio,
+            mean(&rets),
+            rets.iter().copied().reduce(f64::max),
+            rets.iter().copied().reduce(f64::min),
+            avg_win,
+            avg_loss,
+            held(&closed),
+            mean(&durations),
+            closed.iter().map(|t| t.bars_held as f64).reduce(f64::max),
+            durations.iter().copied().reduce(f64::max),
+            held(&won),
+            held(&lost),
+            held_days(&won),
+            held_days(&lost),
+            Some(ws as f64),
+            Some(ls as f64),
+            Some(open.len() as f64),
+            Some(total(open.iter().map(|t| t.pnl))),
+        ]
+    }
+
+    fn trade_fields(m: &Metrics) -> Vec<Option<f64>> {
+        vec![
+            Some(m.trades as f64),
+            m.win_rate,
+            m.profit_factor,
+            m.expectancy,
+            m.sqn,
+            m.kelly,
+            m.payoff_ratio,
+            m.avg_trade_return,
+            m.best_trade,
+            m.worst_trade,
+            m.avg_winning_trade,
+            m.avg_losing_trade,
+            m.avg_trade_duration,
+            m.avg_trade_duration_days,
+            m.max_trade_duration.map(|d| d as f64),
+            m.max_trade_duration_days,
+            m.avg_winning_trade_duration,
+            m.avg_losing_trade_duration,
+            m.avg_winning_trade_duration_days,
+            m.avg_losing_trade_duration_days,
+            Some(m.max_winning_streak as f64),
+            Some(m.max_losing_streak as f64),
+            Some(m.open_trades as f64),
+            Some(m.open_trade_pnl),
+        ]
+    }
+
+    /// The one-pass trade statistics, the drawdown episodes taken on the
+    /// fly and the exposure counted without its series give the bits of
+    /// the vectors they replaced (restated above), on random ledgers
+    /// (open trades, zero pnl, exits out of order, a missing exit time,
+    /// signed zeros) and curves (flat stretches, ruin, ties in depth).
+    #[test]
+    fn one_pass_statistics_equal_the_vectors_they_replaced() {
+        let mut z = 0x9e37_79b9_7f4a_7c15u64;
+        let mut u = move || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for case in 0..300 {
+            // A ledger.
+            let k = (u() * 40.0) as usize;
+            let mut trades = Vec::new();
+            let mut exit = 0i64;
+            for j in 0..k {
+                let pnl = match (u() * 10.0) as u32 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => 100.0 * (u() - 0.45),
+                };
+                exit += (u() * 3.0 * DAY_US as f64) as i64;
+                trades.push(TradeStat {
+                    ret: if j % 11 == 3 {
+                        -0.0
+                    } else {
+                        pnl / 1000.0 + 1e-3 * u()
+                    },
+                    pnl,
+                    bars_held: (u() * 30.0) as usize,
+                    entry_ts: exit - (u() * 5.0 * DAY_US as f64) as i64,
+                    exit_ts: (case % 13 != 0 || j != 2).then_some(exit),
+                    open: j + 1 == k && case % 2 == 0,
+                });
+            }
+            if case % 3 == 0 && k > 3 {
+                trades.swap(0, k / 2); // exits out of order (a portfolio)
+            }
+            // A curve with its gross exposure.
+            let n = (u() * 300.0) as usize;
+            let mut e = 100.0;
+            let (mut eq, mut gross) = (Vec::new(), Vec::new());
+            for t in 0..n {
+                let x = u();
+                if x > 0.3 {
+                    e *= 1.0 + 0.04 * (u() - 0.5);
+                }
+                if case % 7 == 0 && x < 0.01 {
+                    e = -1.0; // ruin
+                }
+                if case % 5 == 0 && t % 9 == 4 {
+                    e = 100.0 * (1.0 - 0.01 * ((t / 9) % 3) as f64); // tied depths
+                }
+                eq.push(e);
+                gross.push(match (u() * 5.0) as u32 {
+                    0 => 0.0,
+                    1 => 5e-324,
+                    _ => e.abs() * u(),
+                });
+            }
+            let ts: Vec<i64> = (0..n as i64).map(|t| t * DAY_US + t * t).collect();
+            let opts = MetricsOptions {
+                periods_per_year: Some(252.0),
+                ..MetricsOptions::default()
+            };
+            let exposure = super::super::exec::gross_fraction(&gross, &eq);
+            let via_series =
+                metrics_of_stats(100.0, &ts, &eq, &eq, &trades, Some(&exposure), 0.0, &opts);
+            let fused = metrics_in(
+                100.0,
+                &ts,
+                &eq,
+                &eq,
+                &trades,
+                ExposureStats::of_gross(&gross, &eq),
+                0.0,
+                &opts,
+                &mut vec![7.0; 3],
+            );
+            assert_eq!(
+                serde_json::to_string(&via_series).unwrap(),
+                serde_json::to_string(&fused).unwrap(),
+                "case {case}"
+            );
+            let bits = |v: Vec<Option<f64>>| {
+                v.into_iter()
+                    .map(|x| x.map(f64::to_bits))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                bits(trade_fields(&fused)),
+                bits(trade_fields_reference(&trades)),
+                "case {case}"
+            );
+            // The exposure loop it replaced.
+            let (inside, max) = if exposure.is_empty() {
+                (None, None)
+            } else {
+                let nonzero = exposure.iter().filter(|&&v| v != 0.0).count();
+                let max = exposure
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .reduce(f64::max);
+                (Some(nonzero as f64 / exposure.len() as f64), max)
+            };
+            assert_eq!(
+                (
+                    fused.exposure.map(f64::to_bits),
+                    fused.max_gross_exposure.map(f64::to_bits)
+                ),
+                (inside.map(f64::to_bits), max.map(f64::to_bits)),
+                "case {case}"
+            );
+            let (new, old) = (
+                drawdowns(100.0, &ts, &eq),
+                drawdowns_reference(100.0, &ts, &eq),
+            );
+            assert_eq!(
+                [new.max, new.avg, new.max_days, new.avg_bars, new.avg_days].map(f64::to_bits),
+                [old.max, old.avg, old.max_days, old.avg_bars, old.avg_days].map(f64::to_bits),
+                "case {case}"
+            );
+            assert_eq!(new.max_bars, old.max_bars, "case {case}");
+            assert_eq!(
+                serde_json::to_string(&new.worst).unwrap(),
+                serde_json::to_string(&old.worst).unwrap(),
+                "case {case}"
+            );
+        }
+    }
+
     #[test]
     fn skew_and_kurtosis_match_pandas() {
         // pandas: Series([0.01, -0.02, 0.03, -0.01, 0.02]).skew() / .kurt()
@@ -1167,7 +1839,7 @@ mod tests {
         };
         let a = [t(1.0, 1), t(1.0, 5), t(-1.0, 6)];
         let b = [t(1.0, 2), t(-1.0, 3), t(-1.0, 4), t(0.0, 7)];
-        let all: Vec<&TradeStat> = a.iter().chain(&b).collect();
+        let all: Vec<TradeStat> = a.iter().chain(&b).copied().collect();
         // Exit order: +1 +1 −1 −1 +1 −1 0 → 2 wins, 2 losses in a row.
         assert_eq!(streaks(&all), (2, 2));
     }

@@ -553,6 +553,12 @@ pub fn trade_series(
 /// arithmetic stays finite; should a sub-account still overflow, it is
 /// left out rather than turn the portfolio into NaN.
 pub fn non_finite(run: &SymbolRun, a: &ActiveSeries) -> Option<String> {
+    // A branch-free test first (it vectorises: a sweep checks every
+    // symbol of every combination); the search only when it fails.
+    let finite = |v: &[f64]| v.iter().fold(true, |ok, x| ok & x.is_finite());
+    if finite(&run.equity) && finite(&run.benchmark) {
+        return None;
+    }
     let at = |v: &[f64]| v.iter().position(|v| !v.is_finite());
     let (what, k) = match (at(&run.equity), at(&run.benchmark)) {
         (Some(k), _) => ("equity", k),
