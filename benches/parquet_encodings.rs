@@ -9,7 +9,10 @@
 //!
 //! Each column of `equity.parquet`, `signals.parquet` and `trades.parquet`
 //! is re-encoded on one thread (row groups of 640,000 rows, as a run
-//! writes them) under atc-bt's [`Layout`] and under one change at a time;
+//! writes them; a per-bar file's `symbol` fed as a run feeds it, one
+//! dictionary array per symbol; float columns through
+//! `parquet_write::FloatEncoder`, as a run writes them, or through the
+//! Arrow writer) under atc-bt's [`Layout`] and under one change at a time;
 //! the table gives bytes per row and encoding time per row (thread CPU
 //! time, the least of the repeats), and each file's totals.
 
@@ -23,10 +26,15 @@ use parquet::basic::{Compression, Encoding};
 
 const ROWS_PER_GROUP: usize = 640_000;
 
+/// The variant whose float columns go through parquet-rs's Arrow writer
+/// (as before `FloatEncoder`), in atc-bt's layout.
+const ARROW_FLOATS: &str = "floats through the Arrow writer";
+
 fn variants() -> Vec<(&'static str, Layout)> {
     let ours = Layout::default();
     vec![
         ("atc-bt layout", ours),
+        (ARROW_FLOATS, ours),
         (
             "parquet-rs defaults, zstd 1 (before)",
             Layout {
@@ -34,6 +42,7 @@ fn variants() -> Vec<(&'static str, Layout)> {
                 float_encoding: None,
                 key_int_encoding: None,
                 key_string_encoding: None,
+                small_int_encoding: None,
                 codec: zstd1(),
                 statistics_everywhere: true,
                 ..ours
@@ -82,6 +91,20 @@ fn variants() -> Vec<(&'static str, Layout)> {
             },
         ),
         (
+            "8-bit ints: dictionary",
+            Layout {
+                small_int_encoding: None,
+                ..ours
+            },
+        ),
+        (
+            "8-bit ints: DELTA_BINARY_PACKED",
+            Layout {
+                small_int_encoding: Some(Encoding::DELTA_BINARY_PACKED),
+                ..ours
+            },
+        ),
+        (
             "timestamp keys: dictionary",
             Layout {
                 key_int_encoding: None,
@@ -117,6 +140,37 @@ fn thread_cpu_s() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
+/// A run's `symbol` column as the run feeds it: one dictionary array of
+/// the one name per symbol (nulls, the aggregate rows, as they are).
+fn as_run_writes(col: &ArrayRef) -> Vec<ArrayRef> {
+    use arrow_array::{cast::AsArray, Array, DictionaryArray, Int8Array, StringArray};
+    let s = col.as_string::<i32>();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < s.len() {
+        let mut end = start + 1;
+        while end < s.len()
+            && s.is_valid(end) == s.is_valid(start)
+            && (s.is_null(start) || s.value(end) == s.value(start))
+        {
+            end += 1;
+        }
+        if s.is_null(start) {
+            out.push(col.slice(start, end - start));
+        } else {
+            let keys = Int8Array::from(vec![0i8; end - start]);
+            let values: ArrayRef = Arc::new(StringArray::from(vec![s.value(start)]));
+            out.push(
+                Arc::new(DictionaryArray::<arrow_array::types::Int8Type>::new(
+                    keys, values,
+                )) as ArrayRef,
+            );
+        }
+        start = end;
+    }
+    out
+}
+
 fn read(path: &std::path::Path) -> Option<Vec<RecordBatch>> {
     let f = std::fs::File::open(path).ok()?;
     let r = ParquetRecordBatchReaderBuilder::try_new(f)
@@ -133,8 +187,9 @@ fn read(path: &std::path::Path) -> Option<Vec<RecordBatch>> {
 fn encode(
     field: &arrow_schema::Field,
     key: bool,
-    groups: &[ArrayRef],
+    groups: &[Vec<ArrayRef>],
     layout: &Layout,
+    arrow_floats: bool,
     dir: &std::path::Path,
 ) -> (u64, f64) {
     let schema = Arc::new(Schema::new(vec![field.clone()]));
@@ -147,9 +202,20 @@ fn encode(
     let t = thread_cpu_s();
     let mut table = Table::create_with(&path, schema, &keys, layout).expect("create");
     for g in groups {
-        let mut w = table.column_writers().expect("writers");
-        atc_bt::parquet_write::write_column(&mut w[0], field, g.clone()).expect("encode");
-        table.append(w).expect("append");
+        match table.float_encoder(0).filter(|_| !arrow_floats) {
+            Some(f) => {
+                let chunk = f.encode(g.iter().map(|a| a.as_ref())).expect("encode");
+                table.append_chunks(vec![chunk]).expect("append");
+            }
+            None => {
+                let mut w = table.column_writers().expect("writers");
+                for part in g {
+                    atc_bt::parquet_write::write_column(&mut w[0], field, part.clone())
+                        .expect("encode");
+                }
+                table.append(w).expect("append");
+            }
+        }
     }
     // Not timed: the footer and the fsync (disk latency, not encoding).
     let secs = thread_cpu_s() - t;
@@ -184,14 +250,25 @@ fn main() {
         println!("|---|---|---|---|");
         let mut totals = vec![(0u64, 0f64); variants.len()];
         for (i, field) in schema.fields().iter().enumerate() {
-            let groups: Vec<ArrayRef> = batches.iter().map(|b| b.column(i).clone()).collect();
+            let per_symbol = field.name() == "symbol" && file != "trades.parquet";
+            let groups: Vec<Vec<ArrayRef>> = batches
+                .iter()
+                .map(|b| {
+                    if per_symbol {
+                        as_run_writes(b.column(i))
+                    } else {
+                        vec![b.column(i).clone()]
+                    }
+                })
+                .collect();
             let key = keys.contains(&field.name().as_str())
                 || (file == "trades.parquet" && field.name() == "symbol");
             for (v, (name, layout)) in variants.iter().enumerate() {
                 let mut best = f64::INFINITY;
                 let mut bytes = 0;
                 for _ in 0..repeats.max(1) {
-                    let (b, s) = encode(field, key, &groups, layout, scratch.path());
+                    let arrow_floats = *name == ARROW_FLOATS;
+                    let (b, s) = encode(field, key, &groups, layout, arrow_floats, scratch.path());
                     bytes = b;
                     best = best.min(s);
                 }

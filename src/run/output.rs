@@ -21,7 +21,7 @@ use parquet::arrow::arrow_writer::ArrowColumnWriter;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::parquet_write::{write_column, Table, WriteError};
+use crate::parquet_write::{write_column, Chunk, FloatEncoder, Table, WriteError};
 
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
 use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
@@ -813,48 +813,64 @@ fn aggregate_columns(
 fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Result<(), OutputError> {
     struct Job {
         file: usize,
-        writer: ArrowColumnWriter,
+        encoder: Encoder,
         field: Arc<Field>,
         column: BarColumn,
+    }
+    /// Float columns skip the Arrow writer's per-row work
+    /// ([`FloatEncoder`]); the others go through it.
+    enum Encoder {
+        Float(FloatEncoder),
+        Arrow(Box<ArrowColumnWriter>),
     }
     let mut jobs: Vec<Job> = Vec::new();
     for (file, t) in tables.iter().enumerate() {
         let writers = t.column_writers()?;
-        for (writer, field) in writers.into_iter().zip(t.schema().fields().iter()) {
+        for (i, (writer, field)) in writers
+            .into_iter()
+            .zip(t.schema().fields().iter())
+            .enumerate()
+        {
             let column = BarColumn::of(field.name()).ok_or_else(|| OutputError::Parquet {
                 path: t.path().to_path_buf(),
                 message: format!("no per-bar column `{}`", field.name()),
             })?;
+            let encoder = match t.float_encoder(i) {
+                Some(f) => Encoder::Float(f),
+                None => Encoder::Arrow(Box::new(writer)),
+            };
             jobs.push(Job {
                 file,
-                writer,
+                encoder,
                 field: field.clone(),
                 column,
             });
         }
     }
-    let done: Vec<(usize, Result<ArrowColumnWriter, String>)> = jobs
+    let done: Vec<(usize, Result<Chunk, String>)> = jobs
         .into_par_iter()
         .map(|j| {
-            let mut w = j.writer;
-            let r = group
-                .iter()
-                .filter_map(|c| c[j.column as usize].clone())
-                .try_for_each(|a| write_column(&mut w, &j.field, a))
-                .map(|_| w);
+            let arrays = group.iter().filter_map(|c| c[j.column as usize].as_ref());
+            let r = match j.encoder {
+                Encoder::Float(f) => f.encode(arrays.map(|a| a.as_ref())),
+                Encoder::Arrow(mut w) => arrays
+                    .cloned()
+                    .try_for_each(|a| write_column(&mut w, &j.field, a))
+                    .and_then(|_| w.close().map(Chunk::Arrow).map_err(|e| e.to_string())),
+            };
             (j.file, r)
         })
         .collect();
-    let mut per_file: Vec<Vec<ArrowColumnWriter>> = tables.iter().map(|_| Vec::new()).collect();
+    let mut per_file: Vec<Vec<Chunk>> = tables.iter().map(|_| Vec::new()).collect();
     for (file, r) in done {
-        let w = r.map_err(|message| OutputError::Parquet {
+        let c = r.map_err(|message| OutputError::Parquet {
             path: tables[file].path().to_path_buf(),
             message,
         })?;
-        per_file[file].push(w);
+        per_file[file].push(c);
     }
-    for (t, writers) in tables.iter_mut().zip(per_file) {
-        t.append(writers)?;
+    for (t, chunks) in tables.iter_mut().zip(per_file) {
+        t.append_chunks(chunks)?;
     }
     Ok(())
 }
