@@ -127,6 +127,13 @@ pub struct Layout {
     pub row_group_rows: usize,
 }
 
+/// Version of the bytes this module writes for the same values (an
+/// encoding, codec or page layout changed). The run cache's keys include
+/// it, so an entry written by a build with another layout is never
+/// restored: a cached run's files are the bytes a cold run writes.
+/// Version 2: `dir` columns `PLAIN` instead of dictionary-encoded.
+pub const LAYOUT_VERSION: u32 = 2;
+
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 

@@ -5,9 +5,9 @@
 //! |----------|----------------|------------------|
 //! | [`run_inputs`] | strategy, window, each selected series' name and close hash (with stops: and its high and low hashes) | `run.json` `inputs_hash`, part headers, default output names |
 //! | [`sweep_inputs`] | grid, base strategy, window and split, each series' name and close hash (with stops: high, low) | `sweep.json` `inputs_hash`, part headers |
-//! | [`run_entry`] | program and layout versions, strategy, window, `--strict`, the files written, each series' name and whole-bars hash (with stops: high, low) | the key of the run cache's entry |
+//! | [`run_entry`] | program, layout and Parquet writer versions, strategy, window, `--strict`, the files written, each series' name and whole-bars hash (with stops: high, low) | the key of the run cache's entry |
 //! | [`with_signals`], [`entry_with_signals`] | the two above combined with a `--signals` file's content hash | as above, for a run on a signals file |
-//! | [`invocation`] | program and layout versions, strategy, selection and window, `--strict`, outputs, the store and each source file's path, size and time | the key of the memo that restores a run without opening the data |
+//! | [`invocation`] | program, layout and Parquet writer versions, strategy, selection and window, `--strict`, outputs, the store and each source file's path, size and time | the key of the memo that restores a run without opening the data |
 //!
 //! Every identity is [`identity`]: blake3 over a domain tag and
 //! length-prefixed parts, so no two different lists of parts (and no two
@@ -142,6 +142,7 @@ pub fn run_entry(
     let fixed = [
         env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
         RUN_FORMAT_VERSION.to_le_bytes().to_vec(),
+        crate::parquet_write::LAYOUT_VERSION.to_le_bytes().to_vec(),
         json(strategy).into_bytes(),
         format!(
             "{:?}|{:?}|{:?}|{strict}|{}",
@@ -231,6 +232,7 @@ pub fn invocation(i: &InvocationInputs) -> crate::cache::Key {
     let mut parts = vec![
         env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
         RUN_FORMAT_VERSION.to_le_bytes().to_vec(),
+        crate::parquet_write::LAYOUT_VERSION.to_le_bytes().to_vec(),
         json(i.strategy).into_bytes(),
         format!(
             "{:?}|{:?}|{:?}|{:?}|{}|{}",
