@@ -483,7 +483,9 @@ impl Chunk {
                         };
                         let len = a.window.end - a.start;
                         let item = match signals {
-                            Err(reason) if !ctx.keep_full => Item::Failed(reason.clone()),
+                            Err(reason) if ctx.keep_signals || !ctx.keep_full => {
+                                Item::Failed(reason.clone())
+                            }
                             Err(reason) => Item::Full(Box::new(Err(Skipped {
                                 symbol: name.clone(),
                                 reason: reason.clone(),
@@ -1034,23 +1036,6 @@ fn sweep_inner(
         at = end;
     }
     let width = LayerLanes::max_width(Isa::Auto);
-    // Symbols run in parallel, a group at a time, each with every
-    // combination of the chunk; a group's outcomes wait until every
-    // combination has taken them. At worst (no two combinations trade a
-    // symbol alike) that is a curve per (symbol, combination, sample):
-    // ts, equity, gross and benchmark, 32 bytes a bar, plus its metrics.
-    let outcome_bytes: usize = per_sample_active
-        .iter()
-        .map(|a| {
-            a.iter().map(|s| s.window.end - s.start).max().unwrap_or(0) * 40
-                + std::mem::size_of::<Metrics>()
-                + 1024
-        })
-        .sum::<usize>()
-        .max(1);
-    let group_budget = CHUNK_BUDGET_BYTES / 4;
-    // Chunks as long as the budgets allow with groups of at least two
-    // symbols per thread: combinations reuse outcomes only inside a chunk.
     // Whole lanes where the grid allows (a multiple of width × the
     // combinations that share a layer key's cutout and thresholds).
     let repeat = grid
@@ -1065,24 +1050,30 @@ fn sweep_inner(
         .max(1);
     let unit = width * repeat;
     let lean = !(keep_full || shared);
-    let chunk = if lean {
-        // Groups of at least four symbols per thread (their work varies
-        // with how many outcomes each symbol has).
-        let c = (group_budget / (4 * threads * outcome_bytes)).min(budget_chunk);
-        if c >= unit {
-            c - c % unit
-        } else {
-            c
-        }
+    // The first chunk: a few lane groups per thread, so one chunk's rows
+    // are written while the next one runs; longer when the shared stages
+    // are recomputed per chunk, so that stays a small part. A lean sweep
+    // then sizes its chunks by what the chunks before held (see `Sizing`).
+    let per_chunk_units = if keep_banks {
+        2 * threads
     } else {
-        budget_chunk.max(unit.min(budget_chunk))
-    }
-    .max(1);
-    let group = if lean {
-        (group_budget / (chunk * outcome_bytes)).clamp(1, 4096)
-    } else {
-        4 * threads
+        16 * threads
     };
+    let mut sizing = Sizing {
+        curve_bytes: per_sample_active
+            .iter()
+            .map(|a| a.iter().map(|s| s.window.end - s.start).max().unwrap_or(0) * 40)
+            .sum(),
+        per_combo,
+        threads,
+        unit,
+        chunk: (unit * per_chunk_units).min(budget_chunk).max(1),
+        max: budget_chunk,
+        group: 4 * threads,
+    };
+    if lean {
+        sizing.group = sizing.group_for(sizing.chunk, 2.0);
+    }
 
     let mut out = Emitter {
         data,
@@ -1121,7 +1112,7 @@ fn sweep_inner(
             .map(|p| p.validate().err().map(|e| e.to_string()))
             .collect();
         let valid: Vec<bool> = invalid.iter().map(Option::is_none).collect();
-        let tasks = plan::plan_tasks(&params, &valid, width, 1)
+        let tasks = plan::plan_tasks(&params, &valid, width)
             .into_iter()
             .map(|t| {
                 let lane_params: Vec<&AtcParams> = t.lanes.iter().map(|&c| &params[c]).collect();
@@ -1166,7 +1157,12 @@ fn sweep_inner(
             .find(|p| p.validate().is_ok());
         let kept = (keep_banks && first_valid.is_some())
             .then(|| shared_banks(data, &symbol_plans, first_valid.as_ref()));
-        for chunk_combos in chunks(combos, chunk, unit * threads, budget_chunk) {
+        let mut rest = &combos[..];
+        while !rest.is_empty() {
+            let take = chunk_len(rest.len(), sizing.chunk, unit * threads, sizing.max);
+            let (chunk_combos, later) = rest.split_at(take);
+            rest = later;
+            let group = sizing.group;
             let chunk = plan_chunk(chunk_combos);
             if shared {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref(), group);
@@ -1187,6 +1183,9 @@ fn sweep_inner(
                 }
             });
             emitted?;
+            if let Some(r) = &ran {
+                sizing.observe(r);
+            }
             pending = ran.map(|r| r.finish(&ctx));
         }
     }
@@ -1200,21 +1199,78 @@ fn sweep_inner(
     })
 }
 
-/// `combos` cut into chunks of `chunk`, except that a last chunk shorter
-/// than `short` joins the one before it where the two fit in `max` (the
-/// memory budget's chunk): alone it would be split over the threads, one
-/// kernel pass per lane (a 10 × 10 grid ran 16 passes of 8 lanes' cost in
-/// chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
-fn chunks(combos: &[usize], chunk: usize, short: usize, max: usize) -> Vec<&[usize]> {
-    let chunk = chunk.max(1);
-    let mut v: Vec<&[usize]> = combos.chunks(chunk).collect();
-    let last = v.last().map_or(0, |l| l.len());
-    if v.len() >= 2 && last < short && chunk + last <= max {
-        v.pop();
-        let at = v.len() - 1;
-        v[at] = &combos[at * chunk..];
+/// The length of the next chunk of `rest` combinations: `chunk`, except
+/// that a remainder shorter than `short` joins it where the two fit in
+/// `max` (the memory budget's chunk): alone it would be split over the
+/// threads, one kernel pass per lane (a 10 × 10 grid ran 16 passes of 8
+/// lanes' cost in chunks of 32, 32, 32 and 4; in 32, 32 and 36, 13).
+fn chunk_len(rest: usize, chunk: usize, short: usize, max: usize) -> usize {
+    let take = chunk.max(1).min(rest);
+    if rest - take < short && rest <= max {
+        rest
+    } else {
+        take
     }
-    v
+}
+
+/// How many combinations a chunk of a lean sweep holds and how many
+/// symbols run at once. Combinations share outcomes only inside a chunk,
+/// so chunks are as long as memory allows: each combination holds its
+/// portfolio sum, its rows and its portfolio's trade statistics (a
+/// `TradeStat` per trade: 56 bytes, from one trade per few hundred bars to
+/// one every two bars), and a group of symbols holds, at worst, a curve
+/// (40 bytes a bar) and the trade statistics per (symbol, combination).
+/// The trades are not known before the sweep runs: the first chunk is
+/// short, and each later one is sized by the trades the chunks before
+/// held. Sizes never change an output byte (no output depends on how
+/// combinations are grouped).
+struct Sizing {
+    /// Curve bytes of one symbol's outcome in every sample.
+    curve_bytes: usize,
+    /// Per combination, everything but the trade statistics.
+    per_combo: usize,
+    threads: usize,
+    unit: usize,
+    chunk: usize,
+    /// The longest chunk the budget allows.
+    max: usize,
+    group: usize,
+}
+
+impl Sizing {
+    /// Symbols per group for chunks of `chunk` combinations whose rows
+    /// hold `trades_per_row` trades on average.
+    fn group_for(&self, chunk: usize, trades_per_row: f64) -> usize {
+        let outcome = self.outcome_bytes(trades_per_row);
+        (CHUNK_BUDGET_BYTES / 4 / (chunk.max(1) * outcome)).clamp(1, 4096)
+    }
+
+    fn outcome_bytes(&self, trades_per_row: f64) -> usize {
+        // With a margin: symbols differ.
+        let trades = (trades_per_row * 1.5 * std::mem::size_of::<TradeStat>() as f64) as usize;
+        (self.curve_bytes + trades + std::mem::size_of::<Metrics>() + 1024).max(1)
+    }
+
+    /// Sizes the next chunks by what `ran` holds.
+    fn observe(&mut self, ran: &RanChunk) {
+        let combos = ran.accs.len().max(1);
+        let (mut trades, mut rows) = (0usize, 0usize);
+        for acc in ran.accs.iter().flatten() {
+            trades += acc.trades.len();
+            rows += acc.rows.len();
+        }
+        let trade_bytes = trades * std::mem::size_of::<TradeStat>() / combos;
+        let per_combo = self.per_combo + trade_bytes + trade_bytes / 2;
+        self.max = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
+        let per_row = trades as f64 / rows.max(1) as f64;
+        // Groups of at least four symbols per thread (their work varies
+        // with how many outcomes each symbol has).
+        let c = (CHUNK_BUDGET_BYTES / 4 / (4 * self.threads * self.outcome_bytes(per_row)))
+            .min(self.max)
+            .max(1);
+        self.chunk = if c >= self.unit { c - c % self.unit } else { c };
+        self.group = self.group_for(self.chunk, per_row);
+    }
 }
 
 /// Each symbol active in the first sample (`full`) with its windows,
@@ -1279,19 +1335,81 @@ fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec
 mod tests {
     /// A short last chunk joins the one before it; nothing is lost or
     /// reordered.
+    /// Attack on the reuse of outcomes (issue 20): chunks sized by the
+    /// old estimate of one trade per 20 bars held 6× the budget on a
+    /// sweep trading every few bars (1.6 GB against 0.2 GB before). After
+    /// a chunk, the next ones are sized by the trades it held, and the
+    /// estimated bytes of a chunk and of a symbol group stay within their
+    /// budgets.
+    #[test]
+    fn trade_heavy_sweeps_size_chunks_by_the_trades_they_hold() {
+        use super::*;
+        let day = 86_400_000_000;
+        let m = crate::backtest::metrics(1.0, &[0, day], &[1.0, 1.1], &[1.0, 1.0], &[], None, 0.0);
+        let stat = TradeStat {
+            ret: 0.0,
+            pnl: 0.0,
+            bars_held: 1,
+            entry_ts: 0,
+            exit_ts: Some(day),
+            open: false,
+        };
+        // 100 symbols of 1,000 bars in 32 combinations.
+        let ran = |trades: usize| RanChunk {
+            combos: (0..32).collect(),
+            accs: (0..32)
+                .map(|_| {
+                    vec![SampleAcc {
+                        sum: PortfolioSum::new(Vec::new(), 1.0),
+                        trades: vec![stat; trades],
+                        fees: Vec::new(),
+                        rows: (0..100).map(|i| (i, m.clone())).collect(),
+                        failed: Vec::new(),
+                        full: Vec::new(),
+                        signals: Vec::new(),
+                    }]
+                })
+                .collect(),
+        };
+        let mut s = Sizing {
+            curve_bytes: 1000 * 40,
+            per_combo: 100 * 1000,
+            threads: 2,
+            unit: 8,
+            chunk: 32,
+            max: 4096,
+            group: 8,
+        };
+        // A trade per 200 bars, then one every two bars.
+        s.observe(&ran(500));
+        let light = s.chunk;
+        s.observe(&ran(50_000));
+        let heavy = s.chunk;
+        assert!(heavy < light, "{heavy} {light}");
+        let trades = 50_000 * std::mem::size_of::<TradeStat>();
+        assert!(heavy * (s.per_combo + trades) <= CHUNK_BUDGET_BYTES / 2);
+        let outcome = s.curve_bytes + 500 * std::mem::size_of::<TradeStat>();
+        assert!(s.group * heavy * outcome <= CHUNK_BUDGET_BYTES / 4);
+        assert!(s.group >= 4 * s.threads || heavy == 1);
+    }
+
     #[test]
     fn a_short_last_chunk_joins_the_one_before() {
-        let c: Vec<usize> = (0..100).collect();
-        let lens = |c: &[usize], chunk: usize| {
-            let v = super::chunks(c, chunk, 16, 40);
-            assert_eq!(v.concat(), c);
-            v.iter().map(|s| s.len()).collect::<Vec<_>>()
+        let lens = |n: usize, chunk: usize, max: usize| {
+            let mut v = Vec::new();
+            let mut rest = n;
+            while rest > 0 {
+                let take = super::chunk_len(rest, chunk, 16, max);
+                v.push(take);
+                rest -= take;
+            }
+            v
         };
-        assert_eq!(lens(&c, 32), vec![32, 32, 36]);
-        assert_eq!(lens(&c, 40), vec![40, 40, 20]);
+        assert_eq!(lens(100, 32, 40), vec![32, 32, 36]);
+        assert_eq!(lens(100, 40, 40), vec![40, 40, 20]);
         // Not past the memory budget's chunk.
-        assert_eq!(lens(&c[..77], 36), vec![36, 36, 5]);
-        assert_eq!(lens(&c, 100), vec![100]);
-        assert_eq!(lens(&c[..4], 32), vec![4]);
+        assert_eq!(lens(77, 36, 40), vec![36, 36, 5]);
+        assert_eq!(lens(100, 100, 100), vec![100]);
+        assert_eq!(lens(4, 32, 40), vec![4]);
     }
 }

@@ -33,17 +33,10 @@ pub(crate) struct Task {
 /// Groups `params` (one lengths group, in processing order) into tasks:
 /// distinct layer keys of one cutout, at most `width` per task, each with
 /// the combinations that read them; combinations with `valid[i] == false`
-/// go to one task without lanes. Then, while there are fewer than
-/// `min_tasks` tasks, the task with the most combinations is halved (its
-/// lanes if it has several, else its combinations, whose lane is then
-/// computed twice) so every thread gets work. The result depends only on
-/// the arguments, and no output depends on how combinations are grouped.
-pub(crate) fn plan_tasks(
-    params: &[AtcParams],
-    valid: &[bool],
-    width: usize,
-    min_tasks: usize,
-) -> Vec<Task> {
+/// go to one task without lanes. (Symbols, not tasks, run in parallel.)
+/// The result depends only on the arguments, and no output depends on how
+/// combinations are grouped.
+pub(crate) fn plan_tasks(params: &[AtcParams], valid: &[bool], width: usize) -> Vec<Task> {
     let width = width.max(1);
     // cutout → distinct keys in first-seen order, each with its combinations.
     let mut by_cutout: BTreeMap<usize, Vec<(usize, Vec<usize>)>> = BTreeMap::new();
@@ -83,42 +76,6 @@ pub(crate) fn plan_tasks(
             lanes: Vec::new(),
             combos: invalid,
         });
-    }
-    while tasks.len() < min_tasks {
-        let Some(at) = (0..tasks.len())
-            .filter(|&t| tasks[t].combos.len() > 1 && !tasks[t].lanes.is_empty())
-            .max_by_key(|&t| (tasks[t].combos.len(), std::cmp::Reverse(t)))
-        else {
-            break;
-        };
-        let t = tasks.remove(at);
-        let (a, b) = if t.lanes.len() > 1 {
-            let h = t.lanes.len() / 2;
-            let split = |lanes: std::ops::Range<usize>| Task {
-                lanes: t.lanes[lanes.clone()].to_vec(),
-                combos: t
-                    .combos
-                    .iter()
-                    .filter(|(_, l)| lanes.contains(l))
-                    .map(|&(c, l)| (c, l - lanes.start))
-                    .collect(),
-            };
-            (split(0..h), split(h..t.lanes.len()))
-        } else {
-            let h = t.combos.len() / 2;
-            (
-                Task {
-                    lanes: t.lanes.clone(),
-                    combos: t.combos[..h].to_vec(),
-                },
-                Task {
-                    lanes: t.lanes.clone(),
-                    combos: t.combos[h..].to_vec(),
-                },
-            )
-        };
-        tasks.insert(at, b);
-        tasks.insert(at, a);
     }
     tasks
 }
@@ -170,36 +127,17 @@ mod tests {
             }
         }
         let valid = vec![true; params.len()];
-        let tasks = plan_tasks(&params, &valid, 8, 1);
+        let tasks = plan_tasks(&params, &valid, 8);
         check(&params, &valid, &tasks, 8);
         // 9 keys per cutout: 8 + 1 lanes, twice; thresholds share lanes.
         let lanes: Vec<usize> = tasks.iter().map(|t| t.lanes.len()).collect();
         assert_eq!(lanes, vec![8, 1, 8, 1]);
         assert_eq!(tasks[0].combos.len(), 16);
-    }
-
-    #[test]
-    fn few_tasks_are_split_for_the_threads() {
-        // One key, many thresholds: the combinations are split.
-        let params: Vec<AtcParams> = (0..10).map(|i| p(0.02, 0.03, 0, i as f64 / 10.0)).collect();
-        let valid = vec![true; params.len()];
-        let tasks = plan_tasks(&params, &valid, 8, 4);
-        check(&params, &valid, &tasks, 8);
-        assert_eq!(tasks.len(), 4);
-        // Eight keys in one task: the lanes are split first.
-        let params: Vec<AtcParams> = (0..8).map(|i| p(0.01 * i as f64, 0.03, 0, 0.1)).collect();
-        let valid = vec![true; 8];
-        let tasks = plan_tasks(&params, &valid, 8, 2);
-        check(&params, &valid, &tasks, 8);
-        assert_eq!(
-            tasks.iter().map(|t| t.lanes.len()).collect::<Vec<_>>(),
-            vec![4, 4]
-        );
-        // Invalid combinations sit apart and are never split.
-        let mut valid = vec![true; 8];
+        // Invalid combinations sit apart, in a task without lanes.
+        let mut valid = vec![true; params.len()];
         valid[3] = false;
         valid[5] = false;
-        let tasks = plan_tasks(&params, &valid, 8, 16);
+        let tasks = plan_tasks(&params, &valid, 8);
         check(&params, &valid, &tasks, 8);
         assert_eq!(tasks.iter().filter(|t| t.lanes.is_empty()).count(), 1);
     }
