@@ -133,9 +133,33 @@ impl PortfolioSum {
     /// order runs are added, so the floating-point sums are fixed by that
     /// order alone.
     pub fn add(&mut self, run: &SymbolRun) {
-        if !self.add_aligned(run) {
-            self.add_searching(run);
+        let at = Self::alignment(&self.port.ts, run);
+        self.add_at(run, at);
+    }
+
+    /// [`PortfolioSum::add`] with `at = alignment(timeline, run)` already
+    /// known: the runs of one symbol and sample share their timestamps, so
+    /// a sweep checks them against the timeline once, not once per
+    /// combination. (Any `at` other than `alignment(run)` adds wrong
+    /// sums; `None` is always right, only slower.)
+    pub fn add_at(&mut self, run: &SymbolRun, at: Option<usize>) {
+        match at {
+            Some(a) => self.add_aligned(run, a),
+            None => self.add_searching(run),
         }
+    }
+
+    /// Where `run` starts on `timeline` (this sum's: the one given to
+    /// [`PortfolioSum::new`]) when its timestamps are a contiguous stretch
+    /// of it and its vectors are all as long as them (the common case,
+    /// added without a search); `None` otherwise.
+    pub fn alignment(timeline: &[i64], run: &SymbolRun) -> Option<usize> {
+        let m = run.ts.len();
+        if m == 0 || run.equity.len() != m || run.gross.len() != m || run.benchmark.len() != m {
+            return None;
+        }
+        let a = timeline.partition_point(|&t| t < run.ts[0]);
+        (timeline.get(a..a + m) == Some(&run.ts[..])).then_some(a)
     }
 
     /// [`PortfolioSum::add`] for any run: each timeline bar takes the
@@ -163,19 +187,11 @@ impl PortfolioSum {
         }
     }
 
-    /// [`PortfolioSum::add`] for the common case of a run whose timestamps
-    /// are a contiguous stretch of the timeline (and whose vectors are all
-    /// as long as them): the same additions, without the search. Returns
-    /// false (adding nothing) for any other run.
-    fn add_aligned(&mut self, run: &SymbolRun) -> bool {
+    /// [`PortfolioSum::add`] for a run aligned at `a` (see
+    /// [`PortfolioSum::alignment`]): the same additions, without the
+    /// search.
+    fn add_aligned(&mut self, run: &SymbolRun, a: usize) {
         let m = run.ts.len();
-        if m == 0 || run.equity.len() != m || run.gross.len() != m || run.benchmark.len() != m {
-            return false;
-        }
-        let a = self.port.ts.partition_point(|&t| t < run.ts[0]);
-        if self.port.ts.get(a..a + m) != Some(&run.ts[..]) {
-            return false;
-        }
         let cap = self.capital_per_symbol;
         // Before the run's first bar: its starting cash, no exposure.
         for k in 0..a {
@@ -205,7 +221,6 @@ impl PortfolioSum {
             self.bench.equity[k] += b;
             self.bench.gross[k] += b.abs();
         }
-        true
     }
 
     /// `(portfolio, benchmark)` on the timestamps some added run has.
@@ -279,11 +294,11 @@ mod tests {
             run(&[0, 10, 30, 40], 5),
             run(&[15, 20, 25], 6),
         ];
-        let aligned: Vec<bool> = runs
+        let aligned: Vec<Option<usize>> = runs
             .iter()
-            .map(|r| PortfolioSum::new(timeline.clone(), 1.0).add_aligned(r))
+            .map(|r| PortfolioSum::alignment(&timeline, r))
             .collect();
-        assert_eq!(aligned, [true, true, true, true, false, false]);
+        assert_eq!(aligned, [Some(0), Some(5), Some(0), Some(33), None, None]);
         let mut fast = PortfolioSum::new(timeline.clone(), 100.0);
         let mut slow = PortfolioSum::new(timeline.clone(), 100.0);
         for r in &runs {

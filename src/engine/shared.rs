@@ -248,7 +248,8 @@ impl LayerLanes {
 /// The direction (spec sec. 12) of lane `lane` of an output of
 /// [`LayerLanes::average_signal`] (`width` lanes per bar) under the
 /// thresholds `long` and `short`, into `out` (one value per bar): the
-/// operations of the engine's direction step.
+/// operations of the engine's direction step. One series of
+/// [`lane_directions`].
 pub fn lane_direction(
     avg: &[f64],
     width: usize,
@@ -257,28 +258,136 @@ pub fn lane_direction(
     short: f64,
     out: &mut Vec<i8>,
 ) {
+    let wanted = [LaneThresholds { lane, long, short }];
+    lane_directions(avg, width, &wanted, std::slice::from_mut(out));
+}
+
+/// A direction series wanted from an output of
+/// [`LayerLanes::average_signal`]: its lane and the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LaneThresholds {
+    /// The lane (clamped to the output's width).
+    pub lane: usize,
+    /// Long threshold: the direction turns `+1` when the average signal
+    /// crosses above it.
+    pub long: f64,
+    /// Short threshold: the direction turns `−1` when the average signal
+    /// crosses below it.
+    pub short: f64,
+}
+
+/// [`lane_direction`] of every entry of `wanted` (any lanes, repeated or
+/// not, each with its own thresholds), into `out[j]` for `wanted[j]` (`out`
+/// as long as `wanted`; each resized to one value per bar). Several series
+/// are stepped side by side in SIMD lanes per pass over `avg`: the same
+/// comparisons per series (ordered, so NaN compares false as in the
+/// engine), so the same values as one at a time.
+pub fn lane_directions(avg: &[f64], width: usize, wanted: &[LaneThresholds], out: &mut [Vec<i8>]) {
     let width = width.max(1);
+    match Path::resolve(Isa::Auto) {
+        // SAFETY (both arms): `resolve` picks these paths only when the
+        // CPU reports the kernel's target features.
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => unsafe { directions_avx512(avg, width, wanted, out) },
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => unsafe { directions_avx2(avg, width, wanted, out) },
+        Path::Baseline => directions::<4, Arr<4>>(avg, width, wanted, out),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn directions_avx2(
+    avg: &[f64],
+    width: usize,
+    wanted: &[LaneThresholds],
+    out: &mut [Vec<i8>],
+) {
+    directions::<4, Avx>(avg, width, wanted, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn directions_avx512(
+    avg: &[f64],
+    width: usize,
+    wanted: &[LaneThresholds],
+    out: &mut [Vec<i8>],
+) {
+    directions::<8, Avx512>(avg, width, wanted, out)
+}
+
+/// [`lane_directions`], `W` series per pass (a last, short batch repeats
+/// its last series in the spare lanes).
+#[inline(always)]
+fn directions<const W: usize, V: Lanes<W>>(
+    avg: &[f64],
+    width: usize,
+    wanted: &[LaneThresholds],
+    out: &mut [Vec<i8>],
+) {
     let n = avg.len() / width;
-    out.clear();
-    out.resize(n, 0);
-    // The engine keeps the state as the f64 0, 1 or -1 and writes it `as
-    // i8`; the same values as an i8 directly.
-    let mut state = 0i8;
-    let mut p = f64::NAN;
-    for (i, (bar, d)) in avg.chunks_exact(width).zip(out.iter_mut()).enumerate() {
-        let a = bar[lane.min(width - 1)];
-        // Bar 0 has no previous bar: no cross. (`&`, not `&&`: no
-        // branches to mispredict.)
-        let over = (i > 0) & (a > long) & (p <= long);
-        let under = (i > 0) & (a < short) & (p >= short);
-        state = if under {
-            -1
-        } else if over {
-            1
-        } else {
-            state
+    // Per bar, the lanes whose direction is +1 and those where it is −1
+    // (bit j: series j).
+    let mut steps: Vec<(u32, u32)> = Vec::with_capacity(n);
+    for (ws, os) in wanted.chunks(W).zip(out.chunks_mut(W)) {
+        let Some(&last) = ws.last() else {
+            continue;
         };
-        *d = state;
+        let pick = |j: usize| ws.get(j).copied().unwrap_or(last);
+        let lane: [usize; W] = std::array::from_fn(|j| pick(j).lane.min(width - 1));
+        let long = V::load(&std::array::from_fn(|j| pick(j).long));
+        let short = V::load(&std::array::from_fn(|j| pick(j).short));
+        if width >= W && lane.iter().enumerate().all(|(j, &l)| l == j) {
+            // The usual batch: lanes 0..W in order, one load per bar.
+            step_bars::<W, V>(avg, width, n, long, short, &mut steps, |bar| {
+                V::load(bar[..W].try_into().unwrap_or(&[f64::NAN; W]))
+            });
+        } else {
+            step_bars::<W, V>(avg, width, n, long, short, &mut steps, |bar| {
+                V::load(&std::array::from_fn(|j| bar[lane[j]]))
+            });
+        }
+        for (j, o) in os.iter_mut().enumerate() {
+            o.clear();
+            o.extend(
+                steps
+                    .iter()
+                    .map(|&(up, down)| ((up >> j) & 1) as i8 - ((down >> j) & 1) as i8),
+            );
+        }
+    }
+}
+
+/// The direction steps of one batch of [`directions`] into `steps`,
+/// reading each bar's `W` average signals with `load`.
+#[inline(always)]
+fn step_bars<const W: usize, V: Lanes<W>>(
+    avg: &[f64],
+    width: usize,
+    n: usize,
+    long: V,
+    short: V,
+    steps: &mut Vec<(u32, u32)>,
+    load: impl Fn(&[f64]) -> V,
+) {
+    steps.clear();
+    let mut bars = avg.chunks_exact(width).take(n);
+    let Some(bar) = bars.next() else {
+        return;
+    };
+    // Bar 0 has no previous bar: no cross (the state starts at 0).
+    let (mut up, mut down) = (0u32, 0u32);
+    let mut p = load(bar);
+    steps.push((up, down));
+    for bar in bars {
+        let a = load(bar);
+        let over = V::bits(V::and(a.gt(long), p.le(long)));
+        let under = V::bits(V::and(a.lt(short), p.ge(short)));
+        // Under wins over over; neither keeps the state.
+        down = under | (!over & down);
+        up = !under & (over | up);
+        steps.push((up, down));
         p = a;
     }
 }
@@ -516,4 +625,85 @@ fn avg_term<const W: usize, V: Lanes<W>>(k: V, e2: V, num: &mut [f64; W], den: &
     );
     *num = V::load(num).add(cut.mul(e2)).store();
     *den = V::load(den).add(e2).store();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::SplitMix64;
+
+    /// The direction step one series at a time, as the engine writes it.
+    fn reference(avg: &[f64], width: usize, t: LaneThresholds) -> Vec<i8> {
+        let mut state = 0.0f64;
+        let mut p = f64::NAN;
+        let mut out = Vec::new();
+        for (i, bar) in avg.chunks_exact(width).enumerate() {
+            let a = bar[t.lane.min(width - 1)];
+            if i > 0 && a < t.short && p >= t.short {
+                state = -1.0;
+            } else if i > 0 && a > t.long && p <= t.long {
+                state = 1.0;
+            }
+            out.push(state as i8);
+            p = a;
+        }
+        out
+    }
+
+    /// Every SIMD path steps each series as the scalar reference does:
+    /// NaN and ±inf averages, equal thresholds, repeated and out-of-range
+    /// lanes, batches of 1 to 19 series.
+    #[test]
+    fn every_path_steps_directions_as_one_series_at_a_time() {
+        let mut rng = SplitMix64::new(31);
+        for case in 0..200 {
+            let width = [1, 4, 8][case % 3];
+            let n = (rng.next_u64() % 300) as usize;
+            let avg: Vec<f64> = (0..n * width)
+                .map(|_| match rng.next_u64() % 20 {
+                    0 => f64::NAN,
+                    1 => f64::INFINITY,
+                    2 => f64::NEG_INFINITY,
+                    3 => 0.0,
+                    _ => (rng.next_u64() % 2001) as f64 / 1000.0 - 1.0,
+                })
+                .collect();
+            let count = 1 + (rng.next_u64() % 19) as usize;
+            let wanted: Vec<LaneThresholds> = (0..count)
+                .map(|j| {
+                    let long = [0.0, 0.1, 0.5, f64::NAN][(rng.next_u64() % 4) as usize];
+                    LaneThresholds {
+                        lane: if case % 2 == 0 {
+                            j
+                        } else {
+                            (rng.next_u64() % 10) as usize
+                        },
+                        long,
+                        short: [0.0, -0.1, -0.5, long][(rng.next_u64() % 4) as usize],
+                    }
+                })
+                .collect();
+            let want: Vec<Vec<i8>> = wanted.iter().map(|&t| reference(&avg, width, t)).collect();
+            let mut got = vec![Vec::new(); count];
+            directions::<4, Arr<4>>(&avg, width, &wanted, &mut got);
+            assert_eq!(got, want, "case {case}: baseline");
+            lane_directions(&avg, width, &wanted, &mut got);
+            assert_eq!(got, want, "case {case}: auto");
+            #[cfg(target_arch = "x86_64")]
+            {
+                if is_x86_feature_detected!("avx2") {
+                    got.iter_mut().for_each(Vec::clear);
+                    // SAFETY: the CPU has AVX2.
+                    unsafe { directions_avx2(&avg, width, &wanted, &mut got) };
+                    assert_eq!(got, want, "case {case}: avx2");
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    got.iter_mut().for_each(Vec::clear);
+                    // SAFETY: the CPU has AVX-512F.
+                    unsafe { directions_avx512(&avg, width, &wanted, &mut got) };
+                    assert_eq!(got, want, "case {case}: avx512");
+                }
+            }
+        }
+    }
 }

@@ -57,6 +57,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::Arc;
 
 use crate::backtest::{
     simulate_checked_into, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
@@ -67,7 +68,8 @@ use crate::data::Dataset;
 use crate::engine::batch::Isa;
 use crate::engine::registry::{self, Stage};
 use crate::engine::{
-    lane_direction, shared_signals, AtcParams, LaneScratch, LayerLanes, SharedSignals, MA_COUNT,
+    lane_directions, shared_signals, AtcParams, LaneScratch, LaneThresholds, LayerLanes,
+    SharedSignals, MA_COUNT,
 };
 use crate::run::output::Aggregate;
 use crate::run::{
@@ -296,6 +298,8 @@ struct Ctx<'a> {
     cfg: ExecConfig,
     settings: &'a MetricsSettings,
     cache: &'a Cache,
+    /// Per sample, the timeline its portfolio sums are on.
+    timelines: &'a [Vec<i64>],
     /// Keep every symbol's full result (for an observer).
     keep_full: bool,
     /// Keep every symbol's window signals (shared cash: [`shared`]).
@@ -307,7 +311,9 @@ struct Ctx<'a> {
 /// the symbols' full results.
 struct SampleAcc {
     sum: PortfolioSum,
-    trades: Vec<TradeStat>,
+    /// Each traded symbol's trade statistics, in symbol order (shared
+    /// with the other combinations whose outcome it is).
+    trades: Vec<Arc<[TradeStat]>>,
     fees: Vec<f64>,
     /// `(symbol plan index, metrics)` of each symbol that traded.
     rows: Vec<(usize, Metrics)>,
@@ -344,6 +350,8 @@ struct Worker {
     avg: Vec<f64>,
     lane_avg: Vec<f64>,
     dir: Vec<i8>,
+    /// The directions of a task's combinations, before each is taken.
+    dirs: Vec<Vec<i8>>,
     run: SymbolRun,
     exposure: Vec<f64>,
 }
@@ -354,14 +362,18 @@ struct Outcome {
     /// The curve [`PortfolioSum::add`] reads (`ts`, `equity`, `gross`,
     /// `benchmark`, `total_fees`); no positions or trades.
     run: SymbolRun,
-    stats: Vec<TradeStat>,
+    /// [`PortfolioSum::alignment`] of `run` on the sample's timeline.
+    at: Option<usize>,
+    /// Held by each combination's portfolio until it is finished: shared,
+    /// they cost memory per distinct outcome, not per combination.
+    stats: Arc<[TradeStat]>,
     metrics: Metrics,
 }
 
 /// What one (symbol, combination, sample) adds to the combination's
 /// [`SampleAcc`].
 enum Item {
-    Lean(std::sync::Arc<Outcome>),
+    Lean(Arc<Outcome>),
     Failed(String),
     Full(Box<Result<SymbolResult, Skipped>>),
     Signals(crate::run::shared::BookSeries),
@@ -426,7 +438,7 @@ impl Chunk {
                 })
                 .collect();
             // Per sample: the outcomes met so far, by direction series.
-            let mut seen: Vec<HashMap<Vec<i8>, std::sync::Arc<Outcome>>> =
+            let mut seen: Vec<HashMap<Vec<i8>, Arc<Outcome>>> =
                 (0..ctx.capital.len()).map(|_| HashMap::new()).collect();
             let mut flat = 0;
             for task in &self.tasks {
@@ -448,7 +460,27 @@ impl Chunk {
                     }
                     _ => None,
                 };
-                for (c, hit) in task.combos.iter().zip(hits) {
+                // The directions of the combinations the kernel ran for,
+                // eight series per pass over its output.
+                let mut slots: Vec<Option<usize>> = vec![None; task.combos.len()];
+                if let Some(width) = computed {
+                    let mut wanted = Vec::new();
+                    for ((c, hit), slot) in task.combos.iter().zip(&hits).zip(&mut slots) {
+                        if hit.is_none() && c.invalid.is_none() {
+                            *slot = Some(wanted.len());
+                            wanted.push(LaneThresholds {
+                                lane: c.lane,
+                                long: c.params.long_threshold,
+                                short: c.params.short_threshold,
+                            });
+                        }
+                    }
+                    if w.dirs.len() < wanted.len() {
+                        w.dirs.resize_with(wanted.len(), Vec::new);
+                    }
+                    lane_directions(&w.avg, width, &wanted, &mut w.dirs[..wanted.len()]);
+                }
+                for ((c, hit), slot) in task.combos.iter().zip(hits).zip(slots) {
                     let out = &mut items[flat];
                     flat += 1;
                     // This span's average signal and direction for `c`.
@@ -459,15 +491,9 @@ impl Chunk {
                         }
                         (None, Some(e), _, _) | (None, None, Err(e), _) => Err(e),
                         (None, None, Ok(_), Some(width)) => {
-                            let p = &c.params;
-                            lane_direction(
-                                &w.avg,
-                                width,
-                                c.lane,
-                                p.long_threshold,
-                                p.short_threshold,
-                                &mut w.dir,
-                            );
+                            if let Some(j) = slot {
+                                std::mem::swap(&mut w.dir, &mut w.dirs[j]);
+                            }
                             if !lean {
                                 w.lane_avg.clear();
                                 w.lane_avg
@@ -511,6 +537,7 @@ impl Chunk {
                                 Some(o) => Item::Lean(o.clone()),
                                 None => match lean_outcome(
                                     &inputs[k],
+                                    &ctx.timelines[k],
                                     a,
                                     opts,
                                     &w.dir[..len],
@@ -518,7 +545,7 @@ impl Chunk {
                                     &mut w.exposure,
                                 ) {
                                     Ok(o) => {
-                                        let o = std::sync::Arc::new(o);
+                                        let o = Arc::new(o);
                                         seen[k].insert(w.dir[..len].to_vec(), o.clone());
                                         Item::Lean(o)
                                     }
@@ -539,6 +566,7 @@ impl Chunk {
 /// into reused buffers, keeping what the portfolio and the rows read.
 fn lean_outcome(
     inputs: &Option<Result<CheckedInputs<'_>, String>>,
+    timeline: &[i64],
     a: &ActiveSeries,
     opts: &MetricsOptions,
     dir: &[i8],
@@ -567,8 +595,9 @@ fn lean_outcome(
         ..SymbolRun::default()
     };
     Ok(Outcome {
+        at: PortfolioSum::alignment(timeline, &run),
         run,
-        stats,
+        stats: stats.into(),
         metrics,
     })
 }
@@ -578,8 +607,8 @@ impl SampleAcc {
     fn push(&mut self, si: usize, name: &str, item: Item) {
         match item {
             Item::Lean(o) => {
-                self.trades.extend_from_slice(&o.stats);
-                self.sum.add(&o.run);
+                self.trades.push(o.stats.clone());
+                self.sum.add_at(&o.run, o.at);
                 self.fees.push(o.run.total_fees);
                 self.rows.push((si, o.metrics.clone()));
             }
@@ -618,7 +647,13 @@ fn finish_sample(
             .map(|o| &o.calendar);
         let opts = settings.options(common_calendar(calendars));
         let (port, bench) = acc.sum.finish();
-        portfolio_metrics(&port, &bench, &acc.trades, &acc.fees, capital, &opts)
+        // The portfolio's trades, every symbol's in symbol order (as
+        // `aggregate` lists them).
+        let mut trades = Vec::with_capacity(acc.trades.iter().map(|t| t.len()).sum());
+        for t in &acc.trades {
+            trades.extend_from_slice(t);
+        }
+        portfolio_metrics(&port, &bench, &trades, &acc.fees, capital, &opts)
     });
     SampleOut {
         failed: acc.failed,
@@ -957,6 +992,7 @@ fn sweep_inner(
         cfg: base.execution.exec_config(),
         settings: &base.metrics,
         cache,
+        timelines: &timelines,
         keep_full,
         keep_signals: shared,
     };
@@ -1072,7 +1108,7 @@ fn sweep_inner(
         group: 4 * threads,
     };
     if lean {
-        sizing.group = sizing.group_for(sizing.chunk, 2.0);
+        sizing.group = sizing.group_for(sizing.chunk, 2.0, 1.0);
     }
 
     let mut out = Emitter {
@@ -1238,38 +1274,55 @@ struct Sizing {
 }
 
 impl Sizing {
-    /// Symbols per group for chunks of `chunk` combinations whose rows
-    /// hold `trades_per_row` trades on average.
-    fn group_for(&self, chunk: usize, trades_per_row: f64) -> usize {
-        let outcome = self.outcome_bytes(trades_per_row);
-        (CHUNK_BUDGET_BYTES / 4 / (chunk.max(1) * outcome)).clamp(1, 4096)
+    /// Symbols per group for chunks of `chunk` combinations whose
+    /// outcomes hold `trades_per_outcome` trades on average, `share` of
+    /// the (symbol, combination) pairs having an outcome of their own.
+    fn group_for(&self, chunk: usize, trades_per_outcome: f64, share: f64) -> usize {
+        let outcomes = (chunk.max(1) as f64 * share).max(1.0);
+        let bytes = outcomes * self.outcome_bytes(trades_per_outcome) as f64;
+        ((CHUNK_BUDGET_BYTES / 4) as f64 / bytes).clamp(1.0, 4096.0) as usize
     }
 
-    fn outcome_bytes(&self, trades_per_row: f64) -> usize {
+    fn outcome_bytes(&self, trades_per_outcome: f64) -> usize {
         // With a margin: symbols differ.
-        let trades = (trades_per_row * 1.5 * std::mem::size_of::<TradeStat>() as f64) as usize;
+        let trades = (trades_per_outcome * 1.5 * std::mem::size_of::<TradeStat>() as f64) as usize;
         (self.curve_bytes + trades + std::mem::size_of::<Metrics>() + 1024).max(1)
     }
 
-    /// Sizes the next chunks by what `ran` holds.
+    /// Sizes the next chunks by what `ran` holds. Outcomes (and their
+    /// trade statistics) are shared by the combinations whose directions
+    /// are equal: what is held is counted per distinct outcome, and taken
+    /// as at least a quarter of what unshared outcomes would hold, with a
+    /// margin (the next chunks' combinations may be less alike).
     fn observe(&mut self, ran: &RanChunk) {
         let combos = ran.accs.len().max(1);
-        let (mut trades, mut rows) = (0usize, 0usize);
+        let mut distinct = std::collections::HashSet::new();
+        let (mut held, mut all, mut rows) = (0usize, 0usize, 0usize);
         for acc in ran.accs.iter().flatten() {
-            trades += acc.trades.len();
-            rows += acc.rows.len();
+            rows += acc.trades.len();
+            for t in &acc.trades {
+                all += t.len();
+                if distinct.insert(Arc::as_ptr(t) as *const TradeStat) {
+                    held += t.len();
+                }
+            }
         }
-        let trade_bytes = trades * std::mem::size_of::<TradeStat>() / combos;
-        let per_combo = self.per_combo + trade_bytes + trade_bytes / 2;
+        let share = (2.0 * distinct.len() as f64 / rows.max(1) as f64).clamp(0.25, 1.0);
+        let trades = held.max(all / 4) as f64 * 1.5;
+        let per_combo = self.per_combo
+            + (trades * std::mem::size_of::<TradeStat>() as f64) as usize / combos
+            + rows * std::mem::size_of::<Arc<[TradeStat]>>() / combos;
         self.max = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
-        let per_row = trades as f64 / rows.max(1) as f64;
+        let per_outcome = held as f64 / distinct.len().max(1) as f64;
         // Groups of at least four symbols per thread (their work varies
         // with how many outcomes each symbol has).
-        let c = (CHUNK_BUDGET_BYTES / 4 / (4 * self.threads * self.outcome_bytes(per_row)))
-            .min(self.max)
-            .max(1);
+        let c = ((CHUNK_BUDGET_BYTES / 4) as f64
+            / (4 * self.threads) as f64
+            / (share * self.outcome_bytes(per_outcome) as f64))
+            .min(self.max as f64)
+            .max(1.0) as usize;
         self.chunk = if c >= self.unit { c - c % self.unit } else { c };
-        self.group = self.group_for(self.chunk, per_row);
+        self.group = self.group_for(self.chunk, per_outcome, share);
     }
 }
 
@@ -1333,14 +1386,13 @@ fn combo_groups(grid: &Grid, base: &AtcParams) -> BTreeMap<(u8, [usize; 6]), Vec
 
 #[cfg(test)]
 mod tests {
-    /// A short last chunk joins the one before it; nothing is lost or
-    /// reordered.
     /// Attack on the reuse of outcomes (issue 20): chunks sized by the
     /// old estimate of one trade per 20 bars held 6× the budget on a
     /// sweep trading every few bars (1.6 GB against 0.2 GB before). After
     /// a chunk, the next ones are sized by the trades it held, and the
     /// estimated bytes of a chunk and of a symbol group stay within their
-    /// budgets.
+    /// budgets; trade statistics shared between combinations count once,
+    /// but never as less than a quarter of unshared ones.
     #[test]
     fn trade_heavy_sweeps_size_chunks_by_the_trades_they_hold() {
         use super::*;
@@ -1354,22 +1406,33 @@ mod tests {
             exit_ts: Some(day),
             open: false,
         };
-        // 100 symbols of 1,000 bars in 32 combinations.
-        let ran = |trades: usize| RanChunk {
-            combos: (0..32).collect(),
-            accs: (0..32)
-                .map(|_| {
-                    vec![SampleAcc {
-                        sum: PortfolioSum::new(Vec::new(), 1.0),
-                        trades: vec![stat; trades],
-                        fees: Vec::new(),
-                        rows: (0..100).map(|i| (i, m.clone())).collect(),
-                        failed: Vec::new(),
-                        full: Vec::new(),
-                        signals: Vec::new(),
-                    }]
-                })
-                .collect(),
+        let lists = |per_row: usize| -> Vec<Arc<[TradeStat]>> {
+            (0..100).map(|_| vec![stat; per_row].into()).collect()
+        };
+        // 100 symbols of 1,000 bars in 32 combinations, each with its
+        // own outcomes or all sharing one per symbol.
+        let ran = |per_row: usize, shared: bool| {
+            let common = lists(per_row);
+            RanChunk {
+                combos: (0..32).collect(),
+                accs: (0..32)
+                    .map(|_| {
+                        vec![SampleAcc {
+                            sum: PortfolioSum::new(Vec::new(), 1.0),
+                            trades: if shared {
+                                common.clone()
+                            } else {
+                                lists(per_row)
+                            },
+                            fees: Vec::new(),
+                            rows: (0..100).map(|i| (i, m.clone())).collect(),
+                            failed: Vec::new(),
+                            full: Vec::new(),
+                            signals: Vec::new(),
+                        }]
+                    })
+                    .collect(),
+            }
         };
         let mut s = Sizing {
             curve_bytes: 1000 * 40,
@@ -1381,9 +1444,9 @@ mod tests {
             group: 8,
         };
         // A trade per 200 bars, then one every two bars.
-        s.observe(&ran(500));
+        s.observe(&ran(5, false));
         let light = s.chunk;
-        s.observe(&ran(50_000));
+        s.observe(&ran(500, false));
         let heavy = s.chunk;
         assert!(heavy < light, "{heavy} {light}");
         let trades = 50_000 * std::mem::size_of::<TradeStat>();
@@ -1391,8 +1454,16 @@ mod tests {
         let outcome = s.curve_bytes + 500 * std::mem::size_of::<TradeStat>();
         assert!(s.group * heavy * outcome <= CHUNK_BUDGET_BYTES / 4);
         assert!(s.group >= 4 * s.threads || heavy == 1);
+        // Shared: longer chunks and groups, within the budget if a quarter
+        // of the outcomes were distinct.
+        s.observe(&ran(500, true));
+        assert!(s.chunk > heavy, "{} {heavy}", s.chunk);
+        assert!(s.chunk * (s.per_combo + trades / 4) <= CHUNK_BUDGET_BYTES / 2);
+        assert!(s.group * s.chunk * outcome / 4 <= CHUNK_BUDGET_BYTES / 4);
     }
 
+    /// A short last chunk joins the one before it; nothing is lost or
+    /// reordered.
     #[test]
     fn a_short_last_chunk_joins_the_one_before() {
         let lens = |n: usize, chunk: usize, max: usize| {

@@ -9,8 +9,8 @@
 
 use atc_bt::engine::batch::{compute_batch_isa, Isa};
 use atc_bt::engine::{
-    compute, lane_direction, shared_signals, AtcParams, BatchDetail, Detail, LaneScratch,
-    LayerLanes, Robustness,
+    compute, lane_direction, lane_directions, shared_signals, AtcParams, BatchDetail, Detail,
+    LaneScratch, LaneThresholds, LayerLanes, Robustness,
 };
 use atc_bt::synthetic::SplitMix64;
 
@@ -105,7 +105,11 @@ fn shared_kernel_equals_the_engine_per_combination() {
                 let mut scratch = LaneScratch::default();
                 let mut avg = Vec::new();
                 let mut dir = Vec::new();
+                let mut dirs = Vec::new();
                 for (s, (close, sh)) in closes.iter().zip(&shared).enumerate() {
+                    // Every (thresholds, lane) direction at once, thresholds
+                    // first (whole batches of lanes 0..width) and lanes first.
+                    let mut all: Vec<(LaneThresholds, Vec<i8>)> = Vec::new();
                     let sh = sh.as_ref().unwrap();
                     ll.average_signal(sh, &mut scratch, &mut avg);
                     let w = ll.width();
@@ -134,6 +138,24 @@ fn shared_kernel_equals_the_engine_per_combination() {
                             let want = compute(close, &q, Detail::Signal).unwrap();
                             lane_direction(&avg, w, l, lt, st, &mut dir);
                             assert_eq!(dir, want.dir, "{what}: dir {lt} {st}");
+                            let lane = LaneThresholds {
+                                lane: l,
+                                long: lt,
+                                short: st,
+                            };
+                            all.push((lane, want.dir));
+                        }
+                    }
+                    for lanes_first in [false, true] {
+                        let mut order: Vec<&(LaneThresholds, Vec<i8>)> = all.iter().collect();
+                        if !lanes_first {
+                            order.sort_by(|a, b| a.0.long.total_cmp(&b.0.long));
+                        }
+                        let wanted: Vec<LaneThresholds> = order.iter().map(|(t, _)| *t).collect();
+                        dirs.resize(wanted.len(), Vec::new());
+                        lane_directions(&avg, ll.width(), &wanted, &mut dirs);
+                        for ((t, want), got) in order.iter().zip(&dirs) {
+                            assert_eq!(got, want, "case {case}, {isa:?}, symbol {s}: {t:?}");
                         }
                     }
                 }
