@@ -17,8 +17,8 @@
 
 use atc_bt::engine::batch::{compute_batch_isa, Isa};
 use atc_bt::engine::{
-    lane_direction, layers, shared_signals, signal_bank, AtcParams, BatchDetail, Detail,
-    LaneScratch, LayerLanes,
+    lane_directions, layers, shared_signals, signal_bank, AtcParams, BatchDetail, Detail,
+    LaneScratch, LaneThresholds, LayerLanes,
 };
 use atc_bt::synthetic::random_walk;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -85,23 +85,25 @@ fn per_combination(c: &mut Criterion) {
                 let shared = shared_signals(black_box(&refs), &combos[0], Isa::Auto)
                     .map(|v| v.into_iter().flatten().collect::<Vec<_>>())
                     .unwrap_or_default();
-                let (mut scratch, mut avg, mut dir) =
+                let (mut scratch, mut avg, mut dirs) =
                     (LaneScratch::default(), Vec::new(), Vec::new());
                 let mut n = 0usize;
                 for sh in &shared {
                     for ll in &lanes {
                         ll.average_signal(sh, &mut scratch, &mut avg);
-                        for (l, p) in combos.iter().enumerate().take(ll.lanes()) {
-                            lane_direction(
-                                &avg,
-                                ll.width(),
-                                l,
-                                p.long_threshold,
-                                p.short_threshold,
-                                &mut dir,
-                            );
-                            n += dir.len();
-                        }
+                        let wanted: Vec<LaneThresholds> = combos
+                            .iter()
+                            .enumerate()
+                            .take(ll.lanes())
+                            .map(|(lane, p)| LaneThresholds {
+                                lane,
+                                long: p.long_threshold,
+                                short: p.short_threshold,
+                            })
+                            .collect();
+                        dirs.resize(wanted.len(), Vec::new());
+                        lane_directions(&avg, ll.width(), &wanted, &mut dirs);
+                        n += dirs.iter().map(Vec::len).sum::<usize>();
                     }
                 }
                 n

@@ -15,8 +15,8 @@ use crate::cache::Cache;
 use crate::data::Dataset;
 use crate::engine::batch::Isa;
 use crate::engine::{
-    compute_batch, compute_unchecked, lane_direction, shared_signals, AtcParams, BatchDetail,
-    Detail, LaneScratch, LayerLanes, SharedSignals,
+    compute_batch, compute_unchecked, lane_directions, shared_signals, AtcParams, BatchDetail,
+    Detail, LaneScratch, LaneThresholds, LayerLanes, SharedSignals,
 };
 use crate::files::owner;
 use crate::run::output::{write_curves_parquet, Aggregate};
@@ -474,7 +474,8 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             &|| {},
         )
         .map_err(|e| job(&e))?;
-        w.finish().map_err(|e| job(&e))?;
+        // As the job: the rows are still being encoded while the best
+        // combination runs.
         if let Some(&best) = ranking.order().first() {
             let s = Strategy {
                 atc: ranking.params(best).atc,
@@ -491,6 +492,7 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
             )
             .map_err(|e| job(&e))?;
         }
+        w.finish().map_err(|e| job(&e))?;
         Ok(())
     };
     // The two stages of the sweep's engine alone.
@@ -534,21 +536,24 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
                     .par_iter()
                     .map_init(
                         || (LaneScratch::default(), Vec::new(), Vec::new()),
-                        |(sc, avg, dir), sh| {
+                        |(sc, avg, dirs), sh| {
                             let mut n = 0;
                             for (ll, p) in lanes.iter().zip(params.chunks(width)) {
                                 ll.average_signal(sh, sc, avg);
-                                for (l, p) in p.iter().enumerate() {
-                                    lane_direction(
-                                        avg,
-                                        ll.width(),
-                                        l,
-                                        p.long_threshold,
-                                        p.short_threshold,
-                                        dir,
-                                    );
-                                    n += dir.len();
-                                }
+                                // As the sweep: every lane's direction in
+                                // one pass.
+                                let wanted: Vec<LaneThresholds> = p
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(lane, p)| LaneThresholds {
+                                        lane,
+                                        long: p.long_threshold,
+                                        short: p.short_threshold,
+                                    })
+                                    .collect();
+                                dirs.resize(wanted.len(), Vec::new());
+                                lane_directions(avg, ll.width(), &wanted, dirs);
+                                n += dirs.iter().map(Vec::len).sum::<usize>();
                             }
                             n
                         },

@@ -702,12 +702,17 @@ impl TradeStat {
 /// Longest runs of winning and losing trades (`pnl > 0` / `< 0`; a trade
 /// with `pnl = 0` ends both) among the closed trades of `trades`, taken
 /// in exit order (ties in slice order). Trades usually come in exit order
-/// (one symbol's ledger); only when they do not are they collected and
-/// sorted (stable, so ties keep slice order).
-fn streaks(trades: &[TradeStat]) -> (usize, usize) {
+/// (one symbol's ledger). A portfolio's ledger is every symbol's trades,
+/// one after the other; they exit on bars of the curve `ts` (sorted), so
+/// they are put in exit order by counting per exit bar (stable, O(trades +
+/// bars)); a trade exiting off `ts` falls back to a stable sort.
+fn streaks(trades: &[TradeStat], ts: &[i64]) -> (usize, usize) {
     let closed = || trades.iter().filter(|t| !t.open);
     if closed().is_sorted_by_key(|t| t.exit_ts) {
         return streaks_in_order(closed().map(|t| t.pnl));
+    }
+    if let Some(pnls) = in_exit_bar_order(closed(), ts) {
+        return streaks_in_order(pnls.into_iter());
     }
     // What the streaks need of each trade, 16 bytes in one block: the
     // sort compares keys in place instead of through a pointer per trade
@@ -715,6 +720,42 @@ fn streaks(trades: &[TradeStat]) -> (usize, usize) {
     let mut order: Vec<(Option<i64>, f64)> = closed().map(|t| (t.exit_ts, t.pnl)).collect();
     order.sort_by_key(|&(exit, _)| exit);
     streaks_in_order(order.into_iter().map(|(_, pnl)| pnl))
+}
+
+/// The pnls of `closed` in the order of a stable sort by exit time, by
+/// counting them per exit bar of `ts`; `None` when `ts` is not sorted or a
+/// trade does not exit on one of its bars. (Equal timestamps in `ts` map
+/// to the first: ties keep their order.)
+fn in_exit_bar_order<'a>(
+    closed: impl Iterator<Item = &'a TradeStat> + Clone,
+    ts: &[i64],
+) -> Option<Vec<f64>> {
+    if !ts.is_sorted() {
+        return None;
+    }
+    let mut bar = Vec::with_capacity(closed.size_hint().0);
+    for t in closed.clone() {
+        let x = t.exit_ts?;
+        let b = ts.partition_point(|&y| y < x);
+        if ts.get(b) != Some(&x) {
+            return None;
+        }
+        bar.push(b);
+    }
+    // `at[b]`: where the first trade exiting on bar `b` goes.
+    let mut at = vec![0usize; ts.len() + 1];
+    for &b in &bar {
+        at[b + 1] += 1;
+    }
+    for b in 1..at.len() {
+        at[b] += at[b - 1];
+    }
+    let mut pnls = vec![0.0; bar.len()];
+    for (t, &b) in closed.zip(&bar) {
+        pnls[at[b]] = t.pnl;
+        at[b] += 1;
+    }
+    Some(pnls)
 }
 
 /// [`streaks`] of the pnls of trades already in exit order.
@@ -1205,7 +1246,7 @@ pub(crate) fn metrics_in(
         (Some(w), Some(_), None) => Some(w),
         _ => None,
     };
-    let (max_winning_streak, max_losing_streak) = streaks(trades);
+    let (max_winning_streak, max_losing_streak) = streaks(trades, ts);
 
     Metrics {
         start: ts.first().copied(),
@@ -1840,8 +1881,61 @@ mod tests {
         let a = [t(1.0, 1), t(1.0, 5), t(-1.0, 6)];
         let b = [t(1.0, 2), t(-1.0, 3), t(-1.0, 4), t(0.0, 7)];
         let all: Vec<TradeStat> = a.iter().chain(&b).copied().collect();
-        // Exit order: +1 +1 −1 −1 +1 −1 0 → 2 wins, 2 losses in a row.
-        assert_eq!(streaks(&all), (2, 2));
+        // Exit order: +1 +1 −1 −1 +1 −1 0 → 2 wins, 2 losses in a row,
+        // counted per exit bar or sorted (an exit off the bars).
+        let bars: Vec<i64> = (0..9).collect();
+        assert_eq!(streaks(&all, &bars), (2, 2));
+        assert_eq!(streaks(&all, &[1, 2, 3]), (2, 2));
+        assert_eq!(streaks(&all, &[]), (2, 2));
+    }
+
+    /// The order by exit bar is the stable sort's: random ledgers of
+    /// symbols one after the other, ties on a bar, open trades, duplicate
+    /// and unsorted timestamps, exits off the bars.
+    #[test]
+    fn exit_bar_order_is_the_stable_sort() {
+        let mut rng = crate::synthetic::SplitMix64::new(7);
+        for case in 0..300 {
+            let bars = 1 + (rng.next_u64() % 40) as usize;
+            let mut ts: Vec<i64> = (0..bars as i64).map(|i| 10 * i).collect();
+            if case % 7 == 0 && bars > 2 {
+                ts[1] = ts[2]; // duplicate
+            }
+            if case % 11 == 0 && bars > 2 {
+                ts.swap(0, 2); // unsorted
+            }
+            let trades: Vec<TradeStat> = (0..rng.next_u64() % 60)
+                .map(|_| {
+                    let exit = 10 * (rng.next_u64() % bars as u64) as i64
+                        + if rng.next_u64().is_multiple_of(50) { 5 } else { 0 };
+                    TradeStat {
+                        ret: 0.0,
+                        pnl: (rng.next_u64() % 3) as f64 - 1.0,
+                        bars_held: 1,
+                        entry_ts: 0,
+                        exit_ts: Some(exit),
+                        open: rng.next_u64().is_multiple_of(10),
+                    }
+                })
+                .collect();
+            let closed = || trades.iter().filter(|t| !t.open);
+            let mut sorted: Vec<(Option<i64>, f64)> =
+                closed().map(|t| (t.exit_ts, t.pnl)).collect();
+            sorted.sort_by_key(|&(x, _)| x);
+            let want: Vec<u64> = sorted.iter().map(|&(_, p)| p.to_bits()).collect();
+            if let Some(got) = in_exit_bar_order(closed(), &ts) {
+                let got: Vec<u64> = got.iter().map(|p| p.to_bits()).collect();
+                assert_eq!(got, want, "case {case}");
+            } else {
+                let on_bars = closed().all(|t| ts.contains(&t.exit_ts.unwrap_or(-1)));
+                assert!(
+                    !ts.is_sorted() || !on_bars,
+                    "case {case}: fell back needlessly"
+                );
+            }
+            let in_order = streaks_in_order(sorted.iter().map(|&(_, p)| p));
+            assert_eq!(streaks(&trades, &ts), in_order, "case {case}");
+        }
     }
 
     #[test]

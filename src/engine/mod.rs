@@ -24,7 +24,5 @@ pub use equity::{equity_into, growth_scaled_returns, rate_of_change};
 pub use error::EngineError;
 pub use params::{AtcParams, Family, Robustness};
 pub use registry::{ParamError, ParamSpec, ParamValue, PARAMS};
-pub use shared::{
-    lane_direction, lane_directions, shared_signals, LaneScratch, LaneThresholds, LayerLanes,
-};
+pub use shared::{lane_directions, shared_signals, LaneScratch, LaneThresholds, LayerLanes};
 pub use signal::{cross_signal, cut, direction};

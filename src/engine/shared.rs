@@ -13,7 +13,7 @@
 //! * [`LayerLanes::average_signal`]: layer 1, the family signals, layer 2
 //!   and the average signal (spec sec. 8–12) of one series for up to
 //!   [`LayerLanes::width`] (lambda, decay) pairs with one cutout, one pair
-//!   per SIMD lane; [`lane_direction`] then gives the direction for any
+//!   per SIMD lane; [`lane_directions`] then gives the direction for any
 //!   pair of thresholds (they only act on the average signal).
 //!
 //! # Why the bits are the engine's
@@ -245,23 +245,6 @@ impl LayerLanes {
     }
 }
 
-/// The direction (spec sec. 12) of lane `lane` of an output of
-/// [`LayerLanes::average_signal`] (`width` lanes per bar) under the
-/// thresholds `long` and `short`, into `out` (one value per bar): the
-/// operations of the engine's direction step. One series of
-/// [`lane_directions`].
-pub fn lane_direction(
-    avg: &[f64],
-    width: usize,
-    lane: usize,
-    long: f64,
-    short: f64,
-    out: &mut Vec<i8>,
-) {
-    let wanted = [LaneThresholds { lane, long, short }];
-    lane_directions(avg, width, &wanted, std::slice::from_mut(out));
-}
-
 /// A direction series wanted from an output of
 /// [`LayerLanes::average_signal`]: its lane and the thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -276,10 +259,12 @@ pub struct LaneThresholds {
     pub short: f64,
 }
 
-/// [`lane_direction`] of every entry of `wanted` (any lanes, repeated or
-/// not, each with its own thresholds), into `out[j]` for `wanted[j]` (`out`
-/// as long as `wanted`; each resized to one value per bar). Several series
-/// are stepped side by side in SIMD lanes per pass over `avg`: the same
+/// The direction (spec sec. 12) of each entry of `wanted` (any lanes of
+/// an output of [`LayerLanes::average_signal`] with `width` lanes per bar,
+/// repeated or not, each with its own thresholds), into `out[j]` for
+/// `wanted[j]` (`out` as long as `wanted`; each resized to one value per
+/// bar): the operations of the engine's direction step. Several series are
+/// stepped side by side in SIMD lanes per pass over `avg`: the same
 /// comparisons per series (ordered, so NaN compares false as in the
 /// engine), so the same values as one at a time.
 pub fn lane_directions(avg: &[f64], width: usize, wanted: &[LaneThresholds], out: &mut [Vec<i8>]) {

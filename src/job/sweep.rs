@@ -307,7 +307,8 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
         }
     };
     let written = (|| -> Result<_> {
-        writer.finish().map_err(msg)?;
+        // results.parquet is still being encoded on its own thread
+        // (finished below, after the best combination's run).
         let t_compute = t1.elapsed();
         cache.flush();
         let (hits, misses) = manifest::cache_totals(&cache.stats());
@@ -396,6 +397,7 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
                 ],
             )?;
         }
+        writer.finish().map_err(msg)?;
         let path = tmp.join("memory.parquet");
         write_memory_parquet(&path, &sampler.finish())?;
         m.timings_ms = timings(&[("load", t_load), ("compute", t_compute)]);

@@ -11,7 +11,7 @@
 //!   8 (lambda, decay) pairs with one cutout side by side in the SIMD lanes
 //!   of the layer kernel ([`LayerLanes`]: layer 1, layer 2 and the average
 //!   signal), with every combination that reads them (thresholds only act
-//!   on the average signal, [`lane_direction`]). Symbols run in parallel,
+//!   on the average signal, [`lane_directions`]). Symbols run in parallel,
 //!   a group at a time, each through every task of the chunk; then every
 //!   combination takes the group's results in symbol order, so each
 //!   portfolio is summed in symbol order whatever the thread count:
@@ -1013,14 +1013,16 @@ fn sweep_inner(
     // statistics (~2 bytes per window bar at one trade per 20 bars); with
     // an observer, each symbol's full results (~64 bytes per window bar)
     // and signals (9 bytes per engine bar). Two chunks are alive at once
-    // (one emitted while the next runs).
-    let per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
+    // (one emitted while the next runs). A lean sweep measures the trade
+    // statistics after its first chunk (see `Sizing`).
+    let untraded_per_combo = timelines.iter().map(|t| t.len() * 41).sum::<usize>()
         + per_sample_active
             .iter()
             .map(|a| a.len() * (std::mem::size_of::<Metrics>() + 64))
             .sum::<usize>()
+        + longest * 8;
+    let per_combo = untraded_per_combo
         + total_window_bars * 2
-        + longest * 8
         + if keep_full {
             total_window_bars * 64 + engine_bars * 9
         } else {
@@ -1100,7 +1102,7 @@ fn sweep_inner(
             .iter()
             .map(|a| a.iter().map(|s| s.window.end - s.start).max().unwrap_or(0) * 40)
             .sum(),
-        per_combo,
+        per_combo: untraded_per_combo,
         threads,
         unit,
         chunk: (unit * per_chunk_units).min(budget_chunk).max(1),

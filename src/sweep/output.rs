@@ -79,10 +79,85 @@ fn unreachable_kind(spec: &ParamSpec) -> ! {
 /// Streams rows into `results.parquet`, in row groups of about [`ROW_GROUP_BYTES`].
 pub struct ResultsWriter {
     path: PathBuf,
-    writer: Option<ArrowWriter<File>>,
+    encoder: Option<Encoder>,
     schema: Option<SchemaRef>,
     grid: Grid,
     base: AtcParams,
+}
+
+/// Bytes of row batches queued for the encoding thread at most: the
+/// rows of a chunk are encoded while the sweep goes on (the next chunk,
+/// the best combination's run), in bounded memory.
+const QUEUE_BYTES: usize = 64 << 20;
+
+/// The thread that encodes and writes the batches, in the order given
+/// (so the bytes are those of writing them in place).
+struct Encoder {
+    queue: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    thread: Option<std::thread::JoinHandle<Result<ArrowWriter<File>, String>>>,
+}
+
+impl Drop for Encoder {
+    /// A writer dropped unfinished (a failed sweep) still waits for its
+    /// thread, so nothing writes into the output after the caller removes
+    /// it.
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Encoder {
+    fn start(
+        path: &Path,
+        mut w: ArrowWriter<File>,
+        first: &RecordBatch,
+    ) -> Result<Encoder, String> {
+        let slots = (QUEUE_BYTES / first.get_array_memory_size().max(1)).max(2);
+        let (queue, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(slots);
+        let shown = path.display().to_string();
+        let thread = std::thread::Builder::new()
+            .name("results.parquet".into())
+            .spawn(move || {
+                for batch in batches {
+                    w.write(&batch).map_err(|e| format!("{shown}: {e}"))?;
+                    // A row group per call kept every group's metadata
+                    // (and a compressor per column and group) until the
+                    // footer: resident memory grew by ~140 MB per 1,000
+                    // combinations × 200 symbols. Groups cut at a size
+                    // bound keep it flat; where they are cut depends only
+                    // on the rows, so `sweep` and `merge` (one call per
+                    // combination, in the same order) write the same bytes.
+                    if w.in_progress_size() >= ROW_GROUP_BYTES {
+                        w.flush().map_err(|e| format!("{shown}: {e}"))?;
+                    }
+                }
+                Ok(w)
+            })
+            .map_err(|e| format!("{}: cannot start its writer: {e}", path.display()))?;
+        Ok(Encoder {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// The writer once every queued batch is written, or the first error
+    /// (a panic inside the encoder is reported, not propagated).
+    fn join(mut self, path: &Path) -> Result<ArrowWriter<File>, String> {
+        self.queue = None;
+        let panicked = || {
+            Err(format!(
+                "{}: the Parquet encoder panicked (a bug: please report it)",
+                path.display()
+            ))
+        };
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| panicked()),
+            None => panicked(),
+        }
+    }
 }
 
 impl ResultsWriter {
@@ -90,7 +165,7 @@ impl ResultsWriter {
     pub fn new(path: &Path, grid: &Grid, base: &AtcParams) -> ResultsWriter {
         ResultsWriter {
             path: path.to_path_buf(),
-            writer: None,
+            encoder: None,
             schema: None,
             grid: grid.clone(),
             base: base.clone(),
@@ -106,7 +181,7 @@ impl ResultsWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        if self.writer.is_none() {
+        if self.schema.is_none() {
             let mut fields = vec![
                 Field::new("combo", DataType::UInt32, false),
                 Field::new("sample", DataType::Utf8, false),
@@ -130,13 +205,6 @@ impl ResultsWriter {
                 fields.push(Field::new(f.key, dt, true));
             }
             let schema = Arc::new(Schema::new(fields));
-            let file = File::create(&self.path).map_err(|e| self.err(e))?;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
-            self.writer = Some(
-                ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| self.err(e))?,
-            );
             self.schema = Some(schema);
         }
         let params: Vec<AtcParams> = rows
@@ -193,30 +261,36 @@ impl ResultsWriter {
             });
         }
         let schema = self.schema.clone().ok_or_else(|| self.err("no schema"))?;
-        let batch = RecordBatch::try_new(schema, cols).map_err(|e| self.err(e))?;
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| format!("{}: closed", self.path.display()))?;
-        w.write(&batch)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
-        // A row group per call kept every group's metadata (and a
-        // compressor per column and group) until the footer: resident
-        // memory grew by ~140 MB per 1,000 combinations × 200 symbols.
-        // Groups cut at a size bound keep it flat; where they are cut
-        // depends only on the rows, so `sweep` and `merge` (one call per
-        // combination, in the same order) write the same bytes.
-        if w.in_progress_size() >= ROW_GROUP_BYTES {
-            w.flush()
-                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| self.err(e))?;
+        let encoder = match &mut self.encoder {
+            Some(e) => e,
+            None => {
+                let file = File::create(&self.path).map_err(|e| self.err(e))?;
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .build();
+                let w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| self.err(e))?;
+                self.encoder.insert(Encoder::start(&self.path, w, &batch)?)
+            }
+        };
+        let sent = encoder.queue.as_ref().map(|q| q.send(batch));
+        if let Some(Ok(())) = sent {
+            return Ok(());
         }
-        Ok(())
+        // The encoder stopped: its error.
+        let stopped = self.encoder.take().map(|e| e.join(&self.path));
+        Err(match stopped {
+            Some(Err(e)) => e,
+            _ => format!("{}: closed", self.path.display()),
+        })
     }
 
-    /// Finishes the file.
+    /// Finishes the file: waits for the queued rows, writes the footer
+    /// and syncs.
     pub fn finish(self) -> Result<(), String> {
-        if let Some(w) = self.writer {
-            let f = w
+        if let Some(e) = self.encoder {
+            let f = e
+                .join(&self.path)?
                 .into_inner()
                 .map_err(|e| format!("{}: {e}", self.path.display()))?;
             f.sync_all()

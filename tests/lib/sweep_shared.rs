@@ -9,8 +9,8 @@
 
 use atc_bt::engine::batch::{compute_batch_isa, Isa};
 use atc_bt::engine::{
-    compute, lane_direction, lane_directions, shared_signals, AtcParams, BatchDetail, Detail,
-    LaneScratch, LaneThresholds, LayerLanes, Robustness,
+    compute, lane_directions, shared_signals, AtcParams, BatchDetail, Detail, LaneScratch,
+    LaneThresholds, LayerLanes, Robustness,
 };
 use atc_bt::synthetic::SplitMix64;
 
@@ -136,13 +136,13 @@ fn shared_kernel_equals_the_engine_per_combination() {
                                 ..p.clone()
                             };
                             let want = compute(close, &q, Detail::Signal).unwrap();
-                            lane_direction(&avg, w, l, lt, st, &mut dir);
-                            assert_eq!(dir, want.dir, "{what}: dir {lt} {st}");
                             let lane = LaneThresholds {
                                 lane: l,
                                 long: lt,
                                 short: st,
                             };
+                            lane_directions(&avg, w, &[lane], std::slice::from_mut(&mut dir));
+                            assert_eq!(dir, want.dir, "{what}: dir {lt} {st}");
                             all.push((lane, want.dir));
                         }
                     }
