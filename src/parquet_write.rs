@@ -213,7 +213,8 @@ pub struct Table {
     schema: SchemaRef,
     props: WriterPropertiesPtr,
     descr: SchemaDescriptor,
-    writer: SerializedFileWriter<File>,
+    writer: SerializedFileWriter<TracedFile>,
+    trace: IoTrace,
 }
 
 impl Table {
@@ -242,7 +243,7 @@ impl Table {
             .convert(&schema)
             .map_err(|e| perr(&e))?;
         let props = Arc::new(props);
-        let file = File::create(path).map_err(|source| WriteError::Io {
+        let (file, trace) = TracedFile::create(path).map_err(|source| WriteError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -254,6 +255,7 @@ impl Table {
             props,
             descr,
             writer,
+            trace,
         })
     }
 
@@ -306,9 +308,10 @@ impl Table {
     /// Appends one row group of encoded columns, in schema order.
     pub fn append_chunks(&mut self, chunks: Vec<Chunk>) -> Result<(), WriteError> {
         let path = self.path.clone();
+        let trace = self.trace.clone();
         let perr = |e: parquet::errors::ParquetError| WriteError::Parquet {
             path: path.clone(),
-            message: e.to_string(),
+            message: trace.explain(e),
         };
         let mut rg = self.writer.next_row_group().map_err(perr)?;
         for c in chunks {
@@ -319,7 +322,7 @@ impl Table {
             .map_err(perr)?;
         }
         rg.close().map_err(perr)?;
-        start_writeback(self.writer.inner());
+        start_writeback(self.writer.inner().file());
         Ok(())
     }
 
@@ -361,11 +364,13 @@ impl Table {
     /// Writes the footer and syncs the file to disk.
     pub fn finish(self) -> Result<(), WriteError> {
         let path = self.path;
+        let trace = self.trace;
         let file = self.writer.into_inner().map_err(|e| WriteError::Parquet {
             path: path.clone(),
-            message: e.to_string(),
+            message: trace.explain(e),
         })?;
-        file.sync_all()
+        file.file()
+            .sync_all()
             .map_err(|source| WriteError::Io { path, source })
     }
 }
@@ -469,6 +474,74 @@ impl FloatEncoder {
 /// the whole file (tens of MB) waits for the final sync, with the cores
 /// idle. Does not wait and cannot fail the write (the final `fsync`
 /// reports any error); a no-op off Linux.
+/// A Parquet output file that keeps its first write error. parquet-rs
+/// reports a failed write of a file's footer (thrift) as "External:
+/// transport error", hiding the cause ("No space left on device");
+/// messages about a file written through a `TracedFile` add it
+/// ([`IoTrace::explain`]).
+pub struct TracedFile<W = File> {
+    file: W,
+    trace: IoTrace,
+}
+
+/// The first write error of a [`TracedFile`] (shared with it).
+#[derive(Debug, Clone, Default)]
+pub struct IoTrace(Arc<std::sync::Mutex<Option<String>>>);
+
+impl TracedFile {
+    /// Creates `path` (as [`File::create`]) and its trace.
+    pub fn create(path: &Path) -> std::io::Result<(TracedFile, IoTrace)> {
+        Ok(TracedFile::new(File::create(path)?))
+    }
+
+    /// The file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl<W: std::io::Write> TracedFile<W> {
+    /// Any writer, traced.
+    pub fn new(file: W) -> (TracedFile<W>, IoTrace) {
+        let trace = IoTrace::default();
+        (
+            TracedFile {
+                file,
+                trace: trace.clone(),
+            },
+            trace,
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for TracedFile<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).inspect_err(|e| self.trace.note(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().inspect_err(|e| self.trace.note(e))
+    }
+}
+
+impl IoTrace {
+    fn note(&self, e: &std::io::Error) {
+        if let Ok(mut first) = self.0.lock() {
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// `e`'s message, followed by the file's first write error where the
+    /// message does not already say it.
+    pub fn explain(&self, e: impl std::fmt::Display) -> String {
+        let message = e.to_string();
+        match self.0.lock().ok().and_then(|first| first.clone()) {
+            Some(io) if !message.contains(&io) => format!("{message} ({io})"),
+            _ => message,
+        }
+    }
+}
+
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {
@@ -532,6 +605,68 @@ pub fn write_sweep_results(path: &Path, batch: &RecordBatch) -> Result<(), Write
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Attack (round 31): a disk that filled up while a Parquet file's
+    /// footer was written gave "External: transport error" (thrift's
+    /// message) without the cause. A sink that takes `room` bytes and then
+    /// fails with ENOSPC: wherever the write fails (a page, the footer, the
+    /// final magic), the message names the cause.
+    #[test]
+    fn full_disk_at_the_footer_names_the_cause() {
+        use parquet::arrow::ArrowWriter;
+        use std::io::Write;
+        struct Disk {
+            room: usize,
+            bytes: Vec<u8>,
+        }
+        impl Write for Disk {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.bytes.len() + buf.len() > self.room {
+                    return Err(std::io::Error::from_raw_os_error(28));
+                }
+                self.bytes.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        // Enough columns that the footer outgrows the writer's buffer.
+        let fields: Vec<arrow_schema::Field> = (0..400)
+            .map(|i| {
+                let name = format!("a_long_column_name_{i}");
+                arrow_schema::Field::new(name, arrow_schema::DataType::Float64, false)
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let column = Arc::new(Float64Array::from(vec![1.0, 2.0])) as arrow_array::ArrayRef;
+        let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![column; 400]).unwrap();
+        let write = |room: usize| {
+            let (file, trace) = TracedFile::new(Disk {
+                room,
+                bytes: Vec::new(),
+            });
+            let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+            w.write(&batch).unwrap();
+            (w.into_inner().map(|d| d.file.bytes.len()), trace)
+        };
+        let total = write(usize::MAX).0.unwrap();
+        let mut opaque = 0;
+        for room in (0..total)
+            .step_by(total / 40 + 1)
+            .chain([total - 1, total - 8, total - 100])
+        {
+            let (r, trace) = write(room);
+            let e = r.expect_err("a full disk fails the file");
+            let raw = e.to_string();
+            opaque += usize::from(!raw.contains("No space left on device"));
+            let said = trace.explain(&e);
+            assert!(said.contains("No space left on device"), "{room}: {said}");
+            assert!(said.starts_with(&raw), "{said}");
+        }
+        // Some failing writes do hide the cause without the trace.
+        assert!(opaque > 0, "parquet-rs now names the cause itself");
+    }
     use arrow_array::types::Int8Type;
     use arrow_array::{DictionaryArray, Float64Array, Int8Array, StringArray};
     use arrow_schema::Schema;

@@ -1907,7 +1907,11 @@ mod tests {
             let trades: Vec<TradeStat> = (0..rng.next_u64() % 60)
                 .map(|_| {
                     let exit = 10 * (rng.next_u64() % bars as u64) as i64
-                        + if rng.next_u64().is_multiple_of(50) { 5 } else { 0 };
+                        + if rng.next_u64().is_multiple_of(50) {
+                            5
+                        } else {
+                            0
+                        };
                     TradeStat {
                         ret: 0.0,
                         pnl: (rng.next_u64() % 3) as f64 - 1.0,

@@ -64,6 +64,7 @@ use serde::{Deserialize, Serialize};
 use super::ShardSpec;
 use crate::backtest::{Bars, Calendar, ExitReason, Side, SymbolRun, Trade};
 use crate::data::signals_file::SignalsSource;
+use crate::parquet_write::{IoTrace, TracedFile};
 use crate::run::shared::{BarSource, BookSeries};
 use crate::run::{MetricsSettings, Skipped, SymbolResult};
 
@@ -345,12 +346,13 @@ fn trades_schema() -> SchemaRef {
 struct Table {
     path: PathBuf,
     schema: SchemaRef,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<TracedFile>,
+    trace: IoTrace,
 }
 
 impl Table {
     fn create(path: PathBuf, schema: SchemaRef) -> Result<Table, PartError> {
-        let file = File::create(&path).map_err(io(&path))?;
+        let (file, trace) = TracedFile::create(&path).map_err(io(&path))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
@@ -360,6 +362,7 @@ impl Table {
             path,
             schema,
             writer,
+            trace,
         })
     }
 
@@ -368,13 +371,22 @@ impl Table {
         if b.num_rows() == 0 {
             return Ok(());
         }
-        self.writer.write(&b).map_err(|e| pq(&self.path, e))?;
-        self.writer.flush().map_err(|e| pq(&self.path, e))
+        let trace = &self.trace;
+        self.writer
+            .write(&b)
+            .map_err(|e| pq(&self.path, trace.explain(e)))?;
+        self.writer
+            .flush()
+            .map_err(|e| pq(&self.path, trace.explain(e)))
     }
 
     fn finish(self) -> Result<(), PartError> {
-        let f = self.writer.into_inner().map_err(|e| pq(&self.path, e))?;
-        f.sync_all().map_err(io(&self.path))
+        let trace = &self.trace;
+        let f = self
+            .writer
+            .into_inner()
+            .map_err(|e| pq(&self.path, trace.explain(e)))?;
+        f.file().sync_all().map_err(io(&self.path))
     }
 }
 

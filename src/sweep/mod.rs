@@ -582,7 +582,7 @@ fn lean_outcome(
     }
     // The trade statistics once, for the symbol's metrics and the
     // portfolio's.
-    let stats: Vec<TradeStat> = run.trades.iter().map(TradeStat::of).collect();
+    let stats: Arc<[TradeStat]> = run.trades.iter().map(TradeStat::of).collect();
     let metrics = run.metrics_of_stats(&stats, exposure, opts);
     let r = &*run;
     let run = SymbolRun {
@@ -597,7 +597,7 @@ fn lean_outcome(
     Ok(Outcome {
         at: PortfolioSum::alignment(timeline, &run),
         run,
-        stats: stats.into(),
+        stats,
         metrics,
     })
 }
@@ -1103,6 +1103,7 @@ fn sweep_inner(
             .map(|a| a.iter().map(|s| s.window.end - s.start).max().unwrap_or(0) * 40)
             .sum(),
         per_combo: untraded_per_combo,
+        prior_trade_bytes: total_window_bars * 2,
         threads,
         unit,
         chunk: (unit * per_chunk_units).min(budget_chunk).max(1),
@@ -1110,7 +1111,7 @@ fn sweep_inner(
         group: 4 * threads,
     };
     if lean {
-        sizing.group = sizing.group_for(sizing.chunk, 2.0, 1.0);
+        sizing.group = sizing.group_for(sizing.chunk, 2.0);
     }
 
     let mut out = Emitter {
@@ -1256,17 +1257,22 @@ fn chunk_len(rest: usize, chunk: usize, short: usize, max: usize) -> usize {
 /// so chunks are as long as memory allows: each combination holds its
 /// portfolio sum, its rows and its portfolio's trade statistics (a
 /// `TradeStat` per trade: 56 bytes, from one trade per few hundred bars to
-/// one every two bars), and a group of symbols holds, at worst, a curve
-/// (40 bytes a bar) and the trade statistics per (symbol, combination).
-/// The trades are not known before the sweep runs: the first chunk is
-/// short, and each later one is sized by the trades the chunks before
-/// held. Sizes never change an output byte (no output depends on how
+/// one every two bars; shared with the combinations whose outcome it is),
+/// and a group of symbols holds, at worst, a curve (40 bytes a bar) and
+/// the trade statistics per (symbol, combination). The trades are not
+/// known before the sweep runs: the first chunk is short, and each later
+/// one is sized by the trades the chunks before held, never below a prior
+/// of one trade per 28 bars (a chunk that traded nothing says little of
+/// the next). Sizes never change an output byte (no output depends on how
 /// combinations are grouped).
 struct Sizing {
     /// Curve bytes of one symbol's outcome in every sample.
     curve_bytes: usize,
     /// Per combination, everything but the trade statistics.
     per_combo: usize,
+    /// Per combination, the trade statistics' bytes assumed at least (2
+    /// bytes a window bar).
+    prior_trade_bytes: usize,
     threads: usize,
     unit: usize,
     chunk: usize,
@@ -1277,25 +1283,25 @@ struct Sizing {
 
 impl Sizing {
     /// Symbols per group for chunks of `chunk` combinations whose
-    /// outcomes hold `trades_per_outcome` trades on average, `share` of
-    /// the (symbol, combination) pairs having an outcome of their own.
-    fn group_for(&self, chunk: usize, trades_per_outcome: f64, share: f64) -> usize {
-        let outcomes = (chunk.max(1) as f64 * share).max(1.0);
-        let bytes = outcomes * self.outcome_bytes(trades_per_outcome) as f64;
-        ((CHUNK_BUDGET_BYTES / 4) as f64 / bytes).clamp(1.0, 4096.0) as usize
+    /// outcomes hold `trades_per_outcome` trades, as if every (symbol,
+    /// combination) had its own.
+    fn group_for(&self, chunk: usize, trades_per_outcome: f64) -> usize {
+        let outcome = self.outcome_bytes(trades_per_outcome);
+        (CHUNK_BUDGET_BYTES / 4 / (chunk.max(1) * outcome)).clamp(1, 4096)
     }
 
     fn outcome_bytes(&self, trades_per_outcome: f64) -> usize {
-        // With a margin: symbols differ.
-        let trades = (trades_per_outcome * 1.5 * std::mem::size_of::<TradeStat>() as f64) as usize;
+        // With a margin: symbols differ. At least the prior's trades.
+        let trades = ((trades_per_outcome * 1.5 * std::mem::size_of::<TradeStat>() as f64)
+            as usize)
+            .max(self.curve_bytes / 20);
         (self.curve_bytes + trades + std::mem::size_of::<Metrics>() + 1024).max(1)
     }
 
-    /// Sizes the next chunks by what `ran` holds. Outcomes (and their
-    /// trade statistics) are shared by the combinations whose directions
-    /// are equal: what is held is counted per distinct outcome, and taken
-    /// as at least a quarter of what unshared outcomes would hold, with a
-    /// margin (the next chunks' combinations may be less alike).
+    /// Sizes the next chunks by what `ran` holds. Trade statistics shared
+    /// by combinations with equal directions are held once: they count
+    /// per distinct outcome, but as at least half of what unshared ones
+    /// would hold (the next chunks' combinations may be less alike).
     fn observe(&mut self, ran: &RanChunk) {
         let combos = ran.accs.len().max(1);
         let mut distinct = std::collections::HashSet::new();
@@ -1309,22 +1315,21 @@ impl Sizing {
                 }
             }
         }
-        let share = (2.0 * distinct.len() as f64 / rows.max(1) as f64).clamp(0.25, 1.0);
-        let trades = held.max(all / 4) as f64 * 1.5;
-        let per_combo = self.per_combo
-            + (trades * std::mem::size_of::<TradeStat>() as f64) as usize / combos
-            + rows * std::mem::size_of::<Arc<[TradeStat]>>() / combos;
+        let trades = held.max(all / 2) as f64 * 1.5;
+        let trade_bytes = ((trades * std::mem::size_of::<TradeStat>() as f64) as usize / combos)
+            .max(self.prior_trade_bytes);
+        let per_combo =
+            self.per_combo + trade_bytes + rows * std::mem::size_of::<Arc<[TradeStat]>>() / combos;
         self.max = (CHUNK_BUDGET_BYTES / 2 / per_combo.max(1)).clamp(1, 4096);
-        let per_outcome = held as f64 / distinct.len().max(1) as f64;
+        let per_outcome =
+            (all as f64 / rows.max(1) as f64).max(held as f64 / distinct.len().max(1) as f64);
         // Groups of at least four symbols per thread (their work varies
         // with how many outcomes each symbol has).
-        let c = ((CHUNK_BUDGET_BYTES / 4) as f64
-            / (4 * self.threads) as f64
-            / (share * self.outcome_bytes(per_outcome) as f64))
-            .min(self.max as f64)
-            .max(1.0) as usize;
+        let c = (CHUNK_BUDGET_BYTES / 4 / (4 * self.threads * self.outcome_bytes(per_outcome)))
+            .min(self.max)
+            .max(1);
         self.chunk = if c >= self.unit { c - c % self.unit } else { c };
-        self.group = self.group_for(self.chunk, per_outcome, share);
+        self.group = self.group_for(self.chunk, per_outcome);
     }
 }
 
@@ -1394,7 +1399,12 @@ mod tests {
     /// a chunk, the next ones are sized by the trades it held, and the
     /// estimated bytes of a chunk and of a symbol group stay within their
     /// budgets; trade statistics shared between combinations count once,
-    /// but never as less than a quarter of unshared ones.
+    /// but never as less than half of unshared ones. Attack on their
+    /// sharing (round 31): a first chunk that shared everything and traded
+    /// nothing (cutouts past the data) sized the next chunks, which traded
+    /// every few bars and shared nothing, at 2× the old build's memory:
+    /// a chunk that traded nothing keeps the prior of 2 bytes a bar, and
+    /// groups are sized as if nothing were shared.
     #[test]
     fn trade_heavy_sweeps_size_chunks_by_the_trades_they_hold() {
         use super::*;
@@ -1439,6 +1449,7 @@ mod tests {
         let mut s = Sizing {
             curve_bytes: 1000 * 40,
             per_combo: 100 * 1000,
+            prior_trade_bytes: 100 * 1000 * 2,
             threads: 2,
             unit: 8,
             chunk: 32,
@@ -1456,12 +1467,17 @@ mod tests {
         let outcome = s.curve_bytes + 500 * std::mem::size_of::<TradeStat>();
         assert!(s.group * heavy * outcome <= CHUNK_BUDGET_BYTES / 4);
         assert!(s.group >= 4 * s.threads || heavy == 1);
-        // Shared: longer chunks and groups, within the budget if a quarter
-        // of the outcomes were distinct.
+        // Shared: longer chunks, within the budget if half the outcomes
+        // were distinct; groups as if none were shared.
         s.observe(&ran(500, true));
         assert!(s.chunk > heavy, "{} {heavy}", s.chunk);
-        assert!(s.chunk * (s.per_combo + trades / 4) <= CHUNK_BUDGET_BYTES / 2);
-        assert!(s.group * s.chunk * outcome / 4 <= CHUNK_BUDGET_BYTES / 4);
+        assert!(s.chunk * (s.per_combo + trades / 2) <= CHUNK_BUDGET_BYTES / 2);
+        assert!(s.group * s.chunk * outcome <= CHUNK_BUDGET_BYTES / 4);
+        // Nothing traded: the prior still bounds the chunk and the groups.
+        s.observe(&ran(0, true));
+        assert!(s.chunk * (s.per_combo + s.prior_trade_bytes) <= CHUNK_BUDGET_BYTES / 2);
+        let outcome = s.curve_bytes + s.curve_bytes / 20;
+        assert!(s.group * s.chunk * outcome <= CHUNK_BUDGET_BYTES / 4);
     }
 
     /// A short last chunk joins the one before it; nothing is lost or

@@ -6,7 +6,6 @@
 //! `heatmap_<sample>.json` (the ranking metric as an n-dimensional array
 //! over the grid axes) and `sweep.json`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +25,7 @@ pub use crate::backtest::metric_value;
 use crate::backtest::{metric_fact, MetricFact, METRICS};
 use crate::engine::registry::{self, Kind as ParamKind, PARAM_COUNT};
 use crate::engine::{AtcParams, ParamSpec, ParamValue, PARAMS};
+use crate::parquet_write::{IoTrace, TracedFile};
 
 /// Encoded bytes of `results.parquet` rows buffered before they are
 /// written out as a row group.
@@ -88,13 +88,14 @@ pub struct ResultsWriter {
 /// Bytes of row batches queued for the encoding thread at most: the
 /// rows of a chunk are encoded while the sweep goes on (the next chunk,
 /// the best combination's run), in bounded memory.
-const QUEUE_BYTES: usize = 64 << 20;
+const QUEUE_BYTES: usize = 32 << 20;
 
 /// The thread that encodes and writes the batches, in the order given
 /// (so the bytes are those of writing them in place).
 struct Encoder {
+    trace: IoTrace,
     queue: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
-    thread: Option<std::thread::JoinHandle<Result<ArrowWriter<File>, String>>>,
+    thread: Option<std::thread::JoinHandle<Result<ArrowWriter<TracedFile>, String>>>,
 }
 
 impl Drop for Encoder {
@@ -112,17 +113,20 @@ impl Drop for Encoder {
 impl Encoder {
     fn start(
         path: &Path,
-        mut w: ArrowWriter<File>,
+        mut w: ArrowWriter<TracedFile>,
+        trace: &IoTrace,
         first: &RecordBatch,
     ) -> Result<Encoder, String> {
         let slots = (QUEUE_BYTES / first.get_array_memory_size().max(1)).max(2);
         let (queue, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(slots);
         let shown = path.display().to_string();
+        let traced = trace.clone();
         let thread = std::thread::Builder::new()
             .name("results.parquet".into())
             .spawn(move || {
                 for batch in batches {
-                    w.write(&batch).map_err(|e| format!("{shown}: {e}"))?;
+                    w.write(&batch)
+                        .map_err(|e| format!("{shown}: {}", traced.explain(e)))?;
                     // A row group per call kept every group's metadata
                     // (and a compressor per column and group) until the
                     // footer: resident memory grew by ~140 MB per 1,000
@@ -131,13 +135,15 @@ impl Encoder {
                     // on the rows, so `sweep` and `merge` (one call per
                     // combination, in the same order) write the same bytes.
                     if w.in_progress_size() >= ROW_GROUP_BYTES {
-                        w.flush().map_err(|e| format!("{shown}: {e}"))?;
+                        w.flush()
+                            .map_err(|e| format!("{shown}: {}", traced.explain(e)))?;
                     }
                 }
                 Ok(w)
             })
             .map_err(|e| format!("{}: cannot start its writer: {e}", path.display()))?;
         Ok(Encoder {
+            trace: trace.clone(),
             queue: Some(queue),
             thread: Some(thread),
         })
@@ -145,7 +151,7 @@ impl Encoder {
 
     /// The writer once every queued batch is written, or the first error
     /// (a panic inside the encoder is reported, not propagated).
-    fn join(mut self, path: &Path) -> Result<ArrowWriter<File>, String> {
+    fn join(mut self, path: &Path) -> Result<ArrowWriter<TracedFile>, String> {
         self.queue = None;
         let panicked = || {
             Err(format!(
@@ -265,12 +271,13 @@ impl ResultsWriter {
         let encoder = match &mut self.encoder {
             Some(e) => e,
             None => {
-                let file = File::create(&self.path).map_err(|e| self.err(e))?;
+                let (file, trace) = TracedFile::create(&self.path).map_err(|e| self.err(e))?;
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .build();
                 let w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| self.err(e))?;
-                self.encoder.insert(Encoder::start(&self.path, w, &batch)?)
+                self.encoder
+                    .insert(Encoder::start(&self.path, w, &trace, &batch)?)
             }
         };
         let sent = encoder.queue.as_ref().map(|q| q.send(batch));
@@ -289,11 +296,13 @@ impl ResultsWriter {
     /// and syncs.
     pub fn finish(self) -> Result<(), String> {
         if let Some(e) = self.encoder {
+            let trace = e.trace.clone();
             let f = e
                 .join(&self.path)?
                 .into_inner()
-                .map_err(|e| format!("{}: {e}", self.path.display()))?;
-            f.sync_all()
+                .map_err(|e| format!("{}: {}", self.path.display(), trace.explain(e)))?;
+            f.file()
+                .sync_all()
                 .map_err(|e| format!("{}: {e}", self.path.display()))?;
         }
         Ok(())
@@ -371,7 +380,7 @@ mod tests {
         }])
         .unwrap();
         w.finish().unwrap();
-        let file = File::open(&path).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
         let batch = ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()
             .build()
