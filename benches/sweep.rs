@@ -95,11 +95,7 @@ fn per_combination(c: &mut Criterion) {
                             .iter()
                             .enumerate()
                             .take(ll.lanes())
-                            .map(|(lane, p)| LaneThresholds {
-                                lane,
-                                long: p.long_threshold,
-                                short: p.short_threshold,
-                            })
+                            .map(|(lane, p)| LaneThresholds::of(lane, p))
                             .collect();
                         dirs.resize(wanted.len(), Vec::new());
                         lane_directions(&avg, ll.width(), &wanted, &mut dirs);

@@ -545,11 +545,7 @@ fn sweep_bench_in(cfg: &BenchConfig, tmp: &std::path::Path) -> Result<BenchRepor
                                 let wanted: Vec<LaneThresholds> = p
                                     .iter()
                                     .enumerate()
-                                    .map(|(lane, p)| LaneThresholds {
-                                        lane,
-                                        long: p.long_threshold,
-                                        short: p.short_threshold,
-                                    })
+                                    .map(|(lane, p)| LaneThresholds::of(lane, p))
                                     .collect();
                                 dirs.resize(wanted.len(), Vec::new());
                                 lane_directions(avg, ll.width(), &wanted, dirs);

@@ -259,6 +259,17 @@ pub struct LaneThresholds {
     pub short: f64,
 }
 
+impl LaneThresholds {
+    /// Lane `lane` under the thresholds of `p`.
+    pub fn of(lane: usize, p: &AtcParams) -> LaneThresholds {
+        LaneThresholds {
+            lane,
+            long: p.long_threshold,
+            short: p.short_threshold,
+        }
+    }
+}
+
 /// The direction (spec sec. 12) of each entry of `wanted` (any lanes of
 /// an output of [`LayerLanes::average_signal`] with `width` lanes per bar,
 /// repeated or not, each with its own thresholds), into `out[j]` for

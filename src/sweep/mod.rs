@@ -468,11 +468,7 @@ impl Chunk {
                     for ((c, hit), slot) in task.combos.iter().zip(&hits).zip(&mut slots) {
                         if hit.is_none() && c.invalid.is_none() {
                             *slot = Some(wanted.len());
-                            wanted.push(LaneThresholds {
-                                lane: c.lane,
-                                long: c.params.long_threshold,
-                                short: c.params.short_threshold,
-                            });
+                            wanted.push(LaneThresholds::of(c.lane, &c.params));
                         }
                     }
                     if w.dirs.len() < wanted.len() {
