@@ -1006,7 +1006,7 @@ fn sweep_inner(
     let longest = span_bars().max().unwrap_or(0);
     // Per combination a chunk holds, per sample, a portfolio sum (~41
     // bytes per timeline bar) and each symbol's metrics, and the trade
-    // statistics (~2 bytes per window bar at one trade per 20 bars); with
+    // statistics (~2 bytes per window bar at one trade per 28 bars); with
     // an observer, each symbol's full results (~64 bytes per window bar)
     // and signals (9 bytes per engine bar). Two chunks are alive at once
     // (one emitted while the next runs). A lean sweep measures the trade

@@ -111,15 +111,18 @@ impl Drop for Encoder {
 }
 
 impl Encoder {
-    fn start(
-        path: &Path,
-        mut w: ArrowWriter<TracedFile>,
-        trace: &IoTrace,
-        first: &RecordBatch,
-    ) -> Result<Encoder, String> {
+    /// Creates `path` and starts the thread; `first` (the first batch,
+    /// not sent) sizes the queue.
+    fn start(path: &Path, first: &RecordBatch) -> Result<Encoder, String> {
+        let shown = path.display().to_string();
+        let (file, trace) = TracedFile::create(path).map_err(|e| format!("{shown}: {e}"))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let mut w = ArrowWriter::try_new(file, first.schema(), Some(props))
+            .map_err(|e| format!("{shown}: {e}"))?;
         let slots = (QUEUE_BYTES / first.get_array_memory_size().max(1)).max(2);
         let (queue, batches) = std::sync::mpsc::sync_channel::<RecordBatch>(slots);
-        let shown = path.display().to_string();
         let traced = trace.clone();
         let thread = std::thread::Builder::new()
             .name("results.parquet".into())
@@ -143,7 +146,7 @@ impl Encoder {
             })
             .map_err(|e| format!("{}: cannot start its writer: {e}", path.display()))?;
         Ok(Encoder {
-            trace: trace.clone(),
+            trace,
             queue: Some(queue),
             thread: Some(thread),
         })
@@ -267,18 +270,10 @@ impl ResultsWriter {
             });
         }
         let schema = self.schema.clone().ok_or_else(|| self.err("no schema"))?;
-        let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| self.err(e))?;
+        let batch = RecordBatch::try_new(schema, cols).map_err(|e| self.err(e))?;
         let encoder = match &mut self.encoder {
             Some(e) => e,
-            None => {
-                let (file, trace) = TracedFile::create(&self.path).map_err(|e| self.err(e))?;
-                let props = WriterProperties::builder()
-                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                    .build();
-                let w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| self.err(e))?;
-                self.encoder
-                    .insert(Encoder::start(&self.path, w, &trace, &batch)?)
-            }
+            None => self.encoder.insert(Encoder::start(&self.path, &batch)?),
         };
         let sent = encoder.queue.as_ref().map(|q| q.send(batch));
         if let Some(Ok(())) = sent {
