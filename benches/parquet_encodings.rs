@@ -11,7 +11,7 @@
 //! is re-encoded on one thread (row groups of 640,000 rows, as a run
 //! writes them; a per-bar file's `symbol` fed as a run feeds it, one
 //! dictionary array per symbol; float columns through
-//! `parquet_write::FloatEncoder`, as a run writes them, or through the
+//! `parquet_write::ValueEncoder`, as a run writes them, or through the
 //! Arrow writer) under atc-bt's [`Layout`] and under one change at a time;
 //! the table gives bytes per row and encoding time per row (thread CPU
 //! time, the least of the repeats), and each file's totals.
@@ -27,7 +27,7 @@ use parquet::basic::{Compression, Encoding};
 const ROWS_PER_GROUP: usize = 640_000;
 
 /// The variant whose float columns go through parquet-rs's Arrow writer
-/// (as before `FloatEncoder`), in atc-bt's layout.
+/// (as before `ValueEncoder`), in atc-bt's layout.
 const ARROW_FLOATS: &str = "floats through the Arrow writer";
 
 fn variants() -> Vec<(&'static str, Layout)> {
@@ -202,7 +202,7 @@ fn encode(
     let t = thread_cpu_s();
     let mut table = Table::create_with(&path, schema, &keys, layout).expect("create");
     for g in groups {
-        match table.float_encoder(0).filter(|_| !arrow_floats) {
+        match table.value_encoder(0).filter(|_| !arrow_floats) {
             Some(f) => {
                 let chunk = f.encode(g.iter().map(|a| a.as_ref())).expect("encode");
                 table.append_chunks(vec![chunk]).expect("append");

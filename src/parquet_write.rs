@@ -14,7 +14,7 @@
 //!   zstd at half the time. `BYTE_STREAM_SPLIT` was larger for all but one
 //!   column and slower (again in round 30: `avg` 5.9 against 4.8 bytes per
 //!   row, `position` 2.5 against 0.9), so it is not used. They are encoded
-//!   by a [`FloatEncoder`]: parquet-rs's own column writer fed the arrays'
+//!   by a [`ValueEncoder`]: parquet-rs's own column writer fed the arrays'
 //!   value slices, the same bytes as its Arrow writer (tested) without the
 //!   Arrow writer's per-row work around the encoder (a vector of row
 //!   indices, the values gathered through it, definition levels built even
@@ -55,16 +55,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
+use arrow_array::types::{ArrowPrimitiveType, Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, SchemaRef};
+use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{
     compute_leaves, get_column_writers, ArrowColumnChunk, ArrowColumnWriter,
 };
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::column::writer::{get_column_writer, ColumnCloseResult, ColumnWriter};
+use parquet::column::writer::{
+    get_column_writer, ColumnCloseResult, ColumnWriter, ColumnWriterImpl,
+};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::{ColumnDescPtr, ColumnPath, SchemaDescriptor};
@@ -132,7 +134,9 @@ pub struct Layout {
 /// it, so an entry written by a build with another layout is never
 /// restored: a cached run's files are the bytes a cold run writes.
 /// Version 2: `dir` columns `PLAIN` instead of dictionary-encoded.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Version 3: a run's per-bar `symbol` and `aggregate` columns built as
+/// runs ([`RunsEncoder`]).
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -283,16 +287,30 @@ impl Table {
         get_column_writers(&self.descr, &self.props, &self.schema).map_err(|e| self.err(e))
     }
 
-    /// The encoder of float column `column` (by schema position) for the
-    /// next row group, if that column holds `Float64` values: the column
-    /// encoded without Arrow's per-row levels and gathering
-    /// ([`FloatEncoder`]), to any thread.
-    pub fn float_encoder(&self, column: usize) -> Option<FloatEncoder> {
+    /// The encoder of column `column` (by schema position) for the next
+    /// row group, if that column holds `Float64` values or microsecond
+    /// timestamps: the column encoded without Arrow's per-row levels and
+    /// gathering ([`ValueEncoder`]), to any thread.
+    pub fn value_encoder(&self, column: usize) -> Option<ValueEncoder> {
         let field = self.schema.fields().get(column)?;
-        (field.data_type() == &DataType::Float64).then(|| FloatEncoder {
+        matches!(
+            field.data_type(),
+            DataType::Float64 | DataType::Timestamp(TimeUnit::Microsecond, _)
+        )
+        .then(|| ValueEncoder {
             descr: self.descr.column(column),
             props: self.props.clone(),
         })
+    }
+
+    /// The encoder of string column `column` (by schema position) for the
+    /// next row group, for rows that come in runs of one value
+    /// ([`RunsEncoder`]), if that column holds strings.
+    pub fn runs_encoder(&self, column: usize) -> Option<RunsEncoder> {
+        let field = self.schema.fields().get(column)?;
+        let descr = self.descr.column(column);
+        let statistics = self.props.statistics_enabled(descr.path()) != EnabledStatistics::None;
+        (field.data_type() == &DataType::Utf8).then_some(RunsEncoder { descr, statistics })
     }
 
     /// Closes the column writers of one row group and appends it.
@@ -339,8 +357,8 @@ impl Table {
             let part = batch.slice(start, len);
             let writers = self.column_writers()?;
             let fields = self.schema.fields().clone();
-            let floats: Vec<Option<FloatEncoder>> =
-                (0..fields.len()).map(|i| self.float_encoder(i)).collect();
+            let floats: Vec<Option<ValueEncoder>> =
+                (0..fields.len()).map(|i| self.value_encoder(i)).collect();
             let chunks = writers
                 .into_par_iter()
                 .zip(floats)
@@ -379,7 +397,7 @@ impl Table {
 pub enum Chunk {
     /// Encoded by parquet-rs's Arrow writer ([`Table::column_writers`]).
     Arrow(ArrowColumnChunk),
-    /// Encoded by a [`FloatEncoder`]: the pages and their metadata.
+    /// Encoded by a [`ValueEncoder`]: the pages and their metadata.
     Pages {
         /// The column chunk's pages (offsets from 0).
         data: Bytes,
@@ -388,47 +406,74 @@ pub enum Chunk {
     },
 }
 
-/// Encodes one `Float64` column of a row group with parquet-rs's column
-/// writer itself, fed the arrays' value slices: the pages, their
-/// statistics and metadata are those of the Arrow writer (the same
-/// encoder, fed the same values in the same calls; tested), without its
-/// per-row work around the encoder (a vector of row indices per array,
+/// Encodes one `Float64` or timestamp (µs) column of a row group with
+/// parquet-rs's column writer itself, fed the arrays' value slices: the
+/// pages, their statistics and metadata are those of the Arrow writer (the
+/// same encoder, fed the same values in the same calls; tested), without
+/// its per-row work around the encoder (a vector of row indices per array,
 /// values gathered through it, definition levels built even where no
-/// value is null), 13–19% of a float column's encoding time
-/// (README, Performance). Built by [`Table::float_encoder`].
+/// value is null), 13–19% of a float column's encoding time (README,
+/// Performance). Built by [`Table::value_encoder`].
 #[derive(Clone)]
-pub struct FloatEncoder {
+pub struct ValueEncoder {
     descr: ColumnDescPtr,
     props: WriterPropertiesPtr,
 }
 
-impl FloatEncoder {
-    /// Encodes `arrays` (`Float64`, in row order) as one column chunk.
-    /// Errors are text: the caller names the file.
+impl ValueEncoder {
+    /// Encodes `arrays` (of the column's type, in row order) as one column
+    /// chunk. Errors are text: the caller names the file.
     pub fn encode<'a>(
         &self,
         arrays: impl IntoIterator<Item = &'a dyn Array>,
     ) -> Result<Chunk, String> {
-        let nullable = self.descr.max_def_level() > 0;
         let mut sink = TrackedWrite::new(Vec::new());
         let pages = Box::new(SerializedPageWriter::new(&mut sink));
-        let ColumnWriter::DoubleColumnWriter(mut w) =
-            get_column_writer(self.descr.clone(), self.props.clone(), pages)
-        else {
-            return Err(format!(
-                "column `{}` is not a float column",
-                self.descr.name()
-            ));
-        };
+        let close = match get_column_writer(self.descr.clone(), self.props.clone(), pages) {
+            ColumnWriter::DoubleColumnWriter(mut w) => {
+                self.feed::<Float64Type, _>(&mut w, arrays)?;
+                w.close()
+            }
+            ColumnWriter::Int64ColumnWriter(mut w) => {
+                self.feed::<TimestampMicrosecondType, _>(&mut w, arrays)?;
+                w.close()
+            }
+            _ => {
+                return Err(format!(
+                    "column `{}` is neither floats nor timestamps",
+                    self.descr.name()
+                ))
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let data = sink.into_inner().map_err(|e| e.to_string())?;
+        Ok(Chunk::Pages {
+            data: Bytes::from(data),
+            close,
+        })
+    }
+
+    /// Writes `arrays` (values of Arrow type `A`) into `w`.
+    fn feed<'a, A, P>(
+        &self,
+        w: &mut ColumnWriterImpl<'_, P>,
+        arrays: impl IntoIterator<Item = &'a dyn Array>,
+    ) -> Result<(), String>
+    where
+        A: ArrowPrimitiveType,
+        P: parquet::data_type::DataType<T = A::Native>,
+    {
+        let nullable = self.descr.max_def_level() > 0;
         // Definition levels: all 1 for an array without nulls; else
         // 1/0 per row, and the non-null values alone.
         let (mut ones, mut levels, mut values) = (Vec::new(), Vec::new(), Vec::new());
         for a in arrays {
-            let a = a.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+            let a = a.as_primitive_opt::<A>().ok_or_else(|| {
                 format!(
-                    "column `{}`: {} values in a float column",
+                    "column `{}`: {} values in a column of {}",
                     self.descr.name(),
-                    a.data_type()
+                    a.data_type(),
+                    A::DATA_TYPE
                 )
             })?;
             let written = match a.nulls().filter(|n| n.null_count() > 0) {
@@ -459,13 +504,261 @@ impl FloatEncoder {
             };
             written.map_err(|e| e.to_string())?;
         }
-        let close = w.close().map_err(|e| e.to_string())?;
-        let data = sink.into_inner().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// Encodes one string column of a row group whose rows come in runs of
+/// one value (or null), as a run's per-bar files hold them: `symbol` is
+/// the symbol's name on each of its bars, `aggregate` null on them. The
+/// column chunk is built directly, with no per-row work:
+///
+/// * a dictionary page (`PLAIN`) of the distinct values, in order of first
+///   appearance, then one data page per run of equal rows (`RLE_DICTIONARY`: the run is
+///   one run-length-encoded index; a nullable column's definition levels
+///   are one run too). A chunk with no value at all has no dictionary and
+///   `PLAIN` pages with no values, as parquet-rs writes them;
+/// * uncompressed (a page is a few bytes);
+/// * the chunk's min/max statistics, and the page index (column index
+///   with each page's value, offset index), where the layout gives the
+///   column statistics (keys), so readers skip to a symbol's pages.
+///
+/// This is the encoding pyarrow and most writers give string columns by
+/// default. parquet-rs would hash or copy, compare and compress every
+/// row: 15–19 ns per row and file for `symbol` (README, Performance).
+/// Built by [`Table::runs_encoder`].
+#[derive(Clone)]
+pub struct RunsEncoder {
+    descr: ColumnDescPtr,
+    statistics: bool,
+}
+
+/// Rows of one data page of a [`RunsEncoder`] at most (a longer run spans
+/// several pages).
+const RUN_PAGE_ROWS: usize = 1 << 20;
+
+impl RunsEncoder {
+    /// Encodes `runs` (each a value, `None` for null, and its rows; in row
+    /// order) as one column chunk. Errors are text: the caller names the
+    /// file.
+    pub fn encode(&self, runs: &[(Option<&str>, usize)]) -> Result<Chunk, String> {
+        use parquet::basic::PageType;
+        use parquet::column::page::{CompressedPage, Page, PageWriter};
+        use parquet::data_type::ByteArray;
+        use parquet::file::metadata::{
+            ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder,
+        };
+        use parquet::file::page_encoding_stats::PageEncodingStats;
+        use parquet::file::statistics::{Statistics, ValueStatistics};
+        use parquet::format::BoundaryOrder;
+        let err = |e: parquet::errors::ParquetError| format!("column `{}`: {e}", self.descr.name());
+        let nullable = self.descr.max_def_level() > 0;
+        if self.descr.physical_type() != parquet::basic::Type::BYTE_ARRAY {
+            return Err(format!(
+                "column `{}` is not a string column",
+                self.descr.name()
+            ));
+        }
+        // The dictionary: distinct values in order of first appearance.
+        let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut values: Vec<&str> = Vec::new();
+        let mut nulls = 0usize;
+        for &(v, n) in runs.iter().filter(|r| r.1 > 0) {
+            match v {
+                Some(v) => {
+                    index.entry(v).or_insert_with(|| {
+                        values.push(v);
+                        (values.len() - 1) as u32
+                    });
+                }
+                None if nullable => nulls += n,
+                None => {
+                    return Err(format!(
+                        "column `{}` is not nullable but holds nulls",
+                        self.descr.name()
+                    ))
+                }
+            }
+        }
+        let rows: usize = runs.iter().map(|r| r.1).sum();
+        let dictionary = !values.is_empty();
+        // Indices' bit width: at least 1 (some readers mishandle 0).
+        let width = (u32::BITS - (values.len().max(2) as u32 - 1).leading_zeros()) as u8;
+        let mut sink = TrackedWrite::new(Vec::new());
+        let mut pages = SerializedPageWriter::new(&mut sink);
+        let (mut compressed, mut uncompressed, mut written) = (0u64, 0u64, 0u64);
+        let mut dictionary_offset = None;
+        let mut data_offset = None;
+        let mut page_stats: Vec<PageEncodingStats> = Vec::new();
+        if dictionary {
+            let mut buf = Vec::new();
+            for v in &values {
+                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                buf.extend_from_slice(v.as_bytes());
+            }
+            let size = buf.len();
+            let spec = pages
+                .write_page(CompressedPage::new(
+                    Page::DictionaryPage {
+                        buf: Bytes::from(buf),
+                        num_values: values.len() as u32,
+                        encoding: Encoding::PLAIN,
+                        is_sorted: false,
+                    },
+                    size,
+                ))
+                .map_err(err)?;
+            dictionary_offset = Some(spec.offset as i64);
+            compressed += spec.compressed_size as u64;
+            uncompressed += spec.uncompressed_size as u64;
+            written += spec.bytes_written;
+            page_stats.push(PageEncodingStats {
+                page_type: PageType::DICTIONARY_PAGE,
+                encoding: Encoding::PLAIN,
+                count: 1,
+            });
+        }
+        let value_encoding = if dictionary {
+            Encoding::RLE_DICTIONARY
+        } else {
+            Encoding::PLAIN
+        };
+        let mut column_index = ColumnIndexBuilder::new();
+        let mut offset_index = OffsetIndexBuilder::new();
+        let (mut ascending, mut descending) = (true, true);
+        let mut last: Option<&str> = None;
+        let (mut min, mut max): (Option<&str>, Option<&str>) = (None, None);
+        let mut data_pages = 0usize;
+        // Equal neighbours (nulls above all) share pages.
+        let mut merged: Vec<(Option<&str>, usize)> = Vec::with_capacity(runs.len());
+        for &(v, n) in runs.iter().filter(|r| r.1 > 0) {
+            match merged.last_mut() {
+                Some((w, m)) if *w == v => *m += n,
+                _ => merged.push((v, n)),
+            }
+        }
+        for &(v, n) in &merged {
+            let mut left = n;
+            while left > 0 {
+                let len = left.min(RUN_PAGE_ROWS);
+                left -= len;
+                let mut buf = Vec::new();
+                if nullable {
+                    let mut levels = Vec::new();
+                    rle_run(&mut levels, len, u32::from(v.is_some()), 1);
+                    buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(&levels);
+                }
+                if dictionary {
+                    buf.push(width);
+                    if let Some(v) = v {
+                        rle_run(&mut buf, len, index[v], width);
+                    }
+                }
+                let size = buf.len();
+                let spec = pages
+                    .write_page(CompressedPage::new(
+                        Page::DataPage {
+                            buf: Bytes::from(buf),
+                            num_values: len as u32,
+                            encoding: value_encoding,
+                            def_level_encoding: Encoding::RLE,
+                            rep_level_encoding: Encoding::RLE,
+                            statistics: None,
+                        },
+                        size,
+                    ))
+                    .map_err(err)?;
+                data_offset.get_or_insert(spec.offset as i64);
+                compressed += spec.compressed_size as u64;
+                uncompressed += spec.uncompressed_size as u64;
+                written += spec.bytes_written;
+                data_pages += 1;
+                offset_index
+                    .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+                offset_index.append_row_count(len as i64);
+                match v {
+                    Some(v) => {
+                        column_index.append(false, v.as_bytes().to_vec(), v.as_bytes().to_vec(), 0);
+                        if let Some(l) = last {
+                            ascending &= l <= v;
+                            descending &= l >= v;
+                        }
+                        last = Some(v);
+                        min = Some(min.map_or(v, |m| m.min(v)));
+                        max = Some(max.map_or(v, |m| m.max(v)));
+                    }
+                    None => column_index.append(true, vec![], vec![], len as i64),
+                }
+            }
+        }
+        pages.close().map_err(err)?;
+        page_stats.push(PageEncodingStats {
+            page_type: PageType::DATA_PAGE,
+            encoding: value_encoding,
+            count: data_pages as i32,
+        });
+        let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
+        if dictionary {
+            encodings.push(Encoding::RLE_DICTIONARY);
+        }
+        let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_encodings(encodings)
+            .set_page_encoding_stats(page_stats)
+            .set_total_compressed_size(compressed as i64)
+            .set_total_uncompressed_size(uncompressed as i64)
+            .set_num_values(rows as i64)
+            .set_data_page_offset(data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(dictionary_offset);
+        if self.statistics {
+            let bytes = |v: Option<&str>| v.map(|v| ByteArray::from(v.as_bytes().to_vec()));
+            meta = meta.set_statistics(Statistics::ByteArray(ValueStatistics::new(
+                bytes(min),
+                bytes(max),
+                None,
+                Some(nulls as u64),
+                false,
+            )));
+        }
+        let metadata = meta.build().map_err(err)?;
+        column_index.set_boundary_order(match (ascending, descending) {
+            (true, _) => BoundaryOrder::ASCENDING,
+            (false, true) => BoundaryOrder::DESCENDING,
+            (false, false) => BoundaryOrder::UNORDERED,
+        });
+        let close = ColumnCloseResult {
+            bytes_written: written,
+            rows_written: rows as u64,
+            metadata,
+            bloom_filter: None,
+            column_index: self.statistics.then(|| column_index.build_to_thrift()),
+            offset_index: Some(offset_index.build_to_thrift()),
+        };
+        let data = sink.into_inner().map_err(err)?;
         Ok(Chunk::Pages {
             data: Bytes::from(data),
             close,
         })
     }
+}
+
+/// Appends one run of the RLE/bit-packing hybrid encoding: `len` times
+/// `value`, stored in `width` bits (a ULEB128 header `len << 1`, then the
+/// value in whole bytes, little-endian).
+fn rle_run(out: &mut Vec<u8>, len: usize, value: u32, width: u8) {
+    let mut header = (len as u64) << 1;
+    loop {
+        let byte = (header & 0x7f) as u8;
+        header >>= 7;
+        if header == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    let bytes = usize::from(width).div_ceil(8);
+    out.extend_from_slice(&value.to_le_bytes()[..bytes]);
 }
 
 /// Asks the kernel to start writing `file`'s dirty pages to disk now, in
@@ -557,24 +850,12 @@ fn start_writeback(file: &File) {
 }
 
 /// Encodes `array` (the values of `field`) into the column writer `w`.
-/// `array` may also be a dictionary whose values have `field`'s type: the
-/// column gets the values the keys point at, the same bytes as the plain
-/// array (a run's `symbol` column is one name repeated, written this way
-/// without building the copies). Errors are text: the caller names the
-/// file.
+/// Errors are text: the caller names the file.
 pub fn write_column(
     w: &mut ArrowColumnWriter,
     field: &Field,
     array: ArrayRef,
 ) -> Result<(), String> {
-    let dictionary;
-    let field = match array.data_type() {
-        DataType::Dictionary(_, v) if v.as_ref() == field.data_type() => {
-            dictionary = field.clone().with_data_type(array.data_type().clone());
-            &dictionary
-        }
-        _ => field,
-    };
     for leaf in compute_leaves(field, &array).map_err(|e| e.to_string())? {
         w.write(&leaf).map_err(|e| e.to_string())?;
     }
@@ -667,21 +948,25 @@ mod tests {
         // Some failing writes do hide the cause without the trace.
         assert!(opaque > 0, "parquet-rs now names the cause itself");
     }
-    use arrow_array::types::Int8Type;
-    use arrow_array::{DictionaryArray, Float64Array, Int8Array, StringArray};
+    use arrow_array::{Float64Array, TimestampMicrosecondArray};
     use arrow_schema::Schema;
 
-    /// A float column written by [`FloatEncoder`] has the bytes the Arrow
-    /// writer gives the same arrays: non-nullable, nullable without nulls,
-    /// nullable with nulls (a warm-up's `avg`), NaN and infinities
-    /// included, several arrays per row group and pages of more than one.
+    /// A float or timestamp column written by [`ValueEncoder`] has the
+    /// bytes the Arrow writer gives the same arrays: non-nullable, nullable
+    /// without nulls, nullable with nulls (a warm-up's `avg`, an open
+    /// trade's `exit_ts`), NaN and infinities included, a key with
+    /// statistics and `DELTA_BINARY_PACKED` timestamps, dictionary-encoded
+    /// ones, several arrays per row group and pages of more than one.
     #[test]
-    fn float_encoder_writes_the_arrow_writers_bytes() {
+    fn value_encoder_writes_the_arrow_writers_bytes() {
         let dir = tempfile::tempdir().unwrap();
+        let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let schema = Arc::new(Schema::new(vec![
             Field::new("equity", DataType::Float64, false),
             Field::new("position", DataType::Float64, true),
             Field::new("avg", DataType::Float64, true),
+            Field::new("ts", utc(), false),
+            Field::new("exit_ts", utc(), true),
         ]));
         let rows = 25_000;
         let value = |i: usize| match i % 997 {
@@ -698,13 +983,29 @@ mod tests {
                     range.clone().map(|i| value(i + 1)),
                 )),
                 Arc::new(Float64Array::from_iter(
-                    range.map(|i| (i % rows >= 40 && i % 13 != 0).then(|| value(i))),
+                    range
+                        .clone()
+                        .map(|i| (i % rows >= 40 && i % 13 != 0).then(|| value(i))),
                 )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        range
+                            .clone()
+                            .map(|i| 946_857_600_000_000 + 86_400_000_000 * i as i64),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter(range.map(|i| {
+                        (i % 7 != 3).then_some(i64::from((i % 500) as u32) * 3_600_000_000)
+                    }))
+                    .with_timezone("UTC"),
+                ),
             ]
         };
         let write = |name: &str, floats: bool| {
             let path = dir.path().join(name);
-            let mut t = Table::create(&path, schema.clone(), &["equity"]).unwrap();
+            let mut t = Table::create(&path, schema.clone(), &["equity", "ts"]).unwrap();
             for group in [[0, 1], [2, 3]] {
                 let arrays: Vec<Vec<ArrayRef>> = group.iter().map(|&p| parts(p)).collect();
                 let mut w = t.column_writers().unwrap();
@@ -712,7 +1013,7 @@ mod tests {
                 for (c, w) in w.drain(..).enumerate() {
                     let mut w = w;
                     if floats {
-                        let f = t.float_encoder(c).unwrap();
+                        let f = t.value_encoder(c).unwrap();
                         chunks.push(f.encode(arrays.iter().map(|a| a[c].as_ref())).unwrap());
                     } else {
                         for a in &arrays {
@@ -734,7 +1035,7 @@ mod tests {
     /// A float encoder refuses nulls in a column that is not nullable
     /// (the Arrow writer's rule), naming the column.
     #[test]
-    fn float_encoder_refuses_nulls_in_a_non_nullable_column() {
+    fn value_encoder_refuses_nulls_in_a_non_nullable_column() {
         let dir = tempfile::tempdir().unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new(
             "equity",
@@ -743,46 +1044,115 @@ mod tests {
         )]));
         let t = Table::create(&dir.path().join("f.parquet"), schema, &[]).unwrap();
         let a = Float64Array::from(vec![Some(1.0), None]);
-        let Err(e) = t.float_encoder(0).unwrap().encode([&a as &dyn Array]) else {
+        let Err(e) = t.value_encoder(0).unwrap().encode([&a as &dyn Array]) else {
             panic!("nulls accepted in a non-nullable column");
         };
         assert!(e.contains("`equity`") && e.contains("null"), "{e}");
     }
 
-    /// A string column fed as a dictionary (what a run's `symbol` column
-    /// is) is written with the bytes of the plain column.
+    /// A column of runs ([`RunsEncoder`]) reads back as the rows it was
+    /// given (empty runs, equal neighbours, nulls, non-ASCII and control
+    /// characters, a run longer than a page), with the chunk's min/max and
+    /// null count, one page per run of equal rows in the offset index and
+    /// each page's value in the column index, so a reader can skip to a
+    /// symbol's pages; a column without statistics has no column index;
+    /// a null in a non-nullable column is refused.
     #[test]
-    fn dictionary_fed_string_column_writes_the_plain_bytes() {
+    fn runs_encoder_round_trips_with_statistics_and_page_index() {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        use parquet::file::page_index::index::Index;
+        use parquet::file::statistics::Statistics;
         let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "symbol",
-            DataType::Utf8,
-            true,
-        )]));
-        let write = |name: &str, parts: Vec<ArrayRef>| {
-            let path = dir.path().join(name);
-            let mut t = Table::create(&path, schema.clone(), &["symbol"]).unwrap();
-            let mut w = t.column_writers().unwrap();
-            for p in parts {
-                write_column(&mut w[0], &schema.fields()[0], p).unwrap();
-            }
-            t.append(w).unwrap();
-            t.finish().unwrap();
-            std::fs::read(path).unwrap()
-        };
-        let names = [("AAPL", 3), ("B", 2), ("CCCCCCCC", 4)];
-        let plain: Vec<ArrayRef> = names
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, true),
+            Field::new("aggregate", DataType::Utf8, true),
+            Field::new("label", DataType::Utf8, false),
+        ]));
+        let odd = "Ü\u{1}\tx";
+        let long = RUN_PAGE_ROWS + 3;
+        let runs: [Vec<(Option<&str>, usize)>; 3] = [
+            vec![
+                (Some("B"), 3),
+                (Some("AAPL"), 0),
+                (Some("AAPL"), 2),
+                (Some("AAPL"), 1),
+                (None, 4),
+                (Some("B"), 5),
+                (Some(odd), long),
+            ],
+            vec![(None, 3), (None, 3), (None, 9 + long)],
+            vec![(Some("x"), 10), (Some("y"), 5 + long)],
+        ];
+        let path = dir.path().join("runs.parquet");
+        let mut t = Table::create(&path, schema.clone(), &["symbol", "aggregate"]).unwrap();
+        let chunks = runs
             .iter()
-            .map(|&(s, n)| Arc::new(StringArray::from(vec![s; n])) as ArrayRef)
+            .enumerate()
+            .map(|(c, r)| t.runs_encoder(c).unwrap().encode(r).unwrap())
             .collect();
-        let dict: Vec<ArrayRef> = names
+        t.append_chunks(chunks).unwrap();
+        let refused = t.runs_encoder(2).unwrap().encode(&[(None, 1)]);
+        assert!(refused.is_err_and(|e| e.contains("not nullable")));
+        t.finish().unwrap();
+
+        let file = std::fs::File::open(&path).unwrap();
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+        let meta = builder.metadata().clone();
+        let mut got: Vec<Vec<Option<String>>> = vec![Vec::new(); 3];
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            for (c, col) in got.iter_mut().enumerate() {
+                col.extend(
+                    b.column(c)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.map(String::from)),
+                );
+            }
+        }
+        for (c, r) in runs.iter().enumerate() {
+            let want: Vec<Option<String>> = r
+                .iter()
+                .flat_map(|&(v, n)| std::iter::repeat_n(v.map(String::from), n))
+                .collect();
+            assert_eq!(got[c], want, "column {c}");
+        }
+        let rg = meta.row_group(0);
+        let stats = |c: usize| match rg.column(c).statistics() {
+            Some(Statistics::ByteArray(s)) => (
+                s.min_opt().map(|v| v.as_utf8().unwrap().to_string()),
+                s.max_opt().map(|v| v.as_utf8().unwrap().to_string()),
+                s.null_count_opt(),
+            ),
+            other => panic!("column {c}: {other:?}"),
+        };
+        assert_eq!(stats(0), (Some("AAPL".into()), Some(odd.into()), Some(4)));
+        assert_eq!(stats(1), (None, None, Some(15 + long as u64)));
+        assert!(rg.column(2).statistics().is_none(), "not a key");
+        // Pages: B, AAPL (three runs merged), nulls, B, the long run in two.
+        let offsets = &meta.offset_index().unwrap()[0];
+        let firsts: Vec<i64> = offsets[0]
+            .page_locations()
             .iter()
-            .map(|&(s, n)| {
-                let keys = Int8Array::from(vec![0i8; n]);
-                let values: ArrayRef = Arc::new(StringArray::from(vec![s]));
-                Arc::new(DictionaryArray::<Int8Type>::new(keys, values)) as ArrayRef
+            .map(|p| p.first_row_index)
+            .collect();
+        assert_eq!(firsts, [0, 3, 6, 10, 15, 15 + RUN_PAGE_ROWS as i64]);
+        assert_eq!(offsets[1].page_locations().len(), 2, "nulls share pages");
+        let Index::BYTE_ARRAY(index) = &meta.column_index().unwrap()[0][0] else {
+            panic!("no column index");
+        };
+        let pages: Vec<Option<String>> = index
+            .indexes
+            .iter()
+            .map(|p| {
+                assert_eq!(p.min, p.max);
+                p.min.as_ref().map(|v| v.as_utf8().unwrap().to_string())
             })
             .collect();
-        assert_eq!(write("plain.parquet", plain), write("dict.parquet", dict));
+        let b = || Some("B".to_string());
+        let o = || Some(odd.to_string());
+        assert_eq!(pages, [b(), Some("AAPL".into()), None, b(), o(), o()]);
+        assert!(matches!(meta.column_index().unwrap()[0][2], Index::NONE));
     }
 }

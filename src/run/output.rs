@@ -10,18 +10,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::types::Int8Type;
 use arrow_array::{
-    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int8Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer, ScalarBuffer};
+use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_writer::ArrowColumnWriter;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::parquet_write::{write_column, Chunk, FloatEncoder, Table, WriteError};
+use crate::parquet_write::{write_column, Chunk, RunsEncoder, Table, ValueEncoder, WriteError};
 
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
 use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
@@ -352,10 +351,17 @@ impl BarColumn {
     }
 }
 
-/// One symbol's per-bar columns as Arrow arrays, indexed by
-/// [`BarColumn`]. The vectors of the symbol's result become the arrays
-/// (moved, never copied); `None` where no file wants the column.
-type SymbolColumns = [Option<ArrayRef>; BAR_COLUMNS];
+/// One symbol's per-bar columns.
+struct SymbolColumns {
+    /// As Arrow arrays, indexed by [`BarColumn`]. The vectors of the
+    /// symbol's result become the arrays (moved, never copied); `None`
+    /// where no file wants the column, and for `symbol` and `aggregate`,
+    /// which are runs of one value ([`RunsEncoder`]): the name on each of
+    /// the symbol's rows, null.
+    arrays: [Option<ArrayRef>; BAR_COLUMNS],
+    symbol: String,
+    rows: usize,
+}
 
 /// How many [`BarColumn`]s there are.
 const BAR_COLUMNS: usize = 10;
@@ -377,7 +383,7 @@ fn take_columns(
         ..
     } = s;
     let n = run.ts.len();
-    let mut c: SymbolColumns = Default::default();
+    let mut c: [Option<ArrayRef>; BAR_COLUMNS] = Default::default();
     let on = |k: BarColumn| want[k as usize];
     if on(BarColumn::Drawdown) {
         c[BarColumn::Drawdown as usize] = Some(Arc::new(Float64Array::from(drawdowns(
@@ -386,13 +392,6 @@ fn take_columns(
     }
     if on(BarColumn::Ts) {
         c[BarColumn::Ts as usize] = Some(ts_array(run.ts));
-    }
-    if on(BarColumn::Symbol) {
-        c[BarColumn::Symbol as usize] = Some(fill.symbol(&run.symbol, n));
-    }
-    if on(BarColumn::Aggregate) {
-        // A symbol's rows are no aggregate's.
-        c[BarColumn::Aggregate as usize] = Some(fill.nulls(&fill.null_strings, n));
     }
     if on(BarColumn::Gross) {
         // Only the account's rows carry a gross.
@@ -420,19 +419,19 @@ fn take_columns(
     if on(BarColumn::Dir) {
         c[BarColumn::Dir as usize] = Some(Arc::new(Int8Array::from(dir)));
     }
-    (c, run.trades)
+    let columns = SymbolColumns {
+        arrays: c,
+        symbol: run.symbol,
+        rows: n,
+    };
+    (columns, run.trades)
 }
 
-/// The constant columns of a batch's symbols, allocated once per batch
-/// and sliced for each symbol (a slice shares the buffers): what would
-/// otherwise be a fresh, zeroed or copied allocation per symbol and
-/// column. The Parquet bytes are those of per-symbol arrays.
+/// The all-null `gross` column of a batch's symbols (only the account's
+/// rows carry a gross), allocated once per batch and sliced for each
+/// symbol (a slice shares the buffer). The Parquet bytes are those of
+/// per-symbol arrays.
 struct Fill {
-    /// Zero dictionary keys, for [`Fill::symbol`].
-    zeros: ScalarBuffer<i8>,
-    /// All-null strings (`aggregate` on a symbol's rows).
-    null_strings: ArrayRef,
-    /// All-null floats (`gross` on a symbol's rows).
     null_floats: ArrayRef,
 }
 
@@ -440,24 +439,8 @@ impl Fill {
     /// Columns for symbols of up to `rows` bars.
     fn new(rows: usize) -> Fill {
         Fill {
-            zeros: ScalarBuffer::from(vec![0i8; rows]),
-            null_strings: Arc::new(StringArray::new_null(rows)),
             null_floats: Arc::new(Float64Array::new_null(rows)),
         }
-    }
-
-    /// The `symbol` column of a symbol's `n` rows: a dictionary of the
-    /// one name keyed by zeros, instead of `n` copies of the name (the
-    /// writer encodes the values the keys point at, the bytes of the plain
-    /// column; see [`crate::parquet_write::write_column`]).
-    fn symbol(&self, name: &str, n: usize) -> ArrayRef {
-        let keys = if n <= self.zeros.len() {
-            Int8Array::new(self.zeros.slice(0, n), None)
-        } else {
-            Int8Array::new(ScalarBuffer::from(vec![0i8; n]), None)
-        };
-        let values: ArrayRef = Arc::new(StringArray::from_iter_values([name]));
-        Arc::new(DictionaryArray::<Int8Type>::new(keys, values))
     }
 
     /// `n` rows of the all-null column `nulls`.
@@ -818,9 +801,11 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
         column: BarColumn,
     }
     /// Float columns skip the Arrow writer's per-row work
-    /// ([`FloatEncoder`]); the others go through it.
+    /// ([`ValueEncoder`]), `symbol` and `aggregate` are runs
+    /// ([`RunsEncoder`]); the others go through the Arrow writer.
     enum Encoder {
-        Float(FloatEncoder),
+        Float(ValueEncoder),
+        Runs(RunsEncoder),
         Arrow(Box<ArrowColumnWriter>),
     }
     let mut jobs: Vec<Job> = Vec::new();
@@ -835,9 +820,14 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                 path: t.path().to_path_buf(),
                 message: format!("no per-bar column `{}`", field.name()),
             })?;
-            let encoder = match t.float_encoder(i) {
-                Some(f) => Encoder::Float(f),
-                None => Encoder::Arrow(Box::new(writer)),
+            let runs = match column {
+                BarColumn::Symbol | BarColumn::Aggregate => t.runs_encoder(i),
+                _ => None,
+            };
+            let encoder = match (t.value_encoder(i), runs) {
+                (Some(f), _) => Encoder::Float(f),
+                (None, Some(r)) => Encoder::Runs(r),
+                (None, None) => Encoder::Arrow(Box::new(writer)),
             };
             jobs.push(Job {
                 file,
@@ -850,9 +840,21 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
     let done: Vec<(usize, Result<Chunk, String>)> = jobs
         .into_par_iter()
         .map(|j| {
-            let arrays = group.iter().filter_map(|c| c[j.column as usize].as_ref());
+            let arrays = group
+                .iter()
+                .filter_map(|c| c.arrays[j.column as usize].as_ref());
             let r = match j.encoder {
                 Encoder::Float(f) => f.encode(arrays.map(|a| a.as_ref())),
+                Encoder::Runs(r) => {
+                    let runs: Vec<(Option<&str>, usize)> = group
+                        .iter()
+                        .map(|c| match j.column {
+                            BarColumn::Symbol => (Some(c.symbol.as_str()), c.rows),
+                            _ => (None, c.rows),
+                        })
+                        .collect();
+                    r.encode(&runs)
+                }
                 Encoder::Arrow(mut w) => arrays
                     .cloned()
                     .try_for_each(|a| write_column(&mut w, &j.field, a))
