@@ -824,7 +824,7 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                 BarColumn::Symbol | BarColumn::Aggregate => t.runs_encoder(i),
                 _ => None,
             };
-            let encoder = match (t.value_encoder(i), runs) {
+            let encoder = match (t.value_encoder_with_own_statistics(i), runs) {
                 (Some(f), _) => Encoder::Float(f),
                 (None, Some(r)) => Encoder::Runs(r),
                 (None, None) => Encoder::Arrow(Box::new(writer)),
