@@ -9,10 +9,12 @@
 //!
 //! Each column of `equity.parquet`, `signals.parquet` and `trades.parquet`
 //! is re-encoded on one thread (row groups of 640,000 rows, as a run
-//! writes them; a per-bar file's `symbol` fed as a run feeds it, one
-//! dictionary array per symbol; float columns through
-//! `parquet_write::ValueEncoder`, as a run writes them, or through the
-//! Arrow writer) under atc-bt's [`Layout`] and under one change at a time;
+//! writes them) as a run encodes it: a per-bar file's `symbol` as one run
+//! per symbol (`parquet_write::RunsEncoder`), float and timestamp columns
+//! through `parquet_write::ValueEncoder` (timestamp keys with the
+//! encoder's own statistics), the rest through the Arrow writer; or
+//! everything through the Arrow writer (the variant "all through the Arrow writer", as before
+//! round 32); under atc-bt's [`Layout`] and under one change at a time;
 //! the table gives bytes per row and encoding time per row (thread CPU
 //! time, the least of the repeats), and each file's totals.
 
@@ -28,7 +30,7 @@ const ROWS_PER_GROUP: usize = 640_000;
 
 /// The variant whose float columns go through parquet-rs's Arrow writer
 /// (as before `ValueEncoder`), in atc-bt's layout.
-const ARROW_FLOATS: &str = "floats through the Arrow writer";
+const ARROW_FLOATS: &str = "all through the Arrow writer";
 
 fn variants() -> Vec<(&'static str, Layout)> {
     let ours = Layout::default();
@@ -140,10 +142,10 @@ fn thread_cpu_s() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
-/// A run's `symbol` column as the run feeds it: one dictionary array of
-/// the one name per symbol (nulls, the aggregate rows, as they are).
+/// A run's `symbol` column as the run feeds it: one slice per symbol (the
+/// aggregate rows' nulls, as they are).
 fn as_run_writes(col: &ArrayRef) -> Vec<ArrayRef> {
-    use arrow_array::{cast::AsArray, Array, DictionaryArray, Int8Array, StringArray};
+    use arrow_array::{cast::AsArray, Array};
     let s = col.as_string::<i32>();
     let mut out = Vec::new();
     let mut start = 0;
@@ -155,17 +157,7 @@ fn as_run_writes(col: &ArrayRef) -> Vec<ArrayRef> {
         {
             end += 1;
         }
-        if s.is_null(start) {
-            out.push(col.slice(start, end - start));
-        } else {
-            let keys = Int8Array::from(vec![0i8; end - start]);
-            let values: ArrayRef = Arc::new(StringArray::from(vec![s.value(start)]));
-            out.push(
-                Arc::new(DictionaryArray::<arrow_array::types::Int8Type>::new(
-                    keys, values,
-                )) as ArrayRef,
-            );
-        }
+        out.push(col.slice(start, end - start));
         start = end;
     }
     out
@@ -190,6 +182,7 @@ fn encode(
     groups: &[Vec<ArrayRef>],
     layout: &Layout,
     arrow_floats: bool,
+    per_symbol: bool,
     dir: &std::path::Path,
 ) -> (u64, f64) {
     let schema = Arc::new(Schema::new(vec![field.clone()]));
@@ -202,7 +195,24 @@ fn encode(
     let t = thread_cpu_s();
     let mut table = Table::create_with(&path, schema, &keys, layout).expect("create");
     for g in groups {
-        match table.value_encoder(0).filter(|_| !arrow_floats) {
+        let runs = per_symbol.then(|| table.runs_encoder(0)).flatten();
+        if let Some(r) = runs.filter(|_| !arrow_floats) {
+            use arrow_array::{cast::AsArray, Array};
+            let runs: Vec<(Option<&str>, usize)> = g
+                .iter()
+                .map(|a| {
+                    let s = a.as_string::<i32>();
+                    (s.is_valid(0).then(|| s.value(0)), s.len())
+                })
+                .collect();
+            let chunk = r.encode(&runs).expect("encode");
+            table.append_chunks(vec![chunk]).expect("append");
+            continue;
+        }
+        match table
+            .value_encoder_with_own_statistics(0)
+            .filter(|_| !arrow_floats)
+        {
             Some(f) => {
                 let chunk = f.encode(g.iter().map(|a| a.as_ref())).expect("encode");
                 table.append_chunks(vec![chunk]).expect("append");
@@ -250,7 +260,8 @@ fn main() {
         println!("|---|---|---|---|");
         let mut totals = vec![(0u64, 0f64); variants.len()];
         for (i, field) in schema.fields().iter().enumerate() {
-            let per_symbol = field.name() == "symbol" && file != "trades.parquet";
+            let per_symbol = matches!(field.name().as_str(), "symbol" | "aggregate")
+                && file != "trades.parquet";
             let groups: Vec<Vec<ArrayRef>> = batches
                 .iter()
                 .map(|b| {
@@ -268,7 +279,15 @@ fn main() {
                 let mut bytes = 0;
                 for _ in 0..repeats.max(1) {
                     let arrow_floats = *name == ARROW_FLOATS;
-                    let (b, s) = encode(field, key, &groups, layout, arrow_floats, scratch.path());
+                    let (b, s) = encode(
+                        field,
+                        key,
+                        &groups,
+                        layout,
+                        arrow_floats,
+                        per_symbol,
+                        scratch.path(),
+                    );
                     bytes = b;
                     best = best.min(s);
                 }

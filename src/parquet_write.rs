@@ -135,8 +135,9 @@ pub struct Layout {
 /// restored: a cached run's files are the bytes a cold run writes.
 /// Version 2: `dir` columns `PLAIN` instead of dictionary-encoded.
 /// Version 3: a run's per-bar `symbol` and `aggregate` columns built as
-/// runs ([`RunsEncoder`]).
-pub const LAYOUT_VERSION: u32 = 3;
+/// runs ([`RunsEncoder`]). Version 4: their `ts` statistics computed by
+/// the encoder ([`ValueEncoder`]), none in the page headers.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
