@@ -260,8 +260,8 @@ fn main() {
         println!("|---|---|---|---|");
         let mut totals = vec![(0u64, 0f64); variants.len()];
         for (i, field) in schema.fields().iter().enumerate() {
-            let per_symbol = matches!(field.name().as_str(), "symbol" | "aggregate")
-                && file != "trades.parquet";
+            let per_symbol =
+                matches!(field.name().as_str(), "symbol" | "aggregate") && file != "trades.parquet";
             let groups: Vec<Vec<ArrayRef>> = batches
                 .iter()
                 .map(|b| {

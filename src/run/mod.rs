@@ -481,12 +481,32 @@ pub fn series_options(
     let calendar = series_calendar(data, a.idx);
     let ppy = settings
         .periods_per_year
-        .unwrap_or_else(|| periods_per_year_in(&data.view(a.idx).ts[a.window.clone()], &calendar));
+        .unwrap_or_else(|| periods_per_year_of(&data.view(a.idx).ts[a.window.clone()], &calendar));
     MetricsOptions {
         periods_per_year: Some(ppy),
         risk_free: settings.risk_free,
         calendar,
     }
+}
+
+/// [`periods_per_year_in`], kept for the last window seen on this thread:
+/// the symbols of one calendar share their timestamps, and inferring the
+/// frequency (a median of the gaps, the weekday of every bar) once per
+/// symbol was 2–3% of a run's CPU. A pure function of the timestamps and
+/// the calendar's name, so the result is the same bits.
+fn periods_per_year_of(ts: &[i64], calendar: &Calendar) -> f64 {
+    type Last = Option<(Vec<i64>, Calendar, f64)>;
+    thread_local! {
+        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((t, c, ppy)) if t.as_slice() == ts && c == calendar => *ppy,
+        _ => {
+            let ppy = periods_per_year_in(ts, calendar);
+            *last = Some((ts.to_vec(), calendar.clone(), ppy));
+            ppy
+        }
+    })
 }
 
 /// The bars a backtest of `a` reads (engine start to window end) and its
@@ -1361,5 +1381,38 @@ mod tests {
         assert!(!is_subset(&[5], &[1, 2]));
         assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 6]), vec![1, 2, 3, 5, 6]);
         assert_eq!(merge_sorted(&[], &[2, 3]), vec![2, 3]);
+    }
+
+    /// The per-thread memo of [`periods_per_year_of`] answers what
+    /// [`periods_per_year_in`] answers, whatever came before: the same bars
+    /// in another calendar (weekday bars at 20:00 UTC are Tuesday to
+    /// Saturday in Tokyo: 365 a year there, 252 in UTC), other bars, a
+    /// prefix of the last ones, and the first ones again.
+    #[test]
+    fn periods_per_year_memo_answers_as_the_inference() {
+        let day = 86_400_000_000i64;
+        let monday_20h = 1_704_067_200_000_000 + 20 * 3_600_000_000; // 2024-01-01 20:00
+        let weekdays: Vec<i64> = (0..400)
+            .map(|k| monday_20h + (k / 5 * 7 + k % 5) * day)
+            .collect();
+        let hourly: Vec<i64> = (0..500).map(|k| monday_20h + k * 3_600_000_000).collect();
+        let utc = Calendar::utc();
+        let tokyo = Calendar::from_zone(Some("Asia/Tokyo")).unwrap();
+        let cases: [(&[i64], &Calendar); 6] = [
+            (&weekdays, &utc),
+            (&weekdays, &tokyo),
+            (&hourly, &tokyo),
+            (&hourly[..3], &tokyo),
+            (&weekdays, &utc),
+            (&weekdays, &utc),
+        ];
+        let mut seen = Vec::new();
+        for (ts, c) in cases {
+            let want = periods_per_year_in(ts, c);
+            assert_eq!(periods_per_year_of(ts, c).to_bits(), want.to_bits());
+            seen.push(want);
+        }
+        assert_eq!(seen[..2], [252.0, 365.0], "the calendars differ");
+        assert_ne!(seen[2], seen[3], "a prefix differs");
     }
 }
