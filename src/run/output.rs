@@ -800,11 +800,11 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
         field: Arc<Field>,
         column: BarColumn,
     }
-    /// Float columns skip the Arrow writer's per-row work
+    /// Float and timestamp columns skip the Arrow writer's per-row work
     /// ([`ValueEncoder`]), `symbol` and `aggregate` are runs
     /// ([`RunsEncoder`]); the others go through the Arrow writer.
     enum Encoder {
-        Float(ValueEncoder),
+        Values(ValueEncoder),
         Runs(RunsEncoder),
         Arrow(Box<ArrowColumnWriter>),
     }
@@ -825,7 +825,7 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                 _ => None,
             };
             let encoder = match (t.value_encoder_with_own_statistics(i), runs) {
-                (Some(f), _) => Encoder::Float(f),
+                (Some(f), _) => Encoder::Values(f),
                 (None, Some(r)) => Encoder::Runs(r),
                 (None, None) => Encoder::Arrow(Box::new(writer)),
             };
@@ -844,7 +844,7 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                 .iter()
                 .filter_map(|c| c.arrays[j.column as usize].as_ref());
             let r = match j.encoder {
-                Encoder::Float(f) => f.encode(arrays.map(|a| a.as_ref())),
+                Encoder::Values(f) => f.encode(arrays.map(|a| a.as_ref())),
                 Encoder::Runs(r) => {
                     let runs: Vec<(Option<&str>, usize)> = group
                         .iter()
