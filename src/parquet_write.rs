@@ -530,7 +530,6 @@ impl ValueEncoder {
     ) -> Result<ColumnCloseResult, parquet::errors::ParquetError> {
         use parquet::file::metadata::{ColumnChunkMetaDataBuilder, ColumnIndexBuilder};
         use parquet::file::statistics::{Statistics, ValueStatistics};
-        use parquet::format::BoundaryOrder;
         let values: Vec<&[i64]> = arrays
             .iter()
             .filter_map(|a| a.as_primitive_opt::<TimestampMicrosecondType>())
@@ -581,11 +580,7 @@ impl ValueEncoder {
                 0,
             );
         }
-        index.set_boundary_order(match (ascending, descending) {
-            (true, _) => BoundaryOrder::ASCENDING,
-            (false, true) => BoundaryOrder::DESCENDING,
-            (false, false) => BoundaryOrder::UNORDERED,
-        });
+        index.set_boundary_order(boundary_order(ascending, descending));
         let all = min_max(0..rows);
         let statistics =
             ValueStatistics::new(all.map(|m| m.0), all.map(|m| m.1), None, Some(0), false)
@@ -694,7 +689,6 @@ impl RunsEncoder {
         };
         use parquet::file::page_encoding_stats::PageEncodingStats;
         use parquet::file::statistics::{Statistics, ValueStatistics};
-        use parquet::format::BoundaryOrder;
         let err = |e: parquet::errors::ParquetError| format!("column `{}`: {e}", self.descr.name());
         let nullable = self.descr.max_def_level() > 0;
         if self.descr.physical_type() != parquet::basic::Type::BYTE_ARRAY {
@@ -866,11 +860,7 @@ impl RunsEncoder {
             )));
         }
         let metadata = meta.build().map_err(err)?;
-        column_index.set_boundary_order(match (ascending, descending) {
-            (true, _) => BoundaryOrder::ASCENDING,
-            (false, true) => BoundaryOrder::DESCENDING,
-            (false, false) => BoundaryOrder::UNORDERED,
-        });
+        column_index.set_boundary_order(boundary_order(ascending, descending));
         let close = ColumnCloseResult {
             bytes_written: written,
             rows_written: rows as u64,
@@ -884,6 +874,18 @@ impl RunsEncoder {
             data: Bytes::from(data),
             close,
         })
+    }
+}
+
+/// A column index's boundary order, parquet-rs's rule: ascending if no
+/// page's min or max is below the page before's (all pages equal
+/// included), else descending if none is above, else unordered.
+fn boundary_order(ascending: bool, descending: bool) -> parquet::format::BoundaryOrder {
+    use parquet::format::BoundaryOrder;
+    match (ascending, descending) {
+        (true, _) => BoundaryOrder::ASCENDING,
+        (false, true) => BoundaryOrder::DESCENDING,
+        (false, false) => BoundaryOrder::UNORDERED,
     }
 }
 
@@ -949,12 +951,6 @@ fn rle_run(out: &mut Vec<u8>, len: usize, value: u32, width: u8) {
     out.extend_from_slice(&value.to_le_bytes()[..bytes]);
 }
 
-/// Asks the kernel to start writing `file`'s dirty pages to disk now, in
-/// the background, so the `fsync` of [`Table::finish`] finds little left
-/// to do: a run's files are written while it computes, and without this
-/// the whole file (tens of MB) waits for the final sync, with the cores
-/// idle. Does not wait and cannot fail the write (the final `fsync`
-/// reports any error); a no-op off Linux.
 /// A Parquet output file that keeps its first write error. parquet-rs
 /// reports a failed write of a file's footer (thrift) as "External:
 /// transport error", hiding the cause ("No space left on device");
@@ -1023,6 +1019,12 @@ impl IoTrace {
     }
 }
 
+/// Asks the kernel to start writing `file`'s dirty pages to disk now, in
+/// the background, so the `fsync` of [`Table::finish`] finds little left
+/// to do: a run's files are written while it computes, and without this
+/// the whole file (tens of MB) waits for the final sync, with the cores
+/// idle. Does not wait and cannot fail the write (the final `fsync`
+/// reports any error); a no-op off Linux.
 fn start_writeback(file: &File) {
     #[cfg(target_os = "linux")]
     {

@@ -704,8 +704,9 @@ impl TradeStat {
 /// in exit order (ties in slice order). Trades usually come in exit order
 /// (one symbol's ledger). A portfolio's ledger is every symbol's trades,
 /// one after the other; they exit on bars of the curve `ts` (sorted), so
-/// they are put in exit order by counting per exit bar (stable, O(trades +
-/// bars)); a trade exiting off `ts` falls back to a stable sort.
+/// they are put in exit order by counting per exit bar (stable; a binary
+/// search per trade, then O(trades + bars)); a trade exiting off `ts`
+/// falls back to a stable sort.
 fn streaks(trades: &[TradeStat], ts: &[i64]) -> (usize, usize) {
     let closed = || trades.iter().filter(|t| !t.open);
     if closed().is_sorted_by_key(|t| t.exit_ts) {

@@ -495,17 +495,19 @@ pub fn series_options(
 /// symbol was 2–3% of a run's CPU. A pure function of the timestamps and
 /// the calendar's name, so the result is the same bits.
 fn periods_per_year_of(ts: &[i64], calendar: &Calendar) -> f64 {
-    type Last = Option<(Vec<i64>, Calendar, f64)>;
+    type Last = (Vec<i64>, Option<Calendar>, f64);
     thread_local! {
-        static LAST: std::cell::RefCell<Last> = const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<Last> =
+            const { std::cell::RefCell::new((Vec::new(), None, 0.0)) };
     }
-    LAST.with_borrow_mut(|last| match last {
-        Some((t, c, ppy)) if t.as_slice() == ts && c == calendar => *ppy,
-        _ => {
-            let ppy = periods_per_year_in(ts, calendar);
-            *last = Some((ts.to_vec(), calendar.clone(), ppy));
-            ppy
+    LAST.with_borrow_mut(|(t, c, ppy)| {
+        if t.as_slice() != ts || c.as_ref() != Some(calendar) {
+            *ppy = periods_per_year_in(ts, calendar);
+            t.clear();
+            t.extend_from_slice(ts);
+            *c = Some(calendar.clone());
         }
+        *ppy
     })
 }
 
