@@ -432,7 +432,8 @@ pub struct RunData {
     pub portfolio_metrics: BTreeMap<String, Value>,
     /// `metrics.json` benchmark metrics.
     pub benchmark_metrics: BTreeMap<String, Value>,
-    /// `metrics.json` per-symbol metrics.
+    /// `metrics.json` per-symbol metrics: those [`load_run_meta`] was
+    /// asked to keep.
     pub symbol_metrics: BTreeMap<String, BTreeMap<String, Value>>,
     /// The portfolio curve.
     pub portfolio: Curve,
@@ -446,11 +447,11 @@ pub struct RunData {
 
 fn object(
     path: &Path,
-    v: Option<&Value>,
+    v: Option<Value>,
     key: &str,
 ) -> Result<BTreeMap<String, Value>, ReportError> {
     match v {
-        Some(Value::Object(m)) => Ok(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Some(Value::Object(m)) => Ok(m.into_iter().collect()),
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(_) => Err(ReportError::Json {
             path: path.to_path_buf(),
@@ -459,30 +460,153 @@ fn object(
     }
 }
 
-/// Reads `run.json` and `metrics.json` (small) and checks the version.
-pub fn load_run_meta(dir: &Path) -> Result<RunData, ReportError> {
+/// Reads `run.json` and `metrics.json` and checks the version. Of each
+/// symbol's metrics only those `keep` accepts are kept (the others are skipped
+/// while parsing: a 10,000-symbol `metrics.json` is 38 MB, and the report
+/// shows a few metrics per symbol); the portfolio's and benchmark's are
+/// kept whole.
+pub fn load_run_meta(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<RunData, ReportError> {
     let run_path = dir.join("run.json");
     let run = read_json(&run_path)?;
     check_version(&run_path, &run)?;
     let mpath = dir.join("metrics.json");
-    let metrics = read_json(&mpath)?;
-    let portfolio_metrics = object(&mpath, metrics.get("portfolio"), "portfolio")?;
-    let benchmark_metrics = object(&mpath, metrics.get("benchmark"), "benchmark")?;
-    let mut symbol_metrics = BTreeMap::new();
-    for (sym, m) in object(&mpath, metrics.get("symbols"), "symbols")? {
-        let key = format!("symbols.{sym}");
-        symbol_metrics.insert(sym, object(&mpath, Some(&m), &key)?);
-    }
+    let text = std::fs::read(&mpath).map_err(io(&mpath))?;
+    let mut de = serde_json::Deserializer::from_slice(&text);
+    let metrics = serde::de::DeserializeSeed::deserialize(MetricsSeed(keep), &mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| ReportError::Json {
+            path: mpath.clone(),
+            message: e.to_string(),
+        })?;
+    let portfolio_metrics = object(&mpath, metrics.portfolio, "portfolio")?;
+    let benchmark_metrics = object(&mpath, metrics.benchmark, "benchmark")?;
     Ok(RunData {
         run,
         portfolio_metrics,
         benchmark_metrics,
-        symbol_metrics,
+        symbol_metrics: metrics.symbols,
         portfolio: Curve::default(),
         benchmark: Curve::default(),
         panels: BTreeMap::new(),
         memory: None,
     })
+}
+
+/// What [`load_run_meta`] keeps of `metrics.json`.
+#[derive(Default)]
+struct MetricsFile {
+    portfolio: Option<Value>,
+    benchmark: Option<Value>,
+    symbols: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// Parses `metrics.json` into a [`MetricsFile`], keeping of each symbol's
+/// metrics only the names given (the rest is skipped unparsed into values).
+struct MetricsSeed<'a>(&'a dyn Fn(&str) -> bool);
+
+impl<'de> serde::de::DeserializeSeed<'de> for MetricsSeed<'_> {
+    type Value = MetricsFile;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<MetricsFile, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MetricsSeed<'_> {
+    type Value = MetricsFile;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object with `portfolio`, `benchmark` and `symbols`")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<MetricsFile, A::Error> {
+        let mut out = MetricsFile::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "portfolio" => out.portfolio = Some(map.next_value()?),
+                "benchmark" => out.benchmark = Some(map.next_value()?),
+                "symbols" => out.symbols = map.next_value_seed(SymbolsSeed(self.0))?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `metrics.json`'s `symbols` (null: none): symbol → the kept metrics.
+struct SymbolsSeed<'a>(&'a dyn Fn(&str) -> bool);
+
+impl<'de> serde::de::DeserializeSeed<'de> for SymbolsSeed<'_> {
+    type Value = BTreeMap<String, BTreeMap<String, Value>>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for SymbolsSeed<'_> {
+    type Value = BTreeMap<String, BTreeMap<String, Value>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("`symbols` as an object of symbol → metrics")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BTreeMap::new())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BTreeMap::new())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(symbol) = map.next_key::<String>()? {
+            let kept = map.next_value_seed(Kept {
+                keep: self.0,
+                symbol: &symbol,
+            })?;
+            out.insert(symbol, kept);
+        }
+        Ok(out)
+    }
+}
+
+/// One symbol's metrics (null: none), only those `keep` accepts.
+struct Kept<'a> {
+    keep: &'a dyn Fn(&str) -> bool,
+    symbol: &'a str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Kept<'_> {
+    type Value = BTreeMap<String, Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Kept<'_> {
+    type Value = BTreeMap<String, Value>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "`symbols.{}` as an object of metrics", self.symbol)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BTreeMap::new())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(BTreeMap::new())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if (self.keep)(&name) {
+                out.insert(name, map.next_value()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Reads the curves, the panels of `symbols`, and `memory.parquet`: only
@@ -942,8 +1066,9 @@ pub struct TradeRow {
 }
 
 /// The trades of `symbols` from `trades.parquet` (none when the file is
-/// absent), in file order. Separate from [`load_run_series`] so that the
-/// trade list reads the columns only it shows.
+/// absent), in file order, read from the row groups and pages that may
+/// hold them ([`for_each_batch_of`]). Separate from [`load_run_series`] so
+/// that the trade list reads the columns only it shows.
 pub fn read_trade_rows(
     dir: &Path,
     symbols: &BTreeSet<String>,
@@ -965,7 +1090,7 @@ pub fn read_trade_rows(
         "bars_held",
         "exit_reason",
     ];
-    for_each_batch(&path, &columns, |b| {
+    for_each_batch_of(&path, &columns, "symbol", symbols, |b| {
         let rows = b.rows_where("symbol", |s| symbols.contains(s))?;
         if rows.is_empty() {
             return Ok(());
@@ -1067,4 +1192,62 @@ pub fn read_walk_forward(dir: &Path) -> Result<Option<WalkForwardData>, ReportEr
         curve,
         benchmark,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_metrics(metrics: &str) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let run = format!("{{\"format_version\": {SUPPORTED_FORMAT_VERSION}}}");
+        std::fs::write(t.path().join("run.json"), run).unwrap();
+        std::fs::write(t.path().join("metrics.json"), metrics).unwrap();
+        t
+    }
+
+    #[test]
+    fn run_meta_keeps_only_the_symbol_metrics_asked_for() {
+        let t = dir_with_metrics(
+            r#"{"portfolio": {"sharpe": 1.5, "per_year": [{"year": 2020}]},
+                "other": {"deep": [1, {"x": null}]},
+                "benchmark": null,
+                "symbols": {
+                    "AAA": {"sharpe": 0.5, "cagr": 0.1, "start": "2020-01-01", "table": [1, 2]},
+                    "B\u0007B": null,
+                    "CCC": {"cagr": null}
+                }}"#,
+        );
+        let keep = |k: &str| k == "sharpe" || k == "start";
+        let m = load_run_meta(t.path(), &keep).unwrap();
+        // The portfolio is kept whole, nested values too.
+        assert_eq!(m.portfolio_metrics.len(), 2);
+        assert_eq!(m.portfolio_metrics["per_year"][0]["year"], 2020);
+        assert!(m.benchmark_metrics.is_empty());
+        let names: Vec<&str> = m.symbol_metrics.keys().map(String::as_str).collect();
+        assert_eq!(names, ["AAA", "B\u{7}B", "CCC"]);
+        let a = &m.symbol_metrics["AAA"];
+        assert_eq!(
+            a.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["sharpe", "start"]
+        );
+        assert_eq!(a["sharpe"], 0.5);
+        assert!(m.symbol_metrics["B\u{7}B"].is_empty());
+        assert!(m.symbol_metrics["CCC"].is_empty());
+    }
+
+    #[test]
+    fn run_meta_names_the_symbol_whose_metrics_are_not_an_object() {
+        let t = dir_with_metrics(r#"{"symbols": {"AAA": {}, "ZZZ": [1, 2]}}"#);
+        let e = load_run_meta(t.path(), &|_| true).unwrap_err().to_string();
+        assert!(e.contains("metrics.json"), "{e}");
+        assert!(e.contains("`symbols.ZZZ` as an object of metrics"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+        let t = dir_with_metrics(r#"{"symbols": {}} trailing"#);
+        let e = load_run_meta(t.path(), &|_| true).unwrap_err().to_string();
+        assert!(e.contains("trailing characters"), "{e}");
+        let t = dir_with_metrics(r#"{"portfolio": 3}"#);
+        let e = load_run_meta(t.path(), &|_| true).unwrap_err().to_string();
+        assert!(e.contains("`portfolio` is not an object"), "{e}");
+    }
 }

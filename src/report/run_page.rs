@@ -329,6 +329,7 @@ const SYMBOL_CHART_HEIGHT: u32 = 640;
 
 /// Columns of the per-symbol table (a subset keeps a 1,000-symbol page
 /// small; `metrics.json` has them all).
+/// The per-symbol table's columns.
 const SYMBOL_COLUMNS: [&str; 9] = [
     "total_return",
     "cagr",
@@ -620,7 +621,10 @@ pub fn render_run_report_parts(
     dir: &Path,
     opts: &ReportOptions,
 ) -> Result<(ReportSummary, RunReportParts), ReportError> {
-    let mut data: RunData = load::load_run_meta(dir)?;
+    // Of each symbol's metrics the report reads the table's columns and
+    // the first and last bar (coverage).
+    let read = |k: &str| SYMBOL_COLUMNS.contains(&k) || k == "start" || k == "end";
+    let mut data: RunData = load::load_run_meta(dir, &read)?;
     let chosen = choose_symbols(&data.symbol_metrics, opts.symbols_in_report);
     let set: BTreeSet<String> = chosen.iter().cloned().collect();
     load::load_run_series(dir, &mut data, &set)?;

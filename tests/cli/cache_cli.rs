@@ -249,8 +249,21 @@ fn kill_9_mid_run_leaves_a_usable_cache() {
     let t = tempfile::tempdir().unwrap();
     let want = no_cache_digest();
     let mut killed_running = 0;
-    for delay_ms in [150u64, 400, 900] {
-        let mut child = driver(&["selftest", "--symbols", "400", "--bars", "600"], t.path())
+    // Kill points as shares of an uninterrupted cold run on this machine
+    // (fixed delays let a fast machine finish before the first kill).
+    let work = ["selftest", "--symbols", "400", "--bars", "600"];
+    let scratch = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let full = driver(&work, scratch.path()).output().unwrap();
+    assert!(
+        full.status.success(),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    let whole = started.elapsed();
+    for share in [0.15, 0.4, 0.7] {
+        let delay_ms = (whole.as_secs_f64() * share * 1000.0) as u64;
+        let mut child = driver(&work, t.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
