@@ -137,8 +137,9 @@ pub struct Layout {
 /// Version 3: a run's per-bar `symbol` and `aggregate` columns built as
 /// runs ([`RunsEncoder`]). Version 4: their `ts` statistics computed by
 /// the encoder ([`ValueEncoder`]), none in the page headers. Version 5:
-/// their column index cuts names to 64 bytes.
-pub const LAYOUT_VERSION: u32 = 5;
+/// their column index cuts names to 64 bytes. Version 6: the `symbol`
+/// column of a run's `trades.parquet` built as runs too.
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -387,28 +388,81 @@ impl Table {
     /// own rayon task. Nothing is written for zero rows.
     pub fn write(&mut self, columns: Vec<ArrayRef>) -> Result<(), WriteError> {
         let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.err(e))?;
-        let rows = batch.num_rows();
+        self.write_columns(batch.columns().iter().cloned().map(Column::Array).collect())
+    }
+
+    /// [`Table::write`] with string columns given as runs
+    /// ([`Column::Runs`], encoded by [`RunsEncoder`]). An array must be of
+    /// its field's type, without nulls where the field has none.
+    pub fn write_columns(&mut self, columns: Vec<Column<'_>>) -> Result<(), WriteError> {
+        let fields = self.schema.fields().clone();
+        if columns.len() != fields.len() {
+            return Err(self.err(format!(
+                "{} columns for a schema of {}",
+                columns.len(),
+                fields.len()
+            )));
+        }
+        let mut rows = None;
+        for (c, f) in columns.iter().zip(fields.iter()) {
+            let n = match c {
+                Column::Array(a) => {
+                    if a.data_type() != f.data_type() || (!f.is_nullable() && a.null_count() > 0) {
+                        return Err(self.err(format!(
+                            "column `{}`: {} values{} for a field of {}",
+                            f.name(),
+                            a.data_type(),
+                            if a.null_count() > 0 {
+                                " with nulls"
+                            } else {
+                                ""
+                            },
+                            f
+                        )));
+                    }
+                    a.len()
+                }
+                Column::Runs(r) => r.iter().map(|r| r.1).sum(),
+            };
+            if *rows.get_or_insert(n) != n {
+                return Err(self.err(format!(
+                    "column `{}` has {n} rows, the first {}",
+                    f.name(),
+                    rows.unwrap_or(0)
+                )));
+            }
+        }
+        let rows = rows.unwrap_or(0);
         let step = self.props.max_row_group_size().max(1);
         let mut start = 0;
         while start < rows {
             let len = step.min(rows - start);
-            let part = batch.slice(start, len);
             let writers = self.column_writers()?;
-            let fields = self.schema.fields().clone();
             let floats: Vec<Option<ValueEncoder>> =
                 (0..fields.len()).map(|i| self.value_encoder(i)).collect();
+            let runs: Vec<Option<RunsEncoder>> =
+                (0..fields.len()).map(|i| self.runs_encoder(i)).collect();
             let chunks = writers
                 .into_par_iter()
                 .zip(floats)
-                .zip(part.columns().par_iter())
+                .zip(runs)
+                .zip(columns.par_iter())
                 .zip(fields.par_iter())
-                .map(|(((mut w, float), col), field)| match float {
-                    Some(f) => f.encode([col.as_ref()]),
-                    None => {
-                        write_column(&mut w, field, col.clone())?;
-                        w.close().map(Chunk::Arrow).map_err(|e| e.to_string())
-                    }
-                })
+                .map(
+                    |((((mut w, float), runs), col), field)| match (col, float, runs) {
+                        (Column::Array(a), Some(f), _) => f.encode([a.slice(start, len).as_ref()]),
+                        (Column::Array(a), None, _) => {
+                            write_column(&mut w, field, a.slice(start, len))?;
+                            w.close().map(Chunk::Arrow).map_err(|e| e.to_string())
+                        }
+                        (Column::Runs(r), _, Some(e)) => {
+                            e.encode(&runs_within(r, start..start + len))
+                        }
+                        (Column::Runs(_), _, None) => {
+                            Err(format!("column `{}` is not a string column", field.name()))
+                        }
+                    },
+                )
                 .collect::<Result<Vec<Chunk>, String>>()
                 .map_err(|e| self.err(e))?;
             self.append_chunks(chunks)?;
@@ -431,6 +485,37 @@ impl Table {
     }
 }
 
+/// The rows of one column for [`Table::write_columns`].
+#[derive(Clone)]
+pub enum Column<'a> {
+    /// The values.
+    Array(ArrayRef),
+    /// A string column as runs of one value (`None`: null) and their
+    /// rows, in row order ([`RunsEncoder`]).
+    Runs(Vec<(Option<&'a str>, usize)>),
+}
+
+/// The part of `runs` (values and their rows, in row order) that covers
+/// rows `range`.
+fn runs_within<'a>(
+    runs: &[(Option<&'a str>, usize)],
+    range: std::ops::Range<usize>,
+) -> Vec<(Option<&'a str>, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &(v, n) in runs {
+        let (lo, hi) = (at.max(range.start), (at + n).min(range.end));
+        if lo < hi {
+            out.push((v, hi - lo));
+        }
+        at += n;
+        if at >= range.end {
+            break;
+        }
+    }
+    out
+}
+
 /// One encoded column chunk of a row group, for [`Table::append_chunks`].
 pub enum Chunk {
     /// Encoded by parquet-rs's Arrow writer ([`Table::column_writers`]).
@@ -442,6 +527,20 @@ pub enum Chunk {
         /// What the column writer returned on closing.
         close: ColumnCloseResult,
     },
+}
+
+impl Chunk {
+    /// A copy of a [`Chunk::Pages`] (its bytes are shared); `None` for a
+    /// chunk of the Arrow writer, which cannot be copied.
+    pub fn pages_clone(&self) -> Option<Chunk> {
+        match self {
+            Chunk::Pages { data, close } => Some(Chunk::Pages {
+                data: data.clone(),
+                close: close.clone(),
+            }),
+            Chunk::Arrow(_) => None,
+        }
+    }
 }
 
 /// Encodes one `Float64` or timestamp (µs) column of a row group with
@@ -630,14 +729,15 @@ impl ValueEncoder {
                     ))
                 }
                 Some(nulls) => {
+                    // Run by run of valid rows (a warm-up's nulls are one).
                     levels.clear();
                     values.clear();
-                    for (&v, valid) in a.values().iter().zip(nulls.iter()) {
-                        levels.push(i16::from(valid));
-                        if valid {
-                            values.push(v);
-                        }
+                    for (start, end) in nulls.inner().set_slices() {
+                        levels.resize(start, 0);
+                        levels.resize(end, 1);
+                        values.extend_from_slice(&a.values()[start..end]);
                     }
+                    levels.resize(a.len(), 0);
                     w.write_batch(&values, Some(&levels), None)
                 }
             };
@@ -1138,7 +1238,9 @@ mod tests {
         // Some failing writes do hide the cause without the trace.
         assert!(opaque > 0, "parquet-rs now names the cause itself");
     }
-    use arrow_array::{Float64Array, TimestampMicrosecondArray};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float64Type;
+    use arrow_array::{Float64Array, Int64Array, TimestampMicrosecondArray};
     use arrow_schema::Schema;
 
     /// A float or timestamp column written by [`ValueEncoder`] has the
@@ -1385,6 +1487,110 @@ mod tests {
     /// each page's value in the column index, so a reader can skip to a
     /// symbol's pages; a column without statistics has no column index;
     /// a null in a non-nullable column is refused.
+    #[test]
+    fn write_columns_splits_runs_across_row_groups_and_refuses_bad_columns() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, false),
+            Field::new("x", DataType::Float64, false),
+            Field::new("n", DataType::Int64, true),
+            Field::new("f", DataType::Float64, true),
+        ]));
+        let layout = Layout {
+            row_group_rows: 4,
+            ..Layout::default()
+        };
+        let path = dir.path().join("t.parquet");
+        let mut t = Table::create_with(&path, schema.clone(), &["symbol"], &layout).unwrap();
+        // Runs that end at, cross and span row-group boundaries (4 rows).
+        let runs = vec![
+            (Some("a"), 1),
+            (Some("b"), 0),
+            (Some("c"), 6),
+            (Some("d"), 3),
+        ];
+        let want: Vec<&str> = runs
+            .iter()
+            .flat_map(|&(v, n)| std::iter::repeat_n(v.unwrap(), n))
+            .collect();
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let n: Vec<Option<i64>> = (0..10).map(|i| (i % 3 != 0).then_some(i)).collect();
+        // Nulls at bits a row group's slice starts inside a byte.
+        let f: Vec<Option<f64>> = (0..10)
+            .map(|i| (i % 4 != 1 && i != 8).then_some(f64::from(i) * 0.5))
+            .collect();
+        let columns = |runs: Vec<(Option<&'static str>, usize)>| {
+            vec![
+                Column::Runs(runs),
+                Column::Array(Arc::new(Float64Array::from(x.clone()))),
+                Column::Array(Arc::new(Int64Array::from(n.clone()))),
+                Column::Array(Arc::new(Float64Array::from(f.clone()))),
+            ]
+        };
+        t.write_columns(columns(runs.clone())).unwrap();
+        // Refused: rows that differ, a type that differs, nulls in a
+        // non-nullable field, runs of a non-string column, a column short.
+        let e = t.write_columns(columns(vec![(Some("a"), 9)])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("column `x` has 10 rows, the first 9"),
+            "{e}"
+        );
+        let mut bad = columns(runs.clone());
+        bad[1] = Column::Array(Arc::new(Int64Array::from(vec![1i64; 10])));
+        let e = t.write_columns(bad).unwrap_err();
+        assert!(e.to_string().contains("column `x`: Int64 values"), "{e}");
+        let mut bad = columns(runs.clone());
+        bad[1] = Column::Array(Arc::new(Float64Array::from(vec![None; 10])));
+        let e = t.write_columns(bad).unwrap_err();
+        assert!(e.to_string().contains("with nulls"), "{e}");
+        let mut bad = columns(runs.clone());
+        bad[2] = Column::Runs(vec![(Some("z"), 10)]);
+        let e = t.write_columns(bad).unwrap_err();
+        assert!(e.to_string().contains("`n` is not a string column"), "{e}");
+        let e = t.write_columns(columns(runs)[..2].to_vec()).unwrap_err();
+        assert!(e.to_string().contains("2 columns for a schema of 4"), "{e}");
+        t.finish().unwrap();
+
+        let file = std::fs::File::open(&path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let groups: Vec<i64> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(groups, [4, 4, 2]);
+        let (mut sym, mut xs, mut ns, mut fs) = (vec![], vec![], vec![], vec![]);
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            sym.extend(
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap().to_string()),
+            );
+            xs.extend(
+                b.column(1)
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+            ns.extend(
+                b.column(2)
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .iter(),
+            );
+            fs.extend(b.column(3).as_primitive::<Float64Type>().iter());
+        }
+        assert_eq!(fs, f);
+        assert_eq!(sym, want);
+        assert_eq!(xs, x);
+        assert_eq!(ns, n);
+    }
+
     #[test]
     fn runs_encoder_round_trips_with_statistics_and_page_index() {
         use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};

@@ -1099,26 +1099,41 @@ impl ChunkSink for Stream {
 
 /// Every timestamp of the active windows, sorted and de-duplicated: a
 /// superset of the portfolio's timeline (a symbol the backtester refuses
-/// drops out later). Built by merging one window at a time, so memory is
-/// the calendar, never symbols × bars; each series' pages are released
-/// after reading.
+/// drops out later). Each chunk of [`RUN_CHUNK`] series is merged one
+/// window at a time on its own task, then the chunks' unions in pairs, so
+/// memory is a few calendars, never symbols × bars; each series' pages
+/// are released after reading.
 pub(crate) fn window_timeline(data: &Dataset, active: &[ActiveSeries]) -> Vec<i64> {
-    let mut timeline: Vec<i64> = Vec::new();
-    for (k, a) in active.iter().enumerate() {
-        let ts = &data.view(a.idx).ts[a.window.clone()];
-        if !is_subset(ts, &timeline) {
-            timeline = merge_sorted(&timeline, ts);
-        }
-        data.release(a.idx);
-        // Fault-around maps neighbours' pages that per-series releases
-        // miss: release everything now and then, or a 10,000-symbol run
-        // holds most of the store resident (see `Dataset::release_all`).
-        if k % RUN_CHUNK == RUN_CHUNK - 1 {
+    // Each chunk's union on its own task, then the unions merged in pairs
+    // (a union is the same whatever the order).
+    let unions: Vec<i64> = active
+        .par_chunks(RUN_CHUNK)
+        .map(|chunk| {
+            let mut timeline: Vec<i64> = Vec::new();
+            for a in chunk {
+                let ts = &data.view(a.idx).ts[a.window.clone()];
+                if !is_subset(ts, &timeline) {
+                    timeline = merge_sorted(&timeline, ts);
+                }
+                data.release(a.idx);
+            }
+            // Fault-around maps neighbours' pages that per-series
+            // releases miss: release everything after each chunk, or a
+            // 10,000-symbol run holds most of the store resident (see
+            // `Dataset::release_all`).
             data.release_all();
-        }
-    }
-    data.release_all();
-    timeline
+            timeline
+        })
+        .reduce(Vec::new, |a, b| {
+            if is_subset(&b, &a) {
+                a
+            } else if is_subset(&a, &b) {
+                b
+            } else {
+                merge_sorted(&a, &b)
+            }
+        });
+    unions
 }
 
 /// Whether every element of sorted `a` is in sorted `b`.

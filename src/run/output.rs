@@ -10,17 +10,21 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{
-    ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
-use arrow_buffer::{BooleanBufferBuilder, NullBuffer};
+use arrow_buffer::{BooleanBuffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_writer::ArrowColumnWriter;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::parquet_write::{write_column, Chunk, RunsEncoder, Table, ValueEncoder, WriteError};
+use crate::parquet_write::{
+    write_column, Chunk, Column, RunsEncoder, Table, ValueEncoder, WriteError,
+};
 
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
 use crate::backtest::{Calendar, PortfolioSum, Side, Trade, TradeStat};
@@ -408,11 +412,7 @@ fn take_columns(
     }
     if on(BarColumn::Avg) {
         // NaN (warm-up) is written as null.
-        let mut valid = BooleanBufferBuilder::new(avg.len());
-        for a in &avg {
-            valid.append(!a.is_nan());
-        }
-        let nulls = NullBuffer::new(valid.finish());
+        let nulls = NullBuffer::new(BooleanBuffer::collect_bool(avg.len(), |i| !avg[i].is_nan()));
         let nulls = (nulls.null_count() > 0).then_some(nulls);
         c[BarColumn::Avg as usize] = Some(Arc::new(Float64Array::new(avg.into(), nulls)));
     }
@@ -511,9 +511,9 @@ impl Book {
 /// trades' statistics and the per-symbol metrics, never every symbol's
 /// bars.
 ///
-/// [`RunWriter::push`] only queues a symbol; [`RunWriter::drain`] encodes
-/// the full batches, every column of the three files on its own rayon
-/// task while the portfolio sums on another, so a caller can run it beside
+/// [`RunWriter::push`] only queues a symbol; [`RunWriter::drain`] sums
+/// the full batches into the portfolio and encodes them, every column of
+/// the three files on its own rayon task, so a caller can run it beside
 /// the computation of the next symbols ([`crate::run::run_to_dir`] does).
 /// The bytes depend only on the symbols pushed and their order (batches
 /// always hold the same symbols, row groups are cut at symbol boundaries),
@@ -521,10 +521,7 @@ impl Book {
 /// of shards give identical files at any thread count.
 pub struct RunWriter {
     dir: PathBuf,
-    outputs: Outputs,
-    equity: Table,
-    signals: Option<Table>,
-    trade_table: Option<Table>,
+    files: Files,
     pending: Vec<SymbolResult>,
     ready: Vec<Vec<SymbolResult>>,
     book: Book,
@@ -534,6 +531,15 @@ pub struct RunWriter {
     account: Option<crate::backtest::Curve>,
     /// Shared cash: `equity.parquet` has a `gross` column.
     gross: bool,
+}
+
+/// The Parquet files of a run being written.
+struct Files {
+    outputs: Outputs,
+    equity: Table,
+    signals: Option<Table>,
+    trades: Option<Table>,
+    ts_memo: TsMemo,
 }
 
 impl RunWriter {
@@ -567,14 +573,17 @@ impl RunWriter {
             .transpose()?;
         Ok(RunWriter {
             dir: dir.to_path_buf(),
-            outputs,
-            equity: Table::create(
-                &dir.join("equity.parquet"),
-                equity_schema(outputs.drawdown, shared),
-                &BAR_KEYS,
-            )?,
-            signals,
-            trade_table,
+            files: Files {
+                outputs,
+                equity: Table::create(
+                    &dir.join("equity.parquet"),
+                    equity_schema(outputs.drawdown, shared),
+                    &BAR_KEYS,
+                )?,
+                signals,
+                trades: trade_table,
+                ts_memo: TsMemo::default(),
+            },
             pending: Vec::with_capacity(SYMBOLS_PER_BATCH),
             ready: Vec::new(),
             book: Book {
@@ -594,7 +603,7 @@ impl RunWriter {
 
     /// The result files being written.
     pub fn outputs(&self) -> Outputs {
-        self.outputs
+        self.files.outputs
     }
 
     /// Shared cash: the portfolio is `curve` (the account's equity and
@@ -628,14 +637,123 @@ impl RunWriter {
     }
 
     /// Writes one batch: the book adds its symbols in order, then its row
-    /// groups go into the files, every column of every file on its own
-    /// rayon task.
+    /// groups go into the files ([`Files::encode`]).
     fn write_batch(&mut self, batch: Vec<SymbolResult>) -> Result<(), OutputError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
         for s in &batch {
             self.book.add(s);
+        }
+        self.files.encode(batch)
+    }
+
+    /// Writes the last batch, the portfolio and benchmark rows and
+    /// `metrics.json`, closes the files and returns the run's summary.
+    ///
+    /// The portfolio's metrics are computed while the last batches are
+    /// encoded (the book has every symbol once they are added).
+    pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
+        let last = std::mem::take(&mut self.pending);
+        self.ready.push(last);
+        let batches = std::mem::take(&mut self.ready);
+        for s in batches.iter().flatten() {
+            self.book.add(s);
+        }
+        let RunWriter {
+            dir,
+            mut files,
+            book,
+            capital_per_symbol,
+            settings,
+            account,
+            gross,
+            ..
+        } = self;
+        let (metrics, encoded) = rayon::join(
+            || {
+                let (summed, benchmark) = book.portfolio.finish();
+                let portfolio = account.unwrap_or(summed);
+                let calendar = match book.calendar {
+                    Some((c, false)) => c,
+                    _ => Calendar::utc(),
+                };
+                let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
+                    &portfolio,
+                    &benchmark,
+                    &book.trades,
+                    &book.fees,
+                    capital_per_symbol,
+                    &settings.options(calendar),
+                );
+                let warnings = super::frequency_warnings(
+                    book.symbols
+                        .iter()
+                        .map(|s| (s.symbol.as_str(), s.metrics.periods_per_year)),
+                    &portfolio_metrics,
+                );
+                (
+                    portfolio,
+                    benchmark,
+                    portfolio_metrics,
+                    benchmark_metrics,
+                    warnings,
+                )
+            },
+            || batches.into_iter().try_for_each(|b| files.encode(b)),
+        );
+        encoded?;
+        let (portfolio, benchmark, portfolio_metrics, benchmark_metrics, warnings) = metrics;
+        let Files {
+            outputs,
+            mut equity,
+            signals,
+            trades,
+            ..
+        } = files;
+        equity.write(aggregate_columns(
+            &[
+                (Aggregate::Portfolio, &portfolio),
+                (Aggregate::Benchmark, &benchmark),
+            ],
+            outputs.drawdown,
+            gross,
+        ))?;
+        let summary = RunSummary {
+            symbols: book.symbols,
+            skipped,
+            portfolio,
+            benchmark,
+            portfolio_metrics,
+            benchmark_metrics,
+            capital_per_symbol,
+            engine_bars: book.engine_bars,
+            warnings,
+        };
+        let finish = |t: Option<Table>| t.map_or(Ok(()), |t| t.finish().map_err(OutputError::from));
+        let ((a, b), (c, d)) = rayon::join(
+            || {
+                rayon::join(
+                    || equity.finish().map_err(OutputError::from),
+                    || finish(signals),
+                )
+            },
+            || {
+                rayon::join(
+                    || finish(trades),
+                    || write_json(&dir.join("metrics.json"), &MetricsDoc(&summary)),
+                )
+            },
+        );
+        a.and(b).and(c).and(d)?;
+        Ok(summary)
+    }
+}
+
+impl Files {
+    /// Encodes one batch of symbols: their row groups of
+    /// `equity.parquet` and `signals.parquet` (every column of every file
+    /// on its own rayon task) beside their trades' rows.
+    fn encode(&mut self, batch: Vec<SymbolResult>) -> Result<(), OutputError> {
+        if batch.is_empty() {
+            return Ok(());
         }
         let mut tables: Vec<&mut Table> = Vec::new();
         if self.outputs.equity {
@@ -657,92 +775,36 @@ impl RunWriter {
         let fill = Fill::new(longest);
         let mut symbols = batch.into_iter();
         let mut trades: Vec<Trade> = Vec::new();
-        for g in groups {
-            let cols: Vec<SymbolColumns> = symbols
-                .by_ref()
-                .take(g.len())
-                .map(|s| {
-                    let (c, t) = take_columns(s, &want, &fill);
-                    trades.extend(t);
-                    c
-                })
-                .collect();
-            encode_bar_group(&mut tables, &cols)?;
-        }
-        if let Some(t) = self.trade_table.as_mut() {
-            if !trades.is_empty() {
-                let refs: Vec<&Trade> = trades.iter().collect();
-                t.write(trade_columns(&refs))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the last batch, the portfolio and benchmark rows and
-    /// `metrics.json`, closes the files and returns the run's summary.
-    pub fn finish(mut self, skipped: Vec<Skipped>) -> Result<RunSummary, OutputError> {
-        let last = std::mem::take(&mut self.pending);
-        self.ready.push(last);
-        self.drain()?;
-        let book = self.book;
-        let (summed, benchmark) = book.portfolio.finish();
-        let portfolio = self.account.take().unwrap_or(summed);
-        let calendar = match book.calendar {
-            Some((c, false)) => c,
-            _ => Calendar::utc(),
-        };
-        let (portfolio_metrics, benchmark_metrics) = super::portfolio_metrics(
-            &portfolio,
-            &benchmark,
-            &book.trades,
-            &book.fees,
-            self.capital_per_symbol,
-            &self.settings.options(calendar),
-        );
-        let warnings = super::frequency_warnings(
-            book.symbols
-                .iter()
-                .map(|s| (s.symbol.as_str(), s.metrics.periods_per_year)),
-            &portfolio_metrics,
-        );
-        let mut equity = self.equity;
-        equity.write(aggregate_columns(
-            &[
-                (Aggregate::Portfolio, &portfolio),
-                (Aggregate::Benchmark, &benchmark),
-            ],
-            self.outputs.drawdown,
-            self.gross,
-        ))?;
-        let summary = RunSummary {
-            symbols: book.symbols,
-            skipped,
-            portfolio,
-            benchmark,
-            portfolio_metrics,
-            benchmark_metrics,
-            capital_per_symbol: self.capital_per_symbol,
-            engine_bars: book.engine_bars,
-            warnings,
-        };
-        let (signals, trades, dir) = (self.signals, self.trade_table, self.dir);
-        let finish = |t: Option<Table>| t.map_or(Ok(()), |t| t.finish().map_err(OutputError::from));
-        let ((a, b), (c, d)) = rayon::join(
+        let parts: Vec<Vec<SymbolColumns>> = groups
+            .into_iter()
+            .map(|g| {
+                symbols
+                    .by_ref()
+                    .take(g.len())
+                    .map(|s| {
+                        let (c, t) = take_columns(s, &want, &fill);
+                        trades.extend(t);
+                        c
+                    })
+                    .collect()
+            })
+            .collect();
+        let trade_table = self.trades.as_mut();
+        let ts_memo = &mut self.ts_memo;
+        let (bars, trades) = rayon::join(
             || {
-                rayon::join(
-                    || equity.finish().map_err(OutputError::from),
-                    || finish(signals),
-                )
+                parts
+                    .iter()
+                    .try_for_each(|cols| encode_bar_group(&mut tables, cols, Some(&mut *ts_memo)))
             },
-            || {
-                rayon::join(
-                    || finish(trades),
-                    || write_json(&dir.join("metrics.json"), &MetricsDoc(&summary)),
-                )
+            || match trade_table {
+                Some(t) if !trades.is_empty() => t
+                    .write_columns(trade_columns(&trades))
+                    .map_err(OutputError::from),
+                _ => Ok(()),
             },
         );
-        a.and(b).and(c).and(d)?;
-        Ok(summary)
+        bars.and(trades)
     }
 }
 
@@ -789,11 +851,66 @@ fn aggregate_columns(
     cols
 }
 
+/// The `ts` column chunk of the last row group encoded, with its values:
+/// the next group's chunk when its values are the same (a run whose
+/// symbols share a calendar has the same `ts` in every full row group).
+#[derive(Default)]
+struct TsMemo {
+    values: Vec<i64>,
+    chunk: Option<Chunk>,
+}
+
+impl TsMemo {
+    /// The chunk kept, if `group`'s `ts` values are the ones it was
+    /// encoded from.
+    fn chunk_of(&self, group: &[SymbolColumns]) -> Option<Chunk> {
+        let chunk = self.chunk.as_ref()?;
+        let mut at = 0;
+        for c in group {
+            let ts = c.arrays[BarColumn::Ts as usize]
+                .as_ref()?
+                .as_primitive_opt::<TimestampMicrosecondType>()?;
+            let v = ts.values();
+            if ts.null_count() > 0 || self.values.get(at..at + v.len())? != v.as_ref() {
+                return None;
+            }
+            at += v.len();
+        }
+        (at == self.values.len())
+            .then(|| chunk.pages_clone())
+            .flatten()
+    }
+
+    /// Keeps `chunk`, encoded from `group`'s `ts`.
+    fn keep(&mut self, group: &[SymbolColumns], chunk: &Chunk) {
+        self.values.clear();
+        for c in group {
+            if let Some(ts) = c.arrays[BarColumn::Ts as usize]
+                .as_ref()
+                .and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>())
+            {
+                self.values.extend_from_slice(ts.values());
+            }
+        }
+        self.chunk = chunk.pages_clone();
+    }
+}
+
 /// Encodes one row group of whole symbols (their columns, in order) into
 /// each of `tables` (the per-bar files), every column of every file on its
 /// own rayon task, fed symbol by symbol, and appends the groups in file
 /// order.
-fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Result<(), OutputError> {
+///
+/// With `memo`, the `ts` column is encoded once for all the files (their
+/// `ts` is the same column, written with the same properties: the chunk
+/// is the same bytes) and not at all when its values are the last
+/// group's ([`TsMemo`]); the files' bytes are those of encoding every
+/// `ts` (tested).
+fn encode_bar_group(
+    tables: &mut [&mut Table],
+    group: &[SymbolColumns],
+    memo: Option<&mut TsMemo>,
+) -> Result<(), OutputError> {
     struct Job {
         file: usize,
         encoder: Encoder,
@@ -802,12 +919,17 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
     }
     /// Float and timestamp columns skip the Arrow writer's per-row work
     /// ([`ValueEncoder`]), `symbol` and `aggregate` are runs
-    /// ([`RunsEncoder`]); the others go through the Arrow writer.
+    /// ([`RunsEncoder`]); the others go through the Arrow writer. `Same`:
+    /// the shared `ts` chunk, filled in once encoded.
     enum Encoder {
         Values(ValueEncoder),
         Runs(RunsEncoder),
         Arrow(Box<ArrowColumnWriter>),
+        Same(Option<Box<Chunk>>),
     }
+    let kept = memo.as_deref().and_then(|m| m.chunk_of(group));
+    let reused = kept.is_some();
+    let mut ts_encoded = false;
     let mut jobs: Vec<Job> = Vec::new();
     for (file, t) in tables.iter().enumerate() {
         let writers = t.column_writers()?;
@@ -824,8 +946,16 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                 BarColumn::Symbol | BarColumn::Aggregate => t.runs_encoder(i),
                 _ => None,
             };
+            let shared = memo.is_some() && column == BarColumn::Ts;
             let encoder = match (t.value_encoder_with_own_statistics(i), runs) {
-                (Some(f), _) => Encoder::Values(f),
+                (_, _) if shared && reused => {
+                    Encoder::Same(kept.as_ref().and_then(Chunk::pages_clone).map(Box::new))
+                }
+                (_, _) if shared && ts_encoded => Encoder::Same(None),
+                (Some(f), _) => {
+                    ts_encoded |= shared;
+                    Encoder::Values(f)
+                }
                 (None, Some(r)) => Encoder::Runs(r),
                 (None, None) => Encoder::Arrow(Box::new(writer)),
             };
@@ -837,13 +967,14 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
             });
         }
     }
-    let done: Vec<(usize, Result<Chunk, String>)> = jobs
+    let done: Vec<(usize, BarColumn, Result<Option<Chunk>, String>)> = jobs
         .into_par_iter()
         .map(|j| {
             let arrays = group
                 .iter()
                 .filter_map(|c| c.arrays[j.column as usize].as_ref());
             let r = match j.encoder {
+                Encoder::Same(c) => return (j.file, j.column, Ok(c.map(|c| *c))),
                 Encoder::Values(f) => f.encode(arrays.map(|a| a.as_ref())),
                 Encoder::Runs(r) => {
                     let runs: Vec<(Option<&str>, usize)> = group
@@ -860,16 +991,35 @@ fn encode_bar_group(tables: &mut [&mut Table], group: &[SymbolColumns]) -> Resul
                     .try_for_each(|a| write_column(&mut w, &j.field, a))
                     .and_then(|_| w.close().map(Chunk::Arrow).map_err(|e| e.to_string())),
             };
-            (j.file, r)
+            (j.file, j.column, r.map(Some))
         })
         .collect();
     let mut per_file: Vec<Vec<Chunk>> = tables.iter().map(|_| Vec::new()).collect();
-    for (file, r) in done {
+    let mut ts: Option<Chunk> = kept;
+    for (file, column, r) in done {
         let c = r.map_err(|message| OutputError::Parquet {
             path: tables[file].path().to_path_buf(),
             message,
         })?;
+        // Jobs come back in file order: the encoded `ts` before its copies.
+        let c =
+            match (c, column == BarColumn::Ts && memo.is_some()) {
+                (Some(c), true) => {
+                    ts = c.pages_clone();
+                    c
+                }
+                (Some(c), false) => c,
+                (None, _) => ts.as_ref().and_then(Chunk::pages_clone).ok_or_else(|| {
+                    OutputError::Parquet {
+                        path: tables[file].path().to_path_buf(),
+                        message: "no `ts` chunk to share".into(),
+                    }
+                })?,
+            };
         per_file[file].push(c);
+    }
+    if let (Some(m), Some(c), false) = (memo, ts.as_ref(), reused) {
+        m.keep(group, c);
     }
     for (t, chunks) in tables.iter_mut().zip(per_file) {
         t.append_chunks(chunks)?;
@@ -895,11 +1045,17 @@ fn trades_schema() -> Arc<Schema> {
     ]))
 }
 
-fn trade_columns(trades: &[&Trade]) -> Vec<ArrayRef> {
-    vec![
-        Arc::new(StringArray::from_iter_values(
-            trades.iter().map(|t| t.symbol.as_str()),
-        )),
+/// The columns of `trades.parquet`; `symbol` as runs (the trades come
+/// symbol by symbol).
+fn trade_columns(trades: &[Trade]) -> Vec<Column<'_>> {
+    let mut symbols: Vec<(Option<&str>, usize)> = Vec::new();
+    for t in trades {
+        match symbols.last_mut() {
+            Some((Some(s), n)) if *s == t.symbol => *n += 1,
+            _ => symbols.push((Some(&t.symbol), 1)),
+        }
+    }
+    let arrays: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(trades.iter().map(
             |t| match t.side {
                 Side::Long => "long",
@@ -932,7 +1088,10 @@ fn trade_columns(trades: &[&Trade]) -> Vec<ArrayRef> {
         Arc::new(StringArray::from_iter_values(
             trades.iter().map(|t| t.exit_reason.name()),
         )),
-    ]
+    ];
+    std::iter::once(Column::Runs(symbols))
+        .chain(arrays.into_iter().map(Column::Array))
+        .collect()
 }
 
 /// `metrics.json`: `{"benchmark": {...}, "portfolio": {...}, "symbols":
@@ -1106,4 +1265,120 @@ pub fn write_curves_parquet(
         ],
     )?;
     write_parquet(path, &b, &BAR_KEYS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symbol's per-bar columns: `ts` given, the rest made up.
+    fn symbol(name: &str, ts: &[i64]) -> SymbolColumns {
+        let n = ts.len();
+        let f = |k: f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| k + i as f64)))
+        };
+        let mut arrays: [Option<ArrayRef>; BAR_COLUMNS] = Default::default();
+        arrays[BarColumn::Ts as usize] = Some(ts_array(ts.to_vec()));
+        arrays[BarColumn::Equity as usize] = Some(f(100.0));
+        arrays[BarColumn::Position as usize] = Some(f(0.5));
+        arrays[BarColumn::Avg as usize] = Some(Arc::new(Float64Array::from_iter(
+            (0..n).map(|i| (i > 0).then_some(i as f64 / 10.0)),
+        )));
+        arrays[BarColumn::Dir as usize] = Some(Arc::new(Int8Array::from_iter_values(
+            (0..n).map(|i| (i % 3) as i8 - 1),
+        )));
+        SymbolColumns {
+            arrays,
+            symbol: name.to_string(),
+            rows: n,
+        }
+    }
+
+    #[test]
+    fn shared_ts_chunks_write_the_bytes_of_encoding_every_ts() {
+        let day = 86_400_000_000i64;
+        let a: Vec<i64> = (0..7).map(|i| i * day).collect();
+        let b: Vec<i64> = (3..12).map(|i| i * day).collect();
+        // The second group's `ts` is the first's values cut differently;
+        // the fourth repeats the third; the last is the first again.
+        let groups = vec![
+            vec![symbol("A", &a[..4]), symbol("B", &a[4..])],
+            vec![symbol("C", &a[..2]), symbol("D", &a[2..])],
+            vec![symbol("E", &b), symbol("F", &a)],
+            vec![symbol("G", &b), symbol("H", &a)],
+            vec![symbol("I\u{7}", &a[..4]), symbol("J", &a[4..])],
+        ];
+        let write = |memo: bool| -> Vec<Vec<u8>> {
+            let dir = tempfile::tempdir().unwrap();
+            let paths = [dir.path().join("e.parquet"), dir.path().join("s.parquet")];
+            let mut e = Table::create(&paths[0], equity_schema(false, false), &BAR_KEYS).unwrap();
+            let mut s = Table::create(&paths[1], signals_schema(false), &BAR_KEYS).unwrap();
+            let mut m = TsMemo::default();
+            for g in &groups {
+                let mut tables: Vec<&mut Table> = vec![&mut e, &mut s];
+                encode_bar_group(&mut tables, g, memo.then_some(&mut m)).unwrap();
+            }
+            e.finish().unwrap();
+            s.finish().unwrap();
+            paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        };
+        let (shared, each) = (write(true), write(false));
+        assert_eq!(shared[0], each[0], "equity.parquet");
+        assert_eq!(shared[1], each[1], "signals.parquet");
+        // And the files hold every group's `ts`.
+        let file = bytes::Bytes::from(shared[1].clone());
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 64).unwrap();
+        let mut ts = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            ts.extend_from_slice(
+                batch
+                    .column(0)
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values(),
+            );
+        }
+        let want: Vec<i64> = [&a, &a, &b, &a, &b, &a, &a]
+            .iter()
+            .flat_map(|v| v.iter().copied())
+            .collect();
+        assert_eq!(ts, want);
+    }
+
+    #[test]
+    fn ts_memo_answers_only_for_the_same_values() {
+        let mut m = TsMemo::default();
+        let g = vec![symbol("A", &[1, 2, 3]), symbol("B", &[4, 5])];
+        assert!(m.chunk_of(&g).is_none(), "nothing kept yet");
+        let chunk = Chunk::Pages {
+            data: bytes::Bytes::from_static(b"x"),
+            close: {
+                let dir = tempfile::tempdir().unwrap();
+                let t = Table::create(
+                    &dir.path().join("t.parquet"),
+                    signals_schema(false),
+                    &BAR_KEYS,
+                )
+                .unwrap();
+                let enc = t.value_encoder(0).unwrap();
+                match enc.encode([ts_array(vec![1]).as_ref()]).unwrap() {
+                    Chunk::Pages { close, .. } => close,
+                    Chunk::Arrow(_) => unreachable!("a value encoder's chunk"),
+                }
+            },
+        };
+        m.keep(&g, &chunk);
+        assert!(m.chunk_of(&g).is_some());
+        assert!(m.chunk_of(&[symbol("C", &[1, 2, 3, 4, 5])]).is_some());
+        for other in [
+            vec![symbol("A", &[1, 2, 3]), symbol("B", &[4, 6])],
+            vec![symbol("A", &[1, 2, 3]), symbol("B", &[4])],
+            vec![symbol("A", &[1, 2, 3]), symbol("B", &[4, 5, 6])],
+            vec![symbol("A", &[1, 2, 3])],
+            vec![],
+        ] {
+            assert!(m.chunk_of(&other).is_none());
+        }
+    }
 }
