@@ -138,8 +138,9 @@ pub struct Layout {
 /// runs ([`RunsEncoder`]). Version 4: their `ts` statistics computed by
 /// the encoder ([`ValueEncoder`]), none in the page headers. Version 5:
 /// their column index cuts names to 64 bytes. Version 6: the `symbol`
-/// column of a run's `trades.parquet` built as runs too.
-pub const LAYOUT_VERSION: u32 = 6;
+/// column of a run's `trades.parquet` built as runs too. Version 7: a
+/// run's `dir` as runs ([`IntRunsEncoder`]).
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -350,6 +351,17 @@ impl Table {
         let descr = self.descr.column(column);
         let statistics = self.props.statistics_enabled(descr.path()) != EnabledStatistics::None;
         (field.data_type() == &DataType::Utf8).then_some(RunsEncoder { descr, statistics })
+    }
+
+    /// The encoder of 8-bit integer column `column` (by schema position)
+    /// for the next row group, for values in long runs
+    /// ([`IntRunsEncoder`]), if that column is one and has no statistics.
+    pub fn int_runs_encoder(&self, column: usize) -> Option<IntRunsEncoder> {
+        let field = self.schema.fields().get(column)?;
+        let descr = self.descr.column(column);
+        (field.data_type() == &DataType::Int8
+            && self.props.statistics_enabled(descr.path()) == EnabledStatistics::None)
+            .then_some(IntRunsEncoder { descr })
     }
 
     /// Closes the column writers of one row group and appends it.
@@ -781,15 +793,9 @@ impl RunsEncoder {
     /// order) as one column chunk. Errors are text: the caller names the
     /// file.
     pub fn encode(&self, runs: &[(Option<&str>, usize)]) -> Result<Chunk, String> {
-        use parquet::basic::PageType;
-        use parquet::column::page::{CompressedPage, Page, PageWriter};
         use parquet::data_type::ByteArray;
-        use parquet::file::metadata::{
-            ColumnChunkMetaData, ColumnIndexBuilder, OffsetIndexBuilder,
-        };
-        use parquet::file::page_encoding_stats::PageEncodingStats;
+        use parquet::file::metadata::ColumnIndexBuilder;
         use parquet::file::statistics::{Statistics, ValueStatistics};
-        let err = |e: parquet::errors::ParquetError| format!("column `{}`: {e}", self.descr.name());
         let nullable = self.descr.max_def_level() > 0;
         if self.descr.physical_type() != parquet::basic::Type::BYTE_ARRAY {
             return Err(format!(
@@ -819,54 +825,20 @@ impl RunsEncoder {
             }
         }
         let rows: usize = runs.iter().map(|r| r.1).sum();
-        let dictionary = !values.is_empty();
-        // Indices' bit width: at least 1 (some readers mishandle 0).
-        let width = (u32::BITS - (values.len().max(2) as u32 - 1).leading_zeros()) as u8;
-        let mut sink = TrackedWrite::new(Vec::new());
-        let mut pages = SerializedPageWriter::new(&mut sink);
-        let (mut compressed, mut uncompressed, mut written) = (0u64, 0u64, 0u64);
-        let mut dictionary_offset = None;
-        let mut data_offset = None;
-        let mut page_stats: Vec<PageEncodingStats> = Vec::new();
-        if dictionary {
+        let width = index_width(values.len());
+        let mut chunk = PagesBuilder::new(&self.descr);
+        if !values.is_empty() {
             let mut buf = Vec::new();
             for v in &values {
                 buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
                 buf.extend_from_slice(v.as_bytes());
             }
-            let size = buf.len();
-            let spec = pages
-                .write_page(CompressedPage::new(
-                    Page::DictionaryPage {
-                        buf: Bytes::from(buf),
-                        num_values: values.len() as u32,
-                        encoding: Encoding::PLAIN,
-                        is_sorted: false,
-                    },
-                    size,
-                ))
-                .map_err(err)?;
-            dictionary_offset = Some(spec.offset as i64);
-            compressed += spec.compressed_size as u64;
-            uncompressed += spec.uncompressed_size as u64;
-            written += spec.bytes_written;
-            page_stats.push(PageEncodingStats {
-                page_type: PageType::DICTIONARY_PAGE,
-                encoding: Encoding::PLAIN,
-                count: 1,
-            });
+            chunk.dictionary_page(buf, values.len())?;
         }
-        let value_encoding = if dictionary {
-            Encoding::RLE_DICTIONARY
-        } else {
-            Encoding::PLAIN
-        };
         let mut column_index = ColumnIndexBuilder::new();
-        let mut offset_index = OffsetIndexBuilder::new();
         let (mut ascending, mut descending) = (true, true);
         let mut last: Option<&str> = None;
         let (mut min, mut max): (Option<&str>, Option<&str>) = (None, None);
-        let mut data_pages = 0usize;
         // Equal neighbours (nulls above all) share pages.
         let mut merged: Vec<(Option<&str>, usize)> = Vec::with_capacity(runs.len());
         for &(v, n) in runs.iter().filter(|r| r.1 > 0) {
@@ -887,34 +859,13 @@ impl RunsEncoder {
                     buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
                     buf.extend_from_slice(&levels);
                 }
-                if dictionary {
+                if !values.is_empty() {
                     buf.push(width);
                     if let Some(v) = v {
                         rle_run(&mut buf, len, index[v], width);
                     }
                 }
-                let size = buf.len();
-                let spec = pages
-                    .write_page(CompressedPage::new(
-                        Page::DataPage {
-                            buf: Bytes::from(buf),
-                            num_values: len as u32,
-                            encoding: value_encoding,
-                            def_level_encoding: Encoding::RLE,
-                            rep_level_encoding: Encoding::RLE,
-                            statistics: None,
-                        },
-                        size,
-                    ))
-                    .map_err(err)?;
-                data_offset.get_or_insert(spec.offset as i64);
-                compressed += spec.compressed_size as u64;
-                uncompressed += spec.uncompressed_size as u64;
-                written += spec.bytes_written;
-                data_pages += 1;
-                offset_index
-                    .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
-                offset_index.append_row_count(len as i64);
+                chunk.data_page(buf, len)?;
                 match v {
                     Some(v) => {
                         column_index.append(false, index_min(v), index_max(v), 0);
@@ -930,16 +881,215 @@ impl RunsEncoder {
                 }
             }
         }
-        pages.close().map_err(err)?;
+        let statistics = self.statistics.then(|| {
+            let bytes = |v: Option<&str>| v.map(|v| ByteArray::from(v.as_bytes().to_vec()));
+            column_index.set_boundary_order(boundary_order(ascending, descending));
+            (
+                Statistics::ByteArray(ValueStatistics::new(
+                    bytes(min),
+                    bytes(max),
+                    None,
+                    Some(nulls as u64),
+                    false,
+                )),
+                column_index.build_to_thrift(),
+            )
+        });
+        chunk.finish(rows, statistics)
+    }
+}
+
+/// Bit width of dictionary indices into `values` values: at least 1
+/// (some readers mishandle 0).
+fn index_width(values: usize) -> u8 {
+    (u32::BITS - (values.max(2) as u32 - 1).leading_zeros()) as u8
+}
+
+/// Encodes a column of small integers (`dir`: -1, 0, 1) that come in
+/// long runs, part by part (a symbol's rows), with no per-row work beyond
+/// finding the runs: a dictionary page (`PLAIN`) of the distinct values in
+/// order of first appearance, then one `RLE_DICTIONARY` data page per part
+/// (each run of equal values one run-length-encoded index; a nullable
+/// column's definition levels one run), uncompressed, without statistics.
+/// parquet-rs would copy every row to 32 bits and zstd-compress it (README,
+/// Performance). Built by [`Table::int_runs_encoder`], for columns that
+/// carry no statistics.
+#[derive(Clone)]
+pub struct IntRunsEncoder {
+    descr: ColumnDescPtr,
+}
+
+impl IntRunsEncoder {
+    /// Encodes `parts` (in row order) as one column chunk. Errors are
+    /// text: the caller names the file.
+    pub fn encode<'a>(&self, parts: impl IntoIterator<Item = &'a [i8]>) -> Result<Chunk, String> {
+        let parts: Vec<&[i8]> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let nullable = self.descr.max_def_level() > 0;
+        // The dictionary: distinct values in order of first appearance.
+        let mut index: [Option<u32>; 256] = [None; 256];
+        let mut values: Vec<i8> = Vec::new();
+        for &v in parts.iter().flat_map(|p| p.iter()) {
+            let slot = &mut index[usize::from(v as u8)];
+            if slot.is_none() {
+                *slot = Some(values.len() as u32);
+                values.push(v);
+            }
+        }
+        let width = index_width(values.len());
+        let mut chunk = PagesBuilder::new(&self.descr);
+        if !values.is_empty() {
+            let buf: Vec<u8> = values
+                .iter()
+                .flat_map(|&v| i32::from(v).to_le_bytes())
+                .collect();
+            chunk.dictionary_page(buf, values.len())?;
+        }
+        let rows: usize = parts.iter().map(|p| p.len()).sum();
+        for p in &parts {
+            for page in p.chunks(RUN_PAGE_ROWS) {
+                let mut buf = Vec::new();
+                if nullable {
+                    let mut levels = Vec::new();
+                    rle_run(&mut levels, page.len(), 1, 1);
+                    buf.extend_from_slice(&(levels.len() as u32).to_le_bytes());
+                    buf.extend_from_slice(&levels);
+                }
+                buf.push(width);
+                let mut rest = page;
+                while let Some(&v) = rest.first() {
+                    let len = rest.iter().position(|&w| w != v).unwrap_or(rest.len());
+                    let i =
+                        index[usize::from(v as u8)].ok_or("a value missing from the dictionary")?;
+                    rle_run(&mut buf, len, i, width);
+                    rest = &rest[len..];
+                }
+                chunk.data_page(buf, page.len())?;
+            }
+        }
+        chunk.finish(rows, None)
+    }
+}
+
+/// The pages of one uncompressed column chunk written by atc-bt's own
+/// encoders ([`RunsEncoder`], [`IntRunsEncoder`]): an optional dictionary
+/// page, then data pages, with the chunk's metadata and offset index.
+struct PagesBuilder {
+    descr: ColumnDescPtr,
+    sink: TrackedWrite<Vec<u8>>,
+    sizes: (u64, u64, u64),
+    dictionary_offset: Option<i64>,
+    data_offset: Option<i64>,
+    data_pages: i32,
+    encoding: Encoding,
+    offset_index: parquet::file::metadata::OffsetIndexBuilder,
+}
+
+impl PagesBuilder {
+    fn new(descr: &ColumnDescPtr) -> PagesBuilder {
+        PagesBuilder {
+            descr: descr.clone(),
+            sink: TrackedWrite::new(Vec::new()),
+            sizes: (0, 0, 0),
+            dictionary_offset: None,
+            data_offset: None,
+            data_pages: 0,
+            encoding: Encoding::PLAIN,
+            offset_index: parquet::file::metadata::OffsetIndexBuilder::new(),
+        }
+    }
+
+    fn err(&self, e: parquet::errors::ParquetError) -> String {
+        format!("column `{}`: {e}", self.descr.name())
+    }
+
+    fn write(
+        &mut self,
+        page: parquet::column::page::Page,
+        size: usize,
+    ) -> Result<parquet::column::page::PageWriteSpec, String> {
+        use parquet::column::page::{CompressedPage, PageWriter};
+        let mut w = SerializedPageWriter::new(&mut self.sink);
+        let spec = w.write_page(CompressedPage::new(page, size));
+        let spec = spec.and_then(|s| w.close().map(|()| s));
+        let spec = spec.map_err(|e| self.err(e))?;
+        self.sizes.0 += spec.compressed_size as u64;
+        self.sizes.1 += spec.uncompressed_size as u64;
+        self.sizes.2 += spec.bytes_written;
+        Ok(spec)
+    }
+
+    /// The dictionary page: `num_values` values, `PLAIN` in `buf`. Data
+    /// pages after it are `RLE_DICTIONARY`.
+    fn dictionary_page(&mut self, buf: Vec<u8>, num_values: usize) -> Result<(), String> {
+        let size = buf.len();
+        let spec = self.write(
+            parquet::column::page::Page::DictionaryPage {
+                buf: Bytes::from(buf),
+                num_values: num_values as u32,
+                encoding: Encoding::PLAIN,
+                is_sorted: false,
+            },
+            size,
+        )?;
+        self.dictionary_offset = Some(spec.offset as i64);
+        self.encoding = Encoding::RLE_DICTIONARY;
+        Ok(())
+    }
+
+    /// A data page of `rows` rows (levels and values in `buf`).
+    fn data_page(&mut self, buf: Vec<u8>, rows: usize) -> Result<(), String> {
+        let size = buf.len();
+        let spec = self.write(
+            parquet::column::page::Page::DataPage {
+                buf: Bytes::from(buf),
+                num_values: rows as u32,
+                encoding: self.encoding,
+                def_level_encoding: Encoding::RLE,
+                rep_level_encoding: Encoding::RLE,
+                statistics: None,
+            },
+            size,
+        )?;
+        self.data_offset.get_or_insert(spec.offset as i64);
+        self.data_pages += 1;
+        self.offset_index
+            .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
+        self.offset_index.append_row_count(rows as i64);
+        Ok(())
+    }
+
+    /// The chunk of `rows` rows, with the chunk's statistics and column
+    /// index when given.
+    fn finish(
+        self,
+        rows: usize,
+        statistics: Option<(
+            parquet::file::statistics::Statistics,
+            parquet::format::ColumnIndex,
+        )>,
+    ) -> Result<Chunk, String> {
+        use parquet::basic::PageType;
+        use parquet::file::metadata::ColumnChunkMetaData;
+        use parquet::file::page_encoding_stats::PageEncodingStats;
+        let dictionary = self.dictionary_offset.is_some();
+        let mut page_stats = Vec::new();
+        if dictionary {
+            page_stats.push(PageEncodingStats {
+                page_type: PageType::DICTIONARY_PAGE,
+                encoding: Encoding::PLAIN,
+                count: 1,
+            });
+        }
         page_stats.push(PageEncodingStats {
             page_type: PageType::DATA_PAGE,
-            encoding: value_encoding,
-            count: data_pages as i32,
+            encoding: self.encoding,
+            count: self.data_pages,
         });
         let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
         if dictionary {
             encodings.push(Encoding::RLE_DICTIONARY);
         }
+        let (compressed, uncompressed, written) = self.sizes;
         let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(Compression::UNCOMPRESSED)
             .set_encodings(encodings)
@@ -947,29 +1097,26 @@ impl RunsEncoder {
             .set_total_compressed_size(compressed as i64)
             .set_total_uncompressed_size(uncompressed as i64)
             .set_num_values(rows as i64)
-            .set_data_page_offset(data_offset.unwrap_or(0))
-            .set_dictionary_page_offset(dictionary_offset);
-        if self.statistics {
-            let bytes = |v: Option<&str>| v.map(|v| ByteArray::from(v.as_bytes().to_vec()));
-            meta = meta.set_statistics(Statistics::ByteArray(ValueStatistics::new(
-                bytes(min),
-                bytes(max),
-                None,
-                Some(nulls as u64),
-                false,
-            )));
+            .set_data_page_offset(self.data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(self.dictionary_offset);
+        let (statistics, column_index) = match statistics {
+            Some((s, c)) => (Some(s), Some(c)),
+            None => (None, None),
+        };
+        if let Some(s) = statistics {
+            meta = meta.set_statistics(s);
         }
+        let err = |e: parquet::errors::ParquetError| format!("column `{}`: {e}", self.descr.name());
         let metadata = meta.build().map_err(err)?;
-        column_index.set_boundary_order(boundary_order(ascending, descending));
         let close = ColumnCloseResult {
             bytes_written: written,
             rows_written: rows as u64,
             metadata,
             bloom_filter: None,
-            column_index: self.statistics.then(|| column_index.build_to_thrift()),
-            offset_index: Some(offset_index.build_to_thrift()),
+            column_index,
+            offset_index: Some(self.offset_index.build_to_thrift()),
         };
-        let data = sink.into_inner().map_err(err)?;
+        let data = self.sink.into_inner().map_err(err)?;
         Ok(Chunk::Pages {
             data: Bytes::from(data),
             close,
@@ -1589,6 +1736,89 @@ mod tests {
         assert_eq!(sym, want);
         assert_eq!(xs, x);
         assert_eq!(ns, n);
+    }
+
+    #[test]
+    fn int_runs_encoder_round_trips_a_page_per_part() {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("dir", DataType::Int8, false),
+            Field::new("maybe", DataType::Int8, true),
+        ]));
+        let long: Vec<i8> = (0..RUN_PAGE_ROWS + 5)
+            .map(|i| [1, 1, 1, 0, -1][i % 5])
+            .collect();
+        let parts: Vec<Vec<i8>> = vec![
+            vec![0, 0, 0],
+            vec![],
+            vec![-1, 1, 1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            vec![i8::MIN, i8::MAX, 7],
+            long,
+            vec![1],
+        ];
+        let path = dir.path().join("dir.parquet");
+        let mut t = Table::create(&path, schema.clone(), &[]).unwrap();
+        let slices = || parts.iter().map(|p| p.as_slice());
+        let chunks = vec![
+            t.int_runs_encoder(0).unwrap().encode(slices()).unwrap(),
+            t.int_runs_encoder(1).unwrap().encode(slices()).unwrap(),
+        ];
+        t.append_chunks(chunks).unwrap();
+        // An empty row group: no dictionary, no pages.
+        let empty = vec![
+            t.int_runs_encoder(0).unwrap().encode([]).unwrap(),
+            t.int_runs_encoder(1).unwrap().encode([&[][..]]).unwrap(),
+        ];
+        t.append_chunks(empty).unwrap();
+        t.finish().unwrap();
+        // Not for a column with statistics, nor one of another type.
+        let keyed = Table::create(&dir.path().join("k.parquet"), schema.clone(), &["dir"]).unwrap();
+        assert!(keyed.int_runs_encoder(0).is_none());
+        assert!(keyed.int_runs_encoder(1).is_some());
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let other = Table::create(&dir.path().join("o.parquet"), other, &[]).unwrap();
+        assert!(other.int_runs_encoder(0).is_none());
+
+        let file = std::fs::File::open(&path).unwrap();
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+        let meta = builder.metadata().clone();
+        let want: Vec<i8> = parts.iter().flatten().copied().collect();
+        let (mut got, mut maybe) = (Vec::new(), Vec::new());
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            got.extend_from_slice(
+                b.column(0)
+                    .as_primitive::<arrow_array::types::Int8Type>()
+                    .values(),
+            );
+            let m = b.column(1).as_primitive::<arrow_array::types::Int8Type>();
+            assert_eq!(m.null_count(), 0);
+            maybe.extend_from_slice(m.values());
+        }
+        assert_eq!(got, want);
+        assert_eq!(maybe, want);
+        assert_eq!(meta.row_group(0).num_rows() as usize, want.len());
+        assert_eq!(meta.row_group(1).num_rows(), 0);
+        // A page per non-empty part, the long one split.
+        let offsets = &meta.offset_index().unwrap()[0][0].page_locations;
+        let firsts: Vec<i64> = offsets.iter().map(|p| p.first_row_index).collect();
+        assert_eq!(
+            firsts,
+            [
+                0,
+                3,
+                23,
+                26,
+                26 + RUN_PAGE_ROWS as i64,
+                26 + want.len() as i64 - 27
+            ]
+        );
+        let col = meta.row_group(0).column(0);
+        assert!(col.dictionary_page_offset().is_some());
+        assert!(col.statistics().is_none());
+        assert_eq!(col.compression(), Compression::UNCOMPRESSED);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::types::{Int8Type, TimestampMicrosecondType};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int8Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::parquet_write::{
-    write_column, Chunk, Column, RunsEncoder, Table, ValueEncoder, WriteError,
+    write_column, Chunk, Column, IntRunsEncoder, RunsEncoder, Table, ValueEncoder, WriteError,
 };
 
 use super::{MetricsSettings, RunResult, RunSummary, Skipped, SymbolResult, SymbolSummary};
@@ -919,11 +919,13 @@ fn encode_bar_group(
     }
     /// Float and timestamp columns skip the Arrow writer's per-row work
     /// ([`ValueEncoder`]), `symbol` and `aggregate` are runs
-    /// ([`RunsEncoder`]); the others go through the Arrow writer. `Same`:
-    /// the shared `ts` chunk, filled in once encoded.
+    /// ([`RunsEncoder`]), `dir` too ([`IntRunsEncoder`]); the others go
+    /// through the Arrow writer. `Same`: the shared `ts` chunk, filled in
+    /// once encoded.
     enum Encoder {
         Values(ValueEncoder),
         Runs(RunsEncoder),
+        IntRuns(IntRunsEncoder),
         Arrow(Box<ArrowColumnWriter>),
         Same(Option<Box<Chunk>>),
     }
@@ -946,6 +948,10 @@ fn encode_bar_group(
                 BarColumn::Symbol | BarColumn::Aggregate => t.runs_encoder(i),
                 _ => None,
             };
+            let int_runs = match column {
+                BarColumn::Dir => t.int_runs_encoder(i),
+                _ => None,
+            };
             let shared = memo.is_some() && column == BarColumn::Ts;
             let encoder = match (t.value_encoder_with_own_statistics(i), runs) {
                 (_, _) if shared && reused => {
@@ -957,7 +963,10 @@ fn encode_bar_group(
                     Encoder::Values(f)
                 }
                 (None, Some(r)) => Encoder::Runs(r),
-                (None, None) => Encoder::Arrow(Box::new(writer)),
+                (None, None) => match int_runs {
+                    Some(r) => Encoder::IntRuns(r),
+                    None => Encoder::Arrow(Box::new(writer)),
+                },
             };
             jobs.push(Job {
                 file,
@@ -976,6 +985,20 @@ fn encode_bar_group(
             let r = match j.encoder {
                 Encoder::Same(c) => return (j.file, j.column, Ok(c.map(|c| *c))),
                 Encoder::Values(f) => f.encode(arrays.map(|a| a.as_ref())),
+                Encoder::IntRuns(r) => arrays
+                    .map(|a| {
+                        a.as_primitive_opt::<Int8Type>()
+                            .filter(|a| a.null_count() == 0)
+                            .map(|a| a.values().as_ref())
+                            .ok_or_else(|| {
+                                format!(
+                                    "column `{}`: not 8-bit values without nulls",
+                                    j.field.name()
+                                )
+                            })
+                    })
+                    .collect::<Result<Vec<&[i8]>, String>>()
+                    .and_then(|parts| r.encode(parts)),
                 Encoder::Runs(r) => {
                     let runs: Vec<(Option<&str>, usize)> = group
                         .iter()
