@@ -288,7 +288,12 @@ fn key_selection(
 ) -> Option<(Vec<usize>, RowSelection)> {
     use parquet::file::page_index::index::Index;
     let schema = meta.file_metadata().schema_descr();
-    let col = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+    // The top-level string column (a nested leaf of the same name, or a
+    // column of another type, says nothing about the names: read all).
+    let col = (0..schema.num_columns()).find(|&i| {
+        let c = schema.column(i);
+        c.path().parts() == [column] && c.physical_type() == parquet::basic::Type::BYTE_ARRAY
+    })?;
     let may_hold =
         |lo: Option<&[u8]>, hi: Option<&[u8]>, nulls: Option<u64>, rows: usize| match (lo, hi) {
             (Some(lo), Some(hi)) => names
@@ -464,14 +469,20 @@ fn object(
 /// symbol's metrics only those `keep` accepts are kept (the others are skipped
 /// while parsing: a 10,000-symbol `metrics.json` is 38 MB, and the report
 /// shows a few metrics per symbol); the portfolio's and benchmark's are
-/// kept whole.
+/// kept whole. The file must be UTF-8 JSON whose `portfolio`, `benchmark`,
+/// `symbols` and each symbol's metrics are objects (or null); values that
+/// are skipped are checked for syntax only (a number out of range or a
+/// lone surrogate escape there is not an error, as it cannot reach the
+/// report).
 pub fn load_run_meta(dir: &Path, keep: &dyn Fn(&str) -> bool) -> Result<RunData, ReportError> {
     let run_path = dir.join("run.json");
     let run = read_json(&run_path)?;
     check_version(&run_path, &run)?;
     let mpath = dir.join("metrics.json");
-    let text = std::fs::read(&mpath).map_err(io(&mpath))?;
-    let mut de = serde_json::Deserializer::from_slice(&text);
+    // Read as text: invalid UTF-8 anywhere is refused, as a full parse
+    // would (the values skipped below are not otherwise checked).
+    let text = std::fs::read_to_string(&mpath).map_err(io(&mpath))?;
+    let mut de = serde_json::Deserializer::from_str(&text);
     let metrics = serde::de::DeserializeSeed::deserialize(MetricsSeed(keep), &mut de)
         .and_then(|m| de.end().map(|()| m))
         .map_err(|e| ReportError::Json {
@@ -1234,6 +1245,75 @@ mod tests {
         assert_eq!(a["sharpe"], 0.5);
         assert!(m.symbol_metrics["B\u{7}B"].is_empty());
         assert!(m.symbol_metrics["CCC"].is_empty());
+    }
+
+    #[test]
+    fn run_meta_refuses_invalid_utf8_anywhere() {
+        // Attack F2: in a value the report skips, too.
+        let t = dir_with_metrics("{\"zz\": \"\u{1}\", \"symbols\": {}}");
+        let mut bytes = std::fs::read(t.path().join("metrics.json")).unwrap();
+        let at = bytes.iter().position(|&b| b == 1).unwrap();
+        bytes[at] = 0xc3;
+        bytes.insert(at + 1, 0x28);
+        std::fs::write(t.path().join("metrics.json"), bytes).unwrap();
+        let e = load_run_meta(t.path(), &|_| true).unwrap_err().to_string();
+        assert!(e.contains("metrics.json") && e.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn trades_of_symbols_ignore_a_nested_leaf_of_the_same_name() {
+        // Attack F1: a struct column with a `symbol` leaf before the real
+        // one; its statistics ("zzz") must not prune the real rows.
+        use arrow_array::{StringArray, StructArray};
+        use arrow_schema::{Field, Schema};
+        use std::sync::Arc;
+        let t = tempfile::tempdir().unwrap();
+        let n = 6;
+        let inner = Arc::new(StringArray::from(vec!["zzz"; n])) as ArrayRef;
+        let meta = StructArray::from(vec![(
+            Arc::new(Field::new("symbol", DataType::Utf8, false)),
+            inner,
+        )]);
+        let symbols = ["AAA", "AAA", "BBB", "BBB", "CCC", "CCC"];
+        let ts = arrow_array::TimestampMicrosecondArray::from_iter_values(0..n as i64)
+            .with_timezone("UTC");
+        let price = arrow_array::Float64Array::from_iter_values((0..n).map(|i| i as f64 + 1.0));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("meta", meta.data_type().clone(), false),
+            Field::new("symbol", DataType::Utf8, false),
+            Field::new("side", DataType::Utf8, false),
+            Field::new("entry_ts", ts.data_type().clone(), false),
+            Field::new("entry_price", DataType::Float64, false),
+            Field::new("exit_ts", ts.data_type().clone(), false),
+            Field::new("exit_price", DataType::Float64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(meta),
+                Arc::new(StringArray::from(symbols.to_vec())),
+                Arc::new(StringArray::from(vec!["long"; n])),
+                Arc::new(ts.clone()),
+                Arc::new(price.clone()),
+                Arc::new(ts),
+                Arc::new(price),
+            ],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_size(2)
+            .build();
+        let f = File::create(t.path().join("trades.parquet")).unwrap();
+        let mut w = ArrowWriter::try_new(f, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let want: BTreeSet<String> = ["BBB".to_string()].into();
+        let rows = read_trade_rows(t.path(), &want).unwrap();
+        let got: Vec<(&str, i64)> = rows
+            .iter()
+            .map(|r| (r.symbol.as_str(), r.entry_ts))
+            .collect();
+        assert_eq!(got, [("BBB", 2), ("BBB", 3)]);
     }
 
     #[test]

@@ -851,12 +851,16 @@ fn aggregate_columns(
     cols
 }
 
-/// The `ts` column chunk of the last row group encoded, with its values:
-/// the next group's chunk when its values are the same (a run whose
-/// symbols share a calendar has the same `ts` in every full row group).
+/// The `ts` column chunk of the last row group encoded, with its values
+/// and how they were split between symbols: the next group's chunk when
+/// both are the same (a run whose symbols share a calendar has the same
+/// `ts` in every full row group). The split counts: the column writer
+/// gets a symbol at a time, and cuts pages only between the batches it
+/// is fed.
 #[derive(Default)]
 struct TsMemo {
     values: Vec<i64>,
+    lengths: Vec<usize>,
     chunk: Option<Chunk>,
 }
 
@@ -865,13 +869,19 @@ impl TsMemo {
     /// encoded from.
     fn chunk_of(&self, group: &[SymbolColumns]) -> Option<Chunk> {
         let chunk = self.chunk.as_ref()?;
+        if group.len() != self.lengths.len() {
+            return None;
+        }
         let mut at = 0;
-        for c in group {
+        for (c, &n) in group.iter().zip(&self.lengths) {
             let ts = c.arrays[BarColumn::Ts as usize]
                 .as_ref()?
                 .as_primitive_opt::<TimestampMicrosecondType>()?;
             let v = ts.values();
-            if ts.null_count() > 0 || self.values.get(at..at + v.len())? != v.as_ref() {
+            if ts.null_count() > 0
+                || v.len() != n
+                || self.values.get(at..at + v.len())? != v.as_ref()
+            {
                 return None;
             }
             at += v.len();
@@ -884,12 +894,21 @@ impl TsMemo {
     /// Keeps `chunk`, encoded from `group`'s `ts`.
     fn keep(&mut self, group: &[SymbolColumns], chunk: &Chunk) {
         self.values.clear();
+        self.lengths.clear();
         for c in group {
-            if let Some(ts) = c.arrays[BarColumn::Ts as usize]
+            match c.arrays[BarColumn::Ts as usize]
                 .as_ref()
                 .and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>())
             {
-                self.values.extend_from_slice(ts.values());
+                Some(ts) => {
+                    self.values.extend_from_slice(ts.values());
+                    self.lengths.push(ts.len());
+                }
+                // Nothing to compare with: keep nothing.
+                None => {
+                    self.chunk = None;
+                    return;
+                }
             }
         }
         self.chunk = chunk.pages_clone();
@@ -1322,14 +1341,23 @@ mod tests {
         let day = 86_400_000_000i64;
         let a: Vec<i64> = (0..7).map(|i| i * day).collect();
         let b: Vec<i64> = (3..12).map(|i| i * day).collect();
+        // Long enough for several pages (20,000 rows at most): the column
+        // writer cuts pages between the symbols it is fed, so the same
+        // values split otherwise between symbols are other pages (attack
+        // F4: a memo keyed on the values alone reused the wrong chunk).
+        let c: Vec<i64> = (0..30_000).map(|i| i * 60_000_000).collect();
         // The second group's `ts` is the first's values cut differently;
-        // the fourth repeats the third; the last is the first again.
+        // the fourth repeats the third; the fifth is the first again; the
+        // last two the long calendar cut in two ways.
         let groups = vec![
             vec![symbol("A", &a[..4]), symbol("B", &a[4..])],
             vec![symbol("C", &a[..2]), symbol("D", &a[2..])],
             vec![symbol("E", &b), symbol("F", &a)],
             vec![symbol("G", &b), symbol("H", &a)],
             vec![symbol("I\u{7}", &a[..4]), symbol("J", &a[4..])],
+            vec![symbol("K", &c[..15_000]), symbol("L", &c[15_000..])],
+            vec![symbol("M", &c[..5_000]), symbol("N", &c[5_000..])],
+            vec![symbol("O", &c[..5_000]), symbol("P", &c[5_000..])],
         ];
         let write = |memo: bool| -> Vec<Vec<u8>> {
             let dir = tempfile::tempdir().unwrap();
@@ -1346,8 +1374,14 @@ mod tests {
             paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
         };
         let (shared, each) = (write(true), write(false));
-        assert_eq!(shared[0], each[0], "equity.parquet");
-        assert_eq!(shared[1], each[1], "signals.parquet");
+        for (i, name) in ["equity.parquet", "signals.parquet"].iter().enumerate() {
+            assert!(
+                shared[i] == each[i],
+                "{name}: {} bytes with the memo, {} without",
+                shared[i].len(),
+                each[i].len()
+            );
+        }
         // And the files hold every group's `ts`.
         let file = bytes::Bytes::from(shared[1].clone());
         let reader =
@@ -1362,7 +1396,7 @@ mod tests {
                     .values(),
             );
         }
-        let want: Vec<i64> = [&a, &a, &b, &a, &b, &a, &a]
+        let want: Vec<i64> = [&a, &a, &b, &a, &b, &a, &a, &c, &c, &c]
             .iter()
             .flat_map(|v| v.iter().copied())
             .collect();
@@ -1393,8 +1427,13 @@ mod tests {
         };
         m.keep(&g, &chunk);
         assert!(m.chunk_of(&g).is_some());
-        assert!(m.chunk_of(&[symbol("C", &[1, 2, 3, 4, 5])]).is_some());
+        assert!(m
+            .chunk_of(&[symbol("X", &[1, 2, 3]), symbol("Y", &[4, 5])])
+            .is_some());
         for other in [
+            // The same values split otherwise between symbols.
+            vec![symbol("C", &[1, 2, 3, 4, 5])],
+            vec![symbol("A", &[1, 2]), symbol("B", &[3, 4, 5])],
             vec![symbol("A", &[1, 2, 3]), symbol("B", &[4, 6])],
             vec![symbol("A", &[1, 2, 3]), symbol("B", &[4])],
             vec![symbol("A", &[1, 2, 3]), symbol("B", &[4, 5, 6])],
