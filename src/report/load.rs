@@ -533,7 +533,7 @@ impl<'de> serde::de::Visitor<'de> for MetricsSeed<'_> {
             match key.as_str() {
                 "portfolio" => out.portfolio = Some(map.next_value()?),
                 "benchmark" => out.benchmark = Some(map.next_value()?),
-                "symbols" => out.symbols = map.next_value_seed(SymbolsSeed(self.0))?,
+                "symbols" => out.symbols = map.next_value_seed(OrNull(SymbolsSeed(self.0)))?,
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -543,13 +543,48 @@ impl<'de> serde::de::Visitor<'de> for MetricsSeed<'_> {
     }
 }
 
-/// `metrics.json`'s `symbols` (null: none): symbol → the kept metrics.
+/// The value of seed `S`, or its empty value for a JSON null.
+struct OrNull<S>(S);
+
+impl<'de, S> serde::de::DeserializeSeed<'de> for OrNull<S>
+where
+    S: serde::de::DeserializeSeed<'de>,
+    S::Value: Default,
+{
+    type Value = S::Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S> serde::de::Visitor<'de> for OrNull<S>
+where
+    S: serde::de::DeserializeSeed<'de>,
+    S::Value: Default,
+{
+    type Value = S::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<S::Value, E> {
+        Ok(S::Value::default())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<S::Value, E> {
+        Ok(S::Value::default())
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(d)
+    }
+}
+
+/// `metrics.json`'s `symbols`: symbol → the kept metrics (null: none,
+/// through [`OrNull`]).
 struct SymbolsSeed<'a>(&'a dyn Fn(&str) -> bool);
 
 impl<'de> serde::de::DeserializeSeed<'de> for SymbolsSeed<'_> {
     type Value = BTreeMap<String, BTreeMap<String, Value>>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
+        d.deserialize_map(self)
     }
 }
 
@@ -558,29 +593,21 @@ impl<'de> serde::de::Visitor<'de> for SymbolsSeed<'_> {
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("`symbols` as an object of symbol → metrics")
     }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = BTreeMap::new();
         while let Some(symbol) = map.next_key::<String>()? {
-            let kept = map.next_value_seed(Kept {
+            let kept = map.next_value_seed(OrNull(Kept {
                 keep: self.0,
                 symbol: &symbol,
-            })?;
+            }))?;
             out.insert(symbol, kept);
         }
         Ok(out)
     }
 }
 
-/// One symbol's metrics (null: none), only those `keep` accepts.
+/// One symbol's metrics, only those `keep` accepts (null: none, through
+/// [`OrNull`]).
 struct Kept<'a> {
     keep: &'a dyn Fn(&str) -> bool,
     symbol: &'a str,
@@ -589,7 +616,7 @@ struct Kept<'a> {
 impl<'de> serde::de::DeserializeSeed<'de> for Kept<'_> {
     type Value = BTreeMap<String, Value>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
+        d.deserialize_map(self)
     }
 }
 
@@ -597,15 +624,6 @@ impl<'de> serde::de::Visitor<'de> for Kept<'_> {
     type Value = BTreeMap<String, Value>;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(f, "`symbols.{}` as an object of metrics", self.symbol)
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(BTreeMap::new())
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = BTreeMap::new();
