@@ -406,6 +406,30 @@ fn name_of(out: &Path) -> String {
         .unwrap_or_else(|| "out".into())
 }
 
+/// An exclusive lock on the directory that holds an output directory,
+/// taken by [`lock_out`] and released when dropped.
+#[must_use = "the lock is held until dropped"]
+pub struct OutLock {
+    _dir: Option<std::fs::File>,
+}
+
+/// Locks the directory that holds `out`, waiting while another process
+/// holds it. A job holds it from moving its results into `out` until their
+/// report is drawn there, so two jobs writing the same `out` take turns:
+/// `out` always ends with one job's results and that job's report, never
+/// one's results under the other's report (attack F5 of round 33). Jobs
+/// writing other directories beside it wait only while one of them commits
+/// and draws its report. Where the directory cannot be opened or locked
+/// (a platform or file system without locks) nothing is locked. Take it
+/// once per job: a second lock of the same directory in one process waits
+/// for the first.
+pub fn lock_out(out: &Path) -> OutLock {
+    let dir = std::fs::File::open(parent_of(out))
+        .ok()
+        .filter(|d| d.lock().is_ok());
+    OutLock { _dir: dir }
+}
+
 /// Removes the stale temporaries (`.<name>.atc-bt-partial-<tag>`,
 /// `.<name>.atc-bt-old-<tag>`) in `dir` whose writers are gone; returns
 /// them.

@@ -93,6 +93,8 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
     }
     let command = super::command_line();
     let started = super::now_utc();
+    // Held from the commit until the report is drawn.
+    let turn: Option<crate::files::out::OutLock>;
     let (merged, merge_s) = match kind(&parts) {
         PartKind::Run => {
             let h = &parts[0].header;
@@ -142,6 +144,7 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
                 let m = manifest(&r, &|x| tz.get(x).cloned().flatten(), t_merge);
                 let value =
                     serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
+                turn = Some(crate::files::out::lock_out(&s.out));
                 commit_run_dir(&tmp, &s.out, &value, s.force, |_| Ok(()))?;
                 (m, r, t_merge)
             } else {
@@ -160,6 +163,7 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
                 );
                 let value =
                     serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
+                turn = Some(crate::files::out::lock_out(&s.out));
                 write_run_dir(&s.out, &r, &value, s.force, Default::default())?;
                 (m, summary, t_merge)
             };
@@ -170,6 +174,7 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
             (Merged::Run(Box::new((m, r))), t_merge)
         }
         PartKind::Sweep => {
+            turn = Some(crate::files::out::lock_out(&s.out));
             let (m, grid, r, ranking, order) = merge_sweep_dir(s, &parts, command, started, t0)?;
             (
                 Merged::Sweep(Box::new((m, grid, r, ranking, order))),
@@ -178,6 +183,7 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
         }
     };
     let report = super::sweep::render(&s.report, &s.out);
+    drop(turn);
     Ok(MergeOutcome {
         out: s.out.clone(),
         parts: parts.len(),

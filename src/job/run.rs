@@ -376,6 +376,7 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
             match read_restored(s, Some(&dataset), cache.stats(), threads, &tmp) {
                 Ok(restored) => {
                     let timings = [("load", t_load), ("restore", t_restore)];
+                    let _turn = crate::files::out::lock_out(&out);
                     let (mut done, drawn) = restored.commit(
                         s,
                         (&tmp, &out),
@@ -448,6 +449,8 @@ pub fn run(settings: &RunSettings, progress: &dyn Progress) -> Result<RunOutcome
     m.threads = Some(pool.current_num_threads());
     m.timings_ms = timings(&[("load", t_load), ("compute", t_compute)]);
     m.cache = Some(CacheCounts::of(&stats));
+    // Held until the report is drawn (the end of this function).
+    let _turn = crate::files::out::lock_out(&out);
     commit_with_memory(&tmp, &out, &m, &sampler.finish(), s.force)?;
     if let Some(key) = &run_key {
         cache.store_files(Kind::Run, key, &out, &s.outputs.files());
@@ -985,6 +988,7 @@ fn try_restore(
         }
     }
     let timings = [("load", t_load), ("restore", t_restore)];
+    let _turn = crate::files::out::lock_out(&out);
     let (mut done, drawn) =
         restored.commit(s, (&tmp, &out), sampler, parts.is_some(), timings, progress)?;
     fc.record_hits(&hits);

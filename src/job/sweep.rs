@@ -410,10 +410,13 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             return Err(e);
         }
     };
-    // sweep.json last: it lists the files written before it.
+    // sweep.json last: it lists the files written before it. Held until
+    // the report is drawn.
+    let turn = crate::files::out::lock_out(&out);
     manifest::commit(&tmp, &out, &m, s.force)?;
     super::cache_warnings(&cache, progress);
     let report = render(&s.report, &out);
+    drop(turn);
     Ok(SweepOutcome::Done(Box::new(SweepDone {
         out,
         manifest: m,

@@ -857,3 +857,64 @@ fn bench_run_stage_times_the_run_path_and_cleans_up() {
         "the scratch directory is removed"
     );
 }
+
+/// Attack F5 (round 33): two jobs writing one `--out` took turns only by
+/// chance: one's results could be moved into place while the other drew
+/// its report there (results of one run, report of the other, both exit 0).
+/// A job now holds the lock of the directory that holds `--out` from its
+/// commit until its report is drawn. Here the test holds that lock: the
+/// run must finish computing, then wait (still running, `--out` absent),
+/// and complete once the lock is released.
+#[test]
+fn a_run_waits_for_the_output_lock_before_its_commit_and_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..20).map(|k| walk(&format!("S{k:02}"), k, 600)).collect();
+    write_ohlcv(&data, &series);
+    let out = tmp.path().join("runs").join("r");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let held = atc_bt::files::out::lock_out(&out);
+    let bin = assert_cmd::cargo::cargo_bin("atc-bt");
+    let mut child = std::process::Command::new(&bin)
+        .current_dir(tmp.path())
+        .args(["run", "-q", "--no-cache", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The results are complete in the temporary directory (metrics.json
+    // is written last, before the commit)...
+    let partial_done = || {
+        std::fs::read_dir(out.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name().to_string_lossy().contains("partial")
+                    && e.path().join("metrics.json").exists()
+            })
+    };
+    let t = std::time::Instant::now();
+    while !partial_done() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its results were complete"
+        );
+        assert!(t.elapsed().as_secs() < 120, "no results after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // ...and the run waits for the lock: still running, nothing committed.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "the run did not wait");
+    assert!(!out.exists(), "committed while another held the lock");
+    drop(held);
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(out.join("run.json").exists() && out.join("report.html").exists());
+}
