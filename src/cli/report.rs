@@ -96,7 +96,9 @@ impl ReportArgs {
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     // Not while a job commits into this directory or draws its report.
-    let _turn = atc_bt::files::out::lock_out(&args.dir);
+    let _turn = atc_bt::files::out::lock_out(
+        &std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone()),
+    );
     let summary = render_report(&args.dir, &args.options())
         .with_context(|| format!("cannot render the report of {}", args.dir.display()))?;
     if !args.quiet {

@@ -424,8 +424,19 @@ pub struct OutLock {
 /// once per job: a second lock of the same directory in one process waits
 /// for the first.
 pub fn lock_out(out: &Path) -> OutLock {
-    let dir = std::fs::File::open(parent_of(out))
-        .ok()
+    // The directory that holds `out` as the file system names it: `.`,
+    // `..` and links resolved, so `report .` inside a run directory and a
+    // job writing it lock the same one.
+    let holder = match out.file_name() {
+        Some(_) => std::fs::canonicalize(parent_of(out)).ok(),
+        None => std::fs::canonicalize(out)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf)),
+    };
+    // Only a directory: opening a FIFO would block (attack G3).
+    let dir = holder
+        .filter(|h| std::fs::metadata(h).is_ok_and(|m| m.is_dir()))
+        .and_then(|h| std::fs::File::open(h).ok())
         .filter(|d| d.lock().is_ok());
     OutLock { _dir: dir }
 }
@@ -447,7 +458,13 @@ pub fn sweep_stale(dir: &Path) -> Vec<PathBuf> {
 /// creates the empty temporary sibling `.<name>.atc-bt-partial-<tag>` to write
 /// into. [`commit_dir`] renames it to `out`.
 pub fn begin_dir(out: &Path, force: bool) -> Result<PathBuf, OutError> {
-    check_replaceable(out, force)?;
+    // Not while another job commits `out` or draws its report there: its
+    // charts are not yet in the listing and would read as foreign (attack
+    // G1). The caller must not hold the lock ([`lock_out`]).
+    {
+        let _turn = lock_out(out);
+        check_replaceable(out, force)?;
+    }
     let parent = parent_of(out);
     let unwritable = |source| OutError::Unwritable {
         path: out.to_path_buf(),
@@ -572,6 +589,63 @@ pub enum FileWriteError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `lock_out(path)` waits while `held` is held (in another
+    /// thread: a second lock of the same directory waits in one process
+    /// too).
+    fn waits_for(held: OutLock, path: &Path) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        let t = std::thread::spawn(move || {
+            let _l = lock_out(&path);
+            let _ = tx.send(());
+        });
+        let waited = rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_err();
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .map_or_else(|_| waited, |()| waited);
+        t.join().unwrap();
+        waited
+    }
+
+    #[test]
+    fn out_lock_is_the_same_whatever_the_spelling_and_never_opens_a_fifo() {
+        // Attack G2: `report .` inside the directory, or through a link,
+        // took another lock than the job writing it.
+        let t = tempfile::tempdir().unwrap();
+        let runs = t.path().join("runs");
+        std::fs::create_dir_all(runs.join("a")).unwrap();
+        std::os::unix::fs::symlink(&runs, t.path().join("link")).unwrap();
+        let a = runs.join("a");
+        assert!(waits_for(lock_out(&a), &t.path().join("link").join("a")));
+        assert!(waits_for(lock_out(&a), &runs.join("a/../b")));
+        assert!(waits_for(lock_out(&a), &a.join(".")));
+        // A path ending in `..` names the directory it leads to (`report
+        // .` inside `runs/a` is `runs/a`, held by `runs`).
+        std::fs::create_dir_all(a.join("sub")).unwrap();
+        assert!(waits_for(lock_out(&a), &a.join("sub").join("..")));
+        assert!(!waits_for(lock_out(&a), &a.join("..")));
+        // Other holders: no wait.
+        assert!(!waits_for(lock_out(&a), &a.join("inner")));
+        // Attack G3: a FIFO where the holder should be is not opened
+        // (opening it would block until a writer comes).
+        let fifo = t.path().join("ff");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let inside = fifo.join("x");
+            std::thread::spawn(move || {
+                let _l = lock_out(&inside);
+                let _ = tx.send(());
+            });
+            assert!(
+                rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+                "lock_out opened the FIFO"
+            );
+        }
+    }
 
     #[test]
     fn foreign_entries_name_what_is_not_owned() {

@@ -13,7 +13,7 @@ use super::{JobError, Progress, Result};
 use crate::data::SourceInfo;
 use crate::report::ReportSummary;
 use crate::run::output::{
-    commit_run_dir, write_curves_parquet, write_run_dir, Aggregate, Outputs, RunWriter,
+    commit_run_dir, write_curves_parquet, write_run_partial, Aggregate, Outputs, RunWriter,
 };
 use crate::run::RunSummary;
 use crate::shard::merge::{
@@ -77,7 +77,10 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
     let t0 = Instant::now();
     let s = settings;
     // Refuse before any work: the directory is checked again at the end.
-    crate::files::out::check_replaceable(&s.out, s.force)?;
+    {
+        let _turn = crate::files::out::lock_out(&s.out);
+        crate::files::out::check_replaceable(&s.out, s.force)?;
+    }
     let paths = discover(&s.parts)?;
     let parts = check_parts(&paths)?;
     let out_abs = std::path::absolute(&s.out).unwrap_or_else(|_| s.out.clone());
@@ -163,8 +166,9 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
                 );
                 let value =
                     serde_json::to_value(&m).map_err(|e| JobError::context("run.json", e))?;
+                let tmp = write_run_partial(&s.out, &r, s.force, Default::default())?;
                 turn = Some(crate::files::out::lock_out(&s.out));
-                write_run_dir(&s.out, &r, &value, s.force, Default::default())?;
+                commit_run_dir(&tmp, &s.out, &value, s.force, |_| Ok(()))?;
                 (m, summary, t_merge)
             };
             super::show_skipped(&r.skipped, progress);
@@ -174,8 +178,9 @@ pub fn merge(settings: &MergeSettings, progress: &dyn Progress) -> Result<MergeO
             (Merged::Run(Box::new((m, r))), t_merge)
         }
         PartKind::Sweep => {
-            turn = Some(crate::files::out::lock_out(&s.out));
-            let (m, grid, r, ranking, order) = merge_sweep_dir(s, &parts, command, started, t0)?;
+            let (m, grid, r, ranking, order, held) =
+                merge_sweep_dir(s, &parts, command, started, t0)?;
+            turn = Some(held);
             (
                 Merged::Sweep(Box::new((m, grid, r, ranking, order))),
                 t0.elapsed(),
@@ -268,7 +273,14 @@ fn merge_sweep_dir(
     command: Vec<String>,
     started: String,
     t0: Instant,
-) -> Result<(SweepManifest, Grid, SweepResult, Ranking, Vec<usize>)> {
+) -> Result<(
+    SweepManifest,
+    Grid,
+    SweepResult,
+    Ranking,
+    Vec<usize>,
+    crate::files::out::OutLock,
+)> {
     let h = &parts[0].header;
     let (grid, base, samples) = crate::shard::merge::sweep_setup(parts)?;
     let rank_by = h.params["rank_by"].as_str().unwrap_or("sharpe").to_string();
@@ -363,7 +375,9 @@ fn merge_sweep_dir(
             return Err(e);
         }
     };
-    // sweep.json last: it lists the files written before it.
+    // sweep.json last: it lists the files written before it. The lock is
+    // held until the caller has drawn the report.
+    let turn = crate::files::out::lock_out(out);
     manifest::commit(&tmp, out, &m, s.force)?;
-    Ok((m, grid, r, ranking, order))
+    Ok((m, grid, r, ranking, order, turn))
 }

@@ -1209,6 +1209,19 @@ pub fn write_run_dir(
     force: bool,
     outputs: Outputs,
 ) -> Result<(), OutputError> {
+    let tmp = write_run_partial(out, r, force, outputs)?;
+    commit_run_dir(&tmp, out, run_json, force, |_| Ok(()))
+}
+
+/// The first half of [`write_run_dir`]: `r`'s files (all but `run.json`)
+/// in a new temporary sibling of `out` ([`partial_dir`]), returned for
+/// [`commit_run_dir`].
+pub fn write_run_partial(
+    out: &Path,
+    r: &RunResult,
+    force: bool,
+    outputs: Outputs,
+) -> Result<PathBuf, OutputError> {
     let tmp = partial_dir(out, force)?;
     let written = (|| {
         let mut w = RunWriter::create(
@@ -1228,7 +1241,7 @@ pub fn write_run_dir(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    commit_run_dir(&tmp, out, run_json, force, |_| Ok(()))
+    Ok(tmp)
 }
 
 /// Completes a result directory whose files are in `tmp` (from

@@ -862,22 +862,24 @@ fn bench_run_stage_times_the_run_path_and_cleans_up() {
 /// chance: one's results could be moved into place while the other drew
 /// its report there (results of one run, report of the other, both exit 0).
 /// A job now holds the lock of the directory that holds `--out` from its
-/// commit until its report is drawn. Here the test holds that lock: the
-/// run must finish computing, then wait (still running, `--out` absent),
-/// and complete once the lock is released.
+/// commit until its report is drawn. Here the test takes that lock once
+/// the run has begun (its temporary directory exists): the run must finish
+/// computing, then wait (still running, `--out` absent), and complete once
+/// the lock is released.
 #[test]
 fn a_run_waits_for_the_output_lock_before_its_commit_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("p.parquet");
-    let series: Vec<Series> = (0..20).map(|k| walk(&format!("S{k:02}"), k, 600)).collect();
+    let series: Vec<Series> = (0..200)
+        .map(|k| walk(&format!("S{k:03}"), k, 2000))
+        .collect();
     write_ohlcv(&data, &series);
     let out = tmp.path().join("runs").join("r");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let held = atc_bt::files::out::lock_out(&out);
     let bin = assert_cmd::cargo::cargo_bin("atc-bt");
     let mut child = std::process::Command::new(&bin)
         .current_dir(tmp.path())
-        .args(["run", "-q", "--no-cache", "--data"])
+        .args(["run", "-q", "--no-cache", "--threads", "1", "--data"])
         .arg(&data)
         .arg("--out")
         .arg(&out)
@@ -885,26 +887,36 @@ fn a_run_waits_for_the_output_lock_before_its_commit_and_report() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The results are complete in the temporary directory (metrics.json
-    // is written last, before the commit)...
-    let partial_done = || {
+    // The run's temporary directory, once it holds `name`.
+    let partial_has = |name: &str| {
         std::fs::read_dir(out.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())
             .any(|e| {
-                e.file_name().to_string_lossy().contains("partial")
-                    && e.path().join("metrics.json").exists()
+                e.file_name().to_string_lossy().contains("partial") && e.path().join(name).exists()
             })
     };
-    let t = std::time::Instant::now();
-    while !partial_done() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before its results were complete"
-        );
-        assert!(t.elapsed().as_secs() < 120, "no results after 120 s");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let wait_for = |name: &str, child: &mut std::process::Child| {
+        let t = std::time::Instant::now();
+        while !partial_has(name) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before its temporary directory held {name}"
+            );
+            assert!(t.elapsed().as_secs() < 300, "no {name} after 300 s");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    // Begun (the first result file is created when the writer starts)...
+    wait_for("equity.parquet", &mut child);
+    let held = atc_bt::files::out::lock_out(&out);
+    assert!(
+        !out.exists(),
+        "the run committed before the test took the lock"
+    );
+    // ...its results complete (metrics.json is written last, before the
+    // commit)...
+    wait_for("metrics.json", &mut child);
     // ...and the run waits for the lock: still running, nothing committed.
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "the run did not wait");
@@ -917,4 +929,46 @@ fn a_run_waits_for_the_output_lock_before_its_commit_and_report() {
         String::from_utf8_lossy(&done.stderr)
     );
     assert!(out.join("run.json").exists() && out.join("report.html").exists());
+}
+
+/// Attack G1 (round 33): the check that `--out` may be replaced ran before
+/// the lock, so a second job into the same `--out` failed at its start
+/// ("holds 1 entry atc-bt did not write") when it looked while the first
+/// drew its report (charts not yet listed). It now looks under the lock.
+/// Here the test holds the lock while a chart is unlisted, then lists it.
+#[test]
+fn a_run_checks_its_out_only_when_the_job_before_has_drawn_its_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("p.parquet");
+    let series: Vec<Series> = (0..5).map(|k| walk(&format!("S{k}"), k, 400)).collect();
+    write_ohlcv(&data, &series);
+    let out = tmp.path().join("r");
+    let bin = assert_cmd::cargo::cargo_bin("atc-bt");
+    let run = || {
+        let mut c = std::process::Command::new(&bin);
+        c.current_dir(tmp.path())
+            .args(["run", "-q", "--no-cache", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    assert!(run().status().unwrap().success());
+    // "Another job" draws its report: a chart not yet in the listing.
+    let chart = out.join("report_files").join("sym-9999-X.svg");
+    let held = atc_bt::files::out::lock_out(&out);
+    std::fs::write(&chart, "<svg/>").unwrap();
+    let child = run().spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Its report done: the chart is listed (here: gone), the lock freed.
+    std::fs::remove_file(&chart).unwrap();
+    drop(held);
+    let done = child.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "the second run did not wait its turn: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 }
