@@ -939,14 +939,14 @@ fn encode_bar_group(
     /// Float and timestamp columns skip the Arrow writer's per-row work
     /// ([`ValueEncoder`]), `symbol` and `aggregate` are runs
     /// ([`RunsEncoder`]), `dir` too ([`IntRunsEncoder`]); the others go
-    /// through the Arrow writer. `Same`: the shared `ts` chunk, filled in
-    /// once encoded.
+    /// through the Arrow writer. `Same`: the shared `ts` chunk (kept, or
+    /// encoded for the first file), filled in after.
     enum Encoder {
         Values(ValueEncoder),
         Runs(RunsEncoder),
         IntRuns(IntRunsEncoder),
         Arrow(Box<ArrowColumnWriter>),
-        Same(Option<Box<Chunk>>),
+        Same,
     }
     let kept = memo.as_deref().and_then(|m| m.chunk_of(group));
     let reused = kept.is_some();
@@ -973,10 +973,7 @@ fn encode_bar_group(
             };
             let shared = memo.is_some() && column == BarColumn::Ts;
             let encoder = match (t.value_encoder_with_own_statistics(i), runs) {
-                (_, _) if shared && reused => {
-                    Encoder::Same(kept.as_ref().and_then(Chunk::pages_clone).map(Box::new))
-                }
-                (_, _) if shared && ts_encoded => Encoder::Same(None),
+                (_, _) if shared && (reused || ts_encoded) => Encoder::Same,
                 (Some(f), _) => {
                     ts_encoded |= shared;
                     Encoder::Values(f)
@@ -1002,7 +999,7 @@ fn encode_bar_group(
                 .iter()
                 .filter_map(|c| c.arrays[j.column as usize].as_ref());
             let r = match j.encoder {
-                Encoder::Same(c) => return (j.file, j.column, Ok(c.map(|c| *c))),
+                Encoder::Same => return (j.file, j.column, Ok(None)),
                 Encoder::Values(f) => f.encode(arrays.map(|a| a.as_ref())),
                 Encoder::IntRuns(r) => arrays
                     .map(|a| {
@@ -1043,7 +1040,8 @@ fn encode_bar_group(
             path: tables[file].path().to_path_buf(),
             message,
         })?;
-        // Jobs come back in file order: the encoded `ts` before its copies.
+        // Jobs come back in file order: the encoded `ts` (or the kept one)
+        // before its copies.
         let c =
             match (c, column == BarColumn::Ts && memo.is_some()) {
                 (Some(c), true) => {
