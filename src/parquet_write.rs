@@ -13,13 +13,17 @@
 //!   `PLAIN`; LZ4 (the `LZ4_RAW` codec) compresses them nearly as well as
 //!   zstd at half the time. `BYTE_STREAM_SPLIT` was larger for all but one
 //!   column and slower (again in round 30: `avg` 5.9 against 4.8 bytes per
-//!   row, `position` 2.5 against 0.9), so it is not used. They are encoded
-//!   by a [`ValueEncoder`]: parquet-rs's own column writer fed the arrays'
-//!   value slices, the same bytes as its Arrow writer (tested) without the
-//!   Arrow writer's per-row work around the encoder (a vector of row
-//!   indices, the values gathered through it, definition levels built even
-//!   where nothing is null): 2–5 ns less per row and float column, 13–19%
-//!   of what a float column cost.
+//!   row, `position` 2.5 against 0.9), so it is not used. Their pages are
+//!   built by [`ValueEncoder::encode_floats`] with no per-row work:
+//!   `DATA_PAGE_V2` pages (levels stored apart from the compressed values),
+//!   a symbol's values compressed where they lie, one page per symbol of at
+//!   least 1,024 rows; parquet-rs's column writer copied every value into
+//!   its page buffer and built a level per row (3% of a run's CPU time). A
+//!   float column with statistics goes through parquet-rs's column writer
+//!   fed the arrays' value slices, the same bytes as its Arrow writer
+//!   (tested) without the Arrow writer's per-row work around the encoder
+//!   (a vector of row indices, the values gathered through it, definition
+//!   levels built even where nothing is null).
 //! * Key columns, the ones a reader filters on (`ts`, `symbol`, …), carry
 //!   min/max statistics (row group and page), so polars, DuckDB, pyarrow and
 //!   the report skip row groups and pages; no other column pays for
@@ -56,7 +60,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{ArrowPrimitiveType, Float64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{
@@ -139,8 +143,10 @@ pub struct Layout {
 /// the encoder ([`ValueEncoder`]), none in the page headers. Version 5:
 /// their column index cuts names to 64 bytes. Version 6: the `symbol`
 /// column of a run's `trades.parquet` built as runs too. Version 7: a
-/// run's `dir` as runs ([`IntRunsEncoder`]).
-pub const LAYOUT_VERSION: u32 = 7;
+/// run's `dir` as runs ([`IntRunsEncoder`]). Version 8: float columns
+/// without statistics as `DATA_PAGE_V2` pages built here, a page per
+/// symbol ([`ValueEncoder::encode_floats`]).
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Rows per row group at most: about a million, the usual reader default.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -587,6 +593,9 @@ impl ValueEncoder {
         arrays: impl IntoIterator<Item = &'a dyn Array>,
     ) -> Result<Chunk, String> {
         let arrays: Vec<&dyn Array> = arrays.into_iter().collect();
+        if self.encodes_floats_itself() {
+            return self.encode_floats(&arrays);
+        }
         let mut sink = TrackedWrite::new(Vec::new());
         let pages = Box::new(SerializedPageWriter::new(&mut sink));
         let props = self.own_statistics.as_ref().unwrap_or(&self.props);
@@ -617,6 +626,84 @@ impl ValueEncoder {
             data: Bytes::from(data),
             close,
         })
+    }
+
+    /// Whether this column's pages are built here ([`Self::encode_floats`]):
+    /// floats, `PLAIN`, LZ4, no dictionary, no statistics (atc-bt's
+    /// [`Layout`]), on a little-endian machine (the values' bytes are
+    /// their `PLAIN` encoding).
+    fn encodes_floats_itself(&self) -> bool {
+        let (p, path) = (&self.props, self.descr.path());
+        cfg!(target_endian = "little")
+            && self.descr.physical_type() == parquet::basic::Type::DOUBLE
+            && p.compression(path) == Compression::LZ4_RAW
+            && p.encoding(path) == Some(Encoding::PLAIN)
+            && !p.dictionary_enabled(path)
+            && p.statistics_enabled(path) == EnabledStatistics::None
+    }
+
+    /// The column chunk of float `arrays` built directly, with no per-row
+    /// work: `DATA_PAGE_V2` pages, whose definition levels are stored
+    /// uncompressed beside the LZ4-compressed values, so an array (a
+    /// symbol's rows) of at least [`FLOAT_PART_ROWS`] rows is compressed
+    /// where it lies, in pages of at most [`FLOAT_PAGE_ROWS`] rows, and its
+    /// levels are a run or a few (a warm-up's nulls). Shorter arrays share
+    /// a page, their values gathered. parquet-rs's column writer copied
+    /// every value into its page buffer and built one level per row.
+    fn encode_floats(&self, arrays: &[&dyn Array]) -> Result<Chunk, String> {
+        let name = self.descr.name();
+        let nullable = self.descr.max_def_level() > 0;
+        let arrays = arrays
+            .iter()
+            .map(|a| {
+                let f = a.as_primitive_opt::<Float64Type>().ok_or_else(|| {
+                    format!(
+                        "column `{name}`: {} values in a column of {}",
+                        a.data_type(),
+                        DataType::Float64
+                    )
+                })?;
+                if !nullable && f.null_count() > 0 {
+                    return Err(format!("column `{name}` is not nullable but holds nulls"));
+                }
+                Ok(f)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let rows: usize = arrays.iter().map(|a| a.len()).sum();
+        // Room for the values uncompressed (LZ4 adds at most 1/255 to
+        // incompressible ones), their levels and the page headers.
+        let bound = rows * 8 + rows / 64 + 4096;
+        let mut pages = FloatPages {
+            chunk: PagesBuilder::with_capacity(&self.descr, bound),
+            nullable,
+            gathered: Vec::new(),
+            compressed: Vec::new(),
+        };
+        let mut short: Vec<(&Float64Array, std::ops::Range<usize>)> = Vec::new();
+        let mut short_rows = 0;
+        for a in arrays.iter().copied().filter(|a| !a.is_empty()) {
+            if a.len() >= FLOAT_PART_ROWS {
+                pages.page(&short)?;
+                short.clear();
+                short_rows = 0;
+                let mut at = 0;
+                while at < a.len() {
+                    let end = (at + FLOAT_PAGE_ROWS).min(a.len());
+                    pages.page(&[(a, at..end)])?;
+                    at = end;
+                }
+            } else {
+                short.push((a, 0..a.len()));
+                short_rows += a.len();
+                if short_rows >= FLOAT_PART_ROWS {
+                    pages.page(&short)?;
+                    short.clear();
+                    short_rows = 0;
+                }
+            }
+        }
+        pages.page(&short)?;
+        pages.chunk.finish(rows, None)
     }
 
     /// Whether a [`ValueEncoder`] of `field` (column `descr`, written with
@@ -756,6 +843,105 @@ impl ValueEncoder {
             written.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// Rows of a float page at most (parquet-rs's default page row limit).
+const FLOAT_PAGE_ROWS: usize = 20_000;
+
+/// A float array (a symbol's rows) of at least this many rows gets pages
+/// of its own; shorter ones share one until it holds this many.
+const FLOAT_PART_ROWS: usize = 1_024;
+
+/// The pages of one float column chunk ([`ValueEncoder::encode_floats`]),
+/// with the buffers they reuse.
+struct FloatPages {
+    chunk: PagesBuilder,
+    nullable: bool,
+    /// The values of a page built from several parts.
+    gathered: Vec<u8>,
+    /// LZ4's output (kept at the largest size needed, so not zeroed again).
+    compressed: Vec<u8>,
+}
+
+impl FloatPages {
+    /// One page of rows `parts` (in row order); none if they are empty.
+    fn page(&mut self, parts: &[(&Float64Array, std::ops::Range<usize>)]) -> Result<(), String> {
+        let rows: usize = parts.iter().map(|(_, r)| r.len()).sum();
+        if rows == 0 {
+            return Ok(());
+        }
+        // Definition levels as runs (adjacent equal runs joined), and the
+        // non-null values' bytes, slice by slice.
+        let mut levels = Vec::new();
+        let mut run = (1u32, 0usize);
+        let mut level = |levels: &mut Vec<u8>, v: u32, n: usize| {
+            if n == 0 {
+                return;
+            }
+            if run.0 != v && run.1 > 0 {
+                rle_run(levels, run.1, run.0, 1);
+                run.1 = 0;
+            }
+            run = (v, run.1 + n);
+        };
+        let mut slices: Vec<&[u8]> = Vec::new();
+        let mut nulls = 0;
+        for (a, r) in parts {
+            let bytes = a.values().inner().as_slice();
+            match a.nulls().filter(|n| n.null_count() > 0) {
+                None => {
+                    level(&mut levels, 1, r.len());
+                    slices.push(&bytes[r.start * 8..r.end * 8]);
+                }
+                Some(n) => {
+                    let mut at = r.start;
+                    for (s, e) in n.inner().slice(r.start, r.len()).set_slices() {
+                        let (s, e) = (r.start + s, r.start + e);
+                        level(&mut levels, 0, s - at);
+                        level(&mut levels, 1, e - s);
+                        slices.push(&bytes[s * 8..e * 8]);
+                        at = e;
+                    }
+                    level(&mut levels, 0, r.end - at);
+                    nulls += r.len() - n.inner().slice(r.start, r.len()).count_set_bits();
+                }
+            }
+        }
+        if !self.nullable {
+            levels.clear();
+        } else if run.1 > 0 {
+            rle_run(&mut levels, run.1, run.0, 1);
+        }
+        let values: &[u8] = match slices.as_slice() {
+            [one] => one,
+            _ => {
+                self.gathered.clear();
+                for s in &slices {
+                    self.gathered.extend_from_slice(s);
+                }
+                &self.gathered
+            }
+        };
+        let mut buf = levels.clone();
+        let compression = if values.is_empty() {
+            Compression::UNCOMPRESSED
+        } else {
+            let max = lz4_flex::block::get_maximum_output_size(values.len());
+            if self.compressed.len() < max {
+                self.compressed.resize(max, 0);
+            }
+            let n = lz4_flex::block::compress_into(values, &mut self.compressed).map_err(|e| {
+                self.chunk
+                    .err(parquet::errors::ParquetError::General(e.to_string()))
+            })?;
+            buf.reserve_exact(n);
+            buf.extend_from_slice(&self.compressed[..n]);
+            Compression::LZ4_RAW
+        };
+        let size = levels.len() + values.len();
+        self.chunk
+            .data_page_v2(buf, levels.len(), rows, nulls, size, compression)
     }
 }
 
@@ -981,19 +1167,33 @@ struct PagesBuilder {
     data_offset: Option<i64>,
     data_pages: i32,
     encoding: Encoding,
+    /// The codec of the data pages (uncompressed unless
+    /// [`PagesBuilder::data_page_v2`] compressed them).
+    compression: Compression,
+    /// `DATA_PAGE`, or `DATA_PAGE_V2` once [`PagesBuilder::data_page_v2`]
+    /// wrote one.
+    page_type: parquet::basic::PageType,
     offset_index: parquet::file::metadata::OffsetIndexBuilder,
 }
 
 impl PagesBuilder {
     fn new(descr: &ColumnDescPtr) -> PagesBuilder {
+        PagesBuilder::with_capacity(descr, 0)
+    }
+
+    /// A builder whose pages fit in `bytes` without growing (copying) the
+    /// buffer.
+    fn with_capacity(descr: &ColumnDescPtr, bytes: usize) -> PagesBuilder {
         PagesBuilder {
             descr: descr.clone(),
-            sink: TrackedWrite::new(Vec::new()),
+            sink: TrackedWrite::new(Vec::with_capacity(bytes)),
             sizes: (0, 0, 0),
             dictionary_offset: None,
             data_offset: None,
             data_pages: 0,
             encoding: Encoding::PLAIN,
+            compression: Compression::UNCOMPRESSED,
+            page_type: parquet::basic::PageType::DATA_PAGE,
             offset_index: parquet::file::metadata::OffsetIndexBuilder::new(),
         }
     }
@@ -1050,12 +1250,53 @@ impl PagesBuilder {
             },
             size,
         )?;
+        self.data_written(&spec, rows);
+        Ok(())
+    }
+
+    /// A `DATA_PAGE_V2` of `rows` rows, `nulls` of them null: `buf` holds
+    /// the definition levels (`levels` bytes, uncompressed), then the
+    /// values compressed with `compression` (`size`: the page's bytes
+    /// uncompressed).
+    fn data_page_v2(
+        &mut self,
+        buf: Vec<u8>,
+        levels: usize,
+        rows: usize,
+        nulls: usize,
+        size: usize,
+        compression: Compression,
+    ) -> Result<(), String> {
+        let spec = self.write(
+            parquet::column::page::Page::DataPageV2 {
+                buf: Bytes::from(buf),
+                num_values: rows as u32,
+                encoding: self.encoding,
+                num_nulls: nulls as u32,
+                num_rows: rows as u32,
+                def_levels_byte_len: levels as u32,
+                rep_levels_byte_len: 0,
+                is_compressed: compression != Compression::UNCOMPRESSED,
+                statistics: None,
+            },
+            size,
+        )?;
+        if compression != Compression::UNCOMPRESSED {
+            // The chunk's codec; a page of nulls alone says it is not
+            // compressed (`is_compressed`).
+            self.compression = compression;
+        }
+        self.page_type = parquet::basic::PageType::DATA_PAGE_V2;
+        self.data_written(&spec, rows);
+        Ok(())
+    }
+
+    fn data_written(&mut self, spec: &parquet::column::page::PageWriteSpec, rows: usize) {
         self.data_offset.get_or_insert(spec.offset as i64);
         self.data_pages += 1;
         self.offset_index
             .append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         self.offset_index.append_row_count(rows as i64);
-        Ok(())
     }
 
     /// The chunk of `rows` rows, with the chunk's statistics and column
@@ -1081,7 +1322,7 @@ impl PagesBuilder {
             });
         }
         page_stats.push(PageEncodingStats {
-            page_type: PageType::DATA_PAGE,
+            page_type: self.page_type,
             encoding: self.encoding,
             count: self.data_pages,
         });
@@ -1091,7 +1332,7 @@ impl PagesBuilder {
         }
         let (compressed, uncompressed, written) = self.sizes;
         let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
-            .set_compression(Compression::UNCOMPRESSED)
+            .set_compression(self.compression)
             .set_encodings(encodings)
             .set_page_encoding_stats(page_stats)
             .set_total_compressed_size(compressed as i64)
@@ -1480,16 +1721,15 @@ mod tests {
             t.finish().unwrap();
             std::fs::read(path).unwrap()
         };
-        let arrow = write("arrow.parquet", 0, &["equity"]);
+        // Floats with statistics (keys) go through parquet-rs's column
+        // writer; the others get pages of their own (`float_pages_…`).
+        let floats = ["equity", "position", "avg"];
+        let arrow = write("arrow.parquet", 0, &floats);
         assert!(arrow.len() > 100_000, "the column spans several pages");
-        assert_eq!(write("values.parquet", 1, &["equity"]), arrow);
-        assert_eq!(
-            write("own.parquet", 2, &["equity"]),
-            arrow,
-            "no timestamp key"
-        );
+        assert_eq!(write("values.parquet", 1, &floats), arrow);
+        assert_eq!(write("own.parquet", 2, &floats), arrow, "no timestamp key");
 
-        let keys = ["equity", "ts"];
+        let keys = ["equity", "position", "avg", "ts"];
         let read = |bytes: Vec<u8>| {
             use parquet::arrow::arrow_reader::{
                 ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
@@ -1555,6 +1795,111 @@ mod tests {
             panic!("nulls accepted in a non-nullable column");
         };
         assert!(e.contains("`equity`") && e.contains("null"), "{e}");
+    }
+
+    /// Float columns without statistics are built as `DATA_PAGE_V2` pages
+    /// ([`ValueEncoder::encode_floats`]): every value reads back bit for
+    /// bit (NaN payloads, −0.0, infinities, subnormals) with its nulls; an
+    /// array of at least 1,024 rows gets pages of its own of at most 20,000
+    /// rows, shorter ones share one, an all-null array's page holds only
+    /// levels, and says it is not compressed: the chunk still says LZ4
+    /// (a first build took the last page's codec for the chunk's, and
+    /// every reader failed on the others).
+    #[test]
+    fn float_pages_hold_every_value_bit_for_bit_in_pages_per_part() {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float64, false),
+            Field::new("y", DataType::Float64, true),
+        ]));
+        let lens = [2500, 30, 40, 1000, 5, 45_000, 0, 1024, 2000];
+        let bits = |i: usize| -> f64 {
+            match i % 11 {
+                0 => f64::from_bits(0x7ff8_0000_dead_beef),
+                1 => -0.0,
+                2 => f64::NEG_INFINITY,
+                3 => f64::from_bits(1),
+                _ => (i as f64 * 0.731).sin() * 1e3,
+            }
+        };
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        for (p, &n) in lens.iter().enumerate() {
+            let range = at..at + n;
+            xs.push(Float64Array::from_iter_values(range.clone().map(bits)));
+            ys.push(Float64Array::from_iter(range.clone().map(|i| {
+                let valid = match p {
+                    0 => i - at >= 300 && i % 17 != 0,
+                    5 => i % 5000 >= 7,
+                    8 => false,
+                    _ => true,
+                };
+                valid.then(|| bits(i + 3))
+            })));
+            at += n;
+        }
+        let path = dir.path().join("f.parquet");
+        let mut t = Table::create(&path, schema.clone(), &[]).unwrap();
+        let chunks = (0..2)
+            .map(|c| {
+                let parts: Vec<&dyn Array> = match c {
+                    0 => xs.iter().map(|a| a as &dyn Array).collect(),
+                    _ => ys.iter().map(|a| a as &dyn Array).collect(),
+                };
+                t.value_encoder(c).unwrap().encode(parts).unwrap()
+            })
+            .collect();
+        t.append_chunks(chunks).unwrap();
+        t.finish().unwrap();
+
+        let options = ArrowReaderOptions::new().with_page_index(true);
+        let b = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            File::open(&path).unwrap(),
+            options,
+        )
+        .unwrap();
+        let meta = b.metadata().clone();
+        let batches: Vec<RecordBatch> = b.build().unwrap().map(|b| b.unwrap()).collect();
+        let read = |c: usize| -> Vec<Option<u64>> {
+            batches
+                .iter()
+                .flat_map(|b| {
+                    let a = b.column(c).as_primitive::<Float64Type>().clone();
+                    (0..a.len())
+                        .map(|i| a.is_valid(i).then(|| a.value(i).to_bits()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let want = |arrays: &[Float64Array]| -> Vec<Option<u64>> {
+            arrays
+                .iter()
+                .flat_map(|a| {
+                    (0..a.len())
+                        .map(|i| a.is_valid(i).then(|| a.value(i).to_bits()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        assert_eq!(read(0), want(&xs));
+        assert_eq!(read(1), want(&ys));
+        let starts: Vec<i64> = meta.offset_index().unwrap()[0][1]
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index)
+            .collect();
+        // 2500 alone; 30 + 40 + 1000 shared; 5 alone before the 45,000
+        // split in three; 1024 alone; 2000 (all null) alone.
+        assert_eq!(starts, [0, 2500, 3570, 3575, 23575, 43575, 48575, 49599]);
+        for c in 0..2 {
+            let col = meta.row_group(0).column(c);
+            assert_eq!(col.compression(), Compression::LZ4_RAW);
+            let stats = col.page_encoding_stats().unwrap();
+            assert_eq!(stats[0].page_type, parquet::basic::PageType::DATA_PAGE_V2);
+            assert_eq!(stats[0].count, 8);
+            assert!(col.statistics().is_none());
+        }
     }
 
     /// Attack (round 32): long names were kept whole in the column index

@@ -103,6 +103,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -626,12 +627,12 @@ pub fn simulate_checked_into(
         v.clear();
         v.reserve(len);
     }
-    // Trades overwrite the previous run's in place (their symbol strings'
-    // memory reused: a sweep simulates each symbol once per combination);
-    // the rest are cut at the end.
+    // Trades overwrite the previous run's in place (a sweep simulates each
+    // symbol once per combination); the rest are cut at the end.
     let mut trades = Ledger {
         trades: &mut run.trades,
         used: 0,
+        name: None,
     };
     let mut total_fees = 0.0;
     let run_ts = (&run.ts[..], window.start);
@@ -879,6 +880,9 @@ fn close_position(
 struct Ledger<'a> {
     trades: &'a mut Vec<Trade>,
     used: usize,
+    /// The symbol's name, shared by its trades (made at the first trade,
+    /// or the previous run's when it was the same symbol's).
+    name: Option<Arc<str>>,
 }
 
 impl Ledger<'_> {
@@ -895,14 +899,18 @@ impl Ledger<'_> {
     ) -> &mut Trade {
         let k = self.used;
         self.used += 1;
+        let trades = &*self.trades;
+        let name = self
+            .name
+            .get_or_insert_with(|| match trades.first() {
+                Some(t) if &*t.symbol == symbol => t.symbol.clone(),
+                _ => Arc::from(symbol),
+            })
+            .clone();
         if k < self.trades.len() {
-            let slot = &mut self.trades[k];
-            let mut name = std::mem::take(&mut slot.symbol);
-            name.clear();
-            name.push_str(symbol);
-            *slot = trade_named(name, h, ts, exit, exit_price, exit_fee);
+            self.trades[k] = trade_named(name, h, ts, exit, exit_price, exit_fee);
         } else {
-            let t = trade_named(symbol.to_string(), h, ts, exit, exit_price, exit_fee);
+            let t = trade_named(name, h, ts, exit, exit_price, exit_fee);
             self.trades.push(t);
         }
         &mut self.trades[k]
@@ -923,7 +931,7 @@ pub(super) fn make_trade(
 ) -> Trade {
     let exit = (exit_bar, held_to, exit_reason);
     trade_named(
-        symbol.to_string(),
+        Arc::from(symbol),
         h,
         (ts, start),
         exit,
@@ -934,7 +942,7 @@ pub(super) fn make_trade(
 
 /// [`make_trade`] with the symbol's string given.
 fn trade_named(
-    symbol: String,
+    symbol: Arc<str>,
     h: &Holding,
     (ts, start): (&[i64], usize),
     (exit_bar, held_to, exit_reason): (usize, usize, ExitReason),

@@ -3,6 +3,7 @@
 //! this list, so the ledger and the statistics can never disagree.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Direction of a trade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,8 +104,8 @@ impl ExitReason {
 /// was paid for).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trade {
-    /// The symbol traded.
-    pub symbol: String,
+    /// The symbol traded (one allocation shared by a simulation's trades).
+    pub symbol: Arc<str>,
     /// Long or short.
     pub side: Side,
     /// Timestamp (µs since epoch, UTC) of the bar whose open filled the entry.

@@ -382,7 +382,14 @@ pub fn prepare(
             data.release_all();
         }
         let view = data.view(idx);
-        match window(view.ts, plan.from, plan.to, plan.warmup_bars) {
+        // A `from` at or before the series' first bar, or a `to` at or
+        // after its last (the store's index has both), cuts nothing: no
+        // timestamp is read to find that (a binary search faulted in a
+        // dozen pages of every series).
+        let info = &series[idx];
+        let from = plan.from.filter(|&f| info.bars == 0 || f > info.first_ts);
+        let to = plan.to.filter(|&t| info.bars == 0 || t < info.last_ts);
+        match window(view.ts, from, to, plan.warmup_bars) {
             Some((start, win)) => active.push(ActiveSeries {
                 idx,
                 start,

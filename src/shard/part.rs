@@ -1084,7 +1084,7 @@ impl PartReader {
                 let s = runs.get_mut(&key).ok_or_else(|| {
                     corrupt(&p, format!("trade rows of an unknown symbol {key:?}"))
                 })?;
-                let symbol = s.run.symbol.clone();
+                let symbol: Arc<str> = Arc::from(s.run.symbol.as_str());
                 let exit_reason = ExitReason::from_name(reason.value(i)).ok_or_else(|| {
                     corrupt(&p, format!("unknown exit_reason {:?}", reason.value(i)))
                 })?;
