@@ -4,8 +4,11 @@
 //!
 //! Files: `results.parquet` (one row per combination, sample and symbol
 //! or aggregate), `heatmap_<sample>.json`, `best_equity.parquet` (the
-//! best combination once more through `run`, for its curve: a sweep keeps
-//! no curves), `walk_forward.json` and `walk_forward_equity.parquet` with
+//! best combination's portfolio and benchmark: the curves the sweep kept of
+//! its best so far ([`crate::sweep::SweepResult::best_curve`]), or, where
+//! it kept none (shared cash, a chunk's curves over budget), the best
+//! combination once more through `run`), `walk_forward.json` and
+//! `walk_forward_equity.parquet` with
 //! a walk-forward, `memory.parquet`, and `sweep.json` last
 //! ([`SweepManifest`]).
 
@@ -27,7 +30,7 @@ use crate::run::{run, RunPlan, Strategy};
 use crate::shard::ShardSpec;
 use crate::sweep::output::{write_json, ResultsWriter};
 use crate::sweep::walk::{folds, train_samples, walk_forward, WalkForward, WalkForwardSpec};
-use crate::sweep::{sweep as sweep_grid, Grid, Ranking, Sample, SweepResult};
+use crate::sweep::{sweep_ranked, Grid, RankBy, Ranking, Sample, SweepResult};
 
 /// Where in-sample ends.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -280,7 +283,7 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
     let t1 = Instant::now();
     sampler.phase("compute");
     let result = pool.install(|| {
-        sweep_grid(
+        sweep_ranked(
             &dataset,
             &plan,
             grid,
@@ -288,6 +291,10 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             &samples,
             strict,
             &cache,
+            RankBy {
+                metric: &s.rank_by,
+                ranked: rank_k,
+            },
             &mut |rows| {
                 ranking.add(&rows);
                 writer.write(&rows)
@@ -384,16 +391,23 @@ pub fn sweep(settings: &SweepSettings, progress: &dyn Progress) -> Result<SweepO
             None => None,
         };
         if let Some((best_combo, _)) = best {
-            // The best combination once more through `run`, for its equity
-            // curve (a sweep keeps no curves: memory stays bounded by the
-            // grid size).
-            let strategy = grid.strategy(base, best_combo);
-            let r = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
+            // The best combination's curves as the sweep kept them (its
+            // first sample is the run's window), or, where it could not,
+            // once more through `run`.
+            let rerun;
+            let (portfolio, benchmark) = match &result.best_curve {
+                Some(b) if b.combo == best_combo => (&b.portfolio, &b.benchmark),
+                _ => {
+                    let strategy = grid.strategy(base, best_combo);
+                    rerun = pool.install(|| run(&dataset, &plan, &strategy, strict, &|| {}))?;
+                    (&rerun.portfolio, &rerun.benchmark)
+                }
+            };
             write_curves_parquet(
                 &tmp.join("best_equity.parquet"),
                 &[
-                    (Aggregate::Portfolio, &r.portfolio),
-                    (Aggregate::Benchmark, &r.benchmark),
+                    (Aggregate::Portfolio, portfolio),
+                    (Aggregate::Benchmark, benchmark),
                 ],
             )?;
         }

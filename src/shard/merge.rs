@@ -619,6 +619,7 @@ pub fn merge_sweep(
         samples,
         skipped,
         combo_bars,
+        best_curve: None,
     })
 }
 

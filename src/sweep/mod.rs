@@ -60,7 +60,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use crate::backtest::{
-    simulate_checked_into, CheckedInputs, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
+    simulate_checked_into, CheckedInputs, Curve, ExecConfig, Metrics, MetricsOptions, PortfolioSum,
     SymbolRun, TradeStat,
 };
 use crate::cache::{lookup_signals_once, Cache};
@@ -119,7 +119,40 @@ pub struct SweepResult {
     pub skipped: Vec<Skipped>,
     /// Engine-bar × combination count processed (layer stage), for throughput.
     pub combo_bars: u64,
+    /// The portfolio and buy & hold curves of the first sample (`full`) of
+    /// the best combination by [`sweep_ranked`]'s metric, as
+    /// [`Ranking::order`] ranks them: what a `run` of it returns, summed in
+    /// the same order (tested). `None` for [`sweep`], when any chunk was
+    /// not streamed (shared cash, an observer), when the best combination
+    /// has no portfolio, or when a chunk's curves would not fit in
+    /// [`CURVE_BUDGET_BYTES`]: the caller runs it again.
+    pub best_curve: Option<BestCurve>,
 }
+
+/// The curves of [`SweepResult::best_curve`].
+#[derive(Debug, Clone)]
+pub struct BestCurve {
+    /// The combination.
+    pub combo: usize,
+    /// Its portfolio equity.
+    pub portfolio: Curve,
+    /// Its buy & hold benchmark.
+    pub benchmark: Curve,
+}
+
+/// How [`sweep_ranked`] picks the combination whose curves it keeps: the
+/// ranking metric, on sample `ranked` (as [`Ranking::new`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RankBy<'a> {
+    /// A metric of the facts table.
+    pub metric: &'a str,
+    /// The ranked sample.
+    pub ranked: usize,
+}
+
+/// Bytes of first-sample curves a streamed chunk may hold until each
+/// combination's is compared with the best so far.
+const CURVE_BUDGET_BYTES: usize = 64 << 20;
 
 /// Appends the rows of one (combination, sample): each symbol, then the
 /// portfolio and benchmark rows (aggregate rows: `symbol` null). Shared by
@@ -238,7 +271,39 @@ pub fn sweep(
     on_combo: &(dyn Fn() + Sync),
 ) -> Result<SweepResult, RunError> {
     sweep_inner(
-        data, plan, grid, base, samples, strict, cache, None, emit, on_combo, None,
+        data, plan, grid, base, samples, strict, cache, None, emit, on_combo, None, None,
+    )
+}
+
+/// [`sweep`], keeping the first sample's curves of the best combination
+/// by `rank` ([`SweepResult::best_curve`]), so the caller need not run it
+/// again for them.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_ranked(
+    data: &Dataset,
+    plan: &RunPlan,
+    grid: &Grid,
+    base: &Strategy,
+    samples: &[Sample],
+    strict: bool,
+    cache: &Cache,
+    rank: RankBy<'_>,
+    emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
+    on_combo: &(dyn Fn() + Sync),
+) -> Result<SweepResult, RunError> {
+    sweep_inner(
+        data,
+        plan,
+        grid,
+        base,
+        samples,
+        strict,
+        cache,
+        None,
+        emit,
+        on_combo,
+        None,
+        Some(rank),
     )
 }
 
@@ -283,6 +348,7 @@ pub fn sweep_with(
         emit,
         on_combo,
         Some(observe),
+        None,
     )
 }
 
@@ -623,7 +689,12 @@ struct SampleOut {
     failed: Vec<Skipped>,
     rows: Vec<(usize, Metrics)>,
     metrics: Option<(Metrics, Metrics)>,
+    /// The portfolio and benchmark curves, when asked for.
+    curves: Option<Curves>,
 }
+
+/// A portfolio's equity curve and its buy & hold benchmark's.
+type Curves = (Curve, Curve);
 
 /// The portfolio of sample `k` of a streamed combination: what
 /// [`aggregate`] computes from the same symbols, summed in the same
@@ -634,7 +705,9 @@ fn finish_sample(
     capital: f64,
     symbols: &[SymbolPlan],
     settings: &MetricsSettings,
+    keep_curves: bool,
 ) -> SampleOut {
+    let mut curves = None;
     let metrics = (!acc.rows.is_empty()).then(|| {
         let calendars = acc
             .rows
@@ -649,12 +722,17 @@ fn finish_sample(
         for t in &acc.trades {
             trades.extend_from_slice(t);
         }
-        portfolio_metrics(&port, &bench, &trades, &acc.fees, capital, &opts)
+        let m = portfolio_metrics(&port, &bench, &trades, &acc.fees, capital, &opts);
+        if keep_curves {
+            curves = Some((port, bench));
+        }
+        m
     });
     SampleOut {
         failed: acc.failed,
         rows: acc.rows,
         metrics,
+        curves,
     }
 }
 
@@ -799,7 +877,8 @@ struct FinishedChunk {
 
 impl RanChunk {
     /// The portfolios of every (combination, sample), in parallel.
-    fn finish(self, ctx: &Ctx<'_>) -> FinishedChunk {
+    /// `keep_curves`: keep each combination's first-sample curves.
+    fn finish(self, ctx: &Ctx<'_>, keep_curves: bool) -> FinishedChunk {
         let outs = self
             .accs
             .into_par_iter()
@@ -807,7 +886,8 @@ impl RanChunk {
                 accs.into_iter()
                     .enumerate()
                     .map(|(k, acc)| {
-                        finish_sample(acc, k, ctx.capital[k], ctx.symbols, ctx.settings)
+                        let keep = k == 0 && keep_curves;
+                        finish_sample(acc, k, ctx.capital[k], ctx.symbols, ctx.settings, keep)
                     })
                     .collect()
             })
@@ -833,6 +913,14 @@ struct Emitter<'e, 'o> {
     observe: Option<&'e mut Observer<'o>>,
     skipped: Vec<Skipped>,
     combo_bars: u64,
+    /// The ranking that picks [`SweepResult::best_curve`], with its
+    /// direction (lower is better).
+    rank: Option<(RankBy<'e>, bool)>,
+    /// The best combination so far by `rank`, its metric, and its first
+    /// sample's curves; `None` inside once a chunk was not streamed.
+    best: Option<(usize, f64, Option<Curves>)>,
+    /// Every chunk so far was streamed with its curves.
+    curves_whole: bool,
 }
 
 impl Emitter<'_, '_> {
@@ -847,7 +935,23 @@ impl Emitter<'_, '_> {
     /// the portfolio and benchmark rows, per sample), as [`push_rows`] orders
     /// them.
     fn streamed(&mut self, fin: FinishedChunk) -> Result<(), RunError> {
-        for (&c, outs) in fin.combos.iter().zip(fin.outs) {
+        for (&c, mut outs) in fin.combos.iter().zip(fin.outs) {
+            if let Some((rank, lower)) = self.rank {
+                // As `Ranking::add` reads it from the rows, and
+                // `Ranking::order` orders it.
+                let v = outs
+                    .get(rank.ranked)
+                    .and_then(|o| o.metrics.as_ref())
+                    .and_then(|(pm, _)| output::metric_value(pm, rank.metric))
+                    .unwrap_or(f64::NAN);
+                let better = self.best.as_ref().is_none_or(|&(b, bv, _)| {
+                    rank::order_by(lower, (c, v), (b, bv)) == std::cmp::Ordering::Less
+                });
+                if better {
+                    let curves = outs.first_mut().and_then(|o| o.curves.take());
+                    self.best = Some((c, v, curves));
+                }
+            }
             let mut rows = Vec::new();
             for (k, out) in outs.into_iter().enumerate() {
                 if self.strict {
@@ -891,6 +995,7 @@ impl Emitter<'_, '_> {
     /// Emits a chunk kept in full for the observer: the steps of `run`
     /// ([`collect`], [`aggregate`]) on each (combination, sample).
     fn observed(&mut self, ran: RanChunk) -> Result<(), RunError> {
+        self.curves_whole = false;
         for (&c, accs) in ran.combos.iter().zip(ran.accs) {
             let mut rows = Vec::new();
             for (k, acc) in accs.into_iter().enumerate() {
@@ -927,6 +1032,7 @@ fn sweep_inner(
     emit: &mut dyn FnMut(Vec<Row>) -> Result<(), String>,
     on_combo: &(dyn Fn() + Sync),
     observe: Option<&mut Observer<'_>>,
+    rank: Option<RankBy<'_>>,
 ) -> Result<SweepResult, RunError> {
     // Shared cash: the grid's position limits run one book each over the
     // signals of the grid without them ([`shared`]).
@@ -1110,6 +1216,10 @@ fn sweep_inner(
         sizing.group = sizing.group_for(sizing.chunk, 2.0);
     }
 
+    // The first sample's curves of a chunk's combinations, held until
+    // each is compared with the best so far, within a budget.
+    let curve_bytes = timelines.first().map_or(0, |t| t.len()) * 2 * 16;
+    let keep_curves = rank.is_some() && curve_bytes * sizing.max <= CURVE_BUDGET_BYTES;
     let mut out = Emitter {
         data,
         symbols: &symbol_plans,
@@ -1123,6 +1233,9 @@ fn sweep_inner(
         observe,
         skipped,
         combo_bars: 0,
+        rank: rank.map(|r| (r, output::lower_is_better(r.metric))),
+        best: None,
+        curves_whole: keep_curves,
     };
     let new_acc = |k: usize| SampleAcc {
         sum: PortfolioSum::new(
@@ -1201,6 +1314,7 @@ fn sweep_inner(
             let chunk = plan_chunk(chunk_combos);
             if shared {
                 let ran = chunk.run(&ctx, &blocks, kept.as_ref(), group);
+                out.curves_whole = false;
                 books.emit(&ctx, ran, &mut out)?;
                 continue;
             }
@@ -1221,16 +1335,25 @@ fn sweep_inner(
             if let Some(r) = &ran {
                 sizing.observe(r);
             }
-            pending = ran.map(|r| r.finish(&ctx));
+            pending = ran.map(|r| r.finish(&ctx, keep_curves));
         }
     }
     if let Some(fin) = pending.take() {
         out.streamed(fin)?;
     }
+    let best_curve = match out.best {
+        Some((combo, _, Some((portfolio, benchmark)))) if out.curves_whole => Some(BestCurve {
+            combo,
+            portfolio,
+            benchmark,
+        }),
+        _ => None,
+    };
     Ok(SweepResult {
         samples: samples.to_vec(),
         skipped: out.skipped,
         combo_bars: out.combo_bars,
+        best_curve,
     })
 }
 

@@ -43,7 +43,7 @@ pub struct Ranking {
 
 /// Best first: finite values by `metric`'s direction, ties and the rest
 /// (no value, or not finite) by combination number.
-fn order_by(lower: bool, (a, va): (usize, f64), (b, vb): (usize, f64)) -> Ordering {
+pub(crate) fn order_by(lower: bool, (a, va): (usize, f64), (b, vb): (usize, f64)) -> Ordering {
     let f = |v: f64| Some(v).filter(|v| v.is_finite());
     match (f(va), f(vb)) {
         (Some(x), Some(y)) => {

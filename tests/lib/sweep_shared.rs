@@ -372,3 +372,109 @@ fn every_sweep_row_equals_run_with_its_parameters() {
         assert!(checked >= grid.count() as usize * 3 * 5, "{checked}");
     }
 }
+
+/// The best combination's curves a sweep keeps ([`sweep_ranked`], what
+/// `best_equity.parquet` is written from) are `run`'s portfolio and
+/// benchmark for that combination, bit for bit: ragged series, a split
+/// (ranked on `in`, and on `full`), several chunks, a metric where higher
+/// is better and one where lower is (`max_drawdown`); the best is
+/// `Ranking::order`'s first; and [`sweep`] (no ranking) keeps none.
+#[test]
+fn a_sweeps_best_curve_is_the_run_of_its_best_combination() {
+    use atc_bt::data::{DataOptions, Dataset};
+    use atc_bt::run::{run, RunPlan, Strategy};
+    use atc_bt::sweep::{pin_samples, samples, sweep, sweep_ranked, Grid, RankBy, Ranking};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ragged.parquet");
+    let full = common::weekdays(360);
+    let series: Vec<common::Series> = (0..5u64)
+        .map(|k| {
+            let (skip, len) = (
+                [0, 40, 0, 70, 10][k as usize],
+                [360, 320, 280, 290, 330][k as usize],
+            );
+            let mut s = common::walk(&format!("B{k}"), 300 + k, len);
+            s.ts = full[skip..skip + len].to_vec();
+            s
+        })
+        .collect();
+    common::write_ohlcv(&path, &series);
+    let data = Dataset::open(
+        &DataOptions {
+            data: path,
+            store: Some(tmp.path().join("store")),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let plan = RunPlan {
+        series: (0..data.series().len()).collect(),
+        from: Some(full[15]),
+        to: Some(full[340]),
+        warmup_bars: Some(50),
+    };
+    let mut grid = Grid::default();
+    grid.set_axis("lambda", "0.01:0.2:0.01").unwrap();
+    grid.set_axis("decay", "0.03,0.2").unwrap();
+    let base = Strategy::default();
+    let mut smp = samples(plan.from, plan.to, Some(full[200]));
+    pin_samples(&data, &plan.series, &mut smp);
+    let cache = atc_bt::cache::Cache::disabled();
+    let bits = |c: &atc_bt::backtest::Curve| -> (Vec<i64>, Vec<u64>, Vec<u64>) {
+        (
+            c.ts.clone(),
+            c.equity.iter().map(|v| v.to_bits()).collect(),
+            c.gross.iter().map(|v| v.to_bits()).collect(),
+        )
+    };
+    for (metric, ranked) in [("sharpe", 1), ("max_drawdown", 1), ("total_return", 0)] {
+        let mut ranking = Ranking::new(&grid, &base.atc, metric, &smp, ranked);
+        let result = sweep_ranked(
+            &data,
+            &plan,
+            &grid,
+            &base,
+            &smp,
+            false,
+            &cache,
+            RankBy { metric, ranked },
+            &mut |rows| {
+                ranking.add(&rows);
+                Ok(())
+            },
+            &|| {},
+        )
+        .unwrap();
+        let best = ranking.order()[0];
+        let kept = result
+            .best_curve
+            .expect("the best combination's curves kept");
+        assert_eq!(kept.combo, best, "{metric}");
+        let r = run(&data, &plan, &grid.strategy(&base, best), false, &|| {}).unwrap();
+        assert_eq!(
+            bits(&kept.portfolio),
+            bits(&r.portfolio),
+            "{metric}: portfolio"
+        );
+        assert_eq!(
+            bits(&kept.benchmark),
+            bits(&r.benchmark),
+            "{metric}: benchmark"
+        );
+        assert!(kept.portfolio.ts.len() > 300);
+    }
+    let plain = sweep(
+        &data,
+        &plan,
+        &grid,
+        &base,
+        &smp,
+        false,
+        &cache,
+        &mut |_| Ok(()),
+        &|| {},
+    );
+    assert!(plain.unwrap().best_curve.is_none());
+}
