@@ -499,11 +499,23 @@ fn resolve(path: &str, names: &[String]) -> Result<[Option<usize>; 4], SignalsEr
 }
 
 /// Checks one row's `dir` (as a number) and `strength`, appending it.
+/// A row's `strength` cell.
+enum Strength {
+    /// No `strength` column: the strength is `dir`.
+    Absent,
+    /// An empty cell: allowed on a flat bar (`dir` 0), where it reads as a
+    /// run's own warm-up or cutout bars do (its `avg` is empty there, so a
+    /// run's `signals.parquet` reads back as it was written).
+    Empty,
+    /// A number.
+    Given(f64),
+}
+
 fn push_row(
     raw: &mut Raw,
     path: &str,
     at: RowRef,
-    (symbol, ts, dir, strength): (String, i64, f64, Option<f64>),
+    (symbol, ts, dir, strength): (String, i64, f64, Strength),
 ) -> Result<(), SignalsError> {
     if !(dir.fract() == 0.0 && (-1.0..=1.0).contains(&dir)) {
         return Err(SignalsError::BadDir {
@@ -515,7 +527,7 @@ fn push_row(
     }
     let dir = dir as i8;
     let strength = match strength {
-        Some(s) if !s.is_finite() => {
+        Strength::Given(s) if !s.is_finite() => {
             return Err(SignalsError::BadStrength {
                 path: path.to_string(),
                 at,
@@ -523,8 +535,17 @@ fn push_row(
                 value: s,
             })
         }
-        Some(s) => s,
-        None => f64::from(dir),
+        Strength::Given(s) => s,
+        Strength::Empty if dir == 0 => f64::NAN,
+        Strength::Empty => {
+            return Err(SignalsError::BadCell {
+                path: path.to_string(),
+                at,
+                column: "strength",
+                problem: "is empty on a bar that is not flat (an empty strength is allowed only where dir is 0)".into(),
+            })
+        }
+        Strength::Absent => f64::from(dir),
     };
     raw.symbol.push(symbol);
     raw.ts.push(ts);
@@ -587,7 +608,11 @@ fn read_csv(path: &str, bytes: &[u8]) -> Result<Raw, SignalsError> {
             ),
         })?;
         let d = number(dir, "dir")?;
-        let s = strength.map(|i| number(i, "strength")).transpose()?;
+        let s = match strength {
+            None => Strength::Absent,
+            Some(i) if rec.get(i).is_none_or(|v| v.trim().is_empty()) => Strength::Empty,
+            Some(i) => Strength::Given(number(i, "strength")?),
+        };
         push_row(&mut raw, path, at, (symbol, t, d, s))?;
     }
     Ok(raw)
@@ -662,9 +687,9 @@ fn read_parquet(p: &str, path: &Path) -> Result<Raw, SignalsError> {
                 return Err(empty("dir"));
             }
             let s = match strengths {
-                Some(s) if s.is_null(k) => return Err(empty("strength")),
-                Some(s) => Some(s.value(k)),
-                None => None,
+                Some(s) if s.is_null(k) => Strength::Empty,
+                Some(s) => Strength::Given(s.value(k)),
+                None => Strength::Absent,
             };
             let row = (syms.value(k).to_string(), t, dirs.value(k), s);
             push_row(&mut raw, p, at, row)?;

@@ -102,6 +102,50 @@ fn own_signals_fed_back_give_identical_results_parquet_and_csv() {
     );
 }
 
+/// Attack (round 34, older than it): a run's own `signals.parquet` with
+/// empty `avg` cells (the bars before `--cutout`, where `dir` is 0) was
+/// refused when fed back ("strength is empty (null)"), though the README
+/// calls it a valid signals file. An empty strength on a flat bar now
+/// reads as the run wrote it: every result file byte-identical, from
+/// Parquet and from the same rows as CSV (empty cells there).
+#[test]
+fn own_signals_with_empty_avg_cells_fed_back_give_identical_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path();
+    let data = p.join("d.parquet");
+    write_walks(&data, "S", 3, 0, 300, 400);
+    let cut = ["--cutout", "60"];
+    run_to(p, &data, "atc", &cut).success();
+    let avg = f64_col(&read_parquet(&p.join("atc/signals.parquet")), "avg");
+    assert!(
+        avg.iter().any(Option::is_none),
+        "the cutout leaves empty avg cells"
+    );
+    let mut args = cut.to_vec();
+    args.extend(["--signals", "atc/signals.parquet"]);
+    run_to(p, &data, "own", &args).success();
+    assert_same(&p.join("atc"), &p.join("own"), &SAME);
+    // The same rows as CSV, an empty cell where avg is.
+    let b = read_parquet(&p.join("atc/signals.parquet"));
+    let (ts, sym, dir) = (ts_col(&b, "ts"), str_col(&b, "symbol"), num_col(&b, "dir"));
+    let mut text = String::from("ts,symbol,avg,dir\n");
+    for i in 0..ts.len() {
+        let t = chrono::DateTime::from_timestamp_micros(ts[i].unwrap()).unwrap();
+        let a = avg[i].map_or(String::new(), |v| v.to_string());
+        text.push_str(&format!(
+            "{},{},{a},{}\n",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            sym[i],
+            dir[i].unwrap()
+        ));
+    }
+    std::fs::write(p.join("own.csv"), text).unwrap();
+    let mut args = cut.to_vec();
+    args.extend(["--signals", "own.csv"]);
+    run_to(p, &data, "csv", &args).success();
+    assert_same(&p.join("atc"), &p.join("csv"), &SAME);
+}
+
 /// With `--from`, the window's first open trades on the row of the bar
 /// before it (the ATC's last warm-up bar): signals of a run over the whole
 /// history, fed to a `--from` run, reproduce the ATC's `--from` run.
@@ -156,7 +200,7 @@ fn bad_signals_files_are_refused_naming_file_row_symbol_and_fix() {
     let p = tmp.path();
     let data = p.join("d.parquet");
     write_walks(&data, "S", 2, 0, 320, 30);
-    let cases: [(&str, &str, &[&str]); 9] = [
+    let cases: [(&str, &str, &[&str]); 10] = [
         (
             "ts,symbol\n2019-01-01,S0\n",
             "m.csv",
@@ -199,6 +243,11 @@ fn bad_signals_files_are_refused_naming_file_row_symbol_and_fix() {
             "ts,symbol,dir\n2019-01-01,S0,\n",
             "e.csv",
             &["e.csv: line 2: dir is empty"],
+        ),
+        (
+            "ts,symbol,dir,strength\n2019-01-01,S0,-1,\n",
+            "es.csv",
+            &["es.csv: line 2: strength is empty on a bar that is not flat"],
         ),
         (
             "ts,symbol,dir\nyesterday,S0,1\n",
