@@ -116,7 +116,7 @@ pub enum SignalsError {
         second: String,
     },
     /// A cell is empty (null) or does not parse.
-    #[error("signals file {path}: {at}: {column} {problem}\n  hint: every row needs a symbol, a ts and a dir (and a strength when the column is there)")]
+    #[error("signals file {path}: {at}: {column} {problem}\n  hint: every row needs a symbol, a ts and a dir; a strength cell is a number, or empty for none")]
     BadCell {
         /// The file.
         path: String,
@@ -503,9 +503,10 @@ fn resolve(path: &str, names: &[String]) -> Result<[Option<usize>; 4], SignalsEr
 enum Strength {
     /// No `strength` column: the strength is `dir`.
     Absent,
-    /// An empty cell: allowed on a flat bar (`dir` 0), where it reads as a
-    /// run's own warm-up or cutout bars do (its `avg` is empty there, so a
-    /// run's `signals.parquet` reads back as it was written).
+    /// An empty cell: no strength (NaN, ranked after every strength), as
+    /// a run's own `signals.parquet` leaves `avg` empty where the ATC has
+    /// none (warm-up, cutout, equities that overflow with a large
+    /// lambda, on flat and held bars alike), so it reads back as written.
     Empty,
     /// A number.
     Given(f64),
@@ -536,15 +537,7 @@ fn push_row(
             })
         }
         Strength::Given(s) => s,
-        Strength::Empty if dir == 0 => f64::NAN,
-        Strength::Empty => {
-            return Err(SignalsError::BadCell {
-                path: path.to_string(),
-                at,
-                column: "strength",
-                problem: "is empty on a bar that is not flat (an empty strength is allowed only where dir is 0)".into(),
-            })
-        }
+        Strength::Empty => f64::NAN,
         Strength::Absent => f64::from(dir),
     };
     raw.symbol.push(symbol);

@@ -103,31 +103,47 @@ fn own_signals_fed_back_give_identical_results_parquet_and_csv() {
 }
 
 /// Attack (round 34, older than it): a run's own `signals.parquet` with
-/// empty `avg` cells (the bars before `--cutout`, where `dir` is 0) was
-/// refused when fed back ("strength is empty (null)"), though the README
-/// calls it a valid signals file. An empty strength on a flat bar now
-/// reads as the run wrote it: every result file byte-identical, from
-/// Parquet and from the same rows as CSV (empty cells there).
+/// empty `avg` cells was refused when fed back ("strength is empty
+/// (null)"), though the README calls it a valid signals file. A run
+/// leaves `avg` empty before `--cutout` (flat bars) and where a large
+/// lambda overflows the equities (a second attack: held bars too, `dir`
+/// ±1). An empty strength now reads as no strength: every result file
+/// byte-identical, from Parquet and from the same rows as CSV (empty
+/// cells there), in both cases.
 #[test]
 fn own_signals_with_empty_avg_cells_fed_back_give_identical_results() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path();
     let data = p.join("d.parquet");
     write_walks(&data, "S", 3, 0, 300, 400);
-    let cut = ["--cutout", "60"];
-    run_to(p, &data, "atc", &cut).success();
-    let avg = f64_col(&read_parquet(&p.join("atc/signals.parquet")), "avg");
+    own_signals_round_trip(p, &data, &["--cutout", "60"], false);
+    own_signals_round_trip(p, &data, &["--lambda", "1000"], true);
+}
+
+/// A run with `opts`, its own signals fed back from Parquet and from CSV;
+/// `held`: some empty `avg` cells are on bars that hold a side.
+fn own_signals_round_trip(p: &Path, data: &Path, opts: &[&str], held: bool) {
+    for d in ["atc", "own", "csv"] {
+        let _ = std::fs::remove_dir_all(p.join(d));
+    }
+    run_to(p, data, "atc", opts).success();
+    let b = read_parquet(&p.join("atc/signals.parquet"));
+    let (avg, dir) = (f64_col(&b, "avg"), num_col(&b, "dir"));
     assert!(
         avg.iter().any(Option::is_none),
-        "the cutout leaves empty avg cells"
+        "{opts:?}: no empty avg cell"
     );
-    let mut args = cut.to_vec();
+    let on_held = avg
+        .iter()
+        .zip(&dir)
+        .any(|(a, d)| a.is_none() && *d != Some(0.0));
+    assert_eq!(on_held, held, "{opts:?}: empty avg cells on held bars");
+    let mut args = opts.to_vec();
     args.extend(["--signals", "atc/signals.parquet"]);
-    run_to(p, &data, "own", &args).success();
+    run_to(p, data, "own", &args).success();
     assert_same(&p.join("atc"), &p.join("own"), &SAME);
     // The same rows as CSV, an empty cell where avg is.
-    let b = read_parquet(&p.join("atc/signals.parquet"));
-    let (ts, sym, dir) = (ts_col(&b, "ts"), str_col(&b, "symbol"), num_col(&b, "dir"));
+    let (ts, sym) = (ts_col(&b, "ts"), str_col(&b, "symbol"));
     let mut text = String::from("ts,symbol,avg,dir\n");
     for i in 0..ts.len() {
         let t = chrono::DateTime::from_timestamp_micros(ts[i].unwrap()).unwrap();
@@ -140,9 +156,9 @@ fn own_signals_with_empty_avg_cells_fed_back_give_identical_results() {
         ));
     }
     std::fs::write(p.join("own.csv"), text).unwrap();
-    let mut args = cut.to_vec();
+    let mut args = opts.to_vec();
     args.extend(["--signals", "own.csv"]);
-    run_to(p, &data, "csv", &args).success();
+    run_to(p, data, "csv", &args).success();
     assert_same(&p.join("atc"), &p.join("csv"), &SAME);
 }
 
@@ -245,9 +261,12 @@ fn bad_signals_files_are_refused_naming_file_row_symbol_and_fix() {
             &["e.csv: line 2: dir is empty"],
         ),
         (
-            "ts,symbol,dir,strength\n2019-01-01,S0,-1,\n",
+            "ts,symbol,dir,strength\n2019-01-01,S0,-1,abc\n",
             "es.csv",
-            &["es.csv: line 2: strength is empty on a bar that is not flat"],
+            &[
+                "es.csv: line 2: strength \"abc\" is not a number",
+                "a strength cell is a number, or empty for none",
+            ],
         ),
         (
             "ts,symbol,dir\nyesterday,S0,1\n",
