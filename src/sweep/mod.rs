@@ -1217,8 +1217,9 @@ fn sweep_inner(
     }
 
     // The first sample's curves of a chunk's combinations, held until
-    // each is compared with the best so far, within a budget.
-    let curve_bytes = timelines.first().map_or(0, |t| t.len()) * 2 * 16;
+    // each is compared with the best so far, within a budget: two curves
+    // of a timestamp, an equity and a gross per bar.
+    let curve_bytes = timelines.first().map_or(0, |t| t.len()) * 2 * 24;
     let keep_curves = rank.is_some() && curve_bytes * sizing.max <= CURVE_BUDGET_BYTES;
     let mut out = Emitter {
         data,
