@@ -895,8 +895,9 @@ impl FloatPages {
                     slices.push(&bytes[r.start * 8..r.end * 8]);
                 }
                 Some(n) => {
+                    let valid = n.inner().slice(r.start, r.len());
                     let mut at = r.start;
-                    for (s, e) in n.inner().slice(r.start, r.len()).set_slices() {
+                    for (s, e) in valid.set_slices() {
                         let (s, e) = (r.start + s, r.start + e);
                         level(&mut levels, 0, s - at);
                         level(&mut levels, 1, e - s);
@@ -904,7 +905,7 @@ impl FloatPages {
                         at = e;
                     }
                     level(&mut levels, 0, r.end - at);
-                    nulls += r.len() - n.inner().slice(r.start, r.len()).count_set_bits();
+                    nulls += r.len() - valid.count_set_bits();
                 }
             }
         }
@@ -923,7 +924,8 @@ impl FloatPages {
                 &self.gathered
             }
         };
-        let mut buf = levels.clone();
+        let (levels_len, size) = (levels.len(), levels.len() + values.len());
+        let mut buf = levels;
         let compression = if values.is_empty() {
             Compression::UNCOMPRESSED
         } else {
@@ -939,9 +941,8 @@ impl FloatPages {
             buf.extend_from_slice(&self.compressed[..n]);
             Compression::LZ4_RAW
         };
-        let size = levels.len() + values.len();
         self.chunk
-            .data_page_v2(buf, levels.len(), rows, nulls, size, compression)
+            .data_page_v2(buf, levels_len, rows, nulls, size, compression)
     }
 }
 

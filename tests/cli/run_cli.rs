@@ -376,22 +376,12 @@ fn killed_run_leaves_no_complete_looking_directory() {
         .map(|k| walk(&format!("S{k:03}"), k, 2000))
         .collect();
     write_ohlcv(&data, &series);
-    let bin = assert_cmd::cargo::cargo_bin("atc-bt");
     let mut killed_before_done = 0;
     // Kill at several moments (store build, compute, write); whatever the
     // moment, the result directory is either absent or complete.
     for (k, delay) in [30u64, 120, 300, 700].into_iter().enumerate() {
         let out = tmp.path().join(format!("r{k}"));
-        let mut child = std::process::Command::new(&bin)
-            .current_dir(tmp.path())
-            .args(["run", "-q", "--no-cache", "--threads", "1", "--data"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = one_thread_run(tmp.path(), &data, &out, std::process::Stdio::null());
         std::thread::sleep(std::time::Duration::from_millis(delay));
         let _ = child.kill();
         let status = child.wait().unwrap();
@@ -876,17 +866,7 @@ fn a_run_waits_for_the_output_lock_before_its_commit_and_report() {
     write_ohlcv(&data, &series);
     let out = tmp.path().join("runs").join("r");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("atc-bt");
-    let mut child = std::process::Command::new(&bin)
-        .current_dir(tmp.path())
-        .args(["run", "-q", "--no-cache", "--threads", "1", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = one_thread_run(tmp.path(), &data, &out, std::process::Stdio::piped());
     // The run's temporary directory, once it holds `name`.
     let partial_has = |name: &str| {
         std::fs::read_dir(out.parent().unwrap())
@@ -971,4 +951,24 @@ fn a_run_checks_its_out_only_when_the_job_before_has_drawn_its_report() {
         "the second run did not wait its turn: {}",
         String::from_utf8_lossy(&done.stderr)
     );
+}
+
+/// A `run -q --no-cache --threads 1` child in `dir` from `data` into
+/// `out`, stdout discarded, stderr to `stderr`.
+fn one_thread_run(
+    dir: &std::path::Path,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("atc-bt"))
+        .current_dir(dir)
+        .args(["run", "-q", "--no-cache", "--threads", "1", "--data"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }

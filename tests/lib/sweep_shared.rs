@@ -215,51 +215,12 @@ fn shared_stage_reports_bad_series_and_params_like_the_engine() {
 #[test]
 fn every_sweep_row_equals_run_with_its_parameters() {
     use atc_bt::backtest::ExitReason;
-    use atc_bt::data::{DataOptions, Dataset};
     use atc_bt::run::output::Aggregate;
     use atc_bt::run::{run, RunPlan, Strategy};
     use atc_bt::sweep::{pin_samples, samples, sweep, Grid, Row};
 
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("ragged.parquet");
-    // Different lengths, starts and ends, so windows, spans and the
-    // portfolio timeline differ per symbol and sample.
-    let full = common::weekdays(420);
-    let series: Vec<common::Series> = (0..7u64)
-        .map(|k| {
-            let (skip, len) = (
-                [0, 30, 0, 90, 5, 0, 200][k as usize],
-                [420, 390, 300, 330, 400, 250, 220][k as usize],
-            );
-            let mut s = common::walk(&format!("R{k}"), 90 + k, len);
-            s.ts = full[skip..skip + len].to_vec();
-            if k == 2 {
-                // Rising into its last bar, which is inside the window:
-                // held there, so closed at that bar (end of data).
-                for i in len - 80..len {
-                    s.close[i] = s.close[i - 1] * 1.01;
-                    s.open[i] = (s.close[i - 1] + s.close[i]) / 2.0;
-                }
-            }
-            s
-        })
-        .collect();
-    common::write_ohlcv(&path, &series);
-    let data = Dataset::open(
-        &DataOptions {
-            data: path,
-            store: Some(tmp.path().join("store")),
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    let plan = RunPlan {
-        series: (0..data.series().len()).collect(),
-        from: Some(full[20]),
-        to: Some(full[400]),
-        warmup_bars: Some(60),
-    };
+    let (data, plan, full) = ragged_data(tmp.path());
     // Many axes (one chunk per lengths group), and a long lambda axis
     // (several chunks: rows written while the next chunk runs).
     let grids: Vec<Grid> = [
@@ -381,45 +342,16 @@ fn every_sweep_row_equals_run_with_its_parameters() {
 /// `Ranking::order`'s first; and [`sweep`] (no ranking) keeps none.
 #[test]
 fn a_sweeps_best_curve_is_the_run_of_its_best_combination() {
-    use atc_bt::data::{DataOptions, Dataset};
-    use atc_bt::run::{run, RunPlan, Strategy};
+    use atc_bt::run::{run, Strategy};
     use atc_bt::sweep::{pin_samples, samples, sweep, sweep_ranked, Grid, RankBy, Ranking};
 
     let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("ragged.parquet");
-    let full = common::weekdays(360);
-    let series: Vec<common::Series> = (0..5u64)
-        .map(|k| {
-            let (skip, len) = (
-                [0, 40, 0, 70, 10][k as usize],
-                [360, 320, 280, 290, 330][k as usize],
-            );
-            let mut s = common::walk(&format!("B{k}"), 300 + k, len);
-            s.ts = full[skip..skip + len].to_vec();
-            s
-        })
-        .collect();
-    common::write_ohlcv(&path, &series);
-    let data = Dataset::open(
-        &DataOptions {
-            data: path,
-            store: Some(tmp.path().join("store")),
-            ..Default::default()
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    let plan = RunPlan {
-        series: (0..data.series().len()).collect(),
-        from: Some(full[15]),
-        to: Some(full[340]),
-        warmup_bars: Some(50),
-    };
+    let (data, plan, full) = ragged_data(tmp.path());
     let mut grid = Grid::default();
     grid.set_axis("lambda", "0.01:0.2:0.01").unwrap();
     grid.set_axis("decay", "0.03,0.2").unwrap();
     let base = Strategy::default();
-    let mut smp = samples(plan.from, plan.to, Some(full[200]));
+    let mut smp = samples(plan.from, plan.to, Some(full[250]));
     pin_samples(&data, &plan.series, &mut smp);
     let cache = atc_bt::cache::Cache::disabled();
     let bits = |c: &atc_bt::backtest::Curve| -> (Vec<i64>, Vec<u64>, Vec<u64>) {
@@ -477,4 +409,49 @@ fn a_sweeps_best_curve_is_the_run_of_its_best_combination() {
         &|| {},
     );
     assert!(plain.unwrap().best_curve.is_none());
+}
+
+/// Seven ragged series (different lengths, starts and ends, so windows,
+/// spans and the portfolio timeline differ per symbol and sample; one
+/// rises into its last bar inside the window, so it is closed there at the
+/// end of its data) in a store under `dir`, the plan of a window with
+/// warm-up over them, and their weekday timestamps.
+fn ragged_data(dir: &std::path::Path) -> (atc_bt::data::Dataset, atc_bt::run::RunPlan, Vec<i64>) {
+    use atc_bt::data::{DataOptions, Dataset};
+    let path = dir.join("ragged.parquet");
+    let full = common::weekdays(420);
+    let series: Vec<common::Series> = (0..7u64)
+        .map(|k| {
+            let (skip, len) = (
+                [0, 30, 0, 90, 5, 0, 200][k as usize],
+                [420, 390, 300, 330, 400, 250, 220][k as usize],
+            );
+            let mut s = common::walk(&format!("R{k}"), 90 + k, len);
+            s.ts = full[skip..skip + len].to_vec();
+            if k == 2 {
+                for i in len - 80..len {
+                    s.close[i] = s.close[i - 1] * 1.01;
+                    s.open[i] = (s.close[i - 1] + s.close[i]) / 2.0;
+                }
+            }
+            s
+        })
+        .collect();
+    common::write_ohlcv(&path, &series);
+    let data = Dataset::open(
+        &DataOptions {
+            data: path,
+            store: Some(dir.join("store")),
+            ..Default::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let plan = atc_bt::run::RunPlan {
+        series: (0..data.series().len()).collect(),
+        from: Some(full[20]),
+        to: Some(full[400]),
+        warmup_bars: Some(60),
+    };
+    (data, plan, full)
 }
