@@ -491,15 +491,47 @@ impl Table {
 
     /// Writes the footer and syncs the file to disk.
     pub fn finish(self) -> Result<(), WriteError> {
+        self.close()?.sync()
+    }
+
+    /// Writes the footer, leaving the sync to the caller
+    /// ([`Unsynced::sync`]): a run syncs its large files on threads of
+    /// their own while its last CPU work runs beside them.
+    pub fn close(self) -> Result<Unsynced, WriteError> {
         let path = self.path;
         let trace = self.trace;
         let file = self.writer.into_inner().map_err(|e| WriteError::Parquet {
             path: path.clone(),
             message: trace.explain(e),
         })?;
-        file.file()
-            .sync_all()
-            .map_err(|source| WriteError::Io { path, source })
+        Ok(Unsynced {
+            path,
+            file: file.file,
+        })
+    }
+}
+
+/// A file whose bytes are all written but not yet synced to disk
+/// ([`Table::close`]).
+#[must_use = "a written file is durable only once synced"]
+pub struct Unsynced {
+    path: PathBuf,
+    file: File,
+}
+
+impl Unsynced {
+    /// `file`, written in full to `path`, to be synced.
+    pub fn new(path: PathBuf, file: File) -> Unsynced {
+        Unsynced { path, file }
+    }
+
+    /// Syncs the file's data and metadata to disk (`fsync`); the error
+    /// names the file.
+    pub fn sync(&self) -> Result<(), WriteError> {
+        self.file.sync_all().map_err(|source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
